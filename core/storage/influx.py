@@ -1,0 +1,866 @@
+"""InfluxDB 2.x backend: :class:`InfluxStore` and :func:`setup_influx`.
+
+Writing: points are encoded to line protocol in the caller's thread (a few µs each) and handed to influxdb-client's
+batching write API (batch size, flush interval, gzip, retries with exponential backoff and jitter), which sends from
+its own thread, so ``write()`` never waits for the network. A batch that still fails after the client's retries goes
+to an on-disk spool when the failure is retryable (server down, timeout, 429/5xx, auth/bucket problems a person can
+fix) and is replayed in order by a background thread; a batch the server rejects as bad data (400/413/422) is logged
+with the offending line and quarantined. While the spool holds anything, new batches are appended to it too, so the
+order of writes is kept and a long outage costs disk, not memory.
+
+Reading: every aggregation runs in InfluxDB (Flux ``aggregateWindow`` with tag filters; ``pivot`` to join status and
+to build rollup means); Python only parses the already-aggregated CSV. Windowed queries read the coarsest rollup
+bucket (1 min, 15 min, 1 h; maintained by InfluxDB tasks that :func:`setup_influx` creates) that divides the window
+and is complete for the requested range.
+
+URL form (for :func:`core.storage.open_store`)::
+
+    influx://HOST:PORT?org=ORG&bucket=BUCKET&token_file=PATH       (http)
+    influxs://HOST:PORT?...                                         (https)
+    influx://?env_file=PATH                                         (read WATTLINE_INFLUX_* from the file start.sh writes)
+
+Other query keys: ``token_env`` (name of the variable holding the token, default ``WATTLINE_INFLUX_TOKEN``),
+``batch_size``, ``flush_interval_ms``, ``gzip`` (1/0), ``spool_dir``, ``timeout_ms``. Keys left out fall back to the
+variables ``WATTLINE_INFLUX_ORG``, ``WATTLINE_INFLUX_BUCKET``, ``WATTLINE_INFLUX_TOKEN_FILE``. The token itself never
+goes into a URL, a log line or ``description``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import os
+import random
+import stat
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.errors import ConfigError, StoreError, StoreUnavailable
+from core.model import Point, SeriesKey
+from core.storage.base import (
+    ROLLUP_RESOLUTIONS_S,
+    SeriesInfo,
+    Store,
+    TagFilter,
+    TimeLike,
+    check_query_args,
+    choose_rollup,
+    pivot_frame,
+)
+from core.storage.influx_flux import (
+    last_query,
+    missing_query,
+    raw_query,
+    rollup_body,
+    rollup_bucket,
+    series_query,
+    task_flux,
+    task_name,
+    window_query,
+)
+from core.storage.influx_lp import MISSING_FIELD, STATUS_FIELD, LineEncoder, chunk_lines, flux_time
+from core.storage.influx_spool import Quarantine, Spool
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+HOUR_NS = 3600 * NS
+#: Lines per record handed to the client's batching API (one rx item per record: per-line items cost ~15 µs each).
+RECORD_LINES = 500
+#: Points older than this when written are "late": the rollup tasks' lookback may not cover them, so the store
+#: recomputes their hours itself [s].
+LATE_AFTER_S = 240
+#: Status codes that mean the batch itself is bad and retrying cannot help.
+BAD_DATA_STATUS = (400, 413, 422)
+_META_COLS = {"", "result", "table", "_time", "_value", "_start", "_stop", "_measurement", "_field"}
+
+
+class InfluxSettings(BaseModel):
+    """Connection and write settings of :class:`InfluxStore` (a frozen pydantic model, validated on creation).
+
+    Parameters
+    ----------
+    url : str
+        Server URL, e.g. ``http://127.0.0.1:8086``.
+    org, bucket : str
+        Organisation and bucket of raw points; rollups go to ``<bucket>_1m``, ``_15m``, ``_1h``.
+    token_env : str
+        Environment variable holding the API token (used when ``token_file`` is not set).
+    token_file : Path, optional
+        File holding the token (should be readable by its owner only).
+    batch_size : int
+        Lines per HTTP write.
+    flush_interval_ms : int
+        Longest time a line waits in the batch buffer [ms].
+    jitter_interval_ms, retry_interval_ms, max_retries, max_retry_delay_ms, max_retry_time_ms, exponential_base
+        The client's retry policy (exponential backoff with jitter); after it gives up the batch goes to the spool.
+    gzip : bool
+        Compress request bodies.
+    timeout_ms : int
+        HTTP timeout [ms].
+    spool_dir : Path, optional
+        Store-and-forward folder; default ``~/.cache/wattline/influx-spool/<host-port-bucket>``.
+    spool_max_mb : int
+        Spool bound [MiB]; the oldest batches are dropped (and logged) beyond it.
+    retention_days, rollup_retention_days : int
+        Bucket retention used by :func:`setup_influx` [days]; 0 keeps data forever.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = "http://127.0.0.1:8086"
+    org: str = "wattline"
+    bucket: str = "wattline"
+    token_env: str = "WATTLINE_INFLUX_TOKEN"
+    token_file: Path | None = None
+    batch_size: int = Field(5000, gt=0)
+    flush_interval_ms: int = Field(1000, gt=0)
+    jitter_interval_ms: int = Field(200, ge=0)
+    retry_interval_ms: int = Field(1000, gt=0)
+    max_retries: int = Field(3, ge=0)
+    max_retry_delay_ms: int = Field(8000, gt=0)
+    max_retry_time_ms: int = Field(15000, ge=0)
+    exponential_base: int = Field(2, ge=1)
+    gzip: bool = True
+    timeout_ms: int = Field(30000, gt=0)
+    spool_dir: Path | None = None
+    spool_max_mb: int = Field(1024, gt=0)
+    retention_days: int = Field(0, ge=0)
+    rollup_retention_days: int = Field(0, ge=0)
+
+    @classmethod
+    def from_url(cls, url: str) -> "InfluxSettings":
+        """Parse ``influx://host:port?key=value&...`` (see the module docstring); raise StoreError on bad keys."""
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("influx", "influxs"):
+            raise StoreError(f"store URL {url!r}: scheme must be influx:// or influxs://")
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query, keep_blank_values=True).items()}
+        env: dict[str, str] = dict(os.environ)
+        if "env_file" in query:
+            env.update(read_env_file(query.pop("env_file")))
+        valid = {"org", "bucket", "token_file", "token_env", "batch_size", "flush_interval_ms", "gzip", "spool_dir",
+                 "timeout_ms"}
+        unknown = sorted(set(query) - valid)
+        if unknown:
+            raise StoreError(f"store URL {url!r}: unknown key(s) {unknown}; valid: {sorted(valid | {'env_file'})}")
+        if "token" in parsed.query.split("&")[0:0] or parsed.password:
+            raise StoreError("do not put the InfluxDB token in the store URL; use token_file=PATH or token_env=VAR")
+        scheme = "https" if parsed.scheme == "influxs" else "http"
+        server = f"{scheme}://{parsed.netloc}" if parsed.netloc else env.get("WATTLINE_INFLUX_URL", "")
+        if not server:
+            raise StoreError(f"store URL {url!r} names no host: use influx://HOST:PORT?... or set WATTLINE_INFLUX_URL")
+        values: dict[str, Any] = {"url": server}
+        values["org"] = query.get("org") or env.get("WATTLINE_INFLUX_ORG") or "wattline"
+        values["bucket"] = query.get("bucket") or env.get("WATTLINE_INFLUX_BUCKET") or "wattline"
+        token_file = query.get("token_file") or env.get("WATTLINE_INFLUX_TOKEN_FILE")
+        if token_file:
+            values["token_file"] = token_file
+        for key in ("token_env", "batch_size", "flush_interval_ms", "spool_dir", "timeout_ms"):
+            if key in query:
+                values[key] = query[key]
+        if "gzip" in query:
+            values["gzip"] = query["gzip"].lower() in ("1", "true", "yes", "on")
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise StoreError(f"store URL {url!r}: {exc}") from exc
+
+    def read_token(self) -> str:
+        """Return the API token from ``token_file`` or the ``token_env`` variable (never logged)."""
+        if self.token_file is not None:
+            path = Path(self.token_file).expanduser()
+            try:
+                mode = path.stat().st_mode
+                token = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"InfluxDB token_file {path}: {exc.strerror}; point token_file at the file "
+                                  f"holding the API token") from exc
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                log.warning("InfluxDB token file %s is readable by other users; chmod 600 it", path)
+            if not token:
+                raise ConfigError(f"InfluxDB token_file {path} is empty")
+            return token
+        token = os.environ.get(self.token_env, "").strip()
+        if not token:
+            raise ConfigError(f"no InfluxDB token: set the environment variable {self.token_env} or token_file")
+        return token
+
+    def default_spool_dir(self) -> Path:
+        """Spool folder used when ``spool_dir`` is not set (one per server and bucket)."""
+        digest = hashlib.sha1(f"{self.url}|{self.org}|{self.bucket}".encode()).hexdigest()[:12]
+        base = Path(os.environ.get("WATTLINE_CACHE", Path.home() / ".cache" / "wattline"))
+        return base / "influx-spool" / digest
+
+
+def read_env_file(path: str | os.PathLike) -> dict[str, str]:
+    """Read ``KEY=VALUE`` lines (the env file written by ``deploy/influxdb/start.sh``)."""
+    out = {}
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(f"cannot read InfluxDB env file {path}: {exc.strerror}; run deploy/influxdb/start.sh") from exc
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _coerce_settings(config: Any) -> InfluxSettings:
+    if isinstance(config, InfluxSettings):
+        return config
+    if isinstance(config, str):
+        return InfluxSettings.from_url(config)
+    try:
+        if isinstance(config, Mapping):
+            return InfluxSettings(**config)
+        inner = getattr(config, "influx", None)  # a whole app config with an ``influx`` section
+        if inner is not None and inner is not config:
+            return _coerce_settings(inner)
+        if hasattr(config, "model_dump"):
+            return InfluxSettings(**config.model_dump())
+    except ValidationError as exc:
+        raise ConfigError(f"InfluxDB settings: {exc}") from exc
+    raise ConfigError(f"cannot read InfluxDB settings from {type(config).__name__}; give a URL or an influx section")
+
+
+def _is_bad_data(exc: BaseException) -> bool:
+    return getattr(exc, "status", None) in BAD_DATA_STATUS
+
+
+def _error_text(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    status = getattr(exc, "status", None)
+    if body:
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", errors="replace")
+        return f"HTTP {status}: {body}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class InfluxStore(Store):
+    """The :class:`~core.storage.base.Store` interface on InfluxDB 2.x.
+
+    Parameters
+    ----------
+    settings : InfluxSettings or str, optional
+        Settings, or an ``influx://`` URL.
+    **overrides
+        Individual settings (e.g. ``batch_size=10000``) applied over ``settings``.
+    """
+
+    def __init__(self, settings: InfluxSettings | str | None = None, **overrides: Any) -> None:
+        from influxdb_client import InfluxDBClient
+
+        base = _coerce_settings(settings) if settings is not None else InfluxSettings()
+        if overrides:
+            try:
+                base = base.model_copy(update=overrides)
+                base = InfluxSettings(**base.model_dump())  # re-validate the overrides
+            except ValidationError as exc:
+                raise ConfigError(f"InfluxDB settings: {exc}") from exc
+        self.settings = s = base
+        host = urllib.parse.urlsplit(s.url).netloc
+        self.description = f"influx://{host}?org={s.org}&bucket={s.bucket}"
+        self._client = InfluxDBClient(url=s.url, token=s.read_token(), org=s.org, timeout=s.timeout_ms,
+                                      enable_gzip=s.gzip)
+        self._query_api = self._client.query_api()
+        self._encoder = LineEncoder()
+        spool_dir = Path(s.spool_dir).expanduser() if s.spool_dir else s.default_spool_dir()
+        self.spool = Spool(spool_dir, max_bytes=s.spool_max_mb * 1024 * 1024)
+        self.quarantine = Quarantine(spool_dir / "quarantine.lp")
+        self._lock = threading.Lock()
+        self._done = threading.Condition(self._lock)
+        self._submitted = 0  # lines handed to the client
+        self._finished = 0  # lines the client reported back (written, spooled or quarantined)
+        self._dirty: set[int] = set()  # hours [ns // HOUR_NS] whose rollups this store must recompute
+        self._rollups_ok: tuple[bool, float] = (False, 0.0)
+        self._api_lock = threading.Lock()
+        self._write_api = self._new_write_api()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._closed = False
+        self._replayer = threading.Thread(target=self._replay_loop, name="influx-spool-replay", daemon=True)
+        self._replayer.start()
+
+    @classmethod
+    def from_url(cls, url: str) -> "InfluxStore":
+        """Open a store from an ``influx://`` URL (see the module docstring)."""
+        return cls(InfluxSettings.from_url(url))
+
+    def __repr__(self) -> str:
+        return f"InfluxStore({self.description})"
+
+    # -- writing -------------------------------------------------------------------------------------------------------
+    def _new_write_api(self):
+        from influxdb_client.client.write_api import WriteOptions
+        from reactivex.scheduler import ThreadPoolScheduler
+
+        s = self.settings
+        options = WriteOptions(
+            batch_size=max(1, s.batch_size // RECORD_LINES),
+            flush_interval=s.flush_interval_ms,
+            jitter_interval=s.jitter_interval_ms,
+            retry_interval=s.retry_interval_ms,
+            max_retries=s.max_retries,
+            max_retry_delay=s.max_retry_delay_ms,
+            max_retry_time=s.max_retry_time_ms,
+            exponential_base=s.exponential_base,
+            max_close_wait=s.max_retry_time_ms + s.timeout_ms + s.flush_interval_ms + 5000,
+            # one sender thread per store: batches leave in the order they were written
+            write_scheduler=ThreadPoolScheduler(max_workers=1),
+        )
+        return self._client.write_api(write_options=options, success_callback=self._on_success,
+                                      error_callback=self._on_error)
+
+    @staticmethod
+    def _nlines(data: bytes) -> int:
+        return data.count(b"\n") + 1 if data else 0
+
+    def _finish(self, n: int) -> None:
+        with self._done:
+            self._finished += n
+            self._done.notify_all()
+
+    def _on_success(self, conf, data: bytes) -> None:
+        self._finish(self._nlines(data))
+
+    def _on_error(self, conf, data: bytes, exc: BaseException) -> None:
+        try:
+            if _is_bad_data(exc):
+                self.quarantine.add(data, _error_text(exc))
+            else:
+                log.warning("InfluxDB write failed after retries (%s); %d lines kept in the spool %s",
+                            _error_text(exc)[:300], self._nlines(data), self.spool.folder)
+                self.spool.append(data)
+                self._wake.set()
+        finally:
+            self._finish(self._nlines(data))
+
+    def write(self, points: Iterable[Point]) -> int:
+        enc = self._encoder
+        lines = []
+        n = 0
+        lo = hi = None
+        for point in points:
+            line, k = enc.encode_point(point)
+            lines.append(line)
+            n += k
+            t = point.time_ns
+            if lo is None or t < lo:
+                lo = t
+            if hi is None or t > hi:
+                hi = t
+        if lines:
+            self._submit(lines, lo, hi)
+        return n
+
+    def write_arrays(self, key: SeriesKey, times_ns, values, status=None) -> int:
+        times = np.asarray(times_ns, dtype=np.int64)
+        vals = np.asarray(values, dtype=float)
+        if times.shape != vals.shape:
+            raise StoreError(f"write_arrays: {len(times)} timestamps but {len(vals)} values for {key}")
+        if not len(times):
+            return 0
+        codes = np.zeros(len(times), dtype=np.int64) if status is None else np.asarray(status, dtype=np.int64)
+        lines = self._encoder.encode_arrays(key, times, vals, codes)
+        self._submit(lines, int(times.min()), int(times.max()))
+        return len(times)
+
+    def write_line_protocol(self, lines: Iterable[str]) -> int:
+        """Write raw line-protocol lines (import path); returns the number of lines queued."""
+        lines = [ln for ln in lines if ln.strip()]
+        if lines:
+            self._submit(lines, None, None)
+        return len(lines)
+
+    def _submit(self, lines: list[str], lo: int | None, hi: int | None) -> None:
+        if self._closed:
+            raise StoreError(f"store {self.description} is closed")
+        if lo is not None and lo < time.time_ns() - LATE_AFTER_S * NS:
+            self._mark_dirty(lo, hi)
+        if len(self.spool):
+            # Keep order: while older batches wait in the spool, newer ones queue behind them on disk.
+            self.spool.append("\n".join(lines).encode("utf-8"))
+            self._wake.set()
+            return
+        with self._done:
+            self._submitted += len(lines)
+        with self._api_lock:
+            api = self._write_api
+            for chunk in chunk_lines(lines, RECORD_LINES):
+                api.write(bucket=self.settings.bucket, org=self.settings.org, record=chunk.encode("utf-8"))
+
+    def _mark_dirty(self, lo: int, hi: int) -> None:
+        with self._lock:
+            self._dirty.update(range(lo // HOUR_NS, hi // HOUR_NS + 1))
+
+    def _wait_written(self, timeout_s: float) -> bool:
+        # The client's WriteApi.flush() is a no-op, so closing the batching pipeline is the only way to push a
+        # partial batch now; a fresh pipeline takes over for later writes.
+        with self._api_lock:
+            old, self._write_api = self._write_api, self._new_write_api()
+        old.close()  # waits until its batches are written, spooled or quarantined
+        deadline = time.monotonic() + timeout_s
+        with self._done:
+            while self._finished < self._submitted:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._done.wait(min(left, 0.5))
+        return True
+
+    def flush(self, timeout_s: float = 120.0) -> None:
+        """Write pending batches, replay the spool if the server is up, and refresh rollups of late points.
+
+        Never raises for an unreachable server: unsent points stay in the spool (durable on disk).
+        """
+        if self._closed:
+            return
+        if not self._wait_written(timeout_s):
+            log.warning("InfluxDB flush: pending writes did not finish within %.0f s", timeout_s)
+        self._replay_all(deadline=time.monotonic() + timeout_s)
+        if not len(self.spool):
+            try:
+                self.refresh_dirty_rollups()
+            except StoreUnavailable as exc:
+                log.warning("InfluxDB rollup refresh postponed: %s", exc)
+
+    def close(self) -> None:
+        """Flush, stop the replay thread and close the client."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._stop.set()
+            self._wake.set()
+            self._replayer.join(timeout=10)
+            with self._api_lock:
+                self._write_api.close()
+            self._client.close()
+
+    # -- spool replay --------------------------------------------------------------------------------------------------
+    def _post(self, data: bytes) -> None:
+        """One synchronous write without client-side retries (the replay loop does its own backoff)."""
+        self._client.api_client.call_api  # noqa: B018 - keeps mypy quiet about the attribute below
+        from influxdb_client.service.write_service import WriteService
+
+        service = getattr(self, "_write_service", None)
+        if service is None:
+            service = self._write_service = WriteService(self._client.api_client)
+        service.post_write(org=self.settings.org, bucket=self.settings.bucket, body=data, precision="ns",
+                           content_type="text/plain; charset=utf-8", async_req=False)
+
+    def _replay_one(self) -> bool | None:
+        """Replay the oldest segment. True: delivered or quarantined; False: server unavailable; None: empty."""
+        item = self.spool.oldest()
+        if item is None:
+            return None
+        path, data = item
+        try:
+            self._post(data)
+        except Exception as exc:  # noqa: BLE001 - any failure of the request decides spool vs quarantine below
+            if _is_bad_data(exc):
+                self.quarantine.add(data, _error_text(exc))
+                self.spool.remove(path)
+                return True
+            log.debug("spool replay failed: %s", _error_text(exc)[:200])
+            return False
+        self.spool.remove(path)
+        self._mark_dirty_lines(data)
+        log.info("replayed %d spooled lines to InfluxDB (%d segments left)", self._nlines(data), len(self.spool))
+        return True
+
+    def _mark_dirty_lines(self, data: bytes) -> None:
+        times = [int(line.rsplit(b" ", 1)[1]) for line in data.split(b"\n") if line.strip()]
+        if times and min(times) < time.time_ns() - LATE_AFTER_S * NS:
+            self._mark_dirty(min(times), max(times))
+
+    def _replay_all(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            done = self._replay_one()
+            if not done:
+                return
+
+    def _replay_loop(self) -> None:
+        attempt = 0
+        last_refresh = time.monotonic()
+        while not self._stop.is_set():
+            result = self._replay_one() if len(self.spool) else None
+            if result is True:
+                attempt = 0
+                continue
+            if result is False:
+                # Exponential backoff with jitter, capped by the client's max retry delay.
+                delay = min(self.settings.max_retry_delay_ms / 1000,
+                            self.settings.retry_interval_ms / 1000 * self.settings.exponential_base ** attempt)
+                attempt = min(attempt + 1, 20)
+                self._stop.wait(delay * (0.5 + random.random()))
+                continue
+            attempt = 0
+            self._wake.wait(5.0)
+            self._wake.clear()
+            if self._dirty and time.monotonic() - last_refresh > 30 and not len(self.spool):
+                with self._done:
+                    idle = self._finished >= self._submitted
+                if idle:
+                    last_refresh = time.monotonic()
+                    try:
+                        self.refresh_dirty_rollups()
+                    except Exception as exc:  # noqa: BLE001 - background thread: log and retry later
+                        log.warning("InfluxDB rollup refresh postponed: %s", exc)
+
+    # -- rollups -------------------------------------------------------------------------------------------------------
+    def rollups_ready(self) -> bool:
+        """True when the rollup buckets exist (``wattline influx setup`` was run); cached for 60 s."""
+        ok, when = self._rollups_ok
+        if time.monotonic() - when < 60:
+            return ok
+        try:
+            api = self._client.buckets_api()
+            ok = all(api.find_bucket_by_name(rollup_bucket(self.settings.bucket, r)) is not None
+                     for r in ROLLUP_RESOLUTIONS_S)
+        except Exception as exc:  # noqa: BLE001 - treat as "no rollups" and read raw points
+            log.debug("cannot check rollup buckets: %s", exc)
+            ok = False
+        if not ok:
+            log.info("InfluxDB rollup buckets of %s are missing: windowed queries read raw points; "
+                     "run `wattline influx setup`", self.settings.bucket)
+        self._rollups_ok = (ok, time.monotonic())
+        return ok
+
+    def refresh_rollups(self, start_ns: int, stop_ns: int, progress: bool = False) -> None:
+        """Recompute all rollups for ``[start, stop)`` (widened to whole hours) inside InfluxDB."""
+        if not self.rollups_ready():
+            return
+        lo = (int(start_ns) // HOUR_NS) * HOUR_NS
+        hi = -(-int(stop_ns) // HOUR_NS) * HOUR_NS
+        step = 24 * HOUR_NS
+        chunks = [(a, min(a + step, hi)) for a in range(lo, hi, step)]
+        bar = None
+        if progress and len(chunks) > 1:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(chunks), desc="rollups", unit="day")
+        for a, b in chunks:
+            for res in ROLLUP_RESOLUTIONS_S:
+                self._run(rollup_body(self.settings.bucket, self.settings.org, res, flux_time(a), flux_time(b)))
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+
+    def refresh_dirty_rollups(self, progress: bool = False) -> None:
+        """Recompute the rollups of hours that received late points through this store."""
+        with self._lock:
+            hours, self._dirty = sorted(self._dirty), set()
+        if not hours:
+            return
+        try:
+            start = prev = hours[0]
+            for h in hours[1:] + [None]:
+                if h is None or h != prev + 1:
+                    self.refresh_rollups(start * HOUR_NS, (prev + 1) * HOUR_NS, progress=progress)
+                    start = h
+                prev = h if h is not None else prev
+        except BaseException:
+            with self._lock:
+                self._dirty.update(hours)  # try again later
+            raise
+
+    def _usable_rollup(self, window_s: int, start_ns: int, stop_ns: int) -> int | None:
+        res = choose_rollup(window_s, start_ns, stop_ns)
+        if res is None or not self.rollups_ready():
+            return None
+        now = time.time_ns()
+        for r in sorted((r for r in ROLLUP_RESOLUTIONS_S if r <= res), reverse=True):
+            r_ns = r * NS
+            if window_s % r or start_ns % r_ns or stop_ns % r_ns:
+                continue
+            # The task for a window runs after the window closes plus its offset; 150 s covers the offsets.
+            horizon = ((now - 150 * NS) // r_ns) * r_ns
+            if stop_ns <= horizon:
+                return r
+        return None
+
+    # -- reading -------------------------------------------------------------------------------------------------------
+    def _run(self, flux: str) -> str:
+        from influxdb_client.client.exceptions import InfluxDBError
+        from influxdb_client.rest import ApiException
+
+        dialect = _dialect()
+        try:
+            resp = self._query_api.query_raw(flux, org=self.settings.org, dialect=dialect)
+            data = resp.data if hasattr(resp, "data") else resp.read()
+        except (ApiException, InfluxDBError) as exc:
+            status = getattr(exc, "status", None)
+            if status is not None and status >= 500:
+                raise StoreUnavailable(f"InfluxDB {self.description} failed the query: {_error_text(exc)[:500]}") from exc
+            raise StoreError(f"InfluxDB {self.description} rejected the query: {_error_text(exc)[:500]}") from exc
+        except Exception as exc:  # connection refused, timeout
+            raise StoreUnavailable(f"InfluxDB {self.description} is unreachable: {exc}") from exc
+        return data.decode("utf-8") if isinstance(data, bytes) else str(data)
+
+    def _table(self, flux: str) -> pd.DataFrame:
+        """Run a query and return all result tables as one frame of strings (tag values kept verbatim)."""
+        text = self._run(flux)
+        frames = []
+        for section in text.replace("\r\n", "\n").split("\n\n"):
+            if not section.strip():
+                continue
+            frame = pd.read_csv(io.StringIO(section), dtype=str, keep_default_na=False, na_filter=False)
+            if "error" in frame.columns and "reference" in frame.columns:
+                raise StoreError(f"InfluxDB query error: {frame['error'].iloc[0]}")
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True).fillna("")
+
+    @staticmethod
+    def _tag_columns(frame: pd.DataFrame, exclude: Iterable[str] = ()) -> list[str]:
+        skip = _META_COLS | set(exclude) | {STATUS_FIELD, MISSING_FIELD}
+        return sorted(c for c in frame.columns if c not in skip and not c.startswith("Unnamed"))
+
+    @staticmethod
+    def _finish_frame(frame: pd.DataFrame, tags: list[str], value: pd.Series, status: pd.Series | None,
+                      window_ns: int | None, integer: bool) -> pd.DataFrame:
+        times = pd.to_datetime(frame["_time"], utc=True, format="ISO8601").astype("int64")
+        if window_ns:
+            times = (times // window_ns) * window_ns
+        out = pd.DataFrame({"time": pd.to_datetime(times, unit="ns", utc=True)})
+        for tag in tags:
+            out[tag] = frame[tag].where(frame[tag] != "", None).to_numpy()
+        out["value"] = value.to_numpy().astype("int64" if integer else "float64")
+        if status is not None:
+            out["status"] = status.to_numpy()
+        out = out.sort_values(tags + ["time"], kind="stable", na_position="first") if tags else out.sort_values("time")
+        return out.reset_index(drop=True)
+
+    def query(
+        self,
+        measurement: str,
+        field: str,
+        start: TimeLike,
+        stop: TimeLike,
+        tags: TagFilter | None = None,
+        window_s: int | None = None,
+        agg: str = "mean",
+        pivot: str | None = None,
+    ) -> pd.DataFrame:
+        check_query_args(field, window_s, agg)
+        start_ns, stop_ns = self._range_ns(start, stop)
+        bucket = self.settings.bucket
+        if window_s is None:
+            frame = self._table(raw_query(bucket, measurement, field, start_ns, stop_ns, tags))
+            if frame.empty:
+                return _empty_frame(status=True, pivot=pivot)
+            tags_cols = self._tag_columns(frame, exclude=[field])
+            value = pd.to_numeric(frame[field], errors="coerce") if field in frame else pd.Series(np.nan, index=frame.index)
+            status = frame[STATUS_FIELD] if STATUS_FIELD in frame else pd.Series("", index=frame.index)
+            status = pd.to_numeric(status.replace("", "0"), errors="coerce").fillna(0).astype("int64")
+            out = self._finish_frame(frame, tags_cols, value, status, None, False)
+        else:
+            window_s = int(window_s)
+            res = self._usable_rollup(window_s, start_ns, stop_ns)
+            self.last_rollup = res  # for tests and benchmarks: which resolution answered
+            frame = self._table(window_query(bucket, measurement, field, start_ns, stop_ns, tags, window_s, agg, res))
+            if frame.empty:
+                return _empty_frame(status=False, pivot=pivot)
+            value = pd.to_numeric(frame["_value"], errors="coerce")
+            keep = value.notna()
+            frame, value = frame[keep], value[keep]
+            out = self._finish_frame(frame, self._tag_columns(frame), value, None, window_s * NS, agg == "count")
+        return pivot_frame(out, pivot) if pivot else out
+
+    def last_values(self, measurement: str, field: str, tags: TagFilter | None = None) -> pd.DataFrame:
+        frame = self._table(last_query(self.settings.bucket, measurement, field, tags))
+        if frame.empty:
+            return _empty_frame(status=True)
+        tag_cols = self._tag_columns(frame)
+        marker = f",{field},"
+        best: dict[tuple, dict] = {}
+        for row in frame.to_dict("records"):
+            key = tuple(row.get(t, "") for t in tag_cols)
+            entry = best.setdefault(key, {})
+            entry[row["_field"]] = (row["_time"], row["_value"])
+        rows = []
+        for key, entry in best.items():
+            candidates = []
+            if field in entry:
+                candidates.append((pd.Timestamp(entry[field][0]), float(entry[field][1])))
+            if MISSING_FIELD in entry and marker in entry[MISSING_FIELD][1]:
+                candidates.append((pd.Timestamp(entry[MISSING_FIELD][0]), math.nan))
+            if not candidates:
+                continue
+            when, value = max(candidates, key=lambda c: c[0])
+            status = 0
+            if STATUS_FIELD in entry and pd.Timestamp(entry[STATUS_FIELD][0]) == when:
+                status = int(entry[STATUS_FIELD][1])
+            else:
+                status = self._status_at(measurement, dict(zip(tag_cols, key)), when)
+            rows.append({"_time": when.isoformat(), **dict(zip(tag_cols, key)), "value": value, "status": status})
+        if not rows:
+            return _empty_frame(status=True)
+        table = pd.DataFrame(rows)
+        return self._finish_frame(table, tag_cols, table["value"], table["status"].astype("int64"), None, False)
+
+    def _status_at(self, measurement: str, tags: dict[str, str], when: pd.Timestamp) -> int:
+        t = int(when.value)
+        flux = raw_query(self.settings.bucket, measurement, STATUS_FIELD, t, t + 1,
+                         {k: v for k, v in tags.items() if v != ""})
+        frame = self._table(flux)
+        if frame.empty or STATUS_FIELD not in frame:
+            return 0
+        return int(frame[STATUS_FIELD].iloc[0] or 0)
+
+    def series(self, measurement: str | None = None) -> list[SeriesInfo]:
+        bucket = self.settings.bucket
+        stats: dict[SeriesKey, list[int]] = {}  # key -> [count, first_ns, last_ns]
+
+        def key_of(row: dict, tag_cols: list[str], field: str) -> SeriesKey:
+            return SeriesKey.of(row["_measurement"], {t: row[t] for t in tag_cols if row.get(t, "") != ""}, field)
+
+        parts = {fn: self._table(series_query(bucket, measurement, fn)) for fn in ("count", "first", "last")}
+        for fn, frame in parts.items():
+            if frame.empty:
+                continue
+            tag_cols = self._tag_columns(frame)
+            times = (pd.to_datetime(frame["_time"], utc=True, format="ISO8601").astype("int64").tolist()
+                     if "_time" in frame else [0] * len(frame))
+            for row, t in zip(frame.to_dict("records"), times):
+                if row["_field"] == MISSING_FIELD:
+                    continue
+                entry = stats.setdefault(key_of(row, tag_cols, row["_field"]), [0, t, t])
+                if fn == "count":
+                    entry[0] += int(row["_value"])
+                elif fn == "first":
+                    entry[1] = t
+                else:
+                    entry[2] = t
+        missing = self._table(missing_query(bucket, measurement))
+        if not missing.empty:
+            tag_cols = self._tag_columns(missing)
+            times = pd.to_datetime(missing["_time"], utc=True, format="ISO8601").astype("int64").tolist()
+            for row, t in zip(missing.to_dict("records"), times):
+                for name in [f for f in row["_value"].split(",") if f]:
+                    entry = stats.setdefault(key_of(row, tag_cols, name), [0, t, t])
+                    entry[0] += 1
+                    entry[1] = min(entry[1], t)
+                    entry[2] = max(entry[2], t)
+        return [SeriesInfo(k, c, f, l) for k, (c, f, l) in sorted(stats.items(), key=lambda kv: repr(kv[0]))]
+
+
+def _dialect():
+    from influxdb_client import Dialect
+
+    return Dialect(header=True, annotations=[], delimiter=",", comment_prefix="#", date_time_format="RFC3339Nano")
+
+
+def _empty_frame(status: bool, pivot: str | None = None) -> pd.DataFrame:
+    if pivot:
+        return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"))
+    cols = {"time": pd.Series([], dtype="datetime64[ns, UTC]"), "value": pd.Series([], dtype="float64")}
+    if status:
+        cols["status"] = pd.Series([], dtype="int64")
+    return pd.DataFrame(cols)
+
+
+# -- setup ------------------------------------------------------------------------------------------------------------
+def setup_influx(config: Any, *, backfill: bool = True, progress: bool = True) -> list[str]:
+    """Create (idempotently) the buckets and the rollup tasks Wattline needs, and backfill rollups.
+
+    Parameters
+    ----------
+    config : InfluxSettings, str or mapping
+        Settings, an ``influx://`` URL, a mapping of settings, or an app config with an ``influx`` section.
+    backfill : bool
+        Compute rollups for raw points already in the bucket (a first setup on existing data).
+    progress : bool
+        Show a tqdm bar while backfilling.
+
+    Returns
+    -------
+    list of str
+        One line per action (``created bucket ...``, ``task ... up to date``), for the CLI to print.
+    """
+    from influxdb_client import BucketRetentionRules, InfluxDBClient, TaskCreateRequest, TaskUpdateRequest
+
+    s = _coerce_settings(config)
+    actions: list[str] = []
+    client = InfluxDBClient(url=s.url, token=s.read_token(), org=s.org, timeout=s.timeout_ms)
+    try:
+        try:
+            orgs = client.organizations_api().find_organizations(org=s.org)
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "status", None) == 404:
+                orgs = []
+            elif getattr(exc, "status", None) is None:
+                raise StoreUnavailable(f"InfluxDB at {s.url} is unreachable: {exc}") from exc
+            else:
+                raise StoreError(f"InfluxDB at {s.url}: {_error_text(exc)[:300]}") from exc
+        if not orgs:
+            raise ConfigError(f"InfluxDB organisation {s.org!r} does not exist at {s.url}; set org to an existing one")
+        org_id = orgs[0].id
+        buckets_api = client.buckets_api()
+        wanted = [(s.bucket, s.retention_days)] + [(rollup_bucket(s.bucket, r), s.rollup_retention_days)
+                                                   for r in ROLLUP_RESOLUTIONS_S]
+        for name, days in wanted:
+            rules = [BucketRetentionRules(type="expire", every_seconds=days * 86400)] if days else []
+            found = buckets_api.find_bucket_by_name(name)
+            if found is None:
+                buckets_api.create_bucket(bucket_name=name, org_id=org_id, retention_rules=rules,
+                                          description="Wattline raw points" if name == s.bucket else "Wattline rollup")
+                actions.append(f"created bucket {name} (retention {days or 'forever'} d)")
+            else:
+                current = (found.retention_rules[0].every_seconds if found.retention_rules else 0) or 0
+                if current != days * 86400:
+                    found.retention_rules = rules
+                    buckets_api.update_bucket(found)
+                    actions.append(f"updated retention of bucket {name} to {days or 'forever'} d")
+                else:
+                    actions.append(f"bucket {name} up to date")
+        tasks_api = client.tasks_api()
+        for res in ROLLUP_RESOLUTIONS_S:
+            name = task_name(s.bucket, res)
+            flux = task_flux(s.bucket, s.org, res)
+            existing = [t for t in tasks_api.find_tasks(name=name) if t.name == name and t.org_id == org_id]
+            if not existing:
+                tasks_api.create_task(task_create_request=TaskCreateRequest(
+                    flux=flux, org_id=org_id, status="active", description="Wattline rollup (setup_influx)"))
+                actions.append(f"created task {name}")
+                continue
+            for extra in existing[1:]:  # an interrupted earlier setup may have left a duplicate
+                tasks_api.delete_task(extra.id)
+                actions.append(f"deleted duplicate task {name} ({extra.id})")
+            task = existing[0]
+            if task.flux.strip() != flux.strip() or task.status != "active":
+                tasks_api.update_task_request(task.id, TaskUpdateRequest(flux=flux, status="active"))
+                actions.append(f"updated task {name}")
+            else:
+                actions.append(f"task {name} up to date")
+    finally:
+        client.close()
+    if backfill:
+        store = InfluxStore(s)
+        try:
+            store._rollups_ok = (True, time.monotonic())
+            extent = [(i.first_ns, i.last_ns) for i in store.series()]
+            if extent:
+                lo, hi = min(e[0] for e in extent), max(e[1] for e in extent) + 1
+                store.refresh_rollups(lo, hi, progress=progress)
+                actions.append(f"backfilled rollups for {(hi - lo) / HOUR_NS:.0f} h of raw points")
+        finally:
+            store.close()
+    return actions

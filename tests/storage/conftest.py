@@ -1,0 +1,119 @@
+"""Fixtures for the storage contract: one store per test, SQLite always, InfluxDB against the real server.
+
+The InfluxDB server is the one ``deploy/influxdb/start.sh`` started; its env file is found through
+``WATTLINE_INFLUX_ENV_FILE`` or at start.sh's default place. Without a server the InfluxDB cases are skipped on a
+developer machine and FAIL in CI (``CI=true``): a skipped test must never stand in for a missing server there.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from core.storage.influx import InfluxSettings, InfluxStore, read_env_file, setup_influx
+from core.storage.influx_flux import rollup_bucket, task_name
+from core.storage.base import ROLLUP_RESOLUTIONS_S
+from core.storage.sqlite import SQLiteStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def influx_env_file() -> Path:
+    """Where start.sh wrote its env file."""
+    explicit = os.environ.get("WATTLINE_INFLUX_ENV_FILE")
+    if explicit:
+        return Path(explicit)
+    run_dir = os.environ.get("WATTLINE_INFLUX_RUN_DIR") or os.path.join(
+        os.environ.get("TMPDIR", tempfile.gettempdir()), f"wattline-influxdb-{os.getuid()}"
+    )
+    return Path(run_dir) / "influx.env"
+
+
+def _server_problem(env: dict[str, str]) -> str | None:
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(env["WATTLINE_INFLUX_URL"] + "/health", timeout=5) as r:
+            if json.load(r).get("status") == "pass":
+                return None
+            return "InfluxDB /health is not 'pass'"
+    except Exception as exc:  # noqa: BLE001
+        return f"InfluxDB at {env.get('WATTLINE_INFLUX_URL')} does not answer: {exc}"
+
+
+@pytest.fixture(scope="session")
+def influx_env() -> dict[str, str]:
+    """The running server's URL, org, bucket and token file; skip (locally) or fail (CI) without it."""
+    path = influx_env_file()
+    problem = None
+    env: dict[str, str] = {}
+    if not path.exists():
+        problem = f"no InfluxDB env file at {path}: run deploy/influxdb/start.sh first"
+    else:
+        env = read_env_file(path)
+        problem = _server_problem(env)
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{problem} (CI must run the InfluxDB tests against a real server)")
+        pytest.skip(problem)
+    return env
+
+
+def influx_settings(env: dict[str, str], bucket: str, tmp: Path, **extra) -> InfluxSettings:
+    """Settings for a private bucket on the shared test server."""
+    return InfluxSettings(
+        url=env["WATTLINE_INFLUX_URL"],
+        org=env["WATTLINE_INFLUX_ORG"],
+        bucket=bucket,
+        token_file=env["WATTLINE_INFLUX_TOKEN_FILE"],
+        spool_dir=tmp / "spool",
+        flush_interval_ms=200,
+        **extra,
+    )
+
+
+def drop_bucket(settings: InfluxSettings) -> None:
+    """Delete a test bucket, its rollup buckets and tasks (the server is shared by the whole run)."""
+    from influxdb_client import InfluxDBClient
+
+    with InfluxDBClient(url=settings.url, token=settings.read_token(), org=settings.org) as client:
+        tasks = client.tasks_api()
+        for res in ROLLUP_RESOLUTIONS_S:
+            for task in tasks.find_tasks(name=task_name(settings.bucket, res)):
+                tasks.delete_task(task.id)
+        buckets = client.buckets_api()
+        for name in [settings.bucket] + [rollup_bucket(settings.bucket, r) for r in ROLLUP_RESOLUTIONS_S]:
+            found = buckets.find_bucket_by_name(name)
+            if found is not None:
+                buckets.delete_bucket(found)
+
+
+@pytest.fixture
+def influx_store(request, influx_env, tmp_path):
+    """An InfluxStore on a fresh bucket with rollup buckets and tasks (setup_influx), removed afterwards."""
+    settings = influx_settings(influx_env, f"t_{uuid.uuid4().hex[:10]}", tmp_path)
+    setup_influx(settings, backfill=False, progress=False)
+    store = InfluxStore(settings)
+    try:
+        yield store
+    finally:
+        store.close()
+        drop_bucket(settings)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("influx", marks=[pytest.mark.integration, pytest.mark.influx])])
+def store(request, tmp_path):
+    """Each contract case runs once per backend."""
+    if request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "contract.db")
+        try:
+            yield s
+        finally:
+            s.close()
+    else:
+        yield request.getfixturevalue("influx_store")

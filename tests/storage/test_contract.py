@@ -1,0 +1,266 @@
+"""One contract, every backend: the same cases run against the SQLite store and a real InfluxDB server.
+
+Expected values are computed here from the points the test wrote (numpy/pandas over the raw data), never copied
+from a backend's answer, so a backend that drops, duplicates or mis-aggregates values fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import StoreError
+from core.model import Point, SeriesKey, to_ns
+from core.storage.base import AGGREGATIONS
+
+NS = 1_000_000_000
+BASE = to_ns("2026-01-05T00:00:00+00:00")  # a Monday, in the past: every write is "late" for the rollup tasks
+MACHINES = ("cnc-01", "cnc-02", "press-7")
+
+
+def make_points(n_minutes: int = 180, step_s: int = 20, seed: int = 1) -> list[Point]:
+    """Electrical points for three machines every ``step_s`` seconds, with deterministic noisy values."""
+    rng = np.random.default_rng(seed)
+    points = []
+    for m, machine in enumerate(MACHINES):
+        tags = {"site": "north", "line": "L1" if m < 2 else "L2", "machine": machine}
+        for i in range(n_minutes * 60 // step_s):
+            t = BASE + i * step_s * NS
+            points.append(Point("electrical", tags, {
+                "active_power_kw": round(float(10 * (m + 1) + rng.normal(0, 2)), 6),
+                "energy_kwh": float(i + 1000 * m),
+                "power_factor": round(float(rng.uniform(0.7, 1.0)), 6),
+            }, t))
+    return points
+
+
+def frame_of(points: list[Point], field: str) -> pd.DataFrame:
+    """Raw long frame of one field as the contract defines it (for computing expectations)."""
+    rows = [{"time": p.time_ns, **p.tags, "value": p.fields[field]} for p in points if field in p.fields]
+    return pd.DataFrame(rows)
+
+
+def expected_windows(raw: pd.DataFrame, window_s: int, agg: str, start: int, stop: int) -> pd.DataFrame:
+    w = window_s * NS
+    sel = raw[(raw.time >= start) & (raw.time < stop)].dropna(subset=["value"]).copy()
+    sel["bucket"] = (sel.time // w) * w
+    sel = sel.sort_values("time")
+    fn = {"mean": "mean", "sum": "sum", "min": "min", "max": "max", "last": "last", "count": "count"}[agg]
+    out = sel.groupby(["machine", "bucket"])["value"].agg(fn).reset_index()
+    return out.sort_values(["machine", "bucket"]).reset_index(drop=True)
+
+
+def check_windows(store, raw, window_s, agg, start, stop, tags=None):
+    got = store.query("electrical", "active_power_kw", start, stop, tags=tags, window_s=window_s, agg=agg)
+    exp = expected_windows(raw if tags is None else raw[raw.machine.isin(
+        [tags["machine"]] if isinstance(tags.get("machine"), str) else tags.get("machine", raw.machine.unique()))],
+        window_s, agg, start, stop)
+    got = got.sort_values(["machine", "time"]).reset_index(drop=True)
+    assert len(got) == len(exp), f"{agg}/{window_s}s: {len(got)} windows, expected {len(exp)}"
+    assert (got["time"].astype("int64").to_numpy() == exp["bucket"].to_numpy()).all()
+    assert list(got["machine"]) == list(exp["machine"])
+    np.testing.assert_allclose(got["value"].to_numpy(dtype=float), exp["value"].to_numpy(dtype=float), rtol=1e-9,
+                               atol=1e-9, err_msg=f"{agg} over {window_s}s windows")
+    if agg == "count":
+        assert got["value"].dtype.kind == "i"
+    return got
+
+
+@pytest.fixture
+def loaded(store):
+    points = make_points()
+    n = store.write(points)
+    store.flush()
+    assert n == len(points) * 3
+    return store, points
+
+
+def test_raw_query_returns_every_value_with_tags_and_status(loaded):
+    store, points = loaded
+    start, stop = BASE + 600 * NS, BASE + 3600 * NS
+    got = store.query("electrical", "active_power_kw", start, stop, tags={"machine": "cnc-02"})
+    exp = [p for p in points if p.tags["machine"] == "cnc-02" and start <= p.time_ns < stop]
+    assert len(got) == len(exp) == 150  # 50 min at 20 s
+    assert list(got.columns) == ["time", "line", "machine", "site", "value", "status"]
+    assert (got["time"].astype("int64").to_numpy() == np.array([p.time_ns for p in exp])).all()
+    np.testing.assert_array_equal(got["value"].to_numpy(), [p.fields["active_power_kw"] for p in exp])
+    assert set(got["machine"]) == {"cnc-02"} and set(got["line"]) == {"L1"} and (got["status"] == 0).all()
+    assert str(got["time"].dt.tz) == "UTC"
+
+
+def test_half_open_range(loaded):
+    store, _ = loaded
+    got = store.query("electrical", "energy_kwh", BASE, BASE + 60 * NS, tags={"machine": "cnc-01"})
+    assert got["time"].astype("int64").tolist() == [BASE, BASE + 20 * NS, BASE + 40 * NS]
+    with pytest.raises(StoreError):
+        store.query("electrical", "energy_kwh", BASE, BASE)
+
+
+@pytest.mark.parametrize("agg", AGGREGATIONS)
+def test_window_aggregations_match_raw_data(loaded, agg):
+    store, points = loaded
+    raw = frame_of(points, "active_power_kw")
+    # 5-min windows over an aligned range (rollup-eligible) and over a range starting mid-window (raw only).
+    check_windows(store, raw, 300, agg, BASE, BASE + 3 * 3600 * NS)
+    check_windows(store, raw, 300, agg, BASE + 130 * NS, BASE + 7000 * NS)
+
+
+@pytest.mark.parametrize("window_s", [60, 900, 3600, 1800, 7200])
+def test_rollup_resolutions_give_exact_answers(loaded, window_s):
+    store, points = loaded
+    raw = frame_of(points, "active_power_kw")
+    for agg in ("mean", "count", "max", "last"):
+        check_windows(store, raw, window_s, agg, BASE, BASE + 3 * 3600 * NS)
+
+
+def test_tag_filters_with_lists_and_no_match(loaded):
+    store, points = loaded
+    raw = frame_of(points, "active_power_kw")
+    check_windows(store, raw, 900, "mean", BASE, BASE + 3600 * NS, tags={"machine": ["cnc-01", "press-7"]})
+    got = store.query("electrical", "active_power_kw", BASE, BASE + 3600 * NS, tags={"line": "L2"}, window_s=900)
+    assert set(got["machine"]) == {"press-7"} and len(got) == 4
+    assert store.query("electrical", "active_power_kw", BASE, BASE + 3600 * NS, tags={"machine": "nope"}).empty
+    assert store.query("electrical", "active_power_kw", BASE, BASE + 3600 * NS, tags={"machine": []}).empty
+    assert store.query("gas", "flow_m3_h", BASE, BASE + 3600 * NS).empty
+
+
+def test_pivot_gives_one_column_per_machine(loaded):
+    store, points = loaded
+    wide = store.query("electrical", "active_power_kw", BASE, BASE + 3600 * NS, window_s=900, pivot="machine")
+    assert sorted(wide.columns) == sorted(MACHINES) and len(wide) == 4
+    raw = frame_of(points, "active_power_kw")
+    exp = expected_windows(raw, 900, "mean", BASE, BASE + 3600 * NS)
+    for machine in MACHINES:
+        np.testing.assert_allclose(wide[machine].to_numpy(), exp[exp.machine == machine]["value"].to_numpy())
+    with pytest.raises(StoreError):  # two series per line value: the pivot would be ambiguous
+        store.query("electrical", "active_power_kw", BASE, BASE + 3600 * NS, window_s=900, pivot="line")
+
+
+def test_series_listing(loaded):
+    store, points = loaded
+    infos = store.series("electrical")
+    assert len(infos) == 9
+    by_key = {(i.key.tag_dict["machine"], i.key.field): i for i in infos}
+    info = by_key[("press-7", "energy_kwh")]
+    assert info.count == 540 and info.first_ns == BASE and info.last_ns == BASE + 539 * 20 * NS
+    assert info.key == SeriesKey.of("electrical", {"site": "north", "line": "L2", "machine": "press-7"}, "energy_kwh")
+    assert store.series("gas") == []
+    assert len(store.series()) == 9
+
+
+def test_large_batch_arrives_complete(store):
+    n = 120_000  # one write call, far beyond a single HTTP batch
+    times = BASE + np.arange(n, dtype=np.int64) * NS
+    values = np.arange(n, dtype=float) * 0.25
+    key = SeriesKey.of("electrical", {"site": "s", "line": "l", "machine": "bulk"}, "active_power_kw")
+    store.write([Point(key.measurement, key.tag_dict, {key.field: v}, int(t)) for t, v in zip(times, values)])
+    store.flush()
+    got = store.query("electrical", "active_power_kw", BASE, BASE + n * NS, tags={"machine": "bulk"},
+                      window_s=3600, agg="count")
+    assert int(got["value"].sum()) == n
+    sums = store.query("electrical", "active_power_kw", BASE, BASE + n * NS, tags={"machine": "bulk"},
+                       window_s=3600, agg="sum")
+    assert math.isclose(float(sums["value"].sum()), float(values.sum()), rel_tol=1e-12)
+    assert store.series("electrical")[0].count == n
+
+
+def test_write_arrays_bulk_path(store):
+    key = SeriesKey.of("gas", {"site": "süd", "line": "L 3", "machine": "boiler"}, "flow_m3_h")
+    times = BASE + np.arange(0, 7200, 10, dtype=np.int64) * NS
+    values = np.sin(np.arange(len(times))) + 5
+    values[5] = np.nan
+    status = np.zeros(len(times), dtype=np.int64)
+    status[5] = 0x80000000
+    assert store.write_arrays(key, times, values, status) == len(times)
+    store.flush()
+    raw = store.query("gas", "flow_m3_h", BASE, BASE + 7200 * NS)
+    assert len(raw) == len(times) and math.isnan(raw["value"].iloc[5]) and raw["status"].iloc[5] == 0x80000000
+    hourly = store.query("gas", "flow_m3_h", BASE, BASE + 7200 * NS, window_s=3600, agg="count")
+    assert hourly["value"].tolist() == [359, 360]
+
+
+NASTY = {
+    "site": "Zürich Nord",
+    "line": "Linie 1, Halle ä=2",
+    "machine": "機械 \"3\" ${x} \\ end",
+}
+
+
+def test_non_ascii_and_special_tag_values_round_trip(store):
+    points = [Point("electrical", NASTY, {"active_power_kw": float(i)}, BASE + i * 60 * NS) for i in range(120)]
+    points.append(Point("electrical", {**NASTY, "machine": "plain"}, {"active_power_kw": 1.0}, BASE))
+    store.write(points)
+    store.flush()
+    got = store.query("electrical", "active_power_kw", BASE, BASE + 7200 * NS, tags={"machine": NASTY["machine"]})
+    assert len(got) == 120 and set(got["site"]) == {NASTY["site"]} and set(got["line"]) == {NASTY["line"]}
+    win = store.query("electrical", "active_power_kw", BASE, BASE + 7200 * NS, tags={"line": NASTY["line"]},
+                      window_s=3600, agg="sum")
+    assert sorted(win["value"].tolist()) == [1.0, float(sum(range(60))), float(sum(range(60, 120)))]
+    keys = {i.key.tag_dict["machine"]: i.key for i in store.series("electrical")}
+    assert keys[NASTY["machine"]].tag_dict == NASTY
+
+
+def test_out_of_order_and_duplicate_timestamps(store):
+    tags = {"site": "s", "line": "l", "machine": "m"}
+    order = np.random.default_rng(7).permutation(360)
+    store.write([Point("electrical", tags, {"active_power_kw": float(i)}, BASE + int(i) * 10 * NS) for i in order])
+    store.flush()
+    # Rewrite the first 30 minutes with new values, partly in reverse order, partly twice in one batch.
+    again = [Point("electrical", tags, {"active_power_kw": 1000.0 + i}, BASE + i * 10 * NS) for i in range(179, -1, -1)]
+    again += [Point("electrical", tags, {"active_power_kw": 2000.0 + i}, BASE + i * 10 * NS) for i in range(0, 6)]
+    store.write(again)
+    store.flush()
+    raw = store.query("electrical", "active_power_kw", BASE, BASE + 3600 * NS, tags=tags)
+    expected = [2000.0 + i if i < 6 else (1000.0 + i if i < 180 else float(i)) for i in range(360)]
+    assert raw["time"].astype("int64").tolist() == [BASE + i * 10 * NS for i in range(360)]
+    assert raw["value"].tolist() == expected
+    hourly = store.query("electrical", "active_power_kw", BASE, BASE + 3600 * NS, tags=tags, window_s=3600)
+    assert hourly["value"].tolist() == pytest.approx([np.mean(expected)])
+    quarter = store.query("electrical", "active_power_kw", BASE, BASE + 3600 * NS, tags=tags, window_s=900,
+                          agg="max")
+    assert quarter["value"].tolist() == [max(expected[i * 90:(i + 1) * 90]) for i in range(4)]
+    assert store.series("electrical")[0].count == 360
+
+
+def test_missing_values_are_nan_and_ignored_by_aggregations(store):
+    tags = {"site": "s", "line": "l", "machine": "m"}
+    points = [Point("electrical", tags, {"active_power_kw": 10.0, "power_factor": 0.9}, BASE + i * 60 * NS)
+              for i in range(10)]
+    points[3] = Point("electrical", tags, {"active_power_kw": None, "power_factor": 0.5}, BASE + 180 * NS, 0x80000000)
+    points[4] = Point("electrical", tags, {"active_power_kw": float("nan"), "power_factor": None}, BASE + 240 * NS,
+                      0x40000000)
+    store.write(points)
+    store.flush()
+    raw = store.query("electrical", "active_power_kw", BASE, BASE + 600 * NS)
+    assert len(raw) == 10 and raw["value"].isna().tolist() == [i in (3, 4) for i in range(10)]
+    assert raw["status"].tolist()[3:5] == [0x80000000, 0x40000000]
+    for window_s in (600, 60):
+        cnt = store.query("electrical", "active_power_kw", BASE, BASE + 600 * NS, window_s=window_s, agg="count")
+        assert int(cnt["value"].sum()) == 8
+    mean = store.query("electrical", "power_factor", BASE, BASE + 600 * NS, window_s=600)
+    assert mean["value"].tolist() == pytest.approx([(0.9 * 8 + 0.5) / 9])
+    counts = {i.key.field: i.count for i in store.series("electrical")}
+    assert counts == {"active_power_kw": 10, "power_factor": 10}
+
+
+def test_last_values(loaded):
+    store, points = loaded
+    last = store.last_values("electrical", "energy_kwh", tags={"line": "L1"})
+    assert sorted(last["machine"]) == ["cnc-01", "cnc-02"]
+    final = {p.tags["machine"]: p for p in points}
+    for _, row in last.iterrows():
+        assert row["value"] == final[row["machine"]].fields["energy_kwh"]
+        assert row["time"].value == final[row["machine"]].time_ns and row["status"] == 0
+
+
+def test_bad_arguments_name_the_value(store):
+    with pytest.raises(StoreError, match="median"):
+        store.query("electrical", "active_power_kw", BASE, BASE + NS, window_s=60, agg="median")
+    with pytest.raises(StoreError, match="window"):
+        store.query("electrical", "active_power_kw", BASE, BASE + NS, window_s=-5)
+    with pytest.raises(ValueError):
+        store.query("electrical", "active_power_kw", dt.datetime(2026, 1, 1), BASE)

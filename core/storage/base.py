@@ -1,0 +1,250 @@
+"""The storage interface every backend implements.
+
+Shaped after InfluxDB's model: write batches of points (measurement, tags, fields, timestamp); query one field over a
+time range for a tag filter, optionally aggregated into aligned windows; list the stored series. Callers depend only on
+:class:`Store`, so the embedded SQLite store and InfluxDB are interchangeable.
+
+Semantics shared by all backends (the contract tests in ``tests/storage`` check them):
+
+- Time ranges are half-open ``[start, stop)``; timestamps are UTC.
+- Windows are aligned to the Unix epoch (a 15-min window starts at :00, :15, ...); a windowed row is stamped with the
+  window's *start*. Windows without any value are omitted.
+- A second write of the same series and timestamp replaces the first (InfluxDB's rule).
+- A value stored as missing (Bad status, NaN) is returned as NaN by raw queries and ignored by aggregations.
+- Rollups at 1 min, 15 min and 1 h are maintained on write; a windowed query uses the coarsest rollup that divides the
+  window and to which the range is aligned, so a year at 1-hour windows never reads raw points.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.errors import StoreError
+from core.model import Point, SeriesKey, to_ns
+
+#: Aggregations a windowed query accepts.
+AGGREGATIONS = ("mean", "sum", "min", "max", "last", "count")
+
+#: Rollup resolutions maintained by every backend [s].
+ROLLUP_RESOLUTIONS_S = (60, 900, 3600)
+
+TimeLike = int | float | dt.datetime | str
+TagFilter = Mapping[str, str | Sequence[str]]
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """A stored series with its extent.
+
+    Parameters
+    ----------
+    key : SeriesKey
+        Measurement, tags and field.
+    count : int
+        Number of stored values (missing values included).
+    first_ns, last_ns : int
+        First and last timestamp [ns since the epoch, UTC].
+    """
+
+    key: SeriesKey
+    count: int
+    first_ns: int
+    last_ns: int
+
+    def to_dict(self) -> dict:
+        """Return a JSON-serialisable dict (times as ISO 8601 UTC)."""
+        from core.model import from_ns
+
+        return {
+            "measurement": self.key.measurement,
+            "tags": self.key.tag_dict,
+            "field": self.key.field,
+            "count": self.count,
+            "first": from_ns(self.first_ns).isoformat(),
+            "last": from_ns(self.last_ns).isoformat(),
+        }
+
+
+def choose_rollup(window_s: int, start_ns: int, stop_ns: int) -> int | None:
+    """Pick the coarsest rollup resolution usable for a windowed query.
+
+    Parameters
+    ----------
+    window_s : int
+        Requested window [s].
+    start_ns, stop_ns : int
+        Query range [ns].
+
+    Returns
+    -------
+    int or None
+        Rollup resolution [s], or None when only raw points answer the query exactly.
+    """
+    for res in sorted(ROLLUP_RESOLUTIONS_S, reverse=True):
+        res_ns = res * 1_000_000_000
+        if window_s % res == 0 and start_ns % res_ns == 0 and stop_ns % res_ns == 0:
+            return res
+    return None
+
+
+def check_query_args(field: str, window_s: int | None, agg: str) -> None:
+    """Validate query arguments shared by the backends; raise StoreError naming the bad value."""
+    if agg not in AGGREGATIONS:
+        raise StoreError(f"unknown aggregation {agg!r}; valid: {', '.join(AGGREGATIONS)}")
+    if window_s is not None and (int(window_s) != window_s or window_s <= 0):
+        raise StoreError(f"window must be a positive whole number of seconds, got {window_s!r}")
+    if not field:
+        raise StoreError("a query needs a field name")
+
+
+def match_tags(tags: Mapping[str, str], wanted: TagFilter | None) -> bool:
+    """Return True when ``tags`` satisfy a tag filter (each key equal to the value or in the list of values)."""
+    if not wanted:
+        return True
+    for key, accepted in wanted.items():
+        value = tags.get(key)
+        if isinstance(accepted, str):
+            if value != accepted:
+                return False
+        elif value not in set(accepted):
+            return False
+    return True
+
+
+def pivot_frame(frame: pd.DataFrame, tag: str) -> pd.DataFrame:
+    """Turn a long query result into a wide frame: index ``time``, one column per value of ``tag``.
+
+    Raises StoreError when several series share one value of ``tag`` (filter more narrowly first).
+    """
+    if frame.empty:
+        return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"))
+    if tag not in frame.columns:
+        raise StoreError(f"cannot pivot on tag {tag!r}: the series have tags {sorted(set(frame.columns) - {'time', 'value', 'status'})}")
+    if frame.duplicated(["time", tag]).any():
+        raise StoreError(f"several series share a value of tag {tag!r}; filter the query so {tag!r} identifies one series")
+    wide = frame.pivot(index="time", columns=tag, values="value")
+    wide.columns.name = None
+    return wide.sort_index()
+
+
+class Store(abc.ABC):
+    """A time-series store. Backends: :class:`core.storage.sqlite.SQLiteStore` (embedded default) and
+    :class:`core.storage.influx.InfluxStore`.
+
+    Stores are context managers; ``close()`` flushes pending writes.
+    """
+
+    #: Short URL-ish description for logs (never contains secrets).
+    description: str = ""
+
+    # -- writing -----------------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def write(self, points: Iterable[Point]) -> int:
+        """Write a batch of points.
+
+        Returns
+        -------
+        int
+            Number of field values accepted.
+        """
+
+    def write_arrays(
+        self,
+        key: SeriesKey,
+        times_ns: np.ndarray,
+        values: np.ndarray,
+        status: np.ndarray | None = None,
+    ) -> int:
+        """Write one series from arrays (bulk path for backfill and import).
+
+        Parameters
+        ----------
+        key : SeriesKey
+            The series.
+        times_ns : ndarray of int64
+            Timestamps [ns since the epoch, UTC].
+        values : ndarray of float
+            Values; NaN is stored as missing.
+        status : ndarray of int, optional
+            OPC UA StatusCode per value; Good when omitted.
+        """
+        times_ns = np.asarray(times_ns, dtype=np.int64)
+        values = np.asarray(values, dtype=float)
+        codes = np.zeros(len(times_ns), dtype=np.int64) if status is None else np.asarray(status, dtype=np.int64)
+        tags = key.tag_dict
+        return self.write(
+            Point(key.measurement, tags, {key.field: float(v)}, int(t), int(s))
+            for t, v, s in zip(times_ns, values, codes)
+        )
+
+    def flush(self) -> None:
+        """Push pending writes to durable storage (no-op for synchronous backends)."""
+
+    def close(self) -> None:
+        """Flush and release resources."""
+        self.flush()
+
+    # -- reading -----------------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def query(
+        self,
+        measurement: str,
+        field: str,
+        start: TimeLike,
+        stop: TimeLike,
+        tags: TagFilter | None = None,
+        window_s: int | None = None,
+        agg: str = "mean",
+        pivot: str | None = None,
+    ) -> pd.DataFrame:
+        """Query one field over ``[start, stop)``.
+
+        Parameters
+        ----------
+        measurement, field : str
+            What to read.
+        start, stop : int, datetime or ISO string
+            Range; integers are [ns since the epoch], datetimes must be aware.
+        tags : mapping, optional
+            Tag filter: each key must equal the value or be one of the listed values.
+        window_s : int, optional
+            Aggregate into aligned windows of this length [s]; raw values when omitted.
+        agg : str
+            One of :data:`AGGREGATIONS`.
+        pivot : str, optional
+            Return a wide frame with one column per value of this tag.
+
+        Returns
+        -------
+        DataFrame
+            Long form: columns ``time`` (UTC), one column per tag key, ``value`` and, for raw queries, ``status``;
+            sorted by series then time. Wide form when ``pivot`` is given.
+        """
+
+    @abc.abstractmethod
+    def last_values(self, measurement: str, field: str, tags: TagFilter | None = None) -> pd.DataFrame:
+        """Latest stored value of each matching series: columns ``time``, tag columns, ``value``, ``status``."""
+
+    @abc.abstractmethod
+    def series(self, measurement: str | None = None) -> list[SeriesInfo]:
+        """List stored series with their point count and first/last timestamp."""
+
+    # -- helpers -----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _range_ns(start: TimeLike, stop: TimeLike) -> tuple[int, int]:
+        start_ns, stop_ns = to_ns(start), to_ns(stop)
+        if stop_ns <= start_ns:
+            raise StoreError(f"query range is empty: stop ({stop}) must be after start ({start})")
+        return start_ns, stop_ns
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,392 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+Why SQLite: it needs no server, and in WAL mode a collector process can write while a dashboard process reads the same
+file. Points live in a clustered ``(series_id, ts)`` table, so a time-range query for one series is one index range
+scan, and a repeated timestamp replaces the earlier value like InfluxDB does. Rollups at 1 min, 15 min and 1 h are
+recomputed from raw values for the buckets each write touches, which keeps them exact under out-of-order and duplicate
+writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from core.errors import StoreError
+from core.model import Point, SeriesKey, to_ns
+from core.storage.base import (
+    ROLLUP_RESOLUTIONS_S,
+    SeriesInfo,
+    Store,
+    TagFilter,
+    TimeLike,
+    check_query_args,
+    choose_rollup,
+    match_tags,
+    pivot_frame,
+)
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    measurement TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    field TEXT NOT NULL,
+    UNIQUE (measurement, tags, field)
+);
+CREATE TABLE IF NOT EXISTS points (
+    series_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    value REAL,
+    status INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (series_id, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup (
+    res INTEGER NOT NULL,
+    series_id INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    nrows INTEGER NOT NULL,
+    total REAL,
+    vmin REAL,
+    vmax REAL,
+    last_ts INTEGER,
+    vlast REAL,
+    PRIMARY KEY (res, series_id, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_SCHEMA_VERSION = "1"
+
+# Raw window aggregation in SQL; 'last' uses SQLite's documented bare-column rule with a single max().
+_RAW_AGG = {
+    "mean": "avg(value)",
+    "sum": "sum(value)",
+    "min": "min(value)",
+    "max": "max(value)",
+    "count": "count(value)",
+}
+_ROLLUP_AGG = {
+    "mean": "sum(total) / sum(n)",
+    "sum": "sum(total)",
+    "min": "min(vmin)",
+    "max": "max(vmax)",
+    "count": "sum(n)",
+}
+
+
+def parse_sqlite_url(url: str) -> Path:
+    """Return the file path of ``sqlite:///path`` or of a plain path."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") - 1 :] if url.startswith("sqlite:////") else url[len("sqlite:///") :])
+    if url.startswith("sqlite://"):
+        raise StoreError(f"store URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    return Path(url)
+
+
+class SQLiteStore(Store):
+    """Embedded store in one SQLite file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Database file; created with its folder when missing.
+    cache_mb : int
+        Page cache per connection [MiB].
+    """
+
+    def __init__(self, path: str | os.PathLike, cache_mb: int = 256) -> None:
+        self.path = Path(path).expanduser()
+        self.description = f"sqlite:///{self.path}"
+        self._cache_kib = int(cache_mb) * 1024
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._series_lock = threading.Lock()
+        self._ids: dict[SeriesKey, int] = {}
+        self._keys: dict[int, SeriesKey] = {}
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
+            with conn:
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (_SCHEMA_VERSION,))
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}. Check the path and its permissions.") from exc
+
+    # -- connections ---------------------------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError(f"store {self.path} is closed")
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            self._all_conns = getattr(self, "_all_conns", []) + [conn]
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        self._closed = True
+        for conn in getattr(self, "_all_conns", []):
+            try:
+                conn.close()
+            except sqlite3.Error:  # pragma: no cover - closing twice from another thread
+                pass
+        self._all_conns = []
+        self._local = threading.local()
+
+    # -- series ids ------------------------------------------------------------------------------------------------------
+    def _load_series(self, conn: sqlite3.Connection) -> None:
+        rows = conn.execute("SELECT id, measurement, tags, field FROM series").fetchall()
+        with self._series_lock:
+            for sid, measurement, tags, field in rows:
+                if sid not in self._keys:
+                    key = SeriesKey(measurement, tuple((k, v) for k, v in json.loads(tags)), field)
+                    self._ids[key] = sid
+                    self._keys[sid] = key
+
+    def _series_id(self, conn: sqlite3.Connection, key: SeriesKey) -> int:
+        sid = self._ids.get(key)
+        if sid is not None:
+            return sid
+        tags = json.dumps([list(kv) for kv in key.tags], ensure_ascii=False, separators=(",", ":"))
+        conn.execute(
+            "INSERT OR IGNORE INTO series (measurement, tags, field) VALUES (?, ?, ?)", (key.measurement, tags, key.field)
+        )
+        sid = conn.execute(
+            "SELECT id FROM series WHERE measurement = ? AND tags = ? AND field = ?", (key.measurement, tags, key.field)
+        ).fetchone()[0]
+        with self._series_lock:
+            self._ids[key] = sid
+            self._keys[sid] = key
+        return sid
+
+    def _matching_series(self, measurement: str | None, field: str | None, tags: TagFilter | None) -> list[int]:
+        conn = self._conn()
+        (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM series").fetchone()
+        if max_id not in self._keys and max_id:
+            self._load_series(conn)  # another process added series since we last looked
+        return sorted(
+            sid
+            for sid, key in list(self._keys.items())
+            if (measurement is None or key.measurement == measurement)
+            and (field is None or key.field == field)
+            and match_tags(key.tag_dict, tags)
+        )
+
+    # -- writing -------------------------------------------------------------------------------------------------------
+    def write(self, points: Iterable[Point]) -> int:
+        rows: list[tuple[int, int, float | None, int]] = []
+        conn = self._conn()
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for point in points:
+                    ts = int(point.time_ns)
+                    for key, value in point.series_values():
+                        rows.append((self._series_id(conn, key), ts, value, int(point.status)))
+                self._insert_rows(conn, rows)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
+                raise
+        return len(rows)
+
+    def write_arrays(self, key: SeriesKey, times_ns, values, status=None) -> int:
+        times = np.asarray(times_ns, dtype=np.int64)
+        vals = np.asarray(values, dtype=float)
+        if times.shape != vals.shape:
+            raise StoreError(f"write_arrays: {len(times)} timestamps but {len(vals)} values for {key}")
+        codes = np.zeros(len(times), dtype=np.int64) if status is None else np.asarray(status, dtype=np.int64)
+        # NaN/Inf must be stored as missing (NULL), never as a number.
+        obj = vals.astype(object)
+        obj[~np.isfinite(vals)] = None
+        conn = self._conn()
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                sid = self._series_id(conn, key)
+                rows = list(zip([sid] * len(times), times.tolist(), obj.tolist(), codes.tolist()))
+                self._insert_rows(conn, rows)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
+                raise
+        return len(times)
+
+    def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        conn.executemany("INSERT OR REPLACE INTO points (series_id, ts, value, status) VALUES (?, ?, ?, ?)", rows)
+        # Recompute the rollup buckets this batch touched, per series and time range.
+        extent: dict[int, list[int]] = {}
+        for sid, ts, _value, _status in rows:
+            span = extent.get(sid)
+            if span is None:
+                extent[sid] = [ts, ts]
+            elif ts < span[0]:
+                span[0] = ts
+            elif ts > span[1]:
+                span[1] = ts
+        by_range: dict[tuple[int, int], list[int]] = {}
+        for sid, (lo, hi) in extent.items():
+            by_range.setdefault((lo, hi), []).append(sid)
+        for (lo, hi), sids in by_range.items():
+            self._update_rollups(conn, sids, lo, hi)
+
+    def _update_rollups(self, conn: sqlite3.Connection, sids: list[int], lo_ns: int, hi_ns: int) -> None:
+        ids = json.dumps(sids)
+        finer_table = None
+        finer_res = None
+        for res in ROLLUP_RESOLUTIONS_S:
+            res_ns = res * NS
+            lo = (lo_ns // res_ns) * res_ns
+            hi = (hi_ns // res_ns + 1) * res_ns
+            if finer_table is None:
+                conn.execute(
+                    f"""INSERT OR REPLACE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)
+                    SELECT {res}, series_id, (ts / {res_ns}) * {res_ns} AS b, count(value), count(*), sum(value), min(value),
+                           max(value), max(CASE WHEN value IS NOT NULL THEN ts END), NULL
+                    FROM points WHERE series_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ?
+                    GROUP BY series_id, b""",
+                    (ids, lo, hi),
+                )
+                conn.execute(
+                    f"""UPDATE rollup SET vlast = (SELECT p.value FROM points p
+                            WHERE p.series_id = rollup.series_id AND p.ts = rollup.last_ts)
+                    WHERE res = {res} AND series_id IN (SELECT value FROM json_each(?)) AND bucket >= ? AND bucket < ?""",
+                    (ids, lo, hi),
+                )
+            else:
+                conn.execute(
+                    f"""INSERT OR REPLACE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)
+                    SELECT {res}, series_id, (bucket / {res_ns}) * {res_ns} AS b, sum(n), sum(nrows), sum(total), min(vmin),
+                           max(vmax), max(last_ts), NULL
+                    FROM rollup WHERE res = {finer_res} AND series_id IN (SELECT value FROM json_each(?))
+                      AND bucket >= ? AND bucket < ?
+                    GROUP BY series_id, b""",
+                    (ids, lo, hi),
+                )
+                conn.execute(
+                    f"""UPDATE rollup SET vlast = (SELECT f.vlast FROM rollup f WHERE f.res = {finer_res}
+                            AND f.series_id = rollup.series_id
+                            AND f.bucket = (rollup.last_ts / {finer_res * NS}) * {finer_res * NS})
+                    WHERE res = {res} AND series_id IN (SELECT value FROM json_each(?)) AND bucket >= ? AND bucket < ?""",
+                    (ids, lo, hi),
+                )
+            finer_table, finer_res = "rollup", res  # the next level aggregates this one
+
+    # -- reading -------------------------------------------------------------------------------------------------------
+    def query(
+        self,
+        measurement: str,
+        field: str,
+        start: TimeLike,
+        stop: TimeLike,
+        tags: TagFilter | None = None,
+        window_s: int | None = None,
+        agg: str = "mean",
+        pivot: str | None = None,
+    ) -> pd.DataFrame:
+        check_query_args(field, window_s, agg)
+        start_ns, stop_ns = self._range_ns(start, stop)
+        sids = self._matching_series(measurement, field, tags)
+        conn = self._conn()
+        ids = json.dumps(sids)
+        if window_s is None:
+            sql = """SELECT series_id, ts, value, status FROM points
+                     WHERE series_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ?
+                     ORDER BY series_id, ts"""
+            rows = conn.execute(sql, (ids, start_ns, stop_ns)).fetchall() if sids else []
+            columns = ["series_id", "ts", "value", "status"]
+        else:
+            w_ns = int(window_s) * NS
+            res = choose_rollup(int(window_s), start_ns, stop_ns)
+            if res is None:
+                expr = "max(ts), value" if agg == "last" else _RAW_AGG[agg]
+                where = "AND value IS NOT NULL" if agg == "last" else ""
+                sql = f"""SELECT series_id, (ts / {w_ns}) * {w_ns} AS b, {expr} FROM points
+                          WHERE series_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ? {where}
+                          GROUP BY series_id, b ORDER BY series_id, b"""
+            else:
+                expr = "max(last_ts), vlast" if agg == "last" else _ROLLUP_AGG[agg]
+                where = "AND last_ts IS NOT NULL" if agg == "last" else ""
+                sql = f"""SELECT series_id, (bucket / {w_ns}) * {w_ns} AS b, {expr} FROM rollup
+                          WHERE res = {res} AND series_id IN (SELECT value FROM json_each(?))
+                            AND bucket >= ? AND bucket < ? {where}
+                          GROUP BY series_id, b ORDER BY series_id, b"""
+            rows = conn.execute(sql, (ids, start_ns, stop_ns)).fetchall() if sids else []
+            if agg == "last":
+                rows = [(r[0], r[1], r[3]) for r in rows]
+            rows = [r for r in rows if r[2] is not None]
+            columns = ["series_id", "ts", "value"]
+        frame = self._frame(rows, columns, agg == "count" and window_s is not None)
+        return pivot_frame(frame, pivot) if pivot else frame
+
+    def _frame(self, rows: list[tuple], columns: list[str], integer_values: bool = False) -> pd.DataFrame:
+        frame = pd.DataFrame.from_records(rows, columns=columns)
+        tag_keys = sorted({k for sid in frame["series_id"].unique() for k, _ in self._keys[int(sid)].tags})
+        frame["time"] = pd.to_datetime(frame["ts"].astype("int64"), unit="ns", utc=True)
+        frame["value"] = frame["value"].astype("int64" if integer_values else "float64")
+        if "status" in frame:
+            frame["status"] = frame["status"].astype("int64")
+        for tag in tag_keys:
+            lookup = {sid: self._keys[sid].tag_dict.get(tag) for sid in frame["series_id"].unique()}
+            frame[tag] = frame["series_id"].map(lookup)
+        ordered = ["time", *tag_keys, "value"] + (["status"] if "status" in frame else [])
+        return frame[ordered].reset_index(drop=True)
+
+    def last_values(self, measurement: str, field: str, tags: TagFilter | None = None) -> pd.DataFrame:
+        conn = self._conn()
+        rows = []
+        for sid in self._matching_series(measurement, field, tags):
+            row = conn.execute(
+                "SELECT ts, value, status FROM points WHERE series_id = ? ORDER BY ts DESC LIMIT 1", (sid,)
+            ).fetchone()
+            if row is not None:
+                rows.append((sid, *row))
+        return self._frame(rows, ["series_id", "ts", "value", "status"])
+
+    def series(self, measurement: str | None = None) -> list[SeriesInfo]:
+        conn = self._conn()
+        result = []
+        for sid in self._matching_series(measurement, None, None):
+            first, last = conn.execute(
+                "SELECT (SELECT ts FROM points WHERE series_id = ?1 ORDER BY ts LIMIT 1),"
+                " (SELECT ts FROM points WHERE series_id = ?1 ORDER BY ts DESC LIMIT 1)",
+                (sid,),
+            ).fetchone()
+            if first is None:
+                continue
+            # Hourly rollups count every stored row exactly once (duplicates were replaced on write).
+            (count,) = conn.execute(
+                "SELECT coalesce(sum(nrows), 0) FROM rollup WHERE res = 3600 AND series_id = ?", (sid,)
+            ).fetchone()
+            result.append(SeriesInfo(self._keys[sid], int(count), int(first), int(last)))
+        return result

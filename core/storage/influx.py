@@ -105,6 +105,9 @@ class InfluxSettings(BaseModel):
         The client's retry policy (exponential backoff with jitter); after it gives up the batch goes to the spool.
     gzip : bool
         Compress request bodies.
+    gzip_level : int
+        zlib level of the write bodies (1 = fastest; the client's own default, 9, costs ~4x the CPU for ~15%
+        smaller bodies, which matters on a 2-core edge box).
     timeout_ms : int
         HTTP timeout [ms].
     spool_dir : Path, optional
@@ -131,6 +134,7 @@ class InfluxSettings(BaseModel):
     max_retry_time_ms: int = Field(15000, ge=0)
     exponential_base: int = Field(2, ge=1)
     gzip: bool = True
+    gzip_level: int = Field(1, ge=1, le=9)
     timeout_ms: int = Field(30000, gt=0)
     spool_dir: Path | None = None
     spool_max_mb: int = Field(1024, gt=0)
@@ -274,7 +278,10 @@ class InfluxStore(Store):
         self.description = f"influx://{host}?org={s.org}&bucket={s.bucket}"
         self._client = InfluxDBClient(url=s.url, token=s.read_token(), org=s.org, timeout=s.timeout_ms,
                                       enable_gzip=s.gzip)
+        if s.gzip:
+            _set_gzip_level(self._client, s.gzip_level)
         self._query_api = self._client.query_api()
+        self.use_rollups = True  # benchmarks switch this off to time raw aggregation
         self._encoder = LineEncoder()
         spool_dir = Path(s.spool_dir).expanduser() if s.spool_dir else s.default_spool_dir()
         self.spool = Spool(spool_dir, max_bytes=s.spool_max_mb * 1024 * 1024)
@@ -582,7 +589,7 @@ class InfluxStore(Store):
 
     def _usable_rollup(self, window_s: int, start_ns: int, stop_ns: int) -> int | None:
         res = choose_rollup(window_s, start_ns, stop_ns)
-        if res is None or not self.rollups_ready():
+        if res is None or not self.use_rollups or not self.rollups_ready():
             return None
         now = time.time_ns()
         for r in sorted((r for r in ROLLUP_RESOLUTIONS_S if r <= res), reverse=True):
@@ -760,6 +767,22 @@ class InfluxStore(Store):
                     entry[1] = min(entry[1], t)
                     entry[2] = max(entry[2], t)
         return [SeriesInfo(k, c, f, l) for k, (c, f, l) in sorted(stats.items(), key=lambda kv: repr(kv[0]))]
+
+
+def _set_gzip_level(client, level: int) -> None:
+    """Make the client gzip write bodies at ``level`` (it hard-codes gzip.compress's default, level 9)."""
+    import gzip
+
+    conf = client.api_client.configuration
+    original = conf.update_request_body
+
+    def update_request_body(path, body):
+        if path == "/api/v2/write":
+            data = body if isinstance(body, bytes) else str(body).encode("utf-8")
+            return gzip.compress(data, compresslevel=level)
+        return original(path, body)
+
+    conf.update_request_body = update_request_body
 
 
 def _dialect():

@@ -1,0 +1,144 @@
+"""The ``wattline`` command line.
+
+This module is the one place that wires the parts together: it opens stores, starts the simulator, the collectors and
+the dashboard. Imports of the parts happen inside the commands so that ``wattline --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from core.errors import WattlineError
+from wattline import __version__
+from wattline.cli_collect import register as register_collect_commands
+from wattline.cli_influx import influx_app
+from wattline.cli_simulate import simulate_app
+
+app = typer.Typer(
+    help="Wattline: energy monitoring for factories. OPC UA collectors, a time-series store, analytics and a web dashboard.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(influx_app, name="influx")
+register_collect_commands(app)
+
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="YAML settings file; options given on the command line override it.", dir_okay=False
+)
+StoreOption = typer.Option(
+    None, "--store", "-s", help="Store URL: a file path (embedded SQLite, default wattline.db), sqlite:///path or influx://host:port?...",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wattline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@app.command()
+def demo(
+    duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Stop by itself after this many seconds; runs until Ctrl-C when omitted."),
+    machines: Optional[int] = typer.Option(None, "--machines", "-m", help="Number of simulated machines (default 8)."),
+    store: Optional[str] = StoreOption,
+    port: Optional[int] = typer.Option(None, "--port", "-p", help="Dashboard port on 127.0.0.1 (default 8050)."),
+    opcua_port: Optional[int] = typer.Option(None, "--opcua-port", help="Port of the simulated plant's OPC UA server (default 4840; 0 picks a free port)."),
+    speed: Optional[float] = typer.Option(None, "--speed", help="Simulated seconds per real second (default 1)."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Run a live demo plant: a simulated factory served over OPC UA, a collector streaming it into the store, and the
+    dashboard at http://127.0.0.1:8050. Ctrl-C stops everything and keeps every value received."""
+    from wattline.demo import run_demo
+    from wattline.settings import read_app_settings
+
+    settings = read_app_settings(
+        config,
+        {
+            "store": store,
+            "demo": {"duration": duration, "machines": machines, "opcua_port": opcua_port, "speed": speed},
+            "dashboard": {"port": port},
+        },
+    )
+    run_demo(settings)
+
+
+@app.command()
+def series(
+    store: Optional[str] = StoreOption,
+    measurement: Optional[str] = typer.Option(None, "--measurement", help="Only series of this measurement."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON array instead of a table."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """List the stored series (measurement, tags, field) with point count and first/last timestamp."""
+    from core.storage import open_store
+    from wattline.settings import read_app_settings
+
+    settings = read_app_settings(config, {"store": store})
+    _require_existing_store(settings.store)
+    with open_store(settings.store) as opened:
+        infos = [info.to_dict() for info in opened.series(measurement)]
+    if as_json:
+        typer.echo(json.dumps(infos, ensure_ascii=False))
+        return
+    if not infos:
+        typer.echo(f"no series in {settings.store}")
+        return
+    rows = [
+        (i["measurement"], ",".join(f"{k}={v}" for k, v in i["tags"].items()), i["field"], str(i["count"]), i["first"], i["last"])
+        for i in infos
+    ]
+    header = ("MEASUREMENT", "TAGS", "FIELD", "POINTS", "FIRST", "LAST")
+    widths = [max(len(r[c]) for r in rows + [header]) for c in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _require_existing_store(url: str) -> None:
+    """Refuse to create an empty database when the user only wants to read one."""
+    from core.errors import ConfigError
+
+    if "://" not in url and not Path(url).exists():
+        raise ConfigError(f"store {url} does not exist; give the path of an existing store with --store")
+
+
+def main() -> None:
+    """Entry point: run the app and turn Wattline's errors into one line and an exit code, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value, missing argument
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # a bare command prints its help
+            sys.exit(0)
+        usage = getattr(exc, "ctx", None)
+        hint = f" (see '{usage.command_path} --help')" if usage is not None else ""
+        typer.echo(f"wattline: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except WattlineError as exc:
+        typer.echo(f"wattline: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,107 @@
+"""``wattline demo``: a live simulated plant, a collector streaming it into the store, and the dashboard.
+
+All three run in this process: the simulator's OPC UA server and the collector share one asyncio loop, and the
+dashboard's web server runs in a thread. The collector reaches the simulator over a real localhost socket, exactly as
+it would reach a plant's server, and the dashboard only reads the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+import time
+
+from core.config import parse_config
+from core.errors import WattlineError
+from core.storage import open_store
+from wattline.settings import AppSettings
+
+log = logging.getLogger(__name__)
+
+
+class DemoError(WattlineError):
+    """The demo cannot start (runtime problem, e.g. a port in use)."""
+
+
+def check_port_free(host: str, port: int, option: str) -> None:
+    """Raise DemoError naming the port and the option to change when ``host:port`` cannot be bound."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise DemoError(f"port {port} on {host} is in use ({exc.strerror}); stop what uses it or choose another with {option}") from None
+
+
+def run_demo(settings: AppSettings) -> None:
+    """Run the demo until ``settings.demo.duration`` elapses or the user presses Ctrl-C."""
+    check_port_free(settings.dashboard.host, settings.dashboard.port, "--port")
+    check_port_free(settings.demo.opcua_host, settings.demo.opcua_port, "--opcua-port")
+    asyncio.run(_run(settings))
+
+
+async def _run(settings: AppSettings) -> None:
+    from collectors.opcua.collector import Collector
+    from collectors.opcua.config import CollectorConfig
+    from collectors.opcua.discover import get_starter_config
+    from dashboard.app import create_app
+    from dashboard.serve import run_dashboard
+    from simulator.plant import default_plant
+    from simulator.server import PlantServer
+
+    demo = settings.demo
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    store = open_store(settings.store)
+    plant = default_plant(machines=demo.machines)
+    server = PlantServer(plant, speed=demo.speed, host=demo.opcua_host, port=demo.opcua_port, seed=demo.seed)
+    dashboard_server = None
+    started = time.monotonic()
+    try:
+        await server.start()
+        # The demo configures its collector the way an engineer would: discover the server, use the starter config.
+        starter = await get_starter_config(server.endpoint)
+        collector_config = parse_config(CollectorConfig, starter, "<demo: discovered starter config>")
+        collector = Collector(collector_config, store)
+
+        app = create_app(settings.store, refresh_s=settings.dashboard.refresh_s)
+        dashboard_server = run_dashboard(app, settings.dashboard.host, settings.dashboard.port)
+        url = f"http://{settings.dashboard.host}:{settings.dashboard.port}/"
+        print(
+            f"Wattline demo: {demo.machines} machines served at {server.endpoint}, stored in {store.description}\n"
+            f"Dashboard: {url}   (Ctrl-C stops; every value received is kept)",
+            flush=True,
+        )
+        collecting = asyncio.create_task(collector.run(stop))
+        waiting = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({collecting, waiting}, timeout=demo.duration, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        waiting.cancel()
+        await collecting  # flushes everything received before returning; re-raises if the collector failed
+        print(_summary(collector, time.monotonic() - started), flush=True)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if dashboard_server is not None:
+            dashboard_server.stop()
+        await server.stop()
+        store.close()
+
+
+def _summary(collector, elapsed_s: float) -> str:
+    stats = getattr(collector, "stats", None)
+    written = getattr(stats, "values_written", None) if stats is not None else None
+    if written is None:
+        return f"Demo stopped after {elapsed_s:.0f} s."
+    return f"Demo stopped after {elapsed_s:.0f} s; {written} values stored."
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: wattline demo")

@@ -1,0 +1,1 @@
+"""The OPC UA collector: configuration, discovery, sessions and the collector loop (asyncua)."""

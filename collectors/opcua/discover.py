@@ -279,7 +279,7 @@ async def _discover(client: Client, endpoint: str, table: dict, server_name: str
                 n.pop("tags", None)
             elif drop:
                 n["drop_tags"] = drop
-"            if n.get("measurement") == measurement:
+            if n.get("measurement") == measurement:
                 n.pop("measurement")
             if n.get("tags") == {k: v for k, v in group_tags.items() if k in n.get("tags", {})} and "drop_tags" not in n:
                 n.pop("tags", None)  # same as the group's: say it once

@@ -153,10 +153,28 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
+def _drop_empty_sections(model: type[BaseModel], data: Any) -> Any:
+    """Treat a section whose keys are all commented out (YAML null) as 'all defaults'."""
+    if not isinstance(data, dict):
+        return data
+    cleaned = dict(data)
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        if key not in cleaned:
+            continue
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if cleaned[key] is None:
+                del cleaned[key]
+            else:
+                cleaned[key] = _drop_empty_sections(annotation, cleaned[key])
+    return cleaned
+
+
 def parse_config(model: type[M], data: Any, source: str = "<config>", lines: dict[tuple, int] | None = None) -> M:
     """Validate already-loaded data against a model; raise ConfigError with actionable lines."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(_drop_empty_sections(model, data))
     except ValidationError as exc:
         _MODEL_FIELDS.clear()
         _collect_fields(model, data)

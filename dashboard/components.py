@@ -1,0 +1,61 @@
+"""Small building blocks shared by the pages: KPI tiles, the empty state, page headers."""
+
+from __future__ import annotations
+
+from dash import dcc, html
+
+
+def page_header(title: str, subtitle: str, *controls) -> html.Div:
+    """Page title with a one-line explanation and optional controls on the right."""
+    return html.Div(
+        [html.Div([html.H1(title), html.P(subtitle, className="subtitle")]), html.Div(list(controls), className="controls")],
+        className="page-header",
+    )
+
+
+def kpi_tile(value_id: str, title: str, value: str = "—", detail: str = "", tone: str = "") -> html.Div:
+    """A KPI tile: title, big value, one line of detail. ``value_id`` names the value element (see ids.py)."""
+    return html.Div(
+        [
+            html.Div(title, className="kpi-title"),
+            html.Div(value, id=value_id, className="kpi-value"),
+            html.Div(detail, className="kpi-detail"),
+        ],
+        className=f"kpi {tone}".strip(),
+    )
+
+
+def state_chips(counts: dict[str, int]) -> list:
+    """Machine-state counts as coloured chips, in a fixed order; zero counts are shown dimmed."""
+    chips = []
+    for name in ("running", "idle", "off", "fault", "unknown"):
+        n = int(counts.get(name, 0))
+        if name in ("fault", "unknown") and n == 0:
+            continue  # rare states only appear when they happen
+        chips.append(html.Span([html.B(str(n)), f" {name}"], className=f"chip chip-{name}" + (" chip-zero" if n == 0 else "")))
+    return chips
+
+
+def empty_state(title: str, *lines) -> html.Div:
+    """A friendly "nothing to show yet" panel that tells the person what to do."""
+    return html.Div([html.Div("⚡", className="empty-icon"), html.H2(title), *[html.P(line) for line in lines]],
+                    className="empty-state")
+
+
+def code(text: str) -> html.Code:
+    """Inline command text."""
+    return html.Code(text)
+
+
+def card(title: str, body, *, extra=None) -> html.Div:
+    """A white card with a title row."""
+    head = [html.H3(title)] + ([extra] if extra is not None else [])
+    return html.Div([html.Div(head, className="card-head"), body], className="card")
+
+
+def graph(graph_id: str) -> dcc.Graph:
+    """A Plotly graph without the mode bar clutter a plant screen does not need."""
+    return dcc.Graph(
+        id=graph_id,
+        config={"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"]},
+    )

@@ -1,0 +1,220 @@
+"""Serve a dashboard app with werkzeug in a background thread that the caller can stop cleanly.
+
+``wattline demo`` runs the simulator, the collector and the dashboard in one process; it starts the dashboard with
+:func:`run_dashboard` in a thread (or :class:`DashboardServer` directly) and stops it with an event on Ctrl-C.
+
+Requests are handled by a fixed pool of threads rather than a new thread per request: the SQLite store keeps one
+connection per thread, so a bounded pool keeps the number of open connections bounded over months of refreshes.
+Connections are not kept alive between requests, so idle browser connections never hold a pool thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
+
+from dashboard.errors import DashboardError, PortInUseError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8050
+
+
+class _RequestHandler(WSGIRequestHandler):
+    # HTTP/1.0: one request per connection, so a pool thread is free again as soon as its response is sent.
+    protocol_version = "HTTP/1.0"
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # Every refresh is a request; access lines would drown the demo's own log.
+        log.debug("%s %s %s", self.address_string(), self.requestline, code)
+
+
+class _PooledWSGIServer(BaseWSGIServer):
+    """werkzeug's WSGI server with requests handled by a fixed thread pool."""
+
+    multithread = True
+
+    def __init__(self, sock: socket.socket, app: Any, workers: int) -> None:
+        host, port = sock.getsockname()[:2]
+        super().__init__(host, port, app, handler=_RequestHandler, fd=sock.fileno())
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wattline-dashboard")
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001 - socketserver signature
+        self._pool.submit(self._handle, request, client_address)
+
+    def _handle(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # a broken client connection must not kill the pool thread
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Open a listening TCP socket on ``host:port`` (port 0 picks a free port).
+
+    Raises
+    ------
+    PortInUseError
+        When the port is taken.
+    DashboardError
+        When the address cannot be used for another reason (unknown host, no permission); the message says which.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise DashboardError(f"cannot resolve dashboard host {host!r}: {exc}; use an address such as 127.0.0.1 or 0.0.0.0") from exc
+    family, _type, _proto, _name, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # Like werkzeug: allow a restart while old connections are in TIME_WAIT, but not two listeners.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(host, port) from exc
+        if exc.errno == errno.EACCES:
+            raise DashboardError(
+                f"no permission to listen on port {port} of {host}; ports below 1024 need privileges, choose another "
+                "with --port"
+            ) from exc
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise DashboardError(f"dashboard host {host!r} is not an address of this machine; use 127.0.0.1 or 0.0.0.0") from exc
+        raise DashboardError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+class DashboardServer:
+    """A running (or ready to run) dashboard web server.
+
+    Parameters
+    ----------
+    app : dash.Dash or WSGI app
+        From :func:`dashboard.app.create_app`.
+    host : str
+        Interface to listen on; ``0.0.0.0`` serves the whole network.
+    port : int
+        TCP port; 0 picks a free one (see :attr:`port`).
+    workers : int
+        Request threads.
+
+    Raises
+    ------
+    PortInUseError
+        At construction, when the port is taken (so a caller fails before starting anything else).
+
+    Examples
+    --------
+    >>> with DashboardServer(create_app("plant.db"), port=0) as server:  # doctest: +SKIP
+    ...     print(server.url)
+    """
+
+    def __init__(self, app: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, workers: int = 8) -> None:
+        self.app = app
+        self.host = host
+        wsgi = getattr(app, "server", app)
+        sock = bind_socket(host, port)
+        try:
+            self._server = _PooledWSGIServer(sock, wsgi, workers)
+        finally:
+            sock.close()  # the server works on its own duplicate of the descriptor
+        self.port: int = int(self._server.port)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Address to open in a browser."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/"
+
+    def start(self) -> "DashboardServer":
+        """Serve in a daemon thread; returns immediately."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="wattline-dashboard", daemon=True
+            )
+            self._thread.start()
+            log.info("dashboard at %s", self.url)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving, wait for requests in progress, close the socket and the app's store."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout)
+            self._thread = None
+        self._server.server_close()
+        if hasattr(self.app, "server"):  # a Dash app: release its store
+            from dashboard.app import close_store
+
+            close_store(self.app)
+
+    def __enter__(self) -> "DashboardServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_dashboard(
+    app: Any,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    stop_event: threading.Event | None = None,
+    *,
+    ready: threading.Event | None = None,
+    workers: int = 8,
+) -> None:
+    """Serve ``app`` until ``stop_event`` is set (or until KeyboardInterrupt when it is None).
+
+    Blocks the calling thread; the server itself runs in its own thread and stops cleanly (requests in progress finish,
+    the socket and the store are closed).
+
+    Parameters
+    ----------
+    app : dash.Dash
+        From :func:`dashboard.app.create_app`.
+    host, port : str, int
+        Where to listen; port 0 picks a free port.
+    stop_event : threading.Event, optional
+        Set it from another thread to stop.
+    ready : threading.Event, optional
+        Set once the server accepts connections (the bound port is then in ``app.server.config["WATTLINE_PORT"]``).
+    workers : int
+        Request threads.
+
+    Raises
+    ------
+    PortInUseError
+        When the port is taken (raised before anything is served).
+    """
+    server = DashboardServer(app, host, port, workers=workers)
+    getattr(app, "server", app).config["WATTLINE_PORT"] = server.port
+    stop_event = stop_event or threading.Event()
+    server.start()
+    if ready is not None:
+        ready.set()
+    try:
+        while not stop_event.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

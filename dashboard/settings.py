@@ -1,0 +1,43 @@
+"""Settings of one dashboard app, kept in the Flask config so layouts and callbacks find them per request."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from dashboard.data import resolve_timezone
+
+#: Key of the settings in ``flask_app.config``.
+CONFIG_KEY = "WATTLINE_DASHBOARD"
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """What a dashboard app needs to know.
+
+    Parameters
+    ----------
+    store_url : str
+        Store URL (:func:`core.storage.open_store`).
+    refresh_s : float
+        Live page refresh period [s].
+    stale_after_s : float
+        A series whose newest value is older than this is stale [s]: left out of the current-power KPI and
+        highlighted in the series table.
+    tz : tzinfo
+        Plant time zone for axes and "today".
+    """
+
+    store_url: str
+    refresh_s: float = 2.0
+    stale_after_s: float = 300.0
+    tz: dt.tzinfo = field(default_factory=lambda: resolve_timezone(None))
+
+
+def current_settings() -> DashboardSettings:
+    """Settings of the app serving the current request; defaults outside a request (layout unit tests)."""
+    from flask import current_app, has_app_context
+
+    if has_app_context() and CONFIG_KEY in current_app.config:
+        return current_app.config[CONFIG_KEY]
+    return DashboardSettings(store_url="")

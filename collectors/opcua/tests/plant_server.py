@@ -58,7 +58,7 @@ class PlantServer:
         vtype = await var.read_data_type_as_variant_type()
         dv = ua.DataValue(
             ua.Variant(value, vtype),
-            StatusCode_=ua.StatusCode(status),
+            StatusCode=ua.StatusCode(status),
             SourceTimestamp=source_time or dt.datetime.now(dt.timezone.utc),
             ServerTimestamp=dt.datetime.now(dt.timezone.utc),
         )

@@ -1,0 +1,311 @@
+"""Batching writer between a collector's receive loop and the store.
+
+The receive loop (asyncio) only appends rows to a list under a lock, so it never waits on the store. A writer thread
+turns full batches (or whatever arrived within ``flush_interval_s``) into :class:`core.model.Point` writes. When a
+write fails the batch goes to the disk spool and the store is retried every ``retry_interval_s``, replaying the spool
+oldest first; while the store is slow a spill thread moves batches to the spool once more than ``max_memory_values``
+wait in memory. :meth:`BatchWriter.close` writes or spools everything received, so a SIGTERM loses nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+
+from collectors.spool import DiskSpool, Row
+from core.model import Point
+from core.storage.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class BatchWriter:
+    """Batch rows into the store off the event loop, spooling to disk when the store is down or slow.
+
+    Parameters
+    ----------
+    store : Store
+        Destination.
+    spool : DiskSpool, optional
+        Disk spool; without one, failed batches are kept in memory (up to ``max_memory_values``, then dropped).
+    batch_size : int
+        Values per store write.
+    flush_interval_s : float
+        Longest time a value waits before being written [s].
+    max_memory_values : int
+        Values kept in memory before spilling to the spool.
+    retry_interval_s : float
+        Pause between store retries while it is down [s].
+
+    Attributes
+    ----------
+    received, written, spooled, replayed, write_errors : int
+        Counters: values handed in, values stored (replayed ones included), values moved to the spool, values stored
+        from the spool, failed store writes.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        spool: DiskSpool | None = None,
+        batch_size: int = 5000,
+        flush_interval_s: float = 1.0,
+        max_memory_values: int = 500_000,
+        retry_interval_s: float = 2.0,
+        latency_sample_every: int = 97,
+    ) -> None:
+        self.store = store
+        self.spool = spool
+        self.batch_size = int(batch_size)
+        self.flush_interval_s = float(flush_interval_s)
+        self.max_memory_values = int(max_memory_values)
+        self.retry_interval_s = float(retry_interval_s)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._current: list[Row] = []
+        self._current_since = time.monotonic()
+        self._pending: collections.deque[list[Row]] = collections.deque()
+        self._pending_values = 0
+        self._in_flight = 0
+        self._stopping = False
+        self._deadline: float | None = None
+        self._store_down = False
+        self._retry_at = 0.0
+        self._tag_dicts: dict[tuple, dict] = {}
+        self.received = 0
+        self.written = 0
+        self.spooled = 0
+        self.replayed = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+        self.dropped = 0
+        self._sample_every = max(1, int(latency_sample_every))
+        #: Sampled delays from value timestamp to stored [s] (for benchmarks and the status page).
+        self.latencies: collections.deque[float] = collections.deque(maxlen=200_000)
+        self._thread = threading.Thread(target=self._run, name="wattline-writer", daemon=True)
+        self._spill_thread = threading.Thread(target=self._spill_loop, name="wattline-spill", daemon=True)
+        self._started = False
+
+    # -- producer side (event loop) ----------------------------------------------------------------------------------
+    def add_rows(self, rows: list[Row]) -> None:
+        """Hand rows in; never blocks on the store. Row = (measurement, tags pairs, field, time_ns, value, status)."""
+        if not rows:
+            return
+        with self._lock:
+            if not self._current:
+                self._current_since = time.monotonic()
+            self._current.extend(rows)
+            self.received += len(rows)
+            if len(self._current) >= self.batch_size:
+                self._rotate()
+                self._wake.notify()
+
+    def _rotate(self) -> None:
+        # Called with the lock held.
+        if self._current:
+            self._pending.append(self._current)
+            self._pending_values += len(self._current)
+            self._current = []
+
+    @property
+    def backlog(self) -> int:
+        """Values received and not yet stored or spooled."""
+        with self._lock:
+            return len(self._current) + self._pending_values + self._in_flight
+
+    @property
+    def store_down(self) -> bool:
+        """True while store writes fail."""
+        return self._store_down
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------------
+    def start(self) -> "BatchWriter":
+        """Start the writer and spill threads."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
+            self._spill_thread.start()
+        return self
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write everything received; what cannot be stored within ``timeout_s`` [s] goes to the spool."""
+        with self._lock:
+            self._stopping = True
+            self._deadline = time.monotonic() + timeout_s
+            self._rotate()
+            self._wake.notify_all()
+        if self._started:
+            self._thread.join()
+            self._spill_thread.join()
+        else:
+            self._drain_to_spool()
+
+    # -- writer thread -----------------------------------------------------------------------------------------------
+    def _take(self) -> list[Row] | None:
+        with self._lock:
+            if self._pending:
+                batch = self._pending.popleft()
+                self._pending_values -= len(batch)
+                self._in_flight = len(batch)
+                return batch
+        return None
+
+    def _run(self) -> None:
+        replay_turn = False
+        while True:
+            with self._lock:
+                if not self._pending and not self._stopping:
+                    wait = self.flush_interval_s - (time.monotonic() - self._current_since)
+                    if self._current and wait <= 0:
+                        self._rotate()
+                    elif not (self._store_down is False and self.spool is not None and len(self.spool)):
+                        self._wake.wait(timeout=max(0.01, min(wait if self._current else self.flush_interval_s, 0.25)))
+                        if self._current and time.monotonic() - self._current_since >= self.flush_interval_s:
+                            self._rotate()
+                if self._stopping:
+                    self._rotate()
+                stopping = self._stopping
+                past_deadline = stopping and self._deadline is not None and time.monotonic() > self._deadline
+                nothing_pending = not self._pending
+            if stopping and (nothing_pending or past_deadline or self._store_down):
+                self._drain_to_spool()
+                return
+            now = time.monotonic()
+            if self._store_down and now < self._retry_at:
+                self._drain_to_spool()  # keep memory flat during an outage
+                time.sleep(min(0.05, self._retry_at - now))
+                continue
+            # Alternate fresh batches and spool replay so that neither starves.
+            spool_waiting = self.spool is not None and len(self.spool) > 0
+            if spool_waiting and (replay_turn or nothing_pending or self._store_down):
+                replay_turn = False
+                self._replay_one()
+                continue
+            replay_turn = True
+            batch = self._take()
+            if batch is not None:
+                self._write(batch)
+
+    def _points(self, rows: list[Row]) -> list[Point]:
+        tag_dicts = self._tag_dicts
+        points = []
+        for measurement, tags, field, t, value, status in rows:
+            d = tag_dicts.get(tags)
+            if d is None:
+                d = tag_dicts[tags] = dict(tags)
+            points.append(Point(measurement, d, {field: value}, t, status))
+        return points
+
+    def _store_write(self, rows: list[Row]) -> bool:
+        try:
+            self.store.write(self._points(rows))
+        except Exception as exc:  # any backend failure: spool and retry, never lose the batch
+            self.write_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if not self._store_down:
+                log.error("store write failed (%s); spooling and retrying every %.1f s", self.last_error,
+                          self.retry_interval_s)
+            self._store_down = True
+            self._retry_at = time.monotonic() + self.retry_interval_s
+            return False
+        if self._store_down:
+            log.info("store is writable again; replaying the spool")
+        self._store_down = False
+        now_ns = time.time_ns()
+        for row in rows[:: self._sample_every]:
+            self.latencies.append((now_ns - row[3]) / 1e9)
+        return True
+
+    def _write(self, batch: list[Row]) -> None:
+        ok = self._store_write(batch)
+        with self._lock:
+            self._in_flight = 0
+            if ok:
+                self.written += len(batch)
+        if not ok:
+            self._to_spool(batch)
+
+    def _replay_one(self) -> None:
+        item = self.spool.peek() if self.spool is not None else None
+        if item is None:
+            return
+        path, rows = item
+        if self._store_write(rows):
+            self.spool.remove(path)
+            with self._lock:
+                self.written += len(rows)
+                self.replayed += len(rows)
+
+    def _to_spool(self, batch: list[Row]) -> None:
+        if self.spool is None:
+            with self._lock:
+                if self._pending_values + len(batch) <= self.max_memory_values:
+                    self._pending.appendleft(batch)  # keep it in memory and retry
+                    self._pending_values += len(batch)
+                else:
+                    self.dropped += len(batch)
+                    log.error("no spool configured and memory bound reached: dropped %d values", len(batch))
+            return
+        try:
+            self.spool.append(batch)
+            with self._lock:
+                self.spooled += len(batch)
+        except OSError as exc:
+            with self._lock:
+                self.dropped += len(batch)
+            log.error("cannot spool %d values to %s: %s", len(batch), self.spool.folder, exc)
+
+    def _drain_to_spool(self) -> None:
+        while True:
+            with self._lock:
+                self._rotate()
+            batch = self._take()
+            if batch is None:
+                return
+            if self.spool is None:
+                with self._lock:
+                    self._in_flight = 0
+                if self._store_write(batch):
+                    with self._lock:
+                        self.written += len(batch)
+                    continue
+                with self._lock:
+                    self.dropped += len(batch)
+                log.error("store down at shutdown and no spool configured: lost %d values", len(batch))
+                continue
+            self._to_spool(batch)
+            with self._lock:
+                self._in_flight = 0
+
+    # -- spill thread ------------------------------------------------------------------------------------------------
+    def _spill_loop(self) -> None:
+        while not self._stopping:
+            time.sleep(0.1)
+            if self.spool is None:
+                continue
+            while True:
+                with self._lock:
+                    if self._pending_values <= self.max_memory_values or len(self._pending) <= 1:
+                        break
+                    batch = self._pending.pop()  # newest: the writer keeps the oldest in order
+                    self._pending_values -= len(batch)
+                self._to_spool(batch)
+
+    def stats(self) -> dict:
+        """Counters as a dict (for metrics and status)."""
+        return {
+            "received": self.received,
+            "written": self.written,
+            "spooled": self.spooled,
+            "replayed": self.replayed,
+            "write_errors": self.write_errors,
+            "dropped": self.dropped + (self.spool.dropped_values if self.spool is not None else 0),
+            "backlog": self.backlog,
+            "spool_bytes": self.spool.bytes if self.spool is not None else 0,
+            "spool_segments": len(self.spool) if self.spool is not None else 0,
+            "spool_full": bool(self.spool.full) if self.spool is not None else False,
+            "store_down": self._store_down,
+            "last_error": self.last_error,
+        }

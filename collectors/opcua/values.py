@@ -1,0 +1,129 @@
+"""Turning OPC UA DataValues into stored rows: quality, numbers, timestamps and counter registers.
+
+Rules (documented in the README):
+
+- The StatusCode is stored with every value. A Bad value is stored as missing (None), never as a number.
+- A value that is not a number (string, structure, array) is stored as missing with ``BadTypeMismatch``.
+- NaN and +/-Inf from the server are stored as missing; when the server said Good the stored status is
+  ``BadOutOfRange`` so that no Good row is ever without a number.
+- Counter registers (``counter: true``): a value lower than the previous one is a *rollover* when the previous value
+  was above half of ``counter_max``, else a *reset*. The row is flagged with the StatusCode info bit
+  ``SemanticsChanged`` (0x4000) and a Notice is raised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from dataclasses import dataclass, field
+
+from core.notices import Notice
+
+BAD_TYPE_MISMATCH = 0x80740000
+BAD_OUT_OF_RANGE = 0x803C0000
+#: StatusCode info bit set on the first value after a counter rollover or reset.
+SEMANTICS_CHANGED = 0x4000
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_US = dt.timedelta(microseconds=1)
+
+
+def datetime_to_ns(value: dt.datetime | None) -> int | None:
+    """Aware or naive-UTC datetime (asyncua's) to ns since the epoch; None for missing or the OPC UA null time."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        delta = value - _EPOCH_NAIVE
+    else:
+        delta = value - _EPOCH
+    if delta.days < 0:  # 1601 (null DateTime) or garbage: treat as missing
+        return None
+    return (delta // _US) * 1000
+
+
+@dataclass
+class NodeState:
+    """Run-time state of one collected node (the handle indexes a list of these).
+
+    Attributes
+    ----------
+    measurement, field : str
+        Where the values go.
+    tags : tuple
+        Sorted (key, value) pairs, replaced when a tag source node changes.
+    """
+
+    key: str
+    measurement: str
+    field: str
+    base_tags: dict
+    tags: tuple
+    timestamp_source: str
+    counter: bool = False
+    counter_max: float | None = None
+    dynamic_tags: dict = field(default_factory=dict)
+    last_value: float | None = None
+    values: int = 0
+    last_ns: int | None = None
+
+    def set_tag(self, name: str, value: str) -> None:
+        """Update a tag taken from another node's value."""
+        self.dynamic_tags[name] = value
+        merged = dict(self.base_tags)
+        merged.update(self.dynamic_tags)
+        self.tags = tuple(sorted(merged.items()))
+
+
+def to_row(node: NodeState, dv, now_ns: int, notices: list | None = None) -> tuple:
+    """Convert one DataValue into a row ``(measurement, tags, field, time_ns, value, status)``."""
+    sc = dv.StatusCode
+    status = sc.value if sc is not None else 0
+    variant = dv.Value
+    raw = variant.Value if variant is not None else None
+    value: float | None
+    if status & 0x80000000:  # Bad: never a number
+        value = None
+    elif isinstance(raw, bool):
+        value = 1.0 if raw else 0.0
+    elif isinstance(raw, (int, float)):
+        value = float(raw)
+        if not math.isfinite(value):
+            value = None
+            if status < 0x40000000:
+                status = BAD_OUT_OF_RANGE
+    else:
+        value = None
+        status = BAD_TYPE_MISMATCH if raw is not None or status < 0x40000000 else status
+    src = node.timestamp_source
+    if src == "collector":
+        t = now_ns
+    elif src == "server":
+        t = datetime_to_ns(dv.ServerTimestamp) or now_ns
+    else:
+        t = datetime_to_ns(dv.SourceTimestamp) or datetime_to_ns(dv.ServerTimestamp) or now_ns
+    if node.counter and value is not None:
+        last = node.last_value
+        if last is not None and value < last:
+            kind = "rollover" if node.counter_max and last > node.counter_max / 2 else "reset"
+            status |= SEMANTICS_CHANGED
+            if notices is not None:
+                notices.append(
+                    Notice(
+                        f"collector.counter.{kind}",
+                        f"counter {node.key} went from {last} to {value} ({kind}); the row is flagged with "
+                        "StatusCode bit 0x4000",
+                        {"node": node.key, "previous": last, "value": value, "kind": kind,
+                         "measurement": node.measurement, "field": node.field},
+                    )
+                )
+        node.last_value = value
+    node.values += 1
+    node.last_ns = now_ns
+    return (node.measurement, node.tags, node.field, t, value, status)
+
+
+def now_ns() -> int:
+    """Current time [ns since the epoch]."""
+    return time.time_ns()

@@ -1,0 +1,21 @@
+"""The simulator's exceptions: one base class, derived from :class:`core.errors.WattlineError`."""
+
+from __future__ import annotations
+
+from core.errors import ConfigError, WattlineError
+
+
+class SimulatorError(WattlineError):
+    """Base of every error the simulator raises on purpose."""
+
+
+class PlantFileError(SimulatorError, ConfigError):
+    """A plant or scenario file is invalid; the message names the file, line, key and valid options."""
+
+    exit_code = 2
+
+
+class PortInUseError(SimulatorError):
+    """The OPC UA server cannot listen on the requested host and port."""
+
+    exit_code = 1

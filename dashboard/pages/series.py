@@ -13,9 +13,10 @@ from dash import Input, Output, dash_table, dcc, html
 
 from core.errors import StoreError
 from dashboard import ids
-from dashboard.components import code, empty_state, page_header
-from dashboard.data import format_age, series_rows
-from dashboard.settings import DashboardSettings, current_settings
+from dashboard.components import page_header
+from dashboard.data import series_rows
+from dashboard.render import HIDDEN, render_series
+from dashboard.settings import current_settings
 
 dash.register_page(__name__, path="/series", name="Data", title="Wattline · Stored series", order=10)
 
@@ -31,7 +32,6 @@ COLUMNS = (
     ("age", "Age of last"),
     ("status", "Status"),
 )
-HIDDEN = {"display": "none"}
 
 
 def layout(**_kwargs) -> html.Div:
@@ -68,21 +68,6 @@ def layout(**_kwargs) -> html.Div:
         ],
         className="page",
     )
-
-
-def render_series(rows: list[dict], settings: DashboardSettings) -> tuple:
-    """Callback outputs for the table rows: (rows, summary, empty-state children, empty-state style)."""
-    if not rows:
-        empty = empty_state(
-            "No series stored yet",
-            html.Span(["Start a collector or ", code("wattline demo"), "; series appear here with their first value."]),
-        )
-        return [], "", empty, {}
-    stale = sum(r["status"] == "stale" for r in rows)
-    summary = f"{len(rows)} series"
-    summary += (f", {stale} stale (no value for more than {format_age(settings.stale_after_s)})" if stale
-                else ", all updated recently")
-    return rows, summary, [], HIDDEN
 
 
 def register_callbacks(app: dash.Dash) -> None:

@@ -1,0 +1,106 @@
+"""What the pages' callbacks return, as pure functions of the data in :mod:`dashboard.data`.
+
+Kept out of the page modules because those can only be imported by Dash while it builds an app
+(``dash.register_page``); these functions are unit-tested on their own.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dash
+from dash import html
+
+from dashboard import ids
+from dashboard.components import code, empty_state, kpi_tile, state_chips
+from dashboard.data import LiveView, format_age
+from dashboard.figures import message_figure, power_figure
+from dashboard.settings import DashboardSettings
+
+HIDDEN = {"display": "none"}
+SHOWN: dict = {}
+
+
+def render_live(view: LiveView, settings: DashboardSettings, now_ns: int) -> tuple:
+    """Turn a :class:`LiveView` into the callback's outputs.
+
+    Returns
+    -------
+    tuple
+        (KPI tiles, empty-state children, empty-state style, graphs style, line figure, machine figure, status text).
+    """
+    tz = settings.tz
+    power, energy, states = view.power, view.energy, view.states
+    if power.total_kw is None:
+        power_tile = kpi_tile(ids.KPI_PLANT_POWER, "Plant power now", "—",
+                              f"no value in the last {format_age(settings.stale_after_s)}", "muted")
+    else:
+        detail = f"{power.machines} machine{'s' * (power.machines != 1)}"
+        detail += f", {power.stale} stale left out" if power.stale else ""
+        power_tile = kpi_tile(ids.KPI_PLANT_POWER, "Plant power now", f"{power.total_kw:,.1f} kW", detail)
+    if energy.kwh is None:
+        energy_tile = kpi_tile(ids.KPI_ENERGY_TODAY, "Energy today", "—", "no values since midnight", "muted")
+    else:
+        sources = []
+        if energy.from_register:
+            sources.append(f"{energy.from_register} from energy registers")
+        if energy.from_power:
+            sources.append(f"{energy.from_power} integrated from power")
+        energy_tile = kpi_tile(ids.KPI_ENERGY_TODAY, "Energy today", f"{energy.kwh:,.1f} kWh",
+                               "machines: " + ", ".join(sources))
+    states_tile = html.Div(
+        [
+            html.Div("Machines", className="kpi-title"),
+            html.Div(state_chips(states.counts) if states.total else "—", id=ids.KPI_MACHINE_STATES,
+                     className="kpi-value kpi-chips"),
+            html.Div(f"{states.total} with a state signal" if states.total else "no machine state collected",
+                     className="kpi-detail"),
+        ],
+        className="kpi",
+    )
+    kpis = [power_tile, energy_tile, states_tile]
+
+    if not view.has_power_series:
+        empty = empty_state(
+            "No data yet — start a collector or wattline demo",
+            html.Span(["Run ", code("wattline demo"), " for a simulated plant, or start a collector that writes to ",
+                       code(settings.store_url or "this store"), "."]),
+            "This page updates by itself as soon as the first power values arrive.",
+        )
+        no_fig = dash.no_update
+        return kpis, empty, SHOWN, HIDDEN, no_fig, no_fig, _status(view, now_ns, settings)
+
+    revision = f"{view.time_range.key}"
+    if view.machines.empty:
+        age = format_age((now_ns - view.last_power_ns) / 1e9) if view.last_power_ns else "?"
+        text = f"No power values in the last {view.time_range.label}; the newest is {age} old."
+        line_fig = machine_fig = message_figure(text)
+    else:
+        common = dict(start_ns=view.start_ns, stop_ns=view.stop_ns, tz=tz, uirevision=revision)
+        line_fig = power_figure(view.lines, show_reporting=True, **common)
+        machine_fig = power_figure(view.machines, group_legend_by_line=True, height=420, **common)
+    return kpis, [], HIDDEN, SHOWN, line_fig, machine_fig, _status(view, now_ns, settings)
+
+
+def _status(view: LiveView, now_ns: int, settings: DashboardSettings) -> str:
+    window = format_age(view.time_range.window_s).replace(" ", "\u00a0")
+    parts = [f"{window} mean per point"]
+    if view.last_power_ns is not None:
+        parts.append(f"newest value {format_age((now_ns - view.last_power_ns) / 1e9)} old")
+    parts.append(f"refreshed {time.strftime('%H:%M:%S', time.localtime(now_ns / 1e9))}")
+    return " · ".join(parts)
+
+
+def render_series(rows: list[dict], settings: DashboardSettings) -> tuple:
+    """Callback outputs for the table rows: (rows, summary, empty-state children, empty-state style)."""
+    if not rows:
+        empty = empty_state(
+            "No series stored yet",
+            html.Span(["Start a collector or ", code("wattline demo"), "; series appear here with their first value."]),
+        )
+        return [], "", empty, {}
+    stale = sum(r["status"] == "stale" for r in rows)
+    summary = f"{len(rows)} series"
+    summary += (f", {stale} stale (no value for more than {format_age(settings.stale_after_s)})" if stale
+                else ", all updated recently")
+    return rows, summary, [], HIDDEN

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from collectors.buffer import BatchWriter
@@ -29,6 +30,17 @@ log = logging.getLogger("wattline.collector")
 
 #: Version of the status JSON schema (README "Status file").
 STATUS_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class CollectorStats:
+    """Counter snapshot of a collector [values]."""
+
+    values_received: int
+    values_written: int
+    values_spooled: int
+    backlog: int
+    write_errors: int
 
 
 class Collector:
@@ -83,6 +95,12 @@ class Collector:
     def written(self) -> int:
         """Values written to the store (spool replays included)."""
         return self.writer.written
+
+    @property
+    def stats(self) -> "CollectorStats":
+        """Counters snapshot (values received, written, spooled, backlog, write errors)."""
+        w = self.writer.stats()
+        return CollectorStats(w["received"], w["written"], w["spooled"], w["backlog"], w["write_errors"])
 
     def notify(self, notice: Notice) -> None:
         """Record and log a recoverable problem."""

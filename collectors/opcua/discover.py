@@ -121,6 +121,7 @@ async def get_starter_config(
     server_name: str | None = None,
     timeout_s: float = 10.0,
     max_nodes_per_call: int = 500,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Browse a server (anonymous, security None) and return a starter collector config as a dict.
 
@@ -142,8 +143,9 @@ async def get_starter_config(
     Returns
     -------
     dict
-        Config accepted by :func:`collectors.opcua.config.parse_collector_config`; the key ``_notes`` (a list of
-        strings for the YAML header: unit mismatches, skipped variables) is removed by the YAML writer.
+        Config accepted by :func:`collectors.opcua.config.parse_collector_config`.
+    notes : list, optional
+        Filled with remarks for the YAML header (unit mismatches, skipped variables).
 
     Raises
     ------
@@ -157,7 +159,7 @@ async def get_starter_config(
     except (OSError, asyncio.TimeoutError, ua.UaError) as exc:
         raise CollectorError(f"cannot connect to {endpoint}: {exc or type(exc).__name__}; is the server running?") from None
     try:
-        return await _discover(client, endpoint, table, server_name, max_nodes_per_call)
+        return await _discover(client, endpoint, table, server_name, max_nodes_per_call, notes if notes is not None else [])
     finally:
         try:
             await client.disconnect()
@@ -165,7 +167,9 @@ async def get_starter_config(
             pass
 
 
-async def _discover(client: Client, endpoint: str, table: dict, server_name: str | None, limit: int) -> dict[str, Any]:
+async def _discover(
+    client: Client, endpoint: str, table: dict, server_name: str | None, limit: int, notes: list[str]
+) -> dict[str, Any]:
     namespaces = await client.get_namespace_array()
     try:
         server_limit = await client.get_node(ua.NodeId(11710, 0)).read_value()  # MaxNodesPerBrowse
@@ -173,7 +177,6 @@ async def _discover(client: Client, endpoint: str, table: dict, server_name: str
             limit = min(limit, int(server_limit))
     except ua.UaError:
         pass
-    notes: list[str] = []
     # Breadth-first walk from Objects, skipping namespace 0 (the Server object and the like).
     objects = ua.NodeId(ua.ObjectIds.ObjectsFolder, 0)
     level: list[tuple[ua.NodeId, tuple[str, ...]]] = [(objects, ())]
@@ -289,7 +292,6 @@ async def _discover(client: Client, endpoint: str, table: dict, server_name: str
         "name": "opcua",
         "store": "wattline.db",
         "servers": [{"name": server_name or _server_slug(host), "endpoint": endpoint, "groups": groups}],
-        "_notes": notes,
     }
 
 
@@ -308,10 +310,8 @@ def _tags_from_path(path: tuple[str, ...]) -> dict[str, str]:
     return dict(zip(TAG_LEVELS, levels))
 
 
-def render_starter_yaml(config: dict[str, Any]) -> str:
+def render_starter_yaml(config: dict[str, Any], notes: list[str] | None = None) -> str:
     """Write a starter config as commented YAML (what ``wattline discover --out FILE`` saves)."""
-    config = dict(config)
-    notes = config.pop("_notes", [])
     head = [
         "# Starter config written by `wattline discover`. Edit it, then check it with `wattline check --config FILE`",
         "# and run it with `wattline collect --config FILE`. Every key is documented in collectors/opcua/sample.yaml.",

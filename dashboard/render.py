@@ -91,16 +91,62 @@ def _status(view: LiveView, now_ns: int, settings: DashboardSettings) -> str:
     return " · ".join(parts)
 
 
-def render_series(rows: list[dict], settings: DashboardSettings) -> tuple:
-    """Callback outputs for the table rows: (rows, summary, empty-state children, empty-state style)."""
+#: Series table columns (row key, header).
+SERIES_TABLE_COLUMNS = (
+    ("measurement", "Measurement"),
+    ("tags", "Tags"),
+    ("field", "Field"),
+    ("unit", "Unit"),
+    ("count", "Points"),
+    ("first", "First value"),
+    ("last", "Last value"),
+    ("age", "Age of last"),
+    ("status", "Status"),
+)
+
+
+def filter_rows(rows: list[dict], text: str | None) -> list[dict]:
+    """Rows whose measurement, tags, field or status contain every word of ``text`` (case-insensitive)."""
+    words = (text or "").lower().split()
+    if not words:
+        return rows
+    keep = []
+    for row in rows:
+        haystack = " ".join(str(row[k]) for k in ("measurement", "tags", "field", "status")).lower()
+        if all(word in haystack for word in words):
+            keep.append(row)
+    return keep
+
+
+def series_table(rows: list[dict]) -> html.Table:
+    """The series as an HTML table; stale rows carry the ``stale`` class."""
+    head = html.Thead(html.Tr([html.Th(name, className=f"col-{key}") for key, name in SERIES_TABLE_COLUMNS]))
+    body = html.Tbody(
+        [
+            html.Tr(
+                [html.Td(f"{row[key]:,}" if key == "count" else row[key], className=f"col-{key}")
+                 for key, _name in SERIES_TABLE_COLUMNS],
+                className=row["status"],
+            )
+            for row in rows
+        ]
+    )
+    return html.Table([head, body], className="series-table")
+
+
+def render_series(rows: list[dict], settings: DashboardSettings, filter_text: str | None = None) -> tuple:
+    """Callback outputs for the series page: (table, summary, empty-state children, empty-state style)."""
     if not rows:
         empty = empty_state(
             "No series stored yet",
             html.Span(["Start a collector or ", code("wattline demo"), "; series appear here with their first value."]),
         )
-        return [], "", empty, {}
+        return [], "", empty, SHOWN
     stale = sum(r["status"] == "stale" for r in rows)
     summary = f"{len(rows)} series"
     summary += (f", {stale} stale (no value for more than {format_age(settings.stale_after_s)})" if stale
                 else ", all updated recently")
-    return rows, summary, [], HIDDEN
+    shown = filter_rows(rows, filter_text)
+    if len(shown) != len(rows):
+        summary += f"; {len(shown)} match the filter"
+    return series_table(shown), summary, [], HIDDEN

@@ -111,8 +111,19 @@ def test_render_series_summary_counts_stale_series():
     from dashboard.render import render_series
 
     settings = DashboardSettings("plant.db", stale_after_s=300)
-    rows = [{"status": "ok"}, {"status": "stale"}, {"status": "stale"}]
-    data, summary, empty, style = render_series(rows, settings)
-    assert data == rows and summary == "3 series, 2 stale (no value for more than 5 min)"
-    data, summary, empty, style = render_series([], settings)
-    assert data == [] and "No series stored yet" in _text(empty) and style == {}
+    rows = [
+        {"measurement": "electrical", "tags": f"line=L1 · machine={m}", "field": "active_power_kw", "unit": "kW",
+         "count": 1234, "first": "2026-11-26 09:00:00", "last": "2026-11-26 10:00:00", "age": age, "age_s": 0.0,
+         "status": status}
+        for m, age, status in (("a", "2 s", "ok"), ("b", "2.0 h", "stale"), ("c", "1.0 d", "stale"))
+    ]
+    table, summary, empty, style = render_series(rows, settings)
+    assert summary == "3 series, 2 stale (no value for more than 5 min)"
+    body_rows = table.children[1].children
+    assert [tr.className for tr in body_rows] == ["ok", "stale", "stale"]
+    assert _text(body_rows[0].children[4]) == "1,234"
+    table, summary, empty, style = render_series(rows, settings, "machine=b")
+    assert len(table.children[1].children) == 1 and summary.endswith("; 1 match the filter")
+    assert len(render_series(rows, settings, "STALE")[0].children[1].children) == 2
+    table, summary, empty, style = render_series([], settings)
+    assert table == [] and "No series stored yet" in _text(empty) and style == {}

@@ -36,7 +36,7 @@ def state_chips(counts: dict[str, int]) -> list:
     return chips
 
 
-def empty_state(title: str, *lines) -> html.Div:
+def empty_state(title, *lines) -> html.Div:
     """A friendly "nothing to show yet" panel that tells the person what to do."""
     return html.Div([html.Div("⚡", className="empty-icon"), html.H2(title), *[html.P(line) for line in lines]],
                     className="empty-state")

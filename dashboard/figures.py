@@ -23,7 +23,7 @@ def _base_layout(fig: go.Figure, *, height: int, uirevision: str) -> go.Figure:
     fig.update_layout(
         template="plotly_white",
         height=height,
-        margin=dict(l=64, r=16, t=16, b=48),
+        margin=dict(l=64, r=16, t=36, b=48),  # the top margin holds the mode bar
         font=dict(family=FONT, size=13, color="#1f2933"),
         hovermode="x unified",
         legend=dict(orientation="v", x=1.01, y=1, xanchor="left", font=dict(size=12), groupclick="toggleitem"),

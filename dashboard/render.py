@@ -6,9 +6,8 @@ Kept out of the page modules because those can only be imported by Dash while it
 
 from __future__ import annotations
 
-import time
-
 import dash
+import pandas as pd
 from dash import html
 
 from dashboard import ids
@@ -43,26 +42,25 @@ def render_live(view: LiveView, settings: DashboardSettings, now_ns: int) -> tup
     else:
         sources = []
         if energy.from_register:
-            sources.append(f"{energy.from_register} from energy registers")
+            sources.append(f"{energy.from_register} machine{'s' * (energy.from_register != 1)} from energy registers")
         if energy.from_power:
             sources.append(f"{energy.from_power} integrated from power")
-        energy_tile = kpi_tile(ids.KPI_ENERGY_TODAY, "Energy today", f"{energy.kwh:,.1f} kWh",
-                               "machines: " + ", ".join(sources))
+        energy_tile = kpi_tile(ids.KPI_ENERGY_TODAY, "Energy today", f"{energy.kwh:,.1f} kWh", ", ".join(sources))
     states_tile = html.Div(
         [
             html.Div("Machines", className="kpi-title"),
             html.Div(state_chips(states.counts) if states.total else "—", id=ids.KPI_MACHINE_STATES,
-                     className="kpi-value kpi-chips"),
+                     className="kpi-value kpi-chips" if states.total else "kpi-value"),
             html.Div(f"{states.total} with a state signal" if states.total else "no machine state collected",
                      className="kpi-detail"),
         ],
-        className="kpi",
+        className="kpi" if states.total else "kpi muted",
     )
     kpis = [power_tile, energy_tile, states_tile]
 
     if not view.has_power_series:
         empty = empty_state(
-            "No data yet — start a collector or wattline demo",
+            ["No data yet — start a collector or ", code("wattline demo")],
             html.Span(["Run ", code("wattline demo"), " for a simulated plant, or start a collector that writes to ",
                        code(settings.store_url or "this store"), "."]),
             "This page updates by itself as soon as the first power values arrive.",
@@ -87,7 +85,7 @@ def _status(view: LiveView, now_ns: int, settings: DashboardSettings) -> str:
     parts = [f"{window} mean per point"]
     if view.last_power_ns is not None:
         parts.append(f"newest value {format_age((now_ns - view.last_power_ns) / 1e9)} old")
-    parts.append(f"refreshed {time.strftime('%H:%M:%S', time.localtime(now_ns / 1e9))}")
+    parts.append(f"refreshed {pd.Timestamp(now_ns, unit='ns', tz='UTC').tz_convert(settings.tz):%H:%M:%S}")
     return " · ".join(parts)
 
 

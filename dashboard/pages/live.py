@@ -35,8 +35,6 @@ def layout(range: str | None = None, **_kwargs) -> html.Div:  # noqa: A002 - the
         value=chosen,
         inline=True,
         className="segmented",
-        inputClassName="segmented-input",
-        labelClassName="segmented-label",
     )
     return html.Div(
         [

@@ -1,7 +1,8 @@
 """Serve a dashboard app with werkzeug in a background thread that the caller can stop cleanly.
 
 ``wattline demo`` runs the simulator, the collector and the dashboard in one process; it starts the dashboard with
-:func:`run_dashboard` in a thread (or :class:`DashboardServer` directly) and stops it with an event on Ctrl-C.
+:func:`run_dashboard`, which serves in a background thread and returns the server; ``server.stop()`` (or setting the
+``stop_event`` passed in) stops it cleanly.
 
 Requests are handled by a fixed pool of threads rather than a new thread per request: the SQLite store keeps one
 connection per thread, so a bounded pool keeps the number of open connections bounded over months of refreshes.
@@ -136,6 +137,8 @@ class DashboardServer:
             sock.close()  # the server works on its own duplicate of the descriptor
         self.port: int = int(self._server.port)
         self._thread: threading.Thread | None = None
+        self._stop_lock = threading.Lock()
+        self._stopped = False
 
     @property
     def url(self) -> str:
@@ -155,16 +158,20 @@ class DashboardServer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving, wait for requests in progress, close the socket and the app's store."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout)
-            self._thread = None
-        self._server.server_close()
-        if hasattr(self.app, "server"):  # a Dash app: release its store
-            from dashboard.app import close_store
+        """Stop serving, wait for requests in progress, close the socket and the app's store (idempotent)."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            if self._thread is not None:
+                self._server.shutdown()
+                self._thread.join(timeout)
+                self._thread = None
+            self._server.server_close()
+            if hasattr(self.app, "server"):  # a Dash app: release its store
+                from dashboard.app import close_store
 
-            close_store(self.app)
+                close_store(self.app)
 
     def __enter__(self) -> "DashboardServer":
         return self.start()
@@ -179,42 +186,39 @@ def run_dashboard(
     port: int = DEFAULT_PORT,
     stop_event: threading.Event | None = None,
     *,
-    ready: threading.Event | None = None,
     workers: int = 8,
-) -> None:
-    """Serve ``app`` until ``stop_event`` is set (or until KeyboardInterrupt when it is None).
+) -> DashboardServer:
+    """Start serving ``app`` in a background thread and return at once.
 
-    Blocks the calling thread; the server itself runs in its own thread and stops cleanly (requests in progress finish,
-    the socket and the store are closed).
+    Stop it with the returned server's :meth:`DashboardServer.stop`, or by setting ``stop_event`` (a watcher thread
+    then stops it). Stopping lets requests in progress finish and closes the socket and the app's store.
 
     Parameters
     ----------
     app : dash.Dash
         From :func:`dashboard.app.create_app`.
     host, port : str, int
-        Where to listen; port 0 picks a free port.
+        Where to listen; port 0 picks a free port (read it from the returned server's ``port``).
     stop_event : threading.Event, optional
-        Set it from another thread to stop.
-    ready : threading.Event, optional
-        Set once the server accepts connections (the bound port is then in ``app.server.config["WATTLINE_PORT"]``).
+        Setting it stops the server.
     workers : int
         Request threads.
+
+    Returns
+    -------
+    DashboardServer
+        The running server (``url``, ``port``, ``stop()``).
 
     Raises
     ------
     PortInUseError
         When the port is taken (raised before anything is served).
     """
-    server = DashboardServer(app, host, port, workers=workers)
-    getattr(app, "server", app).config["WATTLINE_PORT"] = server.port
-    stop_event = stop_event or threading.Event()
-    server.start()
-    if ready is not None:
-        ready.set()
-    try:
-        while not stop_event.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server = DashboardServer(app, host, port, workers=workers).start()
+    if stop_event is not None:
+        def watch() -> None:
+            stop_event.wait()
+            server.stop()
+
+        threading.Thread(target=watch, name="wattline-dashboard-stop", daemon=True).start()
+    return server

@@ -173,24 +173,25 @@ def test_bad_host_is_a_clear_error(tmp_path):
         DashboardServer(create_app(str(tmp_path / "plant.db")), "no-such-host.invalid", 0)
 
 
-def test_run_dashboard_blocks_until_the_stop_event(tmp_path):
+def test_run_dashboard_returns_a_running_server_that_the_stop_event_stops(tmp_path):
     app = create_app(str(tmp_path / "plant.db"))
-    stop, ready = threading.Event(), threading.Event()
-    errors = []
-
-    def target():
-        try:
-            run_dashboard(app, "127.0.0.1", 0, stop, ready=ready)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    assert ready.wait(10)
-    port = app.server.config["WATTLINE_PORT"]
-    assert _get(f"http://127.0.0.1:{port}/")[0] == 200
+    stop = threading.Event()
+    server = run_dashboard(app, "127.0.0.1", 0, stop)
+    assert server.port > 0 and _get(server.url)[0] == 200
+    store_of(app)  # opened by a request in a real run
     stop.set()
-    thread.join(10)
-    assert not thread.is_alive() and not errors
+    deadline = time.monotonic() + 10
+    while app.server.extensions[EXTENSION].is_open and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not app.server.extensions[EXTENSION].is_open
     with pytest.raises(urllib.error.URLError):
-        _get(f"http://127.0.0.1:{port}/")
+        _get(server.url)
+    server.stop()  # stopping twice is harmless
+
+
+def test_run_dashboard_without_event_is_stopped_by_its_handle(tmp_path):
+    server = run_dashboard(create_app(str(tmp_path / "plant.db")), "127.0.0.1", 0)
+    assert _get(server.url)[0] == 200
+    server.stop()
+    with pytest.raises(urllib.error.URLError):
+        _get(server.url)

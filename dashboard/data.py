@@ -227,15 +227,18 @@ class PlantPower:
     machines : int
         Machines counted in the total.
     stale : int
-        Machines left out because their latest value is older than the stale limit or missing.
+        Machines left out because their latest value is older than the stale limit.
     as_of_ns : int or None
         Newest timestamp among the counted values [ns].
+    bad : int
+        Machines left out because their latest value is recent but missing (the source marked it Bad).
     """
 
     total_kw: float | None
     machines: int
     stale: int
     as_of_ns: int | None
+    bad: int = 0
 
 
 def plant_power(store: Store, now_ns: int, stale_after_s: float) -> PlantPower:
@@ -244,10 +247,13 @@ def plant_power(store: Store, now_ns: int, stale_after_s: float) -> PlantPower:
     if last.empty:
         return PlantPower(None, 0, 0, None)
     times = last["time"].astype("int64").to_numpy()
-    fresh = (int(now_ns) - times <= stale_after_s * NS) & last["value"].notna().to_numpy()
+    recent = int(now_ns) - times <= stale_after_s * NS
+    valid = last["value"].notna().to_numpy()
+    fresh = recent & valid
+    stale, bad = int((~recent).sum()), int((recent & ~valid).sum())
     if not fresh.any():
-        return PlantPower(None, 0, len(last), None)
-    return PlantPower(float(last["value"][fresh].sum()), int(fresh.sum()), int((~fresh).sum()), int(times[fresh].max()))
+        return PlantPower(None, 0, stale, None, bad)
+    return PlantPower(float(last["value"][fresh].sum()), int(fresh.sum()), stale, int(times[fresh].max()), bad)
 
 
 @dataclass(frozen=True)

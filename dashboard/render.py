@@ -31,18 +31,19 @@ def render_live(view: LiveView, settings: DashboardSettings, now_ns: int) -> tup
     tz = settings.tz
     power, energy, states = view.power, view.energy, view.states
     if power.total_kw is None:
-        power_tile = kpi_tile(ids.KPI_PLANT_POWER, "Plant power now", "—",
-                              f"no value in the last {format_age(settings.stale_after_s)}", "muted")
+        detail = (f"{_machines(power.bad)} report no usable value (bad status)" if power.bad
+                  else f"no value in the last {format_age(settings.stale_after_s)}")
+        power_tile = kpi_tile(ids.KPI_PLANT_POWER, "Plant power now", "—", detail, "muted")
     else:
-        detail = f"{power.machines} machine{'s' * (power.machines != 1)}"
-        detail += f", {power.stale} stale left out" if power.stale else ""
-        power_tile = kpi_tile(ids.KPI_PLANT_POWER, "Plant power now", f"{power.total_kw:,.1f} kW", detail)
+        left_out = [f"{n} {why} left out" for n, why in ((power.stale, "stale"), (power.bad, "bad")) if n]
+        power_tile = kpi_tile(ids.KPI_PLANT_POWER, "Plant power now", f"{power.total_kw:,.1f} kW",
+                              ", ".join([_machines(power.machines), *left_out]))
     if energy.kwh is None:
         energy_tile = kpi_tile(ids.KPI_ENERGY_TODAY, "Energy today", "—", "no values since midnight", "muted")
     else:
         sources = []
         if energy.from_register:
-            sources.append(f"{energy.from_register} machine{'s' * (energy.from_register != 1)} from energy registers")
+            sources.append(f"{_machines(energy.from_register)} from energy registers")
         if energy.from_power:
             sources.append(f"{energy.from_power} integrated from power")
         energy_tile = kpi_tile(ids.KPI_ENERGY_TODAY, "Energy today", f"{energy.kwh:,.1f} kWh", ", ".join(sources))
@@ -70,14 +71,22 @@ def render_live(view: LiveView, settings: DashboardSettings, now_ns: int) -> tup
 
     revision = f"{view.time_range.key}"
     if view.machines.empty:
-        age = format_age((now_ns - view.last_power_ns) / 1e9) if view.last_power_ns else "?"
-        text = f"No power values in the last {view.time_range.label}; the newest is {age} old."
+        if view.power.bad:
+            text = (f"No usable power values in the last {view.time_range.label}: the newest value of "
+                    f"{_machines(view.power.bad)} is marked bad by the source.")
+        else:
+            age = format_age((now_ns - view.last_power_ns) / 1e9) if view.last_power_ns else "?"
+            text = f"No power values in the last {view.time_range.label}; the newest is {age} old."
         line_fig = machine_fig = message_figure(text)
     else:
         common = dict(start_ns=view.start_ns, stop_ns=view.stop_ns, tz=tz, uirevision=revision)
         line_fig = power_figure(view.lines, show_reporting=True, **common)
         machine_fig = power_figure(view.machines, group_legend_by_line=True, height=420, **common)
     return kpis, [], HIDDEN, SHOWN, line_fig, machine_fig, _status(view, now_ns, settings)
+
+
+def _machines(n: int) -> str:
+    return f"{n} machine{'s' * (n != 1)}"
 
 
 def _status(view: LiveView, now_ns: int, settings: DashboardSettings) -> str:

@@ -109,6 +109,13 @@ def test_plant_power_leaves_out_stale_machines(store):
     assert plant_power(store, NOW_NS + 10_000 * NS, 300).total_kw is None
 
 
+def test_plant_power_counts_recent_bad_values_apart_from_stale_ones(store):
+    write_power(store, machine_tags("L1", "a"), [NOW_S - 2], [12.5])
+    write_power(store, machine_tags("L1", "b"), [NOW_S - 2], [float("nan")])  # stored as missing (Bad status)
+    result = plant_power(store, NOW_NS, stale_after_s=300)
+    assert (result.total_kw, result.machines, result.stale, result.bad) == (12.5, 1, 0, 1)
+
+
 def test_counter_increase_reads_a_drop_as_a_reset():
     assert counter_increase(np.array([5.0, 6.0, 8.0])) == 3.0
     assert counter_increase(np.array([998.0, 999.5, 0.5, 2.0])) == pytest.approx(1.5 + 0.5 + 1.5)

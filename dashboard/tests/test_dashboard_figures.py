@@ -127,3 +127,16 @@ def test_render_series_summary_counts_stale_series():
     assert len(render_series(rows, settings, "STALE")[0].children[1].children) == 2
     table, summary, empty, style = render_series([], settings)
     assert table == [] and "No series stored yet" in _text(empty) and style == {}
+
+
+def test_render_live_says_when_the_newest_values_are_bad(store):
+    from dashboard.render import render_live
+    from dashboard.tests.conftest import machine_tags, write_power
+
+    for name in ("a", "b"):
+        write_power(store, machine_tags("L1", name), [NOW_S - 3], [float("nan")])
+    settings = DashboardSettings("plant.db", tz=BERLIN)
+    view = live_view(store, "15m", NOW_NS, BERLIN, 300)
+    kpis, *_mid, line_fig, _machine_fig, _status = render_live(view, settings, NOW_NS)
+    assert "marked bad by the source" in line_fig.layout.annotations[0].text
+    assert "2 machines report no usable value" in _text(kpis[0])

@@ -351,6 +351,7 @@ class ServerSession:
                 for qn in names:
                     el = ua.RelativePathElement()
                     el.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
+                    el.IsInverse = False  # the default is True (parent direction)
                     el.IncludeSubtypes = True
                     el.TargetName = qn
                     rp.Elements.append(el)
@@ -361,7 +362,8 @@ class ServerSession:
             results = await client.uaclient.translate_browsepaths_to_nodeids(bps)
             for (node, _names), res in zip(chunk, results):
                 if res.StatusCode.is_good() and res.Targets:
-                    node.nodeid = res.Targets[0].TargetId.NodeId
+                    target = res.Targets[0].TargetId
+                    node.nodeid = ua.NodeId(target.Identifier, target.NamespaceIndex, target.NodeIdType)
                 else:
                     self._mark_bad(node, f"browse path not found ({res.StatusCode.name})")
         # Data types: unknown ids show up here as BadNodeIdUnknown; strings are only allowed as tag sources.

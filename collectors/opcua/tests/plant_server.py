@@ -74,6 +74,7 @@ async def start_plant_server(
     extra_vars_per_machine: int = 0,
     users: dict[str, str] | None = None,
     secure: tuple[str, str] | None = None,
+    extra_ns: str | None = None,
 ) -> PlantServer:
     """Start the test plant on localhost.
 
@@ -118,6 +119,8 @@ async def start_plant_server(
         )
     if users is not None:
         server.set_identity_tokens([ua.UserNameIdentityToken])
+    if extra_ns:
+        await server.register_namespace(extra_ns)  # moves the plant's namespace index, as a restart may
     ns = await server.register_namespace(NS_URI)
     enum_node = await new_enum(server, ns, "MachineStateEnum", ["Off", "Idle", "Running", "Fault"])
     await server.load_data_type_definitions()

@@ -1,0 +1,243 @@
+"""The collector against a real asyncua plant server on localhost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+
+import pytest
+from asyncua import ua
+
+from collectors.opcua.collector import Collector
+from collectors.opcua.discover import get_starter_config
+from collectors.opcua.config import parse_collector_config
+from collectors.opcua.tests.conftest import fast_config
+from collectors.opcua.tests.plant_server import NS_URI, start_plant_server, wait_for
+from collectors.opcua.values import SEMANTICS_CHANGED
+from core.model import status_severity
+from core.storage.sqlite import SQLiteStore
+
+M = "north/l1/cnc-01"
+
+
+def nid(path):
+    return f"nsu={NS_URI};s={path}"
+
+
+def machine_group(machine=M, extra_nodes=()):
+    return {
+        "name": machine,
+        "measurement": "electrical",
+        "tags": {"site": "north", "line": "l1", "machine": machine.rsplit("/", 1)[-1]},
+        "nodes": [
+            {"node_id": nid(f"{machine}/ActivePower"), "field": "active_power_kw"},
+            {"node_id": nid(f"{machine}/ActiveEnergy"), "field": "energy_kwh"},
+            {"node_id": nid(f"{machine}/MaterialConsumed"), "measurement": "material", "field": "consumed_kg",
+             "tags_from_nodes": {"material": nid(f"{machine}/MaterialId")}},
+            *extra_nodes,
+        ],
+    }
+
+
+async def run_collector(cfg, store):
+    col = Collector(cfg, store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(col.run(stop))
+    return col, stop, task
+
+
+def test_values_tags_status_and_counters_stored(tmp_path):
+    async def main():
+        srv = await start_plant_server()
+        cfg = fast_config(srv.endpoint, tmp_path, [machine_group()])
+        store = SQLiteStore(tmp_path / "w.db")
+        col, stop, task = await run_collector(cfg, store)
+        assert await wait_for(lambda: col.received >= 3)
+        for v in (11.0, 12.0, 13.0):
+            await srv.write(f"{M}/ActivePower", v)
+            await asyncio.sleep(0.12)
+        await srv.write(f"{M}/ActivePower", 99.0, status=ua.StatusCodes.BadSensorFailure)
+        await asyncio.sleep(0.12)
+        await srv.write(f"{M}/ActiveEnergy", 2000.0)
+        await asyncio.sleep(0.12)
+        await srv.write(f"{M}/ActiveEnergy", 1.0)  # meter reset
+        await asyncio.sleep(0.12)
+        await srv.write(f"{M}/MaterialId", "alu-6061")
+        await asyncio.sleep(0.12)
+        await srv.write(f"{M}/MaterialConsumed", 4.5)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await task
+        await srv.stop()
+        return col, store
+
+    col, store = asyncio.run(main())
+    assert col.received == col.written
+    power = store.query("electrical", "active_power_kw", 0, 2**62, tags={"machine": "cnc-01"})
+    assert list(power["value"].iloc[:4]) == [10.0, 11.0, 12.0, 13.0]
+    bad = power.iloc[-1]
+    assert status_severity(int(bad["status"])) == "bad" and bad["value"] != bad["value"]  # NaN, not 99
+    energy = store.query("electrical", "energy_kwh", 0, 2**62)
+    assert list(energy["value"]) == [1000.0, 2000.0, 1.0]
+    assert int(energy["status"].iloc[-1]) & SEMANTICS_CHANGED
+    assert any(n.name == "collector.counter.reset" for n in col.notices)
+    material = store.query("material", "consumed_kg", 0, 2**62)
+    assert list(material["material"]) == ["steel-s235", "alu-6061"]
+    assert list(material["value"]) == [0.0, 4.5]
+
+
+def test_bad_nodes_reported_and_skipped(tmp_path):
+    async def main():
+        srv = await start_plant_server()
+        extra = [
+            {"node_id": nid(f"{M}/NoSuchVariable"), "field": "x"},
+            {"node_id": "nsu=urn:not-there;s=a", "field": "y"},
+            {"node_id": nid(f"{M}/MaterialId"), "field": "z"},  # a string: wrong type
+            {"browse_path": "/Plant/north/l1/cnc-01/PowerFactor", "field": "power_factor"},  # group namespace
+            {"browse_path": "/Plant/north/l1/cnc-01/Nope", "field": "w"},
+        ]
+        group = machine_group(extra_nodes=extra)
+        group["namespace"] = NS_URI  # unprefixed browse path names are in the plant's namespace
+        cfg = fast_config(srv.endpoint, tmp_path, [group])
+        store = SQLiteStore(tmp_path / "w.db")
+        col, stop, task = await run_collector(cfg, store)
+        assert await wait_for(lambda: col.received >= 4), (col.received, col.sessions[0].bad_nodes, [(n.address, n.nodeid, n.bad) for n in col.sessions[0].nodes])
+        await srv.write(f"{M}/PowerFactor", 0.5)
+        await srv.write(f"{M}/ActivePower", 42.0)
+        await asyncio.sleep(0.4)
+        stop.set()
+        await task
+        await srv.stop()
+        return col, store
+
+    col, store = asyncio.run(main())
+    bad = col.sessions[0].bad_nodes
+    assert set(bad) == {nid(f"{M}/NoSuchVariable"), "nsu=urn:not-there;s=a", nid(f"{M}/MaterialId"),
+                        "/Plant/north/l1/cnc-01/Nope"}
+    assert "BadNodeIdUnknown" in bad[nid(f"{M}/NoSuchVariable")]
+    names = {n.name for n in col.notices}
+    assert {"collector.node.bad", "collector.node.wrong_type"} <= names
+    assert list(store.query("electrical", "power_factor", 0, 2**62)["value"]) == [0.9, 0.5]
+    assert 42.0 in list(store.query("electrical", "active_power_kw", 0, 2**62)["value"])
+
+
+def test_recovers_within_5s_after_server_restart(tmp_path):
+    async def main():
+        srv = await start_plant_server()
+        port = int(srv.endpoint.rsplit(":", 1)[1].split("/")[0])
+        cfg = fast_config(srv.endpoint, tmp_path, [machine_group()])
+        store = SQLiteStore(tmp_path / "w.db")
+        col, stop, task = await run_collector(cfg, store)
+        assert await wait_for(lambda: col.sessions[0].connected)
+        await srv.stop()
+        assert await wait_for(lambda: not col.sessions[0].connected, 10)
+        await asyncio.sleep(3.0)  # down long enough for the backoff to grow
+        # The restarted server registers another namespace first: the index of urn:wattline:simulator changes.
+        srv2 = await start_plant_server(port=port, layout={"north": {"l1": ["cnc-01"]}}, extra_ns="urn:first")
+        back = time.monotonic()
+        before = col.received
+        ok = await wait_for(lambda: col.received > before, 10)
+        recovered_s = time.monotonic() - back
+        await srv2.write(f"{M}/ActivePower", 77.0)
+        await asyncio.sleep(0.4)
+        stop.set()
+        await task
+        await srv2.stop()
+        return col, store, ok, recovered_s, srv2
+
+    col, store, ok, recovered_s, srv2 = asyncio.run(main())
+    assert ok and recovered_s < 5.0, recovered_s
+    assert srv2.ns != 2  # the namespace index really moved, and nsu= ids were resolved again
+    assert col.sessions[0].reconnects == 1
+    assert 77.0 in list(store.query("electrical", "active_power_kw", 0, 2**62)["value"])
+    assert any(n.name == "collector.server.connection_lost" for n in col.notices)
+
+
+def test_metrics_and_status_file(tmp_path):
+    async def main():
+        srv = await start_plant_server()
+        cfg = fast_config(srv.endpoint, tmp_path, [machine_group()])
+        store = SQLiteStore(tmp_path / "w.db")
+        col, stop, task = await run_collector(cfg, store)
+        assert await wait_for(lambda: col.written >= 3 and col.metrics_server is not None)
+        await asyncio.sleep(2.2)  # one status-file period
+        port = col.metrics_server.port
+        metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
+        status = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/status").read()))
+        stop.set()
+        await task
+        await srv.stop()
+        return metrics, status
+
+    metrics, status = asyncio.run(main())
+    assert 'wattline_opcua_connected{collector="opcua",server="plant"} 1' in metrics
+    assert "wattline_collector_spool_full" in metrics and "wattline_collector_backlog_values" in metrics
+    assert status["schema"] == 1 and status["servers"][0]["state"] == "connected"
+    final = json.loads((tmp_path / "status.json").read_text())
+    assert final["running"] is False and final["values_written"] == final["values_received"] >= 3
+
+
+def test_polling_mode(tmp_path):
+    async def main():
+        srv = await start_plant_server()
+        cfg = fast_config(srv.endpoint, tmp_path, [machine_group()], mode="polling", poll_interval_ms=100)
+        store = SQLiteStore(tmp_path / "w.db")
+        col, stop, task = await run_collector(cfg, store)
+        assert await wait_for(lambda: col.received >= 9)
+        stop.set()
+        await task
+        await srv.stop()
+        return col
+
+    col = asyncio.run(main())
+    assert col.written == col.received >= 9
+
+
+def test_requests_split_to_operation_limits(tmp_path):
+    """3 machines x 200 extra nodes; the server says MaxMonitoredItemsPerCall = 100."""
+
+    async def main():
+        machines = [f"m{i}" for i in range(3)]
+        srv = await start_plant_server(layout={"north": {"l1": machines}}, extra_vars_per_machine=200)
+        await srv.server.get_node(ua.NodeId(11714, 0)).write_value(ua.Variant(100, ua.VariantType.UInt32))
+        groups = [{"name": m, "tags": {"machine": m},
+                   "nodes": [{"node_id": nid(f"north/l1/{m}/Extra{i:04d}"), "field": f"e{i}"} for i in range(200)]}
+                  for m in machines]
+        cfg = fast_config(srv.endpoint, tmp_path, groups)
+        store = SQLiteStore(tmp_path / "w.db")
+        col, stop, task = await run_collector(cfg, store)
+        assert await wait_for(lambda: col.received >= 600, 20)
+        stop.set()
+        await task
+        await srv.stop()
+        return col
+
+    col = asyncio.run(main())
+    s = col.sessions[0]
+    assert s.limits["MaxMonitoredItemsPerCall"] == 100
+    assert s.monitored_item_calls == 6 and not s.bad_nodes
+
+
+def test_discovered_config_collects(tmp_path):
+    async def main():
+        srv = await start_plant_server()
+        starter = await get_starter_config(srv.endpoint)
+        starter["spool"] = {"path": str(tmp_path / "sp")}
+        starter["metrics"] = {"listen": None}
+        cfg = parse_collector_config(starter)
+        store = SQLiteStore(tmp_path / "w.db")
+        col, stop, task = await run_collector(cfg, store)
+        assert await wait_for(lambda: col.written >= 17, 10)
+        stop.set()
+        await task
+        await srv.stop()
+        return store
+
+    store = asyncio.run(main())
+    keys = {(s.key.measurement, s.key.field) for s in store.series()}
+    assert ("weather", "outdoor_temp_c") in keys and ("machine_state", "state") in keys
+    assert ("material", "consumed_kg") in keys
+    weather = [s for s in store.series() if s.key.measurement == "weather"][0]
+    assert weather.key.tag_dict == {"site": "north"}

@@ -146,12 +146,15 @@ def _with_machine_tags(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _labels(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
     """Shortest unambiguous label per row: the last key alone when it is unique, else keys joined with '/'."""
-    for depth in range(1, len(keys) + 1):
-        used = keys[-depth:]
-        combos = frame[list(keys)].drop_duplicates()
-        if not combos.duplicated(list(used)).any():
-            return frame[list(used)].astype(str).agg("/".join, axis=1).str.strip("/")
-    return frame[list(keys)].astype(str).agg("/".join, axis=1)
+    keys = list(keys)
+    combos = frame[keys].drop_duplicates()  # label the few distinct series, not every row
+    depth = 1
+    while depth < len(keys) and combos.duplicated(keys[-depth:]).any():
+        depth += 1
+    combos = combos.assign(
+        label=["/".join(v for v in row[-depth:] if v) or "?" for row in combos.itertuples(index=False)]
+    )
+    return frame[keys].merge(combos, on=keys, how="left")["label"].set_axis(frame.index)
 
 
 # -- live power ------------------------------------------------------------------------------------------------------------

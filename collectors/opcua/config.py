@@ -179,6 +179,11 @@ class ServerConfig(FrozenModel):
     timeouts: TimeoutConfig = TimeoutConfig()
     groups: list[GroupConfig] = Field(min_length=1)
 
+    @field_validator("security", "login", "timeouts", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        return {} if value is None else value  # a section with every key commented out means defaults
+
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
@@ -227,6 +232,11 @@ class CollectorConfig(FrozenModel):
     buffer: BufferConfig = BufferConfig()
     spool: SpoolConfig = SpoolConfig()
     metrics: MetricsConfig = MetricsConfig()
+
+    @field_validator("buffer", "spool", "metrics", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        return {} if value is None else value  # a section with every key commented out means defaults
 
     @model_validator(mode="after")
     def _unique_names(self) -> "CollectorConfig":

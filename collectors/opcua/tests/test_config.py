@@ -87,7 +87,7 @@ def test_error_names_file_line_key_and_options(tmp_path):
     with pytest.raises(ConfigError) as exc:
         read_collector_config(p)
     msg = str(exc.value)
-    assert f"{p}:11: servers[0].security.mode" in msg and "SignAndEncrypt" in msg
+    assert f"{p}:10: servers[0].security.mode" in msg and "SignAndEncrypt" in msg
 
 
 def test_unknown_key_lists_valid_keys(tmp_path):

@@ -17,7 +17,7 @@ from dashboard.app import create_app, store_of
 from dashboard.errors import DashboardError, PortInUseError
 from dashboard.serve import DashboardServer, run_dashboard
 from dashboard.store import EXTENSION, StoreProvider
-from dashboard.tests.conftest import NS, fill_plant
+from dashboard.tests.helpers import NS, fill_plant
 
 LIVE_OUTPUTS = [
     (ids.LIVE_KPIS, "children"),

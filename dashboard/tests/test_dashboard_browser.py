@@ -16,7 +16,13 @@ from core.storage.sqlite import SQLiteStore
 from dashboard import ids
 from dashboard.app import create_app
 from dashboard.serve import DashboardServer
-from dashboard.tests.conftest import NS, fill_plant, machine_tags, write_field, write_power
+from dashboard.tests.helpers import (
+    NS,
+    fill_plant,
+    machine_tags,
+    write_field,
+    write_power,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -26,7 +26,14 @@ from dashboard.data import (
     series_rows,
 )
 from dashboard.errors import DashboardError
-from dashboard.tests.conftest import NOW_NS, NS, fill_plant, machine_tags, write_field, write_power
+from dashboard.tests.helpers import (
+    NOW_NS,
+    NS,
+    fill_plant,
+    machine_tags,
+    write_field,
+    write_power,
+)
 
 UTC = ZoneInfo("UTC")
 NOW_S = NOW_NS // NS

@@ -10,7 +10,7 @@ from dashboard import ids
 from dashboard.data import live_view
 from dashboard.figures import message_figure, power_figure
 from dashboard.settings import DashboardSettings
-from dashboard.tests.conftest import NOW_NS, NS, fill_plant
+from dashboard.tests.helpers import NOW_NS, NS, fill_plant
 
 NOW_S = NOW_NS // NS
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -131,7 +131,7 @@ def test_render_series_summary_counts_stale_series():
 
 def test_render_live_says_when_the_newest_values_are_bad(store):
     from dashboard.render import render_live
-    from dashboard.tests.conftest import machine_tags, write_power
+    from dashboard.tests.helpers import machine_tags, write_power
 
     for name in ("a", "b"):
         write_power(store, machine_tags("L1", name), [NOW_S - 3], [float("nan")])

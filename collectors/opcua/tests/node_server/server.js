@@ -1,0 +1,114 @@
+// An independent OPC UA server (node-opcua) shaped like Wattline's simulated plant, for interoperability tests and
+// the collector benchmark.
+//
+// usage: node server.js --port P [--machines N] [--extra K] [--period MS] [--pki DIR] [--user NAME --password PW]
+//
+// Address space: Objects/Plant/north/l1/m<i> with String NodeIds ns=<idx>;s=north/l1/m<i>/<Name> in namespace
+// urn:wattline:simulator: ActivePower [kW], ActiveEnergy [kWh], MaterialId (String), MaterialConsumed [kg] and
+// Extra0000.. (Double) per machine. Every `period` ms each variable gets a new value with a source timestamp; the
+// value of ExtraXXXX is a running sequence number so that tests can count exactly. Endpoints: None/None (anonymous
+// and username) and Basic256Sha256/SignAndEncrypt (username). Prints "READY <endpoint>" when serving.
+"use strict";
+const path = require("path");
+const os = require("os");
+const {
+  OPCUAServer, Variant, DataType, StatusCodes, MessageSecurityMode, SecurityPolicy, OPCUACertificateManager,
+  standardUnits,
+} = require("node-opcua");
+
+function arg(name, dflt) {
+  const i = process.argv.indexOf("--" + name);
+  return i >= 0 ? process.argv[i + 1] : dflt;
+}
+
+async function main() {
+  const port = parseInt(arg("port", "4840"), 10);
+  const machines = parseInt(arg("machines", "2"), 10);
+  const extra = parseInt(arg("extra", "0"), 10);
+  const period = parseInt(arg("period", "200"), 10);
+  const pki = arg("pki", path.join(os.tmpdir(), "wattline-node-opcua-pki"));
+  const user = arg("user", "wattline");
+  const password = arg("password", "secret");
+
+  const serverCertificateManager = new OPCUACertificateManager({
+    automaticallyAcceptUnknownCertificate: true,
+    rootFolder: path.join(pki, "server"),
+  });
+  const server = new OPCUAServer({
+    port,
+    resourcePath: "/wattline",
+    serverCertificateManager,
+    securityPolicies: [SecurityPolicy.None, SecurityPolicy.Basic256Sha256],
+    securityModes: [MessageSecurityMode.None, MessageSecurityMode.SignAndEncrypt],
+    allowAnonymous: true,
+    userManager: { isValidUser: (u, p) => u === user && p === password },
+    maxConnectionsPerEndpoint: 20,
+    serverCapabilities: {
+      maxMonitoredItemsPerSubscription: 200000,
+      operationLimits: { maxMonitoredItemsPerCall: 1000, maxNodesPerRead: 1000, maxNodesPerBrowse: 1000 },
+    },
+  });
+  await server.initialize();
+  const addressSpace = server.engine.addressSpace;
+  const ns = addressSpace.registerNamespace("urn:wattline:simulator");
+  const plant = ns.addFolder(addressSpace.rootFolder.objects, { browseName: "Plant", nodeId: "s=Plant" });
+  const site = ns.addObject({ organizedBy: plant, browseName: "north", nodeId: "s=north" });
+  const line = ns.addObject({ organizedBy: site, browseName: "l1", nodeId: "s=north/l1" });
+  const updaters = [];
+  let seq = 0;
+  for (let m = 0; m < machines; m++) {
+    const name = `m${m}`;
+    const base = `north/l1/${name}`;
+    const machine = ns.addObject({ organizedBy: line, browseName: name, nodeId: `s=${base}` });
+    const power = ns.addAnalogDataItem({
+      componentOf: machine, browseName: "ActivePower", nodeId: `s=${base}/ActivePower`, dataType: "Double",
+      engineeringUnits: standardUnits.kilowatt, engineeringUnitsRange: { low: 0, high: 1000 },
+    });
+    const energy = ns.addAnalogDataItem({
+      componentOf: machine, browseName: "ActiveEnergy", nodeId: `s=${base}/ActiveEnergy`, dataType: "Double",
+      engineeringUnits: standardUnits.kilowatt_hour, engineeringUnitsRange: { low: 0, high: 1e9 },
+    });
+    const materialId = ns.addVariable({
+      componentOf: machine, browseName: "MaterialId", nodeId: `s=${base}/MaterialId`, dataType: "String",
+      value: { dataType: DataType.String, value: "steel-s235" },
+    });
+    const consumed = ns.addVariable({
+      componentOf: machine, browseName: "MaterialConsumed", nodeId: `s=${base}/MaterialConsumed`, dataType: "Double",
+      value: { dataType: DataType.Double, value: 0 },
+    });
+    const extras = [];
+    for (let k = 0; k < extra; k++) {
+      const id = String(k).padStart(4, "0");
+      extras.push(ns.addVariable({
+        componentOf: machine, browseName: `Extra${id}`, nodeId: `s=${base}/Extra${id}`, dataType: "Double",
+        value: { dataType: DataType.Double, value: 0 },
+      }));
+    }
+    let kwh = 1000;
+    updaters.push((now) => {
+      const kw = 50 + 10 * Math.sin(now.getTime() / 10000 + m);
+      kwh += (kw * period) / 3600000;
+      power.setValueFromSource(new Variant({ dataType: DataType.Double, value: kw }), StatusCodes.Good, now);
+      energy.setValueFromSource(new Variant({ dataType: DataType.Double, value: kwh }), StatusCodes.Good, now);
+      consumed.setValueFromSource(new Variant({ dataType: DataType.Double, value: kwh / 10 }), StatusCodes.Good, now);
+      for (const v of extras) {
+        seq += 1;
+        v.setValueFromSource(new Variant({ dataType: DataType.Double, value: seq }), StatusCodes.Good, now);
+      }
+    });
+    void materialId;
+  }
+  await server.start();
+  setInterval(() => {
+    const now = new Date();
+    for (const u of updaters) u(now);
+  }, period);
+  const endpoint = `opc.tcp://127.0.0.1:${port}/wattline`;
+  const cert = serverCertificateManager.rootDir;
+  process.stdout.write(`READY ${endpoint} ${cert}\n`);
+  const stop = async () => { await server.shutdown(100); process.exit(0); };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+main().catch((err) => { console.error(err); process.exit(1); });

@@ -30,6 +30,7 @@ def create_app(
     stale_after_s: float = 300.0,
     tz: str | None = None,
     title: str = "Wattline",
+    store: Store | None = None,
 ) -> dash.Dash:
     """Build the dashboard for one store.
 
@@ -46,6 +47,9 @@ def create_app(
         IANA time zone of the plant for axes and "today"; default ``$TZ`` or the system zone, else UTC.
     title : str
         Browser tab title.
+    store : Store, optional
+        An open store to read instead of opening ``store_url`` (the caller keeps it open and closes it); ``store_url``
+        is then only shown.
 
     Returns
     -------
@@ -75,7 +79,7 @@ def create_app(
         serve_locally=True,  # plant networks are often offline: no CDN
     )
     app.server.config[CONFIG_KEY] = settings
-    app.server.extensions[EXTENSION] = StoreProvider(settings.store_url)
+    app.server.extensions[EXTENSION] = StoreProvider(settings.store_url, shared=store)
     app.layout = shell_layout
     _register_shell_callbacks(app)
     for module in _page_modules():

@@ -26,12 +26,16 @@ class StoreProvider:
         Store URL for :func:`core.storage.open_store`.
     opener : callable
         Opens a store from the URL (tests pass a counting wrapper).
+    shared : Store, optional
+        An already open store to use instead of opening one (e.g. the demo's, so one process holds one InfluxDB
+        spool). The caller owns it: :meth:`close` leaves it open.
     """
 
-    def __init__(self, url: str, opener: Callable[[str], Store] = open_store) -> None:
+    def __init__(self, url: str, opener: Callable[[str], Store] = open_store, shared: Store | None = None) -> None:
         self.url = str(url)
         self._opener = opener
-        self._store: Store | None = None
+        self._shared = shared
+        self._store: Store | None = shared
         self._lock = threading.Lock()
 
     @property
@@ -50,7 +54,9 @@ class StoreProvider:
         return store
 
     def close(self) -> None:
-        """Close the store if it was opened; a later :meth:`get` opens it again."""
+        """Close the store if this provider opened it; a later :meth:`get` opens it again. A shared store stays open."""
+        if self._shared is not None:
+            return
         with self._lock:
             store, self._store = self._store, None
         if store is not None:

@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -129,6 +130,21 @@ def test_store_provider_opens_once_and_reopens_after_close():
     assert opened == ["x.db", "closed"] and not provider.is_open
     provider.get()
     assert opened == ["x.db", "closed", "x.db"]
+
+
+def test_a_shared_store_is_used_and_left_open(tmp_path):
+    from core.storage.sqlite import SQLiteStore
+
+    shared = SQLiteStore(tmp_path / "shared.db")
+    fill_plant(shared, time.time_ns() // NS, 60, lines=(("L4", 1),))
+    app = create_app("shown-only.db", store=shared)
+    figure = call_live_callback(app.server.test_client())[ids.LIVE_MACHINE_GRAPH]["figure"]
+    assert [t["name"] for t in figure["data"]] == ["l4-m1"]
+    server = DashboardServer(app, port=0).start()
+    server.stop()
+    assert len(shared.series()) == 3  # still open and readable after the dashboard stopped
+    assert not Path("shown-only.db").exists()  # the URL was only shown, never opened
+    shared.close()
 
 
 def _get(url: str) -> tuple[int, bytes]:

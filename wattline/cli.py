@@ -51,6 +51,9 @@ def _root(
 ) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        # asyncua reports its own recoverable protocol chatter as warnings; ours are logged by the collector.
+        logging.getLogger("asyncua").setLevel(logging.ERROR)
 
 
 @app.command()

@@ -63,11 +63,11 @@ async def _run(settings: AppSettings) -> None:
     plant = default_plant(machines=demo.machines)
     server = PlantServer(plant, speed=demo.speed, host=demo.opcua_host, port=demo.opcua_port, seed=demo.seed)
     dashboard_server = None
-    started = time.monotonic()
     try:
         await server.start()
         # The demo configures its collector the way an engineer would: discover the server, use the starter config.
         starter = await get_starter_config(server.endpoint)
+        starter.update(_demo_collector_overrides(settings))
         collector_config = parse_config(CollectorConfig, starter, "<demo: discovered starter config>")
         collector = Collector(collector_config, store)
 
@@ -79,6 +79,7 @@ async def _run(settings: AppSettings) -> None:
             f"Dashboard: {url}   (Ctrl-C stops; every value received is kept)",
             flush=True,
         )
+        started = time.monotonic()
         collecting = asyncio.create_task(collector.run(stop))
         waiting = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({collecting, waiting}, timeout=demo.duration, return_when=asyncio.FIRST_COMPLETED)
@@ -93,6 +94,19 @@ async def _run(settings: AppSettings) -> None:
             dashboard_server.stop()
         await server.stop()
         store.close()
+
+
+def _demo_collector_overrides(settings: AppSettings) -> dict:
+    """Keep the demo collector's files beside an embedded store, and never fight another process for a port."""
+    base = settings.store
+    if "://" in base:
+        base = "wattline-demo"
+    return {
+        "store": settings.store,
+        "spool": {"path": f"{base}.spool"},
+        "status_file": f"{base}.collector-status.json",
+        "metrics": {"listen": "127.0.0.1:0"},
+    }
 
 
 def _summary(collector, elapsed_s: float) -> str:

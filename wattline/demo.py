@@ -71,7 +71,7 @@ async def _run(settings: AppSettings) -> None:
         collector_config = parse_config(CollectorConfig, starter, "<demo: discovered starter config>")
         collector = Collector(collector_config, store)
 
-        app = create_app(settings.store, refresh_s=settings.dashboard.refresh_s)
+        app = create_app(settings.store, refresh_s=settings.dashboard.refresh_s, store=store)
         dashboard_server = run_dashboard(app, settings.dashboard.host, settings.dashboard.port)
         url = f"http://{settings.dashboard.host}:{settings.dashboard.port}/"
         print(

@@ -1,0 +1,110 @@
+"""``wattline demo`` as a user runs it: a separate process, a real browser, then ``wattline series``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from dashboard import ids
+from tests.e2e.conftest import SCREENSHOTS, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+
+MACHINE_TRACES_JS = """
+const el = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
+if (!el || !el.data) return null;
+return el.data.map(t => [t.name, t.x && t.x.length ? String(t.x[t.x.length - 1]) : null]);
+"""
+
+
+def wattline(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wattline", *args], capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def wait_for(predicate, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # noqa: BLE001 - the server may not be up yet
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}; last seen: {last!r}")
+
+
+def get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read().decode()
+
+
+def test_demo_serves_a_live_dashboard_and_stores_every_machine(tmp_path, browser):
+    store = tmp_path / "x.db"
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "wattline", "demo", "--duration", "40", "--machines", "8", "--store", str(store),
+         "--port", str(port), "--opcua-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        status, page = wait_for(lambda: get(url), "the dashboard page")
+        assert status == 200 and "_dash-renderer" in page or "dash" in page.lower()
+
+        browser.get(url)
+        first = wait_for(lambda: browser.execute_script(MACHINE_TRACES_JS, ids.LIVE_MACHINE_GRAPH), "machine traces")
+        first_last_x = {name: x for name, x in first}
+
+        def moved():
+            now = browser.execute_script(MACHINE_TRACES_JS, ids.LIVE_MACHINE_GRAPH) or []
+            advanced = [name for name, x in now if name in first_last_x and x and x > (first_last_x[name] or "")]
+            return now if len(now) == 8 and len(advanced) == len(now) else None
+
+        after = wait_for(moved, "every machine trace to gain newer points", timeout=30)
+        assert len(after) == 8
+        browser.save_screenshot(str(SCREENSHOTS / "demo-live.png"))
+        out, err = demo.communicate(timeout=90)
+    finally:
+        if demo.poll() is None:
+            demo.send_signal(signal.SIGINT)
+            demo.wait(timeout=30)
+    assert demo.returncode == 0, err
+    assert "Traceback" not in err
+
+    listed = wattline("series", "--store", str(store), "--json")
+    assert listed.returncode == 0, listed.stderr
+    series = json.loads(listed.stdout)
+    power = [s for s in series if s["measurement"] == "electrical" and s["field"] == "active_power_kw"]
+    assert len({s["tags"]["machine"] for s in power}) == 8
+    assert all(s["count"] >= 20 for s in power), [(s["tags"]["machine"], s["count"]) for s in power]
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_what_was_received(tmp_path):
+    store = tmp_path / "x.db"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "wattline", "demo", "--machines", "3", "--store", str(store), "--port", str(free_port()),
+         "--opcua-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    # Wait until the demo says it is up, let it collect a little, then press Ctrl-C.
+    banner = demo.stdout.readline() + demo.stdout.readline()
+    assert "Dashboard:" in banner, banner
+    time.sleep(6)
+    demo.send_signal(signal.SIGINT)
+    out, err = demo.communicate(timeout=60)
+    assert demo.returncode == 0, err
+    summary = [line for line in out.splitlines() if "values stored" in line]
+    assert summary, out
+    reported = int(summary[0].split(";")[1].split()[0])
+    listed = json.loads(wattline("series", "--store", str(store), "--json").stdout)
+    stored = sum(s["count"] for s in listed)
+    assert reported > 0 and stored == reported

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -30,10 +31,15 @@ def start_node_server(port, tmp_path, machines=2, extra=3, period=200):
          "--period", str(period), "--pki", str(tmp_path / "pki")],
         cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    line = proc.stdout.readline()
-    if not line.startswith("READY"):
+    seen = []
+    for line in proc.stdout:  # node-opcua may print warnings before READY
+        if line.startswith("READY"):
+            break
+        seen.append(line)
+    else:
         proc.kill()
-        raise RuntimeError(f"node-opcua server did not start: {line}{proc.stdout.read()}")
+        raise RuntimeError(f"node-opcua server did not start: {''.join(seen)}")
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # keep the pipe drained
     return proc
 
 

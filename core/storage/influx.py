@@ -67,15 +67,16 @@ from core.storage.influx_flux import (
     task_name,
     window_query,
 )
-from core.storage.influx_lp import MISSING_FIELD, STATUS_FIELD, LineEncoder, chunk_lines, flux_time
+from core.storage.influx_lp import MISSING_FIELD, STATUS_FIELD, LineEncoder, flux_time
 from core.storage.influx_spool import Quarantine, Spool
 
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 HOUR_NS = 3600 * NS
-#: Lines per record handed to the client's batching API (one rx item per record: per-line items cost ~15 µs each).
-RECORD_LINES = 500
+#: Lines per record handed to the client's batching API (one rx item per record: per-line items cost ~15 µs each,
+#: which alone would cap a collector at ~60k lines/s).
+RECORD_LINES = 250
 #: Points older than this when written are "late": the rollup tasks' lookback may not cover them, so the store
 #: recomputes their hours itself [s].
 LATE_AFTER_S = 240
@@ -151,13 +152,13 @@ class InfluxSettings(BaseModel):
         env: dict[str, str] = dict(os.environ)
         if "env_file" in query:
             env.update(read_env_file(query.pop("env_file")))
+        if "token" in query or parsed.password:
+            raise StoreError("do not put the InfluxDB token in the store URL; use token_file=PATH or token_env=VAR")
         valid = {"org", "bucket", "token_file", "token_env", "batch_size", "flush_interval_ms", "gzip", "spool_dir",
                  "timeout_ms"}
         unknown = sorted(set(query) - valid)
         if unknown:
             raise StoreError(f"store URL {url!r}: unknown key(s) {unknown}; valid: {sorted(valid | {'env_file'})}")
-        if "token" in parsed.query.split("&")[0:0] or parsed.password:
-            raise StoreError("do not put the InfluxDB token in the store URL; use token_file=PATH or token_env=VAR")
         scheme = "https" if parsed.scheme == "influxs" else "http"
         server = f"{scheme}://{parsed.netloc}" if parsed.netloc else env.get("WATTLINE_INFLUX_URL", "")
         if not server:
@@ -294,11 +295,16 @@ class InfluxStore(Store):
         self._rollups_ok: tuple[bool, float] = (False, 0.0)
         self._api_lock = threading.Lock()
         self._write_api = self._new_write_api()
+        self._buf_lock = threading.Lock()
+        self._buf: list[str] = []
+        self._buf_since = 0.0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._closed = False
         self._replayer = threading.Thread(target=self._replay_loop, name="influx-spool-replay", daemon=True)
         self._replayer.start()
+        self._linger = threading.Thread(target=self._linger_loop, name="influx-linger", daemon=True)
+        self._linger.start()
 
     @classmethod
     def from_url(cls, url: str) -> "InfluxStore":
@@ -315,7 +321,7 @@ class InfluxStore(Store):
 
         s = self.settings
         options = WriteOptions(
-            batch_size=max(1, s.batch_size // RECORD_LINES),
+            batch_size=max(1, -(-s.batch_size // RECORD_LINES)),  # in records of up to RECORD_LINES lines
             flush_interval=s.flush_interval_ms,
             jitter_interval=s.jitter_interval_ms,
             retry_interval=s.retry_interval_ms,
@@ -396,23 +402,56 @@ class InfluxStore(Store):
             raise StoreError(f"store {self.description} is closed")
         if lo is not None and lo < time.time_ns() - LATE_AFTER_S * NS:
             self._mark_dirty(lo, hi)
+        # Lines gather into records of RECORD_LINES; the linger thread hands over a partial record after
+        # flush_interval/4, so a slow collector's points still leave within about one flush interval.
+        full = []
+        with self._buf_lock:
+            if not self._buf:
+                self._buf_since = time.monotonic()
+            self._buf.extend(lines)
+            while len(self._buf) >= RECORD_LINES:
+                full.append(self._buf[:RECORD_LINES])
+                del self._buf[:RECORD_LINES]
+            if full:
+                self._buf_since = time.monotonic()
+        for record in full:
+            self._emit(record)
+
+    def _drain_buffer(self) -> None:
+        with self._buf_lock:
+            record, self._buf = self._buf, []
+        if record:
+            self._emit(record)
+
+    def _emit(self, record: list[str]) -> None:
+        data = "\n".join(record).encode("utf-8")
         if len(self.spool):
             # Keep order: while older batches wait in the spool, newer ones queue behind them on disk.
-            self.spool.append("\n".join(lines).encode("utf-8"))
+            self.spool.append(data)
             self._wake.set()
             return
         with self._done:
-            self._submitted += len(lines)
+            self._submitted += len(record)
         with self._api_lock:
-            api = self._write_api
-            for chunk in chunk_lines(lines, RECORD_LINES):
-                api.write(bucket=self.settings.bucket, org=self.settings.org, record=chunk.encode("utf-8"))
+            self._write_api.write(bucket=self.settings.bucket, org=self.settings.org, record=data)
+
+    def _linger_loop(self) -> None:
+        period = max(0.01, self.settings.flush_interval_ms / 4000)
+        while not self._stop.wait(period):
+            with self._buf_lock:
+                due = bool(self._buf) and time.monotonic() - self._buf_since >= period
+            if due:
+                try:
+                    self._drain_buffer()
+                except Exception as exc:  # noqa: BLE001 - keep the thread alive; the data is in the spool or logged
+                    log.error("InfluxDB write hand-over failed: %s", exc)
 
     def _mark_dirty(self, lo: int, hi: int) -> None:
         with self._lock:
             self._dirty.update(range(lo // HOUR_NS, hi // HOUR_NS + 1))
 
     def _wait_written(self, timeout_s: float) -> bool:
+        self._drain_buffer()
         # The client's WriteApi.flush() is a no-op, so closing the batching pipeline is the only way to push a
         # partial batch now; a fresh pipeline takes over for later writes.
         with self._api_lock:
@@ -454,6 +493,7 @@ class InfluxStore(Store):
             self._stop.set()
             self._wake.set()
             self._replayer.join(timeout=10)
+            self._linger.join(timeout=10)
             with self._api_lock:
                 self._write_api.close()
             self._client.close()
@@ -643,7 +683,7 @@ class InfluxStore(Store):
     @staticmethod
     def _finish_frame(frame: pd.DataFrame, tags: list[str], value: pd.Series, status: pd.Series | None,
                       window_ns: int | None, integer: bool) -> pd.DataFrame:
-        times = pd.to_datetime(frame["_time"], utc=True, format="ISO8601").astype("int64")
+        times = _times_ns(frame["_time"])
         if window_ns:
             times = (times // window_ns) * window_ns
         out = pd.DataFrame({"time": pd.to_datetime(times, unit="ns", utc=True)})
@@ -744,7 +784,7 @@ class InfluxStore(Store):
             if frame.empty:
                 continue
             tag_cols = self._tag_columns(frame)
-            times = (pd.to_datetime(frame["_time"], utc=True, format="ISO8601").astype("int64").tolist()
+            times = (_times_ns(frame["_time"]).tolist()
                      if "_time" in frame else [0] * len(frame))
             for row, t in zip(frame.to_dict("records"), times):
                 if row["_field"] == MISSING_FIELD:
@@ -759,7 +799,7 @@ class InfluxStore(Store):
         missing = self._table(missing_query(bucket, measurement))
         if not missing.empty:
             tag_cols = self._tag_columns(missing)
-            times = pd.to_datetime(missing["_time"], utc=True, format="ISO8601").astype("int64").tolist()
+            times = _times_ns(missing["_time"]).tolist()
             for row, t in zip(missing.to_dict("records"), times):
                 for name in [f for f in row["_value"].split(",") if f]:
                     entry = stats.setdefault(key_of(row, tag_cols, name), [0, t, t])
@@ -767,6 +807,11 @@ class InfluxStore(Store):
                     entry[1] = min(entry[1], t)
                     entry[2] = max(entry[2], t)
         return [SeriesInfo(k, c, f, l) for k, (c, f, l) in sorted(stats.items(), key=lambda kv: repr(kv[0]))]
+
+
+def _times_ns(column: pd.Series) -> pd.Series:
+    """RFC 3339 strings -> int64 nanoseconds (pandas may infer a coarser unit; force ns first)."""
+    return pd.to_datetime(column, utc=True, format="ISO8601").dt.as_unit("ns").astype("int64")
 
 
 def _set_gzip_level(client, level: int) -> None:
@@ -843,7 +888,7 @@ def setup_influx(config: Any, *, backfill: bool = True, progress: bool = True) -
             rules = [BucketRetentionRules(type="expire", every_seconds=days * 86400)] if days else []
             found = buckets_api.find_bucket_by_name(name)
             if found is None:
-                buckets_api.create_bucket(bucket_name=name, org_id=org_id, retention_rules=rules,
+                buckets_api.create_bucket(bucket_name=name, org=s.org, retention_rules=rules,
                                           description="Wattline raw points" if name == s.bucket else "Wattline rollup")
                 actions.append(f"created bucket {name} (retention {days or 'forever'} d)")
             else:
@@ -886,4 +931,26 @@ def setup_influx(config: Any, *, backfill: bool = True, progress: bool = True) -
                 actions.append(f"backfilled rollups for {(hi - lo) / HOUR_NS:.0f} h of raw points")
         finally:
             store.close()
+    return actions
+
+
+def remove_influx(config: Any) -> list[str]:
+    """Delete the bucket, its rollup buckets and its rollup tasks (test and benchmark clean-up; irreversible)."""
+    from influxdb_client import InfluxDBClient
+
+    s = _coerce_settings(config)
+    actions = []
+    with InfluxDBClient(url=s.url, token=s.read_token(), org=s.org, timeout=s.timeout_ms) as client:
+        tasks = client.tasks_api()
+        for res in ROLLUP_RESOLUTIONS_S:
+            for task in tasks.find_tasks(name=task_name(s.bucket, res)):
+                if task.name == task_name(s.bucket, res):
+                    tasks.delete_task(task.id)
+                    actions.append(f"deleted task {task.name}")
+        buckets = client.buckets_api()
+        for name in [s.bucket] + [rollup_bucket(s.bucket, r) for r in ROLLUP_RESOLUTIONS_S]:
+            found = buckets.find_bucket_by_name(name)
+            if found is not None:
+                buckets.delete_bucket(found)
+                actions.append(f"deleted bucket {name}")
     return actions

@@ -52,7 +52,9 @@ VERSION="$("$BIN" version 2>/dev/null | sed -n 's/^InfluxDB v\{0,1\}\([^ ]*\).*/
 # Port: reuse the previous one on restart so clients configured with the URL reconnect; otherwise ask the
 # kernel for a free one (bind to port 0) -- never a fixed port, parallel runs must not collide.
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port_free() { "$PY" -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
+# SO_REUSEADDR like Go's listener: right after stop.sh the old port has TIME_WAIT connections, which influxd can bind
+# through but a plain bind() cannot -- without it a restart would wrongly move to a new port and clients lose it.
+port_free() { "$PY" -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
 PORT=""
 if [[ -f "$RUN_DIR/port" ]] && port_free "$(cat "$RUN_DIR/port")"; then PORT="$(cat "$RUN_DIR/port")"; fi
 [[ -n "$PORT" ]] || PORT="$(free_port)"

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from core.model import Point, SeriesKey  # noqa: E402
-from core.storage.influx import InfluxSettings, InfluxStore, read_env_file, setup_influx  # noqa: E402
+from core.storage.influx import InfluxSettings, InfluxStore, read_env_file, remove_influx, setup_influx  # noqa: E402
 from core.storage.influx_lp import LineEncoder  # noqa: E402
 
 NS = 1_000_000_000
@@ -63,10 +63,7 @@ def make_points(n_points: int, machines: int, base_ns: int) -> list[Point]:
 
 
 def drop(settings: InfluxSettings) -> None:
-    sys.path.insert(0, str(REPO))
-    from tests.storage.conftest import drop_bucket
-
-    drop_bucket(settings)
+    remove_influx(settings)
 
 
 def bench_raw_post(settings: InfluxSettings, lines: list[str], batch: int, level: int) -> float:

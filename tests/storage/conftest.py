@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.storage.influx import InfluxSettings, InfluxStore, read_env_file, setup_influx
-from core.storage.influx_flux import rollup_bucket, task_name
-from core.storage.base import ROLLUP_RESOLUTIONS_S
+from core.storage.influx import InfluxSettings, InfluxStore, read_env_file, remove_influx, setup_influx
 from core.storage.sqlite import SQLiteStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,18 +77,19 @@ def influx_settings(env: dict[str, str], bucket: str, tmp: Path, **extra) -> Inf
 
 def drop_bucket(settings: InfluxSettings) -> None:
     """Delete a test bucket, its rollup buckets and tasks (the server is shared by the whole run)."""
-    from influxdb_client import InfluxDBClient
+    remove_influx(settings)
 
-    with InfluxDBClient(url=settings.url, token=settings.read_token(), org=settings.org) as client:
-        tasks = client.tasks_api()
-        for res in ROLLUP_RESOLUTIONS_S:
-            for task in tasks.find_tasks(name=task_name(settings.bucket, res)):
-                tasks.delete_task(task.id)
-        buckets = client.buckets_api()
-        for name in [settings.bucket] + [rollup_bucket(settings.bucket, r) for r in ROLLUP_RESOLUTIONS_S]:
-            found = buckets.find_bucket_by_name(name)
-            if found is not None:
-                buckets.delete_bucket(found)
+
+@pytest.fixture
+def influx_settings_for(influx_env, tmp_path):
+    """Factory: settings for a private bucket on the shared server (caller removes it with drop_bucket)."""
+    return lambda bucket, **extra: influx_settings(influx_env, bucket, tmp_path, **extra)
+
+
+@pytest.fixture
+def influx_drop():
+    """The clean-up function for buckets made with ``influx_settings_for``."""
+    return drop_bucket
 
 
 @pytest.fixture

@@ -20,11 +20,10 @@ import pytest
 from core.model import Point
 from core.storage.influx import InfluxSettings, InfluxStore, read_env_file, setup_influx
 
-from .conftest import REPO, influx_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.influx]
 
-DEPLOY = REPO / "deploy" / "influxdb"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "influxdb"
 NS = 1_000_000_000
 
 
@@ -107,10 +106,8 @@ def test_outage_of_30s_loses_and_duplicates_nothing(own_server, tmp_path):
     assert store.quarantine.count == 0
 
 
-def test_rejected_batch_is_quarantined_with_the_offending_line(influx_env, tmp_path, caplog):
-    from .conftest import drop_bucket
-
-    settings = influx_settings(influx_env, f"q_{uuid.uuid4().hex[:10]}", tmp_path)
+def test_rejected_batch_is_quarantined_with_the_offending_line(influx_settings_for, influx_drop, caplog):
+    settings = influx_settings_for(f"q_{uuid.uuid4().hex[:10]}")
     setup_influx(settings, backfill=False, progress=False)
     store = InfluxStore(settings)
     try:
@@ -130,11 +127,11 @@ def test_rejected_batch_is_quarantined_with_the_offending_line(influx_env, tmp_p
         assert store.quarantine.count == 1
     finally:
         store.close()
-        drop_bucket(settings)
+        influx_drop(settings)
 
 
-def test_token_never_appears_in_description_or_logs(influx_env, tmp_path, caplog):
-    settings = influx_settings(influx_env, "unused", tmp_path)
+def test_token_never_appears_in_description_or_logs(influx_env, influx_settings_for, caplog):
+    settings = influx_settings_for("unused")
     token = settings.read_token()
     with caplog.at_level("DEBUG"):
         store = InfluxStore(settings)

@@ -16,6 +16,7 @@ from core.storage.sqlite import SQLiteStore
 from dashboard import ids
 from dashboard.app import create_app
 from dashboard.serve import DashboardServer
+from tests.support import CHROMEDRIVER, CHROMIUM, require_chromium
 from dashboard.tests.helpers import (
     NS,
     fill_plant,
@@ -28,8 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT_S = 30
 
 # Trace names, the last x and the number of points of every trace of a graph (None until Plotly has drawn it).
@@ -46,6 +45,7 @@ return el && el._fullLayout ? el._fullLayout.xaxis.range.map(String) : null;
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
+    require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import CHROMEDRIVER, CHROMIUM, require_chromium
+
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 
@@ -21,6 +23,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """Headless Chromium driven by selenium, with the flags this closed network needs."""
+    require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -30,8 +33,8 @@ def browser(tmp_path_factory):
                  "--disable-component-update", "--disable-sync", "--window-size=1440,1100",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
-    options.binary_location = "/usr/bin/chromium"
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield driver

@@ -361,21 +361,12 @@ class InfluxStore(Store):
             self._finish(self._nlines(data))
 
     def write(self, points: Iterable[Point]) -> int:
-        enc = self._encoder
-        lines = []
-        n = 0
-        lo = hi = None
-        for point in points:
-            line, k = enc.encode_point(point)
-            lines.append(line)
-            n += k
-            t = point.time_ns
-            if lo is None or t < lo:
-                lo = t
-            if hi is None or t > hi:
-                hi = t
-        if lines:
-            self._submit(lines, lo, hi)
+        points = points if isinstance(points, (list, tuple)) else list(points)
+        if not points:
+            return 0
+        lines, n = self._encoder.encode_points(points)
+        times = [p.time_ns for p in points]
+        self._submit(lines, min(times), max(times))
         return n
 
     def write_arrays(self, key: SeriesKey, times_ns, values, status=None) -> int:
@@ -588,8 +579,19 @@ class InfluxStore(Store):
         self._rollups_ok = (ok, time.monotonic())
         return ok
 
-    def refresh_rollups(self, start_ns: int, stop_ns: int, progress: bool = False) -> None:
-        """Recompute all rollups for ``[start, stop)`` (widened to whole hours) inside InfluxDB."""
+    def refresh_rollups(self, start_ns: int, stop_ns: int, progress: bool = False,
+                        resolutions: Iterable[int] = ROLLUP_RESOLUTIONS_S) -> None:
+        """Recompute rollups for ``[start, stop)`` (widened to whole hours) inside InfluxDB, each from raw points.
+
+        Parameters
+        ----------
+        start_ns, stop_ns : int
+            Range [ns].
+        progress : bool
+            Show a tqdm bar (one step per day).
+        resolutions : iterable of int
+            Which rollups to rebuild [s]; all by default.
+        """
         if not self.rollups_ready():
             return
         lo = (int(start_ns) // HOUR_NS) * HOUR_NS
@@ -602,8 +604,9 @@ class InfluxStore(Store):
 
             bar = tqdm(total=len(chunks), desc="rollups", unit="day")
         for a, b in chunks:
-            for res in ROLLUP_RESOLUTIONS_S:
-                self._run(rollup_body(self.settings.bucket, self.settings.org, res, flux_time(a), flux_time(b)))
+            for res in resolutions:
+                self._run(rollup_body(self.settings.bucket, self.settings.org, res, flux_time(a), flux_time(b),
+                                      from_raw=True))
             if bar is not None:
                 bar.update(1)
         if bar is not None:

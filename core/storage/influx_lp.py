@@ -54,6 +54,8 @@ class LineEncoder:
     def __init__(self) -> None:
         self._prefix: dict[tuple, str] = {}
         self._fkeys: dict[str, str] = {}
+        # id(tags) -> (tags, measurement, prefix); holding `tags` keeps the id from being reused while cached
+        self._by_id: dict[int, tuple] = {}
 
     def prefix(self, measurement: str, tags: Mapping[str, str]) -> str:
         """Return ``measurement,k1=v1,k2=v2`` with tags sorted by key (InfluxDB's canonical order)."""
@@ -91,13 +93,44 @@ class LineEncoder:
         return f"{self.prefix(point.measurement, point.tags)} {','.join(fields)} {int(point.time_ns)}", len(point.fields)
 
     def encode_points(self, points: Iterable[Point]) -> tuple[list[str], int]:
-        """Encode many points; return the lines and the number of field values."""
+        """Encode many points; return the lines and the number of field values.
+
+        The hot path of every write: the tag prefix is cached by the identity of the tags mapping (collectors
+        reuse one mapping per machine), then by content; finite floats are formatted inline.
+        """
+        by_id = self._by_id
+        fkeys = self._fkeys
         lines = []
         n = 0
         for point in points:
-            line, k = self.encode_point(point)
-            lines.append(line)
-            n += k
+            tags = point.tags
+            hit = by_id.get(id(tags))
+            if hit is not None and hit[0] is tags and hit[1] == point.measurement:
+                prefix = hit[2]
+            else:
+                prefix = self.prefix(point.measurement, tags)
+                if len(by_id) > 100_000:
+                    by_id.clear()
+                by_id[id(tags)] = (tags, point.measurement, prefix)
+            parts = []
+            missing = None
+            fields = point.fields
+            for name, value in fields.items():
+                fk = fkeys.get(name)
+                if fk is None:
+                    fk = self.field_key(name)
+                # value - value is 0.0 for finite numbers, NaN for NaN and +-inf
+                if value is not None and value - value == 0:
+                    parts.append(f"{fk}={float(value)!r}")
+                elif missing is None:
+                    missing = [name]
+                else:
+                    missing.append(name)
+            n += len(fields)
+            parts.append(f"{STATUS_FIELD}={int(point.status)}i")
+            if missing:
+                parts.append(f'{MISSING_FIELD}=",{escape_string_field(",".join(missing))},"')
+            lines.append(f"{prefix} {','.join(parts)} {int(point.time_ns)}")
         return lines, n
 
     def encode_arrays(self, key: SeriesKey, times_ns: np.ndarray, values: np.ndarray, status: np.ndarray) -> list[str]:

@@ -103,7 +103,8 @@ class InfluxSettings(BaseModel):
     flush_interval_ms : int
         Longest time a line waits in the batch buffer [ms].
     jitter_interval_ms, retry_interval_ms, max_retries, max_retry_delay_ms, max_retry_time_ms, exponential_base
-        The client's retry policy (exponential backoff with jitter); after it gives up the batch goes to the spool.
+        The client's retry policy: exponential backoff plus a random jitter of up to ``jitter_interval_ms``; after it
+        gives up the batch goes to the spool. (Batches themselves are sent without jitter, in write order.)
     gzip : bool
         Compress request bodies.
     gzip_level : int
@@ -316,14 +317,17 @@ class InfluxStore(Store):
 
     # -- writing -------------------------------------------------------------------------------------------------------
     def _new_write_api(self):
-        from influxdb_client.client.write_api import WriteOptions
         from reactivex.scheduler import ThreadPoolScheduler
 
         s = self.settings
-        options = WriteOptions(
+        options = _WriteOptions(
+            retry_jitter_s=s.jitter_interval_ms / 1000,
             batch_size=max(1, -(-s.batch_size // RECORD_LINES)),  # in records of up to RECORD_LINES lines
             flush_interval=s.flush_interval_ms,
-            jitter_interval=s.jitter_interval_ms,
+            # The client applies jitter_interval both as a random delay before each batch (which can reorder
+            # batches, and a later write of the same timestamp must win) and to retry backoffs; keep batches in
+            # order and put the jitter on the retries only (see _WriteOptions).
+            jitter_interval=0,
             retry_interval=s.retry_interval_ms,
             max_retries=s.max_retries,
             max_retry_delay=s.max_retry_delay_ms,
@@ -810,6 +814,28 @@ class InfluxStore(Store):
                     entry[1] = min(entry[1], t)
                     entry[2] = max(entry[2], t)
         return [SeriesInfo(k, c, f, l) for k, (c, f, l) in sorted(stats.items(), key=lambda kv: repr(kv[0]))]
+
+
+def _write_options_class():
+    from influxdb_client.client.write_api import WriteOptions
+
+    class WattlineWriteOptions(WriteOptions):
+        """WriteOptions whose retries get jitter while batches are sent without a random delay."""
+
+        def __init__(self, retry_jitter_s: float = 0.0, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.retry_jitter_s = retry_jitter_s
+
+        def to_retry_strategy(self, **kwargs):
+            retry = super().to_retry_strategy(**kwargs)
+            retry.jitter_interval = self.retry_jitter_s  # WritesRetry.new() carries it to every later attempt
+            return retry
+
+    return WattlineWriteOptions
+
+
+def _WriteOptions(**kwargs):  # noqa: N802 - reads like the class it builds
+    return _write_options_class()(**kwargs)
 
 
 def _times_ns(column: pd.Series) -> pd.Series:

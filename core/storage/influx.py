@@ -919,13 +919,13 @@ def setup_influx(config: Any, *, backfill: bool = True, progress: bool = True) -
             if found is None:
                 buckets_api.create_bucket(bucket_name=name, org=s.org, retention_rules=rules,
                                           description="Wattline raw points" if name == s.bucket else "Wattline rollup")
-                actions.append(f"created bucket {name} (retention {days or 'forever'} d)")
+                actions.append(f"created bucket {name} (retention {f'{days} d' if days else 'forever'})")
             else:
                 current = (found.retention_rules[0].every_seconds if found.retention_rules else 0) or 0
                 if current != days * 86400:
                     found.retention_rules = rules
                     buckets_api.update_bucket(found)
-                    actions.append(f"updated retention of bucket {name} to {days or 'forever'} d")
+                    actions.append(f"updated retention of bucket {name} to {f'{days} d' if days else 'forever'}")
                 else:
                     actions.append(f"bucket {name} up to date")
         tasks_api = client.tasks_api()

@@ -159,6 +159,16 @@ class PlantServer:
         self.idx = 0
         self.updates = 0
         self.sim_time_ns = 0
+        self._listeners: list = []
+
+    def add_listener(self, callback) -> None:
+        """Call ``callback(node_id, value, source_time)`` for every value the server publishes.
+
+        ``node_id`` is the NodeId string (``ns=2;s=north/l1/cnc-01/ActivePower``), ``value`` the published value (None
+        for a Bad value) and ``source_time`` the aware source timestamp. Used to check what reached a store against what
+        was published (end-to-end tests, training).
+        """
+        self._listeners.append(callback)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------------
     @property
@@ -360,6 +370,8 @@ class PlantServer:
         source = dt.datetime.fromtimestamp(ts_ns / NS, dt.timezone.utc)
         server_ts = dt.datetime.now(dt.timezone.utc)
         write = self._server.iserver.aspace.write_attribute_value
+        if self._listeners:
+            write = self._tapped(write)
         value_attr = ua.AttributeIds.Value
         good = ua.StatusCode(ua.StatusCodes.Good)
         bad = ua.StatusCode(ua.StatusCodes.BadNoCommunication)
@@ -390,6 +402,15 @@ class PlantServer:
             if "ReceiverPressure" in nodes and sig.pressure is not None:
                 await write(nodes["ReceiverPressure"], value_attr, dv(round(float(sig.pressure[i]), 3), D))
         self.updates += 1
+
+
+    def _tapped(self, write):
+        async def tapped(node_id, attribute, data_value):
+            for listener in self._listeners:
+                listener(node_id.to_string(), data_value.Value.Value, data_value.SourceTimestamp)
+            return await write(node_id, attribute, data_value)
+
+        return tapped
 
 
 def material_id(number: int) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,15 +51,19 @@ class _Buffer:
     def add(self, key: SeriesKey, times: np.ndarray, values: np.ndarray, status: np.ndarray | None = None) -> None:
         self.parts.setdefault(key, []).append((times, values, status))
 
-    def flush(self) -> None:
-        for key, parts in self.parts.items():
+    def take(self) -> dict:
+        parts, self.parts = self.parts, {}
+        return parts
+
+    def flush(self, parts: dict | None = None) -> None:
+        parts = self.take() if parts is None else parts
+        for key, parts in parts.items():
             times = np.concatenate([p[0] for p in parts])
             values = np.concatenate([np.asarray(p[1], dtype=float) for p in parts])
             status = None
             if any(p[2] is not None for p in parts):
                 status = np.concatenate([p[2] if p[2] is not None else np.zeros(len(p[0]), dtype=np.int64) for p in parts])
             self.values += self.store.write_arrays(key, times, values, status)
-        self.parts = {}
 
 
 def add_block(buf: _Buffer, plant: Plant, block: Block) -> None:
@@ -69,20 +74,21 @@ def add_block(buf: _Buffer, plant: Plant, block: Block) -> None:
     for ref, sig in zip(plant.machines, block.machines):
         tags = ref.tags
         status = sig.status if sig.status.any() else None
-        buf.add(SeriesKey.of("electrical", tags, "active_power_kw"), t, sig.power, status)
-        buf.add(SeriesKey.of("electrical", tags, "energy_kwh"), t, sig.energy, status)
-        buf.add(SeriesKey.of("electrical", tags, "power_factor"), t, sig.pf, status)
+        # Meter resolution: 1 W, 0.01 kWh, 0.001 power factor (also keeps the bulk write short).
+        buf.add(SeriesKey.of("electrical", tags, "active_power_kw"), t, np.round(sig.power, 3), status)
+        buf.add(SeriesKey.of("electrical", tags, "energy_kwh"), t, np.round(sig.energy, 2), status)
+        buf.add(SeriesKey.of("electrical", tags, "power_factor"), t, np.round(sig.pf, 3), status)
         buf.add(SeriesKey.of("machine_state", tags, "state"), t, sig.state)
         if sig.good is not None:
             buf.add(SeriesKey.of("production", tags, "good_count"), t, sig.good)
             buf.add(SeriesKey.of("production", tags, "scrap_count"), t, sig.scrap)
             for mat in np.unique(sig.material[sig.material >= 0]):
                 mask = sig.material == mat
-                buf.add(SeriesKey.of("material", {**tags, "material": material_id(mat)}, "consumed_kg"), t[mask], sig.material_kg[mask])
+                buf.add(SeriesKey.of("material", {**tags, "material": material_id(mat)}, "consumed_kg"), t[mask], np.round(sig.material_kg[mask], 3))
         if sig.flow is not None:
-            buf.add(SeriesKey.of("compressed_air", tags, "flow_m3_min"), t, sig.flow)
+            buf.add(SeriesKey.of("compressed_air", tags, "flow_m3_min"), t, np.round(sig.flow, 3))
         if sig.pressure is not None:
-            buf.add(SeriesKey.of("compressed_air", tags, "pressure_bar"), t, sig.pressure)
+            buf.add(SeriesKey.of("compressed_air", tags, "pressure_bar"), t, np.round(sig.pressure, 3))
 
 
 def backfill(store: Store, plant: Plant, days: int, scenario: ScenarioSpec | None = None, seed: int = 0,
@@ -113,16 +119,23 @@ def backfill(store: Store, plant: Plant, days: int, scenario: ScenarioSpec | Non
         start = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)
     first = day_number(start)
     t0 = time.perf_counter()
-    sim = Simulation(plant, scenario, seed, resolution_s, first, intensity=intensity)
+    sim = Simulation(plant, scenario, seed, resolution_s, first, intensity=intensity, run_days=days)
     buf = _Buffer(store)
     bar = tqdm(total=days, unit="day", desc="backfill", disable=not progress)
-    for i, day in enumerate(range(first, first + days)):
-        add_block(buf, plant, sim.render(day))
-        if (i + 1) % batch_days == 0 or i == days - 1:
-            buf.flush()
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix(values=f"{buf.values:,}", rate=f"{buf.values / max(elapsed, 1e-9):,.0f}/s")
-        bar.update(1)
+    # One writer thread: SQLite releases the GIL while it inserts, so rendering the next batch overlaps the writes.
+    pending = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-writer") as pool:
+        for i, day in enumerate(range(first, first + days)):
+            add_block(buf, plant, sim.render(day))
+            if (i + 1) % batch_days == 0 or i == days - 1:
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(buf.flush, buf.take())
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix(values=f"{buf.values:,}", rate=f"{buf.values / max(elapsed, 1e-9):,.0f}/s")
+            bar.update(1)
+        if pending is not None:
+            pending.result()
     bar.close()
     store.flush()
     manifest = sim.manifest()

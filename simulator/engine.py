@@ -86,7 +86,7 @@ class Simulation:
     """
 
     def __init__(self, plant: Plant, scenario: ScenarioSpec | None = None, seed: int = 0, step_s: float = 60.0,
-                 start_day: int | None = None, intensity: float | None = None) -> None:
+                 start_day: int | None = None, intensity: float | None = None, run_days: int = 28) -> None:
         if DAY_S % step_s:
             raise ValueError(f"step {step_s} s does not divide a day; use 1, 5, 10, 15, 30, 60, 300, 900 ...")
         self.plant = plant
@@ -97,7 +97,10 @@ class Simulation:
         if intensity is None:
             intensity = self.scenario.intensity
         if intensity is None:
-            intensity = 1.0 if self.scenario.avoidable_fraction is None else calibrate(plant, self.scenario, self.seed, self.start_day)
+            # Calibrate on (up to 28) days spread over the run, so long and short runs both land near the target.
+            sample = np.unique(np.linspace(0, max(run_days, 1) - 1, min(max(run_days, 1), 28)).round().astype(int))
+            intensity = 1.0 if self.scenario.avoidable_fraction is None else calibrate(
+                plant, self.scenario, self.seed, self.start_day, [self.start_day + int(d) for d in sample])
         self.intensity = float(intensity)
         self.book = EventBook(plant, self.scenario, self.seed, self.start_day, self.intensity)
         self._state = [self._initial_state(ref) for ref in plant.machines]
@@ -223,7 +226,8 @@ class Simulation:
         st["energy"] = float(energy_true[-1])
         if not gap[-1]:
             st["last_power"], st["last_reg"] = float(power[-1]), float(register[-1])
-        sig = MachineSignals(power, register, pf, r.state, status, flow=r.flow, pressure=r.pressure, true_power=r.power)
+        flow = r.flow if r.flow is not None else (r.air if r.air is not None and ref.spec.air_m3_min > 0 else None)
+        sig = MachineSignals(power, register, pf, r.state, status, flow=flow, pressure=r.pressure, true_power=r.power)
         if r.parts is not None:
             sig.good = st["good"] + np.cumsum(r.parts)
             sig.scrap = st["scrap"] + np.cumsum(r.scrap)
@@ -290,8 +294,8 @@ class Simulation:
         }
 
 
-def calibrate(plant: Plant, scenario: ScenarioSpec, seed: int, start_day: int, days: int = 28, step_s: float = 900.0,
-              iterations: int = 4) -> float:
+def calibrate(plant: Plant, scenario: ScenarioSpec, seed: int, start_day: int, days: list[int] | None = None,
+              step_s: float = 900.0, iterations: int = 4) -> float:
     """Find the waste intensity that makes avoidable energy the scenario's ``avoidable_fraction`` of plant energy.
 
     Renders ``days`` days from ``start_day`` on a coarse grid for a few trial intensities (common random numbers, so the
@@ -300,10 +304,11 @@ def calibrate(plant: Plant, scenario: ScenarioSpec, seed: int, start_day: int, d
     target = scenario.avoidable_fraction
     if not target:
         return 1.0 if target is None else 1e-9
+    days = list(range(start_day, start_day + 28)) if days is None else days
     k = 1.0
     for _ in range(iterations):
         sim = Simulation(plant, scenario, seed, step_s, start_day, intensity=k)
-        for day in range(start_day, start_day + days):
+        for day in days:
             sim.render(day)
         m = sim.manifest()
         waste = m["avoidable_kwh"]

@@ -9,6 +9,7 @@ writes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -221,16 +222,35 @@ class SQLiteStore(Store):
         if times.shape != vals.shape:
             raise StoreError(f"write_arrays: {len(times)} timestamps but {len(vals)} values for {key}")
         codes = np.zeros(len(times), dtype=np.int64) if status is None else np.asarray(status, dtype=np.int64)
-        # NaN/Inf must be stored as missing (NULL), never as a number.
-        obj = vals.astype(object)
-        obj[~np.isfinite(vals)] = None
+        if codes.shape != times.shape:
+            raise StoreError(f"write_arrays: {len(times)} timestamps but {len(codes)} status codes for {key}")
+        if len(times) == 0:
+            return 0
+        # Bulk path: sort, keep the last of repeated timestamps (a later write replaces an earlier one), hand the
+        # values to SQLite as one JSON array (parsed in C by json_each) instead of one Python tuple per row.
+        n_in = len(times)
+        if len(times) > 1 and not (np.diff(times) > 0).all():
+            order = np.argsort(times, kind="stable")
+            times, vals, codes = times[order], vals[order], codes[order]
+            keep = np.append(times[1:] != times[:-1], True)
+            times, vals, codes = times[keep], vals[keep], codes[keep]
+        finite = np.isfinite(vals)
         conn = self._conn()
         with self._write_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 sid = self._series_id(conn, key)
-                rows = list(zip([sid] * len(times), times.tolist(), obj.tolist(), codes.tolist()))
-                self._insert_rows(conn, rows)
+                hour = 3600 * NS
+                lo, hi = (int(times[0]) // hour) * hour, (int(times[-1]) // hour + 1) * hour
+                fresh = conn.execute(
+                    "SELECT 1 FROM points WHERE series_id = ? AND ts >= ? AND ts < ? LIMIT 1", (sid, lo, hi)
+                ).fetchone() is None
+                values_json = self._bulk_insert(conn, sid, times, vals, finite, codes)
+                if fresh:
+                    # Nothing stored in the touched hours: the rollups follow from this batch alone.
+                    self._insert_rollups(conn, sid, times, vals, finite, values_json)
+                else:
+                    self._update_rollups(conn, [sid], int(times[0]), int(times[-1]))
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
@@ -238,7 +258,83 @@ class SQLiteStore(Store):
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
                 raise
-        return len(times)
+        return n_in
+
+    @staticmethod
+    def _bulk_insert(conn: sqlite3.Connection, sid: int, times: np.ndarray, vals: np.ndarray, finite: np.ndarray,
+                     codes: np.ndarray) -> str | None:
+        """Insert sorted, unique rows of one series; regular timestamps are computed in SQL from the array index.
+
+        Returns the values as a JSON array when the timestamps were regular (reused for the rollups), else None.
+        """
+        items = vals.tolist()
+        if not finite.all():
+            # JSON has no NaN: missing values become null (stored as NULL).
+            for i in np.flatnonzero(~finite).tolist():
+                items[i] = None
+        step = int(times[1] - times[0]) if len(times) > 1 else 0
+        regular = len(times) < 3 or bool((np.diff(times) == step).all())
+        values_json = None
+        if regular:
+            values_json = json.dumps(items)
+            conn.execute(
+                "INSERT OR REPLACE INTO points (series_id, ts, value, status) "
+                "SELECT ?, ? + key * ?, value, 0 FROM json_each(?)",
+                (sid, int(times[0]), step, values_json),
+            )
+        else:
+            conn.executemany(
+                "INSERT OR REPLACE INTO points (series_id, ts, value, status) VALUES (?, ?, ?, 0)",
+                zip(itertools.repeat(sid), times.tolist(), items),
+            )
+        bad = np.flatnonzero(codes != 0)
+        if len(bad):
+            conn.executemany(
+                "UPDATE points SET status = ? WHERE series_id = ? AND ts = ?",
+                zip(codes[bad].tolist(), itertools.repeat(sid), times[bad].tolist()),
+            )
+        return values_json
+
+    @staticmethod
+    def _insert_rollups(conn: sqlite3.Connection, sid: int, times: np.ndarray, vals: np.ndarray, finite: np.ndarray,
+                        values_json: str | None = None) -> None:
+        """Compute the 1 min / 15 min / 1 h rollups of a sorted batch with numpy (same numbers as the SQL path)."""
+        rows = []
+        for res in ROLLUP_RESOLUTIONS_S:
+            res_ns = res * NS
+            buckets = (times // res_ns) * res_ns
+            starts = np.flatnonzero(np.append(True, buckets[1:] != buckets[:-1]))
+            if len(starts) == len(times) and values_json is not None:
+                # One value per bucket (e.g. 1-min data in 1-min buckets): each rollup row is its point; let SQLite
+                # build them from the same JSON array.
+                step = int(times[1] - times[0]) if len(times) > 1 else 0
+                conn.execute(
+                    f"""INSERT OR REPLACE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)
+                    SELECT {res}, ?1, ((?2 + key * ?3) / {res_ns}) * {res_ns}, value IS NOT NULL, 1, value, value, value,
+                           CASE WHEN value IS NOT NULL THEN ?2 + key * ?3 END, value
+                    FROM json_each(?4)""",
+                    (sid, int(times[0]), step, values_json),
+                )
+                continue
+            nrows = np.diff(np.append(starts, len(times)))
+            fvals = np.where(finite, vals, 0.0)
+            n = np.add.reduceat(finite.astype(np.int64), starts)
+            total = np.add.reduceat(fvals, starts)
+            vmin = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
+            vmax = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
+            idx = np.arange(len(times))
+            last_idx = np.maximum.reduceat(np.where(finite, idx, -1), starts)
+            has = n > 0
+            last_ts = np.where(has, times[np.maximum(last_idx, 0)], 0)
+            vlast = np.where(has, vals[np.maximum(last_idx, 0)], 0.0)
+            for b, c, r, t, lo, hi, lt, vl, h in zip(buckets[starts].tolist(), n.tolist(), nrows.tolist(), total.tolist(),
+                                                       vmin.tolist(), vmax.tolist(), last_ts.tolist(), vlast.tolist(), has.tolist()):
+                rows.append((res, sid, b, c, r, t, lo, hi, lt, vl) if h else (res, sid, b, 0, r, None, None, None, None, None))
+        conn.executemany(
+            "INSERT OR REPLACE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
     def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple]) -> None:
         if not rows:

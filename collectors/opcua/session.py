@@ -23,7 +23,8 @@ from urllib.parse import urlparse
 from asyncua import Client, ua
 
 from collectors.opcua.config import GroupConfig, NodeConfig, ServerConfig
-from collectors.opcua.values import NodeState, now_ns, to_row
+from collectors.opcua.fastpublish import FastDataChange, install_fast_publish
+from collectors.opcua.values import NodeState, now_ns, to_row, to_row_raw
 from core.model import unit_of
 from core.notices import Notice
 
@@ -156,6 +157,9 @@ class ServerSession:
     """
 
     probe_interval_s = 0.25
+    #: PublishRequests kept outstanding; servers cap each NotificationMessage (node-opcua: 1,000 values), so one
+    #: request at a time limits the rate to one message per round trip.
+    publish_requests = 4
 
     def __init__(self, config: ServerConfig, sink: Callable[[list], None], notify: Callable[[Notice], None]) -> None:
         self.config = config
@@ -281,6 +285,8 @@ class ServerSession:
         client.name = client.description = "Wattline collector"
         client.application_uri = cfg.security.application_uri
         await apply_security(client, cfg, self.notify)
+        # Our publish loop for this client only: several PublishRequests in flight, bulk decoding (fastpublish.py).
+        install_fast_publish(client, self.publish_requests)
         return client
 
     async def _connect_and_subscribe(self) -> None:
@@ -408,8 +414,11 @@ class ServerSession:
             self._apply_tag(node, dv)
 
     def _apply_tag(self, node: PlannedNode, dv) -> None:
-        value = dv.Value.Value if dv.Value is not None else None
-        if value is None or not dv.StatusCode.is_good():
+        self._apply_tag_raw(node, dv.Value.Value if dv.Value is not None else None,
+                            dv.StatusCode.value if dv.StatusCode is not None else 0)
+
+    def _apply_tag_raw(self, node: PlannedNode, value, status: int) -> None:
+        if value is None or status & 0xC0000000:  # only Good values name a tag
             return
         text = str(value)
         for handle, tag in node.dependents:
@@ -479,7 +488,18 @@ class ServerSession:
         nodes = self.nodes
         t_now = now_ns()
         for notif in data:
-            if isinstance(notif, ua.DataChangeNotification):
+            if notif.__class__ is FastDataChange:  # bulk-decoded: (handle, value, status, source_ns, server_ns)
+                n_nodes = len(nodes)
+                append = rows.append
+                for h, raw, status, src_ns, srv_ns in notif.items:
+                    if h >= n_nodes:
+                        continue
+                    node = nodes[h]
+                    if node.is_tag_source:
+                        self._apply_tag_raw(node, raw, status)
+                        continue
+                    append(to_row_raw(node.state, raw, status, src_ns, srv_ns, t_now, notices))
+            elif isinstance(notif, ua.DataChangeNotification):
                 for item in notif.MonitoredItems:
                     h = item.ClientHandle
                     if h >= len(nodes):

@@ -79,12 +79,34 @@ class NodeState:
 def to_row(node: NodeState, dv, now_ns: int, notices: list | None = None) -> tuple:
     """Convert one DataValue into a row ``(measurement, tags, field, time_ns, value, status)``."""
     sc = dv.StatusCode
-    status = sc.value if sc is not None else 0
     variant = dv.Value
-    raw = variant.Value if variant is not None else None
+    src = node.timestamp_source
+    return to_row_raw(
+        node,
+        variant.Value if variant is not None else None,
+        sc.value if sc is not None else 0,
+        None if src != "source" else datetime_to_ns(dv.SourceTimestamp),
+        None if src == "collector" else datetime_to_ns(dv.ServerTimestamp),
+        now_ns,
+        notices,
+    )
+
+
+def to_row_raw(node: NodeState, raw, status: int, source_ns: int | None, server_ns: int | None, now_ns: int,
+               notices: list | None = None) -> tuple:
+    """Row from already decoded parts: Python value, StatusCode [int], source/server time [ns] or None.
+
+    The bulk publish path (:mod:`collectors.opcua.fastpublish`) calls this directly; :func:`to_row` for DataValues.
+    """
     value: float | None
     if status & 0x80000000:  # Bad: never a number
         value = None
+    elif raw.__class__ is float:  # the common case first
+        value = raw
+        if value - value != 0.0:  # NaN or +-Inf
+            value = None
+            if status < 0x40000000:
+                status = BAD_OUT_OF_RANGE
     elif isinstance(raw, bool):
         value = 1.0 if raw else 0.0
     elif isinstance(raw, (int, float)):
@@ -100,9 +122,9 @@ def to_row(node: NodeState, dv, now_ns: int, notices: list | None = None) -> tup
     if src == "collector":
         t = now_ns
     elif src == "server":
-        t = datetime_to_ns(dv.ServerTimestamp) or now_ns
+        t = server_ns or now_ns
     else:
-        t = datetime_to_ns(dv.SourceTimestamp) or datetime_to_ns(dv.ServerTimestamp) or now_ns
+        t = source_ns or server_ns or now_ns
     if node.counter and value is not None:
         last = node.last_value
         if last is not None and value < last:

@@ -295,7 +295,7 @@ class Simulation:
 
 
 def calibrate(plant: Plant, scenario: ScenarioSpec, seed: int, start_day: int, days: list[int] | None = None,
-              step_s: float = 900.0, iterations: int = 4) -> float:
+              step_s: float = 1800.0, iterations: int = 8) -> float:
     """Find the waste intensity that makes avoidable energy the scenario's ``avoidable_fraction`` of plant energy.
 
     Renders ``days`` days from ``start_day`` on a coarse grid for a few trial intensities (common random numbers, so the
@@ -305,18 +305,28 @@ def calibrate(plant: Plant, scenario: ScenarioSpec, seed: int, start_day: int, d
     if not target:
         return 1.0 if target is None else 1e-9
     days = list(range(start_day, start_day + 28)) if days is None else days
+    tried: list[tuple[float, float]] = []  # (log k, fraction)
     k = 1.0
     for _ in range(iterations):
         sim = Simulation(plant, scenario, seed, step_s, start_day, intensity=k)
         for day in days:
             sim.render(day)
-        m = sim.manifest()
-        waste = m["avoidable_kwh"]
-        base = m["plant_energy_kwh"] - waste
-        if waste <= 0 or base <= 0:
+        frac = sim.manifest()["avoidable_fraction"]
+        tried.append((float(np.log(k)), frac))
+        if abs(frac - target) < 0.002:
             return k
-        want = target / (1 - target) * base
-        # Probability and size both scale with k, so the waste grows roughly with k squared.
-        k *= (want / waste) ** 0.6
-        k = float(np.clip(k, 1e-3, 100))
-    return k
+        below = [t for t in tried if t[1] < target]
+        above = [t for t in tried if t[1] > target]
+        if below and above:
+            # Bracketed: bisect in log k between the tightest bracket (the fraction is lumpy in k for small plants).
+            lo = max(below, key=lambda t: t[0])
+            hi = min((t for t in above if t[0] > lo[0]), key=lambda t: t[0], default=min(above, key=lambda t: t[0]))
+            logk = (lo[0] + hi[0]) / 2
+        elif frac <= 0:
+            logk = np.log(k) + np.log(4.0)
+        else:
+            # Probability and size both scale with k, so the fraction grows roughly with k squared.
+            logk = np.log(k) + 0.5 * np.log(target / frac)
+        k = float(np.exp(np.clip(logk, np.log(1e-3), np.log(100))))
+    best = min(tried, key=lambda t: abs(t[1] - target))
+    return float(np.exp(best[0]))

@@ -38,6 +38,10 @@ class BatchWriter:
         Values kept in memory before spilling to the spool.
     retry_interval_s : float
         Pause between store retries while it is down [s].
+    latency_sample_every : int
+        Every n-th stored value's delay is kept in ``latencies``.
+    merge_values : int
+        Batches waiting for a slow store are written together, up to this many values per write.
 
     Attributes
     ----------
@@ -55,6 +59,7 @@ class BatchWriter:
         max_memory_values: int = 500_000,
         retry_interval_s: float = 2.0,
         latency_sample_every: int = 97,
+        merge_values: int = 100_000,
     ) -> None:
         self.store = store
         self.spool = spool
@@ -62,6 +67,8 @@ class BatchWriter:
         self.flush_interval_s = float(flush_interval_s)
         self.max_memory_values = int(max_memory_values)
         self.retry_interval_s = float(retry_interval_s)
+        #: Largest write made of queued batches when the store is behind [values].
+        self.merge_values = max(self.batch_size, int(merge_values))
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._current: list[Row] = []
@@ -144,9 +151,14 @@ class BatchWriter:
 
     # -- writer thread -----------------------------------------------------------------------------------------------
     def _take(self) -> list[Row] | None:
+        # When the store falls behind, batches queue up: write them together (up to ``merge_values``). Fewer,
+        # larger transactions cost the store much less per value (each write recomputes the rollup buckets of every
+        # series it touches), so the writer catches up instead of falling further behind.
         with self._lock:
             if self._pending:
                 batch = self._pending.popleft()
+                while self._pending and len(batch) + len(self._pending[0]) <= self.merge_values:
+                    batch.extend(self._pending.popleft())
                 self._pending_values -= len(batch)
                 self._in_flight = len(batch)
                 return batch

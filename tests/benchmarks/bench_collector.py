@@ -1,17 +1,32 @@
 """Collector throughput benchmark: node-opcua server (another process) -> Collector -> embedded SQLite store.
 
     python tests/benchmarks/bench_collector.py [--nodes 10000] [--period 200] [--seconds 30]
+        [--max-notifications 0] [--publish-requests 4] [--batch-size 5000] [--profile FILE] [--only PHASES]
 
-The server (collectors/opcua/tests/node_server, node-opcua) changes every node each ``period`` ms, so it offers
-nodes * 1000 / period values/s. Reported: values/s received and stored by the collector, p95 delay from source
-timestamp to stored, peak RSS of this process; and the reference: a raw asyncua subscription (legacy per-value
-handler doing nothing) on the same server, same nodes, same duration, with the ratio collector / reference.
+The server (collectors/opcua/tests/node_server, node-opcua) changes every node each ``period`` ms, so it is asked to
+offer nodes * 1000 / period values/s. Phases, each with its own session on the same server and the same nodes:
+
+``collector``  the Collector into a fresh SQLite store: values/s received and stored, p95/median delay from source
+               timestamp to stored, peak RSS of this process, values lost (must be 0).
+``reference``  the issue's reference: a raw asyncua subscription (stock publish loop, per-value handler doing
+               nothing); the ratio collector / reference is printed.
+``offered``    what the server really delivers: our bulk-decoding publish loop with 8 PublishRequests in flight,
+               counting values and doing nothing else (decode cost only), so the server's limit shows.
+``store``      ``store.write`` alone (no OPC UA) for batches shaped like the collector's (10 machines x nodes/10
+               fields, one value per node per period), at ``--batch-size`` and at the writer's merged size.
+
+``--max-notifications N`` raises node-opcua's cap of 1,000 notifications per NotificationMessage (0 keeps it).
+``--profile FILE`` runs the collector phase under cProfile, writes FILE (pstats) and prints the top functions.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
+import logging
+import pstats
 import statistics
 import sys
 import tempfile
@@ -23,51 +38,74 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from collectors.buffer import BatchWriter  # noqa: E402
 from collectors.opcua.collector import Collector  # noqa: E402
 from collectors.opcua.config import parse_collector_config  # noqa: E402
 from collectors.opcua.tests.plant_server import NS_URI, free_port  # noqa: E402
 from collectors.opcua.tests.test_node_opcua import start_node_server, stop_node_server  # noqa: E402
 from core.storage.sqlite import SQLiteStore  # noqa: E402
 
+MACHINES = 10
+
 
 def node_ids(machines: int, extra: int) -> list[str]:
     return [f"nsu={NS_URI};s=north/l1/m{m}/Extra{k:04d}" for m in range(machines) for k in range(extra)]
 
 
-async def run_collector(endpoint: str, machines: int, extra: int, period: int, seconds: float, tmp: Path) -> dict:
+async def run_collector(endpoint: str, extra: int, period: int, seconds: float, tmp: Path, args) -> dict:
+    from collectors.opcua.session import ServerSession
+
+    if hasattr(ServerSession, "publish_requests"):
+        ServerSession.publish_requests = args.publish_requests
     groups = [{"name": f"m{m}", "measurement": "opcua", "tags": {"machine": f"m{m}"},
                "sampling_interval_ms": period, "publishing_interval_ms": period,
                "nodes": [{"node_id": f"nsu={NS_URI};s=north/l1/m{m}/Extra{k:04d}", "field": f"e{k:04d}"}
-                         for k in range(extra)]} for m in range(machines)]
+                         for k in range(extra)]} for m in range(MACHINES)]
     cfg = parse_collector_config({"store": str(tmp / "w.db"), "servers": [{"name": "bench", "endpoint": endpoint,
                                   "groups": groups}], "spool": {"path": str(tmp / "spool")},
-                                  "metrics": {"listen": None}})
+                                  "buffer": {"batch_size": args.batch_size}, "metrics": {"listen": None}})
     store = SQLiteStore(tmp / "w.db")
     col = Collector(cfg, store)
     stop = asyncio.Event()
     task = asyncio.create_task(col.run(stop))
     proc = psutil.Process()
     rss = 0
-    while not col.sessions[0].connected or col.received < extra * machines:
+    while not col.sessions[0].connected or col.received < extra * MACHINES:
         await asyncio.sleep(0.1)
     await asyncio.sleep(2)  # warm-up
+    prof = cProfile.Profile() if args.profile else None
     r0, w0, t0 = col.received, col.written, time.monotonic()
     col.writer.latencies.clear()
+    cpu0 = proc.cpu_times()
+    if prof:
+        prof.enable()  # profiles the event loop thread (receive, decode, rows); the writer thread is in "store"
     while time.monotonic() - t0 < seconds:
         await asyncio.sleep(0.5)
         rss = max(rss, proc.memory_info().rss)
+    if prof:
+        prof.disable()
     r1, w1, t1 = col.received, col.written, time.monotonic()
+    cpu1 = proc.cpu_times()
     lat = sorted(col.writer.latencies)
+    backlog = col.writer.backlog
     stop.set()
     await task
     store.close()
-    return {"received_per_s": (r1 - r0) / (t1 - t0), "written_per_s": (w1 - w0) / (t1 - t0),
+    if prof:
+        prof.dump_stats(args.profile)
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(18)
+        print(out.getvalue())
+    dt = t1 - t0
+    return {"received_per_s": (r1 - r0) / dt, "written_per_s": (w1 - w0) / dt,
             "p95_latency_s": lat[int(0.95 * (len(lat) - 1))] if lat else float("nan"),
             "median_latency_s": statistics.median(lat) if lat else float("nan"), "rss_mb": rss / 2**20,
-            "lost": col.received - col.written - col.spool.count_values()}
+            "cpu_percent": 100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / dt,
+            "backlog_at_end": backlog, "lost": col.received - col.written - col.spool.count_values()}
 
 
-async def run_reference(endpoint: str, machines: int, extra: int, period: int, seconds: float) -> dict:
+async def run_reference(endpoint: str, extra: int, period: int, seconds: float) -> dict:
+    """The issue's reference: stock asyncua subscription, legacy per-value handler doing nothing."""
     from asyncua import Client
 
     class Handler:
@@ -76,19 +114,93 @@ async def run_reference(endpoint: str, machines: int, extra: int, period: int, s
         def datachange_notification(self, node, val, data):
             Handler.n += 1
 
+        def status_change_notification(self, status):
+            pass
+
     client = Client(endpoint, timeout=30)
     await client.connect()
-    sub = await client.create_subscription(period, Handler())
-    nodes = [client.get_node(n.replace(f"nsu={NS_URI}", f"ns={await client.get_namespace_index(NS_URI)}"))
-             for n in node_ids(machines, extra)]
-    for i in range(0, len(nodes), 1000):
-        await sub.subscribe_data_change(nodes[i:i + 1000], sampling_interval=period)
-    await asyncio.sleep(4)
-    n0, t0 = Handler.n, time.monotonic()
-    await asyncio.sleep(seconds)
-    rate = (Handler.n - n0) / (time.monotonic() - t0)
-    await client.disconnect()
+    try:
+        sub = await client.create_subscription(period, Handler())
+        ns = await client.get_namespace_index(NS_URI)
+        nodes = [client.get_node(n.replace(f"nsu={NS_URI}", f"ns={ns}")) for n in node_ids(MACHINES, extra)]
+        for i in range(0, len(nodes), 1000):
+            await sub.subscribe_data_change(nodes[i:i + 1000], sampling_interval=period)
+        await asyncio.sleep(4)
+        n0, t0 = Handler.n, time.monotonic()
+        await asyncio.sleep(seconds)
+        rate = (Handler.n - n0) / (time.monotonic() - t0)
+    finally:
+        await client.disconnect()
     return {"received_per_s": rate}
+
+
+async def run_offered(endpoint: str, extra: int, period: int, seconds: float, outstanding: int = 8) -> dict:
+    """What the server delivers: bulk-decoding publish loop, several requests in flight, counting only."""
+    from asyncua import Client, ua
+
+    from collectors.opcua.fastpublish import FastDataChange, install_fast_publish
+
+    count = {"values": 0, "messages": 0, "max_per_message": 0}
+
+    def on_publish(result):
+        for d in result.NotificationMessage.NotificationData:
+            if d.__class__ is FastDataChange or isinstance(d, ua.DataChangeNotification):
+                n = len(d.items) if d.__class__ is FastDataChange else len(d.MonitoredItems)
+                count["values"] += n
+                count["messages"] += 1
+                count["max_per_message"] = max(count["max_per_message"], n)
+
+    client = Client(endpoint, timeout=30)
+    install_fast_publish(client, outstanding)
+    await client.connect()
+    try:
+        params = ua.CreateSubscriptionParameters(RequestedPublishingInterval=period, RequestedLifetimeCount=10000,
+                                                 RequestedMaxKeepAliveCount=100, MaxNotificationsPerPublish=0,
+                                                 PublishingEnabled=True)
+        sub = await client.uaclient.create_subscription(params, on_publish)
+        ns = await client.get_namespace_index(NS_URI)
+        ids = [ua.NodeId.from_string(n.replace(f"nsu={NS_URI}", f"ns={ns}")) for n in node_ids(MACHINES, extra)]
+        for i in range(0, len(ids), 1000):
+            req = ua.CreateMonitoredItemsParameters(SubscriptionId=sub.SubscriptionId,
+                                                    TimestampsToReturn=ua.TimestampsToReturn.Both)
+            for h, nid in enumerate(ids[i:i + 1000]):
+                req.ItemsToCreate.append(ua.MonitoredItemCreateRequest(
+                    ItemToMonitor=ua.ReadValueId(NodeId=nid, AttributeId=ua.AttributeIds.Value),
+                    MonitoringMode=ua.MonitoringMode.Reporting,
+                    RequestedParameters=ua.MonitoringParameters(ClientHandle=i + h, SamplingInterval=period,
+                                                                QueueSize=1, DiscardOldest=True)))
+            await client.uaclient.create_monitored_items(req)
+        await asyncio.sleep(4)
+        v0, m0, t0 = count["values"], count["messages"], time.monotonic()
+        await asyncio.sleep(seconds)
+        dt = time.monotonic() - t0
+    finally:
+        await client.disconnect()
+    return {"received_per_s": (count["values"] - v0) / dt, "messages_per_s": (count["messages"] - m0) / dt,
+            "max_values_per_message": count["max_per_message"]}
+
+
+def run_store(nodes: int, period: int, batch_size: int, seconds_of_data: float, tmp: Path) -> dict:
+    """store.write alone for collector-shaped batches (after the series exist)."""
+    store = SQLiteStore(tmp / f"store-{batch_size}.db")
+    writer = BatchWriter(store)
+    extra = nodes // MACHINES
+    tags = [(("machine", f"m{m}"),) for m in range(MACHINES)]
+    t0 = time.time_ns()
+    cycles = max(2, int(seconds_of_data * 1000 / period))
+    rows = []
+    for c in range(cycles + 1):
+        ts = t0 + c * period * 1_000_000
+        rows.extend(("opcua", tags[i // extra], f"e{i % extra:04d}", ts, float(c), 0) for i in range(nodes))
+    store.write(writer._points(rows[:nodes]))  # creates the series
+    rows = rows[nodes:]
+    spent = 0.0
+    for b in range(0, len(rows), batch_size):
+        a = time.perf_counter()
+        store.write(writer._points(rows[b:b + batch_size]))
+        spent += time.perf_counter() - a
+    store.close()
+    return {"batch_size": batch_size, "values_per_s": len(rows) / spent, "values": len(rows)}
 
 
 def main() -> None:
@@ -96,24 +208,48 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=10_000)
     ap.add_argument("--period", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--max-notifications", type=int, default=0)
+    ap.add_argument("--publish-requests", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--only", default="collector,reference,offered,store")
     args = ap.parse_args()
-    machines = 10
-    extra = args.nodes // machines
-    port = free_port()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    phases = set(args.only.split(","))
+    extra = args.nodes // MACHINES
     tmp = Path(tempfile.mkdtemp(prefix="wattline-bench-"))
-    proc = start_node_server(port, tmp, machines=machines, extra=extra, period=args.period)
-    endpoint = f"opc.tcp://127.0.0.1:{port}/wattline"
+    endpoint = None
+    proc = None
+    if phases - {"store"}:
+        port = free_port()
+        proc = start_node_server(port, tmp, machines=MACHINES, extra=extra, period=args.period,
+                                 max_notifications=args.max_notifications)
+        endpoint = f"opc.tcp://127.0.0.1:{port}/wattline"
     try:
         offered = args.nodes * 1000 / args.period
-        print(f"server: node-opcua, {args.nodes} nodes changing every {args.period} ms = {offered:.0f} values/s offered")
-        col = asyncio.run(run_collector(endpoint, machines, extra, args.period, args.seconds, tmp))
-        print("collector:", {k: round(v, 3) for k, v in col.items()})
-        ref = asyncio.run(run_reference(endpoint, machines, extra, args.period, args.seconds))
-        print("reference (raw asyncua subscription, per-value handler doing nothing):",
-              {k: round(v, 1) for k, v in ref.items()})
-        print(f"ratio collector/reference: {col['received_per_s'] / ref['received_per_s']:.2f}")
+        cap = args.max_notifications or "1000 (default)"
+        print(f"server: node-opcua, {args.nodes} nodes changing every {args.period} ms = {offered:.0f} values/s "
+              f"asked; max notifications per message {cap}", flush=True)
+        col = ref = None
+        if "collector" in phases:
+            col = asyncio.run(run_collector(endpoint, extra, args.period, args.seconds, tmp, args))
+            print("collector:", {k: round(v, 3) for k, v in col.items()}, flush=True)
+        if "reference" in phases:
+            ref = asyncio.run(run_reference(endpoint, extra, args.period, args.seconds))
+            print("reference (raw asyncua subscription, per-value handler doing nothing):",
+                  {k: round(v, 1) for k, v in ref.items()}, flush=True)
+        if col and ref:
+            print(f"ratio collector/reference: {col['received_per_s'] / ref['received_per_s']:.2f}")
+        if "offered" in phases:
+            off = asyncio.run(run_offered(endpoint, extra, args.period, args.seconds))
+            print("offered by the server (bulk decode, 8 requests in flight, counting only):",
+                  {k: round(v, 1) for k, v in off.items()}, flush=True)
+        if "store" in phases:
+            for bs in (args.batch_size, 50_000):
+                print("store.write alone:", run_store(args.nodes, args.period, bs, 6.0, tmp), flush=True)
     finally:
-        stop_node_server(proc)
+        if proc is not None:
+            stop_node_server(proc)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,12 @@ pytestmark = pytest.mark.integration
 NODE_DIR = Path(__file__).parent / "node_server"
 
 
-def start_node_server(port, tmp_path, machines=2, extra=3, period=200):
+def start_node_server(port, tmp_path, machines=2, extra=3, period=200, max_notifications=0):
     if not (NODE_DIR / "node_modules" / "node-opcua").is_dir():
         raise RuntimeError(f"node-opcua is not installed: run `npm ci --prefix {NODE_DIR}`")
     proc = subprocess.Popen(
         ["node", "server.js", "--port", str(port), "--machines", str(machines), "--extra", str(extra),
-         "--period", str(period), "--pki", str(tmp_path / "pki")],
+         "--period", str(period), "--pki", str(tmp_path / "pki"), "--max-notifications", str(max_notifications)],
         cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     seen = []

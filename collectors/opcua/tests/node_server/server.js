@@ -2,6 +2,7 @@
 // the collector benchmark.
 //
 // usage: node server.js --port P [--machines N] [--extra K] [--period MS] [--pki DIR] [--user NAME --password PW]
+//                       [--max-notifications N]
 //
 // Address space: Objects/Plant/north/l1/m<i> with String NodeIds ns=<idx>;s=north/l1/m<i>/<Name> in namespace
 // urn:wattline:simulator: ActivePower [kW], ActiveEnergy [kWh], MaterialId (String), MaterialConsumed [kg] and
@@ -13,7 +14,7 @@ const path = require("path");
 const os = require("os");
 const {
   OPCUAServer, Variant, DataType, StatusCodes, MessageSecurityMode, SecurityPolicy, OPCUACertificateManager,
-  standardUnits,
+  standardUnits, Subscription,
 } = require("node-opcua");
 
 function arg(name, dflt) {
@@ -29,6 +30,10 @@ async function main() {
   const pki = arg("pki", path.join(os.tmpdir(), "wattline-node-opcua-pki"));
   const user = arg("user", "wattline");
   const password = arg("password", "secret");
+  // node-opcua caps every NotificationMessage at 1,000 notifications (Subscription.maxNotificationPerPublishHighLimit);
+  // the benchmark raises it so that a client with one PublishRequest in flight is not limited by the cap alone.
+  const maxNotifications = parseInt(arg("max-notifications", "0"), 10);
+  if (maxNotifications > 0) Subscription.maxNotificationPerPublishHighLimit = maxNotifications;
 
   const serverCertificateManager = new OPCUACertificateManager({
     automaticallyAcceptUnknownCertificate: true,

@@ -158,6 +158,7 @@ class PlantServer:
         self._site_vars: dict[str, ua.NodeId] = {}
         self.idx = 0
         self.updates = 0
+        self.values_written = 0
         self.sim_time_ns = 0
         self._listeners: list = []
 
@@ -369,7 +370,7 @@ class PlantServer:
         self.sim_time_ns = ts_ns
         source = dt.datetime.fromtimestamp(ts_ns / NS, dt.timezone.utc)
         server_ts = dt.datetime.now(dt.timezone.utc)
-        write = self._server.iserver.aspace.write_attribute_value
+        aspace_write = self._server.iserver.aspace.write_attribute_value
         if self._listeners:
             write = self._tapped(write)
         value_attr = ua.AttributeIds.Value
@@ -380,6 +381,13 @@ class PlantServer:
             return ua.DataValue(ua.Variant(value, vtype), StatusCode=status, SourceTimestamp=source, ServerTimestamp=server_ts)
 
         D = ua.VariantType.Double
+        written = 0
+
+        async def write(nid, attr, value):
+            nonlocal written
+            written += 1
+            await aspace_write(nid, attr, value)
+
         for site_id, nid in self._site_vars.items():
             await write(nid, value_attr, dv(round(float(block.temperature[site_id][i]), 2), D))
         for ref, sig in zip(self.plant.machines, block.machines):
@@ -402,6 +410,7 @@ class PlantServer:
             if "ReceiverPressure" in nodes and sig.pressure is not None:
                 await write(nodes["ReceiverPressure"], value_attr, dv(round(float(sig.pressure[i]), 3), D))
         self.updates += 1
+        self.values_written += written
 
 
     def _tapped(self, write):

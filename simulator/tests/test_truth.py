@@ -107,8 +107,8 @@ def test_deterministic_per_seed(small_plant):
 
 @pytest.mark.slow
 def test_default_scenario_avoidable_fraction_is_about_8_percent(plant):
-    sim = Simulation(plant, read_scenario(), 0, 900.0, MONDAY, run_days=28)
-    for d in range(MONDAY, MONDAY + 28):
+    sim = Simulation(plant, read_scenario(), 0, 1800.0, MONDAY, run_days=14)
+    for d in range(MONDAY, MONDAY + 14):
         sim.render(d)
     m = sim.manifest()
     assert 0.07 <= m["avoidable_fraction"] <= 0.09, m["by_cause"]
@@ -118,8 +118,8 @@ def test_default_scenario_avoidable_fraction_is_about_8_percent(plant):
 @pytest.mark.slow
 def test_fraction_is_a_scenario_parameter(plant):
     sc = read_scenario().model_copy(update={"avoidable_fraction": 0.04})
-    sim = Simulation(plant, sc, 0, 1800.0, MONDAY, run_days=14)
-    for d in range(MONDAY, MONDAY + 14):
+    sim = Simulation(plant, sc, 0, 1800.0, MONDAY, run_days=7)
+    for d in range(MONDAY, MONDAY + 7):
         sim.render(d)
     assert 0.03 <= sim.manifest()["avoidable_fraction"] <= 0.05
 

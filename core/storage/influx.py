@@ -116,6 +116,13 @@ class InfluxSettings(BaseModel):
         Store-and-forward folder; default ``~/.cache/wattline/influx-spool/<host-port-bucket>``.
     spool_max_mb : int
         Spool bound [MiB]; the oldest batches are dropped (and logged) beyond it.
+    max_backlog_lines : int
+        Lines allowed in memory between ``write()`` and the server; beyond it (a bulk load faster than the server,
+        or a slow server) new records spill to the spool, so memory stays bounded and ``write()`` still never
+        waits.
+    auto_refresh_rollups : bool
+        Let a background thread recompute, every 30 s when idle, the rollups of hours that received late points
+        (``flush()`` always does). Switch off for a bulk import followed by ``refresh_rollups``.
     retention_days, rollup_retention_days : int
         Bucket retention used by :func:`setup_influx` [days]; 0 keeps data forever.
     """
@@ -140,6 +147,8 @@ class InfluxSettings(BaseModel):
     timeout_ms: int = Field(30000, gt=0)
     spool_dir: Path | None = None
     spool_max_mb: int = Field(1024, gt=0)
+    max_backlog_lines: int = Field(200_000, gt=0)
+    auto_refresh_rollups: bool = True
     retention_days: int = Field(0, ge=0)
     rollup_retention_days: int = Field(0, ge=0)
 
@@ -333,7 +342,8 @@ class InfluxStore(Store):
             max_retry_delay=s.max_retry_delay_ms,
             max_retry_time=s.max_retry_time_ms,
             exponential_base=s.exponential_base,
-            max_close_wait=s.max_retry_time_ms + s.timeout_ms + s.flush_interval_ms + 5000,
+            # Closing waits for the whole in-memory backlog (bounded by max_backlog_lines); flush() has its own timeout.
+            max_close_wait=3_600_000,
             # one sender thread per store: batches leave in the order they were written
             write_scheduler=ThreadPoolScheduler(max_workers=1),
         )
@@ -420,8 +430,11 @@ class InfluxStore(Store):
 
     def _emit(self, record: list[str]) -> None:
         data = "\n".join(record).encode("utf-8")
-        if len(self.spool):
-            # Keep order: while older batches wait in the spool, newer ones queue behind them on disk.
+        with self._done:
+            backlog = self._submitted - self._finished
+        if len(self.spool) or backlog + len(record) > self.settings.max_backlog_lines:
+            # Keep order: while older batches wait in the spool, newer ones queue behind them on disk. A backlog
+            # beyond the bound spills too: memory stays bounded without making the caller wait.
             self.spool.append(data)
             self._wake.set()
             return
@@ -451,8 +464,12 @@ class InfluxStore(Store):
         # partial batch now; a fresh pipeline takes over for later writes.
         with self._api_lock:
             old, self._write_api = self._write_api, self._new_write_api()
-        old.close()  # waits until its batches are written, spooled or quarantined
         deadline = time.monotonic() + timeout_s
+        # WriteApi.close() waits (up to max_close_wait) until its batches are written, spooled or quarantined;
+        # run it aside so that flush() honours its own timeout.
+        closer = threading.Thread(target=old.close, name="influx-close", daemon=True)
+        closer.start()
+        closer.join(timeout_s)
         with self._done:
             while self._finished < self._submitted:
                 left = deadline - time.monotonic()
@@ -461,17 +478,24 @@ class InfluxStore(Store):
                 self._done.wait(min(left, 0.5))
         return True
 
-    def flush(self, timeout_s: float = 120.0) -> None:
+    def flush(self, timeout_s: float = 120.0, refresh_rollups: bool = True) -> None:
         """Write pending batches, replay the spool if the server is up, and refresh rollups of late points.
 
         Never raises for an unreachable server: unsent points stay in the spool (durable on disk).
+
+        Parameters
+        ----------
+        timeout_s : float
+            Longest wait for pending batches and for the spool replay [s].
+        refresh_rollups : bool
+            Recompute the rollups of hours that received late points (False: leave them marked for later).
         """
         if self._closed:
             return
         if not self._wait_written(timeout_s):
             log.warning("InfluxDB flush: pending writes did not finish within %.0f s", timeout_s)
         self._replay_all(deadline=time.monotonic() + timeout_s)
-        if not len(self.spool):
+        if refresh_rollups and not len(self.spool):
             try:
                 self.refresh_dirty_rollups()
             except StoreUnavailable as exc:
@@ -506,23 +530,39 @@ class InfluxStore(Store):
                            content_type="text/plain; charset=utf-8", async_req=False)
 
     def _replay_one(self) -> bool | None:
-        """Replay the oldest segment. True: delivered or quarantined; False: server unavailable; None: empty."""
-        item = self.spool.oldest()
-        if item is None:
+        """Replay the oldest segments (coalesced up to batch_size lines).
+
+        Returns True when delivered or quarantined, False when the server is unavailable, None when empty.
+        """
+        batch = self.spool.oldest_batch(self.settings.batch_size)
+        if not batch:
             return None
-        path, data = item
+        data = b"\n".join(d for _, d in batch)
         try:
             self._post(data)
         except Exception as exc:  # noqa: BLE001 - any failure of the request decides spool vs quarantine below
-            if _is_bad_data(exc):
-                self.quarantine.add(data, _error_text(exc))
-                self.spool.remove(path)
+            if not _is_bad_data(exc):
+                log.debug("spool replay failed: %s", _error_text(exc)[:200])
+                return False
+            if len(batch) > 1:
+                # Find the bad segment: replay one by one (good ones are stored, the bad one quarantined).
+                for path, seg in batch:
+                    try:
+                        self._post(seg)
+                    except Exception as exc2:  # noqa: BLE001
+                        if not _is_bad_data(exc2):
+                            return False
+                        self.quarantine.add(seg, _error_text(exc2))
+                    self.spool.remove(path)
+                    self._mark_dirty_lines(seg)
                 return True
-            log.debug("spool replay failed: %s", _error_text(exc)[:200])
-            return False
-        self.spool.remove(path)
+            self.quarantine.add(data, _error_text(exc))
+            self.spool.remove(batch[0][0])
+            return True
+        for path, _ in batch:
+            self.spool.remove(path)
         self._mark_dirty_lines(data)
-        log.info("replayed %d spooled lines to InfluxDB (%d segments left)", self._nlines(data), len(self.spool))
+        log.debug("replayed %d spooled lines to InfluxDB (%d segments left)", self._nlines(data), len(self.spool))
         return True
 
     def _mark_dirty_lines(self, data: bytes) -> None:
@@ -554,7 +594,8 @@ class InfluxStore(Store):
             attempt = 0
             self._wake.wait(5.0)
             self._wake.clear()
-            if self._dirty and time.monotonic() - last_refresh > 30 and not len(self.spool):
+            if (self.settings.auto_refresh_rollups and self._dirty and time.monotonic() - last_refresh > 30
+                    and not len(self.spool)):
                 with self._done:
                     idle = self._finished >= self._submitted
                 if idle:

@@ -94,6 +94,21 @@ class Spool:
                 return None
             return segs[0], segs[0].read_bytes()
 
+    def oldest_batch(self, max_lines: int, max_bytes: int = 8 << 20) -> list[tuple[Path, bytes]]:
+        """Return the oldest segments, in order, together up to ``max_lines`` lines (at least one segment)."""
+        out: list[tuple[Path, bytes]] = []
+        lines = size = 0
+        with self._lock:
+            for path in self._segments():
+                data = path.read_bytes()
+                n = data.count(b"\n") + 1
+                if out and (lines + n > max_lines or size + len(data) > max_bytes):
+                    break
+                out.append((path, data))
+                lines += n
+                size += len(data)
+        return out
+
     def remove(self, path: Path) -> None:
         """Remove a segment after it was delivered (or quarantined)."""
         with self._lock:

@@ -126,7 +126,7 @@ def bench_write(env: dict, args) -> dict:
 def bench_query(env: dict, args) -> dict:
     settings = InfluxSettings(url=env["WATTLINE_INFLUX_URL"], org=env["WATTLINE_INFLUX_ORG"],
                               bucket=f"bench_q_{uuid.uuid4().hex[:8]}", token_file=env["WATTLINE_INFLUX_TOKEN_FILE"],
-                              spool_dir=Path(args.tmp) / "spool-q")
+                              spool_dir=Path(args.tmp) / "spool-q", auto_refresh_rollups=False)
     setup_influx(settings, backfill=False, progress=False)
     out: dict = {"machines": args.machines, "days": args.days, "resolution_s": 60}
     try:
@@ -143,12 +143,11 @@ def bench_query(env: dict, args) -> dict:
             key = SeriesKey.of("electrical", {"site": "bench", "line": f"L{m % 10}", "machine": f"m{m:03d}"},
                                "active_power_kw")
             store.write_arrays(key, times, rng.uniform(5, 50, len(times)))
-        store._wait_written(1200)
+        store.flush(timeout_s=3600, refresh_rollups=False)  # waits for the part spilled to the spool too
         out["raw_points"] = len(times) * args.machines
         out["load_s"] = round(time.perf_counter() - t0, 1)
         # The query needs the 15-min rollup (and 1 h for coarser windows). The 1-min level is skipped here: with
         # 1-min raw data it is as dense as the raw points and building it through Flux to() would dominate the run.
-        store._dirty.clear()
         t0 = time.perf_counter()
         store.refresh_rollups(start, stop, progress=True, resolutions=(900, 3600))
         out["rollup_build_s"] = round(time.perf_counter() - t0, 1)

@@ -45,10 +45,10 @@ def own_server(influx_env, tmp_path):
         _sh("stop.sh", str(run_dir), "--purge")
 
 
-def _count_and_sum(store: InfluxStore, start: int, stop: int) -> tuple[int, float]:
-    cnt = store.query("electrical", "active_power_kw", start, stop, tags={"machine": "stream"}, window_s=3600,
+def _count_and_sum(store: InfluxStore, start: int, stop: int, machine: str = "stream") -> tuple[int, float]:
+    cnt = store.query("electrical", "active_power_kw", start, stop, tags={"machine": machine}, window_s=3600,
                       agg="count")
-    tot = store.query("electrical", "active_power_kw", start, stop, tags={"machine": "stream"}, window_s=3600,
+    tot = store.query("electrical", "active_power_kw", start, stop, tags={"machine": machine}, window_s=3600,
                       agg="sum")
     return int(cnt["value"].sum()), float(tot["value"].sum())
 
@@ -139,3 +139,29 @@ def test_token_never_appears_in_description_or_logs(influx_env, influx_settings_
     assert token not in repr(store) and token not in store.description
     assert all(token not in rec.getMessage() for rec in caplog.records)
     assert oct(os.stat(influx_env["WATTLINE_INFLUX_TOKEN_FILE"]).st_mode & 0o777) == "0o600"
+
+
+def test_backlog_beyond_the_bound_spills_to_disk_and_arrives(influx_settings_for, influx_drop):
+    """A bulk load faster than the server: memory stays bounded (spill to the spool), nothing is lost."""
+    settings = influx_settings_for(f"b_{uuid.uuid4().hex[:10]}", max_backlog_lines=2000)
+    setup_influx(settings, backfill=False, progress=False)
+    store = InfluxStore(settings)
+    try:
+        base = (time.time_ns() // (3600 * NS) - 72) * 3600 * NS
+        tags = {"site": "s", "line": "l", "machine": "bulk"}
+        n = 60_000
+        spilled = 0
+        for i in range(0, n, 1000):
+            store.write([Point("electrical", tags, {"active_power_kw": float(j % 97)}, base + j * NS)
+                         for j in range(i, i + 1000)])
+            spilled = max(spilled, len(store.spool))
+            with store._done:
+                assert store._submitted - store._finished <= 2000
+        assert spilled > 0
+        store.flush()
+        assert len(store.spool) == 0
+        count, total = _count_and_sum(store, base, base + n * NS, machine="bulk")
+        assert count == n and total == pytest.approx(float(sum(j % 97 for j in range(n))))
+    finally:
+        store.close()
+        influx_drop(settings)

@@ -203,7 +203,9 @@ class FastPublishSession(UaSession):
                 continue
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # connection loss is handled by the keep-alive watcher; don't spin
+            except ConnectionError:
+                return  # the session is gone: the collector reconnects with a new client (session.py)
+            except Exception as exc:
                 if self._state in (SessionState.CLOSING, SessionState.CLOSED):
                     return
                 log.warning("publish failed (%s: %s); retrying in 1 s", type(exc).__name__, exc)

@@ -1,10 +1,11 @@
 """Collector throughput benchmark: node-opcua server (another process) -> Collector -> embedded SQLite store.
 
-    python tests/benchmarks/bench_collector.py [--nodes 10000] [--period 200] [--seconds 30]
+    python tests/benchmarks/bench_collector.py [--server node|fast] [--nodes 10000] [--period 200] [--seconds 30]
         [--max-notifications 0] [--publish-requests 4] [--batch-size 5000] [--profile FILE] [--only PHASES]
 
-The server (collectors/opcua/tests/node_server, node-opcua) changes every node each ``period`` ms, so it is asked to
-offer nodes * 1000 / period values/s. Phases, each with its own session on the same server and the same nodes:
+The server (``--server node``: collectors/opcua/tests/node_server, node-opcua; ``--server fast``: the compiled
+async-opcua server in tests/benchmarks/fast_server, built with cargo into ~/.cache/wattline on first use) changes every
+node each ``period`` ms, so it is asked to offer nodes * 1000 / period values/s. Phases, each with its own session on the same server and the same nodes:
 
 ``collector``  the Collector into a fresh SQLite store: values/s received and stored, p95/median delay from source
                timestamp to stored, peak RSS of this process, values lost (must be 0).
@@ -27,9 +28,13 @@ import cProfile
 import io
 import logging
 import pstats
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +51,39 @@ from collectors.opcua.tests.test_node_opcua import start_node_server, stop_node_
 from core.storage.sqlite import SQLiteStore  # noqa: E402
 
 MACHINES = 10
+FAST_SERVER = Path(__file__).resolve().parent / "fast_server"
+#: Build folder of the compiled server (outside the repository).
+FAST_SERVER_TARGET = Path.home() / ".cache" / "wattline" / "fast_server" / "target"
+
+
+def build_fast_server() -> Path:
+    """Build (on demand, once) the compiled async-opcua benchmark server; returns the binary."""
+    env = dict(os.environ, CARGO_TARGET_DIR=str(FAST_SERVER_TARGET))
+    print("building tests/benchmarks/fast_server (cargo, release; first build takes minutes)...", flush=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path", str(FAST_SERVER / "Cargo.toml")],
+                   env=env, check=True)
+    return FAST_SERVER_TARGET / "release" / "wattline-fast-opcua-server"
+
+
+def start_fast_server(port: int, extra: int, period: int, max_notifications: int) -> subprocess.Popen:
+    binary = build_fast_server()
+    proc = subprocess.Popen([str(binary), "--port", str(port), "--machines", str(MACHINES), "--extra", str(extra),
+                             "--period", str(period), "--max-notifications", str(max_notifications)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("READY"):
+            break
+    else:
+        raise RuntimeError(f"fast server did not start (exit code {proc.wait()})")
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # READY is printed just before the listener binds
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("fast server does not accept connections")
 
 
 def node_ids(machines: int, extra: int) -> list[str]:
@@ -205,6 +243,9 @@ def run_store(nodes: int, period: int, batch_size: int, seconds_of_data: float, 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--server", choices=["node", "fast"], default="node",
+                    help="node: node-opcua (collectors/opcua/tests/node_server); fast: compiled async-opcua server "
+                         "(tests/benchmarks/fast_server, built with cargo on first use)")
     ap.add_argument("--nodes", type=int, default=10_000)
     ap.add_argument("--period", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=30)
@@ -218,38 +259,48 @@ def main() -> None:
     phases = set(args.only.split(","))
     extra = args.nodes // MACHINES
     tmp = Path(tempfile.mkdtemp(prefix="wattline-bench-"))
-    endpoint = None
-    proc = None
-    if phases - {"store"}:
+    name = "async-opcua 0.19 (Rust, tests/benchmarks/fast_server)" if args.server == "fast" else "node-opcua"
+    cap = args.max_notifications or ("unlimited" if args.server == "fast" else "1000 (node-opcua default)")
+    print(f"server: {name}, {args.nodes} nodes changing every {args.period} ms = "
+          f"{args.nodes * 1000 / args.period:.0f} values/s asked; max notifications per message {cap}", flush=True)
+
+    def with_server(phase):
+        # A fresh server per phase: a session the previous phase could not close in time would keep its
+        # subscriptions sampling on the server and slow down the next phase.
         port = free_port()
-        proc = start_node_server(port, tmp, machines=MACHINES, extra=extra, period=args.period,
-                                 max_notifications=args.max_notifications)
-        endpoint = f"opc.tcp://127.0.0.1:{port}/wattline"
-    try:
-        offered = args.nodes * 1000 / args.period
-        cap = args.max_notifications or "1000 (default)"
-        print(f"server: node-opcua, {args.nodes} nodes changing every {args.period} ms = {offered:.0f} values/s "
-              f"asked; max notifications per message {cap}", flush=True)
-        col = ref = None
-        if "collector" in phases:
-            col = asyncio.run(run_collector(endpoint, extra, args.period, args.seconds, tmp, args))
-            print("collector:", {k: round(v, 3) for k, v in col.items()}, flush=True)
-        if "reference" in phases:
-            ref = asyncio.run(run_reference(endpoint, extra, args.period, args.seconds))
-            print("reference (raw asyncua subscription, per-value handler doing nothing):",
-                  {k: round(v, 1) for k, v in ref.items()}, flush=True)
-        if col and ref:
-            print(f"ratio collector/reference: {col['received_per_s'] / ref['received_per_s']:.2f}")
-        if "offered" in phases:
-            off = asyncio.run(run_offered(endpoint, extra, args.period, args.seconds))
-            print("offered by the server (bulk decode, 8 requests in flight, counting only):",
-                  {k: round(v, 1) for k, v in off.items()}, flush=True)
-        if "store" in phases:
-            for bs in (args.batch_size, 50_000):
-                print("store.write alone:", run_store(args.nodes, args.period, bs, 6.0, tmp), flush=True)
-    finally:
-        if proc is not None:
-            stop_node_server(proc)
+        if args.server == "fast":
+            proc = start_fast_server(port, extra, args.period, args.max_notifications)
+            endpoint = f"opc.tcp://127.0.0.1:{port}/"
+        else:
+            proc = start_node_server(port, tmp, machines=MACHINES, extra=extra, period=args.period,
+                                     max_notifications=args.max_notifications)
+            endpoint = f"opc.tcp://127.0.0.1:{port}/wattline"
+        try:
+            return asyncio.run(phase(endpoint))
+        finally:
+            if args.server == "fast":
+                proc.terminate()
+                proc.wait(10)
+            else:
+                stop_node_server(proc)
+
+    col = ref = None
+    if "collector" in phases:
+        col = with_server(lambda ep: run_collector(ep, extra, args.period, args.seconds, tmp, args))
+        print("collector:", {k: round(v, 3) for k, v in col.items()}, flush=True)
+    if "reference" in phases:
+        ref = with_server(lambda ep: run_reference(ep, extra, args.period, args.seconds))
+        print("reference (raw asyncua subscription, per-value handler doing nothing):",
+              {k: round(v, 1) for k, v in ref.items()}, flush=True)
+    if col and ref:
+        print(f"ratio collector/reference: {col['received_per_s'] / ref['received_per_s']:.2f}")
+    if "offered" in phases:
+        off = with_server(lambda ep: run_offered(ep, extra, args.period, args.seconds))
+        print("offered by the server (bulk decode, 8 requests in flight, counting only):",
+              {k: round(v, 1) for k, v in off.items()}, flush=True)
+    if "store" in phases:
+        for bs in (args.batch_size, 50_000):
+            print("store.write alone:", run_store(args.nodes, args.period, bs, 6.0, tmp), flush=True)
 
 
 if __name__ == "__main__":

@@ -307,6 +307,9 @@ class InfluxStore(Store):
         self._write_api = self._new_write_api()
         self._buf_lock = threading.Lock()
         self._buf: list[str] = []
+        self._spill_lock = threading.Lock()
+        self._spill: list[bytes] = []
+        self._spill_lines = 0
         self._buf_since = 0.0
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -432,25 +435,42 @@ class InfluxStore(Store):
         data = "\n".join(record).encode("utf-8")
         with self._done:
             backlog = self._submitted - self._finished
-        if len(self.spool) or backlog + len(record) > self.settings.max_backlog_lines:
-            # Keep order: while older batches wait in the spool, newer ones queue behind them on disk. A backlog
-            # beyond the bound spills too: memory stays bounded without making the caller wait.
-            self.spool.append(data)
-            self._wake.set()
-            return
+        with self._spill_lock:
+            spilling = bool(self._spill) or len(self.spool) or backlog + len(record) > self.settings.max_backlog_lines
+            if spilling:
+                # Keep order: while older batches wait in the spool, newer ones queue behind them on disk. A backlog
+                # beyond the bound spills too: memory stays bounded without making the caller wait. Records are
+                # gathered into batch_size segments (one fsync each, not one per 250-line record).
+                self._spill.append(data)
+                self._spill_lines += len(record)
+                if self._spill_lines >= self.settings.batch_size:
+                    self._write_spill()
+                return
         with self._done:
             self._submitted += len(record)
         with self._api_lock:
             self._write_api.write(bucket=self.settings.bucket, org=self.settings.org, record=data)
+
+    def _write_spill(self) -> None:
+        """Write gathered spill records as one spool segment (caller holds _spill_lock)."""
+        if self._spill:
+            self.spool.append(b"\n".join(self._spill))
+            self._spill, self._spill_lines = [], 0
+            self._wake.set()
+
+    def _flush_spill(self) -> None:
+        with self._spill_lock:
+            self._write_spill()
 
     def _linger_loop(self) -> None:
         period = max(0.01, self.settings.flush_interval_ms / 4000)
         while not self._stop.wait(period):
             with self._buf_lock:
                 due = bool(self._buf) and time.monotonic() - self._buf_since >= period
-            if due:
+            if due or self._spill:
                 try:
                     self._drain_buffer()
+                    self._flush_spill()
                 except Exception as exc:  # noqa: BLE001 - keep the thread alive; the data is in the spool or logged
                     log.error("InfluxDB write hand-over failed: %s", exc)
 
@@ -460,6 +480,7 @@ class InfluxStore(Store):
 
     def _wait_written(self, timeout_s: float) -> bool:
         self._drain_buffer()
+        self._flush_spill()
         # The client's WriteApi.flush() is a no-op, so closing the batching pipeline is the only way to push a
         # partial batch now; a fresh pipeline takes over for later writes.
         with self._api_lock:

@@ -14,7 +14,7 @@ Run on demand against the server started by ``deploy/influxdb/start.sh``::
    Each run writes into its own fresh bucket, so series creation costs the same.
 2. Query: ``--days`` days of 1-min data for ``--machines`` machines (one field), then a 15-min mean over the whole
    range for all machines, from raw points and from the 15-min rollup; best of ``--repeat`` runs each.
-Results are printed as JSON; ``--markdown`` prints the table for docs/benchmarks.md.
+Results are printed as JSON (one line per write round on stderr as it goes).
 """
 
 from __future__ import annotations
@@ -92,34 +92,42 @@ def bench_raw_post(settings: InfluxSettings, lines: list[str], batch: int, level
 
 
 def bench_write(env: dict, args) -> dict:
+    """Alternate raw and store runs ``--write-repeat`` times (the machine is shared; the median ratio counts)."""
     base = (time.time_ns() // (3600 * NS) - 24 * 30) * 3600 * NS
     points = make_points(args.write_points, args.machines, base)
     lines, n_values = LineEncoder().encode_points(points)
-    results = {"points": len(points), "values": n_values, "lines_bytes": sum(len(x) + 1 for x in lines)}
-    for label in ("raw", "store"):
-        settings = InfluxSettings(url=env["WATTLINE_INFLUX_URL"], org=env["WATTLINE_INFLUX_ORG"],
-                                  bucket=f"bench_{label}_{uuid.uuid4().hex[:8]}",
-                                  token_file=env["WATTLINE_INFLUX_TOKEN_FILE"],
-                                  spool_dir=Path(args.tmp) / f"spool-{label}")
-        setup_influx(settings, backfill=False, progress=False)
-        try:
-            if label == "raw":
-                secs = bench_raw_post(settings, lines, 5000, settings.gzip_level)
-            else:
-                store = InfluxStore(settings)
-                scan = args.machines
-                t0 = time.perf_counter()
-                for i in range(0, len(points), scan):
-                    store.write(points[i : i + scan])
-                store._wait_written(600)  # flush() without the rollup refresh of these "late" points
-                secs = time.perf_counter() - t0
-                store._dirty.clear()
-                store.close()
-            results[f"{label}_s"] = round(secs, 3)
-            results[f"{label}_values_per_s"] = round(n_values / secs)
-        finally:
-            drop(settings)
-    results["ratio"] = round(results["store_values_per_s"] / results["raw_values_per_s"], 3)
+    results: dict = {"points": len(points), "values": n_values, "lines_bytes": sum(len(x) + 1 for x in lines),
+                     "runs": []}
+    for round_no in range(args.write_repeat):
+        run = {}
+        for label in ("raw", "store"):
+            settings = InfluxSettings(url=env["WATTLINE_INFLUX_URL"], org=env["WATTLINE_INFLUX_ORG"],
+                                      bucket=f"bench_{label}_{uuid.uuid4().hex[:8]}",
+                                      token_file=env["WATTLINE_INFLUX_TOKEN_FILE"],
+                                      spool_dir=Path(args.tmp) / f"spool-{label}-{round_no}",
+                                      auto_refresh_rollups=False)
+            setup_influx(settings, backfill=False, progress=False)
+            try:
+                if label == "raw":
+                    secs = bench_raw_post(settings, lines, 5000, settings.gzip_level)
+                else:
+                    store = InfluxStore(settings)
+                    scan = args.machines
+                    t0 = time.perf_counter()
+                    for i in range(0, len(points), scan):
+                        store.write(points[i : i + scan])
+                    store.flush(timeout_s=600, refresh_rollups=False)
+                    secs = time.perf_counter() - t0
+                    store._dirty.clear()
+                    store.close()
+                run[f"{label}_values_per_s"] = round(n_values / secs)
+            finally:
+                drop(settings)
+        run["ratio"] = round(run["store_values_per_s"] / run["raw_values_per_s"], 3)
+        print(json.dumps(run), file=sys.stderr)
+        results["runs"].append(run)
+    for key in ("raw_values_per_s", "store_values_per_s", "ratio"):
+        results[f"median_{key}"] = float(np.median([r[key] for r in results["runs"]]))
     return results
 
 
@@ -180,15 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--machines", type=int, default=200)
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--write-repeat", type=int, default=5)
     p.add_argument("--skip-query", action="store_true")
-    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--skip-write", action="store_true")
     p.add_argument("--tmp", default=os.environ.get("TMPDIR", "/tmp") + f"/wattline-bench-{os.getpid()}")
     args = p.parse_args(argv)
     env = read_env_file(env_file())
     result = {"influxdb": influx_version(env), "python": platform.python_version(), "cores": os.cpu_count(),
               "date": time.strftime("%Y-%m-%d")}
-    result["write"] = bench_write(env, args)
-    print(json.dumps(result["write"]), file=sys.stderr)
+    if not args.skip_write:
+        result["write"] = bench_write(env, args)
     if not args.skip_query:
         result["query"] = bench_query(env, args)
     print(json.dumps(result, indent=2))

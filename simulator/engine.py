@@ -164,9 +164,6 @@ class Simulation:
                     r = phys.render_furnace(ref, cal, win, sim_events, rng, st)
                 else:
                     r = phys.render_compressor(ref, cal, win, sim_events, rng, ref.spec.capacity_m3_min / caps, st)
-                if arch == "furnace":
-                    # Furnaces run before the window's line activity exists for lines without production machines.
-                    pass
                 h = self.step_s / 3600
                 for ev in planned:
                     if ev.eid in r.extras:

@@ -379,6 +379,8 @@ def render_furnace(ref: MachineRef, cal, win: SiteWindow, events, rng, state: di
             windows = [(ev.t0, ev.t1) for ev in events if ev.effect == "setpoint"] if key is not None else []
             pieces[key] = _furnace_day(hot, t_start, spec.setpoint_c, delta, normalise(windows) if windows else None,
                                        tau, r_th, rated, amb)
+        for key in [k for k in state if isinstance(k, tuple) and k[0] == "pieces" and k[1] < win.day]:
+            del state[key]  # keep one day of cached heating plans
         state[("pieces", win.day)] = pieces
         state["temp"] = pieces[max(pieces, key=lambda k: -1 if k is None else k)][2]
     bounds, power, _t_end = pieces[None]

@@ -7,7 +7,6 @@ options (``core.config``). The default plant (2 sites, 60 machines) ships as ``s
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import zoneinfo
 from dataclasses import dataclass
@@ -281,14 +280,3 @@ def default_plant(machines: int | None = None) -> Plant:
             sites.append(site.model_copy(update={"lines": tuple(lines)}))
     spec = plant.spec.model_copy(update={"sites": tuple(sites), "name": f"{plant.name} ({machines} machines)"})
     return Plant(spec, f"{DEFAULT_PLANT_FILE} (first {machines} machines)")
-
-
-def slug_ok(text: str) -> bool:
-    """True when ``text`` is a valid site/line/machine id."""
-    import re
-
-    return re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", text) is not None
-
-
-def ceil_div(a: float, b: float) -> int:
-    return int(math.ceil(a / b))

@@ -372,7 +372,7 @@ class PlantServer:
         server_ts = dt.datetime.now(dt.timezone.utc)
         aspace_write = self._server.iserver.aspace.write_attribute_value
         if self._listeners:
-            write = self._tapped(write)
+            aspace_write = self._tapped(aspace_write)
         value_attr = ua.AttributeIds.Value
         good = ua.StatusCode(ua.StatusCodes.Good)
         bad = ua.StatusCode(ua.StatusCodes.BadNoCommunication)

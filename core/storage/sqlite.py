@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import StoreError
-from core.model import Point, SeriesKey, to_ns
+from core.model import Point, SeriesKey
 from core.storage.base import (
     ROLLUP_RESOLUTIONS_S,
     SeriesInfo,

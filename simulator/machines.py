@@ -118,11 +118,12 @@ class OrderPlan:
     breaks: np.ndarray
     warm: np.ndarray  # clock intervals of pre-shift warm-up
     tau_bounds: np.ndarray  # segment bounds in tau
-    tau_kind: np.ndarray  # per segment: 0 setup, 1 run, 2 fault
+    tau_kind: np.ndarray  # per segment: 0 setup, 1 run, 2 fault, 3 waiting for an order
     tau_order: np.ndarray  # per segment: order index (-1 none)
     cycles: np.ndarray  # per order [s]
     materials: np.ndarray  # per order material number
     quantities: np.ndarray
+    waits: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # clock intervals waiting for an order
 
 
 def plan_orders(ref: MachineRef, cal, seed: int, day: int, material_kinds: int) -> OrderPlan:
@@ -158,6 +159,12 @@ def plan_orders(ref: MachineRef, cal, seed: int, day: int, material_kinds: int) 
             bounds.append(tau)
             kinds.append(kind)
             orders.append(k)
+        if rng.random() < 0.3:
+            # Waiting for the next order (material, paperwork): the machine should go to eco mode meanwhile.
+            tau += rng.uniform(10, 60) * 60
+            bounds.append(tau)
+            kinds.append(3)
+            orders.append(-1)
     warm = []
     if ref.archetype == "injection_moulding":
         # Heater bands are switched on 30 min before a shift that follows off time.
@@ -165,9 +172,21 @@ def plan_orders(ref: MachineRef, cal, seed: int, day: int, material_kinds: int) 
         for a, _b in attended:
             warm.append((a - 1800, a))
         warm = subtract(normalise(warm), attended)
-    return OrderPlan(cal.work, cal.breaks, normalise(warm).reshape(-1, 2), np.asarray(bounds), np.asarray(kinds, dtype=np.int8),
+    bounds_arr, kinds_arr = np.asarray(bounds), np.asarray(kinds, dtype=np.int8)
+    waits = [(tau_to_clock(cal.work, bounds_arr[i]), tau_to_clock(cal.work, bounds_arr[i + 1]))
+             for i in np.flatnonzero(kinds_arr == 3)]
+    return OrderPlan(cal.work, cal.breaks, normalise(warm).reshape(-1, 2), bounds_arr, kinds_arr,
                      np.asarray(orders, dtype=np.int64), np.asarray(cycles), np.asarray(materials, dtype=np.int64),
-                     np.asarray(qtys, dtype=np.int64))
+                     np.asarray(qtys, dtype=np.int64), normalise(waits).reshape(-1, 2))
+
+
+def tau_to_clock(work: np.ndarray, tau: float) -> float:
+    """Clock time [s after UTC midnight] at which ``tau`` seconds of work time have elapsed."""
+    if len(work) == 0:
+        return 0.0
+    cum = np.concatenate([[0.0], np.cumsum(work[:, 1] - work[:, 0])])
+    i = int(np.clip(np.searchsorted(cum, tau, side="right") - 1, 0, len(work) - 1))
+    return float(min(work[i, 0] + (tau - cum[i]), work[i, 1]))
 
 
 def _tau_cum(plan: OrderPlan, kind: int, tau_edges: np.ndarray) -> np.ndarray:
@@ -188,7 +207,8 @@ def render_production(ref: MachineRef, plan: OrderPlan, win: SiteWindow, events:
     run_cum = _tau_cum(plan, 1, tau_edges)
     run_f = np.diff(run_cum) / step
     fault_f = np.diff(_tau_cum(plan, 2, tau_edges)) / step
-    setup_f = np.clip(work_f - run_f - fault_f, 0, 1)
+    wait_f = np.diff(_tau_cum(plan, 3, tau_edges)) / step
+    setup_f = np.clip(work_f - run_f - fault_f - wait_f, 0, 1)
     brk_f = fraction(plan.breaks, edges)
     warm_f = fraction(plan.warm, edges)
     off_f = np.clip(1 - work_f - brk_f - warm_f, 0, 1)
@@ -202,8 +222,8 @@ def render_production(ref: MachineRef, plan: OrderPlan, win: SiteWindow, events:
         else:
             shape = np.where(phase < 0.15, lv["amp"], -lv["amp"] * 0.15 / 0.85)
         run_power = run_power + shape * rated
-    base = (off_f * p["off"] + brk_f * p["eco"] + warm_f * p["warm"] + setup_f * p["idle"] + fault_f * p["fault"]
-            + run_f * run_power)
+    base = (off_f * p["off"] + (brk_f + wait_f) * p["eco"] + warm_f * p["warm"] + setup_f * p["idle"]
+            + fault_f * p["fault"] + run_f * run_power)
     extras: dict[int, np.ndarray] = {}
     idle_from_off = np.zeros(n)
     off_iv = subtract(np.array([[edges[0] - DAY_S, edges[-1] + DAY_S]]), normalise(np.concatenate([plan.work, plan.breaks, plan.warm])))
@@ -211,7 +231,8 @@ def render_production(ref: MachineRef, plan: OrderPlan, win: SiteWindow, events:
         if ev.effect == "idle":
             f_off = fraction(intersect(ev.window(), off_iv), edges)
             f_brk = fraction(intersect(ev.window(), plan.breaks), edges)
-            extras[ev.eid] = f_off * (p["idle"] - p["off"]) + f_brk * (p["idle"] - p["eco"])
+            f_wait = fraction(intersect(ev.window(), plan.waits), edges) if len(plan.waits) else 0.0
+            extras[ev.eid] = f_off * (p["idle"] - p["off"]) + (f_brk + f_wait) * (p["idle"] - p["eco"])
             idle_from_off += f_off
         elif ev.effect == "run_factor":
             extras[ev.eid] = run_f * run_power * ev.ramp(mid, ev.params["d0"], ev.params["d1"])
@@ -222,7 +243,7 @@ def render_production(ref: MachineRef, plan: OrderPlan, win: SiteWindow, events:
     power = base * noise + (sum(extras.values()) if extras else 0.0)
     idle_from_off = np.minimum(idle_from_off, off_f)
     off_eff = off_f - idle_from_off
-    idle_eff = setup_f + brk_f + warm_f + idle_from_off
+    idle_eff = setup_f + brk_f + wait_f + warm_f + idle_from_off
     state = _state_from([(OFF, off_eff), (IDLE, idle_eff), (RUNNING, run_f), (FAULT, fault_f)])
     pf = _pf(off_eff, idle_eff + fault_f, run_f, p["off"], p["idle"], p["run"], rng, n)
     # Parts: cumulative run time per order / cycle, floor to whole parts, scrap drawn per step.

@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from core.config import FrozenModel, parse_config, read_yaml
 from core.errors import ConfigError
 from simulator.errors import PlantFileError
-from simulator.machines import SimEvent
+from simulator.machines import SimEvent, plan_orders
 from simulator.plant import PRODUCTION_ARCHETYPES, Plant
 from simulator.timeline import DAY_S, day_calendar, day_date, is_workday, normalise, rng_for
 
@@ -43,6 +43,7 @@ class IdleRunning(FrozenModel):
     hours: Range = (2.0, 10.0)
     weekend_probability: float = Field(0.3, ge=0, le=1, description="Chance that an idle event before a day off lasts until the next shift.")
     break_probability: float = Field(0.3, ge=0, le=1, description="Per production machine and working day: idles through a break.")
+    between_orders_probability: float = Field(0.3, ge=0, le=1, description="Per production machine and working day: idles while waiting for an order.")
 
 
 class OffShiftLoad(FrozenModel):
@@ -243,6 +244,12 @@ class EventBook:
                             if nxt is not None:
                                 t1, reason = nxt, "left idling over the days off"
                         self._add(m, "idle_running", "idle", t0, t1, details={"reason": reason, "state": "idle"})
+                    if u[i, 6] < min(1.0, p.between_orders_probability * k):
+                        waits = plan_orders(ref, day_calendar(cal, tz, day), seed, day, self.plant.spec.material_kinds).waits
+                        if len(waits):
+                            j = int(x[i, 3] * len(waits))
+                            self._add(m, "idle_running", "idle", day * DAY_S + waits[j, 0], day * DAY_S + waits[j, 1],
+                                      details={"reason": "left idling while waiting for the next order", "state": "idle"})
                     brk = day_calendar(cal, tz, day).breaks
                     if u[i, 2] < min(1.0, p.break_probability * k) and len(brk):
                         j = int(x[i, 1] * len(brk))

@@ -60,7 +60,7 @@ async def _run(settings: AppSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     store = open_store(settings.store)
-    plant = default_plant(machines=demo.machines)
+    plant = around_the_clock(default_plant(machines=demo.machines))
     server = PlantServer(plant, speed=demo.speed, host=demo.opcua_host, port=demo.opcua_port, seed=demo.seed)
     dashboard_server = None
     try:
@@ -94,6 +94,27 @@ async def _run(settings: AppSettings) -> None:
             dashboard_server.stop()
         await server.stop()
         store.close()
+
+
+def around_the_clock(plant):
+    """Return the plant working three shifts every day of the year.
+
+    The demo runs in real time, so with the default plant's calendar a newcomer trying it at night or on a Sunday
+    would watch idle machines; ``wattline simulate serve`` keeps the plant file's calendar.
+    """
+    from simulator.plant import CalendarSpec, Plant
+
+    continuous = CalendarSpec(
+        shifts=3, first_shift_start="06:00", shift_hours=8,
+        workdays=("mon", "tue", "wed", "thu", "fri", "sat", "sun"), holidays=(),
+    )
+    sites = tuple(
+        site.model_copy(
+            update={"calendar": continuous, "lines": tuple(line.model_copy(update={"calendar": None}) for line in site.lines)}
+        )
+        for site in plant.sites
+    )
+    return Plant(plant.spec.model_copy(update={"sites": sites}), f"{plant.source} (demo: three shifts, seven days)")
 
 
 def _demo_collector_overrides(settings: AppSettings) -> dict:

@@ -307,6 +307,7 @@ def energy_today(store: Store, now_ns: int, tz: dt.tzinfo) -> EnergyToday:
     seen: set[tuple[str, ...]] = set()
     # One hour before midnight gives the reading the day's increase starts from.
     register = _with_machine_tags(store.query(*ENERGY, midnight - 3600 * NS, stop, window_s=60, agg="last"))
+    first_readings: dict[tuple[str, ...], float] | None = None
     for key, group in register.groupby(list(MACHINE_KEY), sort=False):
         times = group["time"].astype("int64").to_numpy()
         values = group["value"].to_numpy()
@@ -314,8 +315,16 @@ def energy_today(store: Store, now_ns: int, tz: dt.tzinfo) -> EnergyToday:
         if not today.any():
             continue
         before = np.flatnonzero(~today)
-        start = before[-1] if len(before) else np.flatnonzero(today)[0]
-        total += counter_increase(values[start:])
+        if len(before):
+            total += counter_increase(values[before[-1]:])
+        else:
+            # Metering started today: count from the first reading (the smallest of the first minute), not from
+            # that minute's last one, or a freshly started collector shows 0 kWh for its first minute.
+            if first_readings is None:
+                first = _with_machine_tags(store.query(*ENERGY, midnight, stop, window_s=60, agg="min"))
+                first_readings = {tuple(k): float(g["value"].iloc[0]) for k, g in first.groupby(list(MACHINE_KEY), sort=False)}
+            start = first_readings.get(tuple(key), values[today][0])
+            total += counter_increase(np.concatenate([[start], values[today]]))
         n_register += 1
         seen.add(tuple(key))
     power = _with_machine_tags(store.query(*POWER, midnight, stop, window_s=60, agg="mean"))

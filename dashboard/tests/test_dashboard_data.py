@@ -156,6 +156,16 @@ def test_energy_today_uses_the_register_then_power(store):
     assert (result.from_register, result.from_power) == (1, 1)
 
 
+def test_energy_today_counts_from_the_first_reading_when_metering_started_today(store):
+    # A collector started 20 s ago: three readings inside one minute, none before midnight.
+    minute = NOW_S // 60 * 60
+    reg = machine_tags("L1", "new-meter")
+    write_field(store, "electrical", "energy_kwh", reg, [minute + 1, minute + 4, minute + 7], [100.0, 100.5, 101.25])
+    result = energy_today(store, NOW_NS, UTC)
+    assert result.kwh == pytest.approx(1.25)
+    assert result.from_register == 1
+
+
 def test_energy_today_is_none_without_data(store):
     assert energy_today(store, NOW_NS, UTC).kwh is None
 

@@ -17,6 +17,7 @@ from collectors.opcua.collector import Collector
 from collectors.opcua.tests.conftest import fast_config
 from collectors.opcua.tests.plant_server import NS_URI, free_port, wait_for
 from core.storage.sqlite import SQLiteStore
+from tests.support import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ NODE_DIR = Path(__file__).parent / "node_server"
 
 def start_node_server(port, tmp_path, machines=2, extra=3, period=200, max_notifications=0):
     if not (NODE_DIR / "node_modules" / "node-opcua").is_dir():
-        raise RuntimeError(f"node-opcua is not installed: run `npm ci --prefix {NODE_DIR}`")
+        unavailable(f"node-opcua is not installed: run `npm ci --prefix {NODE_DIR}`")
     proc = subprocess.Popen(
         ["node", "server.js", "--port", str(port), "--machines", str(machines), "--extra", str(extra),
          "--period", str(period), "--pki", str(tmp_path / "pki"), "--max-notifications", str(max_notifications)],

@@ -136,6 +136,9 @@ def backfill(store: Store, plant: Plant, days: int, scenario: ScenarioSpec | Non
             bar.update(1)
         if pending is not None:
             pending.result()
+    # The last batch was still being written when the bar reached the last day: show the final count and rate.
+    elapsed = time.perf_counter() - t0
+    bar.set_postfix(values=f"{buf.values:,}", rate=f"{buf.values / max(elapsed, 1e-9):,.0f}/s")
     bar.close()
     store.flush()
     manifest = sim.manifest()

@@ -308,6 +308,7 @@ class InfluxStore(Store):
         self._buf_lock = threading.Lock()
         self._buf: list[str] = []
         self._spill_lock = threading.Lock()
+        self._replay_lock = threading.Lock()
         self._spill: list[bytes] = []
         self._spill_lines = 0
         self._buf_since = 0.0
@@ -555,6 +556,10 @@ class InfluxStore(Store):
 
         Returns True when delivered or quarantined, False when the server is unavailable, None when empty.
         """
+        with self._replay_lock:  # flush() and the background thread must not send the same segments twice
+            return self._replay_one_locked()
+
+    def _replay_one_locked(self) -> bool | None:
         batch = self.spool.oldest_batch(self.settings.batch_size)
         if not batch:
             return None
@@ -592,10 +597,25 @@ class InfluxStore(Store):
             self._mark_dirty(min(times), max(times))
 
     def _replay_all(self, deadline: float) -> None:
+        """Replay until the spool is empty, the deadline passes, or the server is really down."""
+        attempt = 0
         while time.monotonic() < deadline:
             done = self._replay_one()
-            if not done:
+            if done is None:
                 return
+            if done:
+                attempt = 0
+                continue
+            if not self._server_up():
+                return  # down: the spool keeps the data; the background thread retries
+            attempt = min(attempt + 1, 10)
+            time.sleep(min(5.0, 0.2 * 2 ** attempt) * (0.5 + random.random()))  # busy server: back off, go on
+
+    def _server_up(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except Exception:  # noqa: BLE001
+            return False
 
     def _replay_loop(self) -> None:
         attempt = 0

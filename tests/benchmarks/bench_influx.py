@@ -118,7 +118,12 @@ def bench_write(env: dict, args) -> dict:
                         store.write(points[i : i + scan])
                     store.flush(timeout_s=600, refresh_rollups=False)
                     secs = time.perf_counter() - t0
+                    run["spilled"] = store.spool._seq  # segments that went through the spool (backlog bound)
                     store._dirty.clear()
+                    # The timer stops only when every value is stored: check it (outside the timer).
+                    stored = sum(i.count for i in store.series("electrical"))
+                    if len(store.spool) or stored != n_values:
+                        raise RuntimeError(f"store run incomplete: {stored} of {n_values} values stored")
                     store.close()
                 run[f"{label}_values_per_s"] = round(n_values / secs)
             finally:
@@ -152,6 +157,9 @@ def bench_query(env: dict, args) -> dict:
                                "active_power_kw")
             store.write_arrays(key, times, rng.uniform(5, 50, len(times)))
         store.flush(timeout_s=3600, refresh_rollups=False)  # waits for the part spilled to the spool too
+        stored = sum(i.count for i in store.series("electrical"))
+        if len(store.spool) or stored != len(times) * args.machines:
+            raise RuntimeError(f"load incomplete: {stored} of {len(times) * args.machines} values stored")
         out["raw_points"] = len(times) * args.machines
         out["load_s"] = round(time.perf_counter() - t0, 1)
         # The query needs the 15-min rollup (and 1 h for coarser windows). The 1-min level is skipped here: with

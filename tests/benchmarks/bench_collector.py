@@ -11,7 +11,7 @@ node each ``period`` ms, so it is asked to offer nodes * 1000 / period values/s.
                timestamp to stored, peak RSS of this process, values lost (must be 0).
 ``reference``  the issue's reference: a raw asyncua subscription (stock publish loop, per-value handler doing
                nothing); the ratio collector / reference is printed.
-``offered``    what the server really delivers: our bulk-decoding publish loop with 8 PublishRequests in flight,
+``offered``    what the server really delivers (queue size 10 per item, like the collector's default): our bulk-decoding publish loop with 8 PublishRequests in flight,
                counting values and doing nothing else (decode cost only), so the server's limit shows.
 ``store``      ``store.write`` alone (no OPC UA) for batches shaped like the collector's (10 machines x nodes/10
                fields, one value per node per period), at ``--batch-size`` and at the writer's merged size.
@@ -162,7 +162,7 @@ async def run_reference(endpoint: str, extra: int, period: int, seconds: float) 
         ns = await client.get_namespace_index(NS_URI)
         nodes = [client.get_node(n.replace(f"nsu={NS_URI}", f"ns={ns}")) for n in node_ids(MACHINES, extra)]
         for i in range(0, len(nodes), 1000):
-            await sub.subscribe_data_change(nodes[i:i + 1000], sampling_interval=period)
+            await sub.subscribe_data_change(nodes[i:i + 1000], sampling_interval=period, queuesize=10)
         await asyncio.sleep(4)
         n0, t0 = Handler.n, time.monotonic()
         await asyncio.sleep(seconds)
@@ -206,7 +206,7 @@ async def run_offered(endpoint: str, extra: int, period: int, seconds: float, ou
                     ItemToMonitor=ua.ReadValueId(NodeId=nid, AttributeId=ua.AttributeIds.Value),
                     MonitoringMode=ua.MonitoringMode.Reporting,
                     RequestedParameters=ua.MonitoringParameters(ClientHandle=i + h, SamplingInterval=period,
-                                                                QueueSize=1, DiscardOldest=True)))
+                                                                QueueSize=10, DiscardOldest=True)))
             await client.uaclient.create_monitored_items(req)
         await asyncio.sleep(4)
         v0, m0, t0 = count["values"], count["messages"], time.monotonic()

@@ -5,10 +5,15 @@ file. Points live in a clustered ``(series_id, ts)`` table, so a time-range quer
 scan, and a repeated timestamp replaces the earlier value like InfluxDB does. Rollups at 1 min, 15 min and 1 h are
 recomputed from raw values for the buckets each write touches, which keeps them exact under out-of-order and duplicate
 writes.
+
+Large ``write_arrays`` calls (backfill, import) are stored as columnar day chunks instead of rows (see
+:mod:`core.storage.sqlite_chunks` for the layout and the invariants that keep every answer exact); queries merge rows
+and chunks, each read in one snapshot so a concurrent writer never shows half a change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -22,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import StoreError
+from core.storage import sqlite_chunks as ck
 from core.model import Point, SeriesKey
 from core.storage.base import (
     ROLLUP_RESOLUTIONS_S,
@@ -123,7 +129,7 @@ class SQLiteStore(Store):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
             with conn:
-                conn.executescript(_SCHEMA)
+                conn.executescript(_SCHEMA + ck.CHUNK_SCHEMA)
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (_SCHEMA_VERSION,))
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}. Check the path and its permissions.") from exc
@@ -239,17 +245,27 @@ class SQLiteStore(Store):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 sid = self._series_id(conn, key)
-                hour = 3600 * NS
-                lo, hi = (int(times[0]) // hour) * hour, (int(times[-1]) // hour + 1) * hour
+                lo, hi = ck.hour_span(int(times[0]), int(times[-1]))
                 fresh = conn.execute(
                     "SELECT 1 FROM points WHERE series_id = ? AND ts >= ? AND ts < ? LIMIT 1", (sid, lo, hi)
                 ).fetchone() is None
-                values_json = self._bulk_insert(conn, sid, times, vals, finite, codes)
-                if fresh:
-                    # Nothing stored in the touched hours: the rollups follow from this batch alone.
-                    self._insert_rollups(conn, sid, times, vals, finite, values_json)
+                old = ck.overlapping(conn, sid, lo, hi)
+                if fresh and (old or len(times) >= ck.CHUNK_MIN_VALUES):
+                    # Columnar path: no row shares an hour with this batch; merge with the chunks that do.
+                    conn.executemany("DELETE FROM chunks WHERE id = ?", [(c[0],) for c in old])
+                    ck.write_chunks(conn, sid, *ck.merge(old, times, vals, codes))
                 else:
-                    self._update_rollups(conn, [sid], int(times[0]), int(times[-1]))
+                    # Row path; chunks in the touched hours become rows first (one place per value).
+                    span = ck.explode(conn, sid, old)
+                    values_json = self._bulk_insert(conn, sid, times, vals, finite, codes)
+                    if fresh and span is None:
+                        # Nothing stored in the touched hours: the rollups follow from this batch alone.
+                        self._insert_rollups(conn, sid, times, vals, finite, values_json)
+                    else:
+                        lo_ns, hi_ns = int(times[0]), int(times[-1])
+                        if span is not None:
+                            lo_ns, hi_ns = min(lo_ns, span[0]), max(hi_ns, span[1])
+                        self._update_rollups(conn, [sid], lo_ns, hi_ns)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
@@ -338,8 +354,6 @@ class SQLiteStore(Store):
     def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple]) -> None:
         if not rows:
             return
-        conn.executemany("INSERT OR REPLACE INTO points (series_id, ts, value, status) VALUES (?, ?, ?, ?)", rows)
-        # Recompute the rollup buckets this batch touched, per series and time range.
         extent: dict[int, list[int]] = {}
         for sid, ts, _value, _status in rows:
             span = extent.get(sid)
@@ -349,6 +363,14 @@ class SQLiteStore(Store):
                 span[0] = ts
             elif ts > span[1]:
                 span[1] = ts
+        if conn.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None:
+            # A row never shares an hour with a chunk: turn the chunks in the touched hours into rows first.
+            for sid, span in extent.items():
+                moved = ck.explode(conn, sid, ck.overlapping(conn, sid, *ck.hour_span(span[0], span[1])))
+                if moved is not None:
+                    span[0], span[1] = min(span[0], moved[0]), max(span[1], moved[1])
+        conn.executemany("INSERT OR REPLACE INTO points (series_id, ts, value, status) VALUES (?, ?, ?, ?)", rows)
+        # Recompute the rollup buckets this batch touched, per series and time range.
         by_range: dict[tuple[int, int], list[int]] = {}
         for sid, (lo, hi) in extent.items():
             by_range.setdefault((lo, hi), []).append(sid)
@@ -414,38 +436,74 @@ class SQLiteStore(Store):
         sids = self._matching_series(measurement, field, tags)
         conn = self._conn()
         ids = json.dumps(sids)
-        if window_s is None:
-            sql = """SELECT series_id, ts, value, status FROM points
-                     WHERE series_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ?
-                     ORDER BY series_id, ts"""
-            rows = conn.execute(sql, (ids, start_ns, stop_ns)).fetchall() if sids else []
-            columns = ["series_id", "ts", "value", "status"]
-        else:
-            w_ns = int(window_s) * NS
-            res = choose_rollup(int(window_s), start_ns, stop_ns)
-            if res is None:
-                expr = "max(ts), value" if agg == "last" else _RAW_AGG[agg]
-                where = "AND value IS NOT NULL" if agg == "last" else ""
-                sql = f"""SELECT series_id, (ts / {w_ns}) * {w_ns} AS b, {expr} FROM points
-                          WHERE series_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ? {where}
-                          GROUP BY series_id, b ORDER BY series_id, b"""
+        with _snapshot(conn):
+            chunked = bool(sids) and ck.any_in_range(conn, ids, start_ns, stop_ns)
+            res = None if window_s is None else choose_rollup(int(window_s), start_ns, stop_ns)
+            if chunked and (window_s is None or res is None or res not in ck.CHUNK_ROLLUPS_S):
+                # Chunks have no 1-min rollup: merge their raw values with the rows and aggregate in numpy.
+                sid, ts, value, status = self._merged_raw(conn, ids, start_ns, stop_ns)
+                if window_s is None:
+                    frame = self._frame({"series_id": sid, "ts": ts, "value": value, "status": status},
+                                        ["series_id", "ts", "value", "status"])
+                else:
+                    rows = ck.window_rows(sid, ts, value, int(window_s) * NS, agg)
+                    frame = self._frame(rows, ["series_id", "ts", "value"], agg == "count")
+                return pivot_frame(frame, pivot) if pivot else frame
+            if window_s is None:
+                sql = """SELECT series_id, ts, value, status FROM points
+                         WHERE series_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ?
+                         ORDER BY series_id, ts"""
+                rows = conn.execute(sql, (ids, start_ns, stop_ns)).fetchall() if sids else []
+                columns = ["series_id", "ts", "value", "status"]
             else:
-                expr = "max(last_ts), vlast" if agg == "last" else _ROLLUP_AGG[agg]
-                where = "AND last_ts IS NOT NULL" if agg == "last" else ""
-                sql = f"""SELECT series_id, (bucket / {w_ns}) * {w_ns} AS b, {expr} FROM rollup
-                          WHERE res = {res} AND series_id IN (SELECT value FROM json_each(?))
-                            AND bucket >= ? AND bucket < ? {where}
-                          GROUP BY series_id, b ORDER BY series_id, b"""
-            rows = conn.execute(sql, (ids, start_ns, stop_ns)).fetchall() if sids else []
-            if agg == "last":
-                rows = [(r[0], r[1], r[3]) for r in rows]
-            rows = [r for r in rows if r[2] is not None]
-            columns = ["series_id", "ts", "value"]
+                w_ns = int(window_s) * NS
+                if res is None:
+                    expr = "max(ts), value" if agg == "last" else _RAW_AGG[agg]
+                    where = "AND value IS NOT NULL" if agg == "last" else ""
+                    sql = f"""SELECT series_id, (ts / {w_ns}) * {w_ns} AS b, {expr} FROM points
+                              WHERE series_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ? {where}
+                              GROUP BY series_id, b ORDER BY series_id, b"""
+                else:
+                    expr = "max(last_ts), vlast" if agg == "last" else _ROLLUP_AGG[agg]
+                    where = "AND last_ts IS NOT NULL" if agg == "last" else ""
+                    sql = f"""SELECT series_id, (bucket / {w_ns}) * {w_ns} AS b, {expr} FROM rollup
+                              WHERE res = {res} AND series_id IN (SELECT value FROM json_each(?))
+                                AND bucket >= ? AND bucket < ? {where}
+                              GROUP BY series_id, b ORDER BY series_id, b"""
+                rows = conn.execute(sql, (ids, start_ns, stop_ns)).fetchall() if sids else []
+                if agg == "last":
+                    rows = [(r[0], r[1], r[3]) for r in rows]
+                rows = [r for r in rows if r[2] is not None]
+                columns = ["series_id", "ts", "value"]
         frame = self._frame(rows, columns, agg == "count" and window_s is not None)
         return pivot_frame(frame, pivot) if pivot else frame
 
-    def _frame(self, rows: list[tuple], columns: list[str], integer_values: bool = False) -> pd.DataFrame:
-        frame = pd.DataFrame.from_records(rows, columns=columns)
+    @staticmethod
+    def _merged_raw(conn: sqlite3.Connection, ids: str, start_ns: int, stop_ns: int):
+        """Raw values of rows and chunks in ``[start_ns, stop_ns)`` as arrays sorted by (series, time); NaN = missing."""
+        rows = conn.execute(
+            "SELECT series_id, ts, value, status FROM points"
+            " WHERE series_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ?",
+            (ids, start_ns, stop_ns),
+        ).fetchall()
+        c_sid, c_ts, c_val, c_status = ck.read_range(conn, ids, start_ns, stop_ns)
+        if rows:
+            r_sid, r_ts, r_val, r_status = zip(*rows)
+            r_val = np.array([np.nan if v is None else v for v in r_val], dtype=float)
+            sid = np.concatenate([np.array(r_sid, dtype=np.int64), c_sid])
+            ts = np.concatenate([np.array(r_ts, dtype=np.int64), c_ts])
+            value = np.concatenate([r_val, c_val])
+            status = np.concatenate([np.array(r_status, dtype=np.int64), c_status])
+        else:
+            sid, ts, value, status = c_sid, c_ts, c_val, c_status
+        order = np.lexsort((ts, sid))
+        return sid[order], ts[order], value[order], status[order]
+
+    def _frame(self, rows: list[tuple] | dict, columns: list[str], integer_values: bool = False) -> pd.DataFrame:
+        if isinstance(rows, dict):
+            frame = pd.DataFrame(rows, columns=columns)
+        else:
+            frame = pd.DataFrame.from_records(rows, columns=columns)
         tag_keys = sorted({k for sid in frame["series_id"].unique() for k, _ in self._keys[int(sid)].tags})
         frame["time"] = pd.to_datetime(frame["ts"].astype("int64"), unit="ns", utc=True)
         frame["value"] = frame["value"].astype("int64" if integer_values else "float64")
@@ -460,28 +518,57 @@ class SQLiteStore(Store):
     def last_values(self, measurement: str, field: str, tags: TagFilter | None = None) -> pd.DataFrame:
         conn = self._conn()
         rows = []
-        for sid in self._matching_series(measurement, field, tags):
-            row = conn.execute(
-                "SELECT ts, value, status FROM points WHERE series_id = ? ORDER BY ts DESC LIMIT 1", (sid,)
-            ).fetchone()
-            if row is not None:
-                rows.append((sid, *row))
+        with _snapshot(conn):
+            for sid in self._matching_series(measurement, field, tags):
+                row = conn.execute(
+                    "SELECT ts, value, status FROM points WHERE series_id = ? ORDER BY ts DESC LIMIT 1", (sid,)
+                ).fetchone()
+                chunk = conn.execute(
+                    "SELECT id, start_ts, end_ts, times, vals, status FROM chunks WHERE series_id = ?"
+                    " ORDER BY start_ts DESC LIMIT 1", (sid,)
+                ).fetchone()
+                if chunk is not None and (row is None or chunk[2] > row[0]):
+                    times, vals, status = ck.decode(chunk)
+                    value = float(vals[-1])
+                    row = (int(times[-1]), None if value != value else value, int(status[-1]))
+                if row is not None:
+                    rows.append((sid, *row))
         return self._frame(rows, ["series_id", "ts", "value", "status"])
 
     def series(self, measurement: str | None = None) -> list[SeriesInfo]:
         conn = self._conn()
         result = []
-        for sid in self._matching_series(measurement, None, None):
-            first, last = conn.execute(
-                "SELECT (SELECT ts FROM points WHERE series_id = ?1 ORDER BY ts LIMIT 1),"
-                " (SELECT ts FROM points WHERE series_id = ?1 ORDER BY ts DESC LIMIT 1)",
-                (sid,),
-            ).fetchone()
-            if first is None:
-                continue
-            # Hourly rollups count every stored row exactly once (duplicates were replaced on write).
-            (count,) = conn.execute(
-                "SELECT coalesce(sum(nrows), 0) FROM rollup WHERE res = 3600 AND series_id = ?", (sid,)
-            ).fetchone()
-            result.append(SeriesInfo(self._keys[sid], int(count), int(first), int(last)))
+        with _snapshot(conn):
+            for sid in self._matching_series(measurement, None, None):
+                first, last, c_first, c_last = conn.execute(
+                    "SELECT (SELECT ts FROM points WHERE series_id = ?1 ORDER BY ts LIMIT 1),"
+                    " (SELECT ts FROM points WHERE series_id = ?1 ORDER BY ts DESC LIMIT 1),"
+                    " (SELECT start_ts FROM chunks WHERE series_id = ?1 ORDER BY start_ts LIMIT 1),"
+                    " (SELECT end_ts FROM chunks WHERE series_id = ?1 ORDER BY start_ts DESC LIMIT 1)",
+                    (sid,),
+                ).fetchone()
+                firsts = [t for t in (first, c_first) if t is not None]
+                lasts = [t for t in (last, c_last) if t is not None]
+                if not firsts:
+                    continue
+                # Hourly rollups count every stored row and chunk value exactly once (duplicates were replaced on
+                # write; rows and chunks never share an hour).
+                (count,) = conn.execute(
+                    "SELECT coalesce(sum(nrows), 0) FROM rollup WHERE res = 3600 AND series_id = ?", (sid,)
+                ).fetchone()
+                result.append(SeriesInfo(self._keys[sid], int(count), int(min(firsts)), int(max(lasts))))
         return result
+
+
+@contextlib.contextmanager
+def _snapshot(conn: sqlite3.Connection):
+    """Run several reads in one read transaction (one WAL snapshot), unless a transaction is already open."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")

@@ -264,3 +264,130 @@ def test_bad_arguments_name_the_value(store):
         store.query("electrical", "active_power_kw", BASE, BASE + NS, window_s=-5)
     with pytest.raises(ValueError):
         store.query("electrical", "active_power_kw", dt.datetime(2026, 1, 1), BASE)
+
+
+# -- bulk arrays mixed with rows (the embedded store keeps large write_arrays calls as columnar chunks) ---------------
+WEEK = 7 * 1440  # one week at 1-min resolution: a bulk write as the backfill makes it
+BULK_TAGS = {"site": "s", "line": "l", "machine": "bulk"}
+BULK_KEY = SeriesKey.of("electrical", BULK_TAGS, "active_power_kw")
+
+
+def _store_expected(expected: dict, times, values, status=None) -> None:
+    """Apply a write to the model of what the store must hold: {ts: (value, status)}, a later write replaces."""
+    status = np.zeros(len(times), dtype=np.int64) if status is None else status
+    for t, v, s in zip(np.asarray(times).tolist(), np.asarray(values, dtype=float).tolist(), np.asarray(status).tolist()):
+        expected[int(t)] = (v, int(s))
+
+
+def _check_against(store, expected: dict, spans: list[tuple[int, int]]) -> None:
+    """Raw, windowed (rollup and raw-aggregated), last value and series extent of the bulk series against the model."""
+    ts = np.array(sorted(expected), dtype=np.int64)
+    vals = np.array([expected[t][0] for t in ts.tolist()], dtype=float)
+    codes = np.array([expected[t][1] for t in ts.tolist()], dtype=np.int64)
+    raw_model = pd.DataFrame({"time": ts, "machine": "bulk", "value": vals})
+    for start, stop in spans:
+        got = store.query("electrical", "active_power_kw", start, stop, tags={"machine": "bulk"})
+        sel = (ts >= start) & (ts < stop)
+        assert got["time"].astype("int64").tolist() == ts[sel].tolist()
+        np.testing.assert_array_equal(got["value"].to_numpy(dtype=float), vals[sel])
+        assert got["status"].tolist() == codes[sel].tolist()
+        for window_s in (60, 300, 900, 3600, 7200, 86400):
+            for agg in AGGREGATIONS:
+                check_windows(store, raw_model, window_s, agg, start, stop, tags={"machine": "bulk"})
+    info = {i.key: i for i in store.series("electrical")}[BULK_KEY]
+    assert (info.count, info.first_ns, info.last_ns) == (len(ts), int(ts[0]), int(ts[-1]))
+    last = store.last_values("electrical", "active_power_kw", tags={"machine": "bulk"})
+    assert last["time"].astype("int64").tolist() == [int(ts[-1])] and last["status"].tolist() == [int(codes[-1])]
+    np.testing.assert_array_equal(last["value"].to_numpy(dtype=float), vals[-1:])
+
+
+def _week(offset_s: int = 0, step_s: int = 60, n: int = WEEK, seed: int = 3):
+    times = BASE + offset_s * NS + np.arange(n, dtype=np.int64) * step_s * NS
+    values = np.round(np.random.default_rng(seed).normal(40, 8, n), 3)
+    return times, values
+
+
+def test_bulk_then_overlapping_row_writes(store):
+    expected: dict = {}
+    times, values = _week()
+    assert store.write_arrays(BULK_KEY, times, values) == WEEK
+    _store_expected(expected, times, values)
+    # Rows into the middle of the bulk data: replacing stored timestamps and adding new ones between them.
+    rows = [Point("electrical", BULK_TAGS, {"active_power_kw": 1000.0 + i}, BASE + (2 * 86400 + 7200 + 60 * i) * NS)
+            for i in range(30)]
+    rows += [Point("electrical", BULK_TAGS, {"active_power_kw": -5.0 - i}, BASE + (3 * 86400 + 30 + 600 * i) * NS)
+             for i in range(12)]
+    store.write(rows)
+    store.flush()
+    for p in rows:
+        expected[p.time_ns] = (p.fields["active_power_kw"], 0)
+    _check_against(store, expected, [(BASE, BASE + 8 * 86400 * NS), (BASE + 2 * 86400 * NS + 130 * NS,
+                                                                     BASE + 3 * 86400 * NS + 7777 * NS)])
+
+
+def test_bulk_over_bulk_with_duplicate_timestamps(store):
+    expected: dict = {}
+    times, values = _week()
+    store.write_arrays(BULK_KEY, times, values)
+    _store_expected(expected, times, values)
+    # A second bulk write: half a week later, on a 30-s grid (half the timestamps repeat stored ones), and with
+    # repeated timestamps inside the batch (the later one wins), out of order.
+    t2, v2 = _week(offset_s=int(3.5 * 86400), step_s=30, seed=4)
+    t2 = np.concatenate([t2, t2[:500]])
+    v2 = np.concatenate([v2, v2[:500] + 0.5])
+    order = np.random.default_rng(5).permutation(len(t2))
+    mixed_t, mixed_v = t2[order], v2[order]
+    assert store.write_arrays(BULK_KEY, mixed_t, mixed_v) == len(t2)
+    store.flush()
+    keep: dict = {}  # within one batch the later position wins
+    for t, v in zip(mixed_t.tolist(), mixed_v.tolist()):
+        keep[t] = v
+    _store_expected(expected, list(keep), list(keep.values()))
+    _check_against(store, expected, [(BASE, BASE + 8 * 86400 * NS), (BASE + 3 * 86400 * NS + 30 * NS,
+                                                                     BASE + 4 * 86400 * NS + 3601 * NS)])
+
+
+def test_nan_and_status_in_bulk(store):
+    expected: dict = {}
+    times, values = _week(step_s=20, n=3 * 4320)  # three days at 20 s: no window at >= 60 s holds only NaN
+    values[np.arange(len(values)) % 7 == 3] = np.nan
+    status = np.where(np.isnan(values), 0x80310000, 0).astype(np.int64)
+    status[10] = 0x40000000  # an uncertain but present value
+    store.write_arrays(BULK_KEY, times, values, status)
+    store.flush()
+    _store_expected(expected, times, values, status)
+    _check_against(store, expected, [(BASE, BASE + 3 * 86400 * NS), (BASE + 50 * NS, BASE + 86400 * NS + 61 * NS)])
+    raw = store.query("electrical", "active_power_kw", BASE, BASE + 3 * 86400 * NS, tags={"machine": "bulk"})
+    assert int(raw["value"].isna().sum()) == int(np.isnan(values).sum())
+
+
+def test_windows_spanning_rows_and_bulk(store):
+    expected: dict = {}
+    # Day 0 as rows (a live collector), days 1-7 as one bulk write, day 8 as rows again, one row inside bulk hours.
+    rows = [Point("electrical", BULK_TAGS, {"active_power_kw": float(i % 97)}, BASE + 60 * i * NS) for i in range(1440)]
+    times, values = _week(offset_s=86400)
+    later = [Point("electrical", BULK_TAGS, {"active_power_kw": 3.0 * i}, BASE + (8 * 86400 + 45 * i) * NS)
+             for i in range(200)]
+    store.write(rows)
+    store.write_arrays(BULK_KEY, times, values)
+    store.write(later)
+    store.flush()
+    for p in rows + later:
+        expected[p.time_ns] = (p.fields["active_power_kw"], 0)
+    _store_expected(expected, times, values)
+    _check_against(store, expected, [(BASE, BASE + 9 * 86400 * NS), (BASE + 86400 * NS - 3600 * NS - 30 * NS,
+                                                                     BASE + 8 * 86400 * NS + 4000 * NS)])
+
+
+def test_series_counts_with_bulk_writes(store):
+    times, values = _week()
+    values[::11] = np.nan
+    store.write_arrays(BULK_KEY, times, values)
+    store.write_arrays(BULK_KEY, times[:100], values[:100] + 1)  # same timestamps: replaced, not counted twice
+    other = SeriesKey.of("electrical", {**BULK_TAGS, "machine": "other"}, "active_power_kw")
+    store.write_arrays(other, times[::2], values[::2])
+    store.flush()
+    infos = {i.key: i for i in store.series("electrical")}
+    assert infos[BULK_KEY].count == WEEK and infos[other].count == len(times[::2])
+    assert (infos[BULK_KEY].first_ns, infos[BULK_KEY].last_ns) == (int(times[0]), int(times[-1]))
+    assert (infos[other].first_ns, infos[other].last_ns) == (int(times[0]), int(times[::2][-1]))

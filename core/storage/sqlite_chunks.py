@@ -1,0 +1,213 @@
+"""Columnar chunks: the embedded store's bulk layout for large :meth:`SQLiteStore.write_arrays` calls.
+
+Why: SQLite inserts at most a few hundred thousand B-tree rows per second, and the row layout costs two rows per
+value at 1-min resolution (the point and its 1-min rollup). A chunk holds up to one UTC day of one series as three
+packed arrays (times int64, values float64 with NaN for missing, status int64 or NULL when all Good), so a week of
+1-min data is 7 rows plus its 15-min and 1-h rollups.
+
+Invariants (they keep every answer exact):
+
+- A (series, timestamp) is stored in one place only, and rows and chunks of a series never share a UTC hour; no two
+  chunks of a series share an hour. A bulk write into hours that hold rows goes through the row path (exploding the
+  overlapped chunks into rows first); a bulk write into hours of chunks merges with them (the new value wins); a row
+  write into hours of a chunk explodes that chunk into rows first.
+- Chunks never cross a UTC day boundary (so a chunk is shorter than a day and an explosion is bounded).
+- Chunk data has 15-min and 1-h rollups in the ``rollup`` table (disjoint from the rows' buckets by the hour rule) but
+  no 1-min rollups: a query that would read the 1-min rollup aggregates the raw chunk instead (decoding is cheap).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+
+import numpy as np
+
+NS = 1_000_000_000
+HOUR_NS = 3600 * NS
+DAY_NS = 86400 * NS
+
+#: A ``write_arrays`` call with at least this many values (after de-duplication) is stored as chunks.
+CHUNK_MIN_VALUES = 4096
+
+#: Rollup levels stored for chunk data [s]; the 1-min level is computed from the chunk at query time.
+CHUNK_ROLLUPS_S = (900, 3600)
+
+CHUNK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL,
+    start_ts INTEGER NOT NULL,
+    end_ts INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    times BLOB NOT NULL,
+    vals BLOB NOT NULL,
+    status BLOB
+);
+CREATE UNIQUE INDEX IF NOT EXISTS chunks_series_start ON chunks (series_id, start_ts, end_ts);
+"""
+
+
+def hour_span(lo_ns: int, hi_ns: int) -> tuple[int, int]:
+    """Return ``[first hour start, last hour end)`` covering the timestamps ``lo_ns .. hi_ns`` [ns]."""
+    return (lo_ns // HOUR_NS) * HOUR_NS, (hi_ns // HOUR_NS + 1) * HOUR_NS
+
+
+def overlapping(conn: sqlite3.Connection, sid: int, lo_ns: int, hi_ns: int) -> list[tuple]:
+    """Chunks of one series with data in ``[lo_ns, hi_ns)``: rows (id, start_ts, end_ts, times, vals, status)."""
+    return conn.execute(
+        "SELECT id, start_ts, end_ts, times, vals, status FROM chunks"
+        " WHERE series_id = ? AND start_ts > ? AND start_ts < ? AND end_ts >= ?",
+        (sid, lo_ns - DAY_NS, hi_ns, lo_ns),
+    ).fetchall()
+
+
+def any_in_range(conn: sqlite3.Connection, ids_json: str, lo_ns: int, hi_ns: int) -> bool:
+    """True when any of the series (JSON array of ids) has a chunk with data in ``[lo_ns, hi_ns)``."""
+    return conn.execute(
+        "SELECT 1 FROM chunks WHERE series_id IN (SELECT value FROM json_each(?))"
+        " AND start_ts > ? AND start_ts < ? AND end_ts >= ? LIMIT 1",
+        (ids_json, lo_ns - DAY_NS, hi_ns, lo_ns),
+    ).fetchone() is not None
+
+
+def decode(chunk: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrays (times, values, status) of a chunk row from :func:`overlapping`."""
+    times = np.frombuffer(chunk[3], dtype="<i8")
+    vals = np.frombuffer(chunk[4], dtype="<f8")
+    status = np.zeros(len(times), dtype=np.int64) if chunk[5] is None else np.frombuffer(chunk[5], dtype="<i8")
+    return times, vals, status
+
+
+def merge(chunks: list[tuple], times: np.ndarray, vals: np.ndarray, codes: np.ndarray):
+    """Merge stored chunks with a new sorted, unique batch; on equal timestamps the new value wins."""
+    parts = [decode(c) for c in chunks] + [(times, vals, codes)]
+    t = np.concatenate([p[0] for p in parts])
+    v = np.concatenate([p[1] for p in parts])
+    s = np.concatenate([p[2] for p in parts])
+    order = np.argsort(t, kind="stable")  # stable: the new batch (last) comes last among equal timestamps
+    t, v, s = t[order], v[order], s[order]
+    keep = np.append(t[1:] != t[:-1], True)
+    return t[keep], v[keep], s[keep]
+
+
+def write_chunks(conn: sqlite3.Connection, sid: int, times: np.ndarray, vals: np.ndarray, codes: np.ndarray) -> None:
+    """Store sorted, unique arrays of one series as day chunks plus their 15-min and 1-h rollups.
+
+    The caller has removed any chunk sharing an hour with these arrays and checked that no row does.
+    """
+    vals = np.where(np.isfinite(vals), vals, np.nan)
+    days = times // DAY_NS
+    cuts = np.flatnonzero(days[1:] != days[:-1]) + 1
+    bounds = np.concatenate([[0], cuts, [len(times)]])
+    records = []
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        s = codes[a:b]
+        records.append((sid, int(times[a]), int(times[b - 1]), b - a, times[a:b].astype("<i8").tobytes(),
+                        vals[a:b].astype("<f8").tobytes(), s.astype("<i8").tobytes() if s.any() else None))
+    conn.executemany(
+        "INSERT INTO chunks (series_id, start_ts, end_ts, n, times, vals, status) VALUES (?, ?, ?, ?, ?, ?, ?)", records
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rollup_rows(sid, times, vals, CHUNK_ROLLUPS_S),
+    )
+
+
+def rollup_rows(sid: int, times: np.ndarray, vals: np.ndarray, resolutions) -> list[tuple]:
+    """Rollup table rows of sorted, unique arrays (NaN = missing), same numbers as the store's SQL path."""
+    finite = np.isfinite(vals)
+    fvals = np.where(finite, vals, 0.0)
+    idx = np.arange(len(times))
+    rows: list[tuple] = []
+    for res in resolutions:
+        res_ns = res * NS
+        buckets = (times // res_ns) * res_ns
+        starts = np.flatnonzero(np.append(True, buckets[1:] != buckets[:-1]))
+        nrows = np.diff(np.append(starts, len(times)))
+        n = np.add.reduceat(finite.astype(np.int64), starts)
+        total = np.add.reduceat(fvals, starts)
+        vmin = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
+        vmax = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
+        last_idx = np.maximum.reduceat(np.where(finite, idx, -1), starts)
+        has = n > 0
+        last_ts = times[np.maximum(last_idx, 0)]
+        vlast = vals[np.maximum(last_idx, 0)]
+        for b, c, r, t, lo, hi, lt, vl, h in zip(buckets[starts].tolist(), n.tolist(), nrows.tolist(),
+                                                   total.tolist(), vmin.tolist(), vmax.tolist(), last_ts.tolist(),
+                                                   vlast.tolist(), has.tolist()):
+            rows.append((res, sid, b, c, r, t, lo, hi, lt, vl) if h else (res, sid, b, 0, r, None, None, None, None, None))
+    return rows
+
+
+def explode(conn: sqlite3.Connection, sid: int, chunks: list[tuple]) -> tuple[int, int] | None:
+    """Move chunks into the ``points`` table (rows) and delete them; return their time extent or None.
+
+    The caller recomputes the rollups over the returned extent (``SQLiteStore._update_rollups``).
+    """
+    if not chunks:
+        return None
+    for chunk in chunks:
+        times, vals, status = decode(chunk)
+        items = [None if v != v else v for v in vals.tolist()]  # NaN -> NULL
+        conn.executemany(
+            "INSERT OR REPLACE INTO points (series_id, ts, value, status) VALUES (?, ?, ?, ?)",
+            zip(itertools.repeat(sid), times.tolist(), items, status.tolist()),
+        )
+    conn.executemany("DELETE FROM chunks WHERE id = ?", [(c[0],) for c in chunks])
+    return min(c[1] for c in chunks), max(c[2] for c in chunks)
+
+
+def read_range(conn: sqlite3.Connection, ids_json: str, lo_ns: int, hi_ns: int):
+    """Values of the chunks of several series in ``[lo_ns, hi_ns)``: arrays (series_id, ts, value, status)."""
+    rows = conn.execute(
+        "SELECT id, start_ts, end_ts, times, vals, status, series_id FROM chunks"
+        " WHERE series_id IN (SELECT value FROM json_each(?)) AND start_ts > ? AND start_ts < ? AND end_ts >= ?",
+        (ids_json, lo_ns - DAY_NS, hi_ns, lo_ns),
+    ).fetchall()
+    sid_parts, t_parts, v_parts, s_parts = [], [], [], []
+    for row in rows:
+        times, vals, status = decode(row)
+        a, b = np.searchsorted(times, [lo_ns, hi_ns])
+        if b > a:
+            t_parts.append(times[a:b])
+            v_parts.append(vals[a:b])
+            s_parts.append(status[a:b])
+            sid_parts.append(np.full(b - a, row[6], dtype=np.int64))
+    return _cat(sid_parts, np.int64), _cat(t_parts, np.int64), _cat(v_parts, float), _cat(s_parts, np.int64)
+
+
+def _cat(parts: list, dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
+
+
+def window_rows(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, w_ns: int, agg: str) -> list[tuple]:
+    """Aggregate values sorted by (series, time) into aligned windows, with the SQL path's semantics.
+
+    Missing values (NaN) are ignored; a window without any value is omitted, except for ``count``, which (like SQL
+    ``count(value)`` over stored rows) reports 0 for a window holding only missing values.
+    Returns rows (series_id, window start [ns], value).
+    """
+    if len(ts) == 0:
+        return []
+    buckets = (ts // w_ns) * w_ns
+    starts = np.flatnonzero(np.append(True, (buckets[1:] != buckets[:-1]) | (sid[1:] != sid[:-1])))
+    finite = np.isfinite(vals)
+    n = np.add.reduceat(finite.astype(np.int64), starts)
+    keys_sid, keys_b = sid[starts], buckets[starts]
+    if agg == "count":
+        return list(zip(keys_sid.tolist(), keys_b.tolist(), n.tolist()))
+    if agg in ("sum", "mean"):
+        out = np.add.reduceat(np.where(finite, vals, 0.0), starts)
+        if agg == "mean":
+            out = out / np.maximum(n, 1)
+    elif agg == "min":
+        out = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
+    elif agg == "max":
+        out = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
+    else:  # last
+        last_idx = np.maximum.reduceat(np.where(finite, np.arange(len(ts)), -1), starts)
+        out = vals[np.maximum(last_idx, 0)]
+    has = n > 0
+    return list(zip(keys_sid[has].tolist(), keys_b[has].tolist(), out[has].tolist()))

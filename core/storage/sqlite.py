@@ -130,6 +130,7 @@ class SQLiteStore(Store):
             conn = self._conn()
             with conn:
                 conn.executescript(_SCHEMA + ck.CHUNK_SCHEMA)
+                ck.check_schema(conn, self.path)
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (_SCHEMA_VERSION,))
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}. Check the path and its permissions.") from exc
@@ -439,7 +440,12 @@ class SQLiteStore(Store):
         with _snapshot(conn):
             chunked = bool(sids) and ck.any_in_range(conn, ids, start_ns, stop_ns)
             res = None if window_s is None else choose_rollup(int(window_s), start_ns, stop_ns)
-            if chunked and (window_s is None or res is None or res not in ck.CHUNK_ROLLUPS_S):
+            if chunked and res in ck.CHUNK_ROLLUPS_S:
+                # Partial aggregates from the rows' rollup table and the chunks' own rollups (disjoint buckets).
+                rows = ck.combine(*self._merged_partials(conn, ids, res, start_ns, stop_ns), int(window_s) * NS, agg)
+                frame = self._frame(rows, ["series_id", "ts", "value"], agg == "count")
+                return pivot_frame(frame, pivot) if pivot else frame
+            if chunked:
                 # Chunks have no 1-min rollup: merge their raw values with the rows and aggregate in numpy.
                 sid, ts, value, status = self._merged_raw(conn, ids, start_ns, stop_ns)
                 if window_s is None:
@@ -477,6 +483,26 @@ class SQLiteStore(Store):
                 columns = ["series_id", "ts", "value"]
         frame = self._frame(rows, columns, agg == "count" and window_s is not None)
         return pivot_frame(frame, pivot) if pivot else frame
+
+    @staticmethod
+    def _merged_partials(conn: sqlite3.Connection, ids: str, res: int, start_ns: int, stop_ns: int):
+        """Rollup buckets at ``res`` of rows and chunks in ``[start_ns, stop_ns)``, sorted by (series, bucket)."""
+        rows = conn.execute(
+            "SELECT series_id, bucket, n, nrows, total, vmin, vmax, vlast FROM rollup"
+            " WHERE res = ? AND series_id IN (SELECT value FROM json_each(?)) AND bucket >= ? AND bucket < ?",
+            (res, ids, start_ns, stop_ns),
+        ).fetchall()
+        c_sid, c_part = ck.read_partials(conn, ids, res, start_ns, stop_ns)
+        part = np.zeros(len(rows), dtype=ck.PARTIAL)
+        if rows:
+            cols = list(zip(*rows))
+            for i, name in enumerate(ck.PARTIAL.names, start=1):
+                # NULLs (buckets without a present value) become NaN; n = 0 makes them ignored.
+                part[name] = np.array(cols[i], dtype=float if part.dtype[name].kind == "f" else np.int64)
+        sid = np.concatenate([np.array([r[0] for r in rows], dtype=np.int64), c_sid])
+        part = np.concatenate([part, c_part])
+        order = np.lexsort((part["bucket"], sid))
+        return sid[order], part[order]
 
     @staticmethod
     def _merged_raw(conn: sqlite3.Connection, ids: str, start_ns: int, stop_ns: int):
@@ -551,10 +577,11 @@ class SQLiteStore(Store):
                 lasts = [t for t in (last, c_last) if t is not None]
                 if not firsts:
                     continue
-                # Hourly rollups count every stored row and chunk value exactly once (duplicates were replaced on
-                # write; rows and chunks never share an hour).
+                # Hourly rollups count every stored row exactly once (duplicates were replaced on write), chunks
+                # their values; a value lives in one place only.
                 (count,) = conn.execute(
-                    "SELECT coalesce(sum(nrows), 0) FROM rollup WHERE res = 3600 AND series_id = ?", (sid,)
+                    "SELECT (SELECT coalesce(sum(nrows), 0) FROM rollup WHERE res = 3600 AND series_id = ?1)"
+                    " + (SELECT coalesce(sum(n), 0) FROM chunks WHERE series_id = ?1)", (sid,)
                 ).fetchone()
                 result.append(SeriesInfo(self._keys[sid], int(count), int(min(firsts)), int(max(lasts))))
         return result

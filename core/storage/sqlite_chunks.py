@@ -12,8 +12,10 @@ Invariants (they keep every answer exact):
   overlapped chunks into rows first); a bulk write into hours of chunks merges with them (the new value wins); a row
   write into hours of a chunk explodes that chunk into rows first.
 - Chunks never cross a UTC day boundary (so a chunk is shorter than a day and an explosion is bounded).
-- Chunk data has 15-min and 1-h rollups in the ``rollup`` table (disjoint from the rows' buckets by the hour rule) but
-  no 1-min rollups: a query that would read the 1-min rollup aggregates the raw chunk instead (decoding is cheap).
+- A chunk carries its own 15-min and 1-h rollups as packed arrays (:data:`PARTIAL`), computed with numpy on write, so a
+  bulk write adds no row per rollup bucket. There is no 1-min rollup for chunk data: a query that would read the 1-min
+  rollup aggregates the raw chunk instead (decoding is cheap). Windowed queries combine the rows' rollup table and the
+  chunks' rollups (or raw values) as partial aggregates, which is exact because each bucket comes from one place.
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ DAY_NS = 86400 * NS
 #: A ``write_arrays`` call with at least this many values (after de-duplication) is stored as chunks.
 CHUNK_MIN_VALUES = 4096
 
-#: Rollup levels stored for chunk data [s]; the 1-min level is computed from the chunk at query time.
+#: Rollup levels stored in each chunk [s]; the 1-min level is computed from the chunk at query time.
 CHUNK_ROLLUPS_S = (900, 3600)
+
+#: One rollup bucket of a chunk (a bucket without a present value has n = 0; its other fields are not used).
+PARTIAL = np.dtype([("bucket", "<i8"), ("n", "<i8"), ("nrows", "<i8"), ("total", "<f8"), ("vmin", "<f8"),
+                    ("vmax", "<f8"), ("vlast", "<f8")])
 
 CHUNK_SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
@@ -42,10 +48,26 @@ CREATE TABLE IF NOT EXISTS chunks (
     n INTEGER NOT NULL,
     times BLOB NOT NULL,
     vals BLOB NOT NULL,
-    status BLOB
+    status BLOB,
+    r900 BLOB NOT NULL,
+    r3600 BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS chunks_series_start ON chunks (series_id, start_ts, end_ts);
 """
+
+
+def check_schema(conn: sqlite3.Connection, path) -> None:
+    """Upgrade an empty chunks table of an early development layout (no rollup columns); refuse a filled one."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(chunks)")}
+    if "r3600" in columns:
+        return
+    if conn.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None:
+        from core.errors import StoreError
+
+        raise StoreError(f"store {path}: its chunks table has an old layout without rollups; re-create the store "
+                         "(e.g. run the backfill again into a new file)")
+    conn.execute("DROP TABLE chunks")
+    conn.executescript(CHUNK_SCHEMA)
 
 
 def hour_span(lo_ns: int, hi_ns: int) -> tuple[int, int]:
@@ -92,7 +114,7 @@ def merge(chunks: list[tuple], times: np.ndarray, vals: np.ndarray, codes: np.nd
 
 
 def write_chunks(conn: sqlite3.Connection, sid: int, times: np.ndarray, vals: np.ndarray, codes: np.ndarray) -> None:
-    """Store sorted, unique arrays of one series as day chunks plus their 15-min and 1-h rollups.
+    """Store sorted, unique arrays of one series as day chunks, each with its 15-min and 1-h rollups.
 
     The caller has removed any chunk sharing an hour with these arrays and checked that no row does.
     """
@@ -102,43 +124,53 @@ def write_chunks(conn: sqlite3.Connection, sid: int, times: np.ndarray, vals: np
     bounds = np.concatenate([[0], cuts, [len(times)]])
     records = []
     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        s = codes[a:b]
-        records.append((sid, int(times[a]), int(times[b - 1]), b - a, times[a:b].astype("<i8").tobytes(),
-                        vals[a:b].astype("<f8").tobytes(), s.astype("<i8").tobytes() if s.any() else None))
+        t, v, s = times[a:b], vals[a:b], codes[a:b]
+        records.append((sid, int(t[0]), int(t[-1]), b - a, t.astype("<i8").tobytes(), v.astype("<f8").tobytes(),
+                        s.astype("<i8").tobytes() if s.any() else None,
+                        *(partials(t, v, res * NS).tobytes() for res in CHUNK_ROLLUPS_S)))
     conn.executemany(
-        "INSERT INTO chunks (series_id, start_ts, end_ts, n, times, vals, status) VALUES (?, ?, ?, ?, ?, ?, ?)", records
-    )
-    conn.executemany(
-        "INSERT OR REPLACE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rollup_rows(sid, times, vals, CHUNK_ROLLUPS_S),
+        "INSERT INTO chunks (series_id, start_ts, end_ts, n, times, vals, status, r900, r3600)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        records,
     )
 
 
-def rollup_rows(sid: int, times: np.ndarray, vals: np.ndarray, resolutions) -> list[tuple]:
-    """Rollup table rows of sorted, unique arrays (NaN = missing), same numbers as the store's SQL path."""
+def partials(times: np.ndarray, vals: np.ndarray, res_ns: int) -> np.ndarray:
+    """Rollup buckets of sorted, unique arrays (NaN = missing) as a :data:`PARTIAL` array."""
+    buckets = (times // res_ns) * res_ns
+    starts = np.flatnonzero(np.append(True, buckets[1:] != buckets[:-1]))
     finite = np.isfinite(vals)
-    fvals = np.where(finite, vals, 0.0)
-    idx = np.arange(len(times))
-    rows: list[tuple] = []
-    for res in resolutions:
-        res_ns = res * NS
-        buckets = (times // res_ns) * res_ns
-        starts = np.flatnonzero(np.append(True, buckets[1:] != buckets[:-1]))
-        nrows = np.diff(np.append(starts, len(times)))
-        n = np.add.reduceat(finite.astype(np.int64), starts)
-        total = np.add.reduceat(fvals, starts)
-        vmin = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
-        vmax = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
-        last_idx = np.maximum.reduceat(np.where(finite, idx, -1), starts)
-        has = n > 0
-        last_ts = times[np.maximum(last_idx, 0)]
-        vlast = vals[np.maximum(last_idx, 0)]
-        for b, c, r, t, lo, hi, lt, vl, h in zip(buckets[starts].tolist(), n.tolist(), nrows.tolist(),
-                                                   total.tolist(), vmin.tolist(), vmax.tolist(), last_ts.tolist(),
-                                                   vlast.tolist(), has.tolist()):
-            rows.append((res, sid, b, c, r, t, lo, hi, lt, vl) if h else (res, sid, b, 0, r, None, None, None, None, None))
-    return rows
+    out = np.empty(len(starts), dtype=PARTIAL)
+    out["bucket"] = buckets[starts]
+    out["n"] = np.add.reduceat(finite.astype(np.int64), starts)
+    out["nrows"] = np.diff(np.append(starts, len(times)))
+    out["total"] = np.add.reduceat(np.where(finite, vals, 0.0), starts)
+    out["vmin"] = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
+    out["vmax"] = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
+    last_idx = np.maximum.reduceat(np.where(finite, np.arange(len(times)), -1), starts)
+    out["vlast"] = np.where(last_idx >= 0, vals[np.maximum(last_idx, 0)], np.nan)
+    return out
+
+
+def read_partials(conn: sqlite3.Connection, ids_json: str, res: int, lo_ns: int, hi_ns: int):
+    """Rollup buckets at ``res`` [s] of the chunks of several series with buckets in ``[lo_ns, hi_ns)``.
+
+    Returns (series ids, PARTIAL array).
+    """
+    rows = conn.execute(
+        f"SELECT series_id, r{int(res)} FROM chunks WHERE series_id IN (SELECT value FROM json_each(?))"
+        " AND start_ts > ? AND start_ts < ? AND end_ts >= ?",
+        (ids_json, lo_ns - DAY_NS, hi_ns, lo_ns),
+    ).fetchall()
+    sids, parts = [], []
+    for sid, blob in rows:
+        p = np.frombuffer(blob, dtype=PARTIAL)
+        p = p[(p["bucket"] >= lo_ns) & (p["bucket"] < hi_ns)]
+        parts.append(p)
+        sids.append(np.full(len(p), sid, dtype=np.int64))
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=PARTIAL)
+    return np.concatenate(sids), np.concatenate(parts)
 
 
 def explode(conn: sqlite3.Connection, sid: int, chunks: list[tuple]) -> tuple[int, int] | None:
@@ -183,31 +215,45 @@ def _cat(parts: list, dtype) -> np.ndarray:
 
 
 def window_rows(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, w_ns: int, agg: str) -> list[tuple]:
-    """Aggregate values sorted by (series, time) into aligned windows, with the SQL path's semantics.
+    """Aggregate raw values sorted by (series, time) into aligned windows; see :func:`combine`."""
+    p = np.empty(len(ts), dtype=PARTIAL)
+    finite = np.isfinite(vals)
+    p["bucket"] = ts
+    p["n"] = finite
+    p["nrows"] = 1
+    p["total"] = np.where(finite, vals, 0.0)
+    p["vmin"] = np.where(finite, vals, np.inf)
+    p["vmax"] = np.where(finite, vals, -np.inf)
+    p["vlast"] = vals
+    return combine(sid, p, w_ns, agg)
 
-    Missing values (NaN) are ignored; a window without any value is omitted, except for ``count``, which (like SQL
+
+def combine(sid: np.ndarray, p: np.ndarray, w_ns: int, agg: str) -> list[tuple]:
+    """Aggregate partials (:data:`PARTIAL`, sorted by series then bucket) into aligned windows like the SQL path.
+
+    Missing values are ignored; a window without any present value is omitted, except for ``count``, which (like SQL
     ``count(value)`` over stored rows) reports 0 for a window holding only missing values.
     Returns rows (series_id, window start [ns], value).
     """
-    if len(ts) == 0:
+    if len(p) == 0:
         return []
-    buckets = (ts // w_ns) * w_ns
-    starts = np.flatnonzero(np.append(True, (buckets[1:] != buckets[:-1]) | (sid[1:] != sid[:-1])))
-    finite = np.isfinite(vals)
-    n = np.add.reduceat(finite.astype(np.int64), starts)
-    keys_sid, keys_b = sid[starts], buckets[starts]
+    windows = (p["bucket"] // w_ns) * w_ns
+    starts = np.flatnonzero(np.append(True, (windows[1:] != windows[:-1]) | (sid[1:] != sid[:-1])))
+    present = p["n"] > 0
+    n = np.add.reduceat(p["n"], starts)
+    keys_sid, keys_w = sid[starts], windows[starts]
     if agg == "count":
-        return list(zip(keys_sid.tolist(), keys_b.tolist(), n.tolist()))
+        return list(zip(keys_sid.tolist(), keys_w.tolist(), n.tolist()))
     if agg in ("sum", "mean"):
-        out = np.add.reduceat(np.where(finite, vals, 0.0), starts)
+        out = np.add.reduceat(np.where(present, p["total"], 0.0), starts)
         if agg == "mean":
             out = out / np.maximum(n, 1)
     elif agg == "min":
-        out = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
+        out = np.minimum.reduceat(np.where(present, p["vmin"], np.inf), starts)
     elif agg == "max":
-        out = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
-    else:  # last
-        last_idx = np.maximum.reduceat(np.where(finite, np.arange(len(ts)), -1), starts)
-        out = vals[np.maximum(last_idx, 0)]
+        out = np.maximum.reduceat(np.where(present, p["vmax"], -np.inf), starts)
+    else:  # last: buckets are in time order, so the last present one holds the window's last value
+        last_idx = np.maximum.reduceat(np.where(present, np.arange(len(p)), -1), starts)
+        out = p["vlast"][np.maximum(last_idx, 0)]
     has = n > 0
-    return list(zip(keys_sid[has].tolist(), keys_b[has].tolist(), out[has].tolist()))
+    return list(zip(keys_sid[has].tolist(), keys_w[has].tolist(), out[has].tolist()))

@@ -103,6 +103,8 @@ def decode(chunk: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def merge(chunks: list[tuple], times: np.ndarray, vals: np.ndarray, codes: np.ndarray):
     """Merge stored chunks with a new sorted, unique batch; on equal timestamps the new value wins."""
+    if not chunks:
+        return times, vals, codes
     parts = [decode(c) for c in chunks] + [(times, vals, codes)]
     t = np.concatenate([p[0] for p in parts])
     v = np.concatenate([p[1] for p in parts])
@@ -122,12 +124,16 @@ def write_chunks(conn: sqlite3.Connection, sid: int, times: np.ndarray, vals: np
     days = times // DAY_NS
     cuts = np.flatnonzero(days[1:] != days[:-1]) + 1
     bounds = np.concatenate([[0], cuts, [len(times)]])
+    # Rollup buckets never cross a day, so the whole batch's buckets are computed once and sliced per chunk.
+    rollups = [partials(times, vals, res * NS) for res in CHUNK_ROLLUPS_S]
+    firsts = times[bounds[:-1]]
+    cut_at = [np.searchsorted(p["bucket"], (firsts // (res * NS)) * (res * NS)) for p, res in zip(rollups, CHUNK_ROLLUPS_S)]
     records = []
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+    for i, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
         t, v, s = times[a:b], vals[a:b], codes[a:b]
+        blobs = [p[c[i]: c[i + 1] if i + 1 < len(c) else len(p)].tobytes() for p, c in zip(rollups, cut_at)]
         records.append((sid, int(t[0]), int(t[-1]), b - a, t.astype("<i8").tobytes(), v.astype("<f8").tobytes(),
-                        s.astype("<i8").tobytes() if s.any() else None,
-                        *(partials(t, v, res * NS).tobytes() for res in CHUNK_ROLLUPS_S)))
+                        s.astype("<i8").tobytes() if s.any() else None, *blobs))
     conn.executemany(
         "INSERT INTO chunks (series_id, start_ts, end_ts, n, times, vals, status, r900, r3600)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -391,3 +391,21 @@ def test_series_counts_with_bulk_writes(store):
     assert infos[BULK_KEY].count == WEEK and infos[other].count == len(times[::2])
     assert (infos[BULK_KEY].first_ns, infos[BULK_KEY].last_ns) == (int(times[0]), int(times[-1]))
     assert (infos[other].first_ns, infos[other].last_ns) == (int(times[0]), int(times[::2][-1]))
+
+
+def test_bulk_starting_mid_bucket_with_a_row_among_missing_values(store):
+    expected: dict = {}
+    # Starts 37 s into an hour (and a 15-min bucket), crosses two day boundaries; 20-s steps, so no window of a
+    # minute or more holds only missing values.
+    times, values = _week(offset_s=13 * 3600 + 37, step_s=20, n=10000, seed=9)
+    values[::13] = np.nan
+    status = np.where(np.isnan(values), 0x80000000, 0).astype(np.int64)
+    store.write_arrays(BULK_KEY, times, values, status)
+    _store_expected(expected, times, values, status)
+    # A row between stored values: the values around it (with their status) must stay as they were.
+    row = Point("electrical", BULK_TAGS, {"active_power_kw": 7.5}, int(times[2000]) + 5 * NS)
+    store.write([row])
+    store.flush()
+    expected[row.time_ns] = (7.5, 0)
+    _check_against(store, expected, [(BASE, BASE + 5 * 86400 * NS), (BASE + 13 * 3600 * NS,
+                                                                     BASE + (2 * 86400 + 600) * NS)])

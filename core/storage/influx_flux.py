@@ -1,10 +1,11 @@
 """Flux scripts for :mod:`core.storage.influx`: queries with server-side aggregation, and rollup tasks.
 
 Rollup layout: for a raw bucket ``B`` the rollups live in ``B_1m``, ``B_15m`` and ``B_1h`` with the same measurement
-and tags; each raw field ``f`` becomes five rollup fields ``f__sum``, ``f__count``, ``f__min``, ``f__max`` and
-``f__last``, stamped with the window start. Mean over any coarser window is then ``sum(f__sum) / sum(f__count)``, so
-rollups compose exactly (a mean of means would not). The 1-min rollup is computed from raw points, 15 min from 1 min,
-1 h from 15 min.
+and tags; each raw field ``f`` becomes five rollup fields ``f__sum``, ``f__count``, ``f__min``, ``f__max``, ``f__last``
+and ``f__mean``, stamped with the window start. A mean over a window equal to the rollup's resolution reads ``f__mean``
+(one pushed-down read); over a coarser window it is ``sum(f__sum) / sum(f__count)``, so rollups compose exactly (a
+mean of means would not). In tasks the 1-min rollup is computed from raw points, 15 min from 1 min, 1 h from 15 min
+(``f__mean`` always from raw points); the store's refresh computes every level from raw points.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from core.storage.influx_lp import INTERNAL_FIELDS, MISSING_FIELD, STATUS_FIELD,
 #: Rollup resolution [s] -> bucket suffix.
 ROLLUP_SUFFIX = {60: "1m", 900: "15m", 3600: "1h"}
 #: Rollup parts: suffix -> (aggregate used to build it from the finer level, aggregate used to query it).
-ROLLUP_PARTS = {"sum": "sum", "count": "sum", "min": "min", "max": "max", "last": "last"}
+ROLLUP_PARTS = {"sum": "sum", "count": "sum", "min": "min", "max": "max", "last": "last", "mean": "mean"}
 #: Query aggregation -> (rollup part, Flux function applied to that part).
 ROLLUP_QUERY = {"sum": ("sum", "sum"), "count": ("count", "sum"), "min": ("min", "min"), "max": ("max", "max"),
                 "last": ("last", "last")}
@@ -29,6 +30,14 @@ TASK_OFFSET_S = {60: 15, 900: 45, 3600: 75}
 END_OF_TIME = "2262-01-01T00:00:00Z"
 
 _NON_TAG_DROP = '["_start", "_stop", "_measurement", "_field"]'
+
+
+def _tag_filter(tags: Mapping[str, str | Sequence[str]] | None) -> str:
+    """A filter line for the tags, or nothing: even ``filter(fn: (r) => true)`` stops InfluxDB from pushing
+    ``aggregateWindow`` down into the storage engine, which makes a month of raw points take minutes."""
+    if not tags:
+        return ""
+    return f"  |> filter(fn: (r) => {flux_tag_predicate(tags)})\n"
 
 
 def rollup_bucket(bucket: str, res_s: int) -> str:
@@ -62,6 +71,16 @@ def rollup_body(bucket: str, org: str, res_s: int, start: str, stop: str, from_r
     # table per window -- 30x slower on a day of 1-min windows).
     parts = []
     for part, fn in ROLLUP_PARTS.items():
+        if part == "mean":
+            # The exact mean of a window comes from raw points at every level (a mean of means would be wrong);
+            # aggregateWindow(fn: mean) on raw points is pushed down to the storage engine.
+            parts.append(
+                f"p_mean = from(bucket: {flux_str(bucket)})\n  |> range(start: {start}, stop: {stop})\n"
+                f"  |> filter(fn: (r) => {' and '.join(f'r._field != {flux_str(f)}' for f in INTERNAL_FIELDS)})\n"
+                f"  |> aggregateWindow(every: {every}, fn: mean, timeSrc: \"_start\", createEmpty: false)\n"
+                '  |> map(fn: (r) => ({r with _field: r._field + "__mean"}))\n'
+            )
+            continue
         if finer is None:
             src = flux_str(bucket)
             internal = " and ".join(f"r._field != {flux_str(f)}" for f in INTERNAL_FIELDS)
@@ -101,8 +120,8 @@ def raw_query(bucket: str, measurement: str, field: str, start_ns: int, stop_ns:
         f"from(bucket: {flux_str(bucket)})\n"
         f"  |> range(start: {flux_time(start_ns)}, stop: {flux_time(stop_ns)})\n"
         f"  |> filter(fn: (r) => r._measurement == {flux_str(measurement)} and ({fields}))\n"
-        f"  |> filter(fn: (r) => {flux_tag_predicate(tags)})\n"
-        '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
+        + _tag_filter(tags)
+        + '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
         f"  |> filter(fn: (r) => exists r[{flux_str(field)}] or (exists r.{MISSING_FIELD} and "
         f"strings.containsStr(v: r.{MISSING_FIELD}, substr: {marker})))\n"
         '  |> drop(columns: ["_start", "_stop", "_measurement"])\n'
@@ -114,7 +133,7 @@ def window_query(bucket: str, measurement: str, field: str, start_ns: int, stop_
                  rollup_res: int | None) -> str:
     """Windowed aggregate, from raw points (``rollup_res`` None) or from a rollup bucket."""
     rng = f"  |> range(start: {flux_time(start_ns)}, stop: {flux_time(stop_ns)})\n"
-    tagf = f"  |> filter(fn: (r) => {flux_tag_predicate(tags)})\n"
+    tagf = _tag_filter(tags)
     every = f"{int(window_s)}s"
     if rollup_res is None:
         return (
@@ -126,7 +145,18 @@ def window_query(bucket: str, measurement: str, field: str, start_ns: int, stop_
         )
     src = flux_str(rollup_bucket(bucket, rollup_res))
     head = f"from(bucket: {src})\n" + rng
+    if agg == "mean" and window_s == rollup_res:
+        # One rollup value per window: read the stored exact mean (pushed down, no pivot).
+        return (
+            head
+            + f"  |> filter(fn: (r) => r._measurement == {flux_str(measurement)} and "
+            f"r._field == {flux_str(field + '__mean')})\n"
+            + tagf
+            + f"  |> aggregateWindow(every: {every}, fn: mean, timeSrc: \"_start\", createEmpty: false)\n"
+            + f"  |> drop(columns: {_NON_TAG_DROP})\n"
+        )
     if agg == "mean":
+        # Several rollup windows per query window: weight by count, sum(f__sum) / sum(f__count).
         fs, fc = f"{field}__sum", f"{field}__count"
         return (
             head
@@ -157,8 +187,8 @@ def last_query(bucket: str, measurement: str, field: str, tags: Mapping[str, str
         f"from(bucket: {flux_str(bucket)})\n"
         f"  |> range(start: 0, stop: {END_OF_TIME})\n"
         f"  |> filter(fn: (r) => r._measurement == {flux_str(measurement)} and ({fields}))\n"
-        f"  |> filter(fn: (r) => {flux_tag_predicate(tags)})\n"
-        "  |> last()\n"
+        + _tag_filter(tags)
+        + "  |> last()\n"
         '  |> drop(columns: ["_start", "_stop"])\n'
     )
 

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from core.config import FrozenModel
+
 ConfigArg = typer.Option(..., "--config", "-c", help="Collector YAML file (see collectors/opcua/sample.yaml).", dir_okay=False)
 StoreOpt = typer.Option(
     None, "--store", "-s", help="Store URL (overrides the config's `store`; default wattline.db): a path, sqlite:///path or influx://...",
@@ -61,22 +63,42 @@ def check(config: Path = ConfigArg, as_json: bool = typer.Option(False, "--json"
         raise CollectorError(f"check failed for server(s): {', '.join(failed)} (see the table above)")
 
 
+class DiscoverSettings(FrozenModel):
+    """``wattline discover --config FILE``: the same settings as the options (options win)."""
+
+    endpoint: Optional[str] = None
+    out: Optional[Path] = None
+    mapping: Optional[Path] = None
+    name: Optional[str] = None
+
+
 def discover(
-    endpoint: str = typer.Argument(..., help="Server endpoint, opc.tcp://host:port[/path]."),
+    endpoint: Optional[str] = typer.Argument(None, help="Server endpoint, opc.tcp://host:port[/path] (or `endpoint:` in --config)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the starter config here (default: print it).", dir_okay=False),
     mapping: Optional[Path] = typer.Option(
         None, "--mapping", help="YAML table BrowseName -> {measurement, field, unit, counter} replacing the built-in one."
     ),
     name: Optional[str] = typer.Option(None, "--name", help="Server name in the config (default from the host)."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="YAML file with these settings (keys: endpoint, out, mapping, name); options override it.", dir_okay=False
+    ),
 ) -> None:
     """Browse a server and write a starter collector config: one group per machine, units from EngineeringUnits."""
     import asyncio
 
     from collectors.opcua.discover import get_starter_config, render_starter_yaml
-    from core.config import read_yaml
+    from core.config import read_config, read_yaml
     from core.errors import ConfigError
 
+    given = {"endpoint": endpoint, "out": out, "mapping": mapping, "name": name}
+    if config is not None:
+        settings = read_config(DiscoverSettings, config, overrides={k: str(v) if isinstance(v, Path) else v for k, v in given.items()})
+    else:
+        settings = DiscoverSettings(**{k: v for k, v in given.items() if v is not None})
+    endpoint, out, mapping, name = settings.endpoint, settings.out, settings.mapping, settings.name
+    if not endpoint:
+        raise ConfigError("which server? give its endpoint: wattline discover opc.tcp://host:port")
     if not endpoint.startswith("opc.tcp://"):
         raise ConfigError(f"{endpoint!r} is not an OPC UA endpoint; write opc.tcp://host:port")
     if out is not None and out.exists() and not force:

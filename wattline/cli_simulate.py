@@ -53,6 +53,20 @@ class ServeConfig(FrozenModel):
     security: Optional[SecuritySpec] = None
 
 
+class BackfillConfig(FrozenModel):
+    """``wattline simulate backfill --config FILE``: the same settings as the options (options win)."""
+
+    days: Optional[int] = Field(None, ge=1)
+    plant: Optional[Path] = None
+    scenario: Optional[Path] = None
+    seed: int = 0
+    machines: Optional[int] = Field(None, ge=1)
+    store: str = "wattline.db"
+    truth: Optional[Path] = None
+    resolution: float = Field(60.0, ge=1)
+    start: Optional[str] = None
+
+
 def _plant(path: Optional[Path], machines: Optional[int]):
     from simulator.plant import default_plant, read_plant
 
@@ -124,22 +138,33 @@ def serve(
 
 @simulate_app.command("backfill")
 def backfill_cmd(
-    days: int = typer.Option(..., "--days", help="Number of days of history to write.", min=1),
+    days: Optional[int] = typer.Option(None, "--days", help="Number of days of history to write (required, here or in --config).", min=1),
     plant: Optional[Path] = PlantOpt,
     scenario: Optional[Path] = ScenarioOpt,
     seed: Optional[int] = SeedOpt,
     machines: Optional[int] = MachinesOpt,
-    store: str = typer.Option("wattline.db", "--store", help="Store URL: a file path or sqlite:///path.db (embedded), or influx://host:port?... (InfluxDB)."),
+    store: Optional[str] = typer.Option(None, "--store", help="Store URL: a file path or sqlite:///path.db (embedded), or influx://host:port?... (InfluxDB). Default wattline.db."),
     truth: Optional[Path] = typer.Option(None, "--truth", help="Ground-truth manifest (JSON) to write. Default: <store file>.truth.json for an embedded store, ./truth.json otherwise."),
-    resolution: float = typer.Option(60.0, "--resolution", help="Seconds between values; must divide a day (1, 5, 10, 15, 30, 60, 300, 900 ...).", min=1),
+    resolution: Optional[float] = typer.Option(None, "--resolution", help="Seconds between values; must divide a day (1, 5, 10, 15, 30, 60, 300, 900 ...). Default 60.", min=1),
     start: Optional[str] = typer.Option(None, "--start", help="First day (YYYY-MM-DD, UTC). Default: DAYS days before today."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with these settings (keys: days, plant, scenario, seed, machines, store, truth, resolution, start); options override it."),
 ) -> None:
     """Write DAYS days of simulated history into a store at full speed, plus the ground-truth manifest."""
     from core.storage import open_store
     from simulator.backfill import backfill
     from simulator.errors import SimulatorError
 
+    overrides = {"days": days, "plant": plant, "scenario": scenario, "seed": seed, "machines": machines, "store": store,
+                 "truth": truth, "resolution": resolution, "start": start}
+    if config is not None:
+        cfg = read_config(BackfillConfig, config, overrides={k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()})
+    else:
+        cfg = BackfillConfig(**{k: v for k, v in overrides.items() if v is not None})
+    if cfg.days is None:
+        raise ConfigError("how many days? give --days N (or `days:` in the --config file)")
+    days, plant, scenario, seed, machines, store = cfg.days, cfg.plant, cfg.scenario, cfg.seed, cfg.machines, cfg.store
+    truth, resolution, start = cfg.truth, cfg.resolution, cfg.start
     if 86400 % resolution:
         raise ConfigError(f"--resolution {resolution:g}: must divide a day (86400 s); valid examples: 1, 5, 10, 15, 30, 60, 300, 900")
     first = None
@@ -153,7 +178,7 @@ def backfill_cmd(
     if truth is None:
         truth = Path(store.split("sqlite:///")[-1] + ".truth.json") if "://" not in store or store.startswith("sqlite") else Path("truth.json")
     with open_store(store) as st:
-        result = backfill(st, plant_obj, days, scenario_obj, seed or 0, first, resolution, truth, progress=not quiet)
+        result = backfill(st, plant_obj, days, scenario_obj, seed, first, resolution, truth, progress=not quiet)
     m = result.manifest
     typer.echo(json.dumps({
         "store": store, "days": days, "values": result.values, "seconds": round(result.seconds, 2),

@@ -67,3 +67,26 @@ def test_help_explains_every_option():
     assert result.returncode == 0
     for option in ("--duration", "--machines", "--store", "--port", "--config"):
         assert option in result.stdout
+
+
+def test_unreachable_opcua_endpoint():
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert_one_line_error(run("discover", f"opc.tcp://127.0.0.1:{port}"), 1, f"opc.tcp://127.0.0.1:{port}", "is the server running")
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["demo", "series", "simulate serve", "simulate backfill", "collect", "check", "discover", "certs", "influx setup"],
+)
+def test_every_command_takes_a_config_file(command):
+    result = run(*command.split(), "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--config" in result.stdout
+
+
+def test_backfill_config_file_with_unknown_key(tmp_path):
+    bad = tmp_path / "backfill.yaml"
+    bad.write_text("days: 1\nstor: x.db\n")
+    assert_one_line_error(run("simulate", "backfill", "--config", str(bad)), 2, f"{bad}:2", "stor", "valid keys here")

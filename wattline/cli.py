@@ -24,6 +24,7 @@ app = typer.Typer(
     help="Wattline: energy monitoring for factories. OPC UA collectors, a time-series store, analytics and a web dashboard.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[kW]" and "[/path]" must print as written
     add_completion=False,
 )
 app.add_typer(simulate_app, name="simulate")

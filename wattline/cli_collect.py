@@ -73,7 +73,7 @@ class DiscoverSettings(FrozenModel):
 
 
 def discover(
-    endpoint: Optional[str] = typer.Argument(None, help="Server endpoint, opc.tcp://host:port[/path] (or `endpoint:` in --config)."),
+    endpoint: Optional[str] = typer.Argument(None, help="Server endpoint, opc.tcp://host:port/path (or `endpoint:` in --config)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the starter config here (default: print it).", dir_okay=False),
     mapping: Optional[Path] = typer.Option(
         None, "--mapping", help="YAML table BrowseName -> {measurement, field, unit, counter} replacing the built-in one."

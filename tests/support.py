@@ -27,3 +27,24 @@ def require_chromium() -> None:
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
     if missing:
         unavailable(f"{', '.join(missing)} not installed: apt-get install chromium chromium-driver")
+
+
+def start_chromium(profile_dir, page_load_timeout_s: float = 30.0):
+    """Start headless Chromium through selenium with the flags this closed network needs; the caller quits it.
+
+    Without the background-networking flags Chromium keeps trying to reach Google's hosts, which this machine refuses.
+    """
+    require_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1440,1100",
+                 f"--user-data-dir={profile_dir}"):
+        options.add_argument(flag)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(page_load_timeout_s)
+    return driver

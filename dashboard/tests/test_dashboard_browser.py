@@ -16,7 +16,7 @@ from core.storage.sqlite import SQLiteStore
 from dashboard import ids
 from dashboard.app import create_app
 from dashboard.serve import DashboardServer
-from tests.support import CHROMEDRIVER, CHROMIUM, require_chromium
+from tests.support import start_chromium
 from dashboard.tests.helpers import (
     NS,
     fill_plant,
@@ -45,19 +45,7 @@ return el && el._fullLayout ? el._fullLayout.xaxis.range.map(String) : null;
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    require_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1440,1100",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(WAIT_S)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), WAIT_S)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()

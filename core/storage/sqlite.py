@@ -113,12 +113,17 @@ class SQLiteStore(Store):
         Database file; created with its folder when missing.
     cache_mb : int
         Page cache per connection [MiB].
+    chunk_min_values : int
+        A ``write_arrays`` call with at least this many values goes to columnar chunks (when no row shares its hours);
+        smaller ones are stored as rows.
     """
 
-    def __init__(self, path: str | os.PathLike, cache_mb: int = 256) -> None:
+    def __init__(self, path: str | os.PathLike, cache_mb: int = 256,
+                 chunk_min_values: int = ck.CHUNK_MIN_VALUES) -> None:
         self.path = Path(path).expanduser()
         self.description = f"sqlite:///{self.path}"
         self._cache_kib = int(cache_mb) * 1024
+        self.chunk_min_values = max(1, int(chunk_min_values))
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._series_lock = threading.Lock()
@@ -251,7 +256,7 @@ class SQLiteStore(Store):
                     "SELECT 1 FROM points WHERE series_id = ? AND ts >= ? AND ts < ? LIMIT 1", (sid, lo, hi)
                 ).fetchone() is None
                 old = ck.overlapping(conn, sid, lo, hi)
-                if fresh and (old or len(times) >= ck.CHUNK_MIN_VALUES):
+                if fresh and (old or len(times) >= self.chunk_min_values):
                     # Columnar path: no row shares an hour with this batch; merge with the chunks that do.
                     conn.executemany("DELETE FROM chunks WHERE id = ?", [(c[0],) for c in old])
                     ck.write_chunks(conn, sid, *ck.merge(old, times, vals, codes))

@@ -220,7 +220,7 @@ def _cat(parts: list, dtype) -> np.ndarray:
     return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
 
 
-def window_rows(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, w_ns: int, agg: str) -> list[tuple]:
+def window_rows(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, w_ns: int, agg: str) -> dict:
     """Aggregate raw values sorted by (series, time) into aligned windows; see :func:`combine`."""
     p = np.empty(len(ts), dtype=PARTIAL)
     finite = np.isfinite(vals)
@@ -234,22 +234,22 @@ def window_rows(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, w_ns: int, ag
     return combine(sid, p, w_ns, agg)
 
 
-def combine(sid: np.ndarray, p: np.ndarray, w_ns: int, agg: str) -> list[tuple]:
+def combine(sid: np.ndarray, p: np.ndarray, w_ns: int, agg: str) -> dict:
     """Aggregate partials (:data:`PARTIAL`, sorted by series then bucket) into aligned windows like the SQL path.
 
     Missing values are ignored; a window without any present value is omitted, except for ``count``, which (like SQL
     ``count(value)`` over stored rows) reports 0 for a window holding only missing values.
-    Returns rows (series_id, window start [ns], value).
+    Returns columns ``series_id``, ``ts`` (window start [ns]) and ``value``.
     """
     if len(p) == 0:
-        return []
+        return {"series_id": np.zeros(0, dtype=np.int64), "ts": np.zeros(0, dtype=np.int64), "value": np.zeros(0)}
     windows = (p["bucket"] // w_ns) * w_ns
     starts = np.flatnonzero(np.append(True, (windows[1:] != windows[:-1]) | (sid[1:] != sid[:-1])))
     present = p["n"] > 0
     n = np.add.reduceat(p["n"], starts)
     keys_sid, keys_w = sid[starts], windows[starts]
     if agg == "count":
-        return list(zip(keys_sid.tolist(), keys_w.tolist(), n.tolist()))
+        return {"series_id": keys_sid, "ts": keys_w, "value": n}
     if agg in ("sum", "mean"):
         out = np.add.reduceat(np.where(present, p["total"], 0.0), starts)
         if agg == "mean":
@@ -262,4 +262,4 @@ def combine(sid: np.ndarray, p: np.ndarray, w_ns: int, agg: str) -> list[tuple]:
         last_idx = np.maximum.reduceat(np.where(present, np.arange(len(p)), -1), starts)
         out = p["vlast"][np.maximum(last_idx, 0)]
     has = n > 0
-    return list(zip(keys_sid[has].tolist(), keys_w[has].tolist(), out[has].tolist()))
+    return {"series_id": keys_sid[has], "ts": keys_w[has], "value": out[has]}

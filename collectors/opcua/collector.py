@@ -14,6 +14,7 @@ import collections
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,11 @@ class Collector:
     async def run(self, stop: asyncio.Event) -> None:
         """Collect until ``stop`` is set; then store or spool everything received and return."""
         self.running = True
+        # The writer thread releases the GIL around every SQLite step; with the receive loop busy, each re-acquire
+        # waits up to the switch interval (5 ms by default) and the store ran at a third of its own speed (measured:
+        # store.write 17,000 values/s inside the collector against 92,000 alone; 39,000 with 0.5 ms). Restored on exit.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, 0.0005))
         self.writer.start()
         if self.config.metrics.listen:
             try:
@@ -141,6 +147,7 @@ class Collector:
                 await asyncio.to_thread(self.write_status_file)
             if self.metrics_server:
                 self.metrics_server.close()
+            sys.setswitchinterval(switch_interval)
             log.info("collector stopped: %d values received, %d written, %d in the spool",
                      self.received, self.written, self.spool.count_values())
 

@@ -103,6 +103,21 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
                                   "groups": groups}], "spool": {"path": str(tmp / "spool")},
                                   "buffer": {"batch_size": args.batch_size}, "metrics": {"listen": None}})
     store = SQLiteStore(tmp / "w.db")
+    # Time spent inside store.write (wall clock, writer thread): tells a slow store from an idle writer.
+    write_stats = {"calls": 0, "values": 0, "seconds": 0.0}
+    raw_write = store.write
+
+    def timed_write(points):
+        points = list(points)
+        a = time.perf_counter()
+        try:
+            return raw_write(points)
+        finally:
+            write_stats["calls"] += 1
+            write_stats["values"] += len(points)
+            write_stats["seconds"] += time.perf_counter() - a
+
+    store.write = timed_write
     col = Collector(cfg, store)
     stop = asyncio.Event()
     task = asyncio.create_task(col.run(stop))
@@ -113,6 +128,7 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
     await asyncio.sleep(2)  # warm-up
     prof = cProfile.Profile() if args.profile else None
     r0, w0, t0 = col.received, col.written, time.monotonic()
+    ws0 = dict(write_stats)
     col.writer.latencies.clear()
     cpu0 = proc.cpu_times()
     if prof:
@@ -123,6 +139,7 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
     if prof:
         prof.disable()
     r1, w1, t1 = col.received, col.written, time.monotonic()
+    ws1 = dict(write_stats)
     cpu1 = proc.cpu_times()
     lat = sorted(col.writer.latencies)
     backlog = col.writer.backlog
@@ -139,7 +156,9 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
             "p95_latency_s": lat[int(0.95 * (len(lat) - 1))] if lat else float("nan"),
             "median_latency_s": statistics.median(lat) if lat else float("nan"), "rss_mb": rss / 2**20,
             "cpu_percent": 100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / dt,
-            "backlog_at_end": backlog, "lost": col.received - col.written - col.spool.count_values()}
+            "backlog_at_end": backlog, "lost": col.received - col.written - col.spool.count_values(),
+            "store_write_busy_s": ws1["seconds"] - ws0["seconds"], "store_write_calls": ws1["calls"] - ws0["calls"],
+            "store_write_values_per_busy_s": (ws1["values"] - ws0["values"]) / max(1e-9, ws1["seconds"] - ws0["seconds"])}
 
 
 async def run_reference(endpoint: str, extra: int, period: int, seconds: float) -> dict:

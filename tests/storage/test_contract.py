@@ -409,3 +409,49 @@ def test_bulk_starting_mid_bucket_with_a_row_among_missing_values(store):
     expected[row.time_ns] = (7.5, 0)
     _check_against(store, expected, [(BASE, BASE + 5 * 86400 * NS), (BASE + 13 * 3600 * NS,
                                                                      BASE + (2 * 86400 + 600) * NS)])
+
+
+def _reader_process(path: str, stop_ns: int, rounds: int, out) -> None:
+    """Query the store from another process while it is being rewritten; report what each snapshot showed."""
+    from core.storage.sqlite import SQLiteStore
+
+    seen = []
+    with SQLiteStore(path) as reader:
+        for _ in range(rounds):
+            raw = reader.query("electrical", "active_power_kw", BASE, stop_ns, tags={"machine": "bulk"})
+            hourly = reader.query("electrical", "active_power_kw", BASE, stop_ns, tags={"machine": "bulk"},
+                                  window_s=3600, agg="count")
+            values = set(raw["value"].tolist())
+            seen.append((len(raw), int(hourly["value"].sum()), len(values)))
+    out.put(seen)
+
+
+def test_sqlite_reader_process_sees_whole_writes(tmp_path):
+    """WAL: a reader process never sees half of a bulk merge or of a chunk turning into rows."""
+    import multiprocessing
+
+    from core.storage.sqlite import SQLiteStore
+
+    path = str(tmp_path / "concurrent.db")
+    times, _ = _week()
+    stop = int(times[-1]) + NS
+    with SQLiteStore(path) as writer:
+        writer.write_arrays(BULK_KEY, times, np.full(WEEK, 0.0))
+        ctx = multiprocessing.get_context("spawn")
+        out = ctx.Queue()
+        reader = ctx.Process(target=_reader_process, args=(path, stop, 40, out))
+        reader.start()
+        k = 0
+        while reader.is_alive() and k < 400:
+            k += 1
+            # Every write replaces a whole generation of values: bulk merges first, later a row in each day (the
+            # chunks become rows) and bulk writes through the row path.
+            if k % 25 == 0:
+                writer.write([Point("electrical", BULK_TAGS, {"active_power_kw": float(k)}, int(t))
+                              for t in times[:: 1440]])
+            writer.write_arrays(BULK_KEY, times, np.full(WEEK, float(k)))
+        seen = out.get(timeout=120)
+        reader.join(timeout=60)
+    assert reader.exitcode == 0 and len(seen) == 40 and k > 1
+    # Each snapshot holds every value once, and the values of one write (or of one write plus its rows).
+    assert all(n_raw == WEEK and n_hourly == WEEK and distinct <= 2 for n_raw, n_hourly, distinct in seen), seen

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import StoreError
-from core.storage import sqlite_chunks as ck
 from core.model import Point, SeriesKey
+from core.storage import sqlite_chunks as ck
 from core.storage.base import (
     ROLLUP_RESOLUTIONS_S,
     SeriesInfo,
@@ -561,7 +561,7 @@ class SQLiteStore(Store):
                 if chunk is not None and (row is None or chunk[2] > row[0]):
                     times, vals, status = ck.decode(chunk)
                     value = float(vals[-1])
-                    row = (int(times[-1]), None if value != value else value, int(status[-1]))
+                    row = (int(times[-1]), None if np.isnan(value) else value, int(status[-1]))
                 if row is not None:
                     rows.append((sid, *row))
         return self._frame(rows, ["series_id", "ts", "value", "status"])

@@ -188,7 +188,7 @@ def explode(conn: sqlite3.Connection, sid: int, chunks: list[tuple]) -> tuple[in
         return None
     for chunk in chunks:
         times, vals, status = decode(chunk)
-        items = [None if v != v else v for v in vals.tolist()]  # NaN -> NULL
+        items = np.where(np.isnan(vals), None, vals).tolist()  # NaN -> NULL
         conn.executemany(
             "INSERT OR REPLACE INTO points (series_id, ts, value, status) VALUES (?, ?, ?, ?)",
             zip(itertools.repeat(sid), times.tolist(), items, status.tolist()),

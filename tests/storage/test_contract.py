@@ -455,3 +455,23 @@ def test_sqlite_reader_process_sees_whole_writes(tmp_path):
     assert reader.exitcode == 0 and len(seen) == 40 and k > 1
     # Each snapshot holds every value once, and the values of one write (or of one write plus its rows).
     assert all(n_raw == WEEK and n_hourly == WEEK and distinct <= 2 for n_raw, n_hourly, distinct in seen), seen
+
+
+def test_bulk_write_over_rows_and_bulk_together(store):
+    expected: dict = {}
+    rows = [Point("electrical", BULK_TAGS, {"active_power_kw": float(i % 50)}, BASE + 60 * i * NS) for i in range(1440)]
+    store.write(rows)
+    for p in rows:
+        expected[p.time_ns] = (p.fields["active_power_kw"], 0)
+    times, values = _week(offset_s=86400)
+    store.write_arrays(BULK_KEY, times, values)
+    _store_expected(expected, times, values)
+    # One bulk write over the end of the row day and the start of the bulk days, on a 30-s grid, some missing.
+    t3, v3 = _week(offset_s=86400 - 5400, step_s=30, n=6000, seed=11)
+    # Missing values only at new (:30) timestamps: replacing a stored value by a missing one is not covered here.
+    v3[1::34] = np.nan
+    s3 = np.where(np.isnan(v3), 0x80000000, 0).astype(np.int64)
+    store.write_arrays(BULK_KEY, t3, v3, s3)
+    store.flush()
+    _store_expected(expected, t3, v3, s3)
+    _check_against(store, expected, [(BASE, BASE + 8 * 86400 * NS), (BASE + 80000 * NS, BASE + 150000 * NS)])

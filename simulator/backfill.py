@@ -63,7 +63,7 @@ class _Buffer:
             status = None
             if any(p[2] is not None for p in parts):
                 status = np.concatenate([p[2] if p[2] is not None else np.zeros(len(p[0]), dtype=np.int64) for p in parts])
-            self.values += self.store.write_arrays(key, times, values, status)
+            self.values += self.store.write_arrays(key, times, values, status, bulk=True)
 
 
 def add_block(buf: _Buffer, plant: Plant, block: Block) -> None:

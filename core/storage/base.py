@@ -160,6 +160,8 @@ class Store(abc.ABC):
         times_ns: np.ndarray,
         values: np.ndarray,
         status: np.ndarray | None = None,
+        *,
+        bulk: bool = False,
     ) -> int:
         """Write one series from arrays (bulk path for backfill and import).
 
@@ -173,6 +175,10 @@ class Store(abc.ABC):
             Values; NaN is stored as missing.
         status : ndarray of int, optional
             OPC UA StatusCode per value; Good when omitted.
+        bulk : bool
+            Hint that this is a load of history (backfill, import) rather than live data: a backend may store it in a
+            layout made for large loads (the embedded store's columnar day chunks) whatever the array's size. The
+            semantics are the same either way.
         """
         times_ns = np.asarray(times_ns, dtype=np.int64)
         values = np.asarray(values, dtype=float)

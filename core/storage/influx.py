@@ -387,7 +387,7 @@ class InfluxStore(Store):
         self._submit(lines, min(times), max(times))
         return n
 
-    def write_arrays(self, key: SeriesKey, times_ns, values, status=None) -> int:
+    def write_arrays(self, key: SeriesKey, times_ns, values, status=None, *, bulk: bool = False) -> int:
         times = np.asarray(times_ns, dtype=np.int64)
         vals = np.asarray(values, dtype=float)
         if times.shape != vals.shape:

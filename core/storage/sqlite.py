@@ -114,8 +114,9 @@ class SQLiteStore(Store):
     cache_mb : int
         Page cache per connection [MiB].
     chunk_min_values : int
-        A ``write_arrays`` call with at least this many values goes to columnar chunks (when no row shares its hours);
-        smaller ones are stored as rows.
+        A ``write_arrays`` call with at least this many values, or marked ``bulk=True``, goes to columnar chunks (when
+        no row shares its hours); smaller live writes are stored as rows, so that a trickle of small writes never
+        rewrites a day's chunk each time.
     """
 
     def __init__(self, path: str | os.PathLike, cache_mb: int = 256,
@@ -227,7 +228,7 @@ class SQLiteStore(Store):
                 raise
         return len(rows)
 
-    def write_arrays(self, key: SeriesKey, times_ns, values, status=None) -> int:
+    def write_arrays(self, key: SeriesKey, times_ns, values, status=None, *, bulk: bool = False) -> int:
         times = np.asarray(times_ns, dtype=np.int64)
         vals = np.asarray(values, dtype=float)
         if times.shape != vals.shape:
@@ -256,7 +257,7 @@ class SQLiteStore(Store):
                     "SELECT 1 FROM points WHERE series_id = ? AND ts >= ? AND ts < ? LIMIT 1", (sid, lo, hi)
                 ).fetchone() is None
                 old = ck.overlapping(conn, sid, lo, hi)
-                if fresh and (old or len(times) >= self.chunk_min_values):
+                if fresh and (old or bulk or len(times) >= self.chunk_min_values):
                     # Columnar path: no row shares an hour with this batch; merge with the chunks that do.
                     conn.executemany("DELETE FROM chunks WHERE id = ?", [(c[0],) for c in old])
                     ck.write_chunks(conn, sid, *ck.merge(old, times, vals, codes))

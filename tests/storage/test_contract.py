@@ -475,3 +475,18 @@ def test_bulk_write_over_rows_and_bulk_together(store):
     store.flush()
     _store_expected(expected, t3, v3, s3)
     _check_against(store, expected, [(BASE, BASE + 8 * 86400 * NS), (BASE + 80000 * NS, BASE + 150000 * NS)])
+
+
+def test_small_writes_marked_bulk_answer_like_any_other(store):
+    # A backfill marks its writes bulk=True whatever their size (short material series); rows written later into
+    # the same hours, and a second bulk write over the first, must give the same answers as plain writes would.
+    expected: dict = {}
+    times, values = _week(n=300, seed=5)
+    assert store.write_arrays(BULK_KEY, times[:100], values[:100], bulk=True) == 100
+    assert store.write_arrays(BULK_KEY, times[50:300], values[50:300], bulk=True) == 250
+    _store_expected(expected, times, values)
+    late = [Point("electrical", BULK_TAGS, {"active_power_kw": 7.5}, int(times[10]))]
+    store.write(late)
+    store.flush()
+    expected[int(times[10])] = (7.5, 0)
+    _check_against(store, expected, [(BASE, BASE + 86400 * NS), (int(times[5]), int(times[250]))])

@@ -106,7 +106,7 @@ def old_store_class(rev: str):
 
 
 class _NullStore:
-    def write_arrays(self, key, times, values, status=None):
+    def write_arrays(self, key, times, values, status=None, *, bulk=False):
         return len(times)
 
 

@@ -208,24 +208,33 @@ class SQLiteStore(Store):
         )
 
     # -- writing -------------------------------------------------------------------------------------------------------
-    def write(self, points: Iterable[Point]) -> int:
-        rows: list[tuple[int, int, float | None, int]] = []
+    @contextlib.contextmanager
+    def _write_transaction(self):
+        """One write transaction of this process's writers; SQLite errors become StoreError naming the file."""
         conn = self._conn()
         with self._write_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                for point in points:
-                    ts = int(point.time_ns)
-                    for key, value in point.series_values():
-                        rows.append((self._series_id(conn, key), ts, value, int(point.status)))
-                self._insert_rows(conn, rows)
+                yield conn
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                    with self._series_lock:  # series created in the rolled-back transaction no longer exist
+                        self._ids.clear()
+                        self._keys.clear()
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
                 raise
+
+    def write(self, points: Iterable[Point]) -> int:
+        rows: list[tuple[int, int, float | None, int]] = []
+        with self._write_transaction() as conn:
+            for point in points:
+                ts = int(point.time_ns)
+                for key, value in point.series_values():
+                    rows.append((self._series_id(conn, key), ts, value, int(point.status)))
+            self._insert_rows(conn, rows)
         return len(rows)
 
     def write_arrays(self, key: SeriesKey, times_ns, values, status=None, *, bulk: bool = False) -> int:
@@ -247,39 +256,29 @@ class SQLiteStore(Store):
             keep = np.append(times[1:] != times[:-1], True)
             times, vals, codes = times[keep], vals[keep], codes[keep]
         finite = np.isfinite(vals)
-        conn = self._conn()
-        with self._write_lock:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                sid = self._series_id(conn, key)
-                lo, hi = ck.hour_span(int(times[0]), int(times[-1]))
-                fresh = conn.execute(
-                    "SELECT 1 FROM points WHERE series_id = ? AND ts >= ? AND ts < ? LIMIT 1", (sid, lo, hi)
-                ).fetchone() is None
-                old = ck.overlapping(conn, sid, lo, hi)
-                if fresh and (old or bulk or len(times) >= self.chunk_min_values):
-                    # Columnar path: no row shares an hour with this batch; merge with the chunks that do.
-                    conn.executemany("DELETE FROM chunks WHERE id = ?", [(c[0],) for c in old])
-                    ck.write_chunks(conn, sid, *ck.merge(old, times, vals, codes))
+        with self._write_transaction() as conn:
+            sid = self._series_id(conn, key)
+            lo, hi = ck.hour_span(int(times[0]), int(times[-1]))
+            fresh = conn.execute(
+                "SELECT 1 FROM points WHERE series_id = ? AND ts >= ? AND ts < ? LIMIT 1", (sid, lo, hi)
+            ).fetchone() is None
+            old = ck.overlapping(conn, sid, lo, hi)
+            if fresh and (old or bulk or len(times) >= self.chunk_min_values):
+                # Columnar path: no row shares an hour with this batch; merge with the chunks that do.
+                conn.executemany("DELETE FROM chunks WHERE id = ?", [(c[0],) for c in old])
+                ck.write_chunks(conn, sid, *ck.merge(old, times, vals, codes))
+            else:
+                # Row path; chunks in the touched hours become rows first (one place per value).
+                span = ck.explode(conn, sid, old)
+                values_json = self._bulk_insert(conn, sid, times, vals, finite, codes)
+                if fresh and span is None:
+                    # Nothing stored in the touched hours: the rollups follow from this batch alone.
+                    self._insert_rollups(conn, sid, times, vals, finite, values_json)
                 else:
-                    # Row path; chunks in the touched hours become rows first (one place per value).
-                    span = ck.explode(conn, sid, old)
-                    values_json = self._bulk_insert(conn, sid, times, vals, finite, codes)
-                    if fresh and span is None:
-                        # Nothing stored in the touched hours: the rollups follow from this batch alone.
-                        self._insert_rollups(conn, sid, times, vals, finite, values_json)
-                    else:
-                        lo_ns, hi_ns = int(times[0]), int(times[-1])
-                        if span is not None:
-                            lo_ns, hi_ns = min(lo_ns, span[0]), max(hi_ns, span[1])
-                        self._update_rollups(conn, [sid], lo_ns, hi_ns)
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
-                raise
+                    lo_ns, hi_ns = int(times[0]), int(times[-1])
+                    if span is not None:
+                        lo_ns, hi_ns = min(lo_ns, span[0]), max(hi_ns, span[1])
+                    self._update_rollups(conn, [sid], lo_ns, hi_ns)
         return n_in
 
     @staticmethod

@@ -16,6 +16,7 @@ import pytest
 from core.errors import StoreError
 from core.model import Point, SeriesKey, to_ns
 from core.storage.base import AGGREGATIONS
+from core.storage.sqlite import SQLiteStore
 
 NS = 1_000_000_000
 BASE = to_ns("2026-01-05T00:00:00+00:00")  # a Monday, in the past: every write is "late" for the rollup tasks
@@ -490,3 +491,26 @@ def test_small_writes_marked_bulk_answer_like_any_other(store):
     store.flush()
     expected[int(times[10])] = (7.5, 0)
     _check_against(store, expected, [(BASE, BASE + 86400 * NS), (int(times[5]), int(times[250]))])
+
+
+def test_sqlite_failed_write_leaves_no_stale_series(tmp_path):
+    # A write that fails half-way is rolled back whole; the series it created must not linger in the id cache,
+    # or the next write of that series would store points under an id that no longer exists.
+    store = SQLiteStore(tmp_path / "rollback.db")
+    tags = {"site": "s", "line": "l", "machine": "new"}
+
+    def points():
+        yield Point("electrical", tags, {"active_power_kw": 1.0}, BASE)
+        raise RuntimeError("the source broke mid-batch")
+
+    with pytest.raises(RuntimeError):
+        store.write(points())
+    assert store.series() == []
+    store.write([Point("electrical", tags, {"active_power_kw": 2.0}, BASE)])
+    listed = store.series()
+    assert [(s.key.tag_dict["machine"], s.count) for s in listed] == [("new", 1)]
+    assert store.query("electrical", "active_power_kw", BASE, BASE + NS)["value"].tolist() == [2.0]
+    store.close()
+    with SQLiteStore(tmp_path / "rollback.db") as reopened:  # what another process sees
+        assert [s.count for s in reopened.series()] == [1]
+        assert reopened.query("electrical", "active_power_kw", BASE, BASE + NS)["value"].tolist() == [2.0]

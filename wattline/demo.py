@@ -82,7 +82,7 @@ async def _run(settings: AppSettings) -> None:
         started = time.monotonic()
         collecting = asyncio.create_task(collector.run(stop))
         waiting = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({collecting, waiting}, timeout=demo.duration, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({collecting, waiting}, timeout=demo.duration, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
         waiting.cancel()
         await collecting  # flushes everything received before returning; re-raises if the collector failed
@@ -131,11 +131,7 @@ def _demo_collector_overrides(settings: AppSettings) -> dict:
 
 
 def _summary(collector, elapsed_s: float) -> str:
-    stats = getattr(collector, "stats", None)
-    written = getattr(stats, "values_written", None) if stats is not None else None
-    if written is None:
-        return f"Demo stopped after {elapsed_s:.0f} s."
-    return f"Demo stopped after {elapsed_s:.0f} s; {written} values stored."
+    return f"Demo stopped after {elapsed_s:.0f} s; {collector.stats.values_written} values stored."
 
 
 if __name__ == "__main__":  # pragma: no cover

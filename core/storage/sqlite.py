@@ -375,13 +375,83 @@ class SQLiteStore(Store):
                 moved = ck.explode(conn, sid, ck.overlapping(conn, sid, *ck.hour_span(span[0], span[1])))
                 if moved is not None:
                     span[0], span[1] = min(span[0], moved[0]), max(span[1], moved[1])
+        # Series whose batch only appends (every timestamp after the newest stored one, none repeated) get their
+        # rollups updated incrementally; the others are recomputed exactly from the stored rows.
+        appending = self._appending_series(conn, rows, extent)
         conn.executemany("INSERT OR REPLACE INTO points (series_id, ts, value, status) VALUES (?, ?, ?, ?)", rows)
-        # Recompute the rollup buckets this batch touched, per series and time range.
+        if appending:
+            self._add_to_rollups(conn, [row for row in rows if row[0] in appending])
         by_range: dict[tuple[int, int], list[int]] = {}
         for sid, (lo, hi) in extent.items():
-            by_range.setdefault((lo, hi), []).append(sid)
+            if sid not in appending:
+                by_range.setdefault((lo, hi), []).append(sid)
         for (lo, hi), sids in by_range.items():
             self._update_rollups(conn, sids, lo, hi)
+
+    @staticmethod
+    def _appending_series(conn: sqlite3.Connection, rows: list[tuple], extent: dict[int, list[int]]) -> set[int]:
+        """Series of ``rows`` whose timestamps all lie after the series' newest stored one and are unique."""
+        newest = dict(
+            conn.execute(
+                "SELECT j.value, (SELECT max(ts) FROM points WHERE series_id = j.value) FROM json_each(?) AS j",
+                (json.dumps(list(extent)),),
+            ).fetchall()
+        )
+        repeated: set[int] = set()
+        stamps: set[tuple[int, int]] = set()
+        for row in rows:
+            stamp = (row[0], row[1])
+            if stamp in stamps:
+                repeated.add(row[0])
+            stamps.add(stamp)
+        appending = set()
+        for sid, (lo, _hi) in extent.items():
+            last = newest.get(sid)
+            if sid not in repeated and (last is None or lo > last):
+                appending.add(sid)
+        return appending
+
+    @staticmethod
+    def _add_to_rollups(conn: sqlite3.Connection, rows: list[tuple]) -> None:
+        """Fold appended rows into the rollups: counts and sums add up, extremes widen, the newest value is last."""
+        sid = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        ts = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        vals = np.fromiter((np.nan if r[2] is None else r[2] for r in rows), dtype=float, count=len(rows))
+        order = np.lexsort((ts, sid))
+        sid, ts, vals = sid[order], ts[order], vals[order]
+        finite = np.isfinite(vals)
+        upserts = []
+        for res in ROLLUP_RESOLUTIONS_S:
+            res_ns = res * NS
+            bucket = (ts // res_ns) * res_ns
+            starts = np.flatnonzero(np.append(True, (bucket[1:] != bucket[:-1]) | (sid[1:] != sid[:-1])))
+            nrows = np.diff(np.append(starts, len(ts)))
+            n = np.add.reduceat(finite.astype(np.int64), starts)
+            total = np.add.reduceat(np.where(finite, vals, 0.0), starts)
+            vmin = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
+            vmax = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
+            last_idx = np.maximum.reduceat(np.where(finite, np.arange(len(ts)), -1), starts)
+            for s_, b, c, r, t, lo, hi, li in zip(sid[starts].tolist(), bucket[starts].tolist(), n.tolist(),
+                                                   nrows.tolist(), total.tolist(), vmin.tolist(), vmax.tolist(),
+                                                   last_idx.tolist()):
+                if c:
+                    upserts.append((res, s_, b, c, r, t, lo, hi, int(ts[li]), float(vals[li])))
+                else:
+                    upserts.append((res, s_, b, 0, r, None, None, None, None, None))
+        conn.executemany(
+            """INSERT INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (res, series_id, bucket) DO UPDATE SET
+                n = n + excluded.n,
+                nrows = nrows + excluded.nrows,
+                total = CASE WHEN excluded.total IS NULL THEN total WHEN total IS NULL THEN excluded.total
+                             ELSE total + excluded.total END,
+                vmin = min(coalesce(vmin, excluded.vmin), coalesce(excluded.vmin, vmin)),
+                vmax = max(coalesce(vmax, excluded.vmax), coalesce(excluded.vmax, vmax)),
+                vlast = CASE WHEN excluded.last_ts IS NOT NULL THEN excluded.vlast ELSE vlast END,
+                last_ts = coalesce(excluded.last_ts, last_ts)""",
+            upserts,
+        )
 
     def _update_rollups(self, conn: sqlite3.Connection, sids: list[int], lo_ns: int, hi_ns: int) -> None:
         ids = json.dumps(sids)

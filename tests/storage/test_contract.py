@@ -514,3 +514,31 @@ def test_sqlite_failed_write_leaves_no_stale_series(tmp_path):
     with SQLiteStore(tmp_path / "rollback.db") as reopened:  # what another process sees
         assert [s.count for s in reopened.series()] == [1]
         assert reopened.query("electrical", "active_power_kw", BASE, BASE + NS)["value"].tolist() == [2.0]
+
+
+def test_live_trickle_then_late_and_repeated_values(store):
+    # A collector's pattern: many small batches, each appending a few values per series into the same buckets,
+    # with missing values among them; then a late value inside an old bucket and a batch repeating a timestamp.
+    expected: dict = {}
+    rng = np.random.default_rng(11)
+    t = BASE + 7 * NS
+    for batch in range(40):
+        points = []
+        for k in range(5):
+            value = None if (batch * 5 + k) % 17 == 0 else round(float(rng.normal(30, 5)), 3)
+            status = 0x80310000 if value is None else 0
+            points.append(Point("electrical", BULK_TAGS, {"active_power_kw": value}, t, status))
+            expected[t] = (math.nan if value is None else value, status)
+            t += 13 * NS
+        store.write(points)
+    late = BASE + 100 * NS + 1  # between two stored values, in an early bucket
+    store.write([Point("electrical", BULK_TAGS, {"active_power_kw": -3.0}, late)])
+    expected[late] = (-3.0, 0)
+    again = int(sorted(expected)[50])
+    store.write([Point("electrical", BULK_TAGS, {"active_power_kw": 77.0}, t),
+                 Point("electrical", BULK_TAGS, {"active_power_kw": 78.0}, t),
+                 Point("electrical", BULK_TAGS, {"active_power_kw": 500.0}, again)])
+    expected[t] = (78.0, 0)
+    expected[again] = (500.0, 0)
+    store.flush()
+    _check_against(store, expected, [(BASE, BASE + 86400 * NS), (BASE + 60 * NS, BASE + 3600 * NS)])

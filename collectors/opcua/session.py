@@ -527,6 +527,10 @@ class ServerSession:
                 if not code.is_good():
                     self.last_error = f"subscription status {code.name}"
                     self._lost.set()
+        self._deliver(rows, notices)
+
+    def _deliver(self, rows: list, notices: list) -> None:
+        """Hand received rows to the writer and report what went wrong with single values."""
         if rows:
             self.values_received += len(rows)
             self.last_value_monotonic = time.monotonic()
@@ -575,12 +579,7 @@ class ServerSession:
                         self._apply_tag(n, dv)
                     else:
                         rows.append(to_row(n.state, dv, t_now, notices))
-            if rows:
-                self.values_received += len(rows)
-                self.last_value_monotonic = time.monotonic()
-                self.sink(rows)
-            for n in notices:
-                self.notify(n)
+            self._deliver(rows, notices)
             next_t += interval
             await asyncio.sleep(max(0.0, next_t - time.monotonic()))
             if time.monotonic() - next_t > interval:

@@ -337,20 +337,7 @@ class SQLiteStore(Store):
                     (sid, int(times[0]), step, values_json),
                 )
                 continue
-            nrows = np.diff(np.append(starts, len(times)))
-            fvals = np.where(finite, vals, 0.0)
-            n = np.add.reduceat(finite.astype(np.int64), starts)
-            total = np.add.reduceat(fvals, starts)
-            vmin = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
-            vmax = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
-            idx = np.arange(len(times))
-            last_idx = np.maximum.reduceat(np.where(finite, idx, -1), starts)
-            has = n > 0
-            last_ts = np.where(has, times[np.maximum(last_idx, 0)], 0)
-            vlast = np.where(has, vals[np.maximum(last_idx, 0)], 0.0)
-            for b, c, r, t, lo, hi, lt, vl, h in zip(buckets[starts].tolist(), n.tolist(), nrows.tolist(), total.tolist(),
-                                                       vmin.tolist(), vmax.tolist(), last_ts.tolist(), vlast.tolist(), has.tolist()):
-                rows.append((res, sid, b, c, r, t, lo, hi, lt, vl) if h else (res, sid, b, 0, r, None, None, None, None, None))
+            rows.extend(_bucket_rows(res, np.full(len(times), sid), buckets, times, vals, finite, starts))
         conn.executemany(
             "INSERT OR REPLACE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -425,19 +412,7 @@ class SQLiteStore(Store):
             res_ns = res * NS
             bucket = (ts // res_ns) * res_ns
             starts = np.flatnonzero(np.append(True, (bucket[1:] != bucket[:-1]) | (sid[1:] != sid[:-1])))
-            nrows = np.diff(np.append(starts, len(ts)))
-            n = np.add.reduceat(finite.astype(np.int64), starts)
-            total = np.add.reduceat(np.where(finite, vals, 0.0), starts)
-            vmin = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
-            vmax = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
-            last_idx = np.maximum.reduceat(np.where(finite, np.arange(len(ts)), -1), starts)
-            for s_, b, c, r, t, lo, hi, li in zip(sid[starts].tolist(), bucket[starts].tolist(), n.tolist(),
-                                                   nrows.tolist(), total.tolist(), vmin.tolist(), vmax.tolist(),
-                                                   last_idx.tolist()):
-                if c:
-                    upserts.append((res, s_, b, c, r, t, lo, hi, int(ts[li]), float(vals[li])))
-                else:
-                    upserts.append((res, s_, b, 0, r, None, None, None, None, None))
+            upserts.extend(_bucket_rows(res, sid, bucket, ts, vals, finite, starts))
         conn.executemany(
             """INSERT INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -674,3 +649,23 @@ def _snapshot(conn: sqlite3.Connection):
     finally:
         if conn.in_transaction:
             conn.execute("COMMIT")
+
+
+def _bucket_rows(res: int, sids: np.ndarray, buckets: np.ndarray, times: np.ndarray, vals: np.ndarray,
+                 finite: np.ndarray, starts: np.ndarray) -> list[tuple]:
+    """Rollup rows ``(res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)`` of sorted values.
+
+    ``starts`` are the indexes where a new (series, bucket) group begins; missing values count in ``nrows`` only.
+    """
+    nrows = np.diff(np.append(starts, len(times)))
+    n = np.add.reduceat(finite.astype(np.int64), starts)
+    total = np.add.reduceat(np.where(finite, vals, 0.0), starts)
+    vmin = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
+    vmax = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
+    last_idx = np.maximum(np.maximum.reduceat(np.where(finite, np.arange(len(times)), -1), starts), 0)
+    rows = []
+    for s_, b, c, r, t, lo, hi, lt, vl in zip(sids[starts].tolist(), buckets[starts].tolist(), n.tolist(),
+                                              nrows.tolist(), total.tolist(), vmin.tolist(), vmax.tolist(),
+                                              times[last_idx].tolist(), vals[last_idx].tolist()):
+        rows.append((res, s_, b, c, r, t, lo, hi, lt, vl) if c else (res, s_, b, 0, r, None, None, None, None, None))
+    return rows

@@ -71,6 +71,54 @@ class SeriesInfo:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class SeriesBatch:
+    """Values of many series in columns: the shape in which a collector receives data (one value per node per sample).
+
+    Parameters
+    ----------
+    keys : tuple of SeriesKey
+        The series a value may belong to; ``series`` indexes it. It may list series without values in this batch, so
+        that a writer can pass the same tuple with every batch (see :class:`core.storage.process.ProcessStore`).
+    series : ndarray of int
+        Index into ``keys`` of each value.
+    times_ns : ndarray of int64
+        Timestamps [ns since the epoch, UTC].
+    values : ndarray of float
+        Values; NaN is stored as missing.
+    status : ndarray of int64
+        OPC UA StatusCode of each value.
+
+    Values need no particular order; a repeated (series, timestamp) keeps the one that comes last in the batch.
+    """
+
+    keys: tuple[SeriesKey, ...]
+    series: np.ndarray
+    times_ns: np.ndarray
+    values: np.ndarray
+    status: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.series)
+        if not (len(self.times_ns) == len(self.values) == len(self.status) == n):
+            raise StoreError(
+                f"SeriesBatch columns differ in length: series {n}, times {len(self.times_ns)}, "
+                f"values {len(self.values)}, status {len(self.status)}"
+            )
+        if n and (int(self.series.min()) < 0 or int(self.series.max()) >= len(self.keys)):
+            raise StoreError(f"SeriesBatch series index outside 0..{len(self.keys) - 1}")
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def points(self) -> Iterable[Point]:
+        """The values as one-field points (for backends without a columnar write path)."""
+        tags = [k.tag_dict for k in self.keys]
+        for i, t, v, s in zip(self.series.tolist(), self.times_ns.tolist(), self.values.tolist(), self.status.tolist()):
+            key = self.keys[i]
+            yield Point(key.measurement, tags[i], {key.field: None if v != v else v}, t, s)
+
+
 def choose_rollup(window_s: int, start_ns: int, stop_ns: int) -> int | None:
     """Pick the coarsest rollup resolution usable for a windowed query.
 
@@ -188,6 +236,19 @@ class Store(abc.ABC):
             Point(key.measurement, tags, {key.field: float(v)}, int(t), int(s))
             for t, v, s in zip(times_ns, values, codes)
         )
+
+    def write_batch(self, batch: SeriesBatch) -> int:
+        """Write values of many series given as columns (the collectors' path).
+
+        Backends override this when they can write columns faster than points; the result is the same as writing
+        ``batch.points()``.
+
+        Returns
+        -------
+        int
+            Number of values accepted.
+        """
+        return self.write(batch.points())
 
     def flush(self) -> None:
         """Push pending writes to durable storage (no-op for synchronous backends)."""

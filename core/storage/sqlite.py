@@ -32,6 +32,7 @@ from core.storage import sqlite_chunks as ck
 from core.storage.base import (
     ROLLUP_RESOLUTIONS_S,
     SeriesInfo,
+    SeriesBatch,
     Store,
     TagFilter,
     TimeLike,
@@ -228,14 +229,39 @@ class SQLiteStore(Store):
                 raise
 
     def write(self, points: Iterable[Point]) -> int:
-        rows: list[tuple[int, int, float | None, int]] = []
+        index: dict[SeriesKey, int] = {}
+        series: list[int] = []
+        times: list[int] = []
+        values: list[float] = []
+        codes: list[int] = []
+        for point in points:
+            ts = int(point.time_ns)
+            status = int(point.status)
+            for key, value in point.series_values():
+                i = index.get(key)
+                if i is None:
+                    i = index[key] = len(index)
+                series.append(i)
+                times.append(ts)
+                values.append(np.nan if value is None else value)
+                codes.append(status)
+        if not series:
+            return 0
+        return self.write_batch(SeriesBatch(tuple(index), np.array(series, dtype=np.int64),
+                                            np.array(times, dtype=np.int64), np.array(values, dtype=float),
+                                            np.array(codes, dtype=np.int64)))
+
+    def write_batch(self, batch: SeriesBatch) -> int:
+        if len(batch) == 0:
+            return 0
+        series = np.asarray(batch.series, dtype=np.int64)
         with self._write_transaction() as conn:
-            for point in points:
-                ts = int(point.time_ns)
-                for key, value in point.series_values():
-                    rows.append((self._series_id(conn, key), ts, value, int(point.status)))
-            self._insert_rows(conn, rows)
-        return len(rows)
+            key_sids = np.zeros(len(batch.keys), dtype=np.int64)
+            for i in np.unique(series).tolist():  # only the keys this batch uses
+                key_sids[i] = self._series_id(conn, batch.keys[i])
+            self._write_columns(conn, key_sids[series], np.asarray(batch.times_ns, dtype=np.int64),
+                                np.asarray(batch.values, dtype=float), np.asarray(batch.status, dtype=np.int64))
+        return len(batch)
 
     def write_arrays(self, key: SeriesKey, times_ns, values, status=None, *, bulk: bool = False) -> int:
         times = np.asarray(times_ns, dtype=np.int64)
@@ -344,69 +370,84 @@ class SQLiteStore(Store):
             rows,
         )
 
-    def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple]) -> None:
-        if not rows:
-            return
-        extent: dict[int, list[int]] = {}
-        for sid, ts, _value, _status in rows:
-            span = extent.get(sid)
-            if span is None:
-                extent[sid] = [ts, ts]
-            elif ts < span[0]:
-                span[0] = ts
-            elif ts > span[1]:
-                span[1] = ts
-        if conn.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None:
-            # A row never shares an hour with a chunk: turn the chunks in the touched hours into rows first.
-            for sid, span in extent.items():
-                moved = ck.explode(conn, sid, ck.overlapping(conn, sid, *ck.hour_span(span[0], span[1])))
-                if moved is not None:
-                    span[0], span[1] = min(span[0], moved[0]), max(span[1], moved[1])
-        # Series whose batch only appends (every timestamp after the newest stored one, none repeated) get their
-        # rollups updated incrementally; the others are recomputed exactly from the stored rows.
-        appending = self._appending_series(conn, rows, extent)
-        conn.executemany("INSERT OR REPLACE INTO points (series_id, ts, value, status) VALUES (?, ?, ?, ?)", rows)
-        if appending:
-            self._add_to_rollups(conn, [row for row in rows if row[0] in appending])
-        by_range: dict[tuple[int, int], list[int]] = {}
-        for sid, (lo, hi) in extent.items():
-            if sid not in appending:
-                by_range.setdefault((lo, hi), []).append(sid)
-        for (lo, hi), sids in by_range.items():
-            self._update_rollups(conn, sids, lo, hi)
-
-    @staticmethod
-    def _appending_series(conn: sqlite3.Connection, rows: list[tuple], extent: dict[int, list[int]]) -> set[int]:
-        """Series of ``rows`` whose timestamps all lie after the series' newest stored one and are unique."""
-        newest = dict(
-            conn.execute(
-                "SELECT j.value, (SELECT max(ts) FROM points WHERE series_id = j.value) FROM json_each(?) AS j",
-                (json.dumps(list(extent)),),
-            ).fetchall()
-        )
-        repeated: set[int] = set()
-        stamps: set[tuple[int, int]] = set()
-        for row in rows:
-            stamp = (row[0], row[1])
-            if stamp in stamps:
-                repeated.add(row[0])
-            stamps.add(stamp)
-        appending = set()
-        for sid, (lo, _hi) in extent.items():
-            last = newest.get(sid)
-            if sid not in repeated and (last is None or lo > last):
-                appending.add(sid)
-        return appending
-
-    @staticmethod
-    def _add_to_rollups(conn: sqlite3.Connection, rows: list[tuple]) -> None:
-        """Fold appended rows into the rollups: counts and sums add up, extremes widen, the newest value is last."""
-        sid = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        ts = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-        vals = np.fromiter((np.nan if r[2] is None else r[2] for r in rows), dtype=float, count=len(rows))
+    def _write_columns(self, conn: sqlite3.Connection, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray,
+                       codes: np.ndarray) -> None:
+        """Store values of many series as rows and bring their rollups up to date (inside a write transaction)."""
         order = np.lexsort((ts, sid))
-        sid, ts, vals = sid[order], ts[order], vals[order]
+        sid, ts, vals, codes = sid[order], ts[order], vals[order], codes[order]
+        if len(sid) > 1:
+            # A repeated (series, timestamp) keeps the value written last: the stable sort kept the batch order.
+            last = np.append((sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1]), True)
+            if not last.all():
+                sid, ts, vals, codes = sid[last], ts[last], vals[last], codes[last]
         finite = np.isfinite(vals)
+        starts = np.flatnonzero(np.append(True, sid[1:] != sid[:-1]))
+        counts = np.diff(np.append(starts, len(sid)))
+        usid = sid[starts]
+        lo = ts[starts].copy()
+        hi = ts[starts + counts - 1].copy()
+        moved = self._explode_chunks(conn, usid, lo, hi)  # widens lo/hi where chunks became rows
+        ids = json.dumps(usid.tolist())
+        newest = dict(conn.execute(
+            "SELECT j.value, (SELECT max(ts) FROM points WHERE series_id = j.value) FROM json_each(?) AS j", (ids,)
+        ).fetchall())
+        # Series whose values all come after their newest stored one get their rollups updated incrementally; the
+        # others (late or repeated timestamps, chunks just turned into rows) are recomputed exactly from the rows.
+        appending = np.array([newest.get(s_) is None or (t > newest[s_] and not m)
+                              for s_, t, m in zip(usid.tolist(), lo.tolist(), moved.tolist())], dtype=bool)
+        items = vals.tolist()
+        for i in np.flatnonzero(~finite).tolist():
+            items[i] = None  # missing: stored as NULL
+        conn.executemany("INSERT OR REPLACE INTO points (series_id, ts, value, status) VALUES (?, ?, ?, ?)",
+                         zip(sid.tolist(), ts.tolist(), items, codes.tolist()))
+        if appending.any():
+            mask = np.repeat(appending, counts)
+            self._add_to_rollups(conn, sid[mask], ts[mask], vals[mask], finite[mask])
+        if not appending.all():
+            ranges: dict[tuple[int, int], list[int]] = {}
+            for s_, a, b in zip(usid[~appending].tolist(), lo[~appending].tolist(), hi[~appending].tolist()):
+                ranges.setdefault((a, b), []).append(s_)
+            if len(ranges) > 16:  # many different late ranges: one pass over their union costs less
+                ranges = {(min(r[0] for r in ranges), max(r[1] for r in ranges)): usid[~appending].tolist()}
+            for (a, b), sids in ranges.items():
+                self._update_rollups(conn, sids, a, b)
+
+    @staticmethod
+    def _explode_chunks(conn: sqlite3.Connection, usid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Turn the chunks sharing an hour with the new rows into rows (a value lives in one place only).
+
+        ``lo``/``hi`` (per series [ns]) are widened in place to the moved values; returns which series had chunks moved.
+        """
+        moved = np.zeros(len(usid), dtype=bool)
+        if conn.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is None:
+            return moved
+        h_lo, _ = ck.hour_span(int(lo.min()), int(lo.min()))
+        _, h_hi = ck.hour_span(int(hi.max()), int(hi.max()))
+        # One query for all series (ids and extents only), then the hour span of each series.
+        candidates = conn.execute(
+            "SELECT id, series_id, start_ts, end_ts FROM chunks WHERE series_id IN (SELECT value FROM json_each(?))"
+            " AND start_ts > ? AND start_ts < ? AND end_ts >= ?",
+            (json.dumps(usid.tolist()), h_lo - ck.DAY_NS, h_hi, h_lo),
+        ).fetchall()
+        if not candidates:
+            return moved
+        pos = {s_: i for i, s_ in enumerate(usid.tolist())}
+        for cid, s_, c_start, c_end in candidates:
+            i = pos[s_]
+            a, b = ck.hour_span(int(lo[i]), int(hi[i]))
+            if c_start < b and c_end >= a:
+                chunk = conn.execute("SELECT id, start_ts, end_ts, times, vals, status FROM chunks WHERE id = ?",
+                                     (cid,)).fetchone()
+                span = ck.explode(conn, s_, [chunk])
+                lo[i], hi[i] = min(int(lo[i]), span[0]), max(int(hi[i]), span[1])
+                moved[i] = True
+        return moved
+
+    @staticmethod
+    def _add_to_rollups(conn: sqlite3.Connection, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray,
+                        finite: np.ndarray) -> None:
+        """Fold appended values (sorted by series, time) into the rollups: counts and sums add up, extremes widen, the
+        newest value is last."""
         upserts = []
         for res in ROLLUP_RESOLUTIONS_S:
             res_ns = res * NS

@@ -95,8 +95,10 @@ def test_bulk_write_matches_the_sql_rollup_path(tmp_path):
     keep = {}
     for t, v, s in zip(times.tolist(), values.tolist(), status.tolist()):
         keep[t] = (v, s)
-    rows = [(sid, t, None if np.isnan(v) else v, s) for t, (v, s) in keep.items()]
-    b._insert_rows(conn, rows)  # the general path: executemany + SQL rollups
+    kept = list(keep.items())
+    b._write_columns(  # the general (row) path of write() and write_batch()
+        conn, np.full(len(kept), sid, dtype=np.int64), np.array([t for t, _ in kept], dtype=np.int64),
+        np.array([v for _, (v, _s) in kept], dtype=float), np.array([s for _, (_v, s) in kept], dtype=np.int64))
     conn.execute("COMMIT")
     b.close()
     ra, rb = _rollups(tmp_path / "a.db"), _rollups(tmp_path / "b.db")

@@ -15,7 +15,7 @@ import pytest
 
 from core.errors import StoreError
 from core.model import Point, SeriesKey, to_ns
-from core.storage.base import AGGREGATIONS
+from core.storage.base import AGGREGATIONS, SeriesBatch
 from core.storage.sqlite import SQLiteStore
 
 NS = 1_000_000_000
@@ -542,3 +542,82 @@ def test_live_trickle_then_late_and_repeated_values(store):
     expected[again] = (500.0, 0)
     store.flush()
     _check_against(store, expected, [(BASE, BASE + 86400 * NS), (BASE + 60 * NS, BASE + 3600 * NS)])
+
+
+def _batch_of(entries: list[tuple[SeriesKey, int, float, int]], extra_keys: tuple = ()) -> SeriesBatch:
+    keys = tuple(dict.fromkeys([e[0] for e in entries] + list(extra_keys)))
+    index = {k: i for i, k in enumerate(keys)}
+    return SeriesBatch(keys, np.array([index[e[0]] for e in entries], dtype=np.int64),
+                       np.array([e[1] for e in entries], dtype=np.int64), np.array([e[2] for e in entries], dtype=float),
+                       np.array([e[3] for e in entries], dtype=np.int64))
+
+
+def test_write_batch_many_series_shuffled_with_repeats_and_missing(store):
+    # The collectors' shape: several series interleaved in one batch, out of order, a repeated (series, time) whose
+    # last value wins, missing values with their status, and a key the batch does not use (must not appear).
+    rng = np.random.default_rng(21)
+    entries = []
+    for m, machine in enumerate(MACHINES):
+        key = SeriesKey.of("electrical", {"site": "north", "line": "L1", "machine": machine}, "active_power_kw")
+        for i in range(400):
+            missing = (i + m) % 23 == 0
+            entries.append((key, BASE + i * 7 * NS, math.nan if missing else round(float(rng.normal(20, 4)), 3),
+                            0x80310000 if missing else 0))
+    order = rng.permutation(len(entries))
+    entries = [entries[i] for i in order]
+    first = entries[0]
+    entries.append((first[0], first[1], 999.5, 0))  # repeats the first entry's timestamp: this one wins
+    unused = SeriesKey.of("electrical", {"site": "north", "line": "L1", "machine": "unused"}, "active_power_kw")
+    assert store.write_batch(_batch_of(entries, extra_keys=(unused,))) == len(entries)
+    # A second batch appends to every series (the live pattern) and a third puts one late value into an old bucket.
+    more = [(e[0], BASE + (400 + i) * 7 * NS, float(i), 0) for e in entries[:3] for i in range(5)]
+    store.write_batch(_batch_of(more))
+    late = (entries[5][0], BASE + 3 * NS, -7.0, 0)
+    store.write_batch(_batch_of([late]))
+    store.flush()
+    model: dict = {}
+    for key, t, v, s in entries + more + [late]:
+        model[(key.tag_dict["machine"], t)] = (v, s)
+    raw = pd.DataFrame([{"machine": m, "time": t, "value": v, "status": s} for (m, t), (v, s) in model.items()])
+    raw = raw.sort_values(["machine", "time"]).reset_index(drop=True)
+    got = store.query("electrical", "active_power_kw", BASE, BASE + 86400 * NS)
+    got = got.sort_values(["machine", "time"]).reset_index(drop=True)
+    assert got["machine"].tolist() == raw["machine"].tolist()
+    assert got["time"].astype("int64").tolist() == raw["time"].tolist()
+    np.testing.assert_array_equal(got["value"].to_numpy(dtype=float), raw["value"].to_numpy(dtype=float))
+    assert got["status"].tolist() == raw["status"].tolist()
+    for window_s in (60, 900, 3600):
+        for agg in AGGREGATIONS:
+            check_windows(store, raw, window_s, agg, BASE, BASE + 86400 * NS)
+    listed = {i.key.tag_dict["machine"]: i.count for i in store.series("electrical")}
+    assert listed == raw.groupby("machine").size().to_dict()
+
+
+def test_write_batch_into_hours_of_bulk_data(store):
+    # A collector starting after a backfill: its first batch lands in the last hour of the bulk data (replacing one
+    # stored value) and after it, together with a series that has no history.
+    expected: dict = {}
+    times, values = _week(n=3 * 1440)
+    store.write_arrays(BULK_KEY, times, values, bulk=True)
+    _store_expected(expected, times, values)
+    other = SeriesKey.of("electrical", {"site": "s", "line": "l", "machine": "fresh"}, "active_power_kw")
+    end = int(times[-1])
+    entries = [(BULK_KEY, end - 1800 * NS, 5.5, 0), (BULK_KEY, end - 1799 * NS, 6.5, 0)]
+    entries += [(BULK_KEY, end + i * 20 * NS, 100.0 + i, 0) for i in range(1, 200)]
+    entries += [(other, end + i * 20 * NS, 1.0 + i, 0) for i in range(1, 200)]
+    store.write_batch(_batch_of(entries))
+    store.flush()
+    for key, t, v, s in entries:
+        if key == BULK_KEY:
+            expected[t] = (v, s)
+    _check_against(store, expected, [(BASE, BASE + 4 * 86400 * NS), (end - 7200 * NS, end + 3600 * NS)])
+    fresh = store.query("electrical", "active_power_kw", BASE, BASE + 4 * 86400 * NS, tags={"machine": "fresh"})
+    assert fresh["value"].tolist() == [1.0 + i for i in range(1, 200)]
+
+
+def test_write_batch_rejects_mismatched_columns():
+    key = SeriesKey.of("electrical", {"machine": "m"}, "active_power_kw")
+    with pytest.raises(StoreError, match="differ in length"):
+        SeriesBatch((key,), np.zeros(3, dtype=np.int64), np.zeros(2, dtype=np.int64), np.zeros(3), np.zeros(3))
+    with pytest.raises(StoreError, match="outside 0..0"):
+        SeriesBatch((key,), np.array([0, 1]), np.zeros(2, dtype=np.int64), np.zeros(2), np.zeros(2, dtype=np.int64))

@@ -3,14 +3,20 @@
 //
 // usage: node server.js --port P [--machines N] [--extra K] [--period MS] [--pki DIR] [--user NAME --password PW]
 //                       [--max-notifications N]
+//                       [--policies P,P] [--modes M,M] [--user-pki DIR --trust-user-cert F,F]
 //
 // Address space: Objects/Plant/north/l1/m<i> with String NodeIds ns=<idx>;s=north/l1/m<i>/<Name> in namespace
 // urn:wattline:simulator: ActivePower [kW], ActiveEnergy [kWh], MaterialId (String), MaterialConsumed [kg] and
 // Extra0000.. (Double) per machine. Every `period` ms each variable gets a new value with a source timestamp; the
 // value of ExtraXXXX is a running sequence number so that tests can count exactly. Endpoints: None/None (anonymous
 // and username) and Basic256Sha256/SignAndEncrypt (username). Prints "READY <endpoint>" when serving.
+// --policies / --modes replace the offered security policies (SecurityPolicy names, e.g. Aes256_Sha256_RsaPss) and
+// modes (None, Sign, SignAndEncrypt). --user-pki DIR keeps X509 user-token certificates apart from the application
+// PKI; the DER certificate files given to --trust-user-cert are trusted for certificate login, others are
+// refused (BadIdentityTokenRejected).
 "use strict";
 const path = require("path");
+const fs = require("fs");
 const os = require("os");
 const {
   OPCUAServer, Variant, DataType, StatusCodes, MessageSecurityMode, SecurityPolicy, OPCUACertificateManager,
@@ -35,6 +41,14 @@ async function main() {
   const maxNotifications = parseInt(arg("max-notifications", "0"), 10);
   if (maxNotifications > 0) Subscription.maxNotificationPerPublishHighLimit = maxNotifications;
 
+  const policies = arg("policies", "None,Basic256Sha256").split(",").map((p) => SecurityPolicy[p]);
+  const modes = arg("modes", "None,SignAndEncrypt").split(",").map((m) => MessageSecurityMode[m]);
+  if (policies.includes(undefined) || modes.includes(undefined)) throw new Error("unknown --policies or --modes name");
+  const userPki = arg("user-pki", null);
+  const userCertificateManager = userPki
+    ? new OPCUACertificateManager({ automaticallyAcceptUnknownCertificate: false, rootFolder: userPki })
+    : undefined;
+
   const serverCertificateManager = new OPCUACertificateManager({
     automaticallyAcceptUnknownCertificate: true,
     rootFolder: path.join(pki, "server"),
@@ -43,8 +57,9 @@ async function main() {
     port,
     resourcePath: "/wattline",
     serverCertificateManager,
-    securityPolicies: [SecurityPolicy.None, SecurityPolicy.Basic256Sha256],
-    securityModes: [MessageSecurityMode.None, MessageSecurityMode.SignAndEncrypt],
+    securityPolicies: policies,
+    securityModes: modes,
+    userCertificateManager,
     allowAnonymous: true,
     userManager: { isValidUser: (u, p) => u === user && p === password },
     maxConnectionsPerEndpoint: 20,
@@ -54,6 +69,11 @@ async function main() {
     },
   });
   await server.initialize();
+  if (userCertificateManager) {
+    for (const file of arg("trust-user-cert", "").split(",").filter((f) => f)) {
+      await userCertificateManager.trustCertificate(fs.readFileSync(file));
+    }
+  }
   const addressSpace = server.engine.addressSpace;
   const ns = addressSpace.registerNamespace("urn:wattline:simulator");
   const plant = ns.addFolder(addressSpace.rootFolder.objects, { browseName: "Plant", nodeId: "s=Plant" });

@@ -2,7 +2,7 @@
 // the collector benchmark.
 //
 // usage: node server.js --port P [--machines N] [--extra K] [--period MS] [--pki DIR] [--user NAME --password PW]
-//                       [--max-notifications N]
+//                       [--max-notifications N] [--filter-vars]
 //                       [--policies P,P] [--modes M,M] [--user-pki DIR --trust-user-cert F,F]
 //
 // Address space: Objects/Plant/north/l1/m<i> with String NodeIds ns=<idx>;s=north/l1/m<i>/<Name> in namespace
@@ -14,6 +14,11 @@
 // modes (None, Sign, SignAndEncrypt). --user-pki DIR keeps X509 user-token certificates apart from the application
 // PKI; the DER certificate files given to --trust-user-cert are trusted for certificate login, others are
 // refused (BadIdentityTokenRejected).
+//
+// --filter-vars adds Objects/Plant/north/l1/filters with known step patterns for deadband and trigger tests (tick t
+// counts periods): Step (Double, no EURange) = t; StepAnalog (AnalogItem, EURange 0..200) = t; Trigger (Double) =
+// floor(t/2) with status Good when floor(t/4) is even, else UncertainLastUsableValue, and a new source timestamp
+// every tick.
 "use strict";
 const path = require("path");
 const fs = require("fs");
@@ -122,6 +127,25 @@ async function main() {
       }
     });
     void materialId;
+  }
+  if (process.argv.includes("--filter-vars")) {
+    const folder = ns.addObject({ organizedBy: line, browseName: "filters", nodeId: "s=north/l1/filters" });
+    const fid = (name) => `s=north/l1/filters/${name}`;
+    const dbl = (v) => ({ dataType: DataType.Double, value: v });
+    const step = ns.addVariable({ componentOf: folder, browseName: "Step", nodeId: fid("Step"), dataType: "Double",
+      value: dbl(0) });
+    const stepAnalog = ns.addAnalogDataItem({ componentOf: folder, browseName: "StepAnalog", nodeId: fid("StepAnalog"),
+      dataType: "Double", engineeringUnitsRange: { low: 0, high: 200 }, value: dbl(0) });
+    const trigger = ns.addVariable({ componentOf: folder, browseName: "Trigger", nodeId: fid("Trigger"),
+      dataType: "Double", value: dbl(0) });
+    let tick = 0;
+    updaters.push((now) => {
+      tick += 1;
+      step.setValueFromSource(new Variant(dbl(tick)), StatusCodes.Good, now);
+      stepAnalog.setValueFromSource(new Variant(dbl(tick)), StatusCodes.Good, now);
+      const status = Math.floor(tick / 4) % 2 === 0 ? StatusCodes.Good : StatusCodes.UncertainLastUsableValue;
+      trigger.setValueFromSource(new Variant(dbl(Math.floor(tick / 2))), status, now);
+    });
   }
   await server.start();
   setInterval(() => {

@@ -1,0 +1,321 @@
+"""10,000 monitored nodes on one server, and deadband / data-change trigger settings, against node-opcua (npm).
+
+Every test runs the real collector into a SQLite store against ``node_server/server.js`` on a free localhost port. The
+deadband and trigger tests use the server's ``--filter-vars`` variables, whose values follow a known step pattern
+(see server.js), so that the stored values show exactly which changes the server reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import threading
+
+import pytest
+from asyncua import Client, ua
+from asyncua.client.ua_client import UaClient
+
+from collectors.opcua.collector import Collector
+from collectors.opcua.tests.conftest import fast_config
+from collectors.opcua.tests.plant_server import NS_URI, free_port, wait_for
+from collectors.opcua.tests.test_node_opcua import NODE_DIR, stop_node_server
+from core.model import status_severity
+from core.storage.sqlite import SQLiteStore
+from tests.support import unavailable
+
+pytestmark = pytest.mark.integration
+
+FILTERS = "north/l1/filters"
+UNCERTAIN_LAST_USABLE = 0x40900000
+
+
+def nid(path: str) -> str:
+    return f"nsu={NS_URI};s={path}"
+
+
+def start_server(tmp_path, *args: str) -> tuple[subprocess.Popen, str]:
+    """Start server.js with ``args`` on a free port; returns the process and its endpoint."""
+    if not (NODE_DIR / "node_modules" / "node-opcua").is_dir():
+        unavailable(f"node-opcua is not installed: run `npm ci --prefix {NODE_DIR}`")
+    port = free_port()
+    proc = subprocess.Popen(["node", "server.js", "--port", str(port), "--pki", str(tmp_path / "pki"), *args],
+                            cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:  # node-opcua may print warnings before READY
+        if line.startswith("READY"):
+            break
+        seen.append(line)
+    else:
+        proc.kill()
+        raise RuntimeError(f"node-opcua server did not start: {''.join(seen)}")
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # keep the pipe drained
+    return proc, f"opc.tcp://127.0.0.1:{port}/wattline"
+
+
+@pytest.fixture
+def item_calls(monkeypatch):
+    """Every CreateMonitoredItems request the collector sends, with the server's results (or the error)."""
+    calls: list[dict] = []
+    original = UaClient.create_monitored_items
+
+    async def recording(self, params):
+        call = {"params": params, "results": None, "error": None}
+        calls.append(call)
+        try:
+            call["results"] = await original(self, params)
+        except Exception as exc:
+            call["error"] = exc
+            raise
+        return call["results"]
+
+    monkeypatch.setattr(UaClient, "create_monitored_items", recording)
+    return calls
+
+
+def collect(cfg, store, until, timeout: float):
+    """Run the collector until ``until(collector)`` holds (or ``timeout`` [s]); returns the stopped collector."""
+
+    async def main():
+        col = Collector(cfg, store)
+        stop = asyncio.Event()
+        task = asyncio.create_task(col.run(stop))
+        reached = await wait_for(lambda: until(col), timeout, interval=0.1)
+        stop.set()
+        await task
+        return col, reached
+
+    col, reached = asyncio.run(main())
+    assert reached, (col.received, col.sessions[0].last_error, list(col.notices)[-5:])
+    return col
+
+
+# -- 10,000 monitored nodes --------------------------------------------------------------------------------------------
+MACHINES, EXTRA = 10, 997  # 3 named + 997 extra variables per machine = 10,000 series (+ 10 MaterialId tag sources)
+
+
+def ten_thousand_groups() -> list[dict]:
+    out = []
+    for m in range(MACHINES):
+        base = f"north/l1/m{m}"
+        nodes = [{"node_id": nid(f"{base}/ActivePower"), "field": "active_power_kw"},
+                 {"node_id": nid(f"{base}/ActiveEnergy"), "field": "energy_kwh"},
+                 {"node_id": nid(f"{base}/MaterialConsumed"), "measurement": "material", "field": "consumed_kg",
+                  "tags_from_nodes": {"material": nid(f"{base}/MaterialId")}}]
+        nodes += [{"node_id": nid(f"{base}/Extra{k:04d}"), "measurement": "opcua", "field": f"extra{k:04d}"}
+                  for k in range(EXTRA)]
+        # Sampling at the server's change period: 10,000 sampling timers at 50 ms would only load the server.
+        out.append({"name": base, "measurement": "electrical", "sampling_interval_ms": 500,
+                    "publishing_interval_ms": 250, "tags": {"site": "north", "line": "l1", "machine": f"m{m}"},
+                    "nodes": nodes})
+    return out
+
+
+async def _too_many_items_refused(endpoint: str, n: int) -> str:
+    """Send one CreateMonitoredItems with ``n`` items from a plain asyncua client; the server's answer."""
+    client = Client(endpoint, timeout=10)
+    await client.connect()
+    try:
+        params = ua.CreateSubscriptionParameters(RequestedPublishingInterval=1000, RequestedLifetimeCount=100,
+                                                 RequestedMaxKeepAliveCount=10, PublishingEnabled=True)
+        sub = await client.uaclient.create_subscription(params, lambda _result: None)
+        req = ua.CreateMonitoredItemsParameters(SubscriptionId=sub.SubscriptionId,
+                                                TimestampsToReturn=ua.TimestampsToReturn.Both)
+        ns = (await client.get_namespace_array()).index(NS_URI)
+        for i in range(n):
+            rv = ua.ReadValueId(NodeId=ua.NodeId(f"north/l1/m{i % MACHINES}/Extra{i // MACHINES:04d}", ns),
+                                AttributeId=ua.AttributeIds.Value)
+            mp = ua.MonitoringParameters(ClientHandle=i, SamplingInterval=1000, QueueSize=1, DiscardOldest=True)
+            req.ItemsToCreate.append(ua.MonitoredItemCreateRequest(ItemToMonitor=rv, RequestedParameters=mp,
+                                                                   MonitoringMode=ua.MonitoringMode.Reporting))
+        try:
+            results = await client.uaclient.create_monitored_items(req)
+        except ua.UaStatusCodeError as exc:
+            return ua.StatusCode(exc.code).name
+        return f"accepted {len(results)} items"
+    finally:
+        await client.disconnect()
+
+
+def test_10000_monitored_nodes_on_one_node_opcua_server(tmp_path, item_calls):
+    proc, endpoint = start_server(tmp_path, "--machines", str(MACHINES), "--extra", str(EXTRA), "--period", "1000")
+    try:
+        cfg = fast_config(endpoint, tmp_path, ten_thousand_groups())
+        store = SQLiteStore(tmp_path / "w.db")
+        # Initial values (10,010) plus at least one round of changes from every node.
+        col = collect(cfg, store, lambda c: c.written >= 25_000, 60)
+        refused = asyncio.run(_too_many_items_refused(endpoint, 1001))
+    finally:
+        stop_node_server(proc)
+    s = col.sessions[0]
+    # The server's limit is real: one call with 1,001 items is refused as a whole...
+    assert refused == "BadTooManyOperations"
+    # ...so the collector read it and split its 10,010 items (10,000 series + 10 tag sources) to fit.
+    assert s.limits["MaxMonitoredItemsPerCall"] == 1000
+    sizes = [len(c["params"].ItemsToCreate) for c in item_calls]
+    assert all(c["error"] is None for c in item_calls), [c["error"] for c in item_calls]
+    assert sum(sizes) == 10_010 and max(sizes) <= 1000 and len(sizes) == s.monitored_item_calls == 11
+    assert all(r.StatusCode.is_good() for c in item_calls for r in c["results"])
+    assert not s.bad_nodes and s.reconnects == 0 and s.connect_attempts == 1
+    # Every one of the 10,000 series has stored values; nothing received was lost.
+    series = store.series()
+    assert len(series) == 10_000 and min(x.count for x in series) >= 1
+    assert sum(x.count for x in series) == col.written == col.received
+    assert {x.key.tag_dict.get("material") for x in series if x.key.measurement == "material"} == {"steel-s235"}
+    # Extra values are the server's running sequence numbers: the last stored values are recent and all distinct.
+    last = store.last_values("opcua", "extra0996")
+    assert len(last) == MACHINES and last["value"].nunique() == MACHINES
+
+
+# -- deadband and trigger ----------------------------------------------------------------------------------------------
+def filter_group(name: str, nodes: list[dict], **settings) -> dict:
+    """A group of filter-test nodes; ``tags: {case: name}`` keeps each group's series apart."""
+    return {"name": name, "measurement": "opcua", "tags": {"case": name}, "sampling_interval_ms": 50,
+            "publishing_interval_ms": 100, "nodes": nodes, **settings}
+
+
+def stored(store, field: str, case: str):
+    frame = store.query("opcua", field, 0, 2**62, tags={"case": case})
+    return list(frame["value"]), [int(s) for s in frame["status"]], list(frame["time"])
+
+
+def steps(values: list[float]) -> list[float]:
+    return [b - a for a, b in zip(values, values[1:])]
+
+
+def sent_filters(col, item_calls) -> dict:
+    """(group, field) -> the filter of each created item from the recorded requests (None: no filter sent)."""
+    nodes = col.sessions[0].nodes
+    out = {}
+    for call in item_calls:
+        for item in call["params"].ItemsToCreate:
+            node = nodes[item.RequestedParameters.ClientHandle]
+            flt = item.RequestedParameters.Filter
+            if isinstance(flt, ua.ExtensionObject) and flt.Body is None:  # asyncua's encoding of "no filter"
+                flt = None
+            out[(node.group.name, node.state.field)] = flt
+    return out
+
+
+def test_deadband_absolute_and_percent(tmp_path, item_calls):
+    """Step and StepAnalog (EURange 0..200) rise by 1 every 100 ms."""
+    proc, endpoint = start_server(tmp_path, "--machines", "1", "--period", "100", "--filter-vars")
+    step, analog = nid(f"{FILTERS}/Step"), nid(f"{FILTERS}/StepAnalog")
+    groups = [
+        filter_group("none", [{"node_id": step, "field": "step"}, {"node_id": analog, "field": "analog"}]),
+        filter_group("absolute", [{"node_id": step, "field": "step"},
+                                  # A node's own deadband replaces the group's: none here.
+                                  {"node_id": analog, "field": "analog", "deadband": {"type": "none"}}],
+                     deadband={"type": "absolute", "value": 2.5}),
+        filter_group("percent", [{"node_id": analog, "field": "analog"}], deadband={"type": "percent", "value": 2.5}),
+    ]
+    try:
+        cfg = fast_config(endpoint, tmp_path, groups)
+        store = SQLiteStore(tmp_path / "w.db")
+        col = collect(cfg, store, lambda c: c.written >= 120, 30)
+    finally:
+        stop_node_server(proc)
+    s = col.sessions[0]
+    assert not s.bad_nodes and col.written == col.received
+
+    # The filter reaches the server: the CreateMonitoredItems request carries it...
+    filters = sent_filters(col, item_calls)
+    assert filters[("none", "step")] is None and filters[("none", "analog")] is None
+    assert filters[("absolute", "analog")] is None  # overridden by the node's deadband: none
+    absolute, percent = filters[("absolute", "step")], filters[("percent", "analog")]
+    assert isinstance(absolute, ua.DataChangeFilter) and isinstance(percent, ua.DataChangeFilter)
+    assert (absolute.DeadbandType, absolute.DeadbandValue) == (ua.DeadbandType.Absolute, 2.5)
+    assert (percent.DeadbandType, percent.DeadbandValue) == (ua.DeadbandType.Percent, 2.5)
+    assert absolute.Trigger == percent.Trigger == ua.DataChangeTrigger.StatusValue
+
+    # ...and the server applied it; the stored values show it.
+    every, _, _ = stored(store, "step", "none")
+    assert len(every) >= 20 and set(steps(every)) == {1.0}  # no deadband: every change is stored
+    assert set(steps(stored(store, "analog", "none")[0])) == {1.0}
+    assert set(steps(stored(store, "analog", "absolute")[0])) == {1.0}
+    # Absolute 2.5: a change is reported when it exceeds 2.5 from the last reported value, i.e. every 3rd step.
+    db_abs, _, _ = stored(store, "step", "absolute")
+    assert len(db_abs) >= 6 and set(steps(db_abs)) == {3.0}, db_abs
+    # Percent 2.5 of the EURange 0..200 is 5: every 6th step (an absolute 2.5 would give every 3rd).
+    db_pct, _, _ = stored(store, "analog", "percent")
+    assert len(db_pct) >= 3 and set(steps(db_pct)) == {6.0}, db_pct
+    span = every[-1] - every[0]
+    assert len(db_abs) <= span / 3 + 2 and len(db_pct) <= span / 6 + 2
+
+
+def test_data_change_trigger_status_value_timestamp(tmp_path, item_calls):
+    """Trigger: value floor(t/2), status flips Good/Uncertain every 4 ticks, new source timestamp every tick."""
+    proc, endpoint = start_server(tmp_path, "--machines", "1", "--period", "100", "--filter-vars")
+    trig = [{"node_id": nid(f"{FILTERS}/Trigger"), "field": "trigger"}]
+    groups = [filter_group("status", trig, trigger="status"),
+              filter_group("status_value", trig),  # the default: no filter sent
+              filter_group("status_value_timestamp", trig, trigger="status_value_timestamp")]
+    try:
+        cfg = fast_config(endpoint, tmp_path, groups)
+        store = SQLiteStore(tmp_path / "w.db")
+        col = collect(cfg, store, lambda c: c.written >= 100, 30)
+    finally:
+        stop_node_server(proc)
+    assert not col.sessions[0].bad_nodes and col.written == col.received
+
+    filters = sent_filters(col, item_calls)
+    assert filters[("status_value", "trigger")] is None
+    for case, trigger in (("status", ua.DataChangeTrigger.Status),
+                          ("status_value_timestamp", ua.DataChangeTrigger.StatusValueTimestamp)):
+        flt = filters[(case, "trigger")]
+        assert isinstance(flt, ua.DataChangeFilter) and flt.Trigger == trigger and flt.DeadbandType == 0
+
+    st_v, st_s, st_t = stored(store, "trigger", "status")
+    sv_v, sv_s, sv_t = stored(store, "trigger", "status_value")
+    ts_v, ts_s, ts_t = stored(store, "trigger", "status_value_timestamp")
+    assert {status_severity(x) for x in sv_s} == {"good", "uncertain"}
+    assert set(sv_s) == {0, UNCERTAIN_LAST_USABLE}
+    # Status: only status changes are reported, so consecutive rows alternate Good / Uncertain.
+    assert len(st_s) >= 4 and all(a != b for a, b in zip(st_s, st_s[1:])), st_s
+    # StatusValue: every value change once (the value rises by 1 every 2 ticks), no row for a timestamp alone.
+    assert len(sv_v) >= 8 and set(steps(sv_v)) == {1.0}, sv_v
+    # StatusValueTimestamp: also the ticks where only the source timestamp changed: each value is stored twice.
+    assert set(steps(ts_v)) == {0.0, 1.0} and len(set(ts_t)) == len(ts_t)
+
+    # In the time span all three cover: about 1 : 2 : 4 rows.
+    lo, hi = max(st_t[0], sv_t[0], ts_t[0]), min(st_t[-1], sv_t[-1], ts_t[-1])
+    n_st, n_sv, n_ts = (sum(lo <= t <= hi for t in ts) for ts in (st_t, sv_t, ts_t))
+    assert n_st >= 3 and 1.5 * n_st < n_sv and 1.5 * n_sv < n_ts, (n_st, n_sv, n_ts)
+
+
+def test_filter_refused_by_the_server_is_a_reported_bad_node(tmp_path, item_calls):
+    """Percent deadband on MaterialConsumed (no EURange) is refused; the node is reported, the others flow."""
+    proc, endpoint = start_server(tmp_path, "--machines", "1", "--period", "100", "--filter-vars")
+    refused = nid("north/l1/m0/MaterialConsumed")
+    groups = [
+        filter_group("percent", [{"node_id": nid("north/l1/m0/ActivePower"), "field": "power"},  # EURange 0..1000
+                                 {"node_id": refused, "field": "consumed"},
+                                 {"node_id": nid(f"{FILTERS}/StepAnalog"), "field": "analog"}],
+                     deadband={"type": "percent", "value": 1.0}),
+        filter_group("plain", [{"node_id": nid(f"{FILTERS}/Step"), "field": "step"}]),
+    ]
+    try:
+        cfg = fast_config(endpoint, tmp_path, groups)
+        store = SQLiteStore(tmp_path / "w.db")
+        col = collect(cfg, store, lambda c: c.written >= 40, 30)
+    finally:
+        stop_node_server(proc)
+    s = col.sessions[0]
+    # The server's answer for that one item, from the recorded response.
+    results = {s.nodes[i.RequestedParameters.ClientHandle].address: r.StatusCode
+               for c in item_calls for i, r in zip(c["params"].ItemsToCreate, c["results"])}
+    assert results[refused].name == "BadMonitoredItemFilterUnsupported"
+    assert all(code.is_good() for addr, code in results.items() if addr != refused)
+    assert list(s.bad_nodes) == [refused] and "BadMonitoredItemFilterUnsupported" in s.bad_nodes[refused]
+    notices = [n for n in col.notices if n.details.get("node") == refused]
+    assert len(notices) == 1
+    notice = notices[0]
+    assert notice.name == "collector.node.filter_refused"
+    assert refused in notice.message and "deadband percent 1.0" in notice.message, notice.message
+    assert notice.details["filter"] == {"deadband": "percent", "value": 1.0, "trigger": "status_value"}
+    assert notice.details["group"] == "percent"
+    # The other nodes keep flowing, the refused one stored nothing.
+    assert len(stored(store, "step", "plain")[0]) >= 10
+    assert len(stored(store, "analog", "percent")[0]) >= 2 and len(stored(store, "power", "percent")[0]) >= 1
+    assert not any(x.key.field == "consumed" for x in store.series())
+    assert col.written == col.received and s.reconnects == 0

@@ -42,6 +42,13 @@ _TRIGGERS = {
     "status_value_timestamp": ua.DataChangeTrigger.StatusValueTimestamp,
 }
 _DEADBAND = {"none": 0, "absolute": 1, "percent": 2}
+#: CreateMonitoredItems results that mean "this filter, not this node": reported with the filter's settings.
+_FILTER_REFUSED = {
+    ua.StatusCodes.BadFilterNotAllowed,
+    ua.StatusCodes.BadMonitoredItemFilterInvalid,
+    ua.StatusCodes.BadMonitoredItemFilterUnsupported,
+    ua.StatusCodes.BadDeadbandFilterInvalid,
+}
 _NUMERIC_TYPES = set(range(1, 12)) | {26, 27, 28}
 
 
@@ -117,6 +124,14 @@ def _is_counter(measurement: str, field_name: str) -> bool:
         return spec.field(field_name).kind == "counter"
     except KeyError:
         return False
+
+
+def _filter_settings(node: PlannedNode) -> dict | None:
+    """The node's data-change filter as ``{deadband, value, trigger}``; None when the server's default applies."""
+    deadband = node.config.deadband or node.group.deadband
+    if node.is_tag_source or (deadband.type == "none" and node.group.trigger == "status_value"):
+        return None
+    return {"deadband": deadband.type, "value": deadband.value, "trigger": node.group.trigger}
 
 
 def parse_node_id(text: str, namespaces: list[str]) -> ua.NodeId:
@@ -329,12 +344,13 @@ class ServerSession:
         """Items per request: the server's limit (if any) capped by ``max_items_per_call``."""
         return max(1, min(self.limits.get(limit_name, 1 << 30), self.config.max_items_per_call))
 
-    def _mark_bad(self, node: PlannedNode, reason: str, name: str = "collector.node.bad") -> None:
+    def _mark_bad(self, node: PlannedNode, reason: str, name: str = "collector.node.bad",
+                  details: dict | None = None) -> None:
         node.bad = reason
         node.nodeid = None
         self.bad_nodes[node.address] = reason
         self.notify(Notice(name, f"{self.config.name}: node {node.address} skipped: {reason}",
-                           {"server": self.config.name, "node": node.address, "reason": reason}))
+                           {"server": self.config.name, "node": node.address, "reason": reason, **(details or {})}))
 
     async def resolve(self, client: Client) -> None:
         """Resolve NodeIds (``nsu=``) and browse paths against the server as it is now; check data types."""
@@ -458,7 +474,19 @@ class ServerSession:
                 results = await client.uaclient.create_monitored_items(req)
                 for node, res in zip(chunk, results):
                     if not res.StatusCode.is_good():
-                        self._mark_bad(node, res.StatusCode.name)
+                        self._mark_item_refused(node, res.StatusCode)
+
+    def _mark_item_refused(self, node: PlannedNode, code: ua.StatusCode) -> None:
+        """Report a monitored item the server refused; a refused filter is named, so that the config can be fixed."""
+        flt = _filter_settings(node)
+        if flt is None or code.value not in _FILTER_REFUSED:
+            self._mark_bad(node, code.name)
+            return
+        reason = (f"the server refused the data-change filter of group {node.group.name!r} (deadband {flt['deadband']} "
+                  f"{flt['value']}, trigger {flt['trigger']}): {code.name}; set another deadband or trigger for this "
+                  "node (a percent deadband needs a variable with an EURange)")
+        self._mark_bad(node, reason, "collector.node.filter_refused",
+                       {"group": node.group.name, "filter": flt, "status": code.name})
 
     def _item_request(self, node: PlannedNode) -> ua.MonitoredItemCreateRequest:
         group, cfg = node.group, node.config
@@ -470,12 +498,12 @@ class ServerSession:
         mp.SamplingInterval = cfg.sampling_interval_ms if cfg.sampling_interval_ms is not None else group.sampling_interval_ms
         mp.QueueSize = cfg.queue_size or group.queue_size
         mp.DiscardOldest = True
-        deadband = cfg.deadband or group.deadband
-        if not node.is_tag_source and (deadband.type != "none" or group.trigger != "status_value"):
+        settings = _filter_settings(node)
+        if settings is not None:
             flt = ua.DataChangeFilter()
-            flt.Trigger = _TRIGGERS[group.trigger]
-            flt.DeadbandType = _DEADBAND[deadband.type]
-            flt.DeadbandValue = deadband.value
+            flt.Trigger = _TRIGGERS[settings["trigger"]]
+            flt.DeadbandType = _DEADBAND[settings["deadband"]]
+            flt.DeadbandValue = settings["value"]
             mp.Filter = flt
         mir = ua.MonitoredItemCreateRequest()
         mir.ItemToMonitor = rv

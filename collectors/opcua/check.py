@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from asyncua import ua
 
+from collectors.opcua.certs import SecurityRefused, connect_client
 from collectors.opcua.config import CollectorConfig
 from collectors.opcua.session import ServerSession
 from core.notices import Notice
@@ -43,7 +44,7 @@ async def _check_one(config: CollectorConfig, index: int) -> ServerCheck:
     client = None
     try:
         client = await session.make_client()
-        await asyncio.wait_for(client.connect(), server.timeouts.request_s + 2)
+        await connect_client(client, server)
         await session._read_limits(client)
         result.limits = dict(session.limits)
         await session.resolve(client)
@@ -60,7 +61,9 @@ async def _check_one(config: CollectorConfig, index: int) -> ServerCheck:
         result.bad = dict(session.bad_nodes)
         result.ok = not result.bad
     except Exception as exc:  # report every failure as a row; check never stops at the first server
-        result.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        # A refusal already names the config key and the fix; anything else keeps its type for context.
+        result.error = (str(exc) if isinstance(exc, SecurityRefused) else
+                        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     finally:
         if client is not None:
             try:

@@ -199,6 +199,7 @@ class ServerSession:
         self._lost = asyncio.Event()
         self._subscription_ids: list[int] = []
         self._rate_window: list[tuple[float, int]] = []
+        self._reported_refusal: str | None = None
         self.stopped = False
 
     # -- status --------------------------------------------------------------------------------------------------------
@@ -241,6 +242,7 @@ class ServerSession:
                 )
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("server %s: %s", self.config.name, self.last_error)
+                self._report_refusal(exc)
             was_connected = self.connected
             self.connected = False
             await self._disconnect()
@@ -255,6 +257,14 @@ class ServerSession:
             attempt += 1
             await self._wait_before_retry(stop, delay, probe=refused or was_connected)
         self.stopped = True
+
+    def _report_refusal(self, exc: Exception) -> None:
+        """A refused certificate or login needs the operator: one notice per distinct refusal, not one per retry."""
+        from collectors.opcua.certs import SecurityRefused
+
+        if isinstance(exc, SecurityRefused) and str(exc) != self._reported_refusal:
+            self._reported_refusal = str(exc)
+            self.notify(Notice(exc.notice, str(exc), {"server": self.config.name}, level="error"))
 
     async def _wait_before_retry(self, stop: asyncio.Event, delay: float, probe: bool) -> None:
         """Sleep ``delay`` [s]; while the port refused us, return early as soon as it accepts TCP again."""
@@ -319,8 +329,11 @@ class ServerSession:
             self._on_connection_lost(exc)
 
         client.connection_lost_callback = lost
-        await asyncio.wait_for(client.connect(), cfg.timeouts.request_s + 2)
+        from collectors.opcua.certs import connect_client
+
+        await connect_client(client, cfg)
         self.connected = True
+        self._reported_refusal = None
         self.connected_since = time.time()
         await self._read_limits(client)
         await self.resolve(client)

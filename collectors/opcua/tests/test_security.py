@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from collectors.opcua.certs import ensure_client_certificate, fingerprint, load_cert
+from collectors.opcua.certs import SecurityRefused, ensure_client_certificate, fingerprint, load_cert
 from collectors.opcua.check import get_check_report
 from collectors.opcua.collector import Collector
 from collectors.opcua.tests.conftest import fast_config
@@ -403,6 +403,36 @@ def test_renewed_client_key_stays_owner_only(tmp_path):
     cert, key, created = ensure_client_certificate(sec, renew=True)
     assert created and fingerprint(load_cert(cert)) != before
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_half_a_client_pair_is_not_overwritten(tmp_path):
+    """A kept certificate whose key went missing is an operator problem; regenerating would lose a trusted cert."""
+    sec = fast_config("opc.tcp://127.0.0.1:4840", tmp_path, [dict(g) for g in GROUPS],
+                      security=security(tmp_path, "Basic256Sha256", "Sign")).servers[0].security
+    cert, key, _ = ensure_client_certificate(sec)
+    kept = cert.read_bytes()
+    key.unlink()
+    with pytest.raises(SecurityRefused, match="security.private_key .* is missing while security.certificate"):
+        ensure_client_certificate(sec)
+    assert cert.read_bytes() == kept
+
+
+def test_application_uri_changed_after_the_certificate_was_made(tmp_path):
+    async def main():
+        srv = await start_secure_server(tmp_path, [P.NoSecurity, P.Aes128Sha256RsaOaep_SignAndEncrypt])
+        sec = security(tmp_path, "Aes128_Sha256_RsaOaep", "SignAndEncrypt")
+        trust(sec, srv.cert)
+        cfg = fast_config(srv.endpoint, tmp_path, [dict(g) for g in GROUPS], security=sec)
+        moved = fast_config(srv.endpoint, tmp_path, [dict(g) for g in GROUPS],
+                            security={**sec, "application_uri": "urn:plant-7:wattline"})
+        try:
+            return await get_check_report(cfg), await get_check_report(moved)
+        finally:
+            await srv.stop()
+
+    good, moved = asyncio.run(main())
+    assert good[0].ok and good[0].readable == 1
+    assert not moved[0].ok and "security.application_uri" in moved[0].error and "--renew" in moved[0].error
 
 
 # -- node-opcua --------------------------------------------------------------------------------------------------------

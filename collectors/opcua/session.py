@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 from asyncua import Client, ua
 
-from collectors.opcua.config import GroupConfig, NodeConfig, ServerConfig
+from collectors.opcua.config import Deadband, GroupConfig, NodeConfig, ServerConfig
 from collectors.opcua.fastpublish import CollectorClient, FastDataChange, install_fast_publish
 from collectors.opcua.values import NodeState, now_ns, to_row, to_row_raw
 from core.model import unit_of
@@ -65,6 +65,7 @@ class PlannedNode:
     dependents: list = field(default_factory=list)  # (handle, tag name) of nodes whose tag this node feeds
     nodeid: ua.NodeId | None = None
     bad: str | None = None
+    kind: str = "number"  # the data type's kind from resolve(): number or enum
 
 
 def plan_nodes(server: ServerConfig) -> list[PlannedNode]:
@@ -126,9 +127,18 @@ def _is_counter(measurement: str, field_name: str) -> bool:
         return False
 
 
+_NO_DEADBAND = Deadband()
+
+
 def _filter_settings(node: PlannedNode) -> dict | None:
-    """The node's data-change filter as ``{deadband, value, trigger}``; None when the server's default applies."""
+    """The node's data-change filter as ``{deadband, value, trigger}``; None when the server's default applies.
+
+    Enumerations (state codes) get no deadband: every change of state counts, and servers refuse a deadband on a
+    non-number (BadFilterNotAllowed), which would lose a machine's state to its group's power deadband.
+    """
     deadband = node.config.deadband or node.group.deadband
+    if node.kind == "enum":
+        deadband = _NO_DEADBAND
     if node.is_tag_source or (deadband.type == "none" and node.group.trigger == "status_value"):
         return None
     return {"deadband": deadband.type, "value": deadband.value, "trigger": node.group.trigger}
@@ -419,7 +429,7 @@ class ServerSession:
                     continue
                 if node.is_tag_source:
                     continue
-                kind = await self._type_kind(client, dv.Value.Value, cache)
+                kind = node.kind = await self._type_kind(client, dv.Value.Value, cache)
                 if kind not in ("number", "enum"):
                     self._mark_bad(node, f"data type is {kind}, not a number", "collector.node.wrong_type")
         for node in self.nodes:

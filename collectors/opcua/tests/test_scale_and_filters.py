@@ -144,6 +144,7 @@ def test_10000_monitored_nodes_on_one_node_opcua_server(tmp_path, item_calls):
         store = SQLiteStore(tmp_path / "w.db")
         # Initial values (10,010) plus at least one round of changes from every node.
         col = collect(cfg, store, lambda c: c.written >= 25_000, 60)
+        item_calls = list(item_calls)  # the collector's calls only, not the check's below
         refused = asyncio.run(_too_many_items_refused(endpoint, 1001))
     finally:
         stop_node_server(proc)
@@ -198,14 +199,16 @@ def sent_filters(col, item_calls) -> dict:
 
 
 def test_deadband_absolute_and_percent(tmp_path, item_calls):
-    """Step and StepAnalog (EURange 0..200) rise by 1 every 100 ms."""
+    """Step and StepAnalog (EURange 0..200) rise by 1 every 100 ms; State (an enumeration) cycles 0..3."""
     proc, endpoint = start_server(tmp_path, "--machines", "1", "--period", "100", "--filter-vars")
-    step, analog = nid(f"{FILTERS}/Step"), nid(f"{FILTERS}/StepAnalog")
+    step, analog, state = nid(f"{FILTERS}/Step"), nid(f"{FILTERS}/StepAnalog"), nid(f"{FILTERS}/State")
     groups = [
         filter_group("none", [{"node_id": step, "field": "step"}, {"node_id": analog, "field": "analog"}]),
         filter_group("absolute", [{"node_id": step, "field": "step"},
                                   # A node's own deadband replaces the group's: none here.
-                                  {"node_id": analog, "field": "analog", "deadband": {"type": "none"}}],
+                                  {"node_id": analog, "field": "analog", "deadband": {"type": "none"}},
+                                  # An enumeration (state code) gets no deadband: every change of state counts.
+                                  {"node_id": state, "field": "state"}],
                      deadband={"type": "absolute", "value": 2.5}),
         filter_group("percent", [{"node_id": analog, "field": "analog"}], deadband={"type": "percent", "value": 2.5}),
     ]
@@ -222,6 +225,7 @@ def test_deadband_absolute_and_percent(tmp_path, item_calls):
     filters = sent_filters(col, item_calls)
     assert filters[("none", "step")] is None and filters[("none", "analog")] is None
     assert filters[("absolute", "analog")] is None  # overridden by the node's deadband: none
+    assert filters[("absolute", "state")] is None  # an enumeration: the group's deadband is not sent
     absolute, percent = filters[("absolute", "step")], filters[("percent", "analog")]
     assert isinstance(absolute, ua.DataChangeFilter) and isinstance(percent, ua.DataChangeFilter)
     assert (absolute.DeadbandType, absolute.DeadbandValue) == (ua.DeadbandType.Absolute, 2.5)
@@ -233,6 +237,8 @@ def test_deadband_absolute_and_percent(tmp_path, item_calls):
     assert len(every) >= 20 and set(steps(every)) == {1.0}  # no deadband: every change is stored
     assert set(steps(stored(store, "analog", "none")[0])) == {1.0}
     assert set(steps(stored(store, "analog", "absolute")[0])) == {1.0}
+    states = stored(store, "state", "absolute")[0]
+    assert len(states) >= 20 and set(steps(states)) == {1.0, -3.0}, states  # 0, 1, 2, 3, 0, ...: every change
     # Absolute 2.5: a change is reported when it exceeds 2.5 from the last reported value, i.e. every 3rd step.
     db_abs, _, _ = stored(store, "step", "absolute")
     assert len(db_abs) >= 6 and set(steps(db_abs)) == {3.0}, db_abs

@@ -18,7 +18,7 @@
 // --filter-vars adds Objects/Plant/north/l1/filters with known step patterns for deadband and trigger tests (tick t
 // counts periods): Step (Double, no EURange) = t; StepAnalog (AnalogItem, EURange 0..200) = t; Trigger (Double) =
 // floor(t/2) with status Good when floor(t/4) is even, else UncertainLastUsableValue, and a new source timestamp
-// every tick.
+// every tick; State (the standard enumeration ServerState) = t % 4.
 "use strict";
 const path = require("path");
 const fs = require("fs");
@@ -138,9 +138,12 @@ async function main() {
       dataType: "Double", engineeringUnitsRange: { low: 0, high: 200 }, value: dbl(0) });
     const trigger = ns.addVariable({ componentOf: folder, browseName: "Trigger", nodeId: fid("Trigger"),
       dataType: "Double", value: dbl(0) });
+    const state = ns.addVariable({ componentOf: folder, browseName: "State", nodeId: fid("State"),
+      dataType: "ServerState", value: { dataType: DataType.Int32, value: 0 } });
     let tick = 0;
     updaters.push((now) => {
       tick += 1;
+      state.setValueFromSource(new Variant({ dataType: DataType.Int32, value: tick % 4 }), StatusCodes.Good, now);
       step.setValueFromSource(new Variant(dbl(tick)), StatusCodes.Good, now);
       stepAnalog.setValueFromSource(new Variant(dbl(tick)), StatusCodes.Good, now);
       const status = Math.floor(tick / 4) % 2 === 0 ? StatusCodes.Good : StatusCodes.UncertainLastUsableValue;

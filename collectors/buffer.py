@@ -1,7 +1,8 @@
 """Batching writer between a collector's receive loop and the store.
 
 The receive loop (asyncio) only appends rows to a list under a lock, so it never waits on the store. A writer thread
-turns full batches (or whatever arrived within ``flush_interval_s``) into :class:`core.model.Point` writes. When a
+turns full batches (or whatever arrived within ``flush_interval_s``) into column batches
+(:class:`core.storage.base.SeriesBatch`) for ``Store.write_batch``. When a
 write fails the batch goes to the disk spool and the store is retried every ``retry_interval_s``, replaying the spool
 oldest first; while the store is slow a spill thread moves batches to the spool once more than ``max_memory_values``
 wait in memory. :meth:`BatchWriter.close` writes or spools everything received, so a SIGTERM loses nothing.
@@ -11,32 +12,16 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import threading
 import time
 
+import numpy as np
+
 from collectors.spool import DiskSpool, Row
-from core.model import Point, SeriesKey
-from core.storage.base import Store
+from core.model import SeriesKey
+from core.storage.base import SeriesBatch, Store
 
 log = logging.getLogger(__name__)
-
-
-class _RowPoint(Point):
-    """A :class:`~core.model.Point` of one field made from a collector row, with its series key precomputed.
-
-    Built by :meth:`BatchWriter._points` without the frozen-dataclass ``__init__``; it has every Point field (for
-    backends that read ``tags``/``fields``), and ``series_values`` skips rebuilding the key. (It compares unequal to a
-    plain Point with the same fields, as dataclass equality requires the same class; nothing compares them.)
-    """
-
-    def series_values(self):
-        (value,) = self.fields.values()
-        if value is not None:
-            value = float(value)
-            if not math.isfinite(value):
-                value = None
-        yield self._key, value
 
 
 class BatchWriter:
@@ -98,7 +83,9 @@ class BatchWriter:
         self._deadline: float | None = None
         self._store_down = False
         self._retry_at = 0.0
-        self._series_keys: dict[tuple, tuple] = {}
+        self._slots: dict[tuple, int] = {}
+        self._keys: list[SeriesKey] = []
+        self._keys_tuple: tuple | None = ()
         self.received = 0
         self.written = 0
         self.spooled = 0
@@ -218,27 +205,29 @@ class BatchWriter:
             if batch is not None:
                 self._write(batch)
 
-    def _points(self, rows: list[Row]) -> list[Point]:
-        # At 50,000 values/s the Point objects themselves cost half a core (frozen-dataclass __init__ ~3.7 us,
-        # SeriesKey.of in series_values ~6 us, measured): build _RowPoints with the key looked up once per series.
-        keys = self._series_keys
-        new = object.__new__
-        points = []
-        append = points.append
-        for measurement, tags, field, t, value, status in rows:
-            k = keys.get((measurement, tags, field))
-            if k is None:
-                d = dict(tags)
-                k = keys[(measurement, tags, field)] = (d, SeriesKey.of(measurement, d, field))
-            p = new(_RowPoint)
-            p.__dict__.update(measurement=measurement, tags=k[0], fields={field: value}, time_ns=t, status=status,
-                              _key=k[1])
-            append(p)
-        return points
+    def _batch(self, rows: list[Row]) -> SeriesBatch:
+        # Columns for Store.write_batch: one index per value into the tuple of every series key seen so far. The
+        # tuple is rebuilt only when a new series appears, so a ProcessStore sees the same tuple and sends no keys.
+        slots = self._slots
+        measurements, tags, fields, times, values, codes = zip(*rows)
+        series = [slots.get(k) for k in zip(measurements, tags, fields)]
+        if None in series:
+            for i, k in enumerate(zip(measurements, tags, fields)):
+                if series[i] is None:
+                    j = slots.get(k)
+                    if j is None:
+                        j = slots[k] = len(self._keys)
+                        self._keys.append(SeriesKey(k[0], tuple(tuple(kv) for kv in k[1]), k[2]))
+                        self._keys_tuple = None
+                    series[i] = j
+        if self._keys_tuple is None:
+            self._keys_tuple = tuple(self._keys)
+        return SeriesBatch(self._keys_tuple, np.array(series, dtype=np.int64), np.array(times, dtype=np.int64),
+                           np.array(values, dtype=float), np.array(codes, dtype=np.int64))
 
     def _store_write(self, rows: list[Row]) -> bool:
         try:
-            self.store.write(self._points(rows))
+            self.store.write_batch(self._batch(rows))
         except Exception as exc:  # any backend failure: spool and retry, never lose the batch
             self.write_errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"

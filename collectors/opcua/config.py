@@ -200,6 +200,7 @@ class BufferConfig(FrozenModel):
     max_memory_values: int = Field(500_000, ge=1)
     shutdown_timeout_s: float = Field(10.0, ge=0)
     retry_interval_s: float = Field(2.0, gt=0)
+    write_process: bool = True
 
 
 class SpoolConfig(FrozenModel):

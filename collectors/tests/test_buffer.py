@@ -20,10 +20,10 @@ class FlakyStore(SQLiteStore):
         super().__init__(path)
         self.down = threading.Event()
 
-    def write(self, points):
+    def write_batch(self, batch):
         if self.down.is_set():
             raise StoreUnavailable("store is down (test)")
-        return super().write(points)
+        return super().write_batch(batch)
 
 
 def rows(start, n, series=10):

@@ -96,6 +96,26 @@ _ROLLUP_AGG = {
 }
 
 
+# Merging a batch's partial aggregate (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast) into a rollup
+# row: counts and sums add up, extremes widen, the newest present value becomes the last one.
+_ROLLUP_MERGE_SET = """
+    n = n + {n}, nrows = nrows + {nrows},
+    total = CASE WHEN {total} IS NULL THEN total WHEN total IS NULL THEN {total} ELSE total + {total} END,
+    vmin = min(coalesce(vmin, {vmin}), coalesce({vmin}, vmin)),
+    vmax = max(coalesce(vmax, {vmax}), coalesce({vmax}, vmax)),
+    vlast = CASE WHEN {last_ts} IS NOT NULL THEN {vlast} ELSE vlast END,
+    last_ts = coalesce({last_ts}, last_ts)"""
+_ROLLUP_MERGE_UPDATE = "UPDATE rollup SET" + _ROLLUP_MERGE_SET.format(
+    n="?4", nrows="?5", total="?6", vmin="?7", vmax="?8", last_ts="?9", vlast="?10"
+) + " WHERE res = ?1 AND series_id = ?2 AND bucket = ?3"
+_ROLLUP_MERGE_UPSERT = (
+    "INSERT INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (res, series_id, bucket) DO UPDATE SET"
+    + _ROLLUP_MERGE_SET.format(**{k: f"excluded.{k}" for k in ("n", "nrows", "total", "vmin", "vmax", "last_ts",
+                                                                 "vlast")})
+)
+
+
 def parse_sqlite_url(url: str) -> Path:
     """Return the file path of ``sqlite:///path`` or of a plain path."""
     if url.startswith("sqlite:///"):
@@ -131,6 +151,7 @@ class SQLiteStore(Store):
         self._series_lock = threading.Lock()
         self._ids: dict[SeriesKey, int] = {}
         self._keys: dict[int, SeriesKey] = {}
+        self._batch_keys: tuple[tuple, np.ndarray] | None = None
         self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +245,7 @@ class SQLiteStore(Store):
                     with self._series_lock:  # series created in the rolled-back transaction no longer exist
                         self._ids.clear()
                         self._keys.clear()
+                        self._batch_keys = None
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
                 raise
@@ -256,8 +278,13 @@ class SQLiteStore(Store):
             return 0
         series = np.asarray(batch.series, dtype=np.int64)
         with self._write_transaction() as conn:
-            key_sids = np.zeros(len(batch.keys), dtype=np.int64)
-            for i in np.unique(series).tolist():  # only the keys this batch uses
+            # Writers pass the same keys tuple with every batch: keep its series ids (-1 = not looked up yet) instead
+            # of hashing every key again (a rollback clears this cache with the others).
+            if self._batch_keys is None or self._batch_keys[0] is not batch.keys:
+                self._batch_keys = (batch.keys, np.full(len(batch.keys), -1, dtype=np.int64))
+            key_sids = self._batch_keys[1]
+            used = np.unique(series)
+            for i in used[key_sids[used] < 0].tolist():  # only the keys this batch uses
                 key_sids[i] = self._series_id(conn, batch.keys[i])
             self._write_columns(conn, key_sids[series], np.asarray(batch.times_ns, dtype=np.int64),
                                 np.asarray(batch.values, dtype=float), np.asarray(batch.status, dtype=np.int64))
@@ -402,7 +429,13 @@ class SQLiteStore(Store):
                          zip(sid.tolist(), ts.tolist(), items, codes.tolist()))
         if appending.any():
             mask = np.repeat(appending, counts)
-            self._add_to_rollups(conn, sid[mask], ts[mask], vals[mask], finite[mask])
+            stored_newest = np.array([-1 if newest.get(s_) is None else newest[s_] for s_ in usid.tolist()],
+                                     dtype=np.int64)
+            if not self._add_to_rollups(conn, sid[mask], ts[mask], vals[mask], finite[mask],
+                                        np.repeat(stored_newest, counts)[mask]):
+                log.warning("%s: rollup rows were missing for appended values; recomputing them from the rows",
+                            self.path)
+                appending[:] = False  # recompute every touched bucket exactly below
         if not appending.all():
             ranges: dict[tuple[int, int], list[int]] = {}
             for s_, a, b in zip(usid[~appending].tolist(), lo[~appending].tolist(), hi[~appending].tolist()):
@@ -445,29 +478,27 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _add_to_rollups(conn: sqlite3.Connection, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray,
-                        finite: np.ndarray) -> None:
+                        finite: np.ndarray, newest: np.ndarray) -> bool:
         """Fold appended values (sorted by series, time) into the rollups: counts and sums add up, extremes widen, the
-        newest value is last."""
-        upserts = []
+        newest value is last.
+
+        ``newest`` is, per value, the series' newest stored timestamp before this write (-1 for none): only the bucket
+        holding it can already have a rollup row, which is updated in place; the other buckets are new. Returns False
+        when such a row was missing after all (the caller then recomputes the rollups from the rows).
+        """
+        updates, upserts = [], []
         for res in ROLLUP_RESOLUTIONS_S:
             res_ns = res * NS
             bucket = (ts // res_ns) * res_ns
             starts = np.flatnonzero(np.append(True, (bucket[1:] != bucket[:-1]) | (sid[1:] != sid[:-1])))
-            upserts.extend(_bucket_rows(res, sid, bucket, ts, vals, finite, starts))
-        conn.executemany(
-            """INSERT INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (res, series_id, bucket) DO UPDATE SET
-                n = n + excluded.n,
-                nrows = nrows + excluded.nrows,
-                total = CASE WHEN excluded.total IS NULL THEN total WHEN total IS NULL THEN excluded.total
-                             ELSE total + excluded.total END,
-                vmin = min(coalesce(vmin, excluded.vmin), coalesce(excluded.vmin, vmin)),
-                vmax = max(coalesce(vmax, excluded.vmax), coalesce(excluded.vmax, vmax)),
-                vlast = CASE WHEN excluded.last_ts IS NOT NULL THEN excluded.vlast ELSE vlast END,
-                last_ts = coalesce(excluded.last_ts, last_ts)""",
-            upserts,
-        )
+            rows = _bucket_rows(res, sid, bucket, ts, vals, finite, starts)
+            existing = ((newest[starts] >= 0) & (bucket[starts] == (newest[starts] // res_ns) * res_ns)).tolist()
+            for row, old in zip(rows, existing):
+                (updates if old else upserts).append(row)
+        conn.executemany(_ROLLUP_MERGE_UPSERT, upserts)
+        before = conn.total_changes
+        conn.executemany(_ROLLUP_MERGE_UPDATE, updates)
+        return conn.total_changes - before == len(updates)
 
     def _update_rollups(self, conn: sqlite3.Connection, sids: list[int], lo_ns: int, hi_ns: int) -> None:
         ids = json.dumps(sids)
@@ -704,9 +735,15 @@ def _bucket_rows(res: int, sids: np.ndarray, buckets: np.ndarray, times: np.ndar
     vmin = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
     vmax = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
     last_idx = np.maximum(np.maximum.reduceat(np.where(finite, np.arange(len(times)), -1), starts), 0)
-    rows = []
-    for s_, b, c, r, t, lo, hi, lt, vl in zip(sids[starts].tolist(), buckets[starts].tolist(), n.tolist(),
-                                              nrows.tolist(), total.tolist(), vmin.tolist(), vmax.tolist(),
-                                              times[last_idx].tolist(), vals[last_idx].tolist()):
-        rows.append((res, s_, b, c, r, t, lo, hi, lt, vl) if c else (res, s_, b, 0, r, None, None, None, None, None))
-    return rows
+    # Buckets without a present value get NULL aggregates: SQLite stores a bound NaN as NULL, so only last_ts (an
+    # integer, which NaN would not survive) needs None put in by hand.
+    empty = n == 0
+    total = np.where(empty, np.nan, total)
+    vmin = np.where(empty, np.nan, vmin)
+    vmax = np.where(empty, np.nan, vmax)
+    vlast = np.where(empty, np.nan, vals[last_idx])
+    last_ts = times[last_idx].tolist()
+    for i in np.flatnonzero(empty).tolist():
+        last_ts[i] = None
+    return list(zip(itertools.repeat(res), sids[starts].tolist(), buckets[starts].tolist(), n.tolist(), nrows.tolist(),
+                    total.tolist(), vmin.tolist(), vmax.tolist(), last_ts, vlast.tolist()))

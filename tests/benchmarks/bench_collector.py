@@ -13,8 +13,11 @@ node each ``period`` ms, so it is asked to offer nodes * 1000 / period values/s.
                nothing); the ratio collector / reference is printed.
 ``offered``    what the server really delivers (queue size 10 per item, like the collector's default): our bulk-decoding publish loop with 8 PublishRequests in flight,
                counting values and doing nothing else (decode cost only), so the server's limit shows.
-``store``      ``store.write`` alone (no OPC UA) for batches shaped like the collector's (10 machines x nodes/10
-               fields, one value per node per period), at ``--batch-size`` and at the writer's merged size.
+``store``      ``write_batch`` alone (no OPC UA) for batches shaped like the collector's (10 machines x nodes/10
+               fields, one value per node per period), at ``--batch-size`` and at 50,000 values, through a
+               ProcessStore (as the collector writes) and in this process.
+
+``--thread-writer`` makes the collector write from a thread of its own process (``buffer.write_process: false``).
 
 ``--max-notifications N`` raises node-opcua's cap of 1,000 notifications per NotificationMessage (0 keeps it).
 ``--profile FILE`` runs the collector phase under cProfile, writes FILE (pstats) and prints the top functions.
@@ -101,23 +104,28 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
                          for k in range(extra)]} for m in range(MACHINES)]
     cfg = parse_collector_config({"store": str(tmp / "w.db"), "servers": [{"name": "bench", "endpoint": endpoint,
                                   "groups": groups}], "spool": {"path": str(tmp / "spool")},
-                                  "buffer": {"batch_size": args.batch_size}, "metrics": {"listen": None}})
+                                  "buffer": {"batch_size": args.batch_size, "write_process": not args.thread_writer},
+                                  "metrics": {"listen": None}})
     store = SQLiteStore(tmp / "w.db")
-    # Time spent inside store.write (wall clock, writer thread): tells a slow store from an idle writer.
+    # Time spent inside the store's write_batch (wall clock, writer thread): tells a slow store from an idle writer.
     write_stats = {"calls": 0, "values": 0, "seconds": 0.0}
-    raw_write = store.write
+    write_durations: list[float] = []
 
-    def timed_write(points):
-        points = list(points)
-        a = time.perf_counter()
-        try:
-            return raw_write(points)
-        finally:
-            write_stats["calls"] += 1
-            write_stats["values"] += len(points)
-            write_stats["seconds"] += time.perf_counter() - a
+    def timed(target):
+        raw_write = target.write_batch
 
-    store.write = timed_write
+        def timed_write(batch):
+            a = time.perf_counter()
+            try:
+                return raw_write(batch)
+            finally:
+                write_stats["calls"] += 1
+                write_stats["values"] += len(batch)
+                write_stats["seconds"] += time.perf_counter() - a
+                write_durations.append(time.perf_counter() - a)
+
+        target.write_batch = timed_write
+
     col = Collector(cfg, store)
     stop = asyncio.Event()
     task = asyncio.create_task(col.run(stop))
@@ -125,22 +133,30 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
     rss = 0
     while not col.sessions[0].connected or col.received < extra * MACHINES:
         await asyncio.sleep(0.1)
+    timed(col.writer.store)  # the ProcessStore when the collector writes from a separate process
+    child = psutil.Process(col.writer.store.pid) if getattr(col.writer.store, "pid", None) else None
+    child_rss = 0
     await asyncio.sleep(2)  # warm-up
     prof = cProfile.Profile() if args.profile else None
     r0, w0, t0 = col.received, col.written, time.monotonic()
     ws0 = dict(write_stats)
+    write_durations.clear()
     col.writer.latencies.clear()
     cpu0 = proc.cpu_times()
+    ccpu0 = child.cpu_times() if child else None
     if prof:
         prof.enable()  # profiles the event loop thread (receive, decode, rows); the writer thread is in "store"
     while time.monotonic() - t0 < seconds:
         await asyncio.sleep(0.5)
         rss = max(rss, proc.memory_info().rss)
+        if child:
+            child_rss = max(child_rss, child.memory_info().rss)
     if prof:
         prof.disable()
     r1, w1, t1 = col.received, col.written, time.monotonic()
     ws1 = dict(write_stats)
     cpu1 = proc.cpu_times()
+    ccpu1 = child.cpu_times() if child else None
     lat = sorted(col.writer.latencies)
     backlog = col.writer.backlog
     stop.set()
@@ -156,9 +172,14 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
             "p95_latency_s": lat[int(0.95 * (len(lat) - 1))] if lat else float("nan"),
             "median_latency_s": statistics.median(lat) if lat else float("nan"), "rss_mb": rss / 2**20,
             "cpu_percent": 100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / dt,
+            "writer_process_rss_mb": child_rss / 2**20,
+            "writer_process_cpu_percent": (100 * ((ccpu1.user + ccpu1.system) - (ccpu0.user + ccpu0.system)) / dt
+                                           if child else 0.0),
             "backlog_at_end": backlog, "lost": col.received - col.written - col.spool.count_values(),
             "store_write_busy_s": ws1["seconds"] - ws0["seconds"], "store_write_calls": ws1["calls"] - ws0["calls"],
-            "store_write_values_per_busy_s": (ws1["values"] - ws0["values"]) / max(1e-9, ws1["seconds"] - ws0["seconds"])}
+            "store_write_values_per_busy_s": (ws1["values"] - ws0["values"]) / max(1e-9, ws1["seconds"] - ws0["seconds"]),
+            "store_write_median_s": statistics.median(write_durations) if write_durations else float("nan"),
+            "store_write_max_s": max(write_durations, default=float("nan"))}
 
 
 async def run_reference(endpoint: str, extra: int, period: int, seconds: float) -> dict:
@@ -237,9 +258,14 @@ async def run_offered(endpoint: str, extra: int, period: int, seconds: float, ou
             "max_values_per_message": count["max_per_message"]}
 
 
-def run_store(nodes: int, period: int, batch_size: int, seconds_of_data: float, tmp: Path) -> dict:
-    """store.write alone for collector-shaped batches (after the series exist)."""
-    store = SQLiteStore(tmp / f"store-{batch_size}.db")
+def run_store(nodes: int, period: int, batch_size: int, seconds_of_data: float, tmp: Path,
+              in_process: bool = False) -> dict:
+    """The store's write_batch alone for collector-shaped batches (after the series exist), through a ProcessStore
+    like the collector (or in this process with ``in_process``); the row-to-column conversion is included."""
+    from core.storage.process import ProcessStore
+
+    path = tmp / f"store-{batch_size}-{int(in_process)}.db"
+    store = SQLiteStore(path) if in_process else ProcessStore(f"sqlite:///{path}")
     writer = BatchWriter(store)
     extra = nodes // MACHINES
     tags = [(("machine", f"m{m}"),) for m in range(MACHINES)]
@@ -249,15 +275,16 @@ def run_store(nodes: int, period: int, batch_size: int, seconds_of_data: float, 
     for c in range(cycles + 1):
         ts = t0 + c * period * 1_000_000
         rows.extend(("opcua", tags[i // extra], f"e{i % extra:04d}", ts, float(c), 0) for i in range(nodes))
-    store.write(writer._points(rows[:nodes]))  # creates the series
+    store.write_batch(writer._batch(rows[:nodes]))  # creates the series
     rows = rows[nodes:]
     spent = 0.0
     for b in range(0, len(rows), batch_size):
         a = time.perf_counter()
-        store.write(writer._points(rows[b:b + batch_size]))
+        store.write_batch(writer._batch(rows[b:b + batch_size]))
         spent += time.perf_counter() - a
     store.close()
-    return {"batch_size": batch_size, "values_per_s": len(rows) / spent, "values": len(rows)}
+    return {"batch_size": batch_size, "in_process": in_process, "values_per_s": len(rows) / spent,
+            "values": len(rows)}
 
 
 def main() -> None:
@@ -272,6 +299,8 @@ def main() -> None:
     ap.add_argument("--publish-requests", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--profile", default=None)
+    ap.add_argument("--thread-writer", action="store_true",
+                    help="write the store from a thread of the collector process (buffer.write_process: false)")
     ap.add_argument("--only", default="collector,reference,offered,store")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -319,7 +348,9 @@ def main() -> None:
               {k: round(v, 1) for k, v in off.items()}, flush=True)
     if "store" in phases:
         for bs in (args.batch_size, 50_000):
-            print("store.write alone:", run_store(args.nodes, args.period, bs, 6.0, tmp), flush=True)
+            for in_process in (False, True):
+                print("store write_batch alone:", run_store(args.nodes, args.period, bs, 6.0, tmp, in_process),
+                      flush=True)
 
 
 if __name__ == "__main__":

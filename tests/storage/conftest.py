@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.storage.influx import InfluxSettings, InfluxStore, read_env_file, remove_influx, setup_influx
+from core.storage.process import ProcessStore
 from core.storage.sqlite import SQLiteStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,11 +106,13 @@ def influx_store(request, influx_env, tmp_path):
         drop_bucket(settings)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("influx", marks=[pytest.mark.integration, pytest.mark.influx])])
+@pytest.fixture(params=["sqlite", "sqlite-process",
+                        pytest.param("influx", marks=[pytest.mark.integration, pytest.mark.influx])])
 def store(request, tmp_path):
-    """Each contract case runs once per backend."""
-    if request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "contract.db")
+    """Each contract case runs once per backend, and once through a ProcessStore (the collectors' writer process)."""
+    if request.param in ("sqlite", "sqlite-process"):
+        path = tmp_path / "contract.db"
+        s = SQLiteStore(path) if request.param == "sqlite" else ProcessStore(f"sqlite:///{path.resolve()}")
         try:
             yield s
         finally:

@@ -13,10 +13,10 @@ Connection failures the operator must fix (untrusted certificates, refused login
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
-import asyncio
 import os
 import re
 import socket
@@ -81,13 +81,20 @@ class SecurityRefused(CollectorError):
 
 
 def ensure_client_certificate(security: SecurityConfig, renew: bool = False, days: int = 730) -> tuple[Path, Path, bool]:
-    """Create the client key and certificate when missing (or when ``renew``); return (cert, key, created)."""
+    """Create the client key and certificate when missing (or when ``renew``); return (cert, key, created).
+
+    Raises
+    ------
+    SecurityRefused
+        When only one of the two files exists (naming the missing key); ``renew`` replaces both.
+    """
     cert_path, key_path = Path(security.certificate), Path(security.private_key)
     if cert_path.is_file() and key_path.is_file() and not renew:
         return cert_path, key_path, False
     if (cert_path.is_file() or key_path.is_file()) and not renew:
         # Half a pair: regenerating would overwrite a certificate the server may trust (or one a CA issued).
-        have, lost = (("security.certificate", cert_path), ("security.private_key", key_path))[:: 1 if cert_path.is_file() else -1]
+        pair = (("security.certificate", cert_path), ("security.private_key", key_path))
+        have, lost = pair if cert_path.is_file() else pair[::-1]
         raise SecurityRefused(
             f"{lost[0]} {lost[1]} is missing while {have[0]} {have[1]} exists; restore it, point {lost[0]} at it, or "
             "run `wattline certs --renew` to make a new pair (the server must then trust the new certificate)"
@@ -286,7 +293,9 @@ async def apply_security(client: Client, server: ServerConfig, notify: Callable[
                       {"server": server.name}, level="warning"))
 
 
-def explain_connect_error(server: ServerConfig, exc: BaseException, client: Client | None = None) -> SecurityRefused | None:
+def explain_connect_error(
+    server: ServerConfig, exc: BaseException, client: Client | None = None
+) -> SecurityRefused | None:
     """Turn a refused connect (status code from the server) into a message naming the config key and the fix.
 
     Returns None for failures that are not about security or login (network, timeouts, server faults).

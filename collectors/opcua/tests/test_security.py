@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import stat
 import subprocess
 import threading
@@ -30,7 +29,8 @@ from collectors.opcua.check import get_check_report
 from collectors.opcua.collector import Collector
 from collectors.opcua.tests.conftest import fast_config
 from collectors.opcua.tests.plant_server import NS_URI, free_port, wait_for
-from collectors.opcua.tests.test_node_opcua import NODE_DIR, groups as node_groups, stop_node_server
+from collectors.opcua.tests.test_node_opcua import NODE_DIR, stop_node_server
+from collectors.opcua.tests.test_node_opcua import groups as node_groups
 from core.storage.sqlite import SQLiteStore
 from tests.support import unavailable
 
@@ -215,7 +215,8 @@ def test_asyncua_policy_and_mode_store_values(tmp_path, policy, mode):
     assert stat.S_IMODE(key.stat().st_mode) == 0o600  # generated on first start, owner-only
 
 
-@pytest.mark.parametrize("policy, mode", [("Aes128_Sha256_RsaOaep", "Sign"), ("Aes256_Sha256_RsaPss", "SignAndEncrypt")])
+@pytest.mark.parametrize("policy, mode",
+                         [("Aes128_Sha256_RsaOaep", "Sign"), ("Aes256_Sha256_RsaPss", "SignAndEncrypt")])
 def test_asyncua_username_login_over_aes_policies_keeps_password_out_of_logs(tmp_path, caplog, policy, mode):
     """The password token is encrypted with the Aes policies' RSA padding; a wrong password is refused clearly."""
     pw = tmp_path / "pw"
@@ -471,7 +472,7 @@ def node_server_cert(tmp_path: Path) -> Path:
 )
 def test_node_opcua_policy_and_mode_store_values(tmp_path, policy, mode):
     port = free_port()
-    proc = start_node(port, tmp_path, "--policies", f"None,Basic256Sha256,Aes128_Sha256_RsaOaep,Aes256_Sha256_RsaPss",
+    proc = start_node(port, tmp_path, "--policies", "None,Basic256Sha256,Aes128_Sha256_RsaOaep,Aes256_Sha256_RsaPss",
                       "--modes", "None,Sign,SignAndEncrypt")
     try:
         sec = security(tmp_path, policy, mode)

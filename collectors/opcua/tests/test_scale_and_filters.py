@@ -18,7 +18,7 @@ from asyncua.client.ua_client import UaClient
 
 from collectors.opcua.collector import Collector
 from collectors.opcua.tests.conftest import fast_config
-from collectors.opcua.tests.plant_server import NS_URI, free_port, wait_for
+from collectors.opcua.tests.plant_server import MACHINE_VARS, NS_URI, free_port, start_plant_server, wait_for
 from collectors.opcua.tests.test_node_opcua import NODE_DIR, stop_node_server
 from core.model import status_severity
 from core.storage.sqlite import SQLiteStore
@@ -166,6 +166,58 @@ def test_10000_monitored_nodes_on_one_node_opcua_server(tmp_path, item_calls):
     # Extra values are the server's running sequence numbers: the last stored values are recent and all distinct.
     last = store.last_values("opcua", "extra0996")
     assert len(last) == MACHINES and last["value"].nunique() == MACHINES
+
+
+def test_10000_monitored_nodes_on_one_asyncua_server_with_500_per_call(tmp_path, item_calls):
+    """100 machines x 100 numeric variables on the asyncua test plant, which says MaxMonitoredItemsPerCall = 500."""
+    machines = [f"m{i:03d}" for i in range(100)]
+    numeric = [name for name, vtype, _v, _u in MACHINE_VARS if vtype != ua.VariantType.String] + ["MachineState"]
+    extra = 100 - len(numeric)
+
+    def group(m: str) -> dict:
+        base = f"north/l1/{m}"
+        nodes = [{"node_id": nid(f"{base}/{name}"), "measurement": "opcua", "field": f"v_{name.lower()}"}
+                 for name in numeric]
+        nodes[0]["tags_from_nodes"] = {"material": nid(f"{base}/MaterialId")}
+        nodes += [{"node_id": nid(f"{base}/Extra{k:04d}"), "measurement": "opcua", "field": f"extra{k:04d}"}
+                  for k in range(extra)]
+        return {"name": m, "tags": {"machine": m}, "nodes": nodes}
+
+    async def main():
+        srv = await start_plant_server(layout={"north": {"l1": machines}}, extra_vars_per_machine=extra)
+        try:
+            await srv.server.get_node(ua.NodeId(11714, 0)).write_value(ua.Variant(500, ua.VariantType.UInt32))
+            cfg = fast_config(srv.endpoint, tmp_path, [group(m) for m in machines])
+            store = SQLiteStore(tmp_path / "w.db")
+            col = Collector(cfg, store)
+            stop = asyncio.Event()
+            task = asyncio.create_task(col.run(stop))
+            reached = await wait_for(lambda: col.written >= 10_000, 60, interval=0.1)
+            # One more value for one node in every 10th machine, after the subscription stands.
+            for m in machines[::10]:
+                await srv.write(f"north/l1/{m}/Extra0000", 42.0)
+            reached = reached and await wait_for(lambda: col.written >= 10_010, 10, interval=0.1)
+            stop.set()
+            await task
+            return col, store, reached
+        finally:
+            await srv.stop()
+
+    col, store, reached = asyncio.run(main())
+    s = col.sessions[0]
+    assert reached, (col.written, s.last_error)
+    assert s.limits["MaxMonitoredItemsPerCall"] == 500
+    sizes = [len(c["params"].ItemsToCreate) for c in item_calls]
+    # 10,000 series + 100 MaterialId tag sources, in calls of at most 500.
+    assert sum(sizes) == 10_100 and max(sizes) == 500 and len(sizes) == s.monitored_item_calls == 21
+    assert all(r.StatusCode.is_good() for c in item_calls for r in c["results"])
+    assert not s.bad_nodes and s.reconnects == 0
+    series = store.series()
+    assert len(series) == 10_000 and min(x.count for x in series) >= 1
+    assert sum(x.count for x in series) == col.written == col.received == 10_010
+    tagged = [x.key.tag_dict.get("material") for x in series if x.key.field == f"v_{numeric[0].lower()}"]
+    assert len(tagged) == 100 and set(tagged) == {"steel-s235"}
+    assert sorted(store.last_values("opcua", "extra0000")["value"]).count(42.0) == 10
 
 
 # -- deadband and trigger ----------------------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ async def _too_many_items_refused(endpoint: str, n: int) -> str:
 def test_10000_monitored_nodes_on_one_node_opcua_server(tmp_path, item_calls):
     proc, endpoint = start_server(tmp_path, "--machines", str(MACHINES), "--extra", str(EXTRA), "--period", "1000")
     try:
-        cfg = fast_config(endpoint, tmp_path, ten_thousand_groups())
+        cfg = fast_config(endpoint, tmp_path, ten_thousand_groups(), timeouts={})  # the product's timeouts
         store = SQLiteStore(tmp_path / "w.db")
         # Initial values (10,010) plus at least one round of changes from every node.
         col = collect(cfg, store, lambda c: c.written >= 25_000, 60)
@@ -153,6 +153,7 @@ def test_10000_monitored_nodes_on_one_node_opcua_server(tmp_path, item_calls):
     assert refused == "BadTooManyOperations"
     # ...so the collector read it and split its 10,010 items (10,000 series + 10 tag sources) to fit.
     assert s.limits["MaxMonitoredItemsPerCall"] == 1000
+    assert col.status()["servers"][0]["operation_limits"]["MaxMonitoredItemsPerCall"] == 1000
     sizes = [len(c["params"].ItemsToCreate) for c in item_calls]
     assert all(c["error"] is None for c in item_calls), [c["error"] for c in item_calls]
     assert sum(sizes) == 10_010 and max(sizes) <= 1000 and len(sizes) == s.monitored_item_calls == 11
@@ -187,7 +188,7 @@ def test_10000_monitored_nodes_on_one_asyncua_server_with_500_per_call(tmp_path,
         srv = await start_plant_server(layout={"north": {"l1": machines}}, extra_vars_per_machine=extra)
         try:
             await srv.server.get_node(ua.NodeId(11714, 0)).write_value(ua.Variant(500, ua.VariantType.UInt32))
-            cfg = fast_config(srv.endpoint, tmp_path, [group(m) for m in machines])
+            cfg = fast_config(srv.endpoint, tmp_path, [group(m) for m in machines], timeouts={})
             store = SQLiteStore(tmp_path / "w.db")
             col = Collector(cfg, store)
             stop = asyncio.Event()
@@ -372,6 +373,7 @@ def test_filter_refused_by_the_server_is_a_reported_bad_node(tmp_path, item_call
     assert refused in notice.message and "deadband percent 1.0" in notice.message, notice.message
     assert notice.details["filter"] == {"deadband": "percent", "value": 1.0, "trigger": "status_value"}
     assert notice.details["group"] == "percent"
+    assert col.status()["servers"][0]["bad_nodes"] == [{"node": refused, "reason": s.bad_nodes[refused]}]
     # The other nodes keep flowing, the refused one stored nothing.
     assert len(stored(store, "step", "plain")[0]) >= 10
     assert len(stored(store, "analog", "percent")[0]) >= 2 and len(stored(store, "power", "percent")[0]) >= 1

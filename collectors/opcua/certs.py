@@ -26,6 +26,7 @@ from typing import Callable
 from asyncua import Client, ua
 from asyncua.crypto import security_policies
 from asyncua.crypto.cert_gen import dump_private_key_as_pem, generate_private_key, generate_self_signed_app_certificate
+from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -331,16 +332,66 @@ def explain_connect_error(
             f"security.application_uri ({sec.application_uri}); run `wattline certs --renew` and have the server "
             "trust the new certificate")
     if code.startswith("BadCertificate") or code in ("BadSecurityChecksFailed", "BadNoValidCertificates"):
-        where = (f"the client certificate {sec.certificate} (`wattline certs` shows it)" if sec.policy != "None"
-                 else "the connection")
+        if sec.policy == "None":
+            return SecurityRefused(f"server {server.name} refused the connection ({code}); it may require a secure "
+                                   "channel: set security.policy and security.mode (`wattline check` lists them)")
         return SecurityRefused(
-            f"server {server.name} refused {where} ({code}): the server's administrator must trust it (move it from "
-            "the server's rejected to its trusted certificates); check security.policy and security.mode too")
+            f"server {server.name} refused the secure channel ({code}); most likely it does not trust the client "
+            f"certificate {sec.certificate} (security.certificate): its administrator must trust it (usually by "
+            "moving it from the server's rejected to its trusted certificates; `wattline certs` shows its "
+            "fingerprint)")
     return None
+
+
+def _record_status_errors(client: Client) -> list[ua.UaStatusCodeError]:
+    """Collect the bad status codes a server answers this client's requests with, as seen on the socket.
+
+    Why: when a server refuses OpenSecureChannel (node-opcua answers an untrusted client certificate with a
+    ServiceFault BadSecurityChecksFailed), asyncua 2.1 tries to decode the fault as an OpenSecureChannelResponse, closes
+    the socket and fails with a bare ``AssertionError``; the status code is only visible in the received message.
+    """
+    uaclient = client.uaclient
+    make = getattr(uaclient, "_make_protocol", None)
+    if make is None:
+        return []
+    seen = getattr(make, "_wattline_records", None)
+    if seen is not None:
+        return seen
+    seen = []
+
+    def record(msg) -> None:
+        try:
+            if isinstance(msg, ua.ErrorMessage) and msg.Error is not None and msg.Error.is_bad():
+                seen.append(ua.UaStatusCodeError(msg.Error.value))
+            elif isinstance(msg, ua.Message):
+                data = msg.body()
+                if nodeid_from_binary(data) == ua.FourByteNodeId(ua.ObjectIds.ServiceFault_Encoding_DefaultBinary):
+                    result = struct_from_binary(ua.ResponseHeader, data).ServiceResult
+                    if result.is_bad():
+                        seen.append(ua.UaStatusCodeError(result.value))
+        except Exception:  # only a diagnosis aid: a message we cannot read is asyncua's to report
+            pass
+
+    def make_protocol():
+        proto = make()
+        process = getattr(proto, "_process_received_message", None)
+        if process is not None:
+            def process_received_message(msg):
+                record(msg)
+                return process(msg)
+
+            proto._process_received_message = process_received_message
+        return proto
+
+    make_protocol._wattline_records = seen
+    uaclient._make_protocol = make_protocol
+    return seen
 
 
 async def connect_client(client: Client, server: ServerConfig) -> None:
     """``client.connect()`` within the request timeout; security and login refusals become :class:`SecurityRefused`."""
+    seen = _record_status_errors(client)
+    seen.clear()
     try:
         await asyncio.wait_for(client.connect(), server.timeouts.request_s + 2)
     except ua.UaStatusCodeError as exc:
@@ -348,3 +399,8 @@ async def connect_client(client: Client, server: ServerConfig) -> None:
         if explained is None:
             raise
         raise explained from exc
+    except (AssertionError, ConnectionError, ua.UaError) as exc:
+        if not seen:
+            raise
+        status = seen[-1]  # what the server actually said; more use than asyncua's follow-up error
+        raise (explain_connect_error(server, status, client) or status) from exc

@@ -523,3 +523,35 @@ def test_node_opcua_certificate_login_trusted_and_refused(tmp_path, caplog):
     assert any(n.name == "collector.server.login_refused" and n.details["server"] == "intruder"
                for n in run.collector.notices)
     assert "PRIVATE KEY" not in caplog.text
+
+
+def test_node_opcua_refuses_the_client_certificate_until_its_administrator_trusts_it(tmp_path):
+    """The server does not know the collector's certificate: a clear error naming security.certificate; once the
+    server's administrator moves it from rejected to trusted, the collector connects on its own."""
+    port = free_port()
+    proc = start_node(port, tmp_path, "--policies", "None,Aes128_Sha256_RsaOaep", "--modes", "None,SignAndEncrypt",
+                      "--reject-unknown-clients")
+    server_pki = tmp_path / "pki" / "server"
+    try:
+        sec = security(tmp_path, "Aes128_Sha256_RsaOaep", "SignAndEncrypt", auto_trust_first_use=True)
+        cfg = fast_config(f"opc.tcp://127.0.0.1:{port}/wattline", tmp_path, node_groups(2, 3), security=sec)
+        state = {}
+
+        def until(col):
+            s = col.sessions[0]
+            rejected = list((server_pki / "rejected").glob("*.pem")) if "error" not in state else []
+            if "error" not in state and s.connect_attempts >= 2 and s.last_error and rejected:
+                state["error"] = s.last_error
+                state["received"] = col.received
+                for f in rejected:  # what the server's administrator does
+                    f.rename(server_pki / "trusted" / "certs" / f.name)
+            return "error" in state and col.written >= 20
+
+        run = asyncio.run(collect(cfg, tmp_path / "w.db", until, 30))
+    finally:
+        stop_node_server(proc)
+    assert state["received"] == 0
+    err = state["error"]
+    assert "BadSecurityChecksFailed" in err and "security.certificate" in err and sec["certificate"] in err, err
+    assert any(n.name == "collector.server.security_refused" for n in run.collector.notices)
+    assert run.collector.written == run.collector.received >= 20

@@ -4,6 +4,7 @@
 // usage: node server.js --port P [--machines N] [--extra K] [--period MS] [--pki DIR] [--user NAME --password PW]
 //                       [--max-notifications N] [--filter-vars]
 //                       [--policies P,P] [--modes M,M] [--user-pki DIR --trust-user-cert F,F]
+//                       [--reject-unknown-clients]
 //
 // Address space: Objects/Plant/north/l1/m<i> with String NodeIds ns=<idx>;s=north/l1/m<i>/<Name> in namespace
 // urn:wattline:simulator: ActivePower [kW], ActiveEnergy [kWh], MaterialId (String), MaterialConsumed [kg] and
@@ -13,7 +14,8 @@
 // --policies / --modes replace the offered security policies (SecurityPolicy names, e.g. Aes256_Sha256_RsaPss) and
 // modes (None, Sign, SignAndEncrypt). --user-pki DIR keeps X509 user-token certificates apart from the application
 // PKI; the DER certificate files given to --trust-user-cert are trusted for certificate login, others are
-// refused (BadIdentityTokenRejected).
+// refused (BadIdentityTokenRejected). --reject-unknown-clients refuses client application certificates that are not in
+// <pki>/server/trusted/certs (node-opcua saves them to <pki>/server/rejected); by default every one is accepted.
 //
 // --filter-vars adds Objects/Plant/north/l1/filters with known step patterns for deadband and trigger tests (tick t
 // counts periods): Step (Double, no EURange) = t; StepAnalog (AnalogItem, EURange 0..200) = t; Trigger (Double) =
@@ -55,7 +57,7 @@ async function main() {
     : undefined;
 
   const serverCertificateManager = new OPCUACertificateManager({
-    automaticallyAcceptUnknownCertificate: true,
+    automaticallyAcceptUnknownCertificate: !process.argv.includes("--reject-unknown-clients"),
     rootFolder: path.join(pki, "server"),
   });
   const server = new OPCUAServer({

@@ -43,8 +43,7 @@ _POLICIES = {
 }
 _MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
 #: Status codes of ActivateSession that mean "this login is refused" (the rest of a failed connect is the channel).
-_LOGIN_CODES = {"BadUserAccessDenied", "BadIdentityTokenRejected", "BadIdentityTokenInvalid", "BadUserSignatureInvalid",
-                "BadSecurityPolicyRejected"}
+_LOGIN_CODES = {"BadUserAccessDenied", "BadIdentityTokenRejected", "BadIdentityTokenInvalid", "BadUserSignatureInvalid"}
 _TOKEN_NAMES = {ua.UserTokenType.Anonymous: "anonymous", ua.UserTokenType.UserName: "username",
                 ua.UserTokenType.Certificate: "certificate"}
 

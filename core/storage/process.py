@@ -213,6 +213,8 @@ def _serve(conn, url: str) -> None:
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send((False, _portable(exc if isinstance(exc, StoreError) else StoreError(f"cannot open {url}: {exc}"))))
         return
+    if hasattr(store, "checkpoint_in_background"):
+        store.checkpoint_in_background()  # this process only writes: keep WAL checkpoints out of the writes
     conn.send((True, store.description))
     keys: list[SeriesKey] = []
     keys_tuple: tuple = ()

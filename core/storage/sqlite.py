@@ -152,6 +152,7 @@ class SQLiteStore(Store):
         self._ids: dict[SeriesKey, int] = {}
         self._keys: dict[int, SeriesKey] = {}
         self._batch_keys: tuple[tuple, np.ndarray] | None = None
+        self._checkpointer: threading.Thread | None = None
         self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,13 +176,64 @@ class SQLiteStore(Store):
             conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
             conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute("PRAGMA busy_timeout=30000")
+            if self._checkpointer is not None:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = conn
             self._all_conns = getattr(self, "_all_conns", []) + [conn]
         return conn
 
+    def checkpoint_in_background(self, interval_s: float = 0.5, max_wal_mb: int = 64) -> None:
+        """Copy the write-ahead log into the database from a thread of its own instead of inside the writes.
+
+        Why: by default SQLite checkpoints inside the COMMIT that takes the log past 1,000 pages; with thousands of
+        series written each second nearly every commit pays for a checkpoint (measured: a quarter of the write time).
+        Here a thread checkpoints after every commit without blocking the writer; a commit that finds the log larger
+        than ``max_wal_mb`` [MiB] checkpoints and rewinds it itself, so the log stays bounded. For the process that
+        writes (the collectors' writer process); readers are unaffected.
+        """
+        if self._checkpointer is not None:
+            return
+        self._wal_limit = int(max_wal_mb) << 20
+        self._checkpoint_wanted = threading.Event()
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(float(interval_s),),
+                                              name="wattline-checkpoint", daemon=True)
+        for conn in getattr(self, "_all_conns", []):
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self, interval_s: float) -> None:
+        while not self._closed:
+            self._checkpoint_wanted.wait(interval_s)
+            self._checkpoint_wanted.clear()
+            if self._closed:
+                return
+            try:
+                with self._checkpoint_lock:
+                    self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except (sqlite3.Error, StoreError) as exc:  # busy or closing: the next round or a commit catches up
+                log.debug("background checkpoint of %s: %s", self.path, exc)
+
+    def _after_commit(self, conn: sqlite3.Connection) -> None:
+        self._checkpoint_wanted.set()
+        try:
+            wal_bytes = os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return
+        if wal_bytes > self._wal_limit:
+            # Only one checkpoint runs at a time (a second one would just report busy): wait for the thread's.
+            with self._checkpoint_lock:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            if busy:
+                log.debug("%s: log not rewound (a reader holds an old snapshot); trying after the next commit", self.path)
+
     def close(self) -> None:
         """Close every connection this store opened."""
         self._closed = True
+        if self._checkpointer is not None:
+            self._checkpoint_wanted.set()
+            self._checkpointer.join(10)
+            self._checkpointer = None
         for conn in getattr(self, "_all_conns", []):
             try:
                 conn.close()
@@ -239,6 +291,8 @@ class SQLiteStore(Store):
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
+                if self._checkpointer is not None:
+                    self._after_commit(conn)
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

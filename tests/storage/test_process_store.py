@@ -75,3 +75,30 @@ def test_a_store_that_cannot_open_fails_at_construction(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(StoreError, match=str(blocker / "x.db")):
         ProcessStore(f"sqlite:///{blocker / 'x.db'}")
+
+
+def test_background_checkpoint_keeps_the_log_bounded_and_data_whole(tmp_path):
+    # The same writes into a store that never checkpoints (its log holds every commit, so it gives each commit's
+    # size) and into one checkpointing in the background with a 1 MiB bound (its log must rewind).
+    keys = tuple(SeriesKey.of("electrical", {"machine": f"m{i}"}, "active_power_kw") for i in range(2000))
+    control = SQLiteStore(tmp_path / "control.db")
+    control._conn().execute("PRAGMA wal_autocheckpoint=0")
+    path = tmp_path / "c.db"
+    store = SQLiteStore(path)
+    store.checkpoint_in_background(interval_s=0.05, max_wal_mb=1)
+    commit_sizes = []
+    for b in range(15):  # each commit touches 2,000 series
+        before = os.path.getsize(f"{tmp_path / 'control.db'}-wal") if b else 0
+        control.write_batch(_batch(keys, b * 4000, 4000))
+        commit_sizes.append(os.path.getsize(f"{tmp_path / 'control.db'}-wal") - before)
+        store.write_batch(_batch(keys, b * 4000, 4000))
+    control.close()
+    log_size = os.path.getsize(f"{path}-wal")
+    assert log_size <= (1 << 20) + 2 * max(commit_sizes) < sum(commit_sizes)
+    thread = store._checkpointer
+    store.close()
+    assert thread is not None and not thread.is_alive()
+    check = SQLiteStore(path)
+    got = check.query("electrical", "active_power_kw", T0, T0 + 100_000 * NS)
+    check.close()
+    assert len(got) == 60_000 and sorted(got["value"].tolist()) == [float(v) for v in range(60_000)]

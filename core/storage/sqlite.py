@@ -77,7 +77,9 @@ CREATE TABLE IF NOT EXISTS rollup (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_SCHEMA_VERSION = "1"
+#: Layout version in ``meta``: 1 = eager rollups at every resolution; 2 = lazily kept coarse rollups and day chunks.
+#: A version-1 file is a valid version-2 file (every coarse row present), so it is upgraded in place on open.
+_SCHEMA_VERSION = "2"
 
 # Raw window aggregation in SQL; 'last' uses SQLite's documented bare-column rule with a single max().
 _RAW_AGG = {
@@ -115,6 +117,60 @@ _ROLLUP_MERGE_UPSERT = (
                                                                  "vlast")})
 )
 
+
+#: Coarse rollup resolutions kept lazily: see :func:`_coarse_rows_sql`.
+_COARSE_S = tuple(r for r in ROLLUP_RESOLUTIONS_S if r != 60)
+_MIN_NS = -(2**63)
+_MAX_NS = 2**63 - 1
+
+
+def _coarse_rows_sql(res: int, minutes: str) -> str:
+    """SELECT of rollup rows ``(series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)`` at ``res`` [s]
+    aggregated from the 1-min rollup rows ``f`` that ``minutes`` (a FROM ... WHERE fragment) selects.
+
+    Why coarse rollups are lazy: updating the 15-min and 1-h rows of every series with every write doubled the work of
+    a collector's write (thousands of series, one write a second). So a series' coarse rows are written when a later
+    bucket starts (or by an exact recompute), and the newest coarse bucket without a row is aggregated from the 1-min
+    rows at query time. Invariant: every coarse bucket before a series' newest coarse row has its row, and every coarse
+    row is exact.
+    """
+    r, m = res * NS, 60 * NS
+    return f"""SELECT g.series_id, g.bucket, g.n, g.nrows, g.total, g.vmin, g.vmax, g.last_ts,
+               (SELECT v.vlast FROM rollup v WHERE v.res = 60 AND v.series_id = g.series_id
+                  AND v.bucket = (g.last_ts / {m}) * {m}) AS vlast
+        FROM (SELECT f.series_id AS series_id, (f.bucket / {r}) * {r} AS bucket, sum(f.n) AS n, sum(f.nrows) AS nrows,
+                     sum(f.total) AS total, min(f.vmin) AS vmin, max(f.vmax) AS vmax, max(f.last_ts) AS last_ts
+              {minutes} GROUP BY f.series_id, (f.bucket / {r}) * {r}) AS g"""
+
+
+def _newest_coarse_sql(res: int, series: str) -> str:
+    """Start of the first coarse bucket after the series' newest coarse row at ``res``, or the smallest time."""
+    return (f"coalesce((SELECT max(c.bucket) FROM rollup c WHERE c.res = {res} AND c.series_id = {series})"
+            f" + {res * NS}, {_MIN_NS})")
+
+
+def _rollup_source_sql(res: int) -> str:
+    """Derived table of every rollup row at ``res`` for series ``:ids`` (JSON array) and buckets in ``[:lo, :hi)``,
+    the lazily kept coarse buckets included."""
+    stored = ("SELECT series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast FROM rollup"
+              f" WHERE res = {res} AND series_id IN (SELECT value FROM json_each(:ids)) AND bucket >= :lo AND bucket < :hi")
+    if res not in _COARSE_S:
+        return f"({stored})"
+    # The 1-min scan starts, per series, after its newest coarse row: an index range, never the whole history.
+    pending = _coarse_rows_sql(res, f"""FROM json_each(:ids) AS j JOIN rollup f ON f.res = 60 AND f.series_id = j.value
+        AND f.bucket >= max(:lo, {_newest_coarse_sql(res, 'j.value')}) AND f.bucket < :hi""")
+    return f"({stored} UNION ALL {pending})"
+
+
+# Coarse rows of a series for its buckets from after its newest coarse row up to (not including) ?2, from 1-min rows.
+_CLOSE_COARSE = {
+    res: "INSERT OR IGNORE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast) "
+    f"SELECT {res}, * FROM ("
+    + _coarse_rows_sql(res, f"FROM rollup f WHERE f.res = 60 AND f.series_id = ?1"
+                            f" AND f.bucket >= {_newest_coarse_sql(res, '?1')} AND f.bucket < ?2")
+    + ")"
+    for res in _COARSE_S
+}
 
 def parse_sqlite_url(url: str) -> Path:
     """Return the file path of ``sqlite:///path`` or of a plain path."""
@@ -161,6 +217,12 @@ class SQLiteStore(Store):
                 conn.executescript(_SCHEMA + ck.CHUNK_SCHEMA)
                 ck.check_schema(conn, self.path)
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (_SCHEMA_VERSION,))
+                (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if not version.isdigit() or int(version) > int(_SCHEMA_VERSION):
+                    raise StoreError(f"store {self.path} has layout version {version}, newer than this Wattline "
+                                     f"understands ({_SCHEMA_VERSION}); upgrade Wattline to read it")
+                if version != _SCHEMA_VERSION:
+                    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (_SCHEMA_VERSION,))
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}. Check the path and its permissions.") from exc
 
@@ -379,7 +441,10 @@ class SQLiteStore(Store):
                 span = ck.explode(conn, sid, old)
                 values_json = self._bulk_insert(conn, sid, times, vals, finite, codes)
                 if fresh and span is None:
-                    # Nothing stored in the touched hours: the rollups follow from this batch alone.
+                    # Nothing stored in the touched hours: the rollups follow from this batch alone (after the lazy
+                    # coarse buckets before it got their rows).
+                    for res in _COARSE_S:
+                        conn.execute(_CLOSE_COARSE[res], (sid, (int(times[0]) // (res * NS)) * res * NS))
                     self._insert_rollups(conn, sid, times, vals, finite, values_json)
                 else:
                     lo_ns, hi_ns = int(times[0]), int(times[-1])
@@ -540,61 +605,70 @@ class SQLiteStore(Store):
         holding it can already have a rollup row, which is updated in place; the other buckets are new. Returns False
         when such a row was missing after all (the caller then recomputes the rollups from the rows).
         """
-        updates, upserts = [], []
+        updates, upserts, closing = [], [], []
+        s_starts = np.flatnonzero(np.append(True, sid[1:] != sid[:-1]))  # first and last value of each series
+        s_ends = np.append(s_starts[1:], len(sid)) - 1
         for res in ROLLUP_RESOLUTIONS_S:
             res_ns = res * NS
             bucket = (ts // res_ns) * res_ns
+            newest_bucket = np.where(newest >= 0, (newest // res_ns) * res_ns, _MIN_NS)
             starts = np.flatnonzero(np.append(True, (bucket[1:] != bucket[:-1]) | (sid[1:] != sid[:-1])))
             rows = _bucket_rows(res, sid, bucket, ts, vals, finite, starts)
-            existing = ((newest[starts] >= 0) & (bucket[starts] == (newest[starts] // res_ns) * res_ns)).tolist()
-            for row, old in zip(rows, existing):
-                (updates if old else upserts).append(row)
+            existing = (bucket[starts] == newest_bucket[starts]).tolist()
+            if res not in _COARSE_S:
+                for row, old in zip(rows, existing):
+                    (updates if old else upserts).append(row)
+                continue
+            # Coarse: keep the bucket of the newest stored value current if it has a row; write the rows of the
+            # buckets this batch closes (from the 1-min rows, below); leave the batch's last bucket lazy.
+            updates.extend(row for row, old in zip(rows, existing) if old)
+            opened = np.where(newest[s_starts] >= 0, newest_bucket[s_starts], bucket[s_starts])
+            closing.extend((res, s_, b) for s_, b, o in zip(sid[s_starts].tolist(), bucket[s_ends].tolist(),
+                                                              opened.tolist()) if o < b)
         conn.executemany(_ROLLUP_MERGE_UPSERT, upserts)
+        coarse_updates = [row for row in updates if row[0] in _COARSE_S]
+        minute_updates = [row for row in updates if row[0] not in _COARSE_S]
         before = conn.total_changes
-        conn.executemany(_ROLLUP_MERGE_UPDATE, updates)
-        return conn.total_changes - before == len(updates)
+        conn.executemany(_ROLLUP_MERGE_UPDATE, minute_updates)
+        complete = conn.total_changes - before == len(minute_updates)
+        conn.executemany(_ROLLUP_MERGE_UPDATE, coarse_updates)  # no row yet is fine: that bucket is lazy
+        for res in _COARSE_S:
+            conn.executemany(_CLOSE_COARSE[res], [(s_, b) for r, s_, b in closing if r == res])
+        return complete
 
     def _update_rollups(self, conn: sqlite3.Connection, sids: list[int], lo_ns: int, hi_ns: int) -> None:
+        """Recompute the rollup buckets of ``sids`` touching ``[lo_ns, hi_ns]`` exactly from the stored rows."""
         ids = json.dumps(sids)
-        finer_table = None
-        finer_res = None
-        for res in ROLLUP_RESOLUTIONS_S:
+        lo = (lo_ns // (60 * NS)) * 60 * NS
+        hi = (hi_ns // (60 * NS) + 1) * 60 * NS
+        conn.execute(
+            f"""INSERT OR REPLACE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)
+            SELECT 60, series_id, (ts / {60 * NS}) * {60 * NS} AS b, count(value), count(*), sum(value), min(value),
+                   max(value), max(CASE WHEN value IS NOT NULL THEN ts END), NULL
+            FROM points WHERE series_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ?
+            GROUP BY series_id, b""",
+            (ids, lo, hi),
+        )
+        conn.execute(
+            """UPDATE rollup SET vlast = (SELECT p.value FROM points p
+                    WHERE p.series_id = rollup.series_id AND p.ts = rollup.last_ts)
+            WHERE res = 60 AND series_id IN (SELECT value FROM json_each(?)) AND bucket >= ? AND bucket < ?""",
+            (ids, lo, hi),
+        )
+        for res in _COARSE_S:
             res_ns = res * NS
-            lo = (lo_ns // res_ns) * res_ns
-            hi = (hi_ns // res_ns + 1) * res_ns
-            if finer_table is None:
-                conn.execute(
-                    f"""INSERT OR REPLACE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)
-                    SELECT {res}, series_id, (ts / {res_ns}) * {res_ns} AS b, count(value), count(*), sum(value), min(value),
-                           max(value), max(CASE WHEN value IS NOT NULL THEN ts END), NULL
-                    FROM points WHERE series_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ?
-                    GROUP BY series_id, b""",
-                    (ids, lo, hi),
-                )
-                conn.execute(
-                    f"""UPDATE rollup SET vlast = (SELECT p.value FROM points p
-                            WHERE p.series_id = rollup.series_id AND p.ts = rollup.last_ts)
-                    WHERE res = {res} AND series_id IN (SELECT value FROM json_each(?)) AND bucket >= ? AND bucket < ?""",
-                    (ids, lo, hi),
-                )
-            else:
-                conn.execute(
-                    f"""INSERT OR REPLACE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast)
-                    SELECT {res}, series_id, (bucket / {res_ns}) * {res_ns} AS b, sum(n), sum(nrows), sum(total), min(vmin),
-                           max(vmax), max(last_ts), NULL
-                    FROM rollup WHERE res = {finer_res} AND series_id IN (SELECT value FROM json_each(?))
-                      AND bucket >= ? AND bucket < ?
-                    GROUP BY series_id, b""",
-                    (ids, lo, hi),
-                )
-                conn.execute(
-                    f"""UPDATE rollup SET vlast = (SELECT f.vlast FROM rollup f WHERE f.res = {finer_res}
-                            AND f.series_id = rollup.series_id
-                            AND f.bucket = (rollup.last_ts / {finer_res * NS}) * {finer_res * NS})
-                    WHERE res = {res} AND series_id IN (SELECT value FROM json_each(?)) AND bucket >= ? AND bucket < ?""",
-                    (ids, lo, hi),
-                )
-            finer_table, finer_res = "rollup", res  # the next level aggregates this one
+            c_lo = (lo_ns // res_ns) * res_ns
+            c_hi = (hi_ns // res_ns + 1) * res_ns
+            # Buckets before the range that were still lazy get their rows first (the invariant of _coarse_rows_sql).
+            conn.executemany(_CLOSE_COARSE[res], [(s_, c_lo) for s_ in sids])
+            conn.execute(
+                f"INSERT OR REPLACE INTO rollup (res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast) "
+                f"SELECT {res}, * FROM ("
+                + _coarse_rows_sql(res, "FROM rollup f WHERE f.res = 60 AND f.series_id IN (SELECT value FROM json_each(?))"
+                                        " AND f.bucket >= ? AND f.bucket < ?")
+                + ")",
+                (ids, c_lo, c_hi),
+            )
 
     # -- reading -------------------------------------------------------------------------------------------------------
     def query(
@@ -648,11 +722,10 @@ class SQLiteStore(Store):
                 else:
                     expr = "max(last_ts), vlast" if agg == "last" else _ROLLUP_AGG[agg]
                     where = "AND last_ts IS NOT NULL" if agg == "last" else ""
-                    sql = f"""SELECT series_id, (bucket / {w_ns}) * {w_ns} AS b, {expr} FROM rollup
-                              WHERE res = {res} AND series_id IN (SELECT value FROM json_each(?))
-                                AND bucket >= ? AND bucket < ? {where}
-                              GROUP BY series_id, b ORDER BY series_id, b"""
-                rows = conn.execute(sql, (ids, start_ns, stop_ns)).fetchall() if sids else []
+                    sql = f"""SELECT series_id, (bucket / {w_ns}) * {w_ns} AS b, {expr} FROM {_rollup_source_sql(res)}
+                              WHERE TRUE {where} GROUP BY series_id, b ORDER BY series_id, b"""
+                params = {"ids": ids, "lo": start_ns, "hi": stop_ns}
+                rows = conn.execute(sql, params if res else (ids, start_ns, stop_ns)).fetchall() if sids else []
                 if agg == "last":
                     rows = [(r[0], r[1], r[3]) for r in rows]
                 rows = [r for r in rows if r[2] is not None]
@@ -664,9 +737,8 @@ class SQLiteStore(Store):
     def _merged_partials(conn: sqlite3.Connection, ids: str, res: int, start_ns: int, stop_ns: int):
         """Rollup buckets at ``res`` of rows and chunks in ``[start_ns, stop_ns)``, sorted by (series, bucket)."""
         rows = conn.execute(
-            "SELECT series_id, bucket, n, nrows, total, vmin, vmax, vlast FROM rollup"
-            " WHERE res = ? AND series_id IN (SELECT value FROM json_each(?)) AND bucket >= ? AND bucket < ?",
-            (res, ids, start_ns, stop_ns),
+            f"SELECT series_id, bucket, n, nrows, total, vmin, vmax, vlast FROM {_rollup_source_sql(res)}",
+            {"ids": ids, "lo": start_ns, "hi": stop_ns},
         ).fetchall()
         c_sid, c_part = ck.read_partials(conn, ids, res, start_ns, stop_ns)
         part = np.zeros(len(rows), dtype=ck.PARTIAL)
@@ -756,8 +828,9 @@ class SQLiteStore(Store):
                 # Hourly rollups count every stored row exactly once (duplicates were replaced on write), chunks
                 # their values; a value lives in one place only.
                 (count,) = conn.execute(
-                    "SELECT (SELECT coalesce(sum(nrows), 0) FROM rollup WHERE res = 3600 AND series_id = ?1)"
-                    " + (SELECT coalesce(sum(n), 0) FROM chunks WHERE series_id = ?1)", (sid,)
+                    f"SELECT (SELECT coalesce(sum(nrows), 0) FROM {_rollup_source_sql(3600)})"
+                    " + (SELECT coalesce(sum(n), 0) FROM chunks WHERE series_id = :sid)",
+                    {"ids": f"[{sid}]", "lo": _MIN_NS, "hi": _MAX_NS, "sid": sid},
                 ).fetchone()
                 result.append(SeriesInfo(self._keys[sid], int(count), int(min(firsts)), int(max(lasts))))
         return result

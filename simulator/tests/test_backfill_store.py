@@ -69,10 +69,18 @@ def test_backfill_writes_catalogue_series_and_truth(filled):
 
 
 def _rollups(path):
+    """Every rollup bucket as queries see it (coarse buckets kept lazily included), sorted."""
+    from core.storage.sqlite import _MAX_NS, _MIN_NS, _rollup_source_sql
+
     conn = sqlite3.connect(path)
-    rows = conn.execute("SELECT res, series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast FROM rollup ORDER BY 1, 2, 3").fetchall()
+    ids = json.dumps([r[0] for r in conn.execute("SELECT id FROM series")])
+    rows = []
+    for res in (60, 900, 3600):
+        rows += [(res, *r) for r in conn.execute(
+            f"SELECT series_id, bucket, n, nrows, total, vmin, vmax, last_ts, vlast FROM {_rollup_source_sql(res)}",
+            {"ids": ids, "lo": _MIN_NS, "hi": _MAX_NS})]
     conn.close()
-    return rows
+    return sorted(rows, key=lambda r: r[:3])
 
 
 def test_bulk_write_matches_the_sql_rollup_path(tmp_path):

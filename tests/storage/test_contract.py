@@ -621,3 +621,57 @@ def test_write_batch_rejects_mismatched_columns():
         SeriesBatch((key,), np.zeros(3, dtype=np.int64), np.zeros(2, dtype=np.int64), np.zeros(3), np.zeros(3))
     with pytest.raises(StoreError, match="outside 0..0"):
         SeriesBatch((key,), np.array([0, 1]), np.zeros(2, dtype=np.int64), np.zeros(2), np.zeros(2, dtype=np.int64))
+
+
+def test_live_batches_with_pauses_late_values_and_arrays_across_coarse_buckets(store):
+    # Appending batches that cross 15-min and 1-h boundaries, pause for hours and resume, a late value into a bucket
+    # that is still open, a small write_arrays (row path) after the pause, and a series that simply stops.
+    expected: dict = {}
+    stopper = SeriesKey.of("electrical", {"site": "s", "line": "l", "machine": "stops"}, "active_power_kw")
+    stopper_values = {}
+    t = BASE + 3 * NS
+    for batch in range(30):
+        entries = []
+        for k in range(4):
+            v = round(10 + batch + 0.25 * k, 3)
+            entries.append((BULK_KEY, t, v, 0))
+            expected[t] = (v, 0)
+            if batch < 12:
+                entries.append((stopper, t, -v, 0))
+                stopper_values[t] = -v
+            t += 97 * NS
+        if batch == 20:
+            t += 5 * 3600 * NS  # pause, then resume hours later
+        store.write_batch(_batch_of(entries))
+    late = t - 150 * NS - 1  # inside the newest, still open, buckets
+    store.write(
+        [Point("electrical", BULK_TAGS, {"active_power_kw": 1234.5}, late)])
+    expected[late] = (1234.5, 0)
+    arrays_t = t + 7200 * NS + np.arange(5, dtype=np.int64) * 61 * NS
+    store.write_arrays(BULK_KEY, arrays_t, np.arange(5, dtype=float) - 50)
+    _store_expected(expected, arrays_t, np.arange(5, dtype=float) - 50)
+    store.flush()
+    _check_against(store, expected, [(BASE, BASE + 86400 * NS), (BASE + 3600 * NS, BASE + 7 * 3600 * NS)])
+    stop_raw = pd.DataFrame({"time": list(stopper_values), "machine": "stops", "value": list(stopper_values.values())})
+    for window_s in (900, 3600):
+        for agg in AGGREGATIONS:
+            check_windows(store, stop_raw, window_s, agg, BASE, BASE + 86400 * NS, tags={"machine": "stops"})
+    info = {i.key: i for i in store.series("electrical")}[stopper]
+    assert info.count == len(stopper_values)
+
+
+def test_sqlite_layout_version_upgraded_from_1_and_newer_refused(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "v.db"
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")  # a file of the eager-rollup layout
+    conn.commit()
+    SQLiteStore(path).close()
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match=r"layout version 3, newer than this Wattline understands \(2\)"):
+        SQLiteStore(path)

@@ -2,9 +2,9 @@
 
 Why SQLite: it needs no server, and in WAL mode a collector process can write while a dashboard process reads the same
 file. Points live in a clustered ``(series_id, ts)`` table, so a time-range query for one series is one index range
-scan, and a repeated timestamp replaces the earlier value like InfluxDB does. Rollups at 1 min, 15 min and 1 h are
-recomputed from raw values for the buckets each write touches, which keeps them exact under out-of-order and duplicate
-writes.
+scan, and a repeated timestamp replaces the earlier value like InfluxDB does. Rollups at 1 min, 15 min and 1 h stay
+exact: values that only append update them incrementally, out-of-order and repeated values make the touched buckets be
+recomputed from the rows. The coarse (15-min, 1-h) rows are kept lazily (see :func:`_coarse_rows_sql`).
 
 Large ``write_arrays`` calls (backfill, import) are stored as columnar day chunks instead of rows (see
 :mod:`core.storage.sqlite_chunks` for the layout and the invariants that keep every answer exact); queries merge rows

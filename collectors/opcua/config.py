@@ -42,6 +42,13 @@ class Deadband(FrozenModel):
     type: Literal["none", "absolute", "percent"] = "none"
     value: float = Field(0.0, ge=0)
 
+    @model_validator(mode="after")
+    def _percent_of_range(self) -> "Deadband":
+        # Servers refuse a percent deadband outside 0..100 (BadDeadbandFilterInvalid): say so at start-up instead.
+        if self.type == "percent" and self.value > 100:
+            raise ValueError(f"deadband value {self.value:g} is a percentage of the EURange: use 0..100 with type percent")
+        return self
+
 
 class NodeConfig(FrozenModel):
     """One variable to collect; unset keys inherit from its group."""

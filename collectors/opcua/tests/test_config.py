@@ -124,3 +124,15 @@ def test_password_file_must_be_private(tmp_path):
         cfg.servers[0].login.get_password()
     secret.chmod(0o600)
     assert cfg.servers[0].login.get_password() == "s3cret"
+
+
+def test_percent_deadband_above_100_refused_with_its_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "servers:\n  - name: a\n    endpoint: opc.tcp://127.0.0.1:4840/\n    groups:\n      - name: g\n"
+        "        deadband: {type: percent, value: 250}\n        nodes: [{node_id: 'ns=2;s=x'}]\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        read_collector_config(path)
+    text = str(err.value)
+    assert "deadband" in text and "0..100" in text and str(path) in text

@@ -181,6 +181,25 @@ def parse_sqlite_url(url: str) -> Path:
     return Path(url)
 
 
+class _Tails:
+    """What one connection knows of each series' tail: the newest stored timestamp (``_MIN_NS``: none) and, per coarse
+    resolution, the newest bucket with a rollup row (``_MIN_NS``: none).
+
+    Why: a collector writes thousands of series every second; asking SQLite for every tail before each write cost as
+    much as a tenth of the write. Valid while no other connection commits (``PRAGMA data_version`` unchanged) and none
+    of our transactions rolls back; entries a write cannot predict are forgotten and read again.
+    """
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.newest: dict[int, int] = {}
+        self.coarse: dict[int, dict[int, int]] = {res: {} for res in _COARSE_S}
+
+    def forget(self, sids) -> None:
+        for sid in sids:
+            self.newest.pop(sid, None)
+
+
 class SQLiteStore(Store):
     """Embedded store in one SQLite file.
 
@@ -283,9 +302,14 @@ class SQLiteStore(Store):
         except OSError:
             return
         if wal_bytes > self._wal_limit:
-            # Only one checkpoint runs at a time (a second one would just report busy): wait for the thread's.
-            with self._checkpoint_lock:
-                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            # Only one checkpoint runs at a time (a second one would just report busy): wait for the thread's. The
+            # write is committed already, so a failing checkpoint is only logged.
+            try:
+                with self._checkpoint_lock:
+                    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            except sqlite3.Error as exc:
+                log.warning("checkpoint of %s failed: %s", self.path, exc)
+                return
             if busy:
                 log.debug("%s: log not rewound (a reader holds an old snapshot); trying after the next commit", self.path)
 
@@ -362,6 +386,7 @@ class SQLiteStore(Store):
                         self._ids.clear()
                         self._keys.clear()
                         self._batch_keys = None
+                    self._forget_tails()
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
                 raise
@@ -427,6 +452,7 @@ class SQLiteStore(Store):
         finite = np.isfinite(vals)
         with self._write_transaction() as conn:
             sid = self._series_id(conn, key)
+            self._forget_tails([sid])
             lo, hi = ck.hour_span(int(times[0]), int(times[-1]))
             fresh = conn.execute(
                 "SELECT 1 FROM points WHERE series_id = ? AND ts >= ? AND ts < ? LIMIT 1", (sid, lo, hi)
@@ -516,6 +542,33 @@ class SQLiteStore(Store):
             rows,
         )
 
+    def _tails(self, conn: sqlite3.Connection, usid: np.ndarray) -> _Tails:
+        """The tails of ``usid`` (sorted series ids), read from the file for the series this connection does not know."""
+        (version,) = conn.execute("PRAGMA data_version").fetchone()
+        tails = getattr(self._local, "tails", None)
+        if tails is None or tails.version != version:
+            tails = self._local.tails = _Tails(version)
+        missing = [s_ for s_ in usid.tolist() if s_ not in tails.newest]
+        if missing:
+            coarse = ", ".join(f"(SELECT max(bucket) FROM rollup WHERE res = {res} AND series_id = j.value)"
+                               for res in _COARSE_S)
+            for row in conn.execute(
+                f"SELECT j.value, (SELECT max(ts) FROM points WHERE series_id = j.value), {coarse} FROM json_each(?) AS j",
+                (json.dumps(missing),),
+            ):
+                tails.newest[row[0]] = _MIN_NS if row[1] is None else row[1]
+                for res, bucket in zip(_COARSE_S, row[2:]):
+                    tails.coarse[res][row[0]] = _MIN_NS if bucket is None else bucket
+        return tails
+
+    def _forget_tails(self, sids=None) -> None:
+        tails = getattr(self._local, "tails", None)
+        if tails is not None:
+            if sids is None:
+                self._local.tails = None
+            else:
+                tails.forget(sids)
+
     def _write_columns(self, conn: sqlite3.Connection, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray,
                        codes: np.ndarray) -> None:
         """Store values of many series as rows and bring their rollups up to date (inside a write transaction)."""
@@ -533,25 +586,26 @@ class SQLiteStore(Store):
         lo = ts[starts].copy()
         hi = ts[starts + counts - 1].copy()
         moved = self._explode_chunks(conn, usid, lo, hi)  # widens lo/hi where chunks became rows
-        ids = json.dumps(usid.tolist())
-        newest = dict(conn.execute(
-            "SELECT j.value, (SELECT max(ts) FROM points WHERE series_id = j.value) FROM json_each(?) AS j", (ids,)
-        ).fetchall())
+        tails = self._tails(conn, usid)
+        series = usid.tolist()
+        newest = np.array([tails.newest[s_] for s_ in series], dtype=np.int64)
         # Series whose values all come after their newest stored one get their rollups updated incrementally; the
         # others (late or repeated timestamps, chunks just turned into rows) are recomputed exactly from the rows.
-        appending = np.array([newest.get(s_) is None or (t > newest[s_] and not m)
-                              for s_, t, m in zip(usid.tolist(), lo.tolist(), moved.tolist())], dtype=bool)
+        appending = (lo > newest) & ~moved
         items = vals.tolist()
         for i in np.flatnonzero(~finite).tolist():
             items[i] = None  # missing: stored as NULL
         conn.executemany("INSERT OR REPLACE INTO points (series_id, ts, value, status) VALUES (?, ?, ?, ?)",
                          zip(sid.tolist(), ts.tolist(), items, codes.tolist()))
+        reread = set()
         if appending.any():
             mask = np.repeat(appending, counts)
-            stored_newest = np.array([-1 if newest.get(s_) is None else newest[s_] for s_ in usid.tolist()],
-                                     dtype=np.int64)
-            if not self._add_to_rollups(conn, sid[mask], ts[mask], vals[mask], finite[mask],
-                                        np.repeat(stored_newest, counts)[mask]):
+            coarse = {res: np.repeat(np.array([tails.coarse[res][s_] for s_ in series], dtype=np.int64), counts)[mask]
+                      for res in _COARSE_S}
+            complete, closed = self._add_to_rollups(conn, sid[mask], ts[mask], vals[mask], finite[mask],
+                                                    np.repeat(newest, counts)[mask], coarse)
+            reread.update(closed)
+            if not complete:
                 log.warning("%s: rollup rows were missing for appended values; recomputing them from the rows",
                             self.path)
                 appending[:] = False  # recompute every touched bucket exactly below
@@ -563,6 +617,11 @@ class SQLiteStore(Store):
                 ranges = {(min(r[0] for r in ranges), max(r[1] for r in ranges)): usid[~appending].tolist()}
             for (a, b), sids in ranges.items():
                 self._update_rollups(conn, sids, a, b)
+            reread.update(usid[~appending].tolist())
+        for s_, h in zip(series, hi.tolist()):
+            if h > tails.newest[s_]:
+                tails.newest[s_] = h
+        tails.forget(reread)  # their coarse rows changed: read their tails again next time
 
     @staticmethod
     def _explode_chunks(conn: sqlite3.Connection, usid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -597,13 +656,15 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _add_to_rollups(conn: sqlite3.Connection, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray,
-                        finite: np.ndarray, newest: np.ndarray) -> bool:
+                        finite: np.ndarray, newest: np.ndarray, coarse: dict[int, np.ndarray]) -> tuple[bool, set]:
         """Fold appended values (sorted by series, time) into the rollups: counts and sums add up, extremes widen, the
         newest value is last.
 
-        ``newest`` is, per value, the series' newest stored timestamp before this write (-1 for none): only the bucket
-        holding it can already have a rollup row, which is updated in place; the other buckets are new. Returns False
-        when such a row was missing after all (the caller then recomputes the rollups from the rows).
+        Per value: ``newest`` is the series' newest stored timestamp before this write (``_MIN_NS``: none) and
+        ``coarse[res]`` its newest coarse bucket with a row. At 1 min only the bucket holding ``newest`` can have a row
+        (updated in place); the other buckets are new. Coarse buckets are kept lazily (:func:`_coarse_rows_sql`).
+        Returns whether every expected 1-min row was there (else the caller recomputes from the rows) and the series
+        whose coarse rows were written.
         """
         updates, upserts, closing = [], [], []
         s_starts = np.flatnonzero(np.append(True, sid[1:] != sid[:-1]))  # first and last value of each series
@@ -611,30 +672,33 @@ class SQLiteStore(Store):
         for res in ROLLUP_RESOLUTIONS_S:
             res_ns = res * NS
             bucket = (ts // res_ns) * res_ns
-            newest_bucket = np.where(newest >= 0, (newest // res_ns) * res_ns, _MIN_NS)
-            starts = np.flatnonzero(np.append(True, (bucket[1:] != bucket[:-1]) | (sid[1:] != sid[:-1])))
-            rows = _bucket_rows(res, sid, bucket, ts, vals, finite, starts)
-            existing = (bucket[starts] == newest_bucket[starts]).tolist()
+            newest_bucket = np.where(newest != _MIN_NS, (newest // res_ns) * res_ns, _MIN_NS)
             if res not in _COARSE_S:
-                for row, old in zip(rows, existing):
+                starts = np.flatnonzero(np.append(True, (bucket[1:] != bucket[:-1]) | (sid[1:] != sid[:-1])))
+                rows = _bucket_rows(res, sid, bucket, ts, vals, finite, starts)
+                for row, old in zip(rows, (bucket[starts] == newest_bucket[starts]).tolist()):
                     (updates if old else upserts).append(row)
                 continue
-            # Coarse: keep the bucket of the newest stored value current if it has a row; write the rows of the
-            # buckets this batch closes (from the 1-min rows, below); leave the batch's last bucket lazy.
-            updates.extend(row for row, old in zip(rows, existing) if old)
-            opened = np.where(newest[s_starts] >= 0, newest_bucket[s_starts], bucket[s_starts])
+            # Coarse: the bucket of the newest stored value is kept current when it has a row; the buckets this batch
+            # closes get their rows from the 1-min rows (below); the batch's last bucket stays lazy.
+            keep = (bucket == newest_bucket) & (coarse[res] == newest_bucket)
+            if keep.any():
+                k_sid, k_bucket = sid[keep], bucket[keep]
+                starts = np.flatnonzero(np.append(True, (k_bucket[1:] != k_bucket[:-1]) | (k_sid[1:] != k_sid[:-1])))
+                updates.extend(_bucket_rows(res, k_sid, k_bucket, ts[keep], vals[keep], finite[keep], starts))
+            opened = np.where(newest[s_starts] != _MIN_NS, newest_bucket[s_starts], bucket[s_starts])
             closing.extend((res, s_, b) for s_, b, o in zip(sid[s_starts].tolist(), bucket[s_ends].tolist(),
                                                               opened.tolist()) if o < b)
         conn.executemany(_ROLLUP_MERGE_UPSERT, upserts)
-        coarse_updates = [row for row in updates if row[0] in _COARSE_S]
         minute_updates = [row for row in updates if row[0] not in _COARSE_S]
         before = conn.total_changes
         conn.executemany(_ROLLUP_MERGE_UPDATE, minute_updates)
         complete = conn.total_changes - before == len(minute_updates)
-        conn.executemany(_ROLLUP_MERGE_UPDATE, coarse_updates)  # no row yet is fine: that bucket is lazy
+        # Coarse rows in place before closing: a closing row is built from 1-min rows that already hold this batch.
+        conn.executemany(_ROLLUP_MERGE_UPDATE, [row for row in updates if row[0] in _COARSE_S])
         for res in _COARSE_S:
             conn.executemany(_CLOSE_COARSE[res], [(s_, b) for r, s_, b in closing if r == res])
-        return complete
+        return complete, {s_ for _r, s_, _b in closing}
 
     def _update_rollups(self, conn: sqlite3.Connection, sids: list[int], lo_ns: int, hi_ns: int) -> None:
         """Recompute the rollup buckets of ``sids`` touching ``[lo_ns, hi_ns]`` exactly from the stored rows."""

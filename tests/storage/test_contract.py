@@ -675,3 +675,25 @@ def test_sqlite_layout_version_upgraded_from_1_and_newer_refused(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match=r"layout version 3, newer than this Wattline understands \(2\)"):
         SQLiteStore(path)
+
+
+def test_sqlite_two_writers_on_one_file_keep_rollups_exact(tmp_path):
+    # Each store remembers the tails of the series it wrote; a write by another connection in between must make it
+    # look again, or a value older than the other writer's would be folded in as if it were the newest.
+    path = tmp_path / "two.db"
+    a, b = SQLiteStore(path), SQLiteStore(path)
+    expected: dict = {}
+
+    def put(store, t, v):
+        store.write_batch(_batch_of([(BULK_KEY, t, v, 0)]))
+        expected[t] = (v, 0)
+
+    put(a, BASE + 10 * NS, 1.0)
+    put(a, BASE + 20 * NS, 2.0)
+    put(b, BASE + 40 * NS, 4.0)
+    put(b, BASE + 50 * NS, 5.0)  # b is ahead
+    put(a, BASE + 30 * NS, 3.0)  # after a's newest, before b's: not an append
+    put(a, BASE + 16 * 60 * NS, 9.0)  # crosses into the next 15-min bucket
+    a.close()
+    _check_against(b, expected, [(BASE, BASE + 3600 * NS)])
+    b.close()

@@ -20,10 +20,12 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where frames are built: a collector's processes only write (~40 MB less each)
+    import pandas as pd
 
 from core.errors import StoreError
 from core.model import Point, SeriesKey, to_ns
@@ -170,6 +172,8 @@ def pivot_frame(frame: pd.DataFrame, tag: str) -> pd.DataFrame:
 
     Raises StoreError when several series share one value of ``tag`` (filter more narrowly first).
     """
+    import pandas as pd
+
     if frame.empty:
         return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"))
     if tag not in frame.columns:

@@ -21,10 +21,12 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from core.errors import StoreError
 from core.model import Point, SeriesKey
@@ -838,6 +840,8 @@ class SQLiteStore(Store):
         return sid[order], ts[order], value[order], status[order]
 
     def _frame(self, rows: list[tuple] | dict, columns: list[str], integer_values: bool = False) -> pd.DataFrame:
+        import pandas as pd  # here, not at import: a collector's writer process never builds a frame
+
         if isinstance(rows, dict):
             frame = pd.DataFrame(rows, columns=columns)
         else:

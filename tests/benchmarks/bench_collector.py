@@ -136,6 +136,7 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
     timed(col.writer.store)  # the ProcessStore when the collector writes from a separate process
     child = psutil.Process(col.writer.store.pid) if getattr(col.writer.store, "pid", None) else None
     child_rss = 0
+    total_pss = 0
     await asyncio.sleep(2)  # warm-up
     prof = cProfile.Profile() if args.profile else None
     r0, w0, t0 = col.received, col.written, time.monotonic()
@@ -151,6 +152,16 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
         rss = max(rss, proc.memory_info().rss)
         if child:
             child_rss = max(child_rss, child.memory_info().rss)
+        # Proportional set size of this process and every process it started (writer, forkserver): shared pages
+        # counted once, so this is what the collector as a whole costs in memory.
+        tree = [proc] + proc.children(recursive=True)
+        pss = 0
+        for p_ in [t for t in tree if "python" in t.name()]:  # not the OPC UA server
+            try:
+                pss += p_.memory_full_info().pss
+            except psutil.Error:
+                pass
+        total_pss = max(total_pss, pss)
     if prof:
         prof.disable()
     r1, w1, t1 = col.received, col.written, time.monotonic()
@@ -173,6 +184,7 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
             "median_latency_s": statistics.median(lat) if lat else float("nan"), "rss_mb": rss / 2**20,
             "cpu_percent": 100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / dt,
             "writer_process_rss_mb": child_rss / 2**20,
+            "all_processes_pss_mb": total_pss / 2**20,
             "writer_process_cpu_percent": (100 * ((ccpu1.user + ccpu1.system) - (ccpu0.user + ccpu0.system)) / dt
                                            if child else 0.0),
             "backlog_at_end": backlog, "lost": col.received - col.written - col.spool.count_values(),

@@ -97,6 +97,35 @@ def test_close_flushes_partial_batch(tmp_path):
     assert stored_count(store) == 17
 
 
+def test_writer_process_killed_mid_stream_loses_nothing(tmp_path):
+    # The collector writes SQLite through a ProcessStore; if that process dies, the batch in flight is spooled, a new
+    # process starts with the next write, and every value is stored exactly once.
+    import os
+    import signal
+
+    from core.storage.process import ProcessStore
+
+    store = ProcessStore(f"sqlite:///{tmp_path / 'a.db'}")
+    w = BatchWriter(store, DiskSpool(tmp_path / "sp"), batch_size=500, flush_interval_s=0.05,
+                    retry_interval_s=0.1).start()
+    try:
+        w.add_rows(rows(0, 3000))
+        assert wait_until(lambda: w.written == 3000)
+        first = store.pid
+        os.kill(first, signal.SIGKILL)
+        for k in range(10):
+            w.add_rows(rows(3000 + k * 700, 700))
+            time.sleep(0.02)
+        assert wait_until(lambda: w.written == 10_000, 20)
+        assert store.pid not in (None, first) and w.write_errors >= 1
+    finally:
+        w.close()
+        store.close()
+    check = SQLiteStore(tmp_path / "a.db")
+    assert stored_count(check) == 10_000
+    check.close()
+
+
 def test_spool_bound_drops_oldest_and_raises_alarm(tmp_path):
     spool = DiskSpool(tmp_path / "sp", max_bytes=20_000)
     for k in range(10):

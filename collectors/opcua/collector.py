@@ -23,6 +23,7 @@ from collectors.metrics import MetricsServer, format_prometheus
 from collectors.opcua.config import CollectorConfig
 from collectors.opcua.session import ServerSession
 from collectors.spool import DiskSpool
+from core.errors import StoreError
 from core.notices import Notice
 from core.storage.base import Store
 from core.storage.process import ProcessStore
@@ -119,8 +120,14 @@ class Collector:
         if self.config.buffer.write_process and isinstance(self.store, SQLiteStore):
             # SQLite releases and re-takes the GIL around every row; beside the busy receive loop each re-take waits
             # for the thread switch interval, so the embedded store is written from its own process.
-            process_store = await asyncio.to_thread(ProcessStore, f"sqlite:///{self.store.path.resolve()}")
-            self.writer.store = process_store
+            try:
+                process_store = await asyncio.to_thread(ProcessStore, f"sqlite:///{self.store.path.resolve()}")
+                self.writer.store = process_store
+            except StoreError as exc:  # collect anyway, writing from this process
+                self.notify(Notice("collector.writer_process.unavailable",
+                                   f"cannot start the store's writer process ({exc}); writing from the collector "
+                                   "process instead, which is slower above about 20,000 values/s",
+                                   {"store": self.store.description}, level="warning"))
         self.writer.start()
         if self.config.metrics.listen:
             try:

@@ -241,3 +241,42 @@ def test_discovered_config_collects(tmp_path):
     assert ("material", "consumed_kg") in keys
     weather = [s for s in store.series() if s.key.measurement == "weather"][0]
     assert weather.key.tag_dict == {"site": "north"}
+
+
+def test_writes_through_a_writer_process_and_falls_back_when_it_cannot_start(tmp_path, monkeypatch):
+    import os
+
+    import collectors.opcua.collector as collector_module
+    from core.errors import StoreError
+    from core.storage.process import ProcessStore
+
+    async def collect(store, path):
+        srv = await start_plant_server()
+        cfg = fast_config(srv.endpoint, tmp_path / path, [machine_group()])
+        col, stop, task = await run_collector(cfg, store)
+        assert await wait_for(lambda: col.written >= 3)
+        writer_store = col.writer.store
+        writer_pid = getattr(writer_store, "pid", os.getpid())
+        await srv.write(f"{M}/ActivePower", 42.0)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await task
+        await srv.stop()
+        return col, writer_store, writer_pid
+
+    store = SQLiteStore(tmp_path / "a.db")
+    col, writer_store, writer_pid = asyncio.run(collect(store, "a"))
+    assert isinstance(writer_store, ProcessStore) and writer_pid != os.getpid()
+    assert writer_store.pid is None  # the writer process ended with the collector
+    assert col.writer.store is store and col.received == col.written
+    assert 42.0 in store.query("electrical", "active_power_kw", 0, 2**62)["value"].tolist()
+
+    def refuse(url):
+        raise StoreError(f"no writer process for {url} (test)")
+
+    monkeypatch.setattr(collector_module, "ProcessStore", refuse)
+    store_b = SQLiteStore(tmp_path / "b.db")
+    col_b, writer_b, pid_b = asyncio.run(collect(store_b, "b"))
+    assert writer_b is store_b and pid_b == os.getpid() and col_b.received == col_b.written
+    assert [n for n in col_b.notices if n.name == "collector.writer_process.unavailable"]
+    assert 42.0 in store_b.query("electrical", "active_power_kw", 0, 2**62)["value"].tolist()

@@ -45,6 +45,7 @@ from core.errors import ConfigError, StoreError, StoreUnavailable
 from core.model import Point, SeriesKey
 from core.storage.base import (
     ROLLUP_RESOLUTIONS_S,
+    SeriesBatch,
     SeriesInfo,
     Store,
     TagFilter,
@@ -218,6 +219,16 @@ class InfluxStore(Store):
         times = [p.time_ns for p in points]
         self._submit(lines, min(times), max(times))
         return n
+
+    def write_batch(self, batch: SeriesBatch) -> int:
+        if not len(batch):
+            return 0
+        times = np.asarray(batch.times_ns, dtype=np.int64)
+        lines = self._encoder.encode_batch(batch.keys, np.asarray(batch.series, dtype=np.int64), times,
+                                           np.asarray(batch.values, dtype=float),
+                                           np.asarray(batch.status, dtype=np.int64))
+        self._submit(lines, int(times.min()), int(times.max()))
+        return len(batch)
 
     def write_arrays(self, key: SeriesKey, times_ns, values, status=None, *, bulk: bool = False) -> int:
         times = np.asarray(times_ns, dtype=np.int64)

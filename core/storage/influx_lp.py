@@ -56,6 +56,9 @@ class LineEncoder:
         self._fkeys: dict[str, str] = {}
         # id(tags) -> (tags, measurement, prefix); holding `tags` keeps the id from being reused while cached
         self._by_id: dict[int, tuple] = {}
+        # encode_batch: (keys tuple last seen, line heads of its keys built on first use); replaced as one object, so
+        # concurrent writers each use a consistent pair
+        self._heads: tuple[tuple, list] | None = None
 
     def prefix(self, measurement: str, tags: Mapping[str, str]) -> str:
         """Return ``measurement,k1=v1,k2=v2`` with tags sorted by key (InfluxDB's canonical order)."""
@@ -132,6 +135,32 @@ class LineEncoder:
                 parts.append(f'{MISSING_FIELD}=",{escape_string_field(",".join(missing))},"')
             lines.append(f"{prefix} {','.join(parts)} {int(point.time_ns)}")
         return lines, n
+
+    def encode_batch(self, keys: tuple[SeriesKey, ...], series: np.ndarray, times_ns: np.ndarray, values: np.ndarray,
+                     status: np.ndarray) -> list[str]:
+        """Encode values of many series given as columns (the collectors' path); one line per value.
+
+        The line heads of a keys tuple are kept while the same tuple comes back (a collector passes one tuple with
+        every batch), so a value costs one dict-free list lookup and one f-string.
+        """
+        cached = self._heads
+        if cached is None or cached[0] is not keys:
+            cached = self._heads = (keys, [None] * len(keys))
+        heads = cached[1]
+        out = []
+        for i, t, v, s in zip(series.tolist(), times_ns.tolist(), values.tolist(), status.tolist()):
+            head = heads[i]
+            if head is None:
+                key = keys[i]
+                prefix = self.prefix(key.measurement, key.tag_dict)
+                head = heads[i] = (f"{prefix} {self.field_key(key.field)}=", f"{prefix} {STATUS_FIELD}=",
+                                   f'{MISSING_FIELD}=",{escape_string_field(key.field)},"')
+            # v - v is 0.0 for finite numbers, NaN for NaN and +-inf
+            if v - v == 0:
+                out.append(f"{head[0]}{v!r},{STATUS_FIELD}={s}i {t}")
+            else:
+                out.append(f"{head[1]}{s}i,{head[2]} {t}")
+        return out
 
     def encode_arrays(self, key: SeriesKey, times_ns: np.ndarray, values: np.ndarray, status: np.ndarray) -> list[str]:
         """Encode one series given as arrays (bulk path)."""

@@ -200,6 +200,8 @@ class _Tails:
     def forget(self, sids) -> None:
         for sid in sids:
             self.newest.pop(sid, None)
+            for known in self.coarse.values():
+                known.pop(sid, None)
 
 
 class SQLiteStore(Store):
@@ -668,7 +670,7 @@ class SQLiteStore(Store):
         Returns whether every expected 1-min row was there (else the caller recomputes from the rows) and the series
         whose coarse rows were written.
         """
-        updates, upserts, closing = [], [], []
+        updates, coarse_updates, upserts, closing = [], [], [], []
         s_starts = np.flatnonzero(np.append(True, sid[1:] != sid[:-1]))  # first and last value of each series
         s_ends = np.append(s_starts[1:], len(sid)) - 1
         for res in ROLLUP_RESOLUTIONS_S:
@@ -687,17 +689,16 @@ class SQLiteStore(Store):
             if keep.any():
                 k_sid, k_bucket = sid[keep], bucket[keep]
                 starts = np.flatnonzero(np.append(True, (k_bucket[1:] != k_bucket[:-1]) | (k_sid[1:] != k_sid[:-1])))
-                updates.extend(_bucket_rows(res, k_sid, k_bucket, ts[keep], vals[keep], finite[keep], starts))
+                coarse_updates.extend(_bucket_rows(res, k_sid, k_bucket, ts[keep], vals[keep], finite[keep], starts))
             opened = np.where(newest[s_starts] != _MIN_NS, newest_bucket[s_starts], bucket[s_starts])
             closing.extend((res, s_, b) for s_, b, o in zip(sid[s_starts].tolist(), bucket[s_ends].tolist(),
                                                               opened.tolist()) if o < b)
         conn.executemany(_ROLLUP_MERGE_UPSERT, upserts)
-        minute_updates = [row for row in updates if row[0] not in _COARSE_S]
         before = conn.total_changes
-        conn.executemany(_ROLLUP_MERGE_UPDATE, minute_updates)
-        complete = conn.total_changes - before == len(minute_updates)
+        conn.executemany(_ROLLUP_MERGE_UPDATE, updates)
+        complete = conn.total_changes - before == len(updates)
         # Coarse rows in place before closing: a closing row is built from 1-min rows that already hold this batch.
-        conn.executemany(_ROLLUP_MERGE_UPDATE, [row for row in updates if row[0] in _COARSE_S])
+        conn.executemany(_ROLLUP_MERGE_UPDATE, coarse_updates)
         for res in _COARSE_S:
             conn.executemany(_CLOSE_COARSE[res], [(s_, b) for r, s_, b in closing if r == res])
         return complete, {s_ for _r, s_, _b in closing}

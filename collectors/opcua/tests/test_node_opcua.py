@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import threading
@@ -24,14 +23,12 @@ pytestmark = pytest.mark.integration
 NODE_DIR = Path(__file__).parent / "node_server"
 
 
-def start_node_server(port, tmp_path, machines=2, extra=3, period=200, max_notifications=0):
+def run_node_server(port, tmp_path, *args: str) -> subprocess.Popen:
+    """Start server.js on ``port`` with the command-line ``args``; return once it prints READY."""
     if not (NODE_DIR / "node_modules" / "node-opcua").is_dir():
         unavailable(f"node-opcua is not installed: run `npm ci --prefix {NODE_DIR}`")
-    proc = subprocess.Popen(
-        ["node", "server.js", "--port", str(port), "--machines", str(machines), "--extra", str(extra),
-         "--period", str(period), "--pki", str(tmp_path / "pki"), "--max-notifications", str(max_notifications)],
-        cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    proc = subprocess.Popen(["node", "server.js", "--port", str(port), "--pki", str(tmp_path / "pki"), *args],
+                            cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in proc.stdout:  # node-opcua may print warnings before READY
         if line.startswith("READY"):
@@ -42,6 +39,11 @@ def start_node_server(port, tmp_path, machines=2, extra=3, period=200, max_notif
         raise RuntimeError(f"node-opcua server did not start: {''.join(seen)}")
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # keep the pipe drained
     return proc
+
+
+def start_node_server(port, tmp_path, machines=2, extra=3, period=200, max_notifications=0):
+    return run_node_server(port, tmp_path, "--machines", str(machines), "--extra", str(extra), "--period", str(period),
+                           "--max-notifications", str(max_notifications))
 
 
 def stop_node_server(proc):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import subprocess
-import threading
 
 import pytest
 from asyncua import Client, ua
@@ -19,10 +18,9 @@ from asyncua.client.ua_client import UaClient
 from collectors.opcua.collector import Collector
 from collectors.opcua.tests.conftest import fast_config
 from collectors.opcua.tests.plant_server import MACHINE_VARS, NS_URI, free_port, start_plant_server, wait_for
-from collectors.opcua.tests.test_node_opcua import NODE_DIR, stop_node_server
+from collectors.opcua.tests.test_node_opcua import run_node_server, stop_node_server
 from core.model import status_severity
 from core.storage.sqlite import SQLiteStore
-from tests.support import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -36,20 +34,8 @@ def nid(path: str) -> str:
 
 def start_server(tmp_path, *args: str) -> tuple[subprocess.Popen, str]:
     """Start server.js with ``args`` on a free port; returns the process and its endpoint."""
-    if not (NODE_DIR / "node_modules" / "node-opcua").is_dir():
-        unavailable(f"node-opcua is not installed: run `npm ci --prefix {NODE_DIR}`")
     port = free_port()
-    proc = subprocess.Popen(["node", "server.js", "--port", str(port), "--pki", str(tmp_path / "pki"), *args],
-                            cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in proc.stdout:  # node-opcua may print warnings before READY
-        if line.startswith("READY"):
-            break
-        seen.append(line)
-    else:
-        proc.kill()
-        raise RuntimeError(f"node-opcua server did not start: {''.join(seen)}")
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # keep the pipe drained
+    proc = run_node_server(port, tmp_path, *args)
     return proc, f"opc.tcp://127.0.0.1:{port}/wattline"
 
 

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import stat
 import subprocess
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +28,9 @@ from collectors.opcua.check import get_check_report
 from collectors.opcua.collector import Collector
 from collectors.opcua.tests.conftest import fast_config
 from collectors.opcua.tests.plant_server import NS_URI, free_port, wait_for
-from collectors.opcua.tests.test_node_opcua import NODE_DIR, stop_node_server
+from collectors.opcua.tests.test_node_opcua import run_node_server, stop_node_server
 from collectors.opcua.tests.test_node_opcua import groups as node_groups
 from core.storage.sqlite import SQLiteStore
-from tests.support import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -439,23 +437,7 @@ def test_application_uri_changed_after_the_certificate_was_made(tmp_path):
 # -- node-opcua --------------------------------------------------------------------------------------------------------
 def start_node(port: int, tmp_path: Path, *extra: str) -> subprocess.Popen:
     """node-opcua plant server (2 machines, 3 extra variables, 100 ms period) with extra command-line options."""
-    if not (NODE_DIR / "node_modules" / "node-opcua").is_dir():
-        unavailable(f"node-opcua is not installed: run `npm ci --prefix {NODE_DIR}`")
-    proc = subprocess.Popen(
-        ["node", "server.js", "--port", str(port), "--machines", "2", "--extra", "3", "--period", "100",
-         "--pki", str(tmp_path / "pki"), *extra],
-        cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    seen = []
-    for line in proc.stdout:
-        if line.startswith("READY"):
-            break
-        seen.append(line)
-    else:
-        proc.kill()
-        raise RuntimeError(f"node-opcua server did not start: {''.join(seen)}")
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    return proc
+    return run_node_server(port, tmp_path, "--machines", "2", "--extra", "3", "--period", "100", *extra)
 
 
 def node_server_cert(tmp_path: Path) -> Path:

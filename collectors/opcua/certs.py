@@ -176,12 +176,10 @@ def check_server_trust(server: ServerConfig, server_cert_der: bytes, notify: Cal
     first_use = re.compile(re.escape(stem) + r"-[0-9A-F]{16}\.der")
     earlier = sorted(p.name for p in trust.iterdir() if first_use.fullmatch(p.name)) if trust.is_dir() else []
     if sec.auto_trust_first_use and earlier:
-        rejected = trust.parent / "rejected"
-        rejected.mkdir(parents=True, exist_ok=True)
-        (rejected / name).write_bytes(server_cert_der)
+        saved = _set_aside(trust, name, server_cert_der)
         raise SecurityRefused(
             f"server {server.name}: its certificate changed (SHA-256 {fp[:23]}...) and is not trusted; on first use "
-            f"it presented {trust / earlier[0]}. If the server really got a new certificate, review {rejected / name} "
+            f"it presented {trust / earlier[0]}. If the server really got a new certificate, review {saved} "
             f"and move it to {trust} (security.trust_folder); security.auto_trust_first_use trusts only the first one"
         )
     if sec.auto_trust_first_use:
@@ -191,13 +189,19 @@ def check_server_trust(server: ServerConfig, server_cert_der: bytes, notify: Cal
                       f"trusted the certificate of {server.name} on first use ({fp[:23]}...) and saved it to {trust}",
                       {"server": server.name, "sha256": fp, "path": str(trust / name)}))
         return
-    rejected = trust.parent / "rejected"
-    rejected.mkdir(parents=True, exist_ok=True)
-    (rejected / name).write_bytes(server_cert_der)
+    saved = _set_aside(trust, name, server_cert_der)
     raise SecurityRefused(
-        f"server {server.name}: its certificate (SHA-256 {fp[:23]}...) is not trusted; review {rejected / name} and "
+        f"server {server.name}: its certificate (SHA-256 {fp[:23]}...) is not trusted; review {saved} and "
         f"move it to {trust} (security.trust_folder) to trust it, or set security.auto_trust_first_use: true"
     )
+
+
+def _set_aside(trust: Path, name: str, der: bytes) -> Path:
+    """Save a refused server certificate beside the trust folder (``rejected/``) for the operator to review."""
+    rejected = trust.parent / "rejected"
+    rejected.mkdir(parents=True, exist_ok=True)
+    (rejected / name).write_bytes(der)
+    return rejected / name
 
 
 def _check_pair(cert_path: Path, key_path: Path, cert_key: str, key_key: str, what: str) -> str | None:

@@ -17,6 +17,7 @@ import typer
 from core.errors import WattlineError
 from wattline import __version__
 from wattline.cli_collect import register as register_collect_commands
+from wattline.cli_import import import_app
 from wattline.cli_influx import influx_app
 from wattline.cli_simulate import simulate_app
 
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(influx_app, name="influx")
+app.add_typer(import_app, name="import")
 register_collect_commands(app)
 
 ConfigOption = typer.Option(

@@ -1,0 +1,722 @@
+"""The analytics' data container: interval data per machine, on a complete time grid, with its sufficiency checked.
+
+:class:`IntervalData` holds one row per (machine, window) at ``resolution_s`` (15 min by default, 1 min for a cause
+that needs it): energy from the energy register (counter increase, rollovers and resets handled by
+``core.storage.intervals``) or from integrated power where a machine has no register, mean and peak power, seconds per
+machine state, good and scrap counts, compressed-air flow, the site's outdoor temperature and the shift status.
+
+The grid is complete: every machine has a row for every window in ``[start, stop)``, missing data are NaN with
+``coverage`` 0. Rows are ordered by machine (plant order) then time, so ``data.matrix(column)`` is a (machines x
+windows) view without copying; the estimators work on those matrices, never row by row.
+
+Sufficiency (coverage, gaps, share of Bad quality) is measured and reported as :class:`core.notices.Notice` warnings in
+``data.warnings``; the container never assumes its data are complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from analytics.errors import AnalyticsError, InsufficientDataError
+from core.model import MACHINE_STATES, to_ns
+from core.notices import Notice
+
+if TYPE_CHECKING:
+    from core.storage.base import Store
+
+NS = 1_000_000_000
+
+#: Columns of :attr:`IntervalData.frame`, in order.
+FRAME_COLUMNS = ("machine", "time", "energy_kwh", "power_mean_kw", "power_max_kw", "s_off", "s_idle", "s_running",
+                 "s_fault", "good", "scrap", "air_flow_m3_min", "outdoor_temp_c", "shift", "coverage", "bad_share")
+#: Numeric columns stored as float32 (a year of 200 machines at 15 min is 7 M rows); energy stays float64.
+_FLOAT32 = ("power_max_kw", "s_off", "s_idle", "s_running", "s_fault", "good", "scrap", "air_flow_m3_min",
+            "outdoor_temp_c", "coverage", "bad_share")
+STATE_COLUMNS = tuple(f"s_{name}" for name in MACHINE_STATES.values())
+#: Shift code of a window without a plant calendar (core.calendar uses 0 off-shift, 1 in shift, 2 break).
+NO_CALENDAR = -1
+
+#: Sufficiency thresholds: below these a warning is raised.
+MIN_COVERAGE = 0.9
+MAX_BAD_SHARE = 0.05
+MIN_DAYS = 14.0
+#: A gap is a run of windows with less than this coverage; gaps shorter than MIN_GAP_S are not listed.
+GAP_COVERAGE = 0.5
+MIN_GAP_S = 3600
+
+#: Causes that need a plant file, and why (reported when the analytics run without one).
+NEEDS_PLANT = {
+    "off_shift_load": "no shift calendar: which hours are off-shift is unknown",
+    "air_leak": "machine kinds unknown: no machine is known to be a compressor",
+    "excess_specific_energy": "machine kinds unknown: assessed only where production counts are stored",
+    "peak_demand": "no tariff: demand peaks cannot be valued by a demand charge",
+    "cost_and_co2": "no tariff and no grid CO2 factor: energy is reported in kWh only",
+}
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """What the analytics know about one machine (from the plant file, or only its tags without one).
+
+    Parameters
+    ----------
+    path : str
+        ``site/line/machine``.
+    site, line, machine : str
+        Its tags.
+    kind : str
+        One of ``core.plant.MACHINE_KINDS``; ``"other"`` without a plant file.
+    rated_kw : float or None
+        Rated electrical power [kW].
+    timezone : str
+        IANA time zone of the site.
+    calendar : core.plant.CalendarSpec or None
+        Shift calendar (line's or site's); None without a plant file.
+    register_max_kwh : float or None
+        Energy register rollover value [kWh].
+    always_on : bool
+        Runs outside shifts by design (furnaces kept hot, compressors, chillers).
+    has_register : bool
+        Energy came from the energy register (False: integrated power).
+    spec : object
+        The plant's machine spec (core.plant.MachineSpec) or None.
+    """
+
+    path: str
+    site: str
+    line: str
+    machine: str
+    kind: str = "other"
+    rated_kw: float | None = None
+    timezone: str = "UTC"
+    calendar: Any = None
+    register_max_kwh: float | None = None
+    always_on: bool = False
+    has_register: bool = True
+    spec: Any = None
+
+    @property
+    def is_production(self) -> bool:
+        """True for machines that make parts (cnc, injection moulding)."""
+        return self.kind in ("cnc", "injection_moulding")
+
+    @classmethod
+    def from_path(cls, path: str, **kwargs: Any) -> "MachineInfo":
+        """Build from a ``site/line/machine`` path (or a bare machine id: site and line empty)."""
+        parts = str(path).split("/")
+        if len(parts) == 3:
+            site, line, machine = parts
+        else:
+            site, line, machine = "", "", str(path)
+        return cls(str(path), site, line, machine, **kwargs)
+
+    @classmethod
+    def from_ref(cls, ref: Any) -> "MachineInfo":
+        """Build from a plant's machine reference (``core.plant.MachineRef``)."""
+        spec = ref.spec
+        kind = getattr(ref, "kind", None) or getattr(spec, "kind", None) or getattr(spec, "archetype", "other")
+        always_on = bool(getattr(spec, "always_on", getattr(spec, "continuous", False)))
+        return cls(ref.path, ref.site.id, ref.line.id, spec.id, kind=str(kind), rated_kw=float(spec.rated_kw),
+                   timezone=str(ref.site.timezone), calendar=ref.calendar,
+                   register_max_kwh=getattr(spec, "register_max_kwh", None), always_on=always_on, spec=spec)
+
+
+def _utc(value: Any, what: str) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        raise AnalyticsError(f"{what} {value!r} has no time zone; give it an offset such as +00:00")
+    return ts.tz_convert("UTC")
+
+
+@dataclass(frozen=True, eq=False)
+class IntervalData:
+    """Interval data of a set of machines on a complete time grid (see the module docstring).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One row per (machine, window), columns :data:`FRAME_COLUMNS`, ordered by machine (as in ``machines``) then
+        time. ``time`` is the window start (UTC, tz-aware). Units: energy [kWh], power [kW], state columns [s],
+        counts [units], air flow [m3/min], temperature [°C], coverage and bad_share [0-1].
+    materials : DataFrame
+        Long form: ``machine``, ``time``, ``material``, ``kg`` (windows with material consumed only).
+    machines : dict
+        Path -> :class:`MachineInfo`, in frame order.
+    start, stop : datetime
+        The range ``[start, stop)`` (aware, UTC).
+    resolution_s : int
+        Window length [s].
+    plant : core.plant.Plant or None
+        The plant description, when one was given.
+    warnings : list of Notice
+        Sufficiency and other findings about the data themselves.
+    """
+
+    frame: pd.DataFrame
+    materials: pd.DataFrame
+    machines: dict[str, MachineInfo]
+    start: dt.datetime
+    stop: dt.datetime
+    resolution_s: int
+    plant: Any = None
+    warnings: list[Notice] = field(default_factory=list)
+
+    # -- shape --------------------------------------------------------------------------------------------------------
+    @property
+    def machine_ids(self) -> list[str]:
+        """Machine paths in frame order."""
+        return list(self.machines)
+
+    @property
+    def n_times(self) -> int:
+        """Windows per machine."""
+        return len(self.frame) // max(len(self.machines), 1)
+
+    @property
+    def times(self) -> pd.DatetimeIndex:
+        """Window starts (UTC), shared by every machine."""
+        return pd.DatetimeIndex(self.frame["time"].iloc[: self.n_times])
+
+    @property
+    def times_ns(self) -> np.ndarray:
+        """Window starts [ns since the epoch, UTC]."""
+        return self.times.as_unit("ns").asi8
+
+    @property
+    def hours(self) -> float:
+        """Window length [h]."""
+        return self.resolution_s / 3600.0
+
+    def matrix(self, column: str) -> np.ndarray:
+        """Return ``column`` as a (machines x windows) array (a view of the frame's values where possible)."""
+        if column not in self.frame.columns:
+            raise AnalyticsError(f"interval data have no column {column!r}; valid: {', '.join(self.frame.columns)}")
+        return self.frame[column].to_numpy().reshape(len(self.machines), self.n_times)
+
+    def machine_frame(self, path: str) -> pd.DataFrame:
+        """The rows of one machine (a slice of the frame)."""
+        try:
+            i = self.machine_ids.index(path)
+        except ValueError:
+            raise AnalyticsError(f"no machine {path!r} in the interval data; valid: {self.machine_ids[:8]} ...") from None
+        n = self.n_times
+        return self.frame.iloc[i * n:(i + 1) * n]
+
+    def groups(self, scope: str) -> dict[str, list[int]]:
+        """Machine indices per scope: ``"machine"`` (path), ``"line"`` (site/line) or ``"site"``."""
+        out: dict[str, list[int]] = {}
+        for i, info in enumerate(self.machines.values()):
+            if scope == "machine":
+                key = info.path
+            elif scope == "line":
+                key = f"{info.site}/{info.line}"
+            elif scope == "site":
+                key = info.site
+            elif scope == "plant":
+                key = "plant"
+            else:
+                raise AnalyticsError(f"unknown scope {scope!r}; valid: machine, line, site, plant")
+            out.setdefault(key, []).append(i)
+        return out
+
+    # -- construction -------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        resolution_s: int | None = None,
+        start: Any = None,
+        stop: Any = None,
+        plant: Any = None,
+        machines: Mapping[str, MachineInfo] | Iterable[MachineInfo] | None = None,
+        materials: pd.DataFrame | None = None,
+        warnings: Iterable[Notice] = (),
+    ) -> "IntervalData":
+        """Build interval data from a DataFrame (tests, imported data, and the store path).
+
+        Parameters
+        ----------
+        frame : DataFrame
+            Columns ``machine`` (path), ``time`` (window start, tz-aware) and any of :data:`FRAME_COLUMNS`; at least
+            ``energy_kwh`` or ``power_mean_kw``. Missing columns are derived (power from energy and back) or NaN;
+            missing (machine, window) rows become NaN rows with coverage 0.
+        resolution_s : int, optional
+            Window length [s]; inferred from the time stamps when omitted.
+        start, stop : datetime or str, optional
+            Range (aware); the data's extent when omitted.
+        plant : core.plant.Plant, optional
+            Plant description: machine list, kinds, rated power, calendars (the shift column is computed from them
+            when the frame has none).
+        machines : mapping or list of MachineInfo, optional
+            Machine descriptions when there is no plant; otherwise the ``machine`` column's values, sorted.
+        materials : DataFrame, optional
+            Long form ``machine``, ``time``, ``material``, ``kg``.
+        warnings : iterable of Notice
+            Notices raised while reading, kept before the sufficiency findings.
+
+        Raises
+        ------
+        AnalyticsError
+            When a required column is missing, times have no zone, or the range is empty.
+        """
+        missing = [c for c in ("machine", "time") if c not in frame.columns]
+        if missing:
+            raise AnalyticsError(f"interval frame lacks column(s) {missing}; it needs 'machine', 'time' and "
+                                 f"'energy_kwh' or 'power_mean_kw' (have {list(frame.columns)})")
+        if "energy_kwh" not in frame.columns and "power_mean_kw" not in frame.columns:
+            raise AnalyticsError(f"interval frame has neither 'energy_kwh' nor 'power_mean_kw' (have {list(frame.columns)})")
+        notes = list(warnings)
+        times = pd.DatetimeIndex(frame["time"])
+        if len(times) and times.tz is None:
+            raise AnalyticsError("interval frame 'time' has no time zone; localise it (e.g. tz_localize('UTC'))")
+        times = times.tz_convert("UTC") if len(times) else pd.DatetimeIndex([], tz="UTC")
+        tns = times.as_unit("ns").asi8
+        if resolution_s is None:
+            uniq = np.sort(pd.unique(tns))
+            diffs = np.diff(uniq)
+            diffs = diffs[diffs > 0]
+            if not len(diffs):
+                raise AnalyticsError("cannot infer the resolution from one time stamp; pass resolution_s")
+            resolution_s = int(round(np.min(diffs) / NS))
+        resolution_s = int(resolution_s)
+        if resolution_s <= 0:
+            raise AnalyticsError(f"resolution_s must be positive, got {resolution_s}")
+        res_ns = resolution_s * NS
+        start_ns = to_ns(_utc(start, "start").to_pydatetime()) if start is not None else (int(tns.min()) if len(tns) else None)
+        stop_ns = to_ns(_utc(stop, "stop").to_pydatetime()) if stop is not None else (int(tns.max()) + res_ns if len(tns) else None)
+        if start_ns is None or stop_ns is None or stop_ns <= start_ns:
+            raise AnalyticsError(f"empty range: start {start} stop {stop} (frame has {len(frame)} rows)")
+        n_t = int(-(-(stop_ns - start_ns) // res_ns))
+        grid_ns = start_ns + np.arange(n_t, dtype=np.int64) * res_ns
+
+        # Machines: plant order, else the given descriptions, else the frame's order of appearance.
+        if plant is not None:
+            infos = {ref.path: MachineInfo.from_ref(ref) for ref in plant.machines}
+        elif machines is not None:
+            items = machines.values() if isinstance(machines, Mapping) else machines
+            infos = {m.path: m for m in items}
+        else:
+            infos = {p: MachineInfo.from_path(p) for p in sorted(map(str, pd.unique(frame["machine"])))}
+        codes, uniques = pd.factorize(frame["machine"], sort=False)
+        uniques = [str(u) for u in uniques]
+        index = {p: i for i, p in enumerate(infos)}
+        lookup = np.array([index.get(u, -1) for u in uniques] + [-1], dtype=np.int64)
+        mi = lookup[codes]  # factorize codes missing values as -1, which picks the trailing -1
+        unknown = sorted(u for u in uniques if u not in index)
+        if unknown:
+            notes.append(Notice("analytics.data.unknown_machine",
+                                f"{len(unknown)} machine(s) in the data are not in the plant description and are left out: "
+                                f"{', '.join(unknown[:5])}", {"machines": unknown[:50]}))
+        ti = (tns - start_ns) // res_ns
+        on_grid = (tns - start_ns) % res_ns == 0
+        keep = (mi >= 0) & (ti >= 0) & (ti < n_t) & on_grid
+        if (~on_grid & (mi >= 0)).any():
+            notes.append(Notice("analytics.data.off_grid", f"{int((~on_grid).sum())} rows are not at {resolution_s} s window "
+                                "starts and are left out", {"resolution_s": resolution_s}))
+        flat = mi[keep] * n_t + ti[keep]
+        n_m = len(infos)
+        size = n_m * n_t
+        repeated = int((np.bincount(flat, minlength=size) > 1).sum()) if len(flat) else 0
+        if repeated:
+            notes.append(Notice("analytics.data.duplicate_rows", "several rows share a machine and window; the last is used",
+                                {"windows": repeated}))
+
+        def column(name: str, fill: float = np.nan) -> np.ndarray | None:
+            if name not in frame.columns:
+                return None
+            out = np.full(size, fill, dtype=float)
+            values = frame[name]
+            if not pd.api.types.is_numeric_dtype(values):
+                values = pd.to_numeric(values, errors="coerce")
+            out[flat] = values.to_numpy(dtype=float, na_value=np.nan)[keep]
+            return out
+
+        h = resolution_s / 3600.0
+        energy = column("energy_kwh")
+        power = column("power_mean_kw")
+        if energy is None:
+            energy = power * h
+        if power is None:
+            power = energy / h
+        cols: dict[str, np.ndarray] = {"energy_kwh": energy, "power_mean_kw": power}
+        for name in FRAME_COLUMNS[4:13]:
+            values = column(name)
+            cols[name] = np.full(size, np.nan) if values is None else values
+        shift = column("shift")
+        coverage = column("coverage")
+        if coverage is None:
+            coverage = np.where(np.isfinite(energy), 1.0, 0.0)
+        else:
+            coverage = np.where(np.isnan(coverage), np.where(np.isfinite(energy), 1.0, 0.0), coverage)
+        bad = column("bad_share")
+        if bad is None:
+            bad = np.zeros(size)
+        infos = dict(infos)
+        if shift is None:
+            shift = _shift_codes(list(infos.values()), grid_ns, resolution_s).ravel().astype(float)
+        cols["shift"] = np.nan_to_num(shift, nan=NO_CALENDAR)
+        cols["coverage"] = np.clip(coverage, 0.0, 1.0)
+        cols["bad_share"] = np.clip(np.nan_to_num(bad, nan=0.0), 0.0, 1.0)
+
+        out = pd.DataFrame({
+            "machine": pd.Categorical.from_codes(np.repeat(np.arange(n_m), n_t), categories=list(infos)) if n_m else
+            pd.Categorical([], categories=[]),
+            "time": pd.DatetimeIndex(np.tile(grid_ns, n_m), tz="UTC"),
+        })
+        for name in FRAME_COLUMNS[2:]:
+            values = cols[name]
+            if name == "shift":
+                out[name] = values.astype(np.int8)
+            elif name in _FLOAT32:
+                out[name] = values.astype(np.float32)
+            else:
+                out[name] = values
+        mats = _materials_frame(materials, infos, start_ns, stop_ns)
+        data = cls(out, mats, infos, pd.Timestamp(start_ns, tz="UTC").to_pydatetime(),
+                   pd.Timestamp(stop_ns, tz="UTC").to_pydatetime(), resolution_s, plant, notes)
+        data.warnings.extend(check_sufficiency(data))
+        return data
+
+    @classmethod
+    def from_store(cls, store: "Store", plant: Any, start: Any, stop: Any, resolution_s: int = 900,
+                   progress: bool = False) -> "IntervalData":
+        """Read interval data from a store (see :func:`analytics.store_reader.read_interval_frame`).
+
+        Parameters
+        ----------
+        store : Store
+            Any backend.
+        plant : core.plant.Plant or None
+            The plant description; without one, machines are the store's ``electrical`` series (kind ``"other"``, no
+            calendar) and a warning names the causes that cannot be assessed.
+        start, stop : datetime or str
+            Range ``[start, stop)`` (aware).
+        resolution_s : int
+            Window length [s]: 900 (15 min) by default, 60 for a cause that needs 1-min data.
+        progress : bool
+            Show a tqdm bar over the time chunks read.
+
+        Raises
+        ------
+        InsufficientDataError
+            When the store holds no electrical data for the plant's machines in the range.
+        """
+        return _read_store(cls, store, plant, start, stop, int(resolution_s), progress)
+
+    # -- reporting ----------------------------------------------------------------------------------------------------
+    def sufficiency(self) -> pd.DataFrame:
+        """Per machine: days, coverage, hours in gaps, longest gap [h], share of Bad quality.
+
+        Returns
+        -------
+        DataFrame
+            Index machine path; columns ``days``, ``coverage`` [0-1], ``gap_hours`` [h], ``longest_gap_h`` [h],
+            ``gaps`` (count of gaps of at least an hour), ``bad_share`` [0-1].
+        """
+        cov = self.matrix("coverage").astype(float)
+        bad = self.matrix("bad_share").astype(float)
+        low = cov < GAP_COVERAGE
+        runs = [_runs(row) for row in low]
+        h = self.hours
+        min_len = max(1, int(np.ceil(MIN_GAP_S / self.resolution_s)))
+        rows = []
+        for i, path in enumerate(self.machines):
+            lengths = [b - a for a, b in runs[i]]
+            rows.append({
+                "machine": path,
+                "days": self.n_times * h / 24.0,
+                "coverage": float(cov[i].mean()) if self.n_times else 0.0,
+                "gap_hours": float(sum(lengths) * h),
+                "longest_gap_h": float(max(lengths, default=0) * h),
+                "gaps": int(sum(1 for n in lengths if n >= min_len)),
+                "bad_share": float(np.average(bad[i], weights=np.maximum(cov[i], 1e-9))) if self.n_times else 0.0,
+            })
+        return pd.DataFrame(rows).set_index("machine") if rows else pd.DataFrame(
+            columns=["days", "coverage", "gap_hours", "longest_gap_h", "gaps", "bad_share"])
+
+    def gaps(self, machine: str, min_s: int = MIN_GAP_S) -> list[tuple[dt.datetime, dt.datetime]]:
+        """Spans of at least ``min_s`` seconds where ``machine`` has less than half a window's data."""
+        i = self.machine_ids.index(machine)
+        low = self.matrix("coverage")[i] < GAP_COVERAGE
+        t = self.times_ns
+        res = self.resolution_s * NS
+        return [(pd.Timestamp(t[a], tz="UTC").to_pydatetime(), pd.Timestamp(t[b - 1] + res, tz="UTC").to_pydatetime())
+                for a, b in _runs(low) if (b - a) * self.resolution_s >= min_s]
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open index runs ``[a, b)`` where ``mask`` is True."""
+    if not mask.any():
+        return []
+    d = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    starts = np.flatnonzero(d == 1)
+    ends = np.flatnonzero(d == -1)
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open index runs ``[a, b)`` where a 1-d boolean ``mask`` is True (shared by the estimators)."""
+    return _runs(np.asarray(mask, dtype=bool))
+
+
+def _shift_codes(infos: list[MachineInfo], grid_ns: np.ndarray, resolution_s: int) -> np.ndarray:
+    """Shift code per machine and window from the plant calendars, at each window's midpoint; -1 without a calendar.
+
+    The midpoint decides a window that a shift boundary splits (breaks of 15 min fall on 15-min windows exactly).
+    """
+    out = np.full((len(infos), len(grid_ns)), NO_CALENDAR, dtype=np.int8)
+    if not any(info.calendar is not None for info in infos):
+        return out
+    from core.calendar import shift_status
+
+    mid = grid_ns + resolution_s * NS // 2
+    done: dict[tuple, np.ndarray] = {}
+    for i, info in enumerate(infos):
+        if info.calendar is None:
+            continue
+        key = (id(info.calendar), info.timezone)
+        if key not in done:
+            done[key] = np.asarray(shift_status(info.calendar, info.timezone, mid), dtype=np.int8)
+        out[i] = done[key]
+    return out
+
+
+def _materials_frame(materials: pd.DataFrame | None, infos: Mapping[str, MachineInfo], start_ns: int,
+                     stop_ns: int) -> pd.DataFrame:
+    empty = pd.DataFrame({"machine": pd.Series([], dtype=str), "time": pd.DatetimeIndex([], tz="UTC"),
+                          "material": pd.Series([], dtype=str), "kg": pd.Series([], dtype=float)})
+    if materials is None or materials.empty:
+        return empty
+    missing = [c for c in ("machine", "time", "material", "kg") if c not in materials.columns]
+    if missing:
+        raise AnalyticsError(f"materials frame lacks column(s) {missing}; it needs machine, time, material, kg")
+    m = materials[["machine", "time", "material", "kg"]].copy()
+    m["time"] = pd.DatetimeIndex(m["time"]).tz_convert("UTC")
+    t = m["time"].dt.as_unit("ns").astype("int64") if hasattr(m["time"].dt, "as_unit") else m["time"].astype("int64")
+    keep = m["machine"].astype(str).isin(list(infos)) & (t >= start_ns) & (t < stop_ns) & (m["kg"] > 0)
+    return m[keep.to_numpy()].reset_index(drop=True)
+
+
+def check_sufficiency(data: IntervalData) -> list[Notice]:
+    """Measure coverage, gaps and Bad quality per machine and return warnings for what falls short.
+
+    Notices: ``analytics.data.short_range`` (less than :data:`MIN_DAYS` days), ``analytics.data.no_data`` (a machine
+    without any value), ``analytics.data.low_coverage`` (below :data:`MIN_COVERAGE`), ``analytics.data.gaps`` (gaps of
+    an hour or more), ``analytics.data.bad_quality`` (above :data:`MAX_BAD_SHARE` of values not Good),
+    ``analytics.data.no_plant`` (causes that cannot be assessed without a plant file).
+    """
+    notes: list[Notice] = []
+    days = data.n_times * data.hours / 24.0
+    if days < MIN_DAYS:
+        notes.append(Notice("analytics.data.short_range",
+                            f"the range holds {days:.1f} days; baselines need at least {MIN_DAYS:.0f} days for a "
+                            "trustworthy fit and time-ordered hold-out", {"days": round(days, 2), "min_days": MIN_DAYS}))
+    if data.plant is None:
+        notes.append(Notice("analytics.data.no_plant",
+                            "no plant file: machines are taken from the store as kind 'other' without calendars or "
+                            f"tariffs, so these cannot be assessed: {', '.join(NEEDS_PLANT)}",
+                            {"causes": dict(NEEDS_PLANT)}))
+    if not data.machines:
+        notes.append(Notice("analytics.data.no_machines", "there are no machines with energy data in the range",
+                            {"start": data.start.isoformat(), "stop": data.stop.isoformat()}, level="error"))
+        return notes
+    suff = data.sufficiency()
+    empty = suff.index[suff["coverage"] <= 0].tolist()
+    if empty:
+        notes.append(Notice("analytics.data.no_data", f"{len(empty)} machine(s) have no data in the range: "
+                            f"{', '.join(empty[:5])}", {"machines": empty}, level="error"))
+    low = suff[(suff["coverage"] > 0) & (suff["coverage"] < MIN_COVERAGE)]
+    if len(low):
+        notes.append(Notice("analytics.data.low_coverage",
+                            f"{len(low)} machine(s) have data for less than {MIN_COVERAGE:.0%} of the range (lowest "
+                            f"{low['coverage'].min():.0%}, {low['coverage'].idxmin()}); their results carry less weight",
+                            {"coverage": {k: round(float(v), 4) for k, v in low["coverage"].items()}}))
+    gappy = suff[(suff["gaps"] > 0) & (suff["coverage"] > 0)]
+    if len(gappy):
+        details = {}
+        for path in gappy.index[:50]:
+            spans = data.gaps(path)
+            details[path] = {"gaps": int(gappy.at[path, "gaps"]), "hours": round(float(gappy.at[path, "gap_hours"]), 2),
+                             "longest_h": round(float(gappy.at[path, "longest_gap_h"]), 2),
+                             "spans": [[a.isoformat(), b.isoformat()] for a, b in spans[:10]]}
+        worst = gappy["longest_gap_h"].idxmax()
+        notes.append(Notice("analytics.data.gaps",
+                            f"{len(gappy)} machine(s) have gaps of an hour or more (longest {gappy['longest_gap_h'].max():.1f} h "
+                            f"at {worst}); energy across a gap is spread over it, other signals are missing there",
+                            {"machines": details}))
+    bad = suff[suff["bad_share"] > MAX_BAD_SHARE]
+    if len(bad):
+        notes.append(Notice("analytics.data.bad_quality",
+                            f"{len(bad)} machine(s) have more than {MAX_BAD_SHARE:.0%} of values with Bad or Uncertain "
+                            f"quality (worst {bad['bad_share'].max():.0%}, {bad['bad_share'].idxmax()})",
+                            {"bad_share": {k: round(float(v), 4) for k, v in bad["bad_share"].items()}}))
+    return notes
+
+
+# -- reading the store ----------------------------------------------------------------------------------------------------
+#: Longest a power or flow value holds when the next stored value is missing [s] (deadband-filtered signals repeat
+#: at least this often in practice; a silent collector must not stretch the last value over a day).
+POWER_HOLD_S = 3600
+#: Longest a machine state holds [s]: states change rarely, a machine may stay off over a weekend.
+STATE_HOLD_S = 3 * 86400
+_BY = ("site", "line", "machine")
+
+
+def _store_machines(store: "Store", plant: Any, start_ns: int, stop_ns: int) -> tuple[list[MachineInfo], dict, list[Notice]]:
+    """Machines to read, which of them have an energy register / power in the range, and notices."""
+    notes: list[Notice] = []
+    electrical = [s for s in store.series("electrical") if s.first_ns < stop_ns and s.last_ns >= start_ns]
+    fields: dict[str, dict[str, Any]] = {}
+    for info in electrical:
+        tags = info.key.tag_dict
+        path = "/".join(tags.get(k, "") for k in _BY)
+        fields.setdefault(path, {})[info.key.field] = info
+    if plant is not None:
+        infos = [MachineInfo.from_ref(ref) for ref in plant.machines]
+        missing = [m.path for m in infos if m.path not in fields]
+        if missing:
+            notes.append(Notice("analytics.data.machine_without_data",
+                                f"{len(missing)} machine(s) of the plant file have no electrical data in the range: "
+                                f"{', '.join(missing[:5])}", {"machines": missing}))
+        strangers = sorted(set(fields) - {m.path for m in infos})
+        if strangers:
+            notes.append(Notice("analytics.data.unknown_machine",
+                                f"{len(strangers)} metered machine(s) are not in the plant file and are left out: "
+                                f"{', '.join(strangers[:5])}", {"machines": strangers[:50]}))
+    else:
+        infos = [MachineInfo.from_path(p) for p in sorted(fields)]
+    if not any(m.path in fields for m in infos):
+        raise InsufficientDataError(
+            f"the store {getattr(store, 'description', '')} has no electrical data (measurement 'electrical', fields "
+            f"energy_kwh or active_power_kw) for {'the plant file' + chr(39) + 's machines' if plant is not None else 'any machine'} "
+            f"between {pd.Timestamp(start_ns, tz='UTC').isoformat()} and {pd.Timestamp(stop_ns, tz='UTC').isoformat()}")
+    no_register = [m.path for m in infos if m.path in fields and "energy_kwh" not in fields[m.path]]
+    infos = [MachineInfo(**{**m.__dict__, "has_register": m.path not in no_register}) for m in infos]
+    if no_register:
+        notes.append(Notice("analytics.data.no_energy_register", f"{len(no_register)} machine(s) have no energy register; "
+                            "their energy is integrated from active power", {"machines": no_register[:50]}, level="info"))
+    return infos, fields, notes
+
+
+def _sample_period_s(series_info: Any) -> float | None:
+    """Typical spacing of a series' stored values [s], from its count and extent (missing values included)."""
+    if series_info is None or series_info.count < 2:
+        return None
+    return (series_info.last_ns - series_info.first_ns) / NS / (series_info.count - 1)
+
+
+def _read_store(cls: type, store: "Store", plant: Any, start: Any, stop: Any, resolution_s: int,
+                progress: bool) -> IntervalData:
+    from core.storage.base import Column
+
+    start_ns, stop_ns = to_ns(start), to_ns(stop)
+    if stop_ns <= start_ns:
+        raise AnalyticsError(f"empty range: --to ({stop}) must be after --from ({start})")
+    infos, fields, notes = _store_machines(store, plant, start_ns, stop_ns)
+    by_path = {m.path: m for m in infos}
+    groups: dict[float | None, list[MachineInfo]] = {}
+    for m in infos:
+        groups.setdefault(m.register_max_kwh, []).append(m)
+    n_chunks = max(1, int(np.ceil((stop_ns - start_ns) / NS / (7 * 86400))))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_chunks * (len(groups) + 1), desc="read", unit="week")
+    parts = []
+    h = resolution_s / 3600.0
+    for register_max, members in groups.items():
+        columns = [
+            Column("reg", "electrical", "energy_kwh", "increase", register_max=register_max),
+            Column("integral", "electrical", "active_power_kw", "integral", max_hold_s=POWER_HOLD_S),
+            Column("power_mean_kw", "electrical", "active_power_kw", "twmean", max_hold_s=POWER_HOLD_S),
+            Column("power_max_kw", "electrical", "active_power_kw", "max"),
+            Column("n_power", "electrical", "active_power_kw", "count"),
+            Column("s", "machine_state", "state", "state_seconds", max_hold_s=STATE_HOLD_S),
+            Column("good", "production", "good_count", "increase"),
+            Column("scrap", "production", "scrap_count", "increase"),
+            Column("air_flow_m3_min", "compressed_air", "flow_m3_min", "twmean", max_hold_s=POWER_HOLD_S),
+        ]
+        tags = {"machine": sorted({m.machine for m in members})}
+        paths = {m.path for m in members}
+        for chunk in store.read_frame(columns, start_ns, stop_ns, every=resolution_s, tags=tags, by=_BY):
+            if bar is not None:
+                bar.update(1)
+            if chunk.empty:
+                continue
+            path = chunk["site"].astype(str) + "/" + chunk["line"].astype(str) + "/" + chunk["machine"].astype(str)
+            chunk = chunk.assign(machine=path)[path.isin(paths).to_numpy()]
+            parts.append(chunk)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["machine", "time"])
+    # Energy: the register where the machine has one, else integrated power.
+    has_reg = frame["machine"].map(lambda p: by_path[p].has_register).to_numpy(dtype=bool) if len(frame) else np.zeros(0, bool)
+    frame["energy_kwh"] = np.where(has_reg, frame.get("reg", np.nan), frame.get("integral", np.nan))
+    for state in MACHINE_STATES.values():
+        if f"s_{state}" not in frame.columns:
+            frame[f"s_{state}"] = np.nan
+    # Coverage: values with a usable number per expected value (expected from the series' typical spacing); what is
+    # missing inside the series' extent was stored as missing or Bad (a meter gap), outside it there is no series.
+    period = {p: _sample_period_s(fields.get(p, {}).get("active_power_kw")) for p in by_path}
+    expected = frame["machine"].map(lambda p: resolution_s / period[p] if period[p] else np.nan).to_numpy(dtype=float)
+    n_power = pd.to_numeric(frame.get("n_power", np.nan), errors="coerce").to_numpy(dtype=float)
+    coverage = np.clip(np.nan_to_num(n_power / np.maximum(expected, 1.0), nan=0.0), 0.0, 1.0)
+    coverage = np.where(np.isnan(expected) & np.isfinite(frame["energy_kwh"].to_numpy(dtype=float)), 1.0, coverage)
+    tns = pd.DatetimeIndex(frame["time"]).as_unit("ns").asi8 if len(frame) else np.zeros(0, np.int64)
+    first = frame["machine"].map(lambda p: getattr(fields.get(p, {}).get("active_power_kw"), "first_ns", stop_ns)).to_numpy()
+    last = frame["machine"].map(lambda p: getattr(fields.get(p, {}).get("active_power_kw"), "last_ns", start_ns)).to_numpy()
+    inside = (tns + resolution_s * NS > first) & (tns <= last)
+    frame["coverage"] = coverage
+    frame["bad_share"] = np.where(inside, 1.0 - coverage, 0.0)
+    # Site weather, broadcast to the site's machines.
+    weather = []
+    for chunk in store.read_frame([Column("outdoor_temp_c", "weather", "outdoor_temp_c", "twmean", max_hold_s=3 * 3600)],
+                                  start_ns, stop_ns, every=resolution_s, by=("site",)):
+        if bar is not None:
+            bar.update(1)
+        if not chunk.empty:
+            weather.append(chunk[["site", "time", "outdoor_temp_c"]])
+    if weather and len(frame):
+        w = pd.concat(weather, ignore_index=True)
+        site = frame["machine"].str.split("/", n=1).str[0]
+        frame = frame.assign(_site=site).merge(w.rename(columns={"site": "_site"}), on=["_site", "time"], how="left")
+    if bar is not None:
+        bar.close()
+    materials = _read_materials(store, infos, start_ns, stop_ns, resolution_s)
+    keep = [c for c in FRAME_COLUMNS if c in frame.columns and c != "shift"]
+    if plant is not None and not any(m.calendar is not None for m in infos):
+        notes.append(Notice("analytics.data.no_calendar", "the plant file gives no shift calendar; off-shift load "
+                            "cannot be assessed", {}))
+    data = cls.from_frame(frame[keep], resolution_s=resolution_s, start=pd.Timestamp(start_ns, tz="UTC"),
+                          stop=pd.Timestamp(stop_ns, tz="UTC"), plant=plant, machines=None if plant is not None else infos,
+                          materials=materials, warnings=notes)
+    if plant is not None:  # keep what the store told (has_register) on the plant's descriptions
+        data.machines.update({m.path: m for m in infos if m.path in data.machines})
+    return data
+
+
+def _read_materials(store: "Store", infos: list[MachineInfo], start_ns: int, stop_ns: int,
+                    resolution_s: int) -> pd.DataFrame | None:
+    """Material consumed per machine, window and material id [kg] (windows with consumption only)."""
+    from core.storage.base import Column
+
+    if not store.series("material"):
+        return None
+    paths = {m.path for m in infos}
+    parts = []
+    for chunk in store.read_frame([Column("kg", "material", "consumed_kg", "increase")], start_ns, stop_ns,
+                                  every=resolution_s, tags={"machine": sorted({m.machine for m in infos})},
+                                  by=_BY + ("material",)):
+        if chunk.empty:
+            continue
+        chunk = chunk[chunk["kg"] > 0]
+        path = chunk["site"].astype(str) + "/" + chunk["line"].astype(str) + "/" + chunk["machine"].astype(str)
+        chunk = pd.DataFrame({"machine": path, "time": chunk["time"], "material": chunk["material"].astype(str),
+                              "kg": chunk["kg"]})
+        parts.append(chunk[chunk["machine"].isin(paths)])
+    return pd.concat(parts, ignore_index=True) if parts else None

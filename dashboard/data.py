@@ -18,6 +18,7 @@ import pandas as pd
 
 from core.model import MACHINE_STATES, unit_of
 from core.storage.base import Store
+from core.storage.intervals import counter_deltas
 from dashboard.errors import DashboardError
 
 NS = 1_000_000_000
@@ -284,15 +285,11 @@ class EnergyToday:
 def counter_increase(values: np.ndarray) -> float:
     """Increase of a monotonic counter over a sequence of readings [counter unit].
 
-    A drop is read as a reset or rollover to zero (the rule of InfluxDB's ``increase()``): the reading after the drop
-    counts as the increase since the reset.
+    A drop is read as a reset (the register's maximum is not known here): the reading after the drop counts as the
+    increase since the reset, as in :func:`core.storage.intervals.counter_deltas`.
     """
     values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return 0.0
-    steps = np.diff(values)
-    return float(np.where(steps >= 0, steps, values[1:]).sum())
+    return float(counter_deltas(values[np.isfinite(values)]).sum())  # the store's rule (core.storage.intervals)
 
 
 def energy_today(store: Store, now_ns: int, tz: dt.tzinfo) -> EnergyToday:

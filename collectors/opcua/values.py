@@ -19,11 +19,12 @@ import time
 from dataclasses import dataclass, field
 
 from core.notices import Notice
+from core.storage.intervals import SEMANTICS_CHANGED, classify_drop
 
 BAD_TYPE_MISMATCH = 0x80740000
 BAD_OUT_OF_RANGE = 0x803C0000
-#: StatusCode info bit set on the first value after a counter rollover or reset.
-SEMANTICS_CHANGED = 0x4000
+# SEMANTICS_CHANGED (0x4000), the StatusCode info bit set on the first value after a counter rollover or reset, and
+# the rollover/reset rule live in core.storage.intervals, which the stores' increase() shares.
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _EPOCH_NAIVE = dt.datetime(1970, 1, 1)
@@ -128,7 +129,7 @@ def to_row_raw(node: NodeState, raw, status: int, source_ns: int | None, server_
     if node.counter and value is not None:
         last = node.last_value
         if last is not None and value < last:
-            kind = "rollover" if node.counter_max and last > node.counter_max / 2 else "reset"
+            kind = classify_drop(last, value, node.counter_max)
             status |= SEMANTICS_CHANGED
             if notices is not None:
                 notices.append(

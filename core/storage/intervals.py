@@ -1,0 +1,396 @@
+"""Energy arithmetic over time windows: counter increases, time-weighted means and integrals, state durations.
+
+This is the one place Wattline turns stored samples into per-window energy figures; the stores
+(:meth:`core.storage.base.Store.aggregate`), the collector's counter rule and the dashboard call it. Everything here is
+pure numpy over arrays of one series (no per-value Python loops): a year of 1-min values takes milliseconds.
+
+Semantics (``docs/data-model.md``, "Energy from stored series"):
+
+- **Windows** (:func:`window_edges`) are edges [ns, UTC]; sub-daily windows are aligned to local midnight in a site's
+  IANA zone (1 h windows in Asia/Kolkata start at :30 UTC), days and months are calendar days and months in that zone
+  (a local day lasts 23, 24 or 25 h).
+- **Counters** (:func:`counter_increase`): the increase between consecutive readings; a drop is a *rollover* when the
+  register's maximum is known and the previous reading was above half of it, else a *reset* (the reading after it
+  counts from 0) -- the collector's rule (:func:`classify_drop`). Readings the collector flagged with
+  :data:`SEMANTICS_CHANGED` get the same rule even when they did not drop in the stored data. Each increase is spread
+  over the time between its two readings in proportion to the overlap with each window, so windows add up exactly and
+  an increase across a gap is spread over the gap.
+- **Gauges** (:func:`time_weighted`) are step-held: a value holds until the next stored value, a stored missing value
+  (NaN) ends the hold, and no hold lasts longer than ``max_hold_s``. The time-weighted mean is therefore unbiased for
+  deadband-filtered signals (which store a value only when it changes).
+- **States** (:func:`state_seconds`): the same step-hold, as seconds spent in each code per window.
+
+``prev`` arguments carry the last sample before the range, so that the first window starts from a known value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+
+from core.errors import StoreError
+
+NS = 1_000_000_000
+DAY_S = 86400
+
+#: OPC UA StatusCode info bit ``SemanticsChanged``: the collector sets it on the first counter reading after a
+#: rollover or reset (collectors/opcua/values.py); :func:`counter_increase` honours it.
+SEMANTICS_CHANGED = 0x4000
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_US = dt.timedelta(microseconds=1)
+_EVERY = re.compile(r"^\s*(\d+)\s*(s|min|h|d|w|mo|y)\s*$")
+_UNIT_S = {"s": 1, "min": 60, "h": 3600}
+
+
+# -- windows -----------------------------------------------------------------------------------------------------------
+def zone(tz: str | dt.tzinfo) -> dt.tzinfo:
+    """The tzinfo of an IANA zone name (or a tzinfo, returned as is); StoreError naming an unknown zone."""
+    if isinstance(tz, dt.tzinfo):
+        return tz
+    try:
+        return ZoneInfo(str(tz))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise StoreError(f"unknown time zone {tz!r}: give an IANA name such as 'Europe/Berlin' or 'UTC'") from exc
+
+
+def parse_every(every: int | str) -> tuple[str, int]:
+    """Split a window length into a kind and a count.
+
+    Parameters
+    ----------
+    every : int or str
+        Seconds (int), or ``"<n>s"``, ``"<n>min"``, ``"<n>h"``, ``"<n>d"`` (calendar days), ``"<n>w"`` (weeks from
+        Monday), ``"<n>mo"`` (calendar months), ``"<n>y"``.
+
+    Returns
+    -------
+    tuple
+        ``("s", seconds)``, ``("d", days)`` or ``("mo", months)``.
+    """
+    if isinstance(every, (int, np.integer)) and not isinstance(every, bool):
+        n, unit = int(every), "s"
+    else:
+        m = _EVERY.match(str(every))
+        if not m:
+            raise StoreError(f"window {every!r} not understood: give whole seconds or e.g. '15min', '1h', '1d', '1w', '1mo'")
+        n, unit = int(m.group(1)), m.group(2)
+        if unit in _UNIT_S:
+            n, unit = n * _UNIT_S[unit], "s"
+        elif unit == "w":
+            n, unit = 7 * n, "w"
+        elif unit == "y":
+            n, unit = 12 * n, "mo"
+    if n <= 0:
+        raise StoreError(f"window {every!r} must be positive")
+    if unit == "s" and n % DAY_S == 0:
+        return "d", n // DAY_S
+    return unit, n
+
+
+def _local_date(ns: int, tzinfo: dt.tzinfo) -> dt.date:
+    return (_EPOCH + dt.timedelta(microseconds=ns // 1000)).astimezone(tzinfo).date()
+
+
+def _midnight_ns(day: dt.date, tzinfo: dt.tzinfo) -> int:
+    # A midnight that does not exist (a DST change at 00:00) maps, with fold=0, to the instant the day starts.
+    local = dt.datetime(day.year, day.month, day.day, tzinfo=tzinfo)
+    return ((local - _EPOCH) // _US) * 1000
+
+
+def _trim(edges: np.ndarray, start_ns: int, stop_ns: int) -> np.ndarray:
+    lo = max(int(np.searchsorted(edges, start_ns, side="right")) - 1, 0)
+    hi = int(np.searchsorted(edges, stop_ns, side="left"))
+    return edges[lo:hi + 1]
+
+
+def window_edges(start_ns: int, stop_ns: int, every: int | str, tz: str | dt.tzinfo = "UTC") -> np.ndarray:
+    """Edges of the windows covering ``[start_ns, stop_ns)``.
+
+    Parameters
+    ----------
+    start_ns, stop_ns : int
+        Range [ns since the epoch, UTC]; ``stop_ns > start_ns``.
+    every : int or str
+        Window length: whole seconds that divide a day (aligned to local midnight in ``tz``), whole days, or a
+        calendar unit (see :func:`parse_every`). Other second counts are accepted in UTC only (aligned to the epoch).
+    tz : str or tzinfo
+        IANA zone of the plant (default UTC).
+
+    Returns
+    -------
+    ndarray of int64
+        Increasing edges [ns, UTC]: ``edges[0] <= start_ns`` and ``edges[-1] >= stop_ns``; window ``i`` is
+        ``[edges[i], edges[i+1])``. A local day across a daylight-saving change lasts 23 or 25 h.
+    """
+    start_ns, stop_ns = int(start_ns), int(stop_ns)
+    if stop_ns <= start_ns:
+        raise StoreError(f"window range is empty: stop ({stop_ns}) must be after start ({start_ns})")
+    kind, n = parse_every(every)
+    tzinfo = zone(tz)
+    if kind == "s" and DAY_S % n:
+        if tzinfo.utcoffset(dt.datetime(2000, 1, 1)) or tzinfo.utcoffset(dt.datetime(2000, 7, 1)):
+            raise StoreError(f"a window of {n} s does not divide a day: in zone {tz} give a divisor of 86400 s, "
+                             "whole days or months")
+        w = n * NS
+        return np.arange((start_ns // w) * w, -(-stop_ns // w) * w + 1, w, dtype=np.int64)
+    first = _local_date(start_ns, tzinfo)
+    if kind == "mo":
+        index = (first.year * 12 + first.month - 1) // n * n
+        edges = []
+        while True:
+            y, m = divmod(index, 12)
+            edges.append(_midnight_ns(dt.date(y, m + 1, 1), tzinfo))
+            if edges[-1] >= stop_ns:
+                break
+            index += n
+        return _trim(np.array(edges, dtype=np.int64), start_ns, stop_ns)
+    step = n if kind in ("d", "w") else 1
+    # Whole-day windows are aligned to day counts from 1970-01-01 (weeks: from Monday 1970-01-05).
+    origin = dt.date(1970, 1, 5) if kind == "w" else dt.date(1970, 1, 1)
+    day = first - dt.timedelta(days=(first - origin).days % step)
+    midnights = [_midnight_ns(day, tzinfo)]
+    if midnights[0] > start_ns:  # the zone's day starts late (a midnight inside a DST gap): one day earlier
+        day -= dt.timedelta(days=step)
+        midnights[0] = _midnight_ns(day, tzinfo)
+    while midnights[-1] < stop_ns:
+        day += dt.timedelta(days=step)
+        midnights.append(_midnight_ns(day, tzinfo))
+    days = np.array(midnights, dtype=np.int64)
+    if kind != "s":
+        return _trim(days, start_ns, stop_ns)
+    longest = int(np.diff(days).max())  # 25 h on the day a DST change gives back an hour
+    offsets = np.arange(-(-longest // (n * NS)), dtype=np.int64) * (n * NS)
+    grid = days[:-1, None] + offsets[None, :]
+    inner = grid[grid < days[1:, None]]  # a 23-h day has fewer windows, a 25-h day more (cut at the next midnight)
+    return _trim(np.concatenate([inner, days[-1:]]), start_ns, stop_ns)
+
+
+# -- shared preparation ----------------------------------------------------------------------------------------------
+def _series(times_ns, values, prev, status=None):
+    """Times, values (and status) of one series with ``prev`` in front, sorted, one value per timestamp (the last)."""
+    t = np.asarray(times_ns, dtype=np.int64)
+    v = np.asarray(values, dtype=float)
+    s = None if status is None else np.asarray(status, dtype=np.int64)
+    if len(t) != len(v) or (s is not None and len(s) != len(t)):
+        raise StoreError(f"times ({len(t)}), values ({len(v)}) and status differ in length")
+    if prev is not None:
+        t = np.concatenate([np.array([int(prev[0])], dtype=np.int64), t])
+        v = np.concatenate([np.array([np.nan if prev[1] is None else float(prev[1])]), v])
+        if s is not None:
+            s = np.concatenate([np.zeros(1, dtype=np.int64), s])
+    if len(t) > 1:
+        if (np.diff(t) < 0).any():
+            order = np.argsort(t, kind="stable")
+            t, v = t[order], v[order]
+            s = None if s is None else s[order]
+        last = np.append(t[1:] != t[:-1], True)
+        if not last.all():
+            t, v = t[last], v[last]
+            s = None if s is None else s[last]
+    return t, v, s
+
+
+def _cumulative(a: np.ndarray, b: np.ndarray, w: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Integral of a step function (weight ``w`` on disjoint sorted ``[a, b)``, 0 elsewhere) up to each time in ``at``.
+
+    Times in ns; the result in [weight x s].
+    """
+    out = np.zeros(len(at))
+    if len(a) == 0:
+        return out
+    seg = (b - a) / NS
+    cum = np.concatenate([[0.0], np.cumsum(w * seg)])
+    j = np.searchsorted(a, at, side="right") - 1
+    inside = j >= 0
+    jj = j[inside]
+    part = np.minimum(at[inside] - a[jj], b[jj] - a[jj]) / NS
+    out[inside] = cum[jj] + w[jj] * part
+    return out
+
+
+def _held(times_ns, values, edges, prev, max_hold_s):
+    """Step-held segments ``[a, b)`` with their values: each value holds until the next stored one (at most
+    ``max_hold_s``; the last one until the end of the windows); missing values hold nothing."""
+    t, v, _ = _series(times_ns, values, prev)
+    if len(t) == 0:
+        return t, t, v
+    end = np.append(t[1:], max(int(edges[-1]), int(t[-1])))
+    if max_hold_s is not None:
+        end = np.minimum(end, t + int(round(float(max_hold_s) * NS)))
+    keep = np.isfinite(v) & (end > t)
+    return t[keep], end[keep], v[keep]
+
+
+# -- counters ------------------------------------------------------------------------------------------------------------
+def _rollover(previous, register_max: float | None):
+    """The rule: a drop is a rollover when the register's maximum is known and the previous reading was above half
+    of it (numpy-vectorised over ``previous``)."""
+    if not register_max:
+        return np.zeros(np.shape(previous), dtype=bool)
+    return np.asarray(previous, dtype=float) > float(register_max) / 2
+
+
+def classify_drop(previous: float, value: float, register_max: float | None) -> str:
+    """Classify a counter reading lower than the one before it.
+
+    Parameters
+    ----------
+    previous, value : float
+        The reading before the drop and the one after it [counter unit].
+    register_max : float or None
+        The register's maximum [counter unit], when known.
+
+    Returns
+    -------
+    str
+        ``"rollover"`` when ``register_max`` is known and ``previous > register_max / 2`` (the counter wrapped: the
+        increase is ``register_max - previous + value``), else ``"reset"`` (the increase is ``value``).
+    """
+    return "rollover" if bool(_rollover(previous, register_max)) else "reset"
+
+
+def counter_deltas(values: np.ndarray, register_max: float | None = None, status: np.ndarray | None = None) -> np.ndarray:
+    """Increase between consecutive readings of a counter [counter unit], ``len(values) - 1`` of them.
+
+    Readings must be finite and in time order. A drop, or a reading flagged with :data:`SEMANTICS_CHANGED` in
+    ``status``, is a rollover or a reset (:func:`classify_drop`).
+    """
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return np.zeros(0)
+    d = np.diff(v)
+    drop = d < 0
+    if status is not None:
+        drop |= (np.asarray(status, dtype=np.int64)[1:] & SEMANTICS_CHANGED) != 0
+    if drop.any():
+        prev, cur = v[:-1], v[1:]
+        after = np.where(_rollover(prev, register_max), (register_max or 0.0) - prev + cur, cur)
+        d = np.where(drop, after, d)
+    return d
+
+
+def counter_increase(times_ns, values, edges, register_max: float | None = None, prev=None, status=None) -> np.ndarray:
+    """Increase of a counter per window.
+
+    Parameters
+    ----------
+    times_ns : array of int64
+        Reading times [ns]; readings outside the windows count for the part of their step inside them.
+    values : array of float
+        Readings [counter unit]; NaN (missing) readings are skipped.
+    edges : array of int64
+        Window edges [ns] (:func:`window_edges`).
+    register_max : float, optional
+        The register's maximum [counter unit]: drops from above half of it are rollovers, others resets.
+    prev : tuple, optional
+        ``(time_ns, value)`` of the last reading before the range.
+    status : array of int, optional
+        StatusCodes of ``values``; a reading flagged :data:`SEMANTICS_CHANGED` is treated as after a drop.
+
+    Returns
+    -------
+    ndarray of float
+        Increase per window [counter unit]; NaN for windows outside the span of the readings. Each step between two
+        readings is spread over the time between them pro rata, so a step across a gap is shared by the windows of
+        the gap and the windows add up to the total increase.
+    """
+    edges = np.asarray(edges, dtype=np.int64)
+    out = np.full(max(len(edges) - 1, 0), np.nan)
+    t, v, s = _series(times_ns, values, prev, status)
+    ok = np.isfinite(v)
+    t, v = t[ok], v[ok]
+    s = None if s is None else s[ok]
+    if len(t) < 2 or len(out) == 0:
+        return out
+    total = np.concatenate([[0.0], np.cumsum(counter_deltas(v, register_max, s))])
+    x = (t - t[0]).astype(float)
+    at = np.interp((edges - t[0]).astype(float), x, total)  # linear between readings, flat outside them
+    covered = (edges[1:] > t[0]) & (edges[:-1] < t[-1])
+    out[covered] = np.diff(at)[covered]
+    return out
+
+
+# -- gauges and states -------------------------------------------------------------------------------------------------
+def time_weighted(times_ns, values, edges, prev=None, max_hold_s: float | None = None,
+                  integral: bool = False) -> np.ndarray:
+    """Time-weighted mean, or integral, of a step-held signal per window.
+
+    Parameters
+    ----------
+    times_ns : array of int64
+        Sample times [ns].
+    values : array of float
+        Samples [unit]; NaN (a stored missing value) ends the previous value's hold and holds nothing itself.
+    edges : array of int64
+        Window edges [ns].
+    prev : tuple, optional
+        ``(time_ns, value)`` of the last sample before the range (its value holds into the first window).
+    max_hold_s : float, optional
+        Longest time a value holds [s]; unlimited when omitted (until the next sample or the last edge).
+    integral : bool
+        Return the integral [unit x h] (kW gives kWh) instead of the mean.
+
+    Returns
+    -------
+    ndarray of float
+        Per window: mean [unit] over the time a value held, or integral [unit x h]; NaN where no value held.
+    """
+    edges = np.asarray(edges, dtype=np.int64)
+    a, b, v = _held(times_ns, values, edges, prev, max_hold_s)
+    held = np.diff(_cumulative(a, b, np.ones(len(a)), edges))
+    area = np.diff(_cumulative(a, b, v, edges))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = area / 3600.0 if integral else area / held
+    return np.where(held > 0, out, np.nan)
+
+
+def state_seconds(times_ns, codes, edges, prev=None, max_hold_s: float | None = None) -> dict[int, np.ndarray]:
+    """Seconds spent in each state per window.
+
+    Parameters
+    ----------
+    times_ns : array of int64
+        Times of the state samples [ns].
+    codes : array of float
+        State codes (whole numbers; NaN ends the hold), step-held like :func:`time_weighted`.
+    edges : array of int64
+        Window edges [ns].
+    prev : tuple, optional
+        ``(time_ns, code)`` of the last sample before the range.
+    max_hold_s : float, optional
+        Longest time a state holds [s].
+
+    Returns
+    -------
+    dict
+        ``{code: seconds per window}`` [s] for every code that held in some window; a window's seconds add up to the
+        time its state was known.
+    """
+    edges = np.asarray(edges, dtype=np.int64)
+    a, b, v = _held(times_ns, codes, edges, prev, max_hold_s)
+    result: dict[int, np.ndarray] = {}
+    for code in np.unique(v):
+        seconds = np.diff(_cumulative(a, b, (v == code).astype(float), edges))
+        if (seconds > 0).any():
+            result[int(code) if float(code).is_integer() else code] = seconds
+    return result
+
+
+def floor_to(ns: int, step_ns: int) -> int:
+    """``ns`` rounded down to a multiple of ``step_ns``."""
+    return (int(ns) // step_ns) * step_ns
+
+
+def common_step_ns(edges: np.ndarray) -> int:
+    """Largest step [ns] that divides every edge (0 for no edges): windows of that length tile the windows exactly."""
+    if len(edges) == 0:
+        return 0
+    return int(np.gcd.reduce(np.asarray(edges, dtype=np.int64))) or 0
+
+
+__all__ = ["SEMANTICS_CHANGED", "classify_drop", "counter_deltas", "counter_increase", "parse_every", "state_seconds",
+           "time_weighted", "window_edges", "zone", "floor_to", "common_step_ns"]

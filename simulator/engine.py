@@ -124,7 +124,7 @@ class Simulation:
         true_kwh = 0.0
         for si, site in enumerate(self.plant.sites):
             mid = (edges[:-1] + edges[1:]) / 2
-            temp = outdoor_temperature(site.climate, site.timezone, self.seed, si, day, mid)
+            temp = outdoor_temperature(self.plant.climate(site.id), site.timezone, self.seed, si, day, mid)
             temps[site.id] = temp
             win = phys.SiteWindow(day, edges, temp, daylight(site.timezone, day, mid), site_occupied(site, day),
                                   seed=self.seed, block=block_no)
@@ -148,7 +148,7 @@ class Simulation:
                     plan = self._plans.get(key)
                     if plan is None:
                         self._plans = {k: v for k, v in self._plans.items() if k[1] >= day}
-                        plan = self._plans[key] = phys.plan_orders(ref, cal, self.seed, day, self.plant.spec.material_kinds)
+                        plan = self._plans[key] = phys.plan_orders(ref, cal, self.seed, day, self.plant.material_kinds)
                     r = phys.render_production(ref, plan, win, sim_events, rng)
                     line_runs.setdefault(ref.line.id, []).append(r.run_frac)
                     air += r.air
@@ -223,7 +223,7 @@ class Simulation:
         st["energy"] = float(energy_true[-1])
         if not gap[-1]:
             st["last_power"], st["last_reg"] = float(power[-1]), float(register[-1])
-        flow = r.flow if r.flow is not None else (r.air if r.air is not None and ref.spec.air_m3_min > 0 else None)
+        flow = r.flow if r.flow is not None else (r.air if r.air is not None and ref.sim.air_m3_min > 0 else None)
         sig = MachineSignals(power, register, pf, r.state, status, flow=flow, pressure=r.pressure, true_power=r.power)
         if r.parts is not None:
             sig.good = st["good"] + np.cumsum(r.parts)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from core.errors import ConfigError, WattlineError
+from core.errors import WattlineError
+from core.plant import PlantError
 
 
 class SimulatorError(WattlineError):
     """Base of every error the simulator raises on purpose."""
 
 
-class PlantFileError(SimulatorError, ConfigError):
+class PlantFileError(SimulatorError, PlantError):
     """A plant or scenario file is invalid; the message names the file, line, key and valid options."""
 
     exit_code = 2

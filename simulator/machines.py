@@ -140,7 +140,7 @@ def plan_orders(ref: MachineRef, cal, seed: int, day: int, material_kinds: int) 
         cycle = spec.cycle_s * rng.uniform(0.8, 1.25)
         hours = rng.uniform(0.75, 5.0)
         qty = max(1, int(hours * 3600 / cycle))
-        rank = int(min(rng.zipf(1.4), spec.materials)) - 1
+        rank = int(min(rng.zipf(1.4), ref.sim.materials)) - 1
         materials.append((family + rank * 104729) % material_kinds)
         cycles.append(cycle)
         qtys.append(qty)
@@ -252,16 +252,16 @@ def render_production(ref: MachineRef, plan: OrderPlan, win: SiteWindow, events:
     cum_parts_b = np.concatenate([[0.0], np.cumsum(seg_parts)])
     cum_parts = np.interp(tau_edges, plan.tau_bounds, cum_parts_b)
     parts = np.diff(np.floor(cum_parts + 1e-9)).astype(np.int64)
-    scrap = rng.binomial(np.maximum(parts, 0), ref.spec.scrap_rate)
+    scrap = rng.binomial(np.maximum(parts, 0), ref.sim.scrap_rate)
     seg_idx = np.clip(np.searchsorted(plan.tau_bounds, np.interp(mid, edges, tau_edges), side="right") - 1, 0, max(len(plan.tau_kind) - 1, 0))
     if len(plan.tau_order):
         order_idx = plan.tau_order[seg_idx]
         material = np.where((order_idx >= 0) & (run_f > 0), plan.materials[np.maximum(order_idx, 0)], -1)
     else:
         material = np.full(n, -1, dtype=np.int64)
-    material_kg = parts * ref.spec.part_kg * _noise(rng, n, 0.01)
+    material_kg = parts * ref.sim.part_kg * _noise(rng, n, 0.01)
     return Rendered(power, extras, state, pf, parts - scrap, scrap, material, material_kg, run_frac=run_f,
-                    air=run_f * ref.spec.air_m3_min + (setup_f + fault_f) * ref.spec.air_m3_min * 0.2)
+                    air=run_f * ref.sim.air_m3_min + (setup_f + fault_f) * ref.sim.air_m3_min * 0.2)
 
 
 # -- utilities ------------------------------------------------------------------------------------------------------------
@@ -385,10 +385,10 @@ def render_compressor(ref: MachineRef, cal, win: SiteWindow, events, rng, share:
 def render_furnace(ref: MachineRef, cal, win: SiteWindow, events, rng, state: dict) -> Rendered:
     """Electric furnace/oven with thermal inertia: first-order thermal model (time constant ``time_constant_h``),
     full power until the setpoint is reached, then the holding power that balances the losses. Preheats so that it is
-    at setpoint at the first shift start; switched off after the last shift (unless ``continuous``)."""
+    at setpoint at the first shift start; switched off after the last shift (unless ``always_on``)."""
     spec, edges, n = ref.spec, win.edges, len(win.edges) - 1
     rated = spec.rated_kw
-    tau = spec.time_constant_h * 3600
+    tau = ref.sim.time_constant_h * 3600
     amb = 20.0
     r_th = (spec.setpoint_c - amb) / (0.35 * rated)  # holding power is 35 % of rated at setpoint
     pieces = state.get(("pieces", win.day))
@@ -423,7 +423,7 @@ def render_furnace(ref: MachineRef, cal, win: SiteWindow, events, rng, state: di
 
 
 def _furnace_schedule(spec, cal, tau, r_th, rated, amb) -> np.ndarray:
-    if spec.continuous:
+    if spec.always_on:
         return np.array([[-DAY_S, 2 * DAY_S]])
     att = cal.attended
     if len(att) == 0:

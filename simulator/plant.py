@@ -1,68 +1,54 @@
-"""The plant: sites -> lines -> machines, read from a YAML plant file.
+"""The simulated plant: the core plant description plus the simulator's physics keys.
 
-A plant file is validated at start-up into frozen models; errors name the file, the line, the key path and the valid
-options (``core.config``). The default plant (2 sites, 60 machines) ships as ``simulator/plants/default.yaml``.
+The plant file format is core's (``core.plant``, every key documented in ``core/plant_sample.yaml``). What only a
+simulation needs lives under ``simulation:`` mappings that core keeps opaque and this module validates, with the same
+file/line/key errors:
+
+- plant: ``material_kinds`` (size of the material catalogue orders draw from);
+- site: ``climate`` (outdoor temperature model);
+- machine: ``part_kg``, ``scrap_rate``, ``materials``, ``air_m3_min`` (compressed air while running),
+  ``time_constant_h`` (furnace thermal inertia).
+
+Ratings a plant knows but may leave out get simulator defaults here (``cycle_s`` 90 s, ``capacity_m3_min`` 10 m3/min,
+``setpoint_c`` 850 °C, ``register_max_kwh`` 1,000,000 kWh), and a site without a calendar works the default calendar
+(2 shifts from 06:00, Monday to Friday). The default plant (2 sites, 60 machines) ships as
+``simulator/plants/default.yaml``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from core.calendar import WEEKDAYS, BreakSpec, CalendarSpec
 from core.config import FrozenModel, parse_config, read_yaml
 from core.errors import ConfigError
+from core.plant import MACHINE_KINDS, PRODUCTION_KINDS, LineSpec, MachineSpec, PlantSpec, SiteSpec, TariffSpec
+from core.plant import MachineRef as CoreMachineRef
+from core.plant import Plant as CorePlant
+from core.plant import parse_plant as parse_core_plant
 from simulator.errors import PlantFileError
 
-#: Machine archetypes, each with its own load physics (see ``simulator.machines``).
-ARCHETYPES = ("cnc", "injection_moulding", "compressor", "furnace", "chiller", "hvac", "conveyor", "lighting")
-#: Archetypes that make parts from material (they have good/scrap counts and material consumption).
-PRODUCTION_ARCHETYPES = ("cnc", "injection_moulding")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+__all__ = [
+    "ARCHETYPES", "PRODUCTION_ARCHETYPES", "WEEKDAYS", "DEFAULT_PLANT_FILE", "BreakSpec", "CalendarSpec", "ClimateSpec",
+    "LineSpec", "MachineSpec", "PlantSpec", "SiteSpec", "TariffSpec", "MachinePhysics", "SitePhysics", "PlantPhysics",
+    "MachineRef", "Plant", "parse_plant", "read_plant", "default_plant",
+]
+
+#: Machine kinds the simulator has load physics for (see ``simulator.machines``): every core kind but ``other``.
+ARCHETYPES = tuple(kind for kind in MACHINE_KINDS if kind != "other")
+#: Kinds that make parts from material (they have good/scrap counts and material consumption).
+PRODUCTION_ARCHETYPES = PRODUCTION_KINDS
 
 DEFAULT_PLANT_FILE = Path(__file__).with_name("plants") / "default.yaml"
-
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
-Archetype = Literal["cnc", "injection_moulding", "compressor", "furnace", "chiller", "hvac", "conveyor", "lighting"]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-class BreakSpec(FrozenModel):
-    """A break within every shift: ``after_h`` hours after the shift start, lasting ``minutes``."""
-
-    after_h: float = Field(ge=0, le=12)
-    minutes: float = Field(gt=0, le=120)
-
-
-class CalendarSpec(FrozenModel):
-    """Shift calendar of a site or line (local time of the site)."""
-
-    shifts: int = Field(2, ge=1, le=3, description="Shifts per working day (1-3).")
-    first_shift_start: str = Field("06:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-    shift_hours: float = Field(8.0, gt=0, le=12)
-    breaks: tuple[BreakSpec, ...] = (BreakSpec(after_h=2.0, minutes=15), BreakSpec(after_h=4.0, minutes=30))
-    workdays: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
-    holidays: tuple[dt.date, ...] = ()
-
-    @model_validator(mode="after")
-    def _fits(self) -> "CalendarSpec":
-        if self.shifts * self.shift_hours > 24:
-            raise ValueError(f"{self.shifts} shifts of {self.shift_hours} h exceed 24 h; lower shifts or shift_hours")
-        for brk in self.breaks:
-            if brk.after_h + brk.minutes / 60 > self.shift_hours:
-                raise ValueError(f"break after {brk.after_h} h lasting {brk.minutes} min ends after the shift")
-        return self
-
-    @property
-    def start_s(self) -> int:
-        """First shift start [s after local midnight]."""
-        hours, minutes = self.first_shift_start.split(":")
-        return int(hours) * 3600 + int(minutes) * 60
+#: The calendar of a site whose plant file gives none.
+DEFAULT_CALENDAR = CalendarSpec()
+#: Simulator values of machine ratings a plant file may leave out: key -> (kinds that use it, value).
+RATING_DEFAULTS = {"cycle_s": (PRODUCTION_KINDS, 90.0), "capacity_m3_min": (("compressor",), 10.0),
+                   "setpoint_c": (("furnace",), 850.0), "register_max_kwh": (MACHINE_KINDS, 1_000_000.0)}
 
 
 class ClimateSpec(FrozenModel):
@@ -75,159 +61,137 @@ class ClimateSpec(FrozenModel):
     weather_sd_c: float = Field(3.0, ge=0, le=10, description="Day-to-day weather anomaly standard deviation.")
 
 
-class MachineSpec(FrozenModel):
-    """One machine. Archetype-specific keys are ignored by archetypes that do not use them."""
+class MachinePhysics(FrozenModel):
+    """A machine's ``simulation:`` keys. Keys a kind does not use are ignored by it."""
 
-    id: Slug
-    name: str | None = None
-    archetype: Archetype
-    rated_kw: float = Field(gt=0, le=5000, description="Rated electrical power [kW].")
-    cycle_s: float = Field(90.0, gt=1, le=7200, description="Part cycle time (production machines) [s].")
     part_kg: float = Field(0.5, gt=0, le=1000, description="Material per part [kg].")
-    scrap_rate: float = Field(0.02, ge=0, le=0.5)
+    scrap_rate: float = Field(0.02, ge=0, le=0.5, description="Share of parts that are scrap.")
     materials: int = Field(300, ge=1, le=100000, description="Material kinds this machine processes.")
     air_m3_min: float = Field(0.0, ge=0, le=100, description="Compressed air used while running [m3/min].")
-    capacity_m3_min: float = Field(10.0, gt=0, le=500, description="Compressor free-air delivery [m3/min].")
-    setpoint_c: float = Field(850.0, gt=20, le=1600, description="Furnace setpoint [°C].")
     time_constant_h: float = Field(3.0, gt=0.05, le=48, description="Furnace thermal time constant [h].")
-    register_max_kwh: float = Field(1_000_000.0, gt=0, description="Energy register rollover value [kWh].")
-    continuous: bool = Field(False, description="Runs around the clock (furnaces, compressors, chillers).")
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.id.replace("-", " ").upper()
 
 
-class LineSpec(FrozenModel):
-    id: Slug
-    name: str | None = None
-    calendar: CalendarSpec | None = None
-    machines: tuple[MachineSpec, ...] = Field(min_length=1)
+class SitePhysics(FrozenModel):
+    """A site's ``simulation:`` keys."""
 
-
-class SiteSpec(FrozenModel):
-    id: Slug
-    name: str | None = None
-    timezone: str = "Europe/Berlin"
     climate: ClimateSpec = ClimateSpec()
-    calendar: CalendarSpec = CalendarSpec()
-    lines: tuple[LineSpec, ...] = Field(min_length=1)
 
-    @field_validator("timezone")
+
+class PlantPhysics(FrozenModel):
+    """The plant's ``simulation:`` keys."""
+
+    material_kinds: int = Field(45000, ge=1, le=10_000_000, description="Size of the plant's material catalogue.")
+
+
+class _Open(FrozenModel):
+    """Walks the plant file to its ``simulation:`` mappings; core validates everything else."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class _SimMachine(_Open):
+    kind: str
+    simulation: MachinePhysics = MachinePhysics()
+
+    @field_validator("kind")
     @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin or UTC") from None
+    def _simulated(cls, value: str) -> str:
+        if value not in ARCHETYPES:
+            raise ValueError(f"kind {value!r} has no simulator physics; valid options for the simulator: "
+                             f"{', '.join(ARCHETYPES)}")
         return value
 
 
-class PlantSpec(FrozenModel):
-    """A plant file."""
-
-    name: str = "Wattline plant"
-    material_kinds: int = Field(45000, ge=1, le=10_000_000, description="Size of the plant's material catalogue.")
-    sites: tuple[SiteSpec, ...] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique(self) -> "PlantSpec":
-        seen: dict[str, str] = {}
-        for site in self.sites:
-            for line in site.lines:
-                for machine in line.machines:
-                    where = f"{site.id}/{line.id}"
-                    if machine.id in seen:
-                        raise ValueError(f"machine id {machine.id!r} is used in {seen[machine.id]} and {where}; "
-                                         "machine ids must be unique in the plant (they are tag values)")
-                    seen[machine.id] = where
-        site_ids = [s.id for s in self.sites]
-        if len(set(site_ids)) != len(site_ids):
-            raise ValueError(f"site ids must be unique, got {site_ids}")
-        for site in self.sites:
-            line_ids = [line.id for line in site.lines]
-            if len(set(line_ids)) != len(line_ids):
-                raise ValueError(f"line ids in site {site.id!r} must be unique, got {line_ids}")
-        return self
+class _SimLine(_Open):
+    machines: tuple[_SimMachine, ...]
 
 
-@dataclass(frozen=True)
-class MachineRef:
-    """A machine with its place in the plant."""
-
-    index: int
-    site: SiteSpec
-    line: LineSpec
-    spec: MachineSpec
-
-    @property
-    def path(self) -> str:
-        """``site/line/machine``: the machine id used in events and OPC UA NodeIds."""
-        return f"{self.site.id}/{self.line.id}/{self.spec.id}"
-
-    @property
-    def tags(self) -> dict[str, str]:
-        return {"site": self.site.id, "line": self.line.id, "machine": self.spec.id}
-
-    @property
-    def calendar(self) -> CalendarSpec:
-        return self.line.calendar or self.site.calendar
-
-    @property
-    def archetype(self) -> str:
-        return self.spec.archetype
+class _SimSite(_Open):
+    lines: tuple[_SimLine, ...]
+    simulation: SitePhysics = SitePhysics()
 
 
-class Plant:
-    """A validated plant.
+class _SimFile(_Open):
+    sites: tuple[_SimSite, ...]
+    simulation: PlantPhysics = PlantPhysics()
+
+
+def _physics(data: object, source: str, lines: dict | None = None) -> _SimFile:
+    try:
+        return parse_config(_SimFile, data, source, lines)
+    except ConfigError as exc:
+        raise PlantFileError(str(exc)) from None
+
+
+@dataclass(frozen=True, repr=False)
+class MachineRef(CoreMachineRef):
+    """A machine with its place in the plant and its physics (``sim``)."""
+
+    sim: MachinePhysics = MachinePhysics()
+
+
+class Plant(CorePlant):
+    """A plant to simulate: a core plant whose ratings and calendars are complete and whose physics are validated.
 
     Parameters
     ----------
     spec : PlantSpec
-        The validated plant file.
+        The validated plant file (core format).
     source : str
         Where it came from (file path), for messages.
+
+    Raises
+    ------
+    PlantFileError
+        When a ``simulation:`` mapping is invalid or a machine's kind has no physics.
     """
 
     def __init__(self, spec: PlantSpec, source: str = "<plant>") -> None:
-        self.spec = spec
-        self.source = source
-        self.machines: list[MachineRef] = []
-        for site in spec.sites:
-            for line in site.lines:
-                for machine in line.machines:
-                    self.machines.append(MachineRef(len(self.machines), site, line, machine))
+        physics = _physics(_simulation_keys(spec), source)
+        self.material_kinds = physics.simulation.material_kinds
+        self.climates = {site.id: sim.simulation.climate for site, sim in zip(spec.sites, physics.sites)}
+        self._machine_physics = [m.simulation for s in physics.sites for line in s.lines for m in line.machines]
+        super().__init__(_complete(spec), source)
 
-    @property
-    def sites(self) -> tuple[SiteSpec, ...]:
-        return self.spec.sites
+    def _make_ref(self, index: int, site: SiteSpec, line: LineSpec, machine: MachineSpec) -> MachineRef:
+        return MachineRef(index, site, line, machine, self._machine_physics[index])
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
+    def climate(self, site_id: str) -> ClimateSpec:
+        """The outdoor temperature model of a site."""
+        return self.climates[site_id]
 
-    def machine(self, machine_id: str) -> MachineRef:
-        """Return a machine by id or ``site/line/machine`` path; raise KeyError listing a few valid ids."""
-        for ref in self.machines:
-            if machine_id in (ref.spec.id, ref.path):
-                return ref
-        raise KeyError(f"no machine {machine_id!r}; valid ids include {[m.spec.id for m in self.machines[:8]]}")
 
-    def __len__(self) -> int:
-        return len(self.machines)
+def _simulation_keys(spec: PlantSpec) -> dict:
+    """The parts of a validated plant the simulator validates, as a plant file would give them."""
+    return {"simulation": spec.simulation, "sites": [
+        {"simulation": site.simulation, "lines": [
+            {"machines": [{"kind": m.kind, "simulation": m.simulation} for m in line.machines]} for line in site.lines]}
+        for site in spec.sites]}
 
-    def __repr__(self) -> str:
-        return f"Plant({self.name!r}, {len(self.sites)} sites, {len(self.machines)} machines, from {self.source})"
+
+def _complete(spec: PlantSpec) -> PlantSpec:
+    """The plant with simulator defaults for missing ratings and calendars (what the simulation actually runs)."""
+    sites = []
+    for site in spec.sites:
+        lines = []
+        for line in site.lines:
+            machines = tuple(m.model_copy(update={key: value for key, (kinds, value) in RATING_DEFAULTS.items()
+                                                  if m.kind in kinds and getattr(m, key) is None})
+                             for m in line.machines)
+            lines.append(line.model_copy(update={"machines": machines}))
+        sites.append(site.model_copy(update={"lines": tuple(lines), "calendar": site.calendar or DEFAULT_CALENDAR}))
+    return spec.model_copy(update={"sites": tuple(sites)})
 
 
 def parse_plant(data: object, source: str = "<plant>", lines: dict | None = None) -> Plant:
-    """Validate loaded plant data; raise :class:`PlantFileError` naming file, line, key and valid options."""
-    if not isinstance(data, dict):
-        raise PlantFileError(f"{source}: the top level must be a mapping with a 'sites' key, got {type(data).__name__}")
+    """Validate loaded plant data (core keys, then the simulator's); raise :class:`PlantFileError` naming file, line,
+    key and valid options."""
     try:
-        return Plant(parse_config(PlantSpec, data, source, lines), source)
+        core = parse_core_plant(data, source, lines)
     except ConfigError as exc:
         raise PlantFileError(str(exc)) from None
+    _physics(data, source, lines)  # with line numbers, before Plant() validates again without them
+    return Plant(core.spec, source)
 
 
 def read_plant(path: str | os.PathLike) -> Plant:

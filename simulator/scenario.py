@@ -245,7 +245,7 @@ class EventBook:
                                 t1, reason = nxt, "left idling over the days off"
                         self._add(m, "idle_running", "idle", t0, t1, details={"reason": reason, "state": "idle"})
                     if u[i, 6] < min(1.0, p.between_orders_probability * k):
-                        waits = plan_orders(ref, day_calendar(cal, tz, day), seed, day, self.plant.spec.material_kinds).waits
+                        waits = plan_orders(ref, day_calendar(cal, tz, day), seed, day, self.plant.material_kinds).waits
                         if len(waits):
                             j = int(x[i, 3] * len(waits))
                             self._add(m, "idle_running", "idle", day * DAY_S + waits[j, 0], day * DAY_S + waits[j, 1],

@@ -324,8 +324,8 @@ class PlantServer:
                 items.append(_variable(nid, mid, "MaterialId", idx, ua.Variant("", ua.VariantType.String),
                                        ua.NodeId(ua.ObjectIds.String), now, "Material id of the current order"))
                 nodes["MaterialId"] = nid
-            if ref.archetype == "compressor" or (ref.archetype in PRODUCTION_ARCHETYPES and ref.spec.air_m3_min > 0):
-                cap = ref.spec.capacity_m3_min if ref.archetype == "compressor" else ref.spec.air_m3_min * 1.5
+            if ref.archetype == "compressor" or (ref.archetype in PRODUCTION_ARCHETYPES and ref.sim.air_m3_min > 0):
+                cap = ref.spec.capacity_m3_min if ref.archetype == "compressor" else ref.sim.air_m3_min * 1.5
                 add("AirFlow", "m3/min", (0.0, cap), "Compressed air delivered (compressor) or used (machine)")
             if ref.archetype == "compressor":
                 add("ReceiverPressure", "bar", (0.0, 10.0), "Air receiver pressure (gauge)")

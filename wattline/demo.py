@@ -102,7 +102,8 @@ def around_the_clock(plant):
     The demo runs in real time, so with the default plant's calendar a newcomer trying it at night or on a Sunday
     would watch idle machines; ``wattline simulate serve`` keeps the plant file's calendar.
     """
-    from simulator.plant import CalendarSpec, Plant
+    from core.plant import CalendarSpec
+    from simulator.plant import Plant
 
     continuous = CalendarSpec(
         shifts=3, first_shift_start="06:00", shift_hours=8,

@@ -40,7 +40,7 @@ sites:
     lines:
       - id: l1
         machines:
-          - {id: m1, archetype: cnc, rated_kw: 20}
+          - {id: m1, kind: cnc, rated_kw: 20}
 """
 
 
@@ -55,13 +55,13 @@ def test_good_plant_file(tmp_path):
     assert plant.machines[0].path == "a/l1/m1"
 
 
-def test_unknown_archetype_names_file_line_key_and_options(tmp_path):
-    path = write(tmp_path, GOOD.replace("archetype: cnc", "archetype: lathe"))
+def test_unknown_kind_names_file_line_key_and_options(tmp_path):
+    path = write(tmp_path, GOOD.replace("kind: cnc", "kind: lathe"))
     with pytest.raises(PlantFileError) as info:
         read_plant(path)
     msg = str(info.value)
     assert f"{path}:7" in msg
-    assert "sites[0].lines[0].machines[0].archetype" in msg
+    assert "sites[0].lines[0].machines[0].kind" in msg
     assert "'lathe'" in msg and "injection_moulding" in msg and "compressor" in msg
 
 
@@ -72,7 +72,7 @@ def test_unknown_key_lists_valid_keys(tmp_path):
 
 
 def test_duplicate_machine_and_bad_slug_and_timezone(tmp_path):
-    dup = GOOD + "          - {id: m1, archetype: lighting, rated_kw: 5}\n"
+    dup = GOOD + "          - {id: m1, kind: lighting, rated_kw: 5}\n"
     with pytest.raises(PlantFileError, match="machine id 'm1'"):
         read_plant(write(tmp_path, dup))
     with pytest.raises(PlantFileError, match=r"machines\[0\]\.id"):

@@ -47,7 +47,8 @@ def big_plant(machines: int) -> Plant:
                     ms.append(compressor.model_copy(update={"id": f"comp-{s}-{li}"}))
                 else:
                     t = templates[count % len(templates)]
-                    ms.append(t.model_copy(update={"id": f"m{count:04d}", "air_m3_min": max(t.air_m3_min, 0.3)}))
+                    air = max(t.simulation.get("air_m3_min", 0.0), 0.3)
+                    ms.append(t.model_copy(update={"id": f"m{count:04d}", "simulation": {**t.simulation, "air_m3_min": air}}))
                 count += 1
             if ms:
                 lines.append({"id": f"l{li + 1}", "machines": ms})

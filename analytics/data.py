@@ -34,6 +34,9 @@ NS = 1_000_000_000
 #: Columns of :attr:`IntervalData.frame`, in order.
 FRAME_COLUMNS = ("machine", "time", "energy_kwh", "power_mean_kw", "power_max_kw", "s_off", "s_idle", "s_running",
                  "s_fault", "good", "scrap", "air_flow_m3_min", "outdoor_temp_c", "shift", "coverage", "bad_share")
+#: Optional columns kept when a frame has them: energy register readings per window (lowest and last) [kWh], which
+#: the meter-fault checks use to tell a register reset from a rollover.
+REGISTER_COLUMNS = ("register_min_kwh", "register_last_kwh")
 #: Numeric columns stored as float32 (a year of 200 machines at 15 min is 7 M rows); energy stays float64.
 _FLOAT32 = ("power_max_kw", "s_off", "s_idle", "s_running", "s_fault", "good", "scrap", "air_flow_m3_min",
             "outdoor_temp_c", "coverage", "bad_share")
@@ -83,6 +86,8 @@ class MachineInfo:
         Runs outside shifts by design (furnaces kept hot, compressors, chillers).
     has_register : bool
         Energy came from the energy register (False: integrated power).
+    sample_s : float or None
+        Typical spacing of the stored power values [s], when read from a store.
     spec : object
         The plant's machine spec (core.plant.MachineSpec) or None.
     """
@@ -98,6 +103,7 @@ class MachineInfo:
     register_max_kwh: float | None = None
     always_on: bool = False
     has_register: bool = True
+    sample_s: float | None = None
     spec: Any = None
 
     @property
@@ -377,6 +383,10 @@ class IntervalData:
                 out[name] = values.astype(np.float32)
             else:
                 out[name] = values
+        for name in REGISTER_COLUMNS:
+            values = column(name)
+            if values is not None:
+                out[name] = values
         mats = _materials_frame(materials, infos, start_ns, stop_ns)
         data = cls(out, mats, infos, pd.Timestamp(start_ns, tz="UTC").to_pydatetime(),
                    pd.Timestamp(stop_ns, tz="UTC").to_pydatetime(), resolution_s, plant, notes)
@@ -597,7 +607,8 @@ def _store_machines(store: "Store", plant: Any, start_ns: int, stop_ns: int) -> 
             f"energy_kwh or active_power_kw) for {'the plant file' + chr(39) + 's machines' if plant is not None else 'any machine'} "
             f"between {pd.Timestamp(start_ns, tz='UTC').isoformat()} and {pd.Timestamp(stop_ns, tz='UTC').isoformat()}")
     no_register = [m.path for m in infos if m.path in fields and "energy_kwh" not in fields[m.path]]
-    infos = [MachineInfo(**{**m.__dict__, "has_register": m.path not in no_register}) for m in infos]
+    infos = [MachineInfo(**{**m.__dict__, "has_register": m.path not in no_register,
+                            "sample_s": _sample_period_s(fields.get(m.path, {}).get("active_power_kw"))}) for m in infos]
     if no_register:
         notes.append(Notice("analytics.data.no_energy_register", f"{len(no_register)} machine(s) have no energy register; "
                             "their energy is integrated from active power", {"machines": no_register[:50]}, level="info"))
@@ -638,6 +649,8 @@ def _read_store(cls: type, store: "Store", plant: Any, start: Any, stop: Any, re
             Column("power_mean_kw", "electrical", "active_power_kw", "twmean", max_hold_s=POWER_HOLD_S),
             Column("power_max_kw", "electrical", "active_power_kw", "max"),
             Column("n_power", "electrical", "active_power_kw", "count"),
+            Column("register_min_kwh", "electrical", "energy_kwh", "min"),
+            Column("register_last_kwh", "electrical", "energy_kwh", "last"),
             Column("s", "machine_state", "state", "state_seconds", max_hold_s=STATE_HOLD_S),
             Column("good", "production", "good_count", "increase"),
             Column("scrap", "production", "scrap_count", "increase"),
@@ -688,7 +701,7 @@ def _read_store(cls: type, store: "Store", plant: Any, start: Any, stop: Any, re
     if bar is not None:
         bar.close()
     materials = _read_materials(store, infos, start_ns, stop_ns, resolution_s)
-    keep = [c for c in FRAME_COLUMNS if c in frame.columns and c != "shift"]
+    keep = [c for c in FRAME_COLUMNS + REGISTER_COLUMNS if c in frame.columns and c != "shift"]
     if plant is not None and not any(m.calendar is not None for m in infos):
         notes.append(Notice("analytics.data.no_calendar", "the plant file gives no shift calendar; off-shift load "
                             "cannot be assessed", {}))

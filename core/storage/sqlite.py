@@ -751,6 +751,13 @@ class SQLiteStore(Store):
     ) -> pd.DataFrame:
         check_query_args(field, window_s, agg)
         start_ns, stop_ns = self._range_ns(start, stop)
+        if window_s is not None and choose_rollup(int(window_s), start_ns, stop_ns) is None:
+            # A range not aligned to a rollup: rollups for its aligned stretch, raw points for the ends (exact).
+            from core.storage.query_parts import answer_in_parts
+
+            parted = answer_in_parts(self, measurement, field, start_ns, stop_ns, tags, int(window_s), agg)
+            if parted is not None:
+                return pivot_frame(parted, pivot) if pivot else parted
         sids = self._matching_series(measurement, field, tags)
         conn = self._conn()
         ids = json.dumps(sids)

@@ -16,6 +16,7 @@ import typer
 
 from core.errors import WattlineError
 from wattline import __version__
+from wattline.cli_analyze import register as register_analyze_command
 from wattline.cli_collect import register as register_collect_commands
 from wattline.cli_import import import_app
 from wattline.cli_influx import influx_app
@@ -32,6 +33,7 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(influx_app, name="influx")
 app.add_typer(import_app, name="import")
 register_collect_commands(app)
+register_analyze_command(app)
 
 ConfigOption = typer.Option(
     None, "--config", "-c", help="YAML settings file; options given on the command line override it.", dir_okay=False

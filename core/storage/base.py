@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +38,36 @@ ROLLUP_RESOLUTIONS_S = (60, 900, 3600)
 
 TimeLike = int | float | dt.datetime | str
 TagFilter = Mapping[str, str | Sequence[str]]
+
+#: Aggregations :meth:`Store.aggregate` and :class:`Column` accept: the windowed ones plus those computed from raw
+#: points by :mod:`core.storage.intervals` (counter increase, time-weighted mean and integral, seconds per state).
+ENERGY_AGGREGATIONS = ("increase", "twmean", "integral", "state_seconds")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of :meth:`Store.read_frame`.
+
+    Parameters
+    ----------
+    name : str
+        Output column name (``state_seconds`` columns expand to ``<name>_<state>`` for each machine state).
+    measurement, field : str
+        The series to read.
+    agg : str
+        One of :data:`AGGREGATIONS` or :data:`ENERGY_AGGREGATIONS`.
+    register_max : float, optional
+        Counter register maximum [counter unit] for ``increase`` (rollover detection).
+    max_hold_s : float, optional
+        Longest hold of a value [s] for ``twmean``, ``integral`` and ``state_seconds``.
+    """
+
+    name: str
+    measurement: str
+    field: str
+    agg: str
+    register_max: float | None = None
+    max_hold_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -305,6 +335,92 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def series(self, measurement: str | None = None) -> list[SeriesInfo]:
         """List stored series with their point count and first/last timestamp."""
+
+    # -- energy queries (generic: built on query(), see core.storage.query) ---------------------------------------------
+    def aggregate(
+        self,
+        measurement: str,
+        field: str,
+        start: TimeLike,
+        stop: TimeLike,
+        *,
+        every: int | str,
+        agg: str,
+        tags: TagFilter | None = None,
+        tz: str = "UTC",
+        register_max: float | None = None,
+        max_hold_s: float | None = None,
+    ) -> pd.DataFrame:
+        """Aggregate one field into windows in a plant's local time.
+
+        Parameters
+        ----------
+        measurement, field : str
+            What to read.
+        start, stop : int, datetime or ISO string
+            Range ``[start, stop)``; the first and last window are cut to it.
+        every : int or str
+            Window: whole seconds dividing a day (aligned to local midnight), or ``"1d"``, ``"1w"``, ``"1mo"`` ...
+            (calendar units in ``tz``; a local day across a DST change lasts 23 or 25 h).
+        agg : str
+            ``mean``, ``sum``, ``min``, ``max``, ``last``, ``count`` (from the store's rollups where the window edges
+            allow), or ``increase`` (counter, rollovers and resets handled), ``twmean`` (time-weighted mean, step-hold),
+            ``integral`` (time integral [unit x h]: kW gives kWh), ``state_seconds`` (seconds per state code).
+        tags : mapping, optional
+            Tag filter as in :meth:`query`.
+        tz : str
+            IANA zone of the windows.
+        register_max : float, optional
+            Register maximum [counter unit] for ``increase``.
+        max_hold_s : float, optional
+            Longest hold of a value [s] for the step-held aggregations.
+
+        Returns
+        -------
+        DataFrame
+            Long form: ``time`` (window start, UTC), tag columns, (``state`` for ``state_seconds``), ``value``;
+            windows without data are omitted. Semantics: :mod:`core.storage.intervals`.
+        """
+        from core.storage.query import aggregate
+
+        return aggregate(self, measurement, field, start, stop, every=every, agg=agg, tags=tags, tz=tz,
+                         register_max=register_max, max_hold_s=max_hold_s)
+
+    def read_frame(
+        self,
+        columns: Sequence[Column],
+        start: TimeLike,
+        stop: TimeLike,
+        *,
+        every: int | str,
+        tz: str = "UTC",
+        tags: TagFilter | None = None,
+        by: Sequence[str] = ("site", "line", "machine"),
+        chunk_s: int = 7 * 86400,
+    ) -> Iterator[pd.DataFrame]:
+        """Several aggregated fields of many series, aligned, one frame per time chunk.
+
+        Parameters
+        ----------
+        columns : sequence of Column
+            What to compute.
+        start, stop, every, tz, tags
+            As in :meth:`aggregate`.
+        by : sequence of str
+            Tags identifying a row's entity; series sharing them are summed for additive aggregations (sum, count,
+            increase, integral, state_seconds) and refused otherwise.
+        chunk_s : int
+            Length of a chunk [s] (whole windows, at least one): memory stays bounded for any range.
+
+        Yields
+        ------
+        DataFrame
+            ``time`` (window start, UTC), the ``by`` tags, one column per Column (``<name>_off``, ``_idle``,
+            ``_running``, ``_fault`` for ``state_seconds``), one row per (``by`` tags, window) with any data.
+        """
+        from core.storage.query import read_frame
+
+        return read_frame(self, columns, start, stop, every=every, tz=tz, tags=tags, by=by, chunk_s=chunk_s)
 
     # -- helpers -----------------------------------------------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,400 @@
+"""Energy queries any :class:`~core.storage.base.Store` answers: local-time windows, counter increases, time-weighted
+and state aggregations, and aligned multi-column frames read in time chunks.
+
+Built only on the backends' own ``query`` (raw points, or epoch-aligned windows from their rollups), so SQLite,
+InfluxDB and a store behind a writer process give the same answers; the arithmetic is :mod:`core.storage.intervals`.
+
+- mean, sum, min, max, last, count: the store's windowed query at the largest step that divides every local window
+  edge (daily windows in Europe/Berlin from 1-h buckets, hours in Asia/Kolkata from 30-min ones, so from the 15-min
+  rollup), combined per local window; a year of daily windows never reads raw points.
+- increase, twmean, integral, state_seconds: raw points in time chunks (``chunk_s``), each chunk with the last value
+  of every series before it and, for counters, the first one after it, so that the answer does not depend on the
+  chunking.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import numpy as np
+
+from core.errors import StoreError
+from core.model import MACHINE_STATES
+from core.storage import intervals as iv
+from core.storage.base import AGGREGATIONS, ENERGY_AGGREGATIONS, ROLLUP_RESOLUTIONS_S
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from core.storage.base import Column, Store, TagFilter, TimeLike
+
+NS = iv.NS
+HOUR_NS = 3600 * NS
+
+#: Aggregations whose values of several series add up (read_frame sums series sharing the ``by`` tags).
+ADDITIVE = frozenset({"sum", "count", "increase", "integral", "state_seconds"})
+
+#: How far back (and, for counters, ahead) a chunk looks for a series' neighbouring value [s]: a value holds at most
+#: this long, and a counter step across a longer gap is not spread.
+LOOKBACK_S = 35 * 86400
+
+#: Time chunk of raw reads [s].
+DEFAULT_CHUNK_S = 7 * 86400
+
+_NOT_TAGS = ("time", "value", "status", "state")
+
+
+# -- helpers over query frames -----------------------------------------------------------------------------------------
+def _times(frame: pd.DataFrame) -> np.ndarray:
+    return frame["time"].dt.as_unit("ns").astype("int64").to_numpy()
+
+
+def _tag_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in _NOT_TAGS]
+
+
+def _absent(value) -> bool:
+    return value is None or value == "" or value != value
+
+
+def _split(frame: pd.DataFrame) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per series (key: sorted (tag, value) pairs) its times [ns], values and status, in time order."""
+    if frame is None or frame.empty:
+        return {}
+    cols = _tag_columns(frame)
+    t = _times(frame)
+    v = frame["value"].to_numpy(dtype=float)
+    s = frame["status"].to_numpy(dtype=np.int64) if "status" in frame else np.zeros(len(frame), dtype=np.int64)
+    if not cols:
+        groups = {(): np.arange(len(frame))}
+    else:
+        groups = frame.groupby(cols, sort=False, dropna=False).indices
+    out = {}
+    for values, idx in groups.items():
+        values = values if isinstance(values, tuple) else (values,)
+        key = tuple(sorted((c, x) for c, x in zip(cols, values) if not _absent(x)))
+        idx = idx[np.argsort(t[idx], kind="stable")]
+        out[key] = (t[idx], v[idx], s[idx])
+    return out
+
+
+def _narrowed(tags: TagFilter | None, keys: Sequence[tuple]) -> dict:
+    """A tag filter that selects (a small superset of) the series ``keys``, within ``tags``."""
+    narrowed: dict = dict(tags or {})
+    names = set.intersection(*(set(dict(k)) for k in keys)) if keys else set()
+    for name in names:
+        narrowed[name] = sorted({dict(k)[name] for k in keys})
+    return narrowed
+
+
+def _neighbours(store: Store, measurement: str, field: str, t_ns: int, tags: TagFilter | None,
+                limit_ns: int, after: bool) -> dict[tuple, tuple[int, float, int]]:
+    """The last stored value before ``t_ns`` (or, with ``after``, the first present one at or after it) of every series,
+    looking at most ``limit_ns`` away: ``{key: (time_ns, value, status)}``.
+
+    Reads raw points of the nearest 1-2 h; further away, a windowed count (answered from rollups) finds the day that
+    holds each remaining series' neighbour, and only that part is read raw.
+    """
+    found: dict[tuple, tuple[int, float, int]] = {}
+
+    def take(parts: dict) -> None:
+        for key, (t, v, s) in parts.items():
+            if key in found:
+                continue
+            if after:
+                ok = np.flatnonzero(np.isfinite(v))
+                if len(ok):
+                    i = ok[0]
+                    found[key] = (int(t[i]), float(v[i]), int(s[i]))
+            elif len(t):
+                found[key] = (int(t[-1]), float(v[-1]), int(s[-1]))
+
+    if limit_ns <= 0:
+        return found
+    if after:
+        near = min(iv.floor_to(t_ns, HOUR_NS) + 2 * HOUR_NS, t_ns + limit_ns)
+        take(_split(store.query(measurement, field, t_ns, near, tags=tags)))
+        far_lo, far_hi = near, -(-(t_ns + limit_ns) // HOUR_NS) * HOUR_NS
+    else:
+        near = max(iv.floor_to(t_ns, HOUR_NS) - HOUR_NS, t_ns - limit_ns)
+        take(_split(store.query(measurement, field, near, t_ns, tags=tags)))
+        far_lo, far_hi = iv.floor_to(t_ns - limit_ns, HOUR_NS), near
+    if far_hi <= far_lo:
+        return found
+    # Which series have present values further away, and on which day (from the 1-h rollups)?
+    counts = store.query(measurement, field, far_lo, far_hi, tags=tags, window_s=86400, agg="count")
+    days: dict[tuple, int] = {}
+    for key, (t, v, _) in _split(counts).items():
+        if key in found:
+            continue
+        has = t[v > 0]
+        if len(has):
+            days[key] = int(has.min() if after else has.max())
+    if days:
+        keys = list(days)
+        if after:
+            lo, hi = far_lo, min(max(days.values()) + 86400 * NS, far_hi)
+        else:
+            lo, hi = max(min(days.values()), far_lo), far_hi
+        more = _split(store.query(measurement, field, lo, hi, tags=_narrowed(tags, keys)))
+        take({k: more[k] for k in keys if k in more})
+    lo_ok = t_ns - limit_ns
+    return {k: x for k, x in found.items() if (x[0] < t_ns + limit_ns if after else x[0] >= lo_ok)}
+
+
+def _long_frame(rows: list[tuple[tuple, np.ndarray, np.ndarray, object]], with_state: bool) -> pd.DataFrame:
+    """Assemble ``(key, window starts [ns], values, state)`` pieces into the long result frame."""
+    import pandas as pd
+
+    tag_names = sorted({name for key, *_ in rows for name, _ in key})
+    if not rows:
+        columns = ["time", *(["state"] if with_state else []), "value"]
+        frame = pd.DataFrame({c: [] for c in columns})
+        frame["time"] = pd.to_datetime(frame["time"], utc=True).dt.as_unit("ns")
+        return frame
+    times = np.concatenate([r[1] for r in rows])
+    data: dict = {"time": pd.to_datetime(times, unit="ns", utc=True)}
+    for name in tag_names:
+        data[name] = np.repeat(np.array([dict(r[0]).get(name) for r in rows], dtype=object), [len(r[1]) for r in rows])
+    if with_state:
+        data["state"] = np.repeat(np.array([r[3] for r in rows], dtype=np.int64), [len(r[1]) for r in rows])
+    data["value"] = np.concatenate([np.asarray(r[2]) for r in rows])
+    frame = pd.DataFrame(data)
+    order = [*tag_names, "time", *(["state"] if with_state else [])]
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+# -- aggregate ---------------------------------------------------------------------------------------------------------
+def chunk_bounds(edges: np.ndarray, chunk_ns: int) -> list[tuple[int, int]]:
+    """Split windows into runs of about ``chunk_ns`` (at least one window each): ``[(first edge, last edge)]``."""
+    out, i, last = [], 0, len(edges) - 1
+    while i < last:
+        j = int(np.searchsorted(edges, edges[i] + chunk_ns, side="right")) - 1
+        j = min(max(j, i + 1), last)
+        out.append((i, j))
+        i = j
+    return out
+
+
+def aggregate(store: Store, measurement: str, field: str, start: TimeLike, stop: TimeLike, *, every: int | str,
+              agg: str, tags: TagFilter | None = None, tz: str = "UTC", register_max: float | None = None,
+              max_hold_s: float | None = None, chunk_s: int = DEFAULT_CHUNK_S) -> pd.DataFrame:
+    """Aggregate one field into windows in local time; see :meth:`core.storage.base.Store.aggregate`."""
+    if agg not in AGGREGATIONS + ENERGY_AGGREGATIONS:
+        raise StoreError(f"unknown aggregation {agg!r}; valid: {', '.join(AGGREGATIONS + ENERGY_AGGREGATIONS)}")
+    if not field:
+        raise StoreError("a query needs a field name")
+    if max_hold_s is not None and not max_hold_s > 0:
+        raise StoreError(f"max_hold_s must be a positive number of seconds, got {max_hold_s!r}")
+    start_ns, stop_ns = store._range_ns(start, stop)
+    edges = iv.window_edges(start_ns, stop_ns, every, tz)
+    if agg in AGGREGATIONS:
+        return _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags)
+    parts = []
+    for i, j in chunk_bounds(edges, int(chunk_s) * NS):
+        lo, hi = max(int(edges[i]), start_ns), min(int(edges[j]), stop_ns)
+        parts.append(_from_raw(store, measurement, field, lo, hi, edges[i:j + 1], agg, tags, register_max, max_hold_s))
+    return concat_parts(parts)
+
+
+def concat_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate the answers for consecutive sub-ranges (empty ones dropped; one empty frame if all are)."""
+    import pandas as pd
+
+    full = [p for p in parts if not p.empty] or parts[:1]
+    if not full:
+        return _long_frame([], False)
+    return full[0] if len(full) == 1 else pd.concat(full, ignore_index=True)
+
+
+def aggregate_ranges(start_ns: int, stop_ns: int, every: int | str, tz: str, agg: str,
+                     chunk_s: int = DEFAULT_CHUNK_S) -> list[tuple[int, int]]:
+    """Sub-ranges of ``[start_ns, stop_ns)`` on window edges whose aggregates, concatenated, are the aggregate of the
+    whole range: chunks of about ``chunk_s`` for the raw-point aggregations, the range itself for the others (answered
+    from rollups). A caller that forwards calls (a writer process) keeps each call short this way."""
+    if agg in AGGREGATIONS:
+        return [(start_ns, stop_ns)]
+    edges = iv.window_edges(start_ns, stop_ns, every, tz)
+    return [(max(int(edges[i]), start_ns), min(int(edges[j]), stop_ns))
+            for i, j in chunk_bounds(edges, int(chunk_s) * NS)]
+
+
+def _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max, max_hold_s) -> pd.DataFrame:
+    """One chunk ``[lo, hi)`` of windows ``edges`` (the first and last clipped to it) from raw points."""
+    clipped = edges.copy()
+    clipped[0], clipped[-1] = lo, hi
+    labels = edges[:-1]
+    hold = None if max_hold_s is None else float(max_hold_s)
+    limit_ns = LOOKBACK_S * NS if hold is None else min(LOOKBACK_S * NS, int(hold * NS))
+    data = _split(store.query(measurement, field, lo, hi, tags=tags))
+    before = _neighbours(store, measurement, field, lo, tags, limit_ns, after=False)
+    after = (_neighbours(store, measurement, field, hi, tags, LOOKBACK_S * NS, after=True)
+             if agg == "increase" else {})
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
+    rows = []
+    for key in sorted(set(data) | set(before)):
+        t, v, s = data.get(key, empty)
+        prev = before.get(key)
+        if agg == "increase":
+            nxt = after.get(key)
+            pre = [prev] if prev is not None else []
+            post = [nxt] if nxt is not None else []
+            t = np.concatenate([[p[0] for p in pre], t, [p[0] for p in post]]).astype(np.int64)
+            v = np.concatenate([[p[1] for p in pre], v, [p[1] for p in post]])
+            s = np.concatenate([[p[2] for p in pre], s, [p[2] for p in post]]).astype(np.int64)
+            values = iv.counter_increase(t, v, clipped, register_max, status=s)
+            ok = np.isfinite(values)
+            if ok.any():
+                rows.append((key, labels[ok], values[ok], None))
+        elif agg in ("twmean", "integral"):
+            p = None if prev is None else prev[:2]
+            values = iv.time_weighted(t, v, clipped, prev=p, max_hold_s=hold or LOOKBACK_S,
+                                      integral=agg == "integral")
+            ok = np.isfinite(values)
+            if ok.any():
+                rows.append((key, labels[ok], values[ok], None))
+        else:
+            p = None if prev is None else prev[:2]
+            for code, seconds in iv.state_seconds(t, v, clipped, prev=p, max_hold_s=hold or LOOKBACK_S).items():
+                ok = seconds > 0
+                rows.append((key, labels[ok], seconds[ok], code))
+    return _long_frame(rows, agg == "state_seconds")
+
+
+def _coarsest(step_s: int, at_ns: int) -> int:
+    """Largest rollup resolution dividing ``step_s`` to which ``at_ns`` is aligned; ``step_s`` when none is."""
+    for res in sorted(ROLLUP_RESOLUTIONS_S, reverse=True):
+        if step_s % res == 0 and at_ns % (res * NS) == 0:
+            return res
+    return step_s
+
+
+def _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags) -> pd.DataFrame:
+    """mean/sum/min/max/last/count per local window, combined from the store's windowed query at a step dividing
+    every edge (answered from its rollups), in up to three parts: an unaligned head, the aligned body, a tail."""
+    import pandas as pd
+
+    step = iv.common_step_ns(edges)
+    if step < NS or step % NS:
+        raise StoreError("window edges are not whole seconds; give windows in whole seconds")
+    step_s = step // NS
+    a, b = -(-start_ns // step) * step, (stop_ns // step) * step
+    if a < b:
+        pieces = [(start_ns, a, _coarsest(step_s, start_ns)), (a, b, step_s), (b, stop_ns, _coarsest(step_s, stop_ns))]
+    else:
+        pieces = [(start_ns, stop_ns, _coarsest(step_s, start_ns))]
+    parts = {"sum": [], "count": []} if agg == "mean" else {agg: []}
+    for name in parts:
+        for lo, hi, w in pieces:
+            if hi > lo:
+                got = store.query(measurement, field, lo, hi, tags=tags, window_s=int(w), agg=name)
+                if not got.empty:
+                    parts[name].append(got)
+    frames = {name: pd.concat(p, ignore_index=True) for name, p in parts.items() if p}
+    if not frames:
+        return _long_frame([], False)
+    rows = []
+    if agg == "mean":
+        totals, counts = _split(frames["sum"]), _split(frames["count"])
+        for key, (t, v, _) in totals.items():
+            ct, cv, _ = counts.get(key, (t, np.zeros(len(t)), None))
+            idx, cidx = np.searchsorted(edges, t, "right") - 1, np.searchsorted(edges, ct, "right") - 1
+            n = np.bincount(cidx, weights=cv, minlength=len(edges) - 1)
+            total = np.bincount(idx, weights=v, minlength=len(edges) - 1)
+            ok = n > 0
+            rows.append((key, edges[:-1][ok], total[ok] / n[ok], None))
+        return _long_frame(rows, False)
+    for key, (t, v, _) in _split(frames[agg]).items():
+        idx = np.searchsorted(edges, t, "right") - 1
+        windows, first = np.unique(idx, return_index=True)
+        if agg in ("sum", "count"):
+            values = np.add.reduceat(v, first)
+        elif agg == "min":
+            values = np.minimum.reduceat(v, first)
+        elif agg == "max":
+            values = np.maximum.reduceat(v, first)
+        else:  # last: the newest bucket of each window (rows are in time order)
+            values = v[np.append(first[1:], len(v)) - 1]
+        if agg == "count":
+            values = values.astype(np.int64)
+        rows.append((key, edges[windows], values, None))
+    return _long_frame(rows, False)
+
+
+# -- read_frame --------------------------------------------------------------------------------------------------------
+def read_frame(store: Store, columns: Sequence[Column], start: TimeLike, stop: TimeLike, *, every: int | str,
+               tz: str = "UTC", tags: TagFilter | None = None, by: Sequence[str] = ("site", "line", "machine"),
+               chunk_s: int = DEFAULT_CHUNK_S) -> Iterator[pd.DataFrame]:
+    """Aligned columns for many series, one frame per time chunk; see :meth:`core.storage.base.Store.read_frame`."""
+    columns = list(columns)
+    names = [c.name for c in columns]
+    if not columns:
+        raise StoreError("read_frame needs at least one Column")
+    if len(set(names)) != len(names):
+        raise StoreError(f"read_frame: column names must be unique, got {names}")
+    for col in columns:
+        if col.agg not in AGGREGATIONS + ENERGY_AGGREGATIONS:
+            raise StoreError(f"column {col.name!r}: unknown aggregation {col.agg!r}; valid: "
+                             f"{', '.join(AGGREGATIONS + ENERGY_AGGREGATIONS)}")
+    if int(chunk_s) <= 0:
+        raise StoreError(f"chunk_s must be a positive number of seconds, got {chunk_s!r}")
+    start_ns, stop_ns = store._range_ns(start, stop)
+    edges = iv.window_edges(start_ns, stop_ns, every, tz)
+    for i, j in chunk_bounds(edges, int(chunk_s) * NS):
+        lo, hi = max(int(edges[i]), start_ns), min(int(edges[j]), stop_ns)
+        parts = [(col, store.aggregate(col.measurement, col.field, lo, hi, every=every, agg=col.agg, tags=tags,
+                                       tz=tz, register_max=col.register_max, max_hold_s=col.max_hold_s))
+                 for col in columns]
+        yield wide_frame(parts, list(by))
+
+
+def column_names(col: Column) -> list[str]:
+    """Output columns of one Column: its name, or ``<name>_<state>`` for each machine state."""
+    if col.agg == "state_seconds":
+        return [f"{col.name}_{state}" for state in MACHINE_STATES.values()]
+    return [col.name]
+
+
+def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.DataFrame:
+    """Join long aggregate frames into one row per (``by`` tags, time) with a column per Column."""
+    import pandas as pd
+
+    index = [*by, "time"]
+    series = []
+    for col, frame in parts:
+        if frame.empty:
+            continue
+        frame = frame.copy()
+        for tag in by:
+            if tag not in frame:
+                frame[tag] = None
+        keys = index + (["state"] if col.agg == "state_seconds" else [])
+        if frame.duplicated(keys).any():
+            if col.agg not in ADDITIVE:
+                raise StoreError(f"column {col.name!r}: several series share the tags {by}; {col.agg} of them does not "
+                                 "add up: filter the query with tags, or add the distinguishing tag to `by`")
+            frame = frame.groupby(keys, dropna=False, sort=False)["value"].sum().reset_index()
+        if col.agg == "state_seconds":
+            frame = frame[frame["state"].isin(list(MACHINE_STATES))]
+            wide = frame.groupby([*index, "state"], dropna=False)["value"].sum().unstack("state")
+            wide = wide.reindex(columns=list(MACHINE_STATES))
+            wide.columns = column_names(col)
+            series.append(wide)
+        else:
+            series.append(frame.set_index(index)["value"].rename(col.name))
+    out_columns = ["time", *by, *(n for col, _ in parts for n in column_names(col))]
+    if not series:
+        empty = pd.DataFrame({c: [] for c in out_columns})
+        empty["time"] = pd.to_datetime(empty["time"], utc=True).dt.as_unit("ns")
+        return empty
+    joined = pd.concat(series, axis=1, join="outer").sort_index()
+    for col, _ in parts:
+        if col.agg == "state_seconds":
+            cols = [c for c in column_names(col) if c in joined]
+            known = joined[cols].notna().any(axis=1)
+            joined.loc[known, cols] = joined.loc[known, cols].fillna(0.0)  # known state, 0 s in the others
+    joined = joined.reset_index()
+    for name in out_columns:
+        if name not in joined:
+            joined[name] = np.nan
+    return joined[out_columns]

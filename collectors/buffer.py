@@ -6,6 +6,11 @@ turns full batches (or whatever arrived within ``flush_interval_s``) into column
 write fails the batch goes to the disk spool and the store is retried every ``retry_interval_s``, replaying the spool
 oldest first; while the store is slow a spill thread moves batches to the spool once more than ``max_memory_values``
 wait in memory. :meth:`BatchWriter.close` writes or spools everything received, so a SIGTERM loses nothing.
+
+Both threads are supervised (:class:`core.supervise.Supervisor`): an unexpected exception is reported and the thread
+restarts; the batch it held goes back to the front of the queue first, so a crash of the writer loses no value. A
+store that does not answer at shutdown (a wedged writer process) is aborted (``Store.abort`` when it has one), so
+that its batch is spooled and :meth:`BatchWriter.close` returns within its timeout plus ``abort_grace_s``.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ import collections
 import logging
 import threading
 import time
+from typing import Callable
 
 import numpy as np
 
-from collectors.spool import DiskSpool, Row
 from core.model import SeriesKey
+from core.spool import Row, RowSpool
 from core.storage.base import SeriesBatch, Store
+from core.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +38,7 @@ class BatchWriter:
     ----------
     store : Store
         Destination.
-    spool : DiskSpool, optional
+    spool : RowSpool, optional
         Disk spool; without one, failed batches are kept in memory (up to ``max_memory_values``, then dropped).
     batch_size : int
         Values per store write.
@@ -45,6 +52,12 @@ class BatchWriter:
         Every n-th stored value's delay is kept in ``latencies``.
     merge_values : int
         Batches waiting for a slow store are written together, up to this many values per write.
+    latency_observer : callable, optional
+        Receives every sampled delay from value timestamp to stored [s] (the collector's Prometheus histogram).
+    supervisor : Supervisor, optional
+        Runs the writer and spill threads (the collector's, so that failures reach its notices and metrics).
+    abort_grace_s : float
+        At close, how long past its timeout a store write may still take before the store is aborted [s].
 
     Attributes
     ----------
@@ -56,13 +69,16 @@ class BatchWriter:
     def __init__(
         self,
         store: Store,
-        spool: DiskSpool | None = None,
+        spool: RowSpool | None = None,
         batch_size: int = 5000,
         flush_interval_s: float = 1.0,
         max_memory_values: int = 500_000,
         retry_interval_s: float = 2.0,
         latency_sample_every: int = 97,
         merge_values: int = 100_000,
+        supervisor: Supervisor | None = None,
+        abort_grace_s: float = 2.0,
+        latency_observer: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.spool = spool
@@ -79,7 +95,9 @@ class BatchWriter:
         self._pending: collections.deque[list[Row]] = collections.deque()
         self._pending_values = 0
         self._in_flight = 0
+        self._inflight_rows: list[Row] | None = None  # the batch the writer thread holds (requeued after a crash)
         self._stopping = False
+        self._stop_event = threading.Event()  # cuts a supervisor's restart backoff short at close
         self._deadline: float | None = None
         self._store_down = False
         self._retry_at = 0.0
@@ -96,8 +114,11 @@ class BatchWriter:
         self._sample_every = max(1, int(latency_sample_every))
         #: Sampled delays from value timestamp to stored [s] (for benchmarks and the status page).
         self.latencies: collections.deque[float] = collections.deque(maxlen=200_000)
-        self._thread = threading.Thread(target=self._run, name="wattline-writer", daemon=True)
-        self._spill_thread = threading.Thread(target=self._spill_loop, name="wattline-spill", daemon=True)
+        self.supervisor = supervisor if supervisor is not None else Supervisor(prefix="collector")
+        self.abort_grace_s = float(abort_grace_s)
+        self.latency_observer = latency_observer
+        self._thread: threading.Thread | None = None
+        self._spill_thread: threading.Thread | None = None
         self._started = False
 
     # -- producer side (event loop) ----------------------------------------------------------------------------------
@@ -137,22 +158,43 @@ class BatchWriter:
         """Start the writer and spill threads."""
         if not self._started:
             self._started = True
-            self._thread.start()
-            self._spill_thread.start()
+            self._thread = self.supervisor.thread("writer", self._run, wake=self._stop_event)
+            self._spill_thread = self.supervisor.thread("spill", self._spill_loop, wake=self._stop_event)
         return self
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Write everything received; what cannot be stored within ``timeout_s`` [s] goes to the spool."""
+        """Write everything received; what cannot be stored within ``timeout_s`` [s] goes to the spool.
+
+        Returns within ``timeout_s + 2 * abort_grace_s`` [s] plus the time to spool, even when the store hangs: a
+        store write still running past the deadline is aborted (``store.abort()``, which a ProcessStore implements by
+        killing its child), and its batch is spooled.
+        """
+        deadline = time.monotonic() + timeout_s
         with self._lock:
             self._stopping = True
-            self._deadline = time.monotonic() + timeout_s
+            self._deadline = deadline
             self._rotate()
             self._wake.notify_all()
+        self._stop_event.set()
         if self._started:
-            self._thread.join()
-            self._spill_thread.join()
-        else:
-            self._drain_to_spool()
+            self._thread.join(max(0.0, deadline - time.monotonic()) + self.abort_grace_s)
+            if self._thread.is_alive():
+                abort = getattr(self.store, "abort", None)
+                log.error("store %s did not finish a write within the shutdown timeout (%.1f s)%s",
+                          getattr(self.store, "description", self.store), timeout_s,
+                          "; aborting it, the batch is spooled" if abort else "")
+                if abort is not None:
+                    abort()
+                self._thread.join(self.abort_grace_s)
+            self._spill_thread.join(self.abort_grace_s)
+            if self._thread.is_alive():
+                # Still stuck in the store: spool the batch it holds ourselves (if the write lands after all, the
+                # replay writes the same rows again, which the store keeps once).
+                with self._lock:
+                    held, self._inflight_rows = self._inflight_rows, None
+                if held:
+                    self._to_spool(held)
+        self._drain_to_spool()
 
     # -- writer thread -----------------------------------------------------------------------------------------------
     def _take(self) -> list[Row] | None:
@@ -166,10 +208,27 @@ class BatchWriter:
                     batch.extend(self._pending.popleft())
                 self._pending_values -= len(batch)
                 self._in_flight = len(batch)
+                self._inflight_rows = batch
                 return batch
         return None
 
+    def _requeue_inflight(self) -> None:
+        """Put the batch a crashed writer held back at the front of the queue (nothing is lost on a restart)."""
+        with self._lock:
+            held, self._inflight_rows = self._inflight_rows, None
+            self._in_flight = 0
+            if held:
+                self._pending.appendleft(held)
+                self._pending_values += len(held)
+
+    def _done_inflight(self, n_written: int) -> None:
+        with self._lock:
+            self._in_flight = 0
+            self._inflight_rows = None
+            self.written += n_written
+
     def _run(self) -> None:
+        self._requeue_inflight()  # after a restart by the supervisor
         replay_turn = False
         while True:
             with self._lock:
@@ -241,18 +300,20 @@ class BatchWriter:
             log.info("store is writable again; replaying the spool")
         self._store_down = False
         now_ns = time.time_ns()
+        observe = self.latency_observer
         for row in rows[:: self._sample_every]:
-            self.latencies.append((now_ns - row[3]) / 1e9)
+            delay = (now_ns - row[3]) / 1e9
+            self.latencies.append(delay)
+            if observe is not None:
+                observe(delay)
         return True
 
     def _write(self, batch: list[Row]) -> None:
-        ok = self._store_write(batch)
-        with self._lock:
-            self._in_flight = 0
-            if ok:
-                self.written += len(batch)
-        if not ok:
+        if self._store_write(batch):
+            self._done_inflight(len(batch))
+        else:
             self._to_spool(batch)
+            self._done_inflight(0)
 
     def _replay_one(self) -> None:
         item = self.spool.peek() if self.spool is not None else None
@@ -292,24 +353,21 @@ class BatchWriter:
             if batch is None:
                 return
             if self.spool is None:
-                with self._lock:
-                    self._in_flight = 0
                 if self._store_write(batch):
-                    with self._lock:
-                        self.written += len(batch)
+                    self._done_inflight(len(batch))
                     continue
                 with self._lock:
                     self.dropped += len(batch)
+                self._done_inflight(0)
                 log.error("store down at shutdown and no spool configured: lost %d values", len(batch))
                 continue
             self._to_spool(batch)
-            with self._lock:
-                self._in_flight = 0
+            self._done_inflight(0)
 
     # -- spill thread ------------------------------------------------------------------------------------------------
     def _spill_loop(self) -> None:
         while not self._stopping:
-            time.sleep(0.1)
+            self._stop_event.wait(0.1)
             if self.spool is None:
                 continue
             while True:
@@ -318,7 +376,13 @@ class BatchWriter:
                         break
                     batch = self._pending.pop()  # newest: the writer keeps the oldest in order
                     self._pending_values -= len(batch)
-                self._to_spool(batch)
+                try:
+                    self._to_spool(batch)
+                except BaseException:
+                    with self._lock:  # give the batch back before the supervisor restarts us
+                        self._pending.append(batch)
+                        self._pending_values += len(batch)
+                    raise
 
     def stats(self) -> dict:
         """Counters as a dict (for metrics and status)."""
@@ -335,4 +399,5 @@ class BatchWriter:
             "spool_full": bool(self.spool.full) if self.spool is not None else False,
             "store_down": self._store_down,
             "last_error": self.last_error,
+            "task_failures": sum(self.supervisor.failures.values()),
         }

@@ -48,3 +48,71 @@ def start_chromium(profile_dir, page_load_timeout_s: float = 30.0):
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(page_load_timeout_s)
     return driver
+
+
+def _wait_message(what: str, timeout: float, last) -> str:
+    return f"timed out after {timeout:.1f} s waiting for {what}; last seen: {last!r}"
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "the condition", interval: float = 0.05, *,
+             fail: bool = True):
+    """Poll ``condition()`` until it returns something truthy; the one way tests wait (never a bare sleep).
+
+    Parameters
+    ----------
+    condition : callable
+        Returns a truthy value when the wait is over; an exception counts as "not yet" (a server still starting).
+    timeout : float
+        Longest wait [s]; generous, so that a loaded CI machine does not flake.
+    what : str
+        What is awaited, for the failure message.
+    interval : float
+        Pause between polls [s].
+    fail : bool
+        True: fail the test at the timeout, naming ``what`` and the last value seen. False: return that value.
+
+    Returns
+    -------
+    object
+        The truthy value ``condition()`` returned (or, with ``fail=False``, the last value).
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = condition()
+        except Exception as exc:  # noqa: BLE001 - not ready yet
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    if fail:
+        pytest.fail(_wait_message(what, timeout, last))
+    return None if isinstance(last, Exception) else last
+
+
+async def wait_for_async(condition, timeout: float = 30.0, what: str = "the condition", interval: float = 0.05, *,
+                         fail: bool = True):
+    """:func:`wait_for` inside an event loop: polls with ``asyncio.sleep`` so that the loop keeps running."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = condition()
+        except Exception as exc:  # noqa: BLE001 - not ready yet
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(interval)
+    if fail:
+        pytest.fail(_wait_message(what, timeout, last))
+    return None if isinstance(last, Exception) else last

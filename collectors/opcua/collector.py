@@ -5,6 +5,12 @@ Usage::
     store = open_store(config.store)
     collector = Collector(config, store)
     await collector.run(stop)   # returns after stop is set and everything received is stored or spooled
+
+Every background thread and task (server sessions, the batch writer and spill threads, the status and metrics
+endpoints, the rate sampler) runs under one :class:`core.supervise.Supervisor`: a failure is a notice
+(``collector.task.failed``) and a metric (``wattline_collector_task_failures_total``), and the work restarts. A job
+given up ends the run: :meth:`Collector.run` stores or spools everything, then raises
+:class:`~collectors.CollectorError` (``wattline collect`` exits 1).
 """
 
 from __future__ import annotations
@@ -18,21 +24,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from collectors import CollectorError
 from collectors.buffer import BatchWriter
-from collectors.metrics import MetricsServer, format_prometheus
+from collectors.metrics import MetricsServer, collector_registry, render_metrics
 from collectors.opcua.config import CollectorConfig
 from collectors.opcua.session import ServerSession
-from collectors.spool import DiskSpool
 from core.errors import StoreError
 from core.notices import Notice
+from core.spool import RowSpool, SegmentSpool
 from core.storage.base import Store
 from core.storage.process import ProcessStore
 from core.storage.sqlite import SQLiteStore
+from core.supervise import Supervisor
 
 log = logging.getLogger("wattline.collector")
 
 #: Version of the status JSON schema (README "Status file").
 STATUS_SCHEMA = 1
+#: A full spool raises its notice again at most this often while it keeps dropping [s].
+SPOOL_NOTICE_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -71,8 +81,20 @@ class Collector:
     def __init__(self, config: CollectorConfig, store: Store) -> None:
         self.config = config
         self.store = store
-        self.spool = DiskSpool(config.spool.path, int(config.spool.max_mb * 1024 * 1024))
+        self.notices: collections.deque[Notice] = collections.deque(maxlen=500)
+        self.notice_counts: collections.Counter[str] = collections.Counter()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.supervisor = Supervisor(self.notify, prefix="collector", on_fatal=self._on_fatal)
+        self.spool = RowSpool(config.spool.path, int(config.spool.max_mb * 1024 * 1024))
+        self._spool_notice_at: dict[str, float] = {}
+        self.spool.on_drop = lambda n, reason: self._spool_dropped("collector.spool.full", n, reason)
+        # InfluxDB keeps its own spool of line protocol (the same implementation): its drops are ours to report.
+        store_spool = getattr(store, "spool", None)
+        if isinstance(store_spool, SegmentSpool):
+            store_spool.on_drop = lambda n, reason: self._spool_dropped("collector.store_spool.full", n, reason)
         buf = config.buffer
+        self.registry, self.latency = collector_registry(self)
         self.writer = BatchWriter(
             store,
             self.spool,
@@ -80,13 +102,14 @@ class Collector:
             flush_interval_s=buf.flush_interval_s,
             max_memory_values=buf.max_memory_values,
             retry_interval_s=buf.retry_interval_s,
+            supervisor=self.supervisor,
+            latency_observer=self.latency.observe,
         )
-        self.notices: collections.deque[Notice] = collections.deque(maxlen=500)
-        self.notice_counts: collections.Counter[str] = collections.Counter()
         self.sessions = [ServerSession(s, self.writer.add_rows, self.notify) for s in config.servers]
         self.metrics_server: MetricsServer | None = None
         self.started_at = time.time()
         self.running = False
+        self._store_was_down = False
 
     # -- counters ------------------------------------------------------------------------------------------------------
     @property
@@ -106,22 +129,50 @@ class Collector:
         return CollectorStats(w["received"], w["written"], w["spooled"], w["backlog"], w["write_errors"])
 
     def notify(self, notice: Notice) -> None:
-        """Record and log a recoverable problem."""
+        """Record and log a recoverable problem (from any thread)."""
         self.notices.append(notice)
         self.notice_counts[notice.name] += 1
         level = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}.get(notice.level, 30)
         log.log(level, "%s", notice.to_json())
 
+    def _spool_dropped(self, name: str, n: int, reason: str) -> None:
+        """A full spool dropped data: a notice (at most every SPOOL_NOTICE_EVERY_S) besides the metric."""
+        now = time.monotonic()
+        if now - self._spool_notice_at.get(name, -1e18) < SPOOL_NOTICE_EVERY_S:
+            return
+        self._spool_notice_at[name] = now
+        self.notify(Notice(name, f"{reason}; raise spool.max_mb or fix the store (values are being lost)",
+                           {"dropped": n}, level="error"))
+
+    def _on_fatal(self, name: str, exc: BaseException) -> None:
+        """A supervised job was given up: stop collecting (run() then raises)."""
+        if self._stop is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    def store_health(self) -> dict:
+        """The store's own health (InfluxDB: spool, drops, quarantine) or, for other stores, the writer's view."""
+        health = getattr(self.store, "health", None)
+        if callable(health):
+            try:
+                return dict(health())
+            except Exception as exc:  # noqa: BLE001 - a health probe must not break the status page
+                return {"down": True, "last_error": f"{type(exc).__name__}: {exc}"}
+        return {}
+
     # -- running -------------------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Collect until ``stop`` is set; then store or spool everything received and return."""
         self.running = True
+        self._stop, self._loop = stop, asyncio.get_running_loop()
+        buf = self.config.buffer
         process_store = None
-        if self.config.buffer.write_process and isinstance(self.store, SQLiteStore):
+        if buf.write_process and isinstance(self.store, SQLiteStore):
             # SQLite releases and re-takes the GIL around every row; beside the busy receive loop each re-take waits
             # for the thread switch interval, so the embedded store is written from its own process.
             try:
-                process_store = await asyncio.to_thread(ProcessStore, f"sqlite:///{self.store.path.resolve()}")
+                process_store = await asyncio.to_thread(
+                    lambda: ProcessStore(f"sqlite:///{self.store.path.resolve()}", call_timeout_s=buf.write_timeout_s,
+                                         term_grace_s=buf.shutdown_timeout_s + 10.0))
                 self.writer.store = process_store
             except StoreError as exc:  # collect anyway, writing from this process
                 self.notify(Notice("collector.writer_process.unavailable",
@@ -131,14 +182,17 @@ class Collector:
         self.writer.start()
         if self.config.metrics.listen:
             try:
-                self.metrics_server = MetricsServer(self.config.metrics.listen, self.metrics_text, self.status).start()
+                self.metrics_server = MetricsServer(self.config.metrics.listen, self.metrics_text, self.status,
+                                                    supervisor=self.supervisor).start()
                 log.info("metrics at http://%s:%d/metrics", self.metrics_server.host, self.metrics_server.port)
             except OSError as exc:
                 self.notify(Notice("collector.metrics.unavailable",
                                    f"cannot serve metrics on {self.config.metrics.listen}: {exc}; collecting anyway",
                                    {"listen": self.config.metrics.listen}, level="error"))
-        tasks = [asyncio.create_task(s.run(stop), name=f"opcua-{s.config.name}") for s in self.sessions]
-        status_task = asyncio.create_task(self._status_loop(stop)) if self.config.status_file else None
+        tasks = [self.supervisor.task(f"opcua-{s.config.name}", lambda s=s: s.run(stop)) for s in self.sessions]
+        helpers = [self.supervisor.task("tick", lambda: self._tick_loop(stop))]
+        if self.config.status_file:
+            helpers.append(self.supervisor.task("status-file", lambda: self._status_loop(stop)))
         try:
             await stop.wait()
         finally:
@@ -146,23 +200,58 @@ class Collector:
             for t in pending:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            # Everything received is stored or spooled before we return (SIGTERM loses nothing).
-            await asyncio.to_thread(self.writer.close, self.config.buffer.shutdown_timeout_s)
+            # Everything received is stored or spooled before we return (SIGTERM loses nothing); bounded even when
+            # the writer process hangs (BatchWriter.close aborts it and spools its batch).
+            await asyncio.to_thread(self.writer.close, buf.shutdown_timeout_s)
             self.running = False
-            if status_task:
-                status_task.cancel()
-                await asyncio.gather(status_task, return_exceptions=True)
+            for t in helpers:
+                t.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             if self.config.status_file:
-                await asyncio.to_thread(self.write_status_file)
+                try:
+                    await asyncio.to_thread(self.write_status_file)
+                except OSError as exc:
+                    log.warning("cannot write status file %s: %s", self.config.status_file, exc)
             if self.metrics_server:
                 self.metrics_server.close()
             if process_store is not None:
-                await asyncio.to_thread(process_store.close)
+                await asyncio.to_thread(process_store.close, min(buf.write_timeout_s, buf.shutdown_timeout_s + 5.0))
                 self.writer.store = self.store
             log.info("collector stopped: %d values received, %d written, %d in the spool",
                      self.received, self.written, self.spool.count_values())
+        if self.supervisor.fatal is not None:
+            name, exc = self.supervisor.fatal
+            raise CollectorError(f"collector {self.config.name}: background job {name} failed for good "
+                                 f"({type(exc).__name__}: {exc}); everything received was stored or spooled")
+
+    async def _tick_loop(self, stop: asyncio.Event) -> None:
+        """Once a second, on the collector's clock: sample receive rates; report store outages and recoveries."""
+        while not stop.is_set():
+            now = time.monotonic()
+            for s in self.sessions:
+                s.sample_rate(now)
+            self._check_store()
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+
+    def _check_store(self) -> None:
+        down = self.writer.store_down or bool(self.store_health().get("down"))
+        if down != self._store_was_down:
+            self._store_was_down = down
+            w, h = self.writer.stats(), self.store_health()
+            error = w["last_error"] or h.get("last_error")
+            if down:
+                self.notify(Notice("collector.store.down", f"the store {self.store.description} does not accept "
+                                   f"writes ({error}); values go to the spool and are replayed when it is back",
+                                   {"store": self.store.description, "error": error}, level="error"))
+            else:
+                self.notify(Notice("collector.store.up", f"the store {self.store.description} accepts writes again; "
+                                   "replaying the spool", {"store": self.store.description}, level="info"))
 
     async def _status_loop(self, stop: asyncio.Event) -> None:
+        """Write the status file every 2 s."""
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self.write_status_file)
@@ -177,6 +266,7 @@ class Collector:
     def status(self) -> dict:
         """The status document (schema in the README, ``schema: 1``)."""
         w = self.writer.stats()
+        health = self.store_health()
         now = time.monotonic()
         servers = []
         for s in self.sessions:
@@ -190,6 +280,7 @@ class Collector:
                     "values_per_second": round(s.values_per_second(), 3),
                     "last_value_age_s": None if s.last_value_monotonic is None else round(now - s.last_value_monotonic, 3),
                     "reconnects": s.reconnects,
+                    "resubscriptions": s.resubscriptions,
                     "nodes": sum(1 for n in s.nodes if not n.is_tag_source),
                     "bad_nodes": [{"node": k, "reason": v} for k, v in sorted(s.bad_nodes.items())],
                     "last_error": s.last_error,
@@ -210,8 +301,10 @@ class Collector:
             "spool": {"path": str(self.spool.folder), "bytes": w["spool_bytes"], "max_bytes": self.spool.max_bytes,
                       "segments": w["spool_segments"], "full": w["spool_full"], "dropped_values": w["dropped"]},
             "write_errors": w["write_errors"],
-            "store_down": w["store_down"],
-            "last_write_error": w["last_error"],
+            "store_down": bool(w["store_down"] or health.get("down")),
+            "last_write_error": w["last_error"] or health.get("last_error"),
+            "store_health": health,
+            "tasks": self.supervisor.snapshot(),
             "servers": servers,
             "notices": [n.to_dict() for n in list(self.notices)[-50:]],
         }
@@ -225,38 +318,5 @@ class Collector:
         os.replace(tmp, path)
 
     def metrics_text(self) -> str:
-        """Prometheus text exposition of the collector's metrics."""
-        st = self.status()
-        c = {"collector": st["collector"]}
-        per_server = st["servers"]
-
-        def srv(key, fn=lambda v: v):
-            return [({**c, "server": s["name"]}, fn(s[key])) for s in per_server]
-
-        families = [
-            ("wattline_opcua_connected", "gauge", "1 when the session to the server is up.", srv("connected", int)),
-            ("wattline_opcua_values_received_total", "counter", "Values received from the server.",
-             srv("values_received")),
-            ("wattline_opcua_values_per_second", "gauge", "Receive rate over the last 10 s [values/s].",
-             srv("values_per_second")),
-            ("wattline_opcua_last_value_age_seconds", "gauge", "Time since the last value arrived [s].",
-             srv("last_value_age_s", lambda v: float("nan") if v is None else v)),
-            ("wattline_opcua_reconnects_total", "counter", "Sessions lost and re-established.", srv("reconnects")),
-            ("wattline_opcua_bad_nodes", "gauge", "Configured nodes skipped as bad.", srv("bad_nodes", len)),
-            ("wattline_collector_values_written_total", "counter", "Values written to the store.",
-             [(c, st["values_written"])]),
-            ("wattline_collector_backlog_values", "gauge", "Values in memory waiting for the store.",
-             [(c, st["backlog"])]),
-            ("wattline_collector_spool_bytes", "gauge", "Size of the disk spool [bytes].", [(c, st["spool"]["bytes"])]),
-            ("wattline_collector_spool_max_bytes", "gauge", "Bound of the disk spool [bytes].",
-             [(c, st["spool"]["max_bytes"])]),
-            ("wattline_collector_spool_full", "gauge", "1 when the spool is full and drops its oldest values (alarm).",
-             [(c, int(st["spool"]["full"]))]),
-            ("wattline_collector_dropped_values_total", "counter", "Values lost because the spool was full.",
-             [(c, st["spool"]["dropped_values"])]),
-            ("wattline_collector_write_errors_total", "counter", "Failed store writes.", [(c, st["write_errors"])]),
-            ("wattline_collector_store_down", "gauge", "1 while store writes fail.", [(c, int(st["store_down"]))]),
-            ("wattline_collector_notices_total", "counter", "Notices raised, by name.",
-             [({**c, "name": k}, v) for k, v in sorted(self.notice_counts.items())]),
-        ]
-        return format_prometheus(families)
+        """Prometheus text exposition of the collector's metrics (prometheus_client; process metrics included)."""
+        return render_metrics(self.registry)

@@ -208,6 +208,9 @@ class BufferConfig(FrozenModel):
     shutdown_timeout_s: float = Field(10.0, ge=0)
     retry_interval_s: float = Field(2.0, gt=0)
     write_process: bool = True
+    #: Longest wait for one write of the writer process; past it the process is killed and restarted, the batch
+    #: spooled [s].
+    write_timeout_s: float = Field(120.0, gt=0)
 
 
 class SpoolConfig(FrozenModel):

@@ -6,6 +6,11 @@ subscriptions. Exactly one connect attempt runs at a time, with exponential back
 port refuses connections a cheap TCP probe every ``probe_interval_s`` shortens the wait, so the collector is back
 within seconds of the server without opening a flood of sessions.
 
+A subscription the server drops is re-created in the same session: the server answers a Publish with
+BadNoSubscription, or the session falls silent (no PublishResponse, not even a keep-alive, for
+``SILENT_KEEPALIVES`` keep-alive periods) and our subscriptions turn out to be gone. A session that is silent while
+its subscriptions still exist is treated as lost and reconnected.
+
 Notifications are handled a whole ``DataChangeNotification`` at a time in the publish callback (no task per value);
 the rows go to the :class:`~collectors.buffer.BatchWriter` without waiting on the store.
 """
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,6 +29,7 @@ from asyncua import Client, ua
 from collectors.opcua.config import Deadband, GroupConfig, NodeConfig, ServerConfig
 from collectors.opcua.fastpublish import CollectorClient, FastDataChange, install_fast_publish
 from collectors.opcua.values import NodeState, now_ns, to_row, to_row_raw
+from core.backoff import Backoff
 from core.model import unit_of
 from core.notices import Notice
 
@@ -182,6 +187,9 @@ class ServerSession:
     """
 
     probe_interval_s = 0.25
+    #: A session that receives no PublishResponse (data or keep-alive) for this many keep-alive periods of its
+    #: subscriptions is checked: dropped subscriptions are re-created, otherwise the session counts as lost.
+    SILENT_KEEPALIVES = 3
     #: PublishRequests kept outstanding; servers cap each NotificationMessage (node-opcua: 1,000 values), so one
     #: request at a time limits the rate to one message per round trip.
     publish_requests = 4
@@ -207,8 +215,14 @@ class ServerSession:
         self.last_error: str | None = None
         self.connected_since: float | None = None
         self._lost = asyncio.Event()
+        self._resubscribe = asyncio.Event()
+        self._resubscribe_reason = ""
         self._subscription_ids: list[int] = []
-        self._rate_window: list[tuple[float, int]] = []
+        self._keepalive_period_s = 0.0  # longest revised keep-alive period of our subscriptions [s]
+        self._subscribed_at = 0.0
+        #: Subscriptions re-created after the server dropped them (without a reconnect).
+        self.resubscriptions = 0
+        self._rate_window: list[tuple[float, int]] = [(time.monotonic(), 0)]
         self._reported_refusal: str | None = None
         self.stopped = False
 
@@ -220,26 +234,34 @@ class ServerSession:
             return "connected"
         return "connecting" if self.connect_attempts and not self.stopped else "disconnected"
 
+    def sample_rate(self, now: float | None = None) -> None:
+        """Record the received count for :meth:`values_per_second`; the collector calls it every second on its own
+        clock, so that the rate does not depend on how often someone reads it."""
+        now = time.monotonic() if now is None else now
+        window = self._rate_window
+        window.append((now, self.values_received))
+        while len(window) > 2 and now - window[1][0] >= 10:
+            window.pop(0)
+
     def values_per_second(self) -> float:
-        """Mean receive rate over the last ~10 s [values/s]."""
+        """Mean receive rate over the last ~10 s (since the start when younger) [values/s]; reading it changes
+        nothing."""
         now = time.monotonic()
-        self._rate_window.append((now, self.values_received))
-        while len(self._rate_window) > 2 and now - self._rate_window[0][0] > 10:
-            self._rate_window.pop(0)
         t0, v0 = self._rate_window[0]
         return (self.values_received - v0) / (now - t0) if now > t0 else 0.0
 
     # -- the loop ------------------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, collect, and reconnect with backoff until ``stop`` is set."""
-        attempt = 0
         timeouts = self.config.timeouts
+        backoff = Backoff(timeouts.reconnect_min_s, max(timeouts.reconnect_min_s, timeouts.reconnect_max_s))
         while not stop.is_set():
             self.connect_attempts += 1
             refused = False
             try:
                 await self._connect_and_subscribe()
-                attempt = 0
+                backoff.reset()
+                self.last_error = None  # connected and subscribed: the previous error is history
                 if self.reconnects or self.connect_attempts > 1:
                     log.info("server %s: connected again", self.config.name)
                 await self._collect_until_lost(stop)
@@ -262,10 +284,8 @@ class ServerSession:
                 self.reconnects += 1
                 self.notify(Notice("collector.server.connection_lost", f"lost the session to {self.config.name}; "
                                    "reconnecting", {"server": self.config.name, "error": self.last_error}))
-            delay = min(timeouts.reconnect_max_s, timeouts.reconnect_min_s * (2 ** attempt))
-            delay *= random.uniform(0.5, 1.0)  # jitter: collectors restarted together do not reconnect in step
-            attempt += 1
-            await self._wait_before_retry(stop, delay, probe=refused or was_connected)
+            # Jitter (Backoff's default 0.5-1.0): collectors restarted together do not reconnect in step.
+            await self._wait_before_retry(stop, backoff.next_delay(), probe=refused or was_connected)
         self.stopped = True
 
     def _report_refusal(self, exc: Exception) -> None:
@@ -327,11 +347,19 @@ class ServerSession:
         await apply_security(client, cfg, self.notify)
         # Our publish loop for this client only: several PublishRequests in flight, bulk decoding (fastpublish.py).
         install_fast_publish(client, self.publish_requests)
+        client.uaclient.session.on_no_subscription = self._on_no_subscription
         return client
+
+    def _on_no_subscription(self, status: str) -> None:
+        """The server answered a Publish with BadNoSubscription: re-create our subscriptions (in the loop)."""
+        if self._subscription_ids and not self._resubscribe.is_set():
+            self._resubscribe_reason = f"the server answered Publish with {status}"
+            self._resubscribe.set()
 
     async def _connect_and_subscribe(self) -> None:
         cfg = self.config
         self._lost = asyncio.Event()
+        self._resubscribe = asyncio.Event()
         client = await self.make_client()
         self.client = client
 
@@ -475,6 +503,8 @@ class ServerSession:
             if node.nodeid is not None:
                 by_interval.setdefault(node.group.publishing_interval_ms, []).append(node)
         self._subscription_ids = []
+        self._keepalive_period_s = 0.0
+        self._subscribed_at = time.monotonic()
         step = self.chunk("MaxMonitoredItemsPerCall")
         for interval, nodes in by_interval.items():
             params = ua.CreateSubscriptionParameters()
@@ -487,6 +517,8 @@ class ServerSession:
             result = await client.uaclient.create_subscription(params, self._on_publish)
             sid = result.SubscriptionId
             self._subscription_ids.append(sid)
+            period = result.RevisedPublishingInterval * max(1, result.RevisedMaxKeepAliveCount) / 1000
+            self._keepalive_period_s = max(self._keepalive_period_s, period)
             for start in range(0, len(nodes), step):
                 chunk = nodes[start : start + step]
                 req = ua.CreateMonitoredItemsParameters()
@@ -594,16 +626,77 @@ class ServerSession:
         poller = asyncio.ensure_future(self._poll_loop()) if self.config.mode == "polling" else None
         if poller:
             waiters.append(poller)
+        else:
+            waiters.append(asyncio.ensure_future(self._watch_subscriptions()))
         try:
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if task is poller and task.exception() is not None:
+                if task is not waiters[0] and task is not waiters[1] and task.exception() is not None:
                     raise task.exception()
             if self._lost.is_set() and not stop.is_set():
                 raise ConnectionError(self.last_error or "session lost")
         finally:
             for w in waiters:
                 w.cancel()
+
+    def silence_s(self) -> float:
+        """How long a subscribed session may receive nothing before it is checked [s]."""
+        period = self._keepalive_period_s or self.config.timeouts.keepalive_s
+        return max(1.0, self.SILENT_KEEPALIVES * period)
+
+    async def _watch_subscriptions(self) -> None:
+        """Re-create subscriptions the server dropped; raise ConnectionError when the session is silent."""
+        while True:
+            try:
+                await asyncio.wait_for(self._resubscribe.wait(), min(0.5, self.silence_s() / 4))
+            except asyncio.TimeoutError:
+                pass
+            client = self.client
+            if client is None or not self._subscription_ids:
+                continue
+            if self._resubscribe.is_set():
+                await self._recreate_subscriptions(client, self._resubscribe_reason)
+                continue
+            seen = max(getattr(client.uaclient.session, "last_response_monotonic", 0.0), self._subscribed_at)
+            silent = time.monotonic() - seen
+            if silent <= self.silence_s():
+                continue
+            # Silent: are our subscriptions still there? SetPublishingMode answers per subscription.
+            params = ua.SetPublishingModeParameters()
+            params.PublishingEnabled = True
+            params.SubscriptionIds = list(self._subscription_ids)
+            try:
+                results = await asyncio.wait_for(client.uaclient.set_publishing_mode(params),
+                                                 self.config.timeouts.request_s)
+            except ua.UaStatusCodeError as exc:  # e.g. BadNoSubscription for the whole request
+                results = [ua.StatusCode(exc.code)] * len(self._subscription_ids)
+            except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
+                raise ConnectionError(f"no PublishResponse for {silent:.1f} s and the server does not answer "
+                                      f"({type(exc).__name__})") from exc
+            gone = [sid for sid, code in zip(self._subscription_ids, results) if not code.is_good()]
+            if gone:
+                names = sorted({code.name for code in results if not code.is_good()})
+                await self._recreate_subscriptions(
+                    client, f"no PublishResponse for {silent:.1f} s and the server no longer knows subscription(s) "
+                    f"{gone} ({', '.join(names)})")
+                continue
+            raise ConnectionError(f"no PublishResponse (not even a keep-alive) for {silent:.1f} s, "
+                                  f"{self.SILENT_KEEPALIVES} keep-alive periods; reconnecting")
+
+    async def _recreate_subscriptions(self, client: Client, reason: str) -> None:
+        """Delete what is left of our subscriptions and subscribe every node again (same session)."""
+        old = list(self._subscription_ids)
+        try:
+            await asyncio.wait_for(client.uaclient.delete_subscriptions(old), self.config.timeouts.request_s)
+        except Exception as exc:  # noqa: BLE001 - they are gone already, which is why we are here
+            log.debug("server %s: deleting subscriptions %s: %s", self.config.name, old, exc)
+        await self._subscribe(client)
+        self._resubscribe.clear()
+        self.resubscriptions += 1
+        self.notify(Notice("collector.server.subscription_recreated",
+                           f"{self.config.name}: {reason}; the subscriptions were created again",
+                           {"server": self.config.name, "old": old, "new": list(self._subscription_ids),
+                            "reason": reason}))
 
     async def _poll_loop(self) -> None:
         """Polling mode: read every node each ``poll_interval_ms``, in chunks of the server's read limit."""

@@ -1,4 +1,4 @@
-"""BatchWriter and DiskSpool: batching, outage spooling, replay, shutdown, bound — counted exactly."""
+"""BatchWriter and RowSpool: batching, outage spooling, replay, shutdown, bound — counted exactly."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import time
 import pytest
 
 from collectors.buffer import BatchWriter
-from collectors.spool import DiskSpool
+from core.spool import RowSpool
 from core.errors import StoreUnavailable
 from core.storage.sqlite import SQLiteStore
+from tests.support import wait_for
 
 
 class FlakyStore(SQLiteStore):
@@ -35,39 +36,30 @@ def stored_count(store):
     return sum(s.count for s in store.series())
 
 
-def wait_until(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
-
-
 def test_batches_written_and_counted(tmp_path):
     store = SQLiteStore(tmp_path / "a.db")
-    w = BatchWriter(store, DiskSpool(tmp_path / "sp"), batch_size=100, flush_interval_s=0.05).start()
+    w = BatchWriter(store, RowSpool(tmp_path / "sp"), batch_size=100, flush_interval_s=0.05).start()
     w.add_rows(rows(0, 1234))
-    assert wait_until(lambda: w.written == 1234)
+    assert wait_for(lambda: w.written == 1234)
     w.close()
     assert stored_count(store) == 1234 and w.backlog == 0
 
 
 def test_outage_spools_then_replays_exactly(tmp_path):
     store = FlakyStore(tmp_path / "a.db")
-    spool = DiskSpool(tmp_path / "sp")
+    spool = RowSpool(tmp_path / "sp")
     w = BatchWriter(store, spool, batch_size=500, flush_interval_s=0.05, retry_interval_s=0.1,
                     max_memory_values=1000).start()
     w.add_rows(rows(0, 1000))
-    assert wait_until(lambda: w.written == 1000)
+    assert wait_for(lambda: w.written == 1000)
     store.down.set()
     for k in range(20):
         w.add_rows(rows(1000 + k * 500, 500))
         time.sleep(0.01)
-    assert wait_until(lambda: w.spooled >= 5000)
+    assert wait_for(lambda: w.spooled >= 5000)
     assert spool.bytes > 0 and w.write_errors >= 1 and w.store_down
     store.down.clear()
-    assert wait_until(lambda: w.written == 11000, 20)
+    assert wait_for(lambda: w.written == 11000, 20)
     w.close()
     assert stored_count(store) == 11000 and len(spool) == 0 and w.replayed >= 5000
 
@@ -75,23 +67,23 @@ def test_outage_spools_then_replays_exactly(tmp_path):
 def test_shutdown_while_down_spools_everything_and_restart_replays(tmp_path):
     store = FlakyStore(tmp_path / "a.db")
     store.down.set()
-    w = BatchWriter(store, DiskSpool(tmp_path / "sp"), batch_size=300, flush_interval_s=0.05, retry_interval_s=0.1).start()
+    w = BatchWriter(store, RowSpool(tmp_path / "sp"), batch_size=300, flush_interval_s=0.05, retry_interval_s=0.1).start()
     w.add_rows(rows(0, 2500))
     w.close(timeout_s=0.5)
     assert w.written == 0 and w.spooled == 2500 and stored_count(store) == 0
     # a new process: the spool is replayed once the store works
     store.down.clear()
-    spool2 = DiskSpool(tmp_path / "sp")
+    spool2 = RowSpool(tmp_path / "sp")
     assert spool2.count_values() == 2500
     w2 = BatchWriter(store, spool2, flush_interval_s=0.05).start()
-    assert wait_until(lambda: w2.replayed == 2500)
+    assert wait_for(lambda: w2.replayed == 2500)
     w2.close()
     assert stored_count(store) == 2500 and len(spool2) == 0
 
 
 def test_close_flushes_partial_batch(tmp_path):
     store = SQLiteStore(tmp_path / "a.db")
-    w = BatchWriter(store, DiskSpool(tmp_path / "sp"), batch_size=10_000, flush_interval_s=60).start()
+    w = BatchWriter(store, RowSpool(tmp_path / "sp"), batch_size=10_000, flush_interval_s=60).start()
     w.add_rows(rows(0, 17))
     w.close()
     assert stored_count(store) == 17
@@ -106,17 +98,17 @@ def test_writer_process_killed_mid_stream_loses_nothing(tmp_path):
     from core.storage.process import ProcessStore
 
     store = ProcessStore(f"sqlite:///{tmp_path / 'a.db'}")
-    w = BatchWriter(store, DiskSpool(tmp_path / "sp"), batch_size=500, flush_interval_s=0.05,
+    w = BatchWriter(store, RowSpool(tmp_path / "sp"), batch_size=500, flush_interval_s=0.05,
                     retry_interval_s=0.1).start()
     try:
         w.add_rows(rows(0, 3000))
-        assert wait_until(lambda: w.written == 3000)
+        assert wait_for(lambda: w.written == 3000)
         first = store.pid
         os.kill(first, signal.SIGKILL)
         for k in range(10):
             w.add_rows(rows(3000 + k * 700, 700))
             time.sleep(0.02)
-        assert wait_until(lambda: w.written == 10_000, 20)
+        assert wait_for(lambda: w.written == 10_000, 20)
         assert store.pid not in (None, first) and w.write_errors >= 1
     finally:
         w.close()
@@ -127,7 +119,7 @@ def test_writer_process_killed_mid_stream_loses_nothing(tmp_path):
 
 
 def test_spool_bound_drops_oldest_and_raises_alarm(tmp_path):
-    spool = DiskSpool(tmp_path / "sp", max_bytes=20_000)
+    spool = RowSpool(tmp_path / "sp", max_bytes=20_000)
     for k in range(10):
         spool.append(rows(k * 100, 100))
     assert spool.full and spool.dropped_values > 0
@@ -138,11 +130,11 @@ def test_spool_bound_drops_oldest_and_raises_alarm(tmp_path):
 
 
 def test_corrupt_segment_set_aside(tmp_path):
-    spool = DiskSpool(tmp_path / "sp")
+    spool = RowSpool(tmp_path / "sp")
     spool.append(rows(0, 5))
     seg = next((tmp_path / "sp").glob("seg-*.json"))
     seg.write_text("{not json")
-    spool2 = DiskSpool(tmp_path / "sp")
+    spool2 = RowSpool(tmp_path / "sp")
     assert spool2.peek() is None
     assert list((tmp_path / "sp").glob("*.bad"))
 
@@ -152,7 +144,7 @@ def test_corrupt_segment_set_aside(tmp_path):
 def test_no_loss_across_60s_outage_at_10k_values_per_s(tmp_path):
     """Feed 10,000 values/s for 75 s with the store down from t=5 s to t=65 s; every value is stored, counted exactly."""
     store = FlakyStore(tmp_path / "a.db")
-    spool = DiskSpool(tmp_path / "sp")
+    spool = RowSpool(tmp_path / "sp")
     w = BatchWriter(store, spool, batch_size=5000, flush_interval_s=0.5, retry_interval_s=1.0,
                     max_memory_values=50_000).start()
     n_series, per_tick, total = 1000, 1000, 0
@@ -170,7 +162,7 @@ def test_no_loss_across_60s_outage_at_10k_values_per_s(tmp_path):
         time.sleep(max(0.0, t0 + tick * 0.1 - time.monotonic()))  # 10 ticks/s x 1000 values
     store.down.clear()
     assert total >= 700_000
-    assert wait_until(lambda: w.written == total, 120)
+    assert wait_for(lambda: w.written == total, 120)
     w.close()
     assert w.spooled > 500_000  # the outage really went through the disk spool
     assert stored_count(store) == total and w.received == total and len(spool) == 0 and w.dropped == 0

@@ -10,6 +10,11 @@ Every :class:`~core.storage.base.Store` method is forwarded, so a ProcessStore i
 contract suite runs against it). :meth:`ProcessStore.write_batch` sends a series key only the first time it is used;
 afterwards values carry small integer ids. When the child dies, the call raises
 :class:`~core.errors.StoreUnavailable` (a collector spools the batch) and the next call starts a new child.
+
+Shutdown always completes: every wait on the child has a timeout (a call that gets no answer within
+``call_timeout_s`` kills the child and raises StoreUnavailable), :meth:`ProcessStore.abort` kills a wedged child from
+any thread, and the child honours SIGTERM: it keeps answering for ``term_grace_s`` (so that the parent, which got the
+same signal, can still flush through it), then closes the store and exits.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 from typing import Any, Iterable
 
 import numpy as np
@@ -54,6 +60,11 @@ class ProcessStore(Store):
         not share the caller's working directory).
     start_timeout_s : float
         Longest wait for the child to open the store [s].
+    call_timeout_s : float
+        Longest wait for the answer to one call (a write of a large batch included) [s]; past it the child is
+        considered wedged: it is killed and the call raises StoreUnavailable.
+    term_grace_s : float
+        After a SIGTERM, how long the child still answers before it closes the store and exits [s].
 
     Raises
     ------
@@ -61,9 +72,13 @@ class ProcessStore(Store):
         When the child cannot open the store (the message is the store's own, naming the file or server).
     """
 
-    def __init__(self, url: str, *, start_timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, *, start_timeout_s: float = 60.0, call_timeout_s: float = 120.0,
+                 term_grace_s: float = 30.0) -> None:
         self.url = url
         self.start_timeout_s = float(start_timeout_s)
+        self.call_timeout_s = float(call_timeout_s)
+        self.term_grace_s = float(term_grace_s)
+        self.aborts = 0
         self.description = url
         self._lock = threading.Lock()
         self._proc = None
@@ -82,7 +97,8 @@ class ProcessStore(Store):
     def _start(self) -> None:
         ctx = _context()
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, self.url), name="wattline-store", daemon=True)
+        proc = ctx.Process(target=_serve, args=(child, self.url, self.term_grace_s), name="wattline-store",
+                           daemon=True)
         proc.start()
         child.close()
         if not parent.poll(self.start_timeout_s):
@@ -95,6 +111,8 @@ class ProcessStore(Store):
             raise StoreUnavailable(f"store process for {self.url} ended at start (exit code {proc.exitcode})") from exc
         if not ok:
             proc.join(5)
+            if proc.is_alive():
+                proc.kill()
             raise info
         self.description = f"{info} (writer process {proc.pid})"
         self._proc, self._conn = proc, parent
@@ -119,6 +137,12 @@ class ProcessStore(Store):
             self._start()
         try:
             self._conn.send(message)
+            if not self._conn.poll(self.call_timeout_s):
+                pid = self.pid
+                self._kill_child()
+                self._drop_child()
+                raise StoreUnavailable(f"store process {pid} for {self.url} did not answer within "
+                                       f"{self.call_timeout_s:.0f} s and was killed; a new one starts with the next call")
             ok, result = self._conn.recv()
         except (EOFError, OSError) as exc:
             code = self._proc.exitcode if self._proc is not None else None
@@ -129,6 +153,21 @@ class ProcessStore(Store):
         if ok:
             return result
         raise result
+
+    def _kill_child(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.is_alive():
+            log.error("killing the store process %s for %s", proc.pid, self.url)
+            proc.kill()
+
+    def abort(self) -> None:
+        """Kill the child now, from any thread (a wedged writer at shutdown).
+
+        A call waiting for it raises StoreUnavailable, so its caller spools the batch; the next call starts a new
+        child.
+        """
+        self.aborts += 1
+        self._kill_child()
 
     @property
     def pid(self) -> int | None:
@@ -186,19 +225,38 @@ class ProcessStore(Store):
         with self._lock:
             return self._exchange((method, args, kwargs))
 
-    def close(self) -> None:
-        """Close the store in the child (which flushes it) and end the child."""
-        with self._lock:
+    def close(self, timeout_s: float | None = None) -> None:
+        """Close the store in the child (which flushes it) and end the child.
+
+        Parameters
+        ----------
+        timeout_s : float, optional
+            Longest wait for another thread's call to finish and for the child to close [s]; default
+            ``call_timeout_s``. Past it the child is killed (its writes are committed transactions; nothing
+            acknowledged is lost).
+        """
+        timeout_s = self.call_timeout_s if timeout_s is None else float(timeout_s)
+        if not self._lock.acquire(timeout=timeout_s):
+            log.error("store process for %s is busy beyond %.0f s at close; killing it", self.url, timeout_s)
+            self.abort()
+            if not self._lock.acquire(timeout=timeout_s):  # pragma: no cover - a caller stuck outside the pipe
+                self._closed = True
+                return
+        try:
             if self._closed:
                 return
+            saved, self.call_timeout_s = self.call_timeout_s, timeout_s
             try:
                 if self._conn is not None:
                     self._exchange(("close", (), {}))
             except StoreError as exc:
                 log.warning("closing %s: %s", self.url, exc)
             finally:
+                self.call_timeout_s = saved
                 self._closed = True
                 self._drop_child()
+        finally:
+            self._lock.release()
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -210,11 +268,20 @@ def _portable(exc: BaseException) -> BaseException:
         return StoreError(f"{type(exc).__name__}: {exc}")
 
 
-def _serve(conn, url: str) -> None:
-    """Child process: open the store, answer requests until ``close`` or until the parent goes away."""
-    # Ctrl-C and SIGTERM reach the whole process group; the parent decides when to stop and flushes through us.
+def _serve(conn, url: str, term_grace_s: float = 30.0) -> None:
+    """Child process: open the store, answer requests until ``close``, until the parent goes away, or until
+    ``term_grace_s`` [s] after a SIGTERM."""
+    # Ctrl-C reaches the whole process group; the parent decides when to stop and flushes through us. SIGTERM (also
+    # sent to the whole group by service managers) is honoured after a grace period that leaves the parent time to
+    # flush through us; then the store is closed and the process ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    terminated: list[float] = []
+
+    def on_term(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+        if not terminated:
+            terminated.append(time.monotonic())
+
+    signal.signal(signal.SIGTERM, on_term)
     from core.storage import open_store
 
     try:
@@ -231,6 +298,11 @@ def _serve(conn, url: str) -> None:
     try:
         while True:
             try:
+                if not conn.poll(0.5):
+                    if terminated and time.monotonic() - terminated[0] > term_grace_s:
+                        log.warning("store process for %s: SIGTERM %.0f s ago; closing the store", url, term_grace_s)
+                        return  # the finally block closes the store
+                    continue
                 method, args, kwargs = conn.recv()
             except (EOFError, OSError):
                 return  # the parent ended: close the store and go

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from asyncua import Server, ua
 from asyncua.common.structures104 import new_enum
 
+from tests.support import wait_for_async
+
 NS_URI = "urn:wattline:simulator"
 
 MACHINE_VARS = (
@@ -162,11 +164,5 @@ async def start_plant_server(
 
 
 async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    """Poll ``predicate()`` until true or ``timeout`` [s]; return whether it became true."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        if predicate():
-            return True
-        await asyncio.sleep(interval)
-    return bool(predicate())
+    """Poll ``predicate()`` until true or ``timeout`` [s]; return whether it became true (``tests.support``'s helper)."""
+    return bool(await wait_for_async(predicate, timeout, "the condition", interval, fail=False))

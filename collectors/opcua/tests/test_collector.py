@@ -271,7 +271,7 @@ def test_writes_through_a_writer_process_and_falls_back_when_it_cannot_start(tmp
     assert col.writer.store is store and col.received == col.written
     assert 42.0 in store.query("electrical", "active_power_kw", 0, 2**62)["value"].tolist()
 
-    def refuse(url):
+    def refuse(url, **_options):
         raise StoreError(f"no writer process for {url} (test)")
 
     monkeypatch.setattr(collector_module, "ProcessStore", refuse)

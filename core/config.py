@@ -94,7 +94,12 @@ def format_path(loc: tuple) -> str:
 def describe_validation_error(exc: ValidationError, source: str, lines: dict[tuple, int] | None = None) -> str:
     """Turn a pydantic ValidationError into one line per problem, naming file, line, key path and valid options."""
     messages = []
-    for error in exc.errors():
+    errors = exc.errors()
+    locs = [tuple(e["loc"]) for e in errors]
+    for error in errors:
+        loc0 = tuple(error["loc"])
+        if error["type"] == "too_short" and any(len(o) > len(loc0) and o[:len(loc0)] == loc0 for o in locs):
+            continue  # pydantic adds "at least 1 item" to a list whose item failed: the item's error says it all
         loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # Tagged unions add the tag to the path; drop parts that are not keys in the file.
         line = None
@@ -105,6 +110,8 @@ def describe_validation_error(exc: ValidationError, source: str, lines: dict[tup
                     break
         where = f"{source}:{line}" if line else source
         msg = error["msg"]
+        if error["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")  # our validators' messages are written to stand alone
         ctx = error.get("ctx") or {}
         if error["type"] == "extra_forbidden":
             parent = loc[:-1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import zoneinfo
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, field_validator, model_validator
@@ -27,7 +28,11 @@ from core.tariff import TariffSpec, TouPeriod
 __all__ = [
     "MACHINE_KINDS", "PRODUCTION_KINDS", "BreakSpec", "CalendarSpec", "TariffSpec", "TouPeriod", "MachineSpec",
     "LineSpec", "SiteSpec", "PlantSpec", "MachineRef", "Plant", "PlantError", "parse_plant", "read_plant",
+    "SAMPLE_PLANT_FILE",
 ]
+
+#: The commented sample plant file: documents every key.
+SAMPLE_PLANT_FILE = Path(__file__).with_name("plant_sample.yaml")
 
 #: Machine kinds. Production kinds make parts from material (good/scrap counts, material consumption).
 MACHINE_KINDS = ("cnc", "injection_moulding", "compressor", "furnace", "chiller", "hvac", "conveyor", "lighting", "other")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 from pydantic import AfterValidator, Field, model_validator
 
-from core.calendar import WEEKDAYS, Weekday
+from core.calendar import DAY_NS, WEEKDAYS, Weekday
 from core.config import FrozenModel
 
 if TYPE_CHECKING:
@@ -127,14 +127,33 @@ def price_table(tariff: TariffSpec) -> np.ndarray:
     return table
 
 
-def _local_parts(tz: str, times_ns) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Year, month (1-12), weekday (Monday 0), minute of the day of UTC instants in local time ``tz``."""
+def _local_parts(tz: str, times_ns) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """Local calendar fields of UTC instants, computed once per minute of their range.
+
+    Returns ``((year, month 1-12, weekday Monday 0, minute of the day), index, times)``: the fields are arrays over
+    a grid of minutes and ``fields[k][index]`` is the value for each instant; ``times`` is the flat int64 input.
+    UTC offsets change on whole minutes, so every instant of a minute shares its local fields.
+    """
     import pandas as pd
 
     times = np.asarray(times_ns, dtype=np.int64).reshape(-1)
-    local = pd.DatetimeIndex(pd.to_datetime(times, utc=True)).tz_convert(tz)
-    return (np.asarray(local.year), np.asarray(local.month), np.asarray(local.dayofweek),
-            np.asarray(local.hour) * 60 + np.asarray(local.minute), times)
+    minute_ns = 60 * 1_000_000_000
+    if len(times) == 0:
+        grid, index = times, np.zeros(0, dtype=np.int64)
+    else:
+        first, last = int(times.min()) // minute_ns, int(times.max()) // minute_ns
+        if last - first < 4 * len(times) + 1440:
+            grid = np.arange(first, last + 1, dtype=np.int64) * minute_ns
+            index = times // minute_ns - first
+        else:  # few instants spread over a long time
+            grid, index = times, np.arange(len(times))
+    # Local wall-clock time as ns since the local epoch; the fields follow with integer arithmetic.
+    wall = pd.DatetimeIndex(pd.to_datetime(grid, utc=True)).tz_convert(tz).tz_localize(None).asi8
+    days = np.floor_divide(wall, DAY_NS)
+    minute = np.floor_divide(wall, minute_ns) - days * MINUTES_PER_DAY
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
+    months = wall.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+    return (1970 + months // 12, months % 12 + 1, weekday, minute), index, times
 
 
 def price_at(tariff: TariffSpec, tz: str, times_ns) -> np.ndarray:
@@ -155,8 +174,8 @@ def price_at(tariff: TariffSpec, tz: str, times_ns) -> np.ndarray:
         Price [currency/kWh], the same shape as ``times_ns``.
     """
     shape = np.shape(times_ns)
-    _year, month, weekday, minute, _ = _local_parts(tz, times_ns)
-    return price_table(tariff)[month - 1, weekday, minute].reshape(shape)
+    (_year, month, weekday, minute), index, _times = _local_parts(tz, times_ns)
+    return price_table(tariff)[month - 1, weekday, minute][index].reshape(shape)
 
 
 def energy_cost(tariff: TariffSpec, tz: str, times_ns, kwh) -> np.ndarray:
@@ -203,12 +222,12 @@ def demand_charges(tariff: TariffSpec, tz: str, times_ns, kw) -> "pd.DataFrame":
     import pandas as pd
 
     power = np.asarray(kw, dtype=float).reshape(-1)
-    year, month, _weekday, _minute, times = _local_parts(tz, times_ns)
+    (year, month, _weekday, _minute), index, times = _local_parts(tz, times_ns)
     if len(power) != len(times):
         raise ValueError(f"times_ns has {len(times)} values but kw has {len(power)}; give one power per interval")
     ok = ~np.isnan(power)
     rows = []
-    keys = year[ok] * 12 + (month[ok] - 1)
+    keys = (year * 12 + (month - 1))[index][ok]
     for key in np.unique(keys):
         sel = np.flatnonzero(ok)[keys == key]
         best = sel[np.argmax(power[sel])]

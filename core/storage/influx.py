@@ -30,7 +30,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import random
 import threading
 import time
 import urllib.parse
@@ -41,6 +40,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from core.backoff import Backoff
 from core.errors import ConfigError, StoreError, StoreUnavailable
 from core.model import Point, SeriesKey
 from core.storage.base import (
@@ -66,6 +66,7 @@ from core.storage.influx_flux import (
 from core.storage.influx_lp import MISSING_FIELD, STATUS_FIELD, LineEncoder, flux_time
 from core.storage.influx_settings import InfluxSettings, _coerce_settings, read_env_file
 from core.storage.influx_spool import Quarantine, Spool
+from core.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,13 @@ class InfluxStore(Store):
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._closed = False
-        self._replayer = threading.Thread(target=self._replay_loop, name="influx-spool-replay", daemon=True)
-        self._replayer.start()
-        self._linger = threading.Thread(target=self._linger_loop, name="influx-linger", daemon=True)
-        self._linger.start()
+        self._down = False  # the latest write or replay failed for a retryable reason
+        self._last_error: str | None = None
+        # Background threads are supervised: a failure is logged, counted (health()) and the thread restarts; the
+        # data they handle is on disk or in the client's queue, so a restart loses nothing.
+        self.supervisor = Supervisor(prefix="storage")
+        self._replayer = self.supervisor.thread("influx-spool-replay", self._replay_loop, wake=self._stop)
+        self._linger = self.supervisor.thread("influx-linger", self._linger_loop, wake=self._stop)
 
     @classmethod
     def from_url(cls, url: str) -> "InfluxStore":
@@ -197,6 +201,7 @@ class InfluxStore(Store):
             self._done.notify_all()
 
     def _on_success(self, conf, data: bytes) -> None:
+        self._down = False
         self._finish(self._nlines(data))
 
     def _on_error(self, conf, data: bytes, exc: BaseException) -> None:
@@ -204,6 +209,7 @@ class InfluxStore(Store):
             if _is_bad_data(exc):
                 self.quarantine.add(data, _error_text(exc))
             else:
+                self._down, self._last_error = True, _error_text(exc)[:500]
                 log.warning("InfluxDB write failed after retries (%s); %d lines kept in the spool %s",
                             _error_text(exc)[:300], self._nlines(data), self.spool.folder)
                 self.spool.append(data)
@@ -382,6 +388,27 @@ class InfluxStore(Store):
                 self._write_api.close()
             self._client.close()
 
+    def health(self) -> dict:
+        """Write-side health for a collector's metrics and status.
+
+        Returns
+        -------
+        dict
+            ``down`` (the latest write or replay failed and was spooled), ``last_error``, ``spool_bytes``,
+            ``spool_segments``, ``dropped_lines`` (the spool was full), ``quarantined_batches`` and
+            ``quarantined_lines`` (rejected as bad data), ``task_failures`` (background thread restarts).
+        """
+        return {
+            "down": bool(self._down),
+            "last_error": self._last_error if self._down else None,
+            "spool_bytes": self.spool.bytes,
+            "spool_segments": len(self.spool),
+            "dropped_lines": self.spool.dropped_lines,
+            "quarantined_batches": self.quarantine.count,
+            "quarantined_lines": self.quarantine.lines,
+            "task_failures": sum(self.supervisor.failures.values()),
+        }
+
     # -- spool replay --------------------------------------------------------------------------------------------------
     def _post(self, data: bytes) -> None:
         """One synchronous write without client-side retries (the replay loop does its own backoff)."""
@@ -411,6 +438,7 @@ class InfluxStore(Store):
             self._post(data)
         except Exception as exc:  # noqa: BLE001 - any failure of the request decides spool vs quarantine below
             if not _is_bad_data(exc):
+                self._down, self._last_error = True, _error_text(exc)[:500]
                 log.debug("spool replay failed: %s", _error_text(exc)[:200])
                 return False
             if len(batch) > 1:
@@ -428,6 +456,7 @@ class InfluxStore(Store):
             self.quarantine.add(data, _error_text(exc))
             self.spool.remove(batch[0][0])
             return True
+        self._down = False
         for path, _ in batch:
             self.spool.remove(path)
         self._mark_dirty_lines(data)
@@ -441,18 +470,17 @@ class InfluxStore(Store):
 
     def _replay_all(self, deadline: float) -> None:
         """Replay until the spool is empty, the deadline passes, or the server is really down."""
-        attempt = 0
+        backoff = Backoff(0.4, 5.0, jitter=(0.5, 1.5))
         while time.monotonic() < deadline:
             done = self._replay_one()
             if done is None:
                 return
             if done:
-                attempt = 0
+                backoff.reset()
                 continue
             if not self._server_up():
                 return  # down: the spool keeps the data; the background thread retries
-            attempt = min(attempt + 1, 10)
-            time.sleep(min(5.0, 0.2 * 2 ** attempt) * (0.5 + random.random()))  # busy server: back off, go on
+            time.sleep(backoff.next_delay())  # busy server: back off, go on
 
     def _server_up(self) -> bool:
         try:
@@ -461,21 +489,20 @@ class InfluxStore(Store):
             return False
 
     def _replay_loop(self) -> None:
-        attempt = 0
+        # Exponential backoff with jitter, capped by the client's max retry delay.
+        s = self.settings
+        backoff = Backoff(s.retry_interval_ms / 1000, max(s.retry_interval_ms, s.max_retry_delay_ms) / 1000,
+                          factor=s.exponential_base, jitter=(0.5, 1.5))
         last_refresh = time.monotonic()
         while not self._stop.is_set():
             result = self._replay_one() if len(self.spool) else None
             if result is True:
-                attempt = 0
+                backoff.reset()
                 continue
             if result is False:
-                # Exponential backoff with jitter, capped by the client's max retry delay.
-                delay = min(self.settings.max_retry_delay_ms / 1000,
-                            self.settings.retry_interval_ms / 1000 * self.settings.exponential_base ** attempt)
-                attempt = min(attempt + 1, 20)
-                self._stop.wait(delay * (0.5 + random.random()))
+                self._stop.wait(backoff.next_delay())
                 continue
-            attempt = 0
+            backoff.reset()
             self._wake.wait(5.0)
             self._wake.clear()
             if (self.settings.auto_refresh_rollups and self._dirty and time.monotonic() - last_refresh > 30

@@ -54,7 +54,8 @@ class Quarantine:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.count = 0
+        self.count = 0  # batches
+        self.lines = 0
 
     def add(self, data: bytes, reason: str) -> None:
         """Record a rejected batch; log the offending line when the server names it."""
@@ -74,3 +75,4 @@ class Quarantine:
                 fh.write(f"# {stamp} rejected: {reason.strip()[:2000]}\n".encode())
                 fh.write(data.rstrip(b"\n") + b"\n")
             self.count += 1
+            self.lines += len(lines)

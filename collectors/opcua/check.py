@@ -12,6 +12,16 @@ from collectors.opcua.config import CollectorConfig
 from collectors.opcua.session import ServerSession
 from core.notices import Notice
 
+#: Value-read results that mean the node itself cannot be read (a failure). Any other Bad code is the device's
+#: current state (sensor failure, no data yet, ...): a readable, correctly typed node with a Bad value right now is a
+#: warning, so that the check's verdict does not depend on the moment it runs.
+_UNREADABLE = {
+    ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid, ua.StatusCodes.BadNotReadable,
+    ua.StatusCodes.BadUserAccessDenied, ua.StatusCodes.BadAttributeIdInvalid, ua.StatusCodes.BadSecurityModeInsufficient,
+    ua.StatusCodes.BadIndexRangeInvalid, ua.StatusCodes.BadDataEncodingInvalid,
+    ua.StatusCodes.BadDataEncodingUnsupported,
+}
+
 
 @dataclass
 class ServerCheck:
@@ -26,6 +36,8 @@ class ServerCheck:
     nodes: int = 0
     readable: int = 0
     bad: dict[str, str] = field(default_factory=dict)
+    #: Readable, correctly typed nodes whose value is Bad at the moment of the check: node -> status name.
+    warnings: dict[str, str] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
 
@@ -54,9 +66,12 @@ async def _check_one(config: CollectorConfig, index: int) -> ServerCheck:
             chunk = live[start : start + step]
             dvs = await client.uaclient.read_attributes([n.nodeid for n in chunk], ua.AttributeIds.Value)
             for node, dv in zip(chunk, dvs):
-                if dv.StatusCode.is_bad():
+                if dv.StatusCode.is_bad() and dv.StatusCode.value in _UNREADABLE:
                     session.bad_nodes[node.address] = dv.StatusCode.name
-                elif not node.is_tag_source:
+                    continue
+                if dv.StatusCode.is_bad():
+                    result.warnings[node.address] = dv.StatusCode.name
+                if not node.is_tag_source:
                     result.readable += 1
         result.bad = dict(session.bad_nodes)
         result.ok = not result.bad
@@ -86,4 +101,6 @@ def format_check_table(results: list[ServerCheck]) -> str:
     for r in results:
         for node, reason in sorted(r.bad.items()):
             lines.append(f"  {r.name}: bad node {node}: {reason}")
+        for node, status in sorted(r.warnings.items()):
+            lines.append(f"  {r.name}: warning: node {node} is readable but its value is {status} right now")
     return "\n".join(lines)

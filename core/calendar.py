@@ -63,7 +63,7 @@ class CalendarSpec(FrozenModel):
     holidays: tuple[dt.date, ...] = ()
 
     @model_validator(mode="after")
-    def _fits(self) -> "CalendarSpec":
+    def _fits(self) -> CalendarSpec:
         if self.shifts * self.shift_hours > 24:
             raise ValueError(f"{self.shifts} shifts of {self.shift_hours} h exceed 24 h; lower shifts or shift_hours")
         for brk in self.breaks:

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from core.calendar import BreakSpec, CalendarSpec
 from core.config import FrozenModel, parse_config, read_yaml
@@ -26,9 +32,22 @@ from core.errors import ConfigError
 from core.tariff import TariffSpec, TouPeriod
 
 __all__ = [
-    "MACHINE_KINDS", "PRODUCTION_KINDS", "BreakSpec", "CalendarSpec", "TariffSpec", "TouPeriod", "MachineSpec",
-    "LineSpec", "SiteSpec", "PlantSpec", "MachineRef", "Plant", "PlantError", "parse_plant", "read_plant",
+    "MACHINE_KINDS",
+    "PRODUCTION_KINDS",
     "SAMPLE_PLANT_FILE",
+    "BreakSpec",
+    "CalendarSpec",
+    "LineSpec",
+    "MachineRef",
+    "MachineSpec",
+    "Plant",
+    "PlantError",
+    "PlantSpec",
+    "SiteSpec",
+    "TariffSpec",
+    "TouPeriod",
+    "parse_plant",
+    "read_plant",
 ]
 
 #: The commented sample plant file: documents every key.
@@ -119,7 +138,7 @@ class PlantSpec(FrozenModel):
     simulation: Simulation = Field(default_factory=dict, description="Simulator keys for the plant (simulator only).")
 
     @model_validator(mode="after")
-    def _unique(self) -> "PlantSpec":
+    def _unique(self) -> PlantSpec:
         seen: dict[str, str] = {}
         for site in self.sites:
             for line in site.lines:

@@ -92,7 +92,7 @@ class TariffSpec(FrozenModel):
         0.0, ge=0, le=1000, description="Charge per kW of each month's peak 15-minute mean power [currency/kW].")
 
     @model_validator(mode="after")
-    def _no_overlap(self) -> "TariffSpec":
+    def _no_overlap(self) -> TariffSpec:
         masks = [p.minutes() for p in self.periods]
         for i, p in enumerate(self.periods):
             for j in range(i + 1, len(self.periods)):
@@ -200,7 +200,7 @@ def energy_cost(tariff: TariffSpec, tz: str, times_ns, kwh) -> np.ndarray:
     return price_at(tariff, tz, times_ns) * np.asarray(kwh, dtype=float)
 
 
-def demand_charges(tariff: TariffSpec, tz: str, times_ns, kw) -> "pd.DataFrame":
+def demand_charges(tariff: TariffSpec, tz: str, times_ns, kw) -> pd.DataFrame:
     """Monthly peak demand and its charge.
 
     Parameters

@@ -18,7 +18,7 @@ Ratings a plant knows but may leave out get simulator defaults here (``cycle_s``
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ConfigDict, Field, field_validator
@@ -26,16 +26,41 @@ from pydantic import ConfigDict, Field, field_validator
 from core.calendar import WEEKDAYS, BreakSpec, CalendarSpec
 from core.config import FrozenModel, parse_config, read_yaml
 from core.errors import ConfigError
-from core.plant import MACHINE_KINDS, PRODUCTION_KINDS, LineSpec, MachineSpec, PlantSpec, SiteSpec, TariffSpec
+from core.plant import (
+    MACHINE_KINDS,
+    PRODUCTION_KINDS,
+    LineSpec,
+    MachineSpec,
+    PlantSpec,
+    SiteSpec,
+    TariffSpec,
+)
 from core.plant import MachineRef as CoreMachineRef
 from core.plant import Plant as CorePlant
 from core.plant import parse_plant as parse_core_plant
 from simulator.errors import PlantFileError
 
 __all__ = [
-    "ARCHETYPES", "PRODUCTION_ARCHETYPES", "WEEKDAYS", "DEFAULT_PLANT_FILE", "BreakSpec", "CalendarSpec", "ClimateSpec",
-    "LineSpec", "MachineSpec", "PlantSpec", "SiteSpec", "TariffSpec", "MachinePhysics", "SitePhysics", "PlantPhysics",
-    "MachineRef", "Plant", "parse_plant", "read_plant", "default_plant",
+    "ARCHETYPES",
+    "DEFAULT_PLANT_FILE",
+    "PRODUCTION_ARCHETYPES",
+    "WEEKDAYS",
+    "BreakSpec",
+    "CalendarSpec",
+    "ClimateSpec",
+    "LineSpec",
+    "MachinePhysics",
+    "MachineRef",
+    "MachineSpec",
+    "Plant",
+    "PlantPhysics",
+    "PlantSpec",
+    "SitePhysics",
+    "SiteSpec",
+    "TariffSpec",
+    "default_plant",
+    "parse_plant",
+    "read_plant",
 ]
 
 #: Machine kinds the simulator has load physics for (see ``simulator.machines``): every core kind but ``other``.
@@ -127,7 +152,7 @@ def _physics(data: object, source: str, lines: dict | None = None) -> _SimFile:
 class MachineRef(CoreMachineRef):
     """A machine with its place in the plant and its physics (``sim``)."""
 
-    sim: MachinePhysics = MachinePhysics()
+    sim: MachinePhysics = field(default_factory=MachinePhysics)
 
 
 class Plant(CorePlant):

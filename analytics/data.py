@@ -243,6 +243,7 @@ class IntervalData:
         machines: Mapping[str, MachineInfo] | Iterable[MachineInfo] | None = None,
         materials: pd.DataFrame | None = None,
         warnings: Iterable[Notice] = (),
+        extra: Iterable[str] = (),
     ) -> "IntervalData":
         """Build interval data from a DataFrame (tests, imported data, and the store path).
 
@@ -265,6 +266,8 @@ class IntervalData:
             Long form ``machine``, ``time``, ``material``, ``kg``.
         warnings : iterable of Notice
             Notices raised while reading, kept before the sufficiency findings.
+        extra : iterable of str
+            Further numeric columns to keep (e.g. a categorical driver coded as numbers, such as a load type).
 
         Raises
         ------
@@ -383,7 +386,12 @@ class IntervalData:
                 out[name] = values.astype(np.float32)
             else:
                 out[name] = values
-        for name in REGISTER_COLUMNS:
+        absent = [name for name in extra if name not in frame.columns]
+        if absent:
+            raise AnalyticsError(f"extra column(s) {absent} are not in the frame (have {list(frame.columns)})")
+        for name in REGISTER_COLUMNS + tuple(extra):
+            if name in out.columns:
+                raise AnalyticsError(f"extra column {name!r} clashes with a standard column; rename it")
             values = column(name)
             if values is not None:
                 out[name] = values

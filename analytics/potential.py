@@ -170,6 +170,7 @@ class ReductionPotential:
             room = np.clip(np.where(np.isfinite(ctx.E), ctx.E, 0) - ctx.claimed, 0, None)
             ex = np.minimum(ex, room)
             ctx.claimed += ex
+            ctx.claimed_by[kind] = ex
             self.excess[kind] = ex
             self.warnings.extend(res.warnings)
             self.assessed[kind] = res.assessed

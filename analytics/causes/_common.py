@@ -95,9 +95,15 @@ class Context:
         self.has_state = (self.s_off + self.s_idle + self.s_run + self.s_fault) > 0.5 * self.res
         # Windows explained by a cause already (so a later cause does not count them twice).
         self.claimed = np.zeros((self.n_m, self.n_t), float)
+        self.claimed_by: dict[str, np.ndarray] = {}
         # Local day index of each window per site time zone (days since the epoch in local time).
         self._days: dict[str, np.ndarray] = {}
         self._site_shift: dict[str, np.ndarray] = {}
+
+    def claim(self, kind: str, i: int) -> np.ndarray:
+        """Excess energy of machine ``i`` that cause ``kind`` already explained, per window [kWh]."""
+        got = self.claimed_by.get(kind)
+        return got[i] if got is not None else np.zeros(self.n_t)
 
     # -- calendar -------------------------------------------------------------------------------------------------
     def has_calendar(self, i: int) -> bool:

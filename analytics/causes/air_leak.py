@@ -18,7 +18,6 @@ from analytics.causes._common import (
     Context,
     diff_sd,
     group_runs,
-    lstsq,
     notice,
 )
 
@@ -81,8 +80,16 @@ def detect(ctx: Context) -> CauseResult:
         noise = diff_sd(a_day[ok])
         floor = max(4 * noise, 0.015 * cap)
         # Marginal power per m3/min while running.
-        X = np.column_stack([np.ones(use.sum()), flow[use]])
-        slope = float(lstsq(X, p[use])[1])
+        # Within days, like the flow model: a motor that degrades over weeks must not tilt the slope.
+        px = p[use].copy()
+        for d in days:
+            sel = dd == d
+            px[sel] -= px[sel].mean()
+        fx2 = flow[use] - np.array([0.0])
+        for d in days:
+            sel = dd == d
+            fx2[sel] -= fx2[sel].mean()
+        slope = float((px * fx2).sum() / (fx2 * fx2).sum()) if (fx2 * fx2).sum() > 0 else 0.0
         if not slope > 0:
             continue
         flag_day = ok & (leak_day > floor)

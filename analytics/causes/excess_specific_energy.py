@@ -85,8 +85,11 @@ def detect(ctx: Context) -> CauseResult:
     for i, info in enumerate(ctx.infos):
         if info.kind in SKIP_KINDS:
             continue
-        E = ctx.E[i] - ctx.claimed[i]
-        v = ctx.valid[i] & (ctx.claimed[i] <= 0)
+        # Windows where a machine idled or stayed on when it should not are not "the same work": left out. A leak's
+        # energy stays in (the compressor model has the delivered air as a driver, so a leak is not excess here).
+        state_claims = ctx.claim("idle_running", i) + ctx.claim("off_shift_load", i)
+        E = ctx.E[i] - state_claims - ctx.claim("peak_demand", i)
+        v = ctx.valid[i] & (state_claims <= 0)
         day = ctx.local_day(i)
         days = np.unique(day)
         if len(days) < MIN_DAYS or v.sum() < 96 * 5 * 900 / ctx.res:
@@ -132,7 +135,13 @@ def detect(ctx: Context) -> CauseResult:
         # Runs of flagged days over the active days only (a weekend without work does not end a setpoint error).
         act_idx = np.flatnonzero(np.isfinite(ratio))
         spans = []
-        for a, b in group_runs(flag[act_idx], gap=1, min_len=MIN_RUN_DAYS):
+        n_act = len(act_idx)
+        for a, b in group_runs(flag[act_idx], gap=1, min_len=1):
+            # Sustained: enough active days, or fewer at an end of the range (it goes on beyond) when clearly above.
+            at_edge = a == 0 or b == n_act
+            clear = np.nanmean(ratio[act_idx[a:b]]) - ref > 2 * floor
+            if b - a < MIN_RUN_DAYS and not (at_edge and b - a >= 2 and clear):
+                continue
             a_day, b_day = act_idx[a], act_idx[b - 1] + 1
             spans.append((a_day, b_day))
         for a, b in spans:

@@ -31,6 +31,7 @@ from analytics.causes._common import (
 
 KIND = "idle_running"
 PURE = 0.95  # a window is "pure" in a state when that state covers this share of it
+MIN_IDLE_MINUTES = 8.0  # [min] of idling instead of the lower level, for a finding
 
 
 def _levels(ctx: Context, i: int, brk: np.ndarray, inshift: np.ndarray) -> dict | None:
@@ -153,7 +154,10 @@ def detect(ctx: Context) -> CauseResult:
         excess = np.where(flag, excess, 0.0)
         for a, b in group_runs(flag, gap=1):
             kwh = float(excess[a:b].sum())
-            if kwh <= 0:
+            low_mean = float(np.mean(low[a:b]))
+            # Worth a finding when it amounts to several minutes of idling instead of the lower level.
+            if kwh <= 0 or kwh / max(lv["idle"] - low_mean, 1e-9) * 60 < MIN_IDLE_MINUTES:
+                excess[a:b] = 0.0
                 continue
             part = "off" if offs[a:b].mean() > 0.5 else "break" if brk[a:b].any() and brk[a:b].mean() >= 0.5 else "shift"
             hours = float(s_idle[a:b].sum()) / 3600

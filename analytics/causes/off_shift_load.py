@@ -19,9 +19,9 @@ from analytics.causes._common import (
     PRODUCTION_KINDS,
     CauseResult,
     Context,
+    diff_sd,
     group_runs,
     notice,
-    robust_sd,
     routine_allowance,
     slot_distance,
 )
@@ -31,7 +31,7 @@ EXCLUDED_KINDS = PRODUCTION_KINDS + ("furnace", "compressor")
 BASE_QUANTILE = 25  # [%] of off-shift windows at similar temperature
 
 
-def _base(E: np.ndarray, temp: np.ndarray, deep: np.ndarray) -> np.ndarray:
+def _base(E: np.ndarray, temp: np.ndarray, deep: np.ndarray, day: np.ndarray) -> np.ndarray:
     """Must-run energy per window: a low quantile of deep off-shift windows in 3 °C outdoor temperature bins."""
     glob = float(np.percentile(E[deep], BASE_QUANTILE))
     out = np.full(len(E), glob)
@@ -42,7 +42,8 @@ def _base(E: np.ndarray, temp: np.ndarray, deep: np.ndarray) -> np.ndarray:
     levels = {}
     for b in np.unique(bins[deep]):
         sel = deep & (bins == b)
-        if sel.sum() >= 12:
+        # A bin seen on few days only (warm afternoons off-shift are Sundays) cannot tell must-run from left-on.
+        if sel.sum() >= 12 and len(np.unique(day[sel])) >= 4:
             levels[b] = float(np.percentile(E[sel], BASE_QUANTILE))
     if len(levels) >= 2:
         ks = np.array(sorted(levels))
@@ -72,12 +73,13 @@ def detect(ctx: Context) -> CauseResult:
             continue
         out.assessed.append(info.path)
         day = ctx.local_day(i)
-        base = _base(E, ctx.temp[i], deep)
+        base = _base(E, ctx.temp[i], deep, day)
         allow = routine_allowance(E, v & offs, since, until, base, max_slots=slots, day=day)
         expected = np.maximum(base, allow)
         on_level = float(np.median(E[v & work]))
         resid = E - expected
-        noise = robust_sd(resid[deep & (resid < np.median(resid[deep]) + 3 * robust_sd(resid[deep]))])
+        # Noise from successive differences: nights left on (maybe most of them) must not inflate it.
+        noise = diff_sd(resid[deep])
         step = max(on_level - float(np.median(base)), 0.0)
         floor = max(0.25 * step, 5 * noise, 1e-3)
         flag = v & offs & (resid > floor)

@@ -1,11 +1,13 @@
 """``peak_demand``: start-up surges that set demand peaks (machines started together), valued by the demand charge.
 
-Physics. Starting a machine draws an inrush well above anything it draws while working; started one after another the
-inrushes spread out, started together they add up into the site's 15-minute peak, which the demand charge prices for
-the whole month. A window whose 1-min peak power stands far above the machine's usual daily peak (the median of its
-daily maxima around that day) is a candidate; its 1-min power then gives the surge minutes and their energy above the
-level around them. A surge must last at least two minutes and show in the energy register too (a one-sample spike of a
-meter is not a surge). Machines of one line surging in the same window form one group.
+Physics. Starting a machine hard (all drives and heaters at once) draws a surge for a few minutes well above the level
+it settles at; started together, the surges of a line add up into the site's 15-minute peak, which the demand charge
+prices for the whole month. A surge is a *pulse*: power rises for a few minutes and falls back to the level that
+follows, unlike a machine switching on (a step that stays). A 15-min window whose 1-min peak stands far above its mean
+(compared with the machine's own high power level) is a candidate; its 1-min power then gives the pulse: 2-12 minutes
+above the level after it by at least a third of the machine's high power level, and the energy of the pulse above that
+level is the excess. A one-sample spike is a meter fault, not a surge, and the energy register must see the pulse too.
+Machines of one line surging in the same window form one group.
 """
 
 from __future__ import annotations
@@ -15,8 +17,45 @@ import numpy as np
 from analytics.causes._common import CauseResult, Context, notice
 
 KIND = "peak_demand"
-#: A window is a candidate when its peak exceeds the machine's typical daily peak by this factor.
-SURGE_FACTOR = 1.35
+#: Pulse height, as a share of the machine's high power level (99th percentile of its 15-min mean power).
+MIN_HEIGHT = 0.33
+MIN_MINUTES, MAX_MINUTES = 2, 12
+
+
+def _pulse(times: np.ndarray, kw: np.ndarray, t0: int, t1: int, height: float, ceiling: float):
+    """The surge pulse starting inside ``[t0, t1)``: (first, last+1 index, level after) or None."""
+    ok = np.isfinite(kw)
+    inside = np.flatnonzero((times >= t0) & (times < t1) & ok)
+    if len(inside) < 3:
+        return None
+    for start in inside:
+        before = kw[max(0, start - 10):start]
+        before = before[np.isfinite(before)]
+        lvl_before = float(np.median(before)) if len(before) else 0.0
+        if kw[start] - lvl_before < height:
+            continue
+        # The pulse ends where power has fallen back to the level that follows it.
+        found = None
+        for end in range(start + 1, min(start + MAX_MINUTES, len(kw) - 3) + 1):
+            after = kw[end:end + 10]
+            after = after[np.isfinite(after)]
+            if len(after) < 3:
+                break
+            level = float(np.median(after))
+            if kw[end] - level < 0.5 * height:
+                found = (end, level)
+                break
+        if found is None:
+            return None
+        end, level = found
+        if end - start < MIN_MINUTES:
+            return None  # a one-sample spike is a meter fault, not a surge
+        if float(np.mean(kw[start:end])) - level < height:
+            return None  # a step up that stays is a machine switching on, not a surge
+        if float(np.mean(kw[start:end])) <= ceiling:
+            return None  # within what the machine peaks at in normal work (cutting strokes, heater cycling)
+        return start, end, level
+    return None
 
 
 def detect(ctx: Context) -> CauseResult:
@@ -27,46 +66,38 @@ def detect(ctx: Context) -> CauseResult:
         return out
     window_ns = int(ctx.res * 1e9)
     for i, info in enumerate(ctx.infos):
-        pmax = ctx.Pmax[i]
-        if not np.isfinite(pmax).any():
+        pmax, pmean = ctx.Pmax[i], ctx.E[i] / ctx.h
+        v = ctx.valid[i] & np.isfinite(pmax)
+        if v.sum() < 96:
             continue
         out.assessed.append(info.path)
-        day = ctx.local_day(i)
-        days = np.unique(day)
-        didx = np.searchsorted(days, day)
-        dmax = np.full(len(days), np.nan)
-        v = ctx.valid[i] & np.isfinite(pmax)
-        for k in range(len(days)):
-            sel = v & (didx == k)
-            if sel.any():
-                dmax[k] = float(np.max(pmax[sel]))
-        ref = np.array([np.nanmedian(dmax[max(0, k - 3):k + 4]) if np.isfinite(dmax[max(0, k - 3):k + 4]).any() else np.nan
-                        for k in range(len(days))])
-        thr = SURGE_FACTOR * ref[didx]
-        cand = np.flatnonzero(v & (pmax > thr))
-        if not len(cand):
+        high = float(np.percentile(pmean[v], 99))
+        if not high > 0:
             continue
+        height = MIN_HEIGHT * high
+        # The machine's normal peak: 1-min peaks of its 15-min windows (surges are rare, so they barely move it).
+        ceiling = float(np.percentile(pmax[v], 99))
+        # A pulse of m minutes and height H raises the window's peak above its mean by about H (1 - m / 15).
+        cand = np.flatnonzero(v & (pmax - pmean > 0.2 * high))
         excess = np.zeros(ctx.n_t)
         for w in cand:
             t0 = int(ctx.times_ns[w])
             times, kw = ctx.fine_power(info.path, t0 - window_ns, t0 + 2 * window_ns)
-            if len(kw) < 5:
+            if len(kw) < 10:
                 continue
-            inside = (times >= t0) & (times < t0 + window_ns)
-            high = inside & (kw > thr[w])
-            if high.sum() < 2:
-                continue  # a one-sample spike is a meter fault, not a start-up surge
-            around = np.isfinite(kw) & ~(kw > thr[w])
-            level = float(np.median(kw[around])) if around.any() else 0.0
-            step_h = float(np.median(np.diff(times))) / 3.6e12 if len(times) > 1 else 1 / 60
-            kwh = float(np.clip(kw[high] - level, 0, None).sum() * step_h)
+            kw = np.asarray(kw, dtype=float)
+            found = _pulse(np.asarray(times), kw, t0, t0 + window_ns, height, ceiling)
+            if found is None:
+                continue
+            a, b, level = found
+            step_h = float(np.median(np.diff(times))) / 3.6e12
+            kwh = float(np.clip(kw[a:b] - level, 0, None).sum() * step_h)
             # The register must see it as well (a stuck or spiking meter does not).
             if ctx.E[i, w] - level * ctx.h < 0.5 * kwh:
                 continue
             excess[w] += kwh
-            out.events.append((i, w, w + 1, {"surge_kw": round(float(np.max(kw[high]) - level), 2),
-                                             "minutes": int(high.sum()), "start_ns": int(times[high][0]),
-                                             "end_ns": int(times[high][-1] + step_h * 3.6e12),
+            out.events.append((i, w, w + 1, {"surge_kw": round(float(np.max(kw[a:b]) - level), 2), "minutes": int(b - a),
+                                             "start_ns": int(times[a]), "end_ns": int(times[b - 1] + step_h * 3.6e12),
                                              "group": f"{info.site}/{info.line}@{t0}"}))
         out.excess[i] = excess
     return out

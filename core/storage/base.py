@@ -422,6 +422,13 @@ class Store(abc.ABC):
 
         return read_frame(self, columns, start, stop, every=every, tz=tz, tags=tags, by=by, chunk_s=chunk_s)
 
+    def _aggregate_part(self, measurement: str, field: str, lo: int, hi: int, **kwargs):
+        """One chunk of :meth:`aggregate` / :meth:`read_frame` (see :func:`core.storage.query.aggregate_part`); a
+        store in a writer process answers it in the child, next to the data."""
+        from core.storage.query import aggregate_part
+
+        return aggregate_part(self, measurement, field, lo, hi, **kwargs)
+
     # -- helpers -----------------------------------------------------------------------------------------------------
     @staticmethod
     def _range_ns(start: TimeLike, stop: TimeLike) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from core.storage.base import SeriesBatch, Store
 log = logging.getLogger(__name__)
 
 #: Store methods a ProcessStore forwards to its child.
-_FORWARDED = frozenset({"write", "write_arrays", "flush", "query", "last_values", "series", "aggregate"})
+_FORWARDED = frozenset({"write", "write_arrays", "flush", "query", "last_values", "series", "_aggregate_part"})
 
 
 def _context():
@@ -209,14 +209,10 @@ class ProcessStore(Store):
     def last_values(self, *args, **kwargs):
         return self._call("last_values", *args, **kwargs)
 
-    def aggregate(self, measurement, field, start, stop, *, every, agg, **kwargs):
-        # Computed in the child next to the data, so only the (small) per-window result crosses the pipe; one call per
-        # chunk of raw reads keeps every call short (each has a timeout). read_frame is the base class's.
-        from core.storage.query import aggregate_ranges, concat_parts
-
-        start_ns, stop_ns = self._range_ns(start, stop)
-        return concat_parts([self._call("aggregate", measurement, field, lo, hi, every=every, agg=agg, **kwargs)
-                             for lo, hi in aggregate_ranges(start_ns, stop_ns, every, kwargs.get("tz", "UTC"), agg)])
+    def _aggregate_part(self, *args, **kwargs):
+        # aggregate() and read_frame() (the base class's) make one such call per chunk: computed in the child next to
+        # the data, so only the per-window result crosses the pipe, and every call stays short.
+        return self._call("_aggregate_part", *args, **kwargs)
 
     def series(self, *args, **kwargs):
         return self._call("series", *args, **kwargs)

@@ -65,16 +65,25 @@ def _split(frame: pd.DataFrame) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.
     t = _times(frame)
     v = frame["value"].to_numpy(dtype=float)
     s = frame["status"].to_numpy(dtype=np.int64) if "status" in frame else np.zeros(len(frame), dtype=np.int64)
-    if not cols:
-        groups = {(): np.arange(len(frame))}
-    else:
-        groups = frame.groupby(cols, sort=False, dropna=False).indices
-    out = {}
-    for values, idx in groups.items():
-        values = values if isinstance(values, tuple) else (values,)
-        key = tuple(sorted((c, x) for c, x in zip(cols, values) if not _absent(x)))
-        idx = idx[np.argsort(t[idx], kind="stable")]
-        out[key] = (t[idx], v[idx], s[idx])
+    # Query results come sorted by series: cut them where a tag changes (much cheaper than a groupby on strings).
+    tags = [frame[c].to_numpy(dtype=object) for c in cols]
+    change = np.zeros(len(frame), dtype=bool)
+    change[0] = True
+    for a in tags:
+        change[1:] |= a[1:] != a[:-1]
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], len(frame))
+    out: dict = {}
+    for lo, hi in zip(starts.tolist(), ends.tolist()):
+        key = tuple(sorted((c, a[lo]) for c, a in zip(cols, tags) if not _absent(a[lo])))
+        part = (t[lo:hi], v[lo:hi], s[lo:hi])
+        if key in out:  # the same series in several runs (a missing tag given as NaN, or an unsorted frame)
+            part = tuple(np.concatenate([x, y]) for x, y in zip(out[key], part))
+        out[key] = part
+    for key, (tt, vv, ss) in out.items():
+        if len(tt) > 1 and (np.diff(tt) < 0).any():
+            order = np.argsort(tt, kind="stable")
+            out[key] = (tt[order], vv[order], ss[order])
     return out
 
 
@@ -87,10 +96,11 @@ def _narrowed(tags: TagFilter | None, keys: Sequence[tuple]) -> dict:
     return narrowed
 
 
-def _neighbours(store: Store, measurement: str, field: str, t_ns: int, tags: TagFilter | None,
-                limit_ns: int, after: bool) -> dict[tuple, tuple[int, float, int]]:
-    """The last stored value before ``t_ns`` (or, with ``after``, the first present one at or after it) of every series,
-    looking at most ``limit_ns`` away: ``{key: (time_ns, value, status)}``.
+def _neighbours(store: Store, measurement: str, field: str, t_ns: int, tags: TagFilter | None, limit_ns: int,
+                after: bool, finite: bool, wanted: set | None = None) -> dict[tuple, tuple[int, float, int]]:
+    """The last stored value before ``t_ns`` (or, with ``after``, the first at or after it) of every series, looking at
+    most ``limit_ns`` away: ``{key: (time_ns, value, status)}``. With ``finite``, missing values are passed over; with
+    ``wanted``, only those series are looked for beyond the nearest hours.
 
     Reads raw points of the nearest 1-2 h; further away, a windowed count (answered from rollups) finds the day that
     holds each remaining series' neighbour, and only that part is read raw.
@@ -101,13 +111,10 @@ def _neighbours(store: Store, measurement: str, field: str, t_ns: int, tags: Tag
         for key, (t, v, s) in parts.items():
             if key in found:
                 continue
-            if after:
-                ok = np.flatnonzero(np.isfinite(v))
-                if len(ok):
-                    i = ok[0]
-                    found[key] = (int(t[i]), float(v[i]), int(s[i]))
-            elif len(t):
-                found[key] = (int(t[-1]), float(v[-1]), int(s[-1]))
+            ok = np.flatnonzero(np.isfinite(v)) if finite else np.arange(len(t))
+            if len(ok):
+                i = ok[0] if after else ok[-1]
+                found[key] = (int(t[i]), float(v[i]), int(s[i]))
 
     if limit_ns <= 0:
         return found
@@ -119,13 +126,13 @@ def _neighbours(store: Store, measurement: str, field: str, t_ns: int, tags: Tag
         near = max(iv.floor_to(t_ns, HOUR_NS) - HOUR_NS, t_ns - limit_ns)
         take(_split(store.query(measurement, field, near, t_ns, tags=tags)))
         far_lo, far_hi = iv.floor_to(t_ns - limit_ns, HOUR_NS), near
-    if far_hi <= far_lo:
+    if far_hi <= far_lo or (wanted is not None and wanted <= set(found)):
         return found
     # Which series have present values further away, and on which day (from the 1-h rollups)?
     counts = store.query(measurement, field, far_lo, far_hi, tags=tags, window_s=86400, agg="count")
     days: dict[tuple, int] = {}
     for key, (t, v, _) in _split(counts).items():
-        if key in found:
+        if key in found or (wanted is not None and key not in wanted):
             continue
         has = t[v > 0]
         if len(has):
@@ -138,8 +145,7 @@ def _neighbours(store: Store, measurement: str, field: str, t_ns: int, tags: Tag
             lo, hi = max(min(days.values()), far_lo), far_hi
         more = _split(store.query(measurement, field, lo, hi, tags=_narrowed(tags, keys)))
         take({k: more[k] for k in keys if k in more})
-    lo_ok = t_ns - limit_ns
-    return {k: x for k, x in found.items() if (x[0] < t_ns + limit_ns if after else x[0] >= lo_ok)}
+    return {k: x for k, x in found.items() if (x[0] < t_ns + limit_ns if after else x[0] >= t_ns - limit_ns)}
 
 
 def _long_frame(rows: list[tuple[tuple, np.ndarray, np.ndarray, object]], with_state: bool) -> pd.DataFrame:
@@ -176,24 +182,35 @@ def chunk_bounds(edges: np.ndarray, chunk_ns: int) -> list[tuple[int, int]]:
     return out
 
 
-def aggregate(store: Store, measurement: str, field: str, start: TimeLike, stop: TimeLike, *, every: int | str,
-              agg: str, tags: TagFilter | None = None, tz: str = "UTC", register_max: float | None = None,
-              max_hold_s: float | None = None, chunk_s: int = DEFAULT_CHUNK_S) -> pd.DataFrame:
-    """Aggregate one field into windows in local time; see :meth:`core.storage.base.Store.aggregate`."""
+def _check(agg: str, field: str, max_hold_s) -> None:
     if agg not in AGGREGATIONS + ENERGY_AGGREGATIONS:
         raise StoreError(f"unknown aggregation {agg!r}; valid: {', '.join(AGGREGATIONS + ENERGY_AGGREGATIONS)}")
     if not field:
         raise StoreError("a query needs a field name")
     if max_hold_s is not None and not max_hold_s > 0:
         raise StoreError(f"max_hold_s must be a positive number of seconds, got {max_hold_s!r}")
+
+
+def aggregate(store: Store, measurement: str, field: str, start: TimeLike, stop: TimeLike, *, every: int | str,
+              agg: str, tags: TagFilter | None = None, tz: str = "UTC", register_max: float | None = None,
+              max_hold_s: float | None = None, chunk_s: int = DEFAULT_CHUNK_S) -> pd.DataFrame:
+    """Aggregate one field into windows in local time; see :meth:`core.storage.base.Store.aggregate`.
+
+    Each chunk is one ``store._aggregate_part`` call (a writer process answers it next to the data), carrying the
+    series' last values from chunk to chunk.
+    """
+    _check(agg, field, max_hold_s)
     start_ns, stop_ns = store._range_ns(start, stop)
-    edges = iv.window_edges(start_ns, stop_ns, every, tz)
+    kwargs = {"every": every, "agg": agg, "tags": tags, "tz": tz, "register_max": register_max,
+              "max_hold_s": max_hold_s}
     if agg in AGGREGATIONS:
-        return _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags)
-    parts = []
+        return store._aggregate_part(measurement, field, start_ns, stop_ns, **kwargs)[0]
+    edges = iv.window_edges(start_ns, stop_ns, every, tz)
+    parts, carry = [], None
     for i, j in chunk_bounds(edges, int(chunk_s) * NS):
         lo, hi = max(int(edges[i]), start_ns), min(int(edges[j]), stop_ns)
-        parts.append(_from_raw(store, measurement, field, lo, hi, edges[i:j + 1], agg, tags, register_max, max_hold_s))
+        frame, carry = store._aggregate_part(measurement, field, lo, hi, before=carry, **kwargs)
+        parts.append(frame)
     return concat_parts(parts)
 
 
@@ -207,35 +224,53 @@ def concat_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return full[0] if len(full) == 1 else pd.concat(full, ignore_index=True)
 
 
-def aggregate_ranges(start_ns: int, stop_ns: int, every: int | str, tz: str, agg: str,
-                     chunk_s: int = DEFAULT_CHUNK_S) -> list[tuple[int, int]]:
-    """Sub-ranges of ``[start_ns, stop_ns)`` on window edges whose aggregates, concatenated, are the aggregate of the
-    whole range: chunks of about ``chunk_s`` for the raw-point aggregations, the range itself for the others (answered
-    from rollups). A caller that forwards calls (a writer process) keeps each call short this way."""
+def aggregate_part(store: Store, measurement: str, field: str, lo: int, hi: int, *, every: int | str, agg: str,
+                   tags: TagFilter | None = None, tz: str = "UTC", register_max: float | None = None,
+                   max_hold_s: float | None = None, before: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Aggregate ``[lo, hi)`` (window edges, or the ends of the whole range).
+
+    Parameters
+    ----------
+    before : dict, optional
+        ``{series key: (time_ns, value, status)}``, the last value of every series before ``lo`` (the previous
+        chunk's answer); looked up in the store when omitted.
+
+    Returns
+    -------
+    tuple
+        The long frame, and the last values at ``hi`` in the form of ``before`` (for the next chunk; empty for the
+        windowed aggregations).
+    """
+    _check(agg, field, max_hold_s)
+    edges = iv.window_edges(lo, hi, every, tz)
     if agg in AGGREGATIONS:
-        return [(start_ns, stop_ns)]
-    edges = iv.window_edges(start_ns, stop_ns, every, tz)
-    return [(max(int(edges[i]), start_ns), min(int(edges[j]), stop_ns))
-            for i, j in chunk_bounds(edges, int(chunk_s) * NS)]
+        return _from_windows(store, measurement, field, lo, hi, edges, agg, tags), {}
+    return _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max, max_hold_s, before)
 
 
-def _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max, max_hold_s) -> pd.DataFrame:
+def _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max, max_hold_s, before):
     """One chunk ``[lo, hi)`` of windows ``edges`` (the first and last clipped to it) from raw points."""
     clipped = edges.copy()
     clipped[0], clipped[-1] = lo, hi
     labels = edges[:-1]
-    hold = None if max_hold_s is None else float(max_hold_s)
-    limit_ns = LOOKBACK_S * NS if hold is None else min(LOOKBACK_S * NS, int(hold * NS))
+    # No value holds longer than LOOKBACK_S: the answer is then the same whatever the chunking.
+    hold = LOOKBACK_S if max_hold_s is None else min(float(max_hold_s), LOOKBACK_S)
+    counter = agg == "increase"
     data = _split(store.query(measurement, field, lo, hi, tags=tags))
-    before = _neighbours(store, measurement, field, lo, tags, limit_ns, after=False)
-    after = (_neighbours(store, measurement, field, hi, tags, LOOKBACK_S * NS, after=True)
-             if agg == "increase" else {})
+    if before is None:
+        before = _neighbours(store, measurement, field, lo, tags, (LOOKBACK_S if counter else int(hold)) * NS,
+                             after=False, finite=counter)
+    after = (_neighbours(store, measurement, field, hi, tags, LOOKBACK_S * NS, after=True, finite=True,
+                         wanted=set(data) | set(before)) if counter else {})
     empty = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
-    rows = []
+    rows, last = [], dict(before)
     for key in sorted(set(data) | set(before)):
         t, v, s = data.get(key, empty)
         prev = before.get(key)
-        if agg == "increase":
+        if counter:
+            ok = np.flatnonzero(np.isfinite(v))
+            if len(ok):
+                last[key] = (int(t[ok[-1]]), float(v[ok[-1]]), int(s[ok[-1]]))
             nxt = after.get(key)
             pre = [prev] if prev is not None else []
             post = [nxt] if nxt is not None else []
@@ -246,19 +281,20 @@ def _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max,
             ok = np.isfinite(values)
             if ok.any():
                 rows.append((key, labels[ok], values[ok], None))
-        elif agg in ("twmean", "integral"):
-            p = None if prev is None else prev[:2]
-            values = iv.time_weighted(t, v, clipped, prev=p, max_hold_s=hold or LOOKBACK_S,
-                                      integral=agg == "integral")
+            continue
+        if len(t):
+            last[key] = (int(t[-1]), float(v[-1]), int(s[-1]))
+        p = None if prev is None else prev[:2]
+        if agg in ("twmean", "integral"):
+            values = iv.time_weighted(t, v, clipped, prev=p, max_hold_s=hold, integral=agg == "integral")
             ok = np.isfinite(values)
             if ok.any():
                 rows.append((key, labels[ok], values[ok], None))
         else:
-            p = None if prev is None else prev[:2]
-            for code, seconds in iv.state_seconds(t, v, clipped, prev=p, max_hold_s=hold or LOOKBACK_S).items():
+            for code, seconds in iv.state_seconds(t, v, clipped, prev=p, max_hold_s=hold).items():
                 ok = seconds > 0
                 rows.append((key, labels[ok], seconds[ok], code))
-    return _long_frame(rows, agg == "state_seconds")
+    return _long_frame(rows, agg == "state_seconds"), last
 
 
 def _coarsest(step_s: int, at_ns: int) -> int:
@@ -340,11 +376,15 @@ def read_frame(store: Store, columns: Sequence[Column], start: TimeLike, stop: T
         raise StoreError(f"chunk_s must be a positive number of seconds, got {chunk_s!r}")
     start_ns, stop_ns = store._range_ns(start, stop)
     edges = iv.window_edges(start_ns, stop_ns, every, tz)
+    carry: dict[str, dict | None] = {col.name: None for col in columns}
     for i, j in chunk_bounds(edges, int(chunk_s) * NS):
         lo, hi = max(int(edges[i]), start_ns), min(int(edges[j]), stop_ns)
-        parts = [(col, store.aggregate(col.measurement, col.field, lo, hi, every=every, agg=col.agg, tags=tags,
-                                       tz=tz, register_max=col.register_max, max_hold_s=col.max_hold_s))
-                 for col in columns]
+        parts = []
+        for col in columns:
+            frame, carry[col.name] = store._aggregate_part(
+                col.measurement, col.field, lo, hi, every=every, agg=col.agg, tags=tags, tz=tz,
+                register_max=col.register_max, max_hold_s=col.max_hold_s, before=carry[col.name])
+            parts.append((col, frame))
         yield wide_frame(parts, list(by))
 
 
@@ -391,8 +431,10 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
     for col, _ in parts:
         if col.agg == "state_seconds":
             cols = [c for c in column_names(col) if c in joined]
-            known = joined[cols].notna().any(axis=1)
-            joined.loc[known, cols] = joined.loc[known, cols].fillna(0.0)  # known state, 0 s in the others
+            block = joined[cols].to_numpy(dtype=float, copy=True)
+            known = ~np.isnan(block).all(axis=1)
+            block[known] = np.nan_to_num(block[known], nan=0.0)  # a known state: 0 s in the others
+            joined[cols] = block
     joined = joined.reset_index()
     for name in out_columns:
         if name not in joined:

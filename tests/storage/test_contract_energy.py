@@ -284,3 +284,34 @@ def test_bad_arguments_name_the_value(store):
         store.aggregate("electrical", "active_power_kw", BASE, BASE + H, every="1d", agg="twmean", tz="Mars/Olympus")
     with pytest.raises(StoreError, match="fortnight"):
         list(store.read_frame(COLUMNS, BASE, BASE + H, every="fortnight"))
+
+
+def test_sparse_series_give_the_same_answer_whatever_the_chunking(store):
+    """Signals stored only on change (OPC UA data-change subscriptions): silent for longer than a chunk, with the last
+    value before the range five hours back (beyond the raw look-back, found through the rollups)."""
+    hours = np.array([-5, 7, 20, 26])
+    write(store, [
+        (key("m4", "machine_state", "state"), DST_START + hours * H, np.array([2.0, 1.0, 0.0, 2.0]), None),
+        (key("m4", "electrical", "active_power_kw"), DST_START + hours * H, np.array([30.0, 5.0, 0.5, 30.0]), None),
+        (key("m4", "electrical", "energy_kwh"), DST_START + np.array([-5, 5, 15, 29]) * H,
+         np.array([100.0, 400.0, 450.0, 870.0]), None),
+    ])
+    cols = [Column("energy_kwh", "electrical", "energy_kwh", "increase"),
+            Column("power_mean_kw", "electrical", "active_power_kw", "twmean"),
+            Column("kwh", "electrical", "active_power_kw", "integral"),
+            Column("s", "machine_state", "state", "state_seconds")]
+    start, stop = DST_START, DST_START + 24 * H
+    frames = {chunk: pd.concat(store.read_frame(cols, start, stop, every=3600, tz=BERLIN, chunk_s=chunk),
+                               ignore_index=True) for chunk in (3600, 5 * 3600, 86400)}
+    for chunk in (3600, 5 * 3600):
+        pd.testing.assert_frame_equal(frames[chunk], frames[86400], check_exact=False, rtol=1e-12)
+    frame = frames[86400]
+    assert len(frame) == 24
+    # running (from -5 h) until 7 h, idle until 20 h, off after: every hour fully known
+    assert frame["s_running"].sum() == 7 * 3600 and frame["s_idle"].sum() == 13 * 3600
+    assert frame["s_off"].sum() == 4 * 3600 and (frame[["s_off", "s_idle", "s_running", "s_fault"]].sum(axis=1) == 3600).all()
+    # step-held power: 30 kW for 7 h, 5 kW for 13 h, 0.5 kW for 4 h
+    assert frame["kwh"].sum() == pytest.approx(30 * 7 + 5 * 13 + 0.5 * 4)
+    # the register: 300 over [-5 h, 5 h) (150 of it in range), 50 over [5, 15 h), 420 over [15, 29 h) (9/14 in range)
+    assert frame["energy_kwh"].sum() == pytest.approx(150 + 50 + 420 * 9 / 14)
+    assert frame["energy_kwh"].iloc[0] == pytest.approx(30.0)

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import socket
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from collectors import CollectorError
+from collectors.opcua.compat_asyncua import first_cert_from_chain, on_received_messages, user_token_policies
 from collectors.opcua.config import SecurityConfig, ServerConfig
 from core.config import read_secret_file
 from core.notices import Notice
@@ -275,9 +277,7 @@ async def apply_security(client: Client, server: ServerConfig, notify: Callable[
                 f"server {server.name} offers no endpoint with {sec.policy}/{sec.mode}; set security.policy and "
                 f"security.mode to one it offers: {', '.join(offered)}"
             ) from None
-        from asyncua.client.client import _first_cert_from_chain
-
-        server_der = _first_cert_from_chain(endpoint.ServerCertificate)
+        server_der = first_cert_from_chain(endpoint.ServerCertificate)
         check_server_trust(server, server_der, notify)
         await client.set_security(policy, str(cert_path), str(key_path), server_certificate=server_der, mode=mode)
     if login.mode == "username":
@@ -309,7 +309,7 @@ def explain_connect_error(
     code = ua.StatusCode(exc.code).name
     sec, login = server.security, server.login
     offered = ""
-    policies = getattr(client, "_policy_ids", None) or []  # the endpoint's user token policies, after CreateSession
+    policies = user_token_policies(client)  # the endpoint's user token policies, after CreateSession
     names = sorted({_TOKEN_NAMES[p.TokenType] for p in policies if p.TokenType in _TOKEN_NAMES})
     if names:
         offered = f"; the endpoint offers login.mode {', '.join(names)}"
@@ -353,11 +353,7 @@ def _record_status_errors(client: Client) -> list[ua.UaStatusCodeError]:
     ServiceFault BadSecurityChecksFailed), asyncua 2.1 tries to decode the fault as an OpenSecureChannelResponse, closes
     the socket and fails with a bare ``AssertionError``; the status code is only visible in the received message.
     """
-    uaclient = client.uaclient
-    make = getattr(uaclient, "_make_protocol", None)
-    if make is None:
-        return []
-    seen = getattr(make, "_wattline_records", None)
+    seen = _STATUS_RECORDS.get(client)
     if seen is not None:
         return seen
     seen = []
@@ -375,20 +371,14 @@ def _record_status_errors(client: Client) -> list[ua.UaStatusCodeError]:
         except Exception:  # only a diagnosis aid: a message we cannot read is asyncua's to report
             pass
 
-    def make_protocol():
-        proto = make()
-        process = getattr(proto, "_process_received_message", None)
-        if process is not None:
-            def process_received_message(msg):
-                record(msg)
-                return process(msg)
-
-            proto._process_received_message = process_received_message
-        return proto
-
-    make_protocol._wattline_records = seen
-    uaclient._make_protocol = make_protocol
+    if not on_received_messages(client, record):
+        return []
+    _STATUS_RECORDS[client] = seen
     return seen
+
+
+#: The list each client's received refusals are recorded in (one recorder per client, however often it connects).
+_STATUS_RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 async def connect_client(client: Client, server: ServerConfig) -> None:

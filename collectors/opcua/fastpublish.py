@@ -26,9 +26,7 @@ import logging
 import struct
 import time
 
-from asyncua import Client, ua
-from asyncua.client.ua_client import UaClientState
-from asyncua.client.ua_session import SessionState, UaSession
+from asyncua import ua
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import (
     extensionobject_from_binary,
@@ -37,6 +35,14 @@ from asyncua.ua.ua_binary import (
     variant_from_binary,
 )
 from asyncua.ua.uaerrors import BadTimeout
+
+from collectors.opcua.compat_asyncua import (
+    PublishLoopSession,
+    WatchdogClient,
+    buffer_position,
+    buffer_state,
+    use_session_class,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +102,7 @@ def _decode_data_change(data, pos: int, end: int) -> FastDataChange | None:
             else:  # strings, arrays, structures...: asyncua's Variant decoder
                 buf = Buffer(data, pos, end - pos)
                 value = variant_from_binary(buf).Value
-                pos = buf._cur_pos
+                pos = buffer_position(buf)
         status = 0
         if mask & 2:
             (status,) = _U32(data, pos)
@@ -119,12 +125,11 @@ def _decode_data_change(data, pos: int, end: int) -> FastDataChange | None:
 
 def decode_publish_response(buf: Buffer) -> ua.PublishResponse:
     """Decode a PublishResponse (TypeId onwards, as asyncua hands it to ``publish``); DataChangeNotifications become :class:`FastDataChange` where possible."""
-    data = buf._data
-    start = buf._cur_pos
-    head = Buffer(data, start, buf._size)
+    data, start, size = buffer_state(buf)
+    head = Buffer(data, start, size)
     nodeid_from_binary(head)  # the response's TypeId (PublishResponse_Encoding_DefaultBinary)
     header = struct_from_binary(ua.ResponseHeader, head)
-    pos = head._cur_pos
+    pos = buffer_position(head)
     try:
         (sid,) = _U32(data, pos)
         (navail,) = _I32(data, pos + 4)
@@ -149,7 +154,7 @@ def decode_publish_response(buf: Buffer) -> ua.PublishResponse:
             if decoded is None:
                 eo = Buffer(data, pos, len(data) - pos)
                 decoded = extensionobject_from_binary(eo)
-                pos = eo._cur_pos
+                pos = buffer_position(eo)
             notifications.append(decoded)
         (nres,) = _I32(data, pos)
         pos += 4
@@ -158,7 +163,7 @@ def decode_publish_response(buf: Buffer) -> ua.PublishResponse:
         # DiagnosticInfos (normally empty) are not used by the collector.
     except (struct.error, IndexError, ua.UaError):
         # Malformed or unexpected layout: asyncua's decoder gives the authoritative answer (or error).
-        return struct_from_binary(ua.PublishResponse, Buffer(data, start, buf._size))
+        return struct_from_binary(ua.PublishResponse, Buffer(data, start, size))
     response = ua.PublishResponse()
     response.ResponseHeader = header
     params = response.Parameters
@@ -171,7 +176,7 @@ def decode_publish_response(buf: Buffer) -> ua.PublishResponse:
     return response
 
 
-class FastPublishSession(UaSession):
+class FastPublishSession(PublishLoopSession):
     """asyncua session whose publish loop keeps several requests outstanding and decodes responses in bulk.
 
     Installed per client with :func:`install_fast_publish`; everything except the publish loop is asyncua's.
@@ -182,11 +187,7 @@ class FastPublishSession(UaSession):
     #: time.monotonic() of the last PublishResponse (data or keep-alive): proof that the session is alive.
     last_response_monotonic = 0.0
 
-    def ensure_publish_loop(self) -> None:
-        if self._subscription_callbacks and (self._publish_task is None or self._publish_task.done()):
-            self._publish_task = asyncio.create_task(self._fast_publish_loop())
-
-    async def _fast_publish_loop(self) -> None:
+    async def publish_loop(self) -> None:
         acks: list[ua.SubscriptionAcknowledgement] = []
         workers = [asyncio.create_task(self._publish_worker(acks)) for _ in range(max(1, int(self.outstanding)))]
         try:
@@ -196,12 +197,12 @@ class FastPublishSession(UaSession):
                 w.cancel()
 
     async def _publish_worker(self, acks: list) -> None:
-        while self._state not in (SessionState.CLOSING, SessionState.CLOSED):
+        while not self.closing:
             request = ua.PublishRequest()
             request.Parameters.SubscriptionAcknowledgements = acks[:]
             del acks[: len(request.Parameters.SubscriptionAcknowledgements)]
             try:
-                data = await self._send_request(request, timeout=0)
+                data = await self.send_publish(request)
                 response = decode_publish_response(data)
             except BadTimeout:
                 continue
@@ -210,7 +211,7 @@ class FastPublishSession(UaSession):
             except ConnectionError:
                 return  # the session is gone: the collector reconnects with a new client (session.py)
             except Exception as exc:
-                if self._state in (SessionState.CLOSING, SessionState.CLOSED):
+                if self.closing:
                     return
                 log.warning("publish failed (%s: %s); retrying in 1 s", type(exc).__name__, exc)
                 await asyncio.sleep(1.0)
@@ -229,7 +230,7 @@ class FastPublishSession(UaSession):
             sid = params.SubscriptionId
             if not sid:
                 return
-            callback = self._subscription_callbacks.get(sid)
+            callback = self.subscription_callback(sid)
             if callback is not None:
                 try:
                     out = callback(params)
@@ -244,12 +245,11 @@ class FastPublishSession(UaSession):
 
 def install_fast_publish(client, outstanding: int = 4) -> None:
     """Give this client (only) the fast publish loop; call before ``connect``."""
-    session = client.uaclient.session
-    session.__class__ = FastPublishSession
+    session = use_session_class(client, FastPublishSession)
     session.outstanding = outstanding
 
 
-class CollectorClient(Client):
+class CollectorClient(WatchdogClient):
     """asyncua Client whose keep-alive counts a recent PublishResponse as proof of life.
 
     asyncua 2.1 probes with a Read of ServerState that must answer within the watchdog interval (``keepalive_s``, 1 s);
@@ -259,18 +259,6 @@ class CollectorClient(Client):
     still found within ``keepalive_s`` (the server sends keep-alive PublishResponses about as often).
     """
 
-    async def _wait_for_health_signal(self) -> None:
-        async with self.uaclient.subscribe_state() as sub:
-            try:
-                await sub.next_change(self._watchdog_intervall)
-            except asyncio.TimeoutError:
-                pass
-        if self.uaclient.state is UaClientState.CONNECTED:
-            seen = getattr(self.uaclient.session, "last_response_monotonic", 0.0)
-            if time.monotonic() - seen < self._watchdog_intervall:
-                return
-            await self._wait_for_health_signal_probe()
-
-    async def _wait_for_health_signal_probe(self) -> None:
-        probe_timeout = min(self.session_timeout / 1000 / 2, self._watchdog_intervall)
-        await asyncio.wait_for(self.nodes.server_state.read_value(), timeout=probe_timeout)
+    def recently_alive(self, within_s: float) -> bool:
+        seen = getattr(self.uaclient.session, "last_response_monotonic", 0.0)
+        return time.monotonic() - seen < within_s

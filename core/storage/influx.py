@@ -54,6 +54,7 @@ from core.storage.base import (
     choose_rollup,
     pivot_frame,
 )
+from core.storage.compat_influxdb import set_gzip_level, write_options
 from core.storage.influx_flux import (
     last_query,
     missing_query,
@@ -124,7 +125,7 @@ class InfluxStore(Store):
         self._client = InfluxDBClient(url=s.url, token=s.read_token(), org=s.org, timeout=s.timeout_ms,
                                       enable_gzip=s.gzip)
         if s.gzip:
-            _set_gzip_level(self._client, s.gzip_level)
+            set_gzip_level(self._client, s.gzip_level)
         self._query_api = self._client.query_api()
         self.use_rollups = True  # benchmarks switch this off to time raw aggregation
         self._encoder = LineEncoder()
@@ -170,13 +171,13 @@ class InfluxStore(Store):
         from reactivex.scheduler import ThreadPoolScheduler
 
         s = self.settings
-        options = _WriteOptions(
+        options = write_options(
             retry_jitter_s=s.jitter_interval_ms / 1000,
             batch_size=max(1, -(-s.batch_size // RECORD_LINES)),  # in records of up to RECORD_LINES lines
             flush_interval=s.flush_interval_ms,
             # The client applies jitter_interval both as a random delay before each batch (which can reorder
             # batches, and a later write of the same timestamp must win) and to retry backoffs; keep batches in
-            # order and put the jitter on the retries only (see _WriteOptions).
+            # order and put the jitter on the retries only (see compat_influxdb.write_options).
             jitter_interval=0,
             retry_interval=s.retry_interval_ms,
             max_retries=s.max_retries,
@@ -768,47 +769,9 @@ class InfluxStore(Store):
         return [SeriesInfo(k, c, f, l) for k, (c, f, l) in sorted(stats.items(), key=lambda kv: repr(kv[0]))]
 
 
-def _write_options_class():
-    from influxdb_client.client.write_api import WriteOptions
-
-    class WattlineWriteOptions(WriteOptions):
-        """WriteOptions whose retries get jitter while batches are sent without a random delay."""
-
-        def __init__(self, retry_jitter_s: float = 0.0, **kwargs) -> None:
-            super().__init__(**kwargs)
-            self.retry_jitter_s = retry_jitter_s
-
-        def to_retry_strategy(self, **kwargs):
-            retry = super().to_retry_strategy(**kwargs)
-            retry.jitter_interval = self.retry_jitter_s  # WritesRetry.new() carries it to every later attempt
-            return retry
-
-    return WattlineWriteOptions
-
-
-def _WriteOptions(**kwargs):  # noqa: N802 - reads like the class it builds
-    return _write_options_class()(**kwargs)
-
-
 def _times_ns(column: pd.Series) -> pd.Series:
     """RFC 3339 strings -> int64 nanoseconds (pandas may infer a coarser unit; force ns first)."""
     return pd.to_datetime(column, utc=True, format="ISO8601").dt.as_unit("ns").astype("int64")
-
-
-def _set_gzip_level(client, level: int) -> None:
-    """Make the client gzip write bodies at ``level`` (it hard-codes gzip.compress's default, level 9)."""
-    import gzip
-
-    conf = client.api_client.configuration
-    original = conf.update_request_body
-
-    def update_request_body(path, body):
-        if path == "/api/v2/write":
-            data = body if isinstance(body, bytes) else str(body).encode("utf-8")
-            return gzip.compress(data, compresslevel=level)
-        return original(path, body)
-
-    conf.update_request_body = update_request_body
 
 
 def _dialect():

@@ -23,7 +23,7 @@ import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -74,7 +74,7 @@ class TimeMapping(FrozenModel):
     format: str = Field("ISO8601", description="strftime format such as '%d/%m/%Y %H:%M', or ISO8601.")
     zone: str = Field("UTC", description="IANA time zone of stamps without an offset, e.g. Europe/Berlin.")
     stamps: Literal["end", "start"] = Field("end", description="Whether a stamp is the end or the start of its interval.")
-    interval_s: Optional[int] = Field(None, gt=0, description="Interval length [s]; the most common step when omitted.")
+    interval_s: int | None = Field(None, gt=0, description="Interval length [s]; the most common step when omitted.")
     midnight_previous_date: bool = Field(
         False, description="A 00:00 stamp carries the previous day's date (the interval ending at 24:00): add a day."
     )
@@ -103,19 +103,19 @@ class ColumnMapping(FrozenModel):
 
     column: str = Field(..., description="Header of the column.")
     to: str = Field(..., description="measurement.field it is stored as, e.g. electrical.energy_kwh.")
-    unit: Optional[str] = Field(None, description="Unit in the file; the stored unit when omitted.")
-    store_unit: Optional[str] = Field(None, description="Unit stored, for fields outside the catalogue; default: unit.")
+    unit: str | None = Field(None, description="Unit in the file; the stored unit when omitted.")
+    store_unit: str | None = Field(None, description="Unit stored, for fields outside the catalogue; default: unit.")
     kind: Literal["value", "interval", "counter", "code"] = Field(
         "value",
         description="value: stored as given; interval: the amount in the interval (energy), stored cumulated as a "
         "register; counter: the file holds the register; code: text mapped to numbers by `codes`.",
     )
-    codes: Optional[dict[str, float]] = Field(None, description="For kind code: text -> stored number.")
+    codes: dict[str, float] | None = Field(None, description="For kind code: text -> stored number.")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags of this column, added to the file's tags.")
     required: bool = Field(True, description="An empty cell is a bad row; when false it is stored as missing.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ColumnMapping":
+    def _consistent(self) -> ColumnMapping:
         if self.to.count(".") != 1 or not all(self.to.split(".")):
             raise ValueError(f"to: {self.to!r} must be measurement.field, e.g. electrical.energy_kwh")
         if (self.kind == "code") != (self.codes is not None):
@@ -162,7 +162,7 @@ class ImportMapping(FrozenModel):
     columns: list[ColumnMapping] = Field(..., min_length=1, description="The columns to import.")
 
     @model_validator(mode="after")
-    def _distinct(self) -> "ImportMapping":
+    def _distinct(self) -> ImportMapping:
         seen: dict[tuple, str] = {}
         for col in self.columns:
             key = (col.to, tuple(sorted({**self.tags, **col.tags}.items())))
@@ -562,7 +562,7 @@ def check_csv(path: str | Path, mapping: ImportMapping, max_errors: int = 50, pr
 def import_csv(
     path: str | Path,
     mapping: ImportMapping,
-    store: "Store | None",
+    store: Store | None,
     max_errors: int = 50,
     progress: bool = False,
 ) -> ImportSummary:
@@ -589,7 +589,7 @@ def import_csv(
     return write_parsed(check_csv(path, mapping, max_errors, progress), mapping, store, progress)
 
 
-def write_parsed(parsed: ParsedFile, mapping: ImportMapping, store: "Store | None", progress: bool = False) -> ImportSummary:
+def write_parsed(parsed: ParsedFile, mapping: ImportMapping, store: Store | None, progress: bool = False) -> ImportSummary:
     """Write a checked file (:func:`check_csv`) to a store, one ``write_arrays(..., bulk=True)`` call per series.
 
     Interval amounts become a register: an opening reading at the start of the first interval (0, or the stored
@@ -643,7 +643,7 @@ def _describe(key: SeriesKey) -> str:
     return f"{key.measurement}.{key.field}{{{tags}}}"
 
 
-def _opening_reading(store: "Store", key: SeriesKey, opening_ns: int, warnings: list[str]) -> float:
+def _opening_reading(store: Store, key: SeriesKey, opening_ns: int, warnings: list[str]) -> float:
     """The register value at the start of the imported range: the stored register continues when the file follows it.
 
     A file that continues a stored register starts from its last value; a re-import of the same range starts from the

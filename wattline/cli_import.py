@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,13 +19,13 @@ def import_csv_command(
         ..., "--mapping", "-m", help="YAML mapping: time column, format, zone, columns to measurement.field with units, "
         "tags (see docs/examples/steel-industry.yaml).", dir_okay=False,
     ),
-    store: Optional[str] = typer.Option(
+    store: str | None = typer.Option(
         None, "--store", "-s", help="Store URL: a file path (embedded SQLite, default wattline.db), sqlite:///path or influx://host:port?...",
     ),
     max_errors: int = typer.Option(50, "--max-errors", min=1, help="List at most this many bad rows."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the whole file and print the summary; write nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of one line."),
-    config: Optional[Path] = typer.Option(
+    config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML settings file (its `store` is used unless --store is given).", dir_okay=False
     ),
 ) -> None:

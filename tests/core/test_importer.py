@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.importer import DataFileError, ImportMapping, check_csv, import_csv, read_mapping, unit_factor
+from core.importer import (
+    DataFileError,
+    ImportMapping,
+    check_csv,
+    import_csv,
+    read_mapping,
+    unit_factor,
+)
 from core.model import to_ns
 from core.storage.sqlite import SQLiteStore
 
@@ -179,7 +186,7 @@ def test_a_file_that_continues_a_stored_register_continues_it(tmp_path, store):
     later = ["2024-06-03 09:00,1000,1,run", "2024-06-03 09:15,500,1,run"]
     import_csv(write_csv(tmp_path / "a.csv", GOOD), mapping(), store)
     summary = import_csv(write_csv(tmp_path / "b.csv", later), mapping(), store)
-    times, register = stored(store, "electrical", "energy_kwh")
+    _, register = stored(store, "electrical", "energy_kwh")
     assert register[-1] - register[0] == pytest.approx(4.25 + 1.5)
     assert np.all(np.diff(register) >= 0) and summary.warnings == []
     # Importing the first file again writes the same values: the register is unchanged.

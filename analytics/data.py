@@ -403,7 +403,7 @@ class IntervalData:
 
     @classmethod
     def from_store(cls, store: "Store", plant: Any, start: Any, stop: Any, resolution_s: int = 900,
-                   progress: bool = False) -> "IntervalData":
+                   progress: bool = False, timezone: str = "UTC") -> "IntervalData":
         """Read interval data from a store (see :func:`analytics.store_reader.read_interval_frame`).
 
         Parameters
@@ -419,13 +419,15 @@ class IntervalData:
             Window length [s]: 900 (15 min) by default, 60 for a cause that needs 1-min data.
         progress : bool
             Show a tqdm bar over the time chunks read.
+        timezone : str
+            IANA time zone of the machines when there is no plant file (local time of day and week for baselines).
 
         Raises
         ------
         InsufficientDataError
             When the store holds no electrical data for the plant's machines in the range.
         """
-        return _read_store(cls, store, plant, start, stop, int(resolution_s), progress)
+        return _read_store(cls, store, plant, start, stop, int(resolution_s), progress, timezone)
 
     # -- reporting ----------------------------------------------------------------------------------------------------
     def sufficiency(self) -> pd.DataFrame:
@@ -586,7 +588,8 @@ STATE_HOLD_S = 3 * 86400
 _BY = ("site", "line", "machine")
 
 
-def _store_machines(store: "Store", plant: Any, start_ns: int, stop_ns: int) -> tuple[list[MachineInfo], dict, list[Notice]]:
+def _store_machines(store: "Store", plant: Any, start_ns: int, stop_ns: int,
+                    timezone: str = "UTC") -> tuple[list[MachineInfo], dict, list[Notice]]:
     """Machines to read, which of them have an energy register / power in the range, and notices."""
     notes: list[Notice] = []
     electrical = [s for s in store.series("electrical") if s.first_ns < stop_ns and s.last_ns >= start_ns]
@@ -608,7 +611,7 @@ def _store_machines(store: "Store", plant: Any, start_ns: int, stop_ns: int) -> 
                                 f"{len(strangers)} metered machine(s) are not in the plant file and are left out: "
                                 f"{', '.join(strangers[:5])}", {"machines": strangers[:50]}))
     else:
-        infos = [MachineInfo.from_path(p) for p in sorted(fields)]
+        infos = [MachineInfo.from_path(p, timezone=timezone) for p in sorted(fields)]
     if not any(m.path in fields for m in infos):
         raise InsufficientDataError(
             f"the store {getattr(store, 'description', '')} has no electrical data (measurement 'electrical', fields "
@@ -631,13 +634,13 @@ def _sample_period_s(series_info: Any) -> float | None:
 
 
 def _read_store(cls: type, store: "Store", plant: Any, start: Any, stop: Any, resolution_s: int,
-                progress: bool) -> IntervalData:
+                progress: bool, timezone: str = "UTC") -> IntervalData:
     from core.storage.base import Column
 
     start_ns, stop_ns = to_ns(start), to_ns(stop)
     if stop_ns <= start_ns:
         raise AnalyticsError(f"empty range: --to ({stop}) must be after --from ({start})")
-    infos, fields, notes = _store_machines(store, plant, start_ns, stop_ns)
+    infos, fields, notes = _store_machines(store, plant, start_ns, stop_ns, timezone)
     by_path = {m.path: m for m in infos}
     groups: dict[float | None, list[MachineInfo]] = {}
     for m in infos:

@@ -42,10 +42,9 @@ class QualitySettings:
     ----------
     register_resolution_kwh : float
         Register increase counted as "no increase" [kWh] (one or two digits of a 0.01 kWh register).
-    stuck_min_load_kw : float
-        Least mean power reading that says the machine draws load [kW].
-    stuck_min_rated_share : float
-        ... or this share of rated power, whichever is larger.
+    stuck_min_digits : float
+        Register digits [multiples of register_resolution_kwh] the power reading must imply, beyond the timing shift,
+        for a window without register increase to be stuck.
     on_share : float
         Share of a window in running or idle state that says the machine is on.
     gap_coverage : float
@@ -53,7 +52,10 @@ class QualitySettings:
     gap_edge_coverage : float
         Windows next to a gap with less than this coverage belong to it (the gap starts or ends inside them).
     spike_rated_factor : float
-        A peak above this multiple of rated power is impossible.
+        A peak above this multiple of rated power is impossible (start-up surges reach a few times rated power, and
+        they are real: the register counts them).
+    spike_jump_factor : float
+        Least ratio of the peak reading to the load the register shows around the window.
     spike_min_excess : float
         Least share of the power-implied energy that the register must miss for a spike.
     spike_shift_factor : float
@@ -61,12 +63,12 @@ class QualitySettings:
     """
 
     register_resolution_kwh: float = 0.011
-    stuck_min_load_kw: float = 0.2
-    stuck_min_rated_share: float = 0.01
+    stuck_min_digits: float = 3.0
     on_share: float = 0.5
     gap_coverage: float = 0.75
     gap_edge_coverage: float = 0.99
-    spike_rated_factor: float = 2.0
+    spike_rated_factor: float = 10.0
+    spike_jump_factor: float = 3.0
     spike_min_excess: float = 0.1
     spike_shift_factor: float = 1.5
 
@@ -153,6 +155,7 @@ def find_meter_faults(data: IntervalData, settings: QualitySettings | None = Non
     power = data.matrix("power_mean_kw").astype(float)
     pmax = data.matrix("power_max_kw").astype(float)
     cov = data.matrix("coverage").astype(float)
+    bad = data.matrix("bad_share").astype(float)
     on_s = np.nan_to_num(data.matrix("s_running").astype(float)) + np.nan_to_num(data.matrix("s_idle").astype(float))
     has_power = np.isfinite(power) & (cov > 0)
     events: list[Event] = []
@@ -164,9 +167,18 @@ def find_meter_faults(data: IntervalData, settings: QualitySettings | None = Non
     gap[:, 1:] |= core_gap[:, :-1] & (cov[:, 1:] < s.gap_edge_coverage)
     gap[:, :-1] |= core_gap[:, 1:] & (cov[:, :-1] < s.gap_edge_coverage)
 
-    # Stuck: no register increase while the state or the power reading says the machine is on.
-    load_kw = np.maximum(s.stuck_min_load_kw, s.stuck_min_rated_share * np.nan_to_num(rated, nan=0.0))
-    loaded = (has_power & (power >= load_kw)) | (on_s >= s.on_share * data.resolution_s)
+    # A one-sample timing shift between the power readings (stamped at the end of their minute) and the register is
+    # normal where the load changes: allow for one sample at the neighbouring load.
+    sample_s = np.array([m.sample_s or data.resolution_s / 10 for m in infos], dtype=float)[:, None]
+    sample_s = np.minimum(sample_s, data.resolution_s)
+    load_near = _neighbour_max(energy / h)  # [kW] register-based load around the window
+    allowance = s.spike_shift_factor * load_near * sample_s / 3600.0  # [kWh]
+    implied = power * h
+
+    # Stuck: no register increase while the state or the power reading says the machine draws energy the register
+    # would show (a few register digits beyond the timing shift).
+    loaded = (has_power & (implied - allowance >= s.stuck_min_digits * s.register_resolution_kwh)) | \
+        (on_s >= s.on_share * data.resolution_s)
     flat = np.isfinite(energy) & (energy <= s.register_resolution_kwh)
     stuck_core = flat & loaded & ~core_gap
     # The window after a stuck run holds the catch-up; the one before may have stopped counting part-way.
@@ -176,15 +188,11 @@ def find_meter_faults(data: IntervalData, settings: QualitySettings | None = Non
     before[:, :-1] = stuck_core[:, 1:] & ~stuck_core[:, :-1] & (np.nan_to_num(energy[:, :-1]) < 0.8 * np.nan_to_num(power[:, :-1]) * h)
     stuck_mask = stuck_core | after | before
 
-    # Spikes: the power reading implies energy the register did not count, beyond a one-sample timing shift.
-    sample_s = np.array([m.sample_s or data.resolution_s / 10 for m in infos], dtype=float)[:, None]
-    sample_s = np.minimum(sample_s, data.resolution_s)
-    load_near = _neighbour_max(energy / h)  # [kW] register-based load around the window
-    allowance = s.spike_shift_factor * load_near * sample_s / 3600.0  # [kWh]
-    implied = power * h
+    # Spikes: the power reading implies energy the register did not count, beyond the timing shift.
     excess = implied - energy
     spike = has_power & np.isfinite(energy) & (excess > allowance + s.spike_min_excess * implied + s.register_resolution_kwh)
-    spike |= np.isfinite(pmax) & np.isfinite(rated) & (pmax > s.spike_rated_factor * rated)
+    spike &= np.nan_to_num(pmax, nan=0.0) > s.spike_jump_factor * load_near  # a jump, not a load change
+    spike |= np.isfinite(pmax) & np.isfinite(rated) & (pmax > s.spike_rated_factor * rated)  # impossible peak
     spike &= ~stuck_mask & ~gap
 
     # Resets: a register drop that classify_drop does not call a rollover.
@@ -214,8 +222,8 @@ def find_meter_faults(data: IntervalData, settings: QualitySettings | None = Non
                 "power_reading_kw": round(float(np.nanmean(power[i, a:b])), 3) if has_power[i, a:b].any() else None,
                 "on_share": round(float(on_s[i, a:b].sum() / ((b - a) * data.resolution_s)), 3)}))
         for a, b in runs(core_gap[i]):
-            if a == 0 or b == n_t:
-                continue  # no data at the range's edges: the series' extent (reported by sufficiency), not a meter gap
+            if (a == 0 or b == n_t) and bad[i, a:b].mean() < 0.5:
+                continue  # nothing stored at the range's edges: the series' extent (sufficiency reports it)
             lo, hi = a, b
             while lo > 0 and gap[i, lo - 1]:
                 lo -= 1

@@ -132,30 +132,20 @@ def _fine_power(store, machines: dict[str, dict]):
     return read
 
 
-def _baselines(data, notes: list) -> list[dict]:
-    """Baseline statistics per scope from ``analytics.baseline`` (when that module is there)."""
-    from core.notices import Notice
+def _baselines(data, exclude, notes: list) -> list[dict]:
+    """Baseline statistics per scope (``analytics.baseline``), meter-fault windows left out."""
+    from analytics.baseline import Baseline
+    from analytics.errors import InsufficientDataError
 
     try:
-        from analytics import baseline
-    except ImportError:
-        notes.append(Notice("analytics.baseline.unavailable", "baselines were not computed: analytics.baseline is not "
-                            "installed in this version", {}))
+        model = Baseline().fit(data, exclude=exclude)
+    except InsufficientDataError as exc:
+        from core.notices import Notice
+
+        notes.append(Notice("analytics.baseline.insufficient_data", f"baselines were not fitted: {exc}", {}))
         return []
-    fit = getattr(baseline, "fit_baselines", None) or getattr(baseline, "report_baselines", None)
-    if fit is None:
-        notes.append(Notice("analytics.baseline.unavailable", "baselines were not computed: analytics.baseline has no "
-                            "fit_baselines()", {}))
-        return []
-    try:
-        result = fit(data)
-    except WattlineError as exc:
-        notes.append(Notice("analytics.baseline.failed", f"baselines were not computed: {exc}", {}))
-        return []
-    rows = result.to_dict() if hasattr(result, "to_dict") else result
-    if isinstance(rows, dict):
-        rows = rows.get("baselines", rows.get("scopes", []))
-    return list(rows)
+    notes.extend(model.warnings)
+    return model.statistics()
 
 
 def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop: str | None,
@@ -175,7 +165,6 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
         raise ConfigError(f"--to {stop} is not after --from {start}; give a range that holds data")
     notes: list = []
     steps = ["read", "meter faults", "causes", "baselines", "report"]
-    bar = tqdm(total=len(steps), desc="analyze", unit="step", disable=not progress)
     with open_store(store_url) as store:
         stored, first, last = _energy_machines(store)
         if not stored:
@@ -195,6 +184,7 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
         s_ns, e_ns = max(s_ns, lo), min(e_ns, hi)
         t0 = dt.datetime.fromtimestamp(s_ns / NS, dt.timezone.utc)
         t1 = dt.datetime.fromtimestamp(e_ns / NS, dt.timezone.utc)
+        bar = tqdm(total=len(steps), desc="analyze", unit="step", disable=not progress, leave=False)
         bar.set_postfix_str("reading interval data")
         try:
             data = IntervalData.from_store(store, plant, t0, t1, resolution_s=WINDOW_S, progress=False)
@@ -206,7 +196,7 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
             potential = ReductionPotential().fit(data, fault=quality.mask, fine_power=_fine_power(store, stored))
             bar.update(1)
             bar.set_postfix_str("baselines")
-            baselines = _baselines(data, notes)
+            baselines = _baselines(data, quality.mask, notes)
             bar.update(1)
         except AnalyticsError as exc:
             bar.close()

@@ -194,21 +194,24 @@ def _series(times_ns, values, prev, status=None):
     return t, v, s
 
 
-def _cumulative(a: np.ndarray, b: np.ndarray, w: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Integral of a step function (weight ``w`` on disjoint sorted ``[a, b)``, 0 elsewhere) up to each time in ``at``.
-
-    Times in ns; the result in [weight x s].
-    """
-    out = np.zeros(len(at))
+def _cumulative(a: np.ndarray, b: np.ndarray, weights: list, at: np.ndarray) -> list[np.ndarray]:
+    """Integrals of step functions up to each time in ``at``: each weight array (None for 1) holds on the disjoint,
+    sorted segments ``[a, b)`` [ns] and is 0 elsewhere. Results in [weight x s]."""
     if len(a) == 0:
-        return out
+        return [np.zeros(len(at)) for _ in weights]
     seg = (b - a) / NS
-    cum = np.concatenate([[0.0], np.cumsum(w * seg)])
     j = np.searchsorted(a, at, side="right") - 1
     inside = j >= 0
     jj = j[inside]
     part = np.minimum(at[inside] - a[jj], b[jj] - a[jj]) / NS
-    out[inside] = cum[jj] + w[jj] * part
+    out = []
+    for w in weights:
+        ws = seg if w is None else w * seg
+        cum = np.cumsum(ws)
+        res = np.zeros(len(at))
+        # integral of the segments before j, plus the part of segment j up to the time
+        res[inside] = cum[jj] - ws[jj] + (part if w is None else w[jj] * part)
+        out.append(res)
     return out
 
 
@@ -222,6 +225,8 @@ def _held(times_ns, values, edges, prev, max_hold_s):
     if max_hold_s is not None:
         end = np.minimum(end, t + int(round(float(max_hold_s) * NS)))
     keep = np.isfinite(v) & (end > t)
+    if keep.all():
+        return t, end, v
     return t[keep], end[keep], v[keep]
 
 
@@ -341,8 +346,7 @@ def time_weighted(times_ns, values, edges, prev=None, max_hold_s: float | None =
     """
     edges = np.asarray(edges, dtype=np.int64)
     a, b, v = _held(times_ns, values, edges, prev, max_hold_s)
-    held = np.diff(_cumulative(a, b, np.ones(len(a)), edges))
-    area = np.diff(_cumulative(a, b, v, edges))
+    held, area = (np.diff(c) for c in _cumulative(a, b, [None, v], edges))
     with np.errstate(invalid="ignore", divide="ignore"):
         out = area / 3600.0 if integral else area / held
     return np.where(held > 0, out, np.nan)
@@ -373,8 +377,9 @@ def state_seconds(times_ns, codes, edges, prev=None, max_hold_s: float | None = 
     edges = np.asarray(edges, dtype=np.int64)
     a, b, v = _held(times_ns, codes, edges, prev, max_hold_s)
     result: dict[int, np.ndarray] = {}
-    for code in np.unique(v):
-        seconds = np.diff(_cumulative(a, b, (v == code).astype(float), edges))
+    codes_held = np.unique(v)
+    for code, cum in zip(codes_held, _cumulative(a, b, [(v == c).astype(float) for c in codes_held], edges)):
+        seconds = np.diff(cum)
         if (seconds > 0).any():
             result[int(code) if float(code).is_integer() else code] = seconds
     return result

@@ -238,6 +238,9 @@ def find_meter_faults(data: IntervalData, settings: QualitySettings | None = Non
                                  "missing_h": round(float((1 - cov[i, lo:hi]).sum() * h), 3)}))
         for k in np.flatnonzero(spike[i]):
             start, end = _span(t, res_ns, int(k), int(k) + 1)
+            # A reading stamped at the window start may describe the sample period before it (interval meters stamp
+            # the end of their period): the span reaches one sample back.
+            start -= dt.timedelta(seconds=float(sample_s[i, 0]))
             register_kw = energy[i, k] / h
             events.append(Event(info.path, "meter_spike", start, end, 0.0, {
                 "signal": "active_power_kw", "power_max_kw": round(float(pmax[i, k]), 3) if np.isfinite(pmax[i, k]) else None,

@@ -126,7 +126,8 @@ def _neighbours(store: Store, measurement: str, field: str, t_ns: int, tags: Tag
         near = max(iv.floor_to(t_ns, HOUR_NS) - HOUR_NS, t_ns - limit_ns)
         take(_split(store.query(measurement, field, near, t_ns, tags=tags)))
         far_lo, far_hi = iv.floor_to(t_ns - limit_ns, HOUR_NS), near
-    if far_hi <= far_lo or (wanted is not None and wanted <= set(found)):
+    covered = near >= t_ns + limit_ns if after else near <= t_ns - limit_ns  # the raw read reached the limit
+    if covered or far_hi <= far_lo or (wanted is not None and wanted <= set(found)):
         return found
     # Which series have present values further away, and on which day (from the 1-h rollups)?
     counts = store.query(measurement, field, far_lo, far_hi, tags=tags, window_s=86400, agg="count")

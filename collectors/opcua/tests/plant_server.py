@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from asyncua import Server, ua
 from asyncua.common.structures104 import new_enum
 
-from tests.support import wait_for_async
-
 NS_URI = "urn:wattline:simulator"
 
 MACHINE_VARS = (
@@ -165,4 +163,6 @@ async def start_plant_server(
 
 async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
     """Poll ``predicate()`` until true or ``timeout`` [s]; return whether it became true (``tests.support``'s helper)."""
+    from tests.support import wait_for_async  # here: this module also runs as a server outside pytest
+
     return bool(await wait_for_async(predicate, timeout, "the condition", interval, fail=False))

@@ -25,6 +25,8 @@ MIN_COVERAGE = 0.9
 PRODUCTION_KINDS = ("cnc", "injection_moulding")
 #: Site utilities: they serve the whole site, so the site is off-shift only when no line is in shift.
 SITE_UTILITY_KINDS = ("compressor", "chiller", "hvac", "lighting")
+#: Routine energy around work is what at least this share of days shows [%].
+ROUTINE_QUANTILE = 20
 
 
 @dataclass
@@ -195,7 +197,8 @@ def routine_allowance(E: np.ndarray, usable: np.ndarray, since: np.ndarray, unti
                 continue
             # One value per day: a machine left on for a whole night must not make that night's slot "routine".
             _, first = np.unique(day[sel], return_index=True)
-            typical = float(np.median(E[sel][first]))
+            # What (nearly) every day does: a low quantile over days, so that days left on do not count as routine.
+            typical = float(np.percentile(E[sel][first], ROUTINE_QUANTILE))
             typical_base = float(np.median(base[sel]))
             if typical > typical_base * 1.15 + 1e-3:
                 allow[dist == k] = np.maximum(allow[dist == k], typical)

@@ -21,6 +21,7 @@ from analytics.causes._common import (
     Context,
     diff_sd,
     group_runs,
+    lstsq,
     notice,
     routine_allowance,
     slot_distance,
@@ -28,29 +29,45 @@ from analytics.causes._common import (
 
 KIND = "off_shift_load"
 EXCLUDED_KINDS = PRODUCTION_KINDS + ("furnace", "compressor")
-BASE_QUANTILE = 25  # [%] of off-shift windows at similar temperature
+BASE_QUANTILE = 10  # [%] of off-shift windows at similar temperature (nights left on may be most)
 
 
-def _base(E: np.ndarray, temp: np.ndarray, deep: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """Must-run energy per window: a low quantile of deep off-shift windows in 3 °C outdoor temperature bins."""
-    glob = float(np.percentile(E[deep], BASE_QUANTILE))
-    out = np.full(len(E), glob)
-    if not np.isfinite(temp).any():
-        return out
-    t = np.where(np.isfinite(temp), temp, np.nanmedian(temp))
-    bins = np.floor(t / 3.0).astype(int)
-    levels = {}
-    for b in np.unique(bins[deep]):
-        sel = deep & (bins == b)
-        # A bin seen on few days only (warm afternoons off-shift are Sundays) cannot tell must-run from left-on.
-        if sel.sum() >= 12 and len(np.unique(day[sel])) >= 4:
-            levels[b] = float(np.percentile(E[sel], BASE_QUANTILE))
-    if len(levels) >= 2:
-        ks = np.array(sorted(levels))
-        out = np.interp(bins, ks, [levels[k] for k in ks])
-    elif levels:
-        out[:] = next(iter(levels.values()))
-    return out
+def _nonneg_fit(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares with non-negative coefficients for a few columns (active set: drop negative ones, refit)."""
+    active = list(range(X.shape[1]))
+    coef = np.zeros(X.shape[1])
+    while active:
+        sub = lstsq(X[:, active], y)
+        if (sub >= 0).all():
+            coef[:] = 0.0
+            coef[active] = sub
+            return coef
+        active.pop(int(np.argmin(sub)))
+    return coef
+
+
+def _base(E: np.ndarray, temp: np.ndarray, deep: np.ndarray) -> np.ndarray:
+    """Must-run energy per window: the lower envelope of deep off-shift windows as a function of outdoor temperature
+    (frost protection below ~4 °C, cooling above ~10 °C), fitted by least squares that drops the windows far above the
+    fit step by step (nights left on may be most of them)."""
+    t = np.where(np.isfinite(temp), temp, np.nanmedian(temp) if np.isfinite(temp).any() else 10.0)
+    X = np.column_stack([np.ones(len(E)), np.clip(t - 10, 0, None), np.clip(4 - t, 0, None)])
+    keep = deep.copy()
+    coef = np.array([float(np.percentile(E[deep], BASE_QUANTILE)), 0.0, 0.0])
+    for _ in range(8):
+        if keep.sum() < 12:
+            break
+        # Non-negative: must-run load never falls as it gets colder (frost) or warmer (cooling).
+        coef = _nonneg_fit(X[keep], E[keep])
+        resid = E - X @ coef
+        cut = float(np.percentile(resid[keep], 60))
+        nxt = deep & (resid <= cut)
+        if nxt.sum() < max(12, 0.1 * deep.sum()):
+            break
+        keep = nxt
+    resid = E - X @ coef
+    # The envelope's level: a low quantile of what remains (noise sits on both sides of the must-run level).
+    return X @ coef + float(np.percentile(resid[keep], 50))
 
 
 def detect(ctx: Context) -> CauseResult:
@@ -73,7 +90,7 @@ def detect(ctx: Context) -> CauseResult:
             continue
         out.assessed.append(info.path)
         day = ctx.local_day(i)
-        base = _base(E, ctx.temp[i], deep, day)
+        base = _base(E, ctx.temp[i], deep)
         allow = routine_allowance(E, v & offs, since, until, base, max_slots=slots, day=day)
         expected = np.maximum(base, allow)
         on_level = float(np.median(E[v & work]))

@@ -90,10 +90,8 @@ def test_every_imported_package_is_declared_in_its_tier():
     problems = []
     for tier, modules in imports_by_tier().items():
         for module, files in sorted(modules.items()):
-            dists = distributions_of(module)
-            if not dists:
-                problems.append(f"{module} (imported in {min(files)}) is not installed; declare and install it")
-            elif not dists & allowed[tier]:
+            dists = distributions_of(module) or {normal(module)}  # not installed (e.g. the bench extra in CI)
+            if not dists & allowed[tier]:
                 problems.append(f"{module} (imported in {min(files)}) comes from {min(dists)}, which is not "
                                 f"declared in {where[tier]} of pyproject.toml")
     assert not problems, "\n".join(problems)
@@ -103,6 +101,6 @@ def test_nothing_declared_is_unused():
     used = set()
     for modules in imports_by_tier().values():
         for module in modules:
-            used |= distributions_of(module)
+            used |= distributions_of(module) or {normal(module)}
     unused = {group: sorted(dists - used - USED_WITHOUT_IMPORT) for group, dists in declared().items()}
     assert not any(unused.values()), f"declared in pyproject.toml but imported nowhere: {unused}"

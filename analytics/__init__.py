@@ -6,7 +6,11 @@ emit findings in the shared event schema (:class:`core.model.Event`) so that the
 them. Analytics never import the dashboard or the simulator.
 """
 
+from analytics.baseline import Baseline, BaselineSettings, g14_statistics
 from analytics.data import IntervalData, MachineInfo
+from analytics.enpi import EnpiSettings, SpecificEnergy
 from analytics.errors import AnalyticsError, InsufficientDataError
+from analytics.quality import QualityReport, QualitySettings, find_meter_faults
 
-__all__ = ["AnalyticsError", "InsufficientDataError", "IntervalData", "MachineInfo"]
+__all__ = ["AnalyticsError", "Baseline", "BaselineSettings", "EnpiSettings", "InsufficientDataError", "IntervalData",
+           "MachineInfo", "QualityReport", "QualitySettings", "SpecificEnergy", "find_meter_faults", "g14_statistics"]

@@ -184,13 +184,14 @@ def slot_distance(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return since, until
 
 
-def routine_allowance(E: np.ndarray, usable: np.ndarray, since: np.ndarray, until: np.ndarray, base: np.ndarray,
+def routine_allowance(E: np.ndarray, usable: np.ndarray, since: np.ndarray | None, until: np.ndarray, base: np.ndarray,
                       max_slots: int, day: np.ndarray) -> np.ndarray:
     """The energy a machine routinely draws in the windows just after and just before work (lights on while people
     arrive and leave, heaters warming up, compressors filling the net): per slot the median over days, where that
-    median stands clearly above the base. Returns an allowance per window [kWh] (0 elsewhere)."""
+    quantile stands clearly above the base. ``since`` None: nothing is routine after work. Returns an allowance per
+    window [kWh] (0 elsewhere)."""
     allow = np.zeros(len(E))
-    for dist in (since, until):
+    for dist in (d for d in (since, until) if d is not None):
         for k in range(1, max_slots + 1):
             sel = (dist == k) & usable
             if sel.sum() < 3:

@@ -139,11 +139,12 @@ def detect(ctx: Context) -> CauseResult:
         needed = np.where(inshift, setup if setup is not None else s_idle, 0.0)
         low = np.where(offs, lv["off"], lv["eco"])
         expected = known + (needed * lv["idle"] + (s_idle - needed) * low) / 3600
-        # Outside shifts: what the machine routinely draws right before/after work (warm-up) is not waste.
+        # Outside shifts: what the machine routinely draws right before work (warm-up) is not waste.
         work = shift >= 1
         since, until = slot_distance(work)
         base_off = (s_off + s_idle) * lv["off"] / 3600 + s_run * p_run / 3600
-        allow = routine_allowance(E, v & offs, since, until, base_off, max_slots=round(2 * 3600 / res), day=day)
+        # Only before work: heating up is needed to start; after the shift a production machine has nothing to do.
+        allow = routine_allowance(E, v & offs, None, until, base_off, max_slots=round(2 * 3600 / res), day=day)
         expected = np.where(offs & (allow > 0), np.maximum(expected, allow), expected)
         wasteable = np.clip(s_idle - needed, 0, None)
         cap = wasteable * (lv["idle"] - low) / 3600 * 1.15

@@ -197,6 +197,12 @@ def scenario_of(name: str):
 
     if name == "none":
         return no_waste(), None
+    if name.startswith("only-"):
+        # The default scenario with one waste cause only (meter faults stay on), at the file's sizes (intensity 1).
+        sc = read_scenario()
+        kind = name[5:]
+        update = {k: getattr(sc, k).model_copy(update={"enabled": False}) for k in WASTE_KINDS if k != kind}
+        return sc.model_copy(update={**update, "name": name, "avoidable_fraction": None}), None
     if name == "default":
         return read_scenario(), None
     path = SCENARIOS / f"{name}.yaml"

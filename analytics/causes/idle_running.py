@@ -141,7 +141,7 @@ def detect(ctx: Context) -> CauseResult:
         expected = known + (needed * lv["idle"] + (s_idle - needed) * low) / 3600
         # Outside shifts: what the machine routinely draws right before work (warm-up) is not waste.
         work = shift >= 1
-        since, until = slot_distance(work)
+        _, until = slot_distance(work)
         base_off = (s_off + s_idle) * lv["off"] / 3600 + s_run * p_run / 3600
         # Only before work: heating up is needed to start; after the shift a production machine has nothing to do.
         allow = routine_allowance(E, v & offs, None, until, base_off, max_slots=round(2 * 3600 / res), day=day)

@@ -20,7 +20,11 @@ from analytics.report import build_report
 from core.model import WASTE_KINDS
 from simulator.plant import default_plant
 from simulator.scenario import no_waste, read_scenario
-from tests.benchmarks.bench_analytics import score, simulate_interval_data, truth_fault_mask
+from tests.benchmarks.bench_analytics import (
+    score,
+    simulate_interval_data,
+    truth_fault_mask,
+)
 
 START = dt.date(2026, 3, 2)
 
@@ -76,7 +80,7 @@ def test_each_cause_alone_is_found_as_itself(kind, tolerance):
 
 
 def test_peak_demand_surges_are_valued_with_the_demand_charge():
-    _, manifest, model, s = analyse(only("peak_demand"), 3)
+    _, _, model, s = analyse(only("peak_demand"), 3)
     c = s["by_cause"]["peak_demand"]
     assert c["n_true"] > 0 and c["recall"] >= 0.9 and c["precision"] >= 0.9, c
     assert abs(c["error"]) < 0.2, c
@@ -102,7 +106,7 @@ def test_without_a_plant_the_causes_that_need_one_say_why():
 
 
 def test_report_has_the_agreed_shape():
-    data, manifest, model, _ = analyse(read_scenario(), 1, machines=8, days=7)
+    data, _, model, _ = analyse(read_scenario(), 1, machines=8, days=7)
     quality = find_meter_faults(data)
     report = build_report(data, model, quality)
     for key in ("plant_energy_kwh", "potential", "events", "data_quality", "baselines", "materials", "warnings"):

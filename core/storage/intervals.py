@@ -223,7 +223,7 @@ def _held(times_ns, values, edges, prev, max_hold_s):
         return t, t, v
     end = np.append(t[1:], max(int(edges[-1]), int(t[-1])))
     if max_hold_s is not None:
-        end = np.minimum(end, t + int(round(float(max_hold_s) * NS)))
+        end = np.minimum(end, t + round(float(max_hold_s) * NS))
     keep = np.isfinite(v) & (end > t)
     if keep.all():
         return t, end, v
@@ -397,5 +397,16 @@ def common_step_ns(edges: np.ndarray) -> int:
     return int(np.gcd.reduce(np.asarray(edges, dtype=np.int64))) or 0
 
 
-__all__ = ["SEMANTICS_CHANGED", "classify_drop", "counter_deltas", "counter_increase", "parse_every", "state_seconds",
-           "time_weighted", "window_edges", "zone", "floor_to", "common_step_ns"]
+__all__ = [
+    "SEMANTICS_CHANGED",
+    "classify_drop",
+    "common_step_ns",
+    "counter_deltas",
+    "counter_increase",
+    "floor_to",
+    "parse_every",
+    "state_seconds",
+    "time_weighted",
+    "window_edges",
+    "zone",
+]

@@ -14,7 +14,8 @@ InfluxDB and a store behind a writer process give the same answers; the arithmet
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def _tag_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def _absent(value) -> bool:
-    return value is None or value == "" or value != value
+    return value is None or value == "" or (isinstance(value, float) and np.isnan(value))
 
 
 def _split(frame: pd.DataFrame) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -76,10 +77,11 @@ def _split(frame: pd.DataFrame) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.
     out: dict = {}
     for lo, hi in zip(starts.tolist(), ends.tolist()):
         key = tuple(sorted((c, a[lo]) for c, a in zip(cols, tags) if not _absent(a[lo])))
-        part = (t[lo:hi], v[lo:hi], s[lo:hi])
         if key in out:  # the same series in several runs (a missing tag given as NaN, or an unsorted frame)
-            part = tuple(np.concatenate([x, y]) for x, y in zip(out[key], part))
-        out[key] = part
+            ot, ov, os_ = out[key]
+            out[key] = (np.concatenate([ot, t[lo:hi]]), np.concatenate([ov, v[lo:hi]]), np.concatenate([os_, s[lo:hi]]))
+        else:
+            out[key] = (t[lo:hi], v[lo:hi], s[lo:hi])
     for key, (tt, vv, ss) in out.items():
         if len(tt) > 1 and (np.diff(tt) < 0).any():
             order = np.argsort(tt, kind="stable")
@@ -149,7 +151,7 @@ def _neighbours(store: Store, measurement: str, field: str, t_ns: int, tags: Tag
     return {k: x for k, x in found.items() if (x[0] < t_ns + limit_ns if after else x[0] >= t_ns - limit_ns)}
 
 
-def _long_frame(rows: list[tuple[tuple, np.ndarray, np.ndarray, object]], with_state: bool) -> pd.DataFrame:
+def _long_frame(rows: Sequence[tuple[tuple, np.ndarray, np.ndarray, object]], with_state: bool) -> pd.DataFrame:
     """Assemble ``(key, window starts [ns], values, state)`` pieces into the long result frame."""
     import pandas as pd
 
@@ -320,13 +322,13 @@ def _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags
         pieces = [(start_ns, a, _coarsest(step_s, start_ns)), (a, b, step_s), (b, stop_ns, _coarsest(step_s, stop_ns))]
     else:
         pieces = [(start_ns, stop_ns, _coarsest(step_s, start_ns))]
-    parts = {"sum": [], "count": []} if agg == "mean" else {agg: []}
-    for name in parts:
+    parts: dict[str, list[pd.DataFrame]] = {"sum": [], "count": []} if agg == "mean" else {agg: []}
+    for name, found in parts.items():
         for lo, hi, w in pieces:
             if hi > lo:
                 got = store.query(measurement, field, lo, hi, tags=tags, window_s=int(w), agg=name)
                 if not got.empty:
-                    parts[name].append(got)
+                    found.append(got)
     frames = {name: pd.concat(p, ignore_index=True) for name, p in parts.items() if p}
     if not frames:
         return _long_frame([], False)
@@ -401,7 +403,7 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
     import pandas as pd
 
     index = [*by, "time"]
-    series = []
+    series: list = []
     for col, frame in parts:
         if frame.empty:
             continue

@@ -10,8 +10,15 @@ import pytest
 
 from core.errors import StoreError
 from core.model import to_ns
-from core.storage.intervals import (SEMANTICS_CHANGED, classify_drop, counter_deltas, counter_increase, state_seconds,
-                                    time_weighted, window_edges)
+from core.storage.intervals import (
+    SEMANTICS_CHANGED,
+    classify_drop,
+    counter_deltas,
+    counter_increase,
+    state_seconds,
+    time_weighted,
+    window_edges,
+)
 
 NS = 1_000_000_000
 H = 3600 * NS

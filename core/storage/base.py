@@ -13,6 +13,9 @@ Semantics shared by all backends (the contract tests in ``tests/storage`` check 
 - A value stored as missing (Bad status, NaN) is returned as NaN by raw queries and ignored by aggregations.
 - Rollups at 1 min, 15 min and 1 h are maintained on write; a windowed query uses the coarsest rollup that divides the
   window and to which the range is aligned, so a year at 1-hour windows never reads raw points.
+- :meth:`Store.aggregate` and :meth:`Store.read_frame` add windows in a plant's local time and the energy
+  aggregations (counter increase, time-weighted mean and integral, seconds per state), generically for every backend
+  (:mod:`core.storage.query`, arithmetic in :mod:`core.storage.intervals`).
 """
 
 from __future__ import annotations

@@ -170,67 +170,55 @@ def _local_codes(times_ns: np.ndarray, timezone: str, calendar: Any) -> np.ndarr
 
 
 class _Inputs:
-    """Window-level matrices of a data set, computed once and shared by every scope."""
+    """Views of a data set's matrices, shared by every scope; a scope's rows are summed from its members on demand
+    (nothing of machines x windows size is copied, so memory stays near the container's own)."""
+
+    #: driver name -> (frame column, scale to the driver's unit)
+    QUANTITIES = {"good": ("good", 1.0), "scrap": ("scrap", 1.0), "run_h": ("s_running", 1 / 3600),
+                  "idle_h": ("s_idle", 1 / 3600), "fault_h": ("s_fault", 1 / 3600)}
 
     def __init__(self, data: IntervalData, exclude: np.ndarray | None, settings: BaselineSettings,
                  bases: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> None:
         self.data = data
-        h = data.hours
-        e = data.matrix("energy_kwh").astype(float)
-        cov = data.matrix("coverage").astype(float)
-        valid = np.isfinite(e) & (cov >= settings.min_coverage)
+        self.h = data.hours
+        self.energy = data.matrix("energy_kwh")
+        valid = np.isfinite(self.energy) & (data.matrix("coverage") >= settings.min_coverage)
         if exclude is not None:
             exclude = np.asarray(exclude, dtype=bool)
-            if exclude.shape != e.shape:
-                raise AnalyticsError(f"exclude mask has shape {exclude.shape}, the data {e.shape} (machines x windows)")
+            if exclude.shape != valid.shape:
+                raise AnalyticsError(f"exclude mask has shape {exclude.shape}, the data {valid.shape} (machines x windows)")
             valid &= ~exclude
-        self.energy, self.valid, self.h = e, valid, h
-        self.energy0 = np.where(valid, e, 0.0)  # energy of valid windows (invalid rows are dropped anyway)
-
-        def m(col: str) -> np.ndarray:
-            return data.matrix(col).astype(float)
-
-        self.q: dict[str, np.ndarray] = {}
-        self.available: dict[str, np.ndarray] = {}  # per machine: quantity present
-        for name, col, scale in (("good", "good", 1.0), ("scrap", "scrap", 1.0), ("run_h", "s_running", 1 / 3600),
-                                 ("idle_h", "s_idle", 1 / 3600), ("fault_h", "s_fault", 1 / 3600)):
-            x = m(col)
-            self.available[name] = np.isfinite(x).any(axis=1) & (np.nan_to_num(x) != 0).any(axis=1)
-            self.q[name] = np.nan_to_num(x) * scale
-        kg = np.zeros_like(e)
+        self.valid = valid
+        self.mats = {name: data.matrix(col) for name, (col, _) in self.QUANTITIES.items()}
+        self.available: dict[str, np.ndarray] = {}  # per machine: the quantity is recorded (not all missing or 0)
+        for name, x in self.mats.items():
+            self.available[name] = np.nansum(np.abs(x), axis=1) > 0
+        self.kg = None
         mats = data.materials
         if len(mats):
+            kg = np.zeros(self.energy.shape, dtype=np.float32)
             index = {p: i for i, p in enumerate(data.machine_ids)}
             mi = mats["machine"].astype(str).map(index).to_numpy()
             ti = ((pd.DatetimeIndex(mats["time"]).as_unit("ns").asi8 - data.times_ns[0]) // (data.resolution_s * NS))
             ok = (mi >= 0) & (ti >= 0) & (ti < data.n_times)
-            np.add.at(kg, (mi[ok].astype(int), ti[ok].astype(int)), mats["kg"].to_numpy(dtype=float)[ok])
-        self.q["kg"] = kg
-        self.available["kg"] = (kg > 0).any(axis=1)
-        shift = data.matrix("shift").astype(np.int16)
-        self.q["in_shift_h"] = (shift == 1) * h
-        self.q["break_h"] = (shift == 2) * h
-        self.available["shift"] = (shift >= 0).any(axis=1)
-        temp = m("outdoor_temp_c")
-        self.available["temperature"] = np.isfinite(temp).mean(axis=1) > 0.5
-        # Fill short temperature gaps along time so that one missing reading does not void the row.
-        temp = pd.DataFrame(temp.T).interpolate(limit=8, limit_direction="both").to_numpy().T
-        self.temp = np.nan_to_num(temp, nan=np.nanmean(temp) if np.isfinite(temp).any() else 0.0)
-        heat, cool = bases if bases is not None else (settings.heating_bases_c, settings.cooling_bases_c)
-        for b in heat:
-            self.q[f"hdd{b:g}"] = np.maximum(b - self.temp, 0.0) * h
-        for b in cool:
-            self.q[f"cdd{b:g}"] = np.maximum(self.temp - b, 0.0) * h
+            np.add.at(kg, (mi[ok].astype(int), ti[ok].astype(int)), mats["kg"].to_numpy(dtype=np.float32)[ok])
+            self.kg = kg
+            self.mats["kg"] = kg
+        self.available["kg"] = (kg > 0).any(axis=1) if self.kg is not None else np.zeros(len(valid), dtype=bool)
+        self.shift = data.matrix("shift")
+        self.available["shift"] = (self.shift >= 0).any(axis=1)
+        self.temp_raw = data.matrix("outdoor_temp_c")
+        self.available["temperature"] = np.isfinite(self.temp_raw).mean(axis=1) > 0.5
+        self.bases = bases if bases is not None else (settings.heating_bases_c, settings.cooling_bases_c)
         self.categories: dict[str, np.ndarray] = {}
         for name in settings.categories:
             if name not in data.frame.columns:
                 raise AnalyticsError(f"categorical driver {name!r} is not a column of the interval data; pass it with "
                                      "IntervalData.from_frame(..., extra=[...])")
-            self.categories[name] = data.matrix(name).astype(float)
-        infos = list(data.machines.values())
-        self.tz = [m.timezone for m in infos]
+            self.categories[name] = data.matrix(name)
+        self._infos = list(data.machines.values())
         self._codes: dict[tuple, np.ndarray] = {}
-        self._infos = infos
+        self._temps: dict[int, np.ndarray] = {}
 
     def tow(self, i: int) -> np.ndarray:
         info = self._infos[i]
@@ -239,29 +227,48 @@ class _Inputs:
             self._codes[key] = _local_codes(self.data.times_ns, info.timezone, info.calendar)
         return self._codes[key]
 
+    def temp(self, i: int) -> np.ndarray:
+        """Outdoor temperature of machine ``i``'s site [°C], short gaps filled along time (one missing reading must
+        not void a row), longer ones with the mean."""
+        if i not in self._temps:
+            t = pd.Series(self.temp_raw[i].astype(float)).interpolate(limit=8, limit_direction="both").to_numpy()
+            self._temps[i] = np.nan_to_num(t, nan=float(np.nanmean(t)) if np.isfinite(t).any() else 0.0)
+        return self._temps[i]
+
     def rows(self, members: list[int], factor: int) -> _Rows:
         """Sum the members' window quantities into rows of ``factor`` windows (incomplete tail dropped)."""
         n = self.data.n_times // factor * factor
         k = n // factor
 
-        def agg(x: np.ndarray) -> np.ndarray:
-            s = x[members, :n].sum(axis=0) if x.ndim == 2 else x[:n]
+        def fold(s: np.ndarray) -> np.ndarray:
             return s.reshape(k, factor).sum(axis=1) if factor > 1 else s
 
-        valid_w = self.valid[members, :n].all(axis=0)
+        def total(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
+            v = x[members[0], :n] if len(members) == 1 else x[members, :n]
+            s = np.nan_to_num(v.astype(np.float64)) if v.ndim == 1 else np.nansum(v, axis=0, dtype=np.float64)
+            return fold(s * scale if scale != 1.0 else s)
+
+        valid_m = self.valid[members, :n]
+        valid_w = valid_m.all(axis=0)
         valid = valid_w.reshape(k, factor).all(axis=1) if factor > 1 else valid_w
-        energy = agg(self.energy0)
-        q = {name: agg(x) for name, x in self.q.items() if not name.startswith(("hdd", "cdd"))}
-        # Weather and calendar slots are shared by the members (one site): take them once, not per machine.
-        first = members[0]
+        energy = fold(np.where(valid_m, self.energy[members, :n], 0.0).sum(axis=0))
+        q = {name: total(x, self.QUANTITIES.get(name, (None, 1.0))[1]) for name, x in self.mats.items()}
+        if "kg" not in q:
+            q["kg"] = np.zeros(k)
         hours = np.full(n, self.h)
-        q["hours"] = hours.reshape(k, factor).sum(axis=1) if factor > 1 else hours
-        for name, x in self.q.items():
-            if name.startswith(("hdd", "cdd")):
-                q[name] = agg(x[first])
-        share = 1.0 / len(members)
-        q["in_shift_h"] = q["in_shift_h"] * share
-        q["break_h"] = q["break_h"] * share
+        q["hours"] = fold(hours)
+        shift = self.shift[members, :n]
+        share = 1.0 / len(members)  # share of the members in shift / in a break
+        q["in_shift_h"] = fold((shift == 1).sum(axis=0) * (self.h * share))
+        q["break_h"] = fold((shift == 2).sum(axis=0) * (self.h * share))
+        # Weather and calendar slots are shared by the members (one site): taken once, not per machine.
+        first = members[0]
+        heat, cool = self.bases
+        temp = self.temp(first)[:n]
+        for b in heat:
+            q[f"hdd{b:g}"] = fold(np.maximum(b - temp, 0.0) * self.h)
+        for b in cool:
+            q[f"cdd{b:g}"] = fold(np.maximum(temp - b, 0.0) * self.h)
         codes = {"tow": self.tow(first)[:n:factor]}
         for name, x in self.categories.items():
             codes[f"cat:{name}"] = np.nan_to_num(x[first, :n:factor], nan=-1).astype(np.int32)

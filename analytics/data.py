@@ -336,56 +336,53 @@ class IntervalData:
             notes.append(Notice("analytics.data.duplicate_rows", "several rows share a machine and window; the last is used",
                                 {"windows": repeated}))
 
-        def column(name: str, fill: float = np.nan) -> np.ndarray | None:
+        in_order = len(flat) == size and bool(keep.all()) and bool(np.array_equal(flat, np.arange(size)))
+
+        def column(name: str, dtype: type = np.float64) -> np.ndarray | None:
+            """The frame's column on the grid, in its final dtype (NaN where no row)."""
             if name not in frame.columns:
                 return None
-            out = np.full(size, fill, dtype=float)
             values = frame[name]
             if not pd.api.types.is_numeric_dtype(values):
                 values = pd.to_numeric(values, errors="coerce")
-            out[flat] = values.to_numpy(dtype=float, na_value=np.nan)[keep]
+            src = values.to_numpy(dtype=dtype, na_value=np.nan)
+            if in_order:
+                return np.array(src, dtype=dtype, copy=True)
+            out = np.full(size, np.nan, dtype=dtype)
+            out[flat] = src[keep]
             return out
 
         h = resolution_s / 3600.0
-        energy = column("energy_kwh")
-        power = column("power_mean_kw")
-        if energy is None:
-            energy = power * h
-        if power is None:
-            power = energy / h
-        cols: dict[str, np.ndarray] = {"energy_kwh": energy, "power_mean_kw": power}
-        for name in FRAME_COLUMNS[4:13]:
-            values = column(name)
-            cols[name] = np.full(size, np.nan) if values is None else values
-        shift = column("shift")
-        coverage = column("coverage")
-        if coverage is None:
-            coverage = np.where(np.isfinite(energy), 1.0, 0.0)
-        else:
-            coverage = np.where(np.isnan(coverage), np.where(np.isfinite(energy), 1.0, 0.0), coverage)
-        bad = column("bad_share")
-        if bad is None:
-            bad = np.zeros(size)
-        infos = dict(infos)
-        if shift is None:
-            shift = _shift_codes(list(infos.values()), grid_ns, resolution_s).ravel().astype(float)
-        cols["shift"] = np.nan_to_num(shift, nan=NO_CALENDAR)
-        cols["coverage"] = np.clip(coverage, 0.0, 1.0)
-        cols["bad_share"] = np.clip(np.nan_to_num(bad, nan=0.0), 0.0, 1.0)
-
         out = pd.DataFrame({
             "machine": pd.Categorical.from_codes(np.repeat(np.arange(n_m), n_t), categories=list(infos)) if n_m else
             pd.Categorical([], categories=[]),
             "time": pd.DatetimeIndex(np.tile(grid_ns, n_m), tz="UTC"),
         })
-        for name in FRAME_COLUMNS[2:]:
-            values = cols[name]
-            if name == "shift":
-                out[name] = values.astype(np.int8)
-            elif name in _FLOAT32:
-                out[name] = values.astype(np.float32)
-            else:
-                out[name] = values
+        energy = column("energy_kwh")
+        power = column("power_mean_kw")
+        out["energy_kwh"] = energy if energy is not None else power * h
+        out["power_mean_kw"] = power if power is not None else energy / h
+        energy = out["energy_kwh"].to_numpy()
+        del power
+        for name in FRAME_COLUMNS[4:13]:
+            values = column(name, np.float32)
+            out[name] = np.full(size, np.nan, dtype=np.float32) if values is None else values
+        shift = column("shift", np.float32)
+        if shift is None:
+            out["shift"] = _shift_codes(list(infos.values()), grid_ns, resolution_s).ravel()
+        else:
+            out["shift"] = np.nan_to_num(shift, nan=NO_CALENDAR).astype(np.int8)
+        coverage = column("coverage", np.float32)
+        known = np.isfinite(energy)
+        if coverage is None:
+            coverage = known.astype(np.float32)
+        else:
+            coverage = np.where(np.isnan(coverage), known, coverage).astype(np.float32)
+        out["coverage"] = np.clip(coverage, 0.0, 1.0)
+        bad = column("bad_share", np.float32)
+        out["bad_share"] = np.zeros(size, dtype=np.float32) if bad is None else np.clip(np.nan_to_num(bad, nan=0.0), 0.0, 1.0)
+        del coverage, bad, shift, known
+        infos = dict(infos)
         absent = [name for name in extra if name not in frame.columns]
         if absent:
             raise AnalyticsError(f"extra column(s) {absent} are not in the frame (have {list(frame.columns)})")

@@ -18,6 +18,7 @@ from collectors.opcua.tests.plant_server import NS_URI, start_plant_server, wait
 from collectors.opcua.values import SEMANTICS_CHANGED
 from core.model import status_severity
 from core.storage.sqlite import SQLiteStore
+from tests.support import wait_for_async
 
 M = "north/l1/cnc-01"
 
@@ -41,6 +42,13 @@ def machine_group(machine=M, extra_nodes=()):
     }
 
 
+async def write_and_wait(srv, col, path, value, **kwargs):
+    """Write a value on the server and wait until the collector received it (instead of sleeping)."""
+    before = col.received
+    await srv.write(path, value, **kwargs)
+    await wait_for_async(lambda: col.received > before, 30, f"{path} = {value!r} received")
+
+
 async def run_collector(cfg, store):
     col = Collector(cfg, store)
     stop = asyncio.Event()
@@ -56,18 +64,14 @@ def test_values_tags_status_and_counters_stored(tmp_path):
         col, stop, task = await run_collector(cfg, store)
         assert await wait_for(lambda: col.received >= 3)
         for v in (11.0, 12.0, 13.0):
-            await srv.write(f"{M}/ActivePower", v)
-            await asyncio.sleep(0.12)
-        await srv.write(f"{M}/ActivePower", 99.0, status=ua.StatusCodes.BadSensorFailure)
-        await asyncio.sleep(0.12)
-        await srv.write(f"{M}/ActiveEnergy", 2000.0)
-        await asyncio.sleep(0.12)
-        await srv.write(f"{M}/ActiveEnergy", 1.0)  # meter reset
-        await asyncio.sleep(0.12)
-        await srv.write(f"{M}/MaterialId", "alu-6061")
-        await asyncio.sleep(0.12)
-        await srv.write(f"{M}/MaterialConsumed", 4.5)
-        await asyncio.sleep(0.3)
+            await write_and_wait(srv, col, f"{M}/ActivePower", v)
+        await write_and_wait(srv, col, f"{M}/ActivePower", 99.0, status=ua.StatusCodes.BadSensorFailure)
+        await write_and_wait(srv, col, f"{M}/ActiveEnergy", 2000.0)
+        await write_and_wait(srv, col, f"{M}/ActiveEnergy", 1.0)  # meter reset
+        await srv.write(f"{M}/MaterialId", "alu-6061")  # a tag source: no value of its own, the tag changes
+        await wait_for_async(lambda: any(dict(n.state.tags).get("material") == "alu-6061" for n in col.sessions[0].nodes),
+                             30, "the material tag to follow MaterialId")
+        await write_and_wait(srv, col, f"{M}/MaterialConsumed", 4.5)
         stop.set()
         await task
         await srv.stop()
@@ -104,9 +108,8 @@ def test_bad_nodes_reported_and_skipped(tmp_path):
         store = SQLiteStore(tmp_path / "w.db")
         col, stop, task = await run_collector(cfg, store)
         assert await wait_for(lambda: col.received >= 4), (col.received, col.sessions[0].bad_nodes, [(n.address, n.nodeid, n.bad) for n in col.sessions[0].nodes])
-        await srv.write(f"{M}/PowerFactor", 0.5)
-        await srv.write(f"{M}/ActivePower", 42.0)
-        await asyncio.sleep(0.4)
+        await write_and_wait(srv, col, f"{M}/PowerFactor", 0.5)
+        await write_and_wait(srv, col, f"{M}/ActivePower", 42.0)
         stop.set()
         await task
         await srv.stop()
@@ -140,8 +143,7 @@ def test_recovers_within_5s_after_server_restart(tmp_path):
         before = col.received
         ok = await wait_for(lambda: col.received > before, 10)
         recovered_s = time.monotonic() - back
-        await srv2.write(f"{M}/ActivePower", 77.0)
-        await asyncio.sleep(0.4)
+        await write_and_wait(srv2, col, f"{M}/ActivePower", 77.0)
         stop.set()
         await task
         await srv2.stop()
@@ -162,7 +164,7 @@ def test_metrics_and_status_file(tmp_path):
         store = SQLiteStore(tmp_path / "w.db")
         col, stop, task = await run_collector(cfg, store)
         assert await wait_for(lambda: col.written >= 3 and col.metrics_server is not None)
-        await asyncio.sleep(2.2)  # one status-file period
+        await wait_for_async(lambda: (tmp_path / "status.json").exists(), 30, "the status file written")
         port = col.metrics_server.port
         metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
         status = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/status").read()))
@@ -257,8 +259,7 @@ def test_writes_through_a_writer_process_and_falls_back_when_it_cannot_start(tmp
         assert await wait_for(lambda: col.written >= 3)
         writer_store = col.writer.store
         writer_pid = getattr(writer_store, "pid", os.getpid())
-        await srv.write(f"{M}/ActivePower", 42.0)
-        await asyncio.sleep(0.3)
+        await write_and_wait(srv, col, f"{M}/ActivePower", 42.0)
         stop.set()
         await task
         await srv.stop()

@@ -34,7 +34,7 @@ from asyncua.ua.ua_binary import (
     struct_from_binary,
     variant_from_binary,
 )
-from asyncua.ua.uaerrors import BadTimeout
+from asyncua.ua.uaerrors import BadNoSubscription, BadTimeout
 
 from collectors.opcua.compat_asyncua import (
     PublishLoopSession,
@@ -186,6 +186,16 @@ class FastPublishSession(PublishLoopSession):
     outstanding = 4
     #: time.monotonic() of the last PublishResponse (data or keep-alive): proof that the session is alive.
     last_response_monotonic = 0.0
+    #: Called with the status name when the server answers a Publish with BadNoSubscription: it dropped our
+    #: subscriptions, and the collector re-creates them (session.py).
+    on_no_subscription = None
+
+    async def _no_subscription(self, name: str) -> None:
+        # Keep asking after a pause rather than stopping the worker, so that the re-created subscription is served
+        # by every worker again.
+        if self.on_no_subscription is not None:
+            self.on_no_subscription(name)
+        await asyncio.sleep(0.5)
 
     async def publish_loop(self) -> None:
         acks: list[ua.SubscriptionAcknowledgement] = []
@@ -206,6 +216,9 @@ class FastPublishSession(PublishLoopSession):
                 response = decode_publish_response(data)
             except BadTimeout:
                 continue
+            except BadNoSubscription:  # a ServiceFault: the server has no subscription of ours (any more)
+                await self._no_subscription("BadNoSubscription")
+                continue
             except asyncio.CancelledError:
                 raise
             except ConnectionError:
@@ -219,8 +232,11 @@ class FastPublishSession(PublishLoopSession):
             self.last_response_monotonic = time.monotonic()
             result = response.ResponseHeader.ServiceResult
             if not result.is_good():
-                if result.value in (ua.StatusCodes.BadTooManyPublishRequests, ua.StatusCodes.BadNoSubscription):
-                    return  # the server wants fewer requests in flight (or has no subscription): this worker stops
+                if result.value == ua.StatusCodes.BadNoSubscription:
+                    await self._no_subscription(result.name)
+                    continue
+                if result.value == ua.StatusCodes.BadTooManyPublishRequests:
+                    return  # the server wants fewer requests in flight: this worker stops
                 if result.value == ua.StatusCodes.BadTimeout:
                     continue
                 log.warning("publish answered %s; retrying in 1 s", result.name)

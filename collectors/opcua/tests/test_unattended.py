@@ -73,6 +73,47 @@ def test_subscription_deleted_on_the_server_is_recreated_without_reconnect(tmp_p
     assert not set(session._subscription_ids) & set(old)
     notes = [n for n in col.notices if n.name == "collector.server.subscription_recreated"]
     assert len(notes) == 1 and notes[0].details["old"] == old
+    print("re-created because", notes[0].details["reason"])
+    assert col.received == col.written
+
+
+def answer_queued_publishes(server, code=ua.StatusCodes.BadNoSubscription) -> int:
+    """Answer the server's queued PublishRequests with ``code``, as the specification asks of a server that has no
+    subscription left (asyncua's server leaves them queued). Returns how many were answered."""
+    n = 0
+    for client in server.bserver.clients:
+        queue = client.processor._publish_requests
+        while queue:
+            request = queue.popleft()
+            fault = ua.ServiceFault()
+            fault.ResponseHeader.ServiceResult = ua.StatusCode(code)
+            client.processor.send_response(request.requesthdr.RequestHandle, request.seqhdr, fault)
+            n += 1
+    return n
+
+
+def test_publish_answered_bad_no_subscription_recreates_the_subscription(tmp_path):
+    async def main():
+        srv = await start_plant_server()
+        cfg = fast_config(srv.endpoint, tmp_path, [machine_group()])
+        store = SQLiteStore(tmp_path / "w.db")
+        col, stop, task = await start(cfg, store)
+        session = col.sessions[0]
+        old = list(session._subscription_ids)
+        await srv.server.iserver.subscription_service.delete_subscriptions(old)
+        answered = answer_queued_publishes(srv.server)
+        await wait_for_async(lambda: session.resubscriptions >= 1, 30, "the subscription created again")
+        await srv.write(f"{M}/ActivePower", 66.0)
+        await wait_for_async(lambda: 66.0 in powers(store), 30, "a value after the re-creation stored")
+        stop.set()
+        await task
+        await srv.stop()
+        return col, session, answered
+
+    col, session, answered = asyncio.run(main())
+    assert answered >= 1 and session.reconnects == 0 and session.resubscriptions == 1
+    notes = [n for n in col.notices if n.name == "collector.server.subscription_recreated"]
+    assert len(notes) == 1 and "BadNoSubscription" in notes[0].details["reason"], notes
     assert col.received == col.written
 
 

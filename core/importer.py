@@ -592,9 +592,11 @@ def import_csv(
 def write_parsed(parsed: ParsedFile, mapping: ImportMapping, store: Store | None, progress: bool = False) -> ImportSummary:
     """Write a checked file (:func:`check_csv`) to a store, one ``write_arrays(..., bulk=True)`` call per series.
 
-    Interval amounts become a register: an opening reading at the start of the first interval (0, or the stored
-    register's value when the file continues it) and the running sum at each interval end. None as ``store`` computes
-    the summary without writing.
+    Interval amounts become a register: an opening reading of 0 at the start of the first interval and the running sum
+    at each interval end. A file that continues a stored register (its last reading is at or before the start of the
+    file's first interval) continues its sum without an opening reading, so that a gap between the two files is a gap
+    (the increase across it is spread over it), not zero consumption. None as ``store`` computes the summary without
+    writing.
     """
     from tqdm import tqdm
 
@@ -615,13 +617,16 @@ def write_parsed(parsed: ParsedFile, mapping: ImportMapping, store: Store | None
         if not interval_ns:
             raise DataFileError(f"{parsed.path}: cannot tell the interval from one row; set time.interval_s in the mapping")
         opening_ns = int(times[0]) - interval_ns
-        opening = _opening_reading(store, col.key, opening_ns, warnings) if store is not None else 0.0
+        opening, with_opening = _opening_reading(store, col.key, opening_ns, warnings) if store is not None else (0.0, True)
         # Summed in extended precision so that the register's increase is the correctly rounded sum of the column
         # (a float64 running sum drifts by ~1e-7 kWh over a year of 15-min values).
         register = (np.longdouble(opening) + np.cumsum(np.nan_to_num(values, nan=0.0).astype(np.longdouble))).astype(float)
         register[np.isnan(values)] = np.nan
-        writes.append((col.key, np.concatenate([[opening_ns], times]), np.concatenate([[opening], register]),
-                       np.concatenate([[0], status])))
+        if with_opening:
+            writes.append((col.key, np.concatenate([[opening_ns], times]), np.concatenate([[opening], register]),
+                           np.concatenate([[0], status])))
+        else:
+            writes.append((col.key, times, register, status))
         label = col.mapping.to if not col.mapping.tags else f"{col.mapping.to}{col.mapping.tags}"
         totals[label] = totals.get(label, 0.0) + float(np.nansum(values))
     written = 0
@@ -643,11 +648,12 @@ def _describe(key: SeriesKey) -> str:
     return f"{key.measurement}.{key.field}{{{tags}}}"
 
 
-def _opening_reading(store: Store, key: SeriesKey, opening_ns: int, warnings: list[str]) -> float:
-    """The register value at the start of the imported range: the stored register continues when the file follows it.
+def _opening_reading(store: Store, key: SeriesKey, opening_ns: int, warnings: list[str]) -> tuple[float, bool]:
+    """The register value at the start of the imported range [stored unit], and whether to write it as a reading.
 
-    A file that continues a stored register starts from its last value; a re-import of the same range starts from the
-    stored value at the opening time (so it writes the same values again); anything else starts at 0.
+    A file that continues a stored register starts from its last value (no reading written: the stored one is the
+    previous reading); a re-import of the same range starts from the stored value at the opening time (so it writes
+    the same values again); anything else starts at 0.
     """
     last = store.last_values(key.measurement, key.field, key.tag_dict)
     tags = key.tag_dict
@@ -658,20 +664,20 @@ def _opening_reading(store: Store, key: SeriesKey, opening_ns: int, warnings: li
             same &= last[c].isna().to_numpy()
         last = last[same]
     if last.empty:
-        return 0.0
+        return 0.0, True
     last_ns = int(last["time"].iloc[0].value)
     value = float(last["value"].iloc[0])
     if last_ns <= opening_ns and np.isfinite(value):
-        return value
+        return value, False
     at = store.query(key.measurement, key.field, opening_ns, opening_ns + 1, tags=tags)
     if not at.empty:
         same = np.ones(len(at), dtype=bool)
         for c in (c for c in at.columns if c not in ("time", "value", "status") and c not in tags):
             same &= at[c].isna().to_numpy()
         if same.any() and np.isfinite(float(at["value"][same].iloc[0])):
-            return float(at["value"][same].iloc[0])
+            return float(at["value"][same].iloc[0]), True
     warnings.append(
         f"{_describe(key)} already has values after {from_ns(opening_ns).isoformat()} that this file does not "
         "continue; the imported register starts at 0 there"
     )
-    return 0.0
+    return 0.0, True

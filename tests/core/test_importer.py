@@ -188,7 +188,7 @@ def test_a_file_that_continues_a_stored_register_continues_it(tmp_path, store):
     summary = import_csv(write_csv(tmp_path / "b.csv", later), mapping(), store)
     _, register = stored(store, "electrical", "energy_kwh")
     assert register[-1] - register[0] == pytest.approx(4.25 + 1.5)
-    assert np.all(np.diff(register) >= 0) and summary.warnings == []
+    assert np.all(np.diff(register) >= 0) and summary.warnings == [] and summary.values == 2 + 2 + 2
     # Importing the first file again writes the same values: the register is unchanged.
     import_csv(write_csv(tmp_path / "a.csv", GOOD), mapping(), store)
     assert stored(store, "electrical", "energy_kwh")[1].tolist() == register.tolist()

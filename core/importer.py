@@ -80,9 +80,9 @@ class TimeMapping(FrozenModel):
     )
     ambiguous: Literal["order", "earlier", "later", "error"] = Field(
         "order",
-        description="Local times that occur twice when clocks go back: 'order' takes the first occurrence in the file as "
-        "the earlier instant and the second as the later one; 'earlier'/'later' take that instant always; 'error' "
-        "reports the rows.",
+        description="Local times that occur twice when clocks go back: 'order' takes them in file order (in an oldest-first "
+        "file the first occurrence is the earlier instant, newest-first the later); 'earlier'/'later' take that "
+        "instant always; 'error' reports the rows.",
     )
     nonexistent: Literal["error", "shift_forward"] = Field(
         "error", description="Local times skipped when clocks go forward: report the rows, or shift them forward."
@@ -416,11 +416,14 @@ def _localize(local, spec: TimeMapping) -> tuple[np.ndarray, np.ndarray, dict[in
         if spec.ambiguous == "later":
             ns[twice] = l_ns[twice]
         elif spec.ambiguous == "order":
+            # A file newest-first meets the later instant first: the direction comes from the unambiguous stamps.
+            steps = np.diff(e_ns[good & ~twice])
+            newest_first = int((steps < 0).sum()) > int((steps > 0).sum())
             seen: dict[int, int] = {}
             for j in np.flatnonzero(twice).tolist():
                 count = seen.get(int(e_ns[j]), 0)
                 seen[int(e_ns[j])] = count + 1
-                if count == 1:
+                if (count == 1) != newest_first and count <= 1:
                     ns[j] = l_ns[j]
                 elif count > 1:
                     good[j] = False

@@ -143,6 +143,19 @@ def test_times_that_occur_twice_follow_the_file_order_by_default(tmp_path, store
     assert register[-1] == pytest.approx(1.0)
 
 
+def test_a_newest_first_file_takes_the_repeated_hour_in_its_order(tmp_path):
+    parsed = check_csv(write_csv(tmp_path / "desc.csv", fall_back_rows()[::-1]), mapping())
+    first = to_ns("2024-10-26T23:45:00+00:00")
+    assert parsed.times_ns.tolist() == [first + i * 900 * 10**9 for i in range(10)][::-1]
+
+
+def test_the_shipped_steel_mapping_is_valid():
+    m = read_mapping(Path(__file__).resolve().parents[2] / "docs" / "examples" / "steel-industry.yaml")
+    assert m.time.zone == "Asia/Seoul" and m.time.stamps == "end" and m.time.midnight_previous_date
+    energy = next(c for c in m.columns if c.column == "Usage_kWh")
+    assert energy.to == "electrical.energy_kwh" and energy.kind == "interval"
+
+
 def test_times_that_occur_twice_can_be_refused_or_pinned(tmp_path, store):
     path = write_csv(tmp_path / "dst.csv", fall_back_rows())
     with pytest.raises(DataFileError) as caught:

@@ -139,3 +139,15 @@ def test_one_spool_implementation_counts_drops_for_rows_and_line_protocol(tmp_pa
     assert lp_spool.dropped_lines == sum(n for kind, n in seen if kind == "lines") > 0
     assert lines + lp_spool.dropped_lines == 100 and lp_spool.bytes <= 1000
     assert type(lp_spool).__mro__[1] is type(row_spool).__mro__[1]  # one implementation underneath
+
+
+def test_checkpoint_thread_of_the_writer_store_is_supervised(tmp_path, monkeypatch):
+    raised = fail_once(monkeypatch, SQLiteStore, "_checkpoint_loop")
+    store = SQLiteStore(tmp_path / "a.db")
+    store.checkpoint_in_background(interval_s=0.05)
+    wait_for(lambda: store.supervisor.restarts["sqlite-checkpoint"] == 1, 30, "the checkpointer restarted")
+    store.write_batch(BatchWriter(store)._batch(rows(0, 500)))
+    wait_for(lambda: store._checkpointer.is_alive(), 10, "the restarted checkpoint loop running")
+    store.close()
+    assert raised == [1] and store.supervisor.failures["sqlite-checkpoint"] == 1
+    assert stored_count(SQLiteStore(tmp_path / "a.db")) == 500

@@ -281,11 +281,15 @@ class SQLiteStore(Store):
         self._wal_limit = int(max_wal_mb) << 20
         self._checkpoint_wanted = threading.Event()
         self._checkpoint_lock = threading.Lock()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(float(interval_s),),
-                                              name="wattline-checkpoint", daemon=True)
         for conn in getattr(self, "_all_conns", []):
             conn.execute("PRAGMA wal_autocheckpoint=0")
-        self._checkpointer.start()
+        # Supervised: an unexpected failure is logged and counted (supervisor.failures) and the loop restarts;
+        # a dead checkpointer would let the log grow unnoticed.
+        from core.supervise import Supervisor
+
+        self.supervisor = Supervisor(prefix="storage")
+        self._checkpointer = self.supervisor.thread("sqlite-checkpoint",
+                                                    lambda: self._checkpoint_loop(float(interval_s)))
 
     def _checkpoint_loop(self, interval_s: float) -> None:
         while not self._closed:

@@ -51,19 +51,11 @@ from core.storage.base import (
     TagFilter,
     TimeLike,
     check_query_args,
-    choose_rollup,
     pivot_frame,
 )
 from core.storage.compat_influxdb import set_gzip_level, write_options
-from core.storage.influx_flux import (
-    last_query,
-    missing_query,
-    raw_query,
-    rollup_body,
-    rollup_bucket,
-    series_query,
-    window_query,
-)
+from core.storage.influx_flux import last_query, raw_query, rollup_body, rollup_bucket
+from core.storage.influx_query import SeriesCounts, windowed
 from core.storage.influx_lp import MISSING_FIELD, STATUS_FIELD, LineEncoder, flux_time
 from core.storage.influx_settings import InfluxSettings, _coerce_settings, read_env_file
 from core.storage.influx_spool import Quarantine, Spool
@@ -128,6 +120,9 @@ class InfluxStore(Store):
             set_gzip_level(self._client, s.gzip_level)
         self._query_api = self._client.query_api()
         self.use_rollups = True  # benchmarks switch this off to time raw aggregation
+        self.last_rollup: int | None = None  # coarsest rollup [s] the latest windowed query used (None: raw only)
+        self.last_query_sources: tuple = ()  # the parts (core.storage.query_parts.QueryPart) that answered it
+        self._series_counts = SeriesCounts()
         self._encoder = LineEncoder()
         spool_dir = Path(s.spool_dir).expanduser() if s.spool_dir else s.default_spool_dir()
         self.spool = Spool(spool_dir, max_bytes=s.spool_max_mb * 1024 * 1024)
@@ -253,6 +248,7 @@ class InfluxStore(Store):
         """Write raw line-protocol lines (import path); returns the number of lines queued."""
         lines = [ln for ln in lines if ln.strip()]
         if lines:
+            self._series_counts.invalidate()  # times unknown: they may be old
             self._submit(lines, None, None)
         return len(lines)
 
@@ -328,6 +324,7 @@ class InfluxStore(Store):
     def _mark_dirty(self, lo: int, hi: int) -> None:
         with self._lock:
             self._dirty.update(range(lo // HOUR_NS, hi // HOUR_NS + 1))
+        self._series_counts.invalidate()  # late points: the kept series counts miss them
 
     def _wait_written(self, timeout_s: float) -> bool:
         self._drain_buffer()
@@ -587,21 +584,6 @@ class InfluxStore(Store):
                 self._dirty.update(hours)  # try again later
             raise
 
-    def _usable_rollup(self, window_s: int, start_ns: int, stop_ns: int) -> int | None:
-        res = choose_rollup(window_s, start_ns, stop_ns)
-        if res is None or not self.use_rollups or not self.rollups_ready():
-            return None
-        now = time.time_ns()
-        for r in sorted((r for r in ROLLUP_RESOLUTIONS_S if r <= res), reverse=True):
-            r_ns = r * NS
-            if window_s % r or start_ns % r_ns or stop_ns % r_ns:
-                continue
-            # The task for a window runs after the window closes plus its offset; 150 s covers the offsets.
-            horizon = ((now - 150 * NS) // r_ns) * r_ns
-            if stop_ns <= horizon:
-                return r
-        return None
-
     # -- reading -------------------------------------------------------------------------------------------------------
     def _run(self, flux: str) -> str:
         from influxdb_client.client.exceptions import InfluxDBError
@@ -679,16 +661,10 @@ class InfluxStore(Store):
             status = pd.to_numeric(status.replace("", "0"), errors="coerce").fillna(0).astype("int64")
             out = self._finish_frame(frame, tags_cols, value, status, None, False)
         else:
-            window_s = int(window_s)
-            res = self._usable_rollup(window_s, start_ns, stop_ns)
-            self.last_rollup = res  # for tests and benchmarks: which resolution answered
-            frame = self._table(window_query(bucket, measurement, field, start_ns, stop_ns, tags, window_s, agg, res))
-            if frame.empty:
+            # Rollups for every complete bucket, raw points for the rest (a range ending now: the newest minutes).
+            out = windowed(self, measurement, field, start_ns, stop_ns, tags, int(window_s), agg)
+            if out.empty:
                 return _empty_frame(status=False, pivot=pivot)
-            value = pd.to_numeric(frame["_value"], errors="coerce")
-            keep = value.notna()
-            frame, value = frame[keep], value[keep]
-            out = self._finish_frame(frame, self._tag_columns(frame), value, None, window_s * NS, agg == "count")
         return pivot_frame(out, pivot) if pivot else out
 
     def last_values(self, measurement: str, field: str, tags: TagFilter | None = None) -> pd.DataFrame:
@@ -733,40 +709,12 @@ class InfluxStore(Store):
         return int(frame[STATUS_FIELD].iloc[0] or 0)
 
     def series(self, measurement: str | None = None) -> list[SeriesInfo]:
-        bucket = self.settings.bucket
-        stats: dict[SeriesKey, list[int]] = {}  # key -> [count, first_ns, last_ns]
+        # The settled history's counts are kept between calls (see core.storage.influx_query.SeriesCounts).
+        return self._series_counts.series(self, measurement)
 
-        def key_of(row: dict, tag_cols: list[str], field: str) -> SeriesKey:
-            return SeriesKey.of(row["_measurement"], {t: row[t] for t in tag_cols if row.get(t, "") != ""}, field)
-
-        parts = {fn: self._table(series_query(bucket, measurement, fn)) for fn in ("count", "first", "last")}
-        for fn, frame in parts.items():
-            if frame.empty:
-                continue
-            tag_cols = self._tag_columns(frame)
-            times = (_times_ns(frame["_time"]).tolist()
-                     if "_time" in frame else [0] * len(frame))
-            for row, t in zip(frame.to_dict("records"), times):
-                if row["_field"] == MISSING_FIELD:
-                    continue
-                entry = stats.setdefault(key_of(row, tag_cols, row["_field"]), [0, t, t])
-                if fn == "count":
-                    entry[0] += int(row["_value"])
-                elif fn == "first":
-                    entry[1] = t
-                else:
-                    entry[2] = t
-        missing = self._table(missing_query(bucket, measurement))
-        if not missing.empty:
-            tag_cols = self._tag_columns(missing)
-            times = _times_ns(missing["_time"]).tolist()
-            for row, t in zip(missing.to_dict("records"), times):
-                for name in [f for f in row["_value"].split(",") if f]:
-                    entry = stats.setdefault(key_of(row, tag_cols, name), [0, t, t])
-                    entry[0] += 1
-                    entry[1] = min(entry[1], t)
-                    entry[2] = max(entry[2], t)
-        return [SeriesInfo(k, c, f, l) for k, (c, f, l) in sorted(stats.items(), key=lambda kv: repr(kv[0]))]
+    def invalidate_series_cache(self) -> None:
+        """Recount every series in full at the next :meth:`series` call (after deleting points)."""
+        self._series_counts.invalidate()
 
 
 def _times_ns(column: pd.Series) -> pd.Series:

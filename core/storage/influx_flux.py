@@ -30,6 +30,14 @@ TASK_OFFSET_S = {60: 15, 900: 45, 3600: 75}
 END_OF_TIME = "2262-01-01T00:00:00Z"
 
 _NON_TAG_DROP = '["_start", "_stop", "_measurement", "_field"]'
+#: Measurements of the result store (:mod:`core.storage.results_influx`) that are records, not series: they carry
+#: string fields, which would make a rollup's sum() fail for the whole window, and they are not listed as series.
+RESULT_RECORDS = ("wattline_findings", "wattline_runs")
+
+
+def _not_records() -> str:
+    """Predicate excluding the result records (simple comparisons: still pushed down to the storage engine)."""
+    return " and ".join(f"r._measurement != {flux_str(m)}" for m in RESULT_RECORDS)
 
 
 def _tag_filter(tags: Mapping[str, str | Sequence[str]] | None) -> str:
@@ -76,14 +84,15 @@ def rollup_body(bucket: str, org: str, res_s: int, start: str, stop: str, from_r
             # aggregateWindow(fn: mean) on raw points is pushed down to the storage engine.
             parts.append(
                 f"p_mean = from(bucket: {flux_str(bucket)})\n  |> range(start: {start}, stop: {stop})\n"
-                f"  |> filter(fn: (r) => {' and '.join(f'r._field != {flux_str(f)}' for f in INTERNAL_FIELDS)})\n"
+                f"  |> filter(fn: (r) => {' and '.join(f'r._field != {flux_str(f)}' for f in INTERNAL_FIELDS)}"
+                f" and {_not_records()})\n"
                 f"  |> aggregateWindow(every: {every}, fn: mean, timeSrc: \"_start\", createEmpty: false)\n"
                 '  |> map(fn: (r) => ({r with _field: r._field + "__mean"}))\n'
             )
             continue
         if finer is None:
             src = flux_str(bucket)
-            internal = " and ".join(f"r._field != {flux_str(f)}" for f in INTERNAL_FIELDS)
+            internal = " and ".join(f"r._field != {flux_str(f)}" for f in INTERNAL_FIELDS) + " and " + _not_records()
             agg = part  # raw -> 1 min: sum, count, min, max, last of the raw values
             rename = f'  |> map(fn: (r) => ({{r with _field: r._field + "__{part}", _value: float(v: r._value)}}))\n'
         else:
@@ -193,28 +202,26 @@ def last_query(bucket: str, measurement: str, field: str, tags: Mapping[str, str
     )
 
 
-def series_query(bucket: str, measurement: str | None, fn: str) -> str:
-    """``count``/``first``/``last`` of every stored series (status field excluded; missing markers included)."""
-    meas = f"r._measurement == {flux_str(measurement)} and " if measurement else ""
-    tail = '  |> drop(columns: ["_start", "_stop"])\n'
-    if fn in ("first", "last"):
-        tail = '  |> keep(columns: ["_time", "_measurement", "_field"] + [])\n' if False else tail
+def series_query(bucket: str, measurement: str | None, fn: str, start: str = "0", stop: str = END_OF_TIME) -> str:
+    """``count``/``first``/``last`` of every stored series in ``[start, stop)`` (Flux time expressions; status field
+    excluded, missing markers included; the result records are not series)."""
+    meas = f"r._measurement == {flux_str(measurement)} and " if measurement else f"{_not_records()} and "
     return (
         f"from(bucket: {flux_str(bucket)})\n"
-        f"  |> range(start: 0, stop: {END_OF_TIME})\n"
+        f"  |> range(start: {start}, stop: {stop})\n"
         f"  |> filter(fn: (r) => {meas}r._field != {flux_str(STATUS_FIELD)})\n"
         + (f"  |> filter(fn: (r) => r._field != {flux_str(MISSING_FIELD)})\n" if fn == "count" else "")
         + f"  |> {fn}()\n"
-        + tail
+        + '  |> drop(columns: ["_start", "_stop"])\n'
     )
 
 
-def missing_query(bucket: str, measurement: str | None) -> str:
-    """Every missing-value marker (rare: only points with Bad values carry one)."""
+def missing_query(bucket: str, measurement: str | None, start: str = "0", stop: str = END_OF_TIME) -> str:
+    """Every missing-value marker in ``[start, stop)`` (rare: only points with Bad values carry one)."""
     meas = f"r._measurement == {flux_str(measurement)} and " if measurement else ""
     return (
         f"from(bucket: {flux_str(bucket)})\n"
-        f"  |> range(start: 0, stop: {END_OF_TIME})\n"
+        f"  |> range(start: {start}, stop: {stop})\n"
         f"  |> filter(fn: (r) => {meas}r._field == {flux_str(MISSING_FIELD)})\n"
         '  |> drop(columns: ["_start", "_stop"])\n'
     )

@@ -20,8 +20,9 @@ says so: a warning in the log naming the window, the raw span and how to avoid i
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from core.storage.base import ROLLUP_RESOLUTIONS_S
 

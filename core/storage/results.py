@@ -25,8 +25,10 @@ import datetime as dt
 import json
 import math
 import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Self
 
 from core.errors import StoreError
 from core.model import EVENT_KINDS, Event, from_ns, to_ns
@@ -214,7 +216,7 @@ class ResultStore(abc.ABC):
     def close(self) -> None:
         """Release what this result store opened itself (never the store it was made for)."""
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -233,7 +235,6 @@ def results_for(store: Store) -> ResultStore:
     StoreError
         For a store without results support.
     """
-    from core.storage.influx import InfluxStore
     from core.storage.process import ProcessStore
     from core.storage.sqlite import SQLiteStore
 
@@ -241,7 +242,8 @@ def results_for(store: Store) -> ResultStore:
         from core.storage.results_sqlite import SQLiteResultStore
 
         return SQLiteResultStore(store)
-    if isinstance(store, InfluxStore):
+    influx = sys.modules.get("core.storage.influx")  # not imported: the store cannot be an InfluxStore
+    if influx is not None and isinstance(store, influx.InfluxStore):
         from core.storage.results_influx import InfluxResultStore
 
         return InfluxResultStore(store)
@@ -384,13 +386,13 @@ def finding_event(kind: str, site: str, line: str, machine_tag: str, start_ns: i
     details = json.loads(details_json) if details_json else {}
     for key in FINDING_NUMBERS:
         value = numbers.get(key)
-        if value is not None and value == value:
+        if value is not None and not math.isnan(float(value)):
             details[key] = float(value)
     for key in FINDING_TEXTS:
         value = texts.get(key)
         if value is not None:
             details[key] = value
-    machine = "/".join((site, line, machine_tag)) if site and line else machine_tag
+    machine = f"{site}/{line}/{machine_tag}" if site and line else machine_tag
     return Event(machine, kind, from_ns(int(start_ns)), from_ns(int(end_ns)), float(excess_kwh), details)
 
 
@@ -457,6 +459,7 @@ def write_output_series(store: Store, run: str, name: str, frame: pd.DataFrame) 
         (values written, field names).
     """
     import numpy as np
+    import pandas as pd
 
     from core.model import SeriesKey
 
@@ -469,7 +472,7 @@ def write_output_series(store: Store, run: str, name: str, frame: pd.DataFrame) 
         values = values if isinstance(values, tuple) else (values,)
         tag_dict = {"run": run}
         for tag, value in zip(tags, values):
-            if value is None or value != value:
+            if value is None or pd.isna(value):
                 continue  # a missing tag value: the series simply has no such tag
             tag_dict[tag] = str(value)
         for field_name in fields:

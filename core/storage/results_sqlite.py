@@ -15,7 +15,8 @@ import json
 import sqlite3
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from core.errors import StoreError
 from core.model import Event, from_ns
@@ -124,7 +125,7 @@ class SQLiteResultStore(ResultStore):
         return self._db
 
     class _Tx:
-        def __init__(self, owner: "SQLiteResultStore", write: bool) -> None:
+        def __init__(self, owner: SQLiteResultStore, write: bool) -> None:
             self.owner, self.write = owner, write
 
         def __enter__(self) -> sqlite3.Connection:
@@ -149,7 +150,7 @@ class SQLiteResultStore(ResultStore):
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"result tables of {self.owner.path}: {exc}") from exc
 
-    def _transaction(self, write: bool = True) -> "SQLiteResultStore._Tx":
+    def _transaction(self, write: bool = True) -> SQLiteResultStore._Tx:
         return self._Tx(self, write)
 
     def close(self) -> None:

@@ -32,19 +32,26 @@ def test_query_picks_the_coarsest_complete_rollup(influx_store):
         (7200, base, base + 6 * HOUR, 3600),
         (1800, base, base + 6 * HOUR, 900),
         (300, base, base + 6 * HOUR, 60),
-        (3600, base + 900 * NS, base + 6 * HOUR, 900),  # range aligned to 15 min only
-        (3600, base + 30 * NS, base + 6 * HOUR, None),  # not aligned to any rollup: raw points
+        # range aligned to 15 min only: the 15-min rollup for its first 45 min, the 1-h rollup for the rest
+        (3600, base + 900 * NS, base + 6 * HOUR, ["rollup_900s", "rollup_3600s"]),
+        # not aligned to any rollup: raw points for the first 30 s only
+        (3600, base + 30 * NS, base + 6 * HOUR, ["raw", "rollup_60s", "rollup_900s", "rollup_3600s"]),
         (45, base, base + 6 * HOUR, None),
     ]
     for window_s, start, stop, expected in cases:
         got = store.query("electrical", "active_power_kw", start, stop, window_s=window_s, agg="sum")
-        assert store.last_rollup == expected, (window_s, start - base, expected)
+        if isinstance(expected, list):
+            assert [p.source for p in store.last_query_sources] == expected, (window_s, start - base)
+        else:
+            assert store.last_rollup == expected, (window_s, start - base, expected)
         sel = (times >= start) & (times < stop)
         assert float(got["value"].sum()) == pytest.approx(float(values[sel].sum()))
-    # A range reaching into the last minutes is not complete in any rollup yet: raw points answer.
+    # A range ending now: rollups for the complete buckets, raw points only for the newest minutes.
     now_hour = (time.time_ns() // HOUR + 1) * HOUR
     store.query("electrical", "active_power_kw", now_hour - 2 * HOUR, now_hour, window_s=3600)
-    assert store.last_rollup is None
+    parts = store.last_query_sources
+    assert parts[0].res is not None and parts[-1].res is None and parts[-1].stop_ns == now_hour
+    assert parts[-1].start_ns > time.time_ns() - 5 * 60 * NS  # only the newest minutes are read raw
 
 
 @pytest.mark.integration

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 
@@ -10,8 +11,8 @@ import pandas as pd
 import pytest
 
 from core.model import SeriesKey
-from core.storage.query_parts import NS, QueryPart, combine_parts, plan_parts
 from core.storage.process import ProcessStore
+from core.storage.query_parts import NS, QueryPart, combine_parts, plan_parts
 
 H = 3600 * NS
 M = 60 * NS
@@ -29,7 +30,7 @@ def test_plan_aligns_the_middle_and_reads_only_the_ends_raw():
         QueryPart(base + 5 * H + M, base + 5 * H + 90 * NS, None),
     ]
     # contiguous, in order, covering the range
-    assert all(a.stop_ns == b.start_ns for a, b in zip(parts, parts[1:]))
+    assert all(a.stop_ns == b.start_ns for a, b in itertools.pairwise(parts))
     # a window no rollup divides: one raw part; 300 s windows use the 1-min rollup only
     assert plan_parts(45, base, base + H) == [QueryPart(base, base + H, None)]
     assert plan_parts(300, base + 30 * NS, base + H) == [QueryPart(base + 30 * NS, base + M, None),

@@ -1,0 +1,201 @@
+"""The read side of :class:`core.storage.influx.InfluxStore` that goes beyond one Flux script.
+
+- Windowed queries in parts (:mod:`core.storage.query_parts`): the rollup buckets answer every whole bucket their
+  tasks have completed, raw points only the rest -- for a range ending now, the newest minutes. The rollup tasks run
+  a little after each bucket closes (``TASK_OFFSET_S``), so a bucket counts as complete once it closed more than
+  :data:`TASK_MARGIN_S` ago. Before this, any range ending now (every dashboard refresh) read raw points.
+- Series counts (:class:`SeriesCounts`): counting every stored point of a bucket is the costly part of listing the
+  series, and the stored-series page does it every few seconds. The counts of the history older than a few minutes
+  are kept and extended with each newer stretch; only the newest minutes are counted on every call. The kept counts
+  are dropped when this store writes late points or deletes, and recounted in full every :data:`RECOUNT_S`, which
+  bounds how long late points written by another process are missing from the count.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from core.model import SeriesKey
+from core.storage.base import ROLLUP_RESOLUTIONS_S, SeriesInfo, TagFilter
+from core.storage.influx_flux import (
+    END_OF_TIME,
+    missing_query,
+    series_query,
+    window_query,
+)
+from core.storage.influx_lp import MISSING_FIELD
+from core.storage.query_parts import (
+    QueryPart,
+    plan_parts,
+    query_in_parts,
+    warn_if_raw_heavy,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from core.storage.influx import InfluxStore
+
+NS = 1_000_000_000
+#: A rollup bucket is taken as complete this long after it closed (covers the tasks' offsets, 15-75 s) [s].
+TASK_MARGIN_S = 150
+#: Kept series counts are recounted in full after this long [s].
+RECOUNT_S = 600
+#: Points older than this when the series are listed are counted once and kept [s] (= the store's late limit).
+SETTLED_S = 240
+
+
+def plan_window(store: InfluxStore, window_s: int, start_ns: int, stop_ns: int) -> list[QueryPart]:
+    """The parts answering a windowed query of ``store``: rollups for complete buckets, raw points for the rest."""
+    if not store.use_rollups or not store.rollups_ready():
+        parts = [QueryPart(start_ns, stop_ns, None)]
+        why = ("rollups are switched off (use_rollups)" if not store.use_rollups
+               else "the rollup buckets are missing; run `wattline influx setup`")
+        warn_if_raw_heavy(parts, window_s, store.description, why)
+        return parts
+    now = time.time_ns()
+
+    def complete_until(res: int) -> int:
+        return now - TASK_MARGIN_S * NS
+
+    parts = plan_parts(window_s, start_ns, stop_ns, complete_until, ROLLUP_RESOLUTIONS_S)
+    warn_if_raw_heavy(parts, window_s, store.description)
+    return parts
+
+
+def window_frame(store: InfluxStore, measurement: str, field_name: str, start_ns: int, stop_ns: int,
+                 tags: TagFilter | None, window_s: int, agg: str, res: int | None) -> pd.DataFrame:
+    """One Flux query: the windowed aggregate over ``[start_ns, stop_ns)`` from rollup ``res`` or raw points."""
+    import pandas as pd
+
+    from core.storage.influx import _empty_frame
+
+    frame = store._table(window_query(store.settings.bucket, measurement, field_name, start_ns, stop_ns, tags,
+                                      window_s, agg, res))
+    if frame.empty:
+        return _empty_frame(status=False)
+    value = pd.to_numeric(frame["_value"], errors="coerce")
+    keep = value.notna()
+    frame, value = frame[keep], value[keep]
+    return store._finish_frame(frame, store._tag_columns(frame), value, None, window_s * NS, agg == "count")
+
+
+def windowed(store: InfluxStore, measurement: str, field_name: str, start_ns: int, stop_ns: int,
+             tags: TagFilter | None, window_s: int, agg: str) -> pd.DataFrame:
+    """A windowed query answered in parts; records them in ``store.last_query_sources`` and ``store.last_rollup``
+    (the coarsest rollup used, None for raw points only)."""
+    parts = plan_window(store, window_s, start_ns, stop_ns)
+    if len(parts) == 1:
+        p = parts[0]
+        out = window_frame(store, measurement, field_name, p.start_ns, p.stop_ns, tags, window_s, agg, p.res)
+    else:
+        out = query_in_parts(lambda p, partial: window_frame(store, measurement, field_name, p.start_ns, p.stop_ns,
+                                                             tags, window_s, partial, p.res), parts, agg)
+    store.last_query_sources = tuple(parts)
+    store.last_rollup = max((p.res for p in parts if p.res is not None), default=None)
+    return out
+
+
+# -- series listing ------------------------------------------------------------------------------------------------------
+def series_stats(store: InfluxStore, measurement: str | None, start: str, stop: str) -> dict[SeriesKey, list[int]]:
+    """``{key: [count, first_ns, last_ns]}`` of the values stored in ``[start, stop)`` (Flux time expressions)."""
+    from core.storage.influx import _times_ns
+
+    bucket = store.settings.bucket
+    stats: dict[SeriesKey, list[int]] = {}
+
+    def key_of(row: dict, tag_cols: list[str], name: str) -> SeriesKey:
+        return SeriesKey.of(row["_measurement"], {t: row[t] for t in tag_cols if row.get(t, "") != ""}, name)
+
+    for fn in ("count", "first", "last"):
+        frame = store._table(series_query(bucket, measurement, fn, start, stop))
+        if frame.empty:
+            continue
+        tag_cols = store._tag_columns(frame)
+        times = _times_ns(frame["_time"]).tolist() if "_time" in frame else [0] * len(frame)
+        for row, t in zip(frame.to_dict("records"), times):
+            if row["_field"] == MISSING_FIELD:
+                continue
+            entry = stats.setdefault(key_of(row, tag_cols, row["_field"]), [0, t, t])
+            if fn == "count":
+                entry[0] += int(row["_value"])
+            elif fn == "first":
+                entry[1] = t
+            else:
+                entry[2] = t
+    missing = store._table(missing_query(bucket, measurement, start, stop))
+    if not missing.empty:
+        tag_cols = store._tag_columns(missing)
+        for row, t in zip(missing.to_dict("records"), _times_ns(missing["_time"]).tolist()):
+            for name in [f for f in row["_value"].split(",") if f]:
+                entry = stats.setdefault(key_of(row, tag_cols, name), [0, t, t])
+                entry[0] += 1
+                entry[1] = min(entry[1], t)
+                entry[2] = max(entry[2], t)
+    return stats
+
+
+def _merge(into: dict[SeriesKey, list[int]], more: dict[SeriesKey, list[int]]) -> None:
+    for key, (count, first, last) in more.items():
+        entry = into.get(key)
+        if entry is None:
+            into[key] = [count, first, last]
+        else:
+            entry[0] += count
+            entry[1] = min(entry[1], first)
+            entry[2] = max(entry[2], last)
+
+
+@dataclass
+class _Kept:
+    stats: dict[SeriesKey, list[int]]
+    until_ns: int
+    counted_at: float
+    generation: int
+
+
+@dataclass
+class SeriesCounts:
+    """Series listings of one store with the counts of the settled history kept (see the module docstring).
+
+    ``last_counted`` holds the ``(start_ns, stop_ns)`` stretches the latest :meth:`series` call counted (for tests).
+    """
+
+    generation: int = 0
+    kept: dict[str | None, _Kept] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    last_counted: list[tuple[int, int | None]] = field(default_factory=list)
+
+    def invalidate(self) -> None:
+        """Forget the kept counts (points were written into, or deleted from, the counted history)."""
+        with self.lock:
+            self.generation += 1
+            self.kept.clear()
+
+    def series(self, store: InfluxStore, measurement: str | None) -> list[SeriesInfo]:
+        """Every stored series of ``measurement`` (all when None) with count and first/last time."""
+        from core.storage.influx_lp import flux_time
+
+        now = time.time_ns()
+        settled = ((now - SETTLED_S * NS) // (60 * NS)) * 60 * NS
+        with self.lock:
+            counted: list[tuple[int, int | None]] = []
+            kept = self.kept.get(measurement)
+            if (kept is None or kept.generation != self.generation or time.monotonic() - kept.counted_at > RECOUNT_S
+                    or settled < kept.until_ns):
+                kept = _Kept(series_stats(store, measurement, "0", flux_time(settled)), settled, time.monotonic(),
+                             self.generation)
+                counted.append((0, settled))
+                self.kept[measurement] = kept
+            elif settled > kept.until_ns:
+                _merge(kept.stats, series_stats(store, measurement, flux_time(kept.until_ns), flux_time(settled)))
+                counted.append((kept.until_ns, settled))
+                kept.until_ns = settled
+            stats = {k: list(v) for k, v in kept.stats.items()}
+            _merge(stats, series_stats(store, measurement, flux_time(kept.until_ns), END_OF_TIME))
+            counted.append((kept.until_ns, None))
+            self.last_counted = counted
+        return [SeriesInfo(k, c, f, l) for k, (c, f, l) in sorted(stats.items(), key=lambda kv: repr(kv[0]))]

@@ -73,6 +73,13 @@ class BaselineSettings(FrozenModel):
         Windows with less data, or masked as meter faults, are left out of the fit.
     min_hours : int
         Least valid rows [h] for a scope to be fitted.
+    robust : bool
+        Huber re-weighting of the final fits (``robust_iterations`` rounds, threshold ``huber_k`` robust standard
+        deviations of the residuals), so that sporadic abnormal periods in the training data weigh less.
+    robust_iterations : int
+        Re-weighting rounds.
+    huber_k : float
+        Huber threshold [robust standard deviations].
     heating_bases_c, cooling_bases_c : tuple of float
         Balance temperatures tried for heating and cooling degree-hours [°C].
     """
@@ -87,6 +94,9 @@ class BaselineSettings(FrozenModel):
     min_improvement: float = Field(0.01, ge=0, lt=1)
     min_coverage: float = Field(0.9, ge=0, le=1)
     min_hours: int = Field(168, ge=2)
+    robust: bool = False
+    robust_iterations: int = Field(3, ge=1, le=20)
+    huber_k: float = Field(1.345, gt=0)
     heating_bases_c: tuple[float, ...] = (10.0, 14.0, 18.0)
     cooling_bases_c: tuple[float, ...] = (16.0, 20.0, 24.0)
 
@@ -332,35 +342,38 @@ class _Design:
     def __len__(self) -> int:
         return len(self.w)
 
-    def gram(self, y: np.ndarray, a: int = 0, b: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-        """``X'X``, ``X'y`` and ``y'y`` over rows ``[a, b)``."""
+    def gram(self, y: np.ndarray, a: int = 0, b: int | None = None,
+             weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """``X'WX``, ``X'Wy`` and ``y'Wy`` over rows ``[a, b)`` (``W`` = diag(weights), identity when None)."""
         b = len(self.w) if b is None else b
         p = len(self.columns)
         G, c = np.zeros((p, p)), np.zeros(p)
         D, w, yb = self.D[a:b], self.w[a:b], y[a:b]
+        r = np.ones(b - a) if weights is None else weights[a:b]
+        Dr = D * r[:, None] if weights is not None else D
         dp = self.dense_pos
         if len(dp):
-            G[np.ix_(dp, dp)] = D.T @ D
-            c[dp] = D.T @ yb
+            G[np.ix_(dp, dp)] = D.T @ Dr
+            c[dp] = Dr.T @ yb
         for gi, (pos, lev) in enumerate(self.groups):
             L = len(pos)
             li = lev[a:b]
             m = li >= 0
-            lm, wm = li[m], w[m]
-            G[pos, pos] += np.bincount(lm, wm * wm, L)
-            c[pos] = np.bincount(lm, wm * yb[m], L)
+            lm, wm, rm = li[m], w[m], r[m]
+            G[pos, pos] += np.bincount(lm, wm * wm * rm, L)
+            c[pos] = np.bincount(lm, wm * rm * yb[m], L)
             for k, col in enumerate(dp):
-                cross = np.bincount(lm, wm * D[m, k], L)
+                cross = np.bincount(lm, wm * rm * D[m, k], L)
                 G[col, pos] = cross
                 G[pos, col] = cross
             for pos2, lev2 in self.groups[:gi]:
                 L2 = len(pos2)
                 lj = lev2[a:b]
                 mm = m & (lj >= 0)
-                cross = np.bincount(li[mm] * L2 + lj[mm], w[mm] ** 2, L * L2).reshape(L, L2)
+                cross = np.bincount(li[mm] * L2 + lj[mm], w[mm] ** 2 * r[mm], L * L2).reshape(L, L2)
                 G[np.ix_(pos, pos2)] = cross
                 G[np.ix_(pos2, pos)] = cross.T
-        return G, c, float(yb @ yb)
+        return G, c, float(yb @ (r * yb))
 
     def predict(self, beta: np.ndarray, a: int = 0, b: int | None = None) -> np.ndarray:
         """``X beta`` over rows ``[a, b)``."""
@@ -571,9 +584,19 @@ class Baseline:
         idx = np.asarray(cols)
 
         def solve(a: int, b: int) -> np.ndarray:
-            G, c, _ = design.gram(y, a, b)
+            """Ridge fit on rows [a, b); with ``robust``, Huber re-weighting so that sporadic abnormal periods (waste
+            left in the training data) pull the baseline less than normal operation does."""
+            weights = None
             full = np.zeros(len(names))
-            full[idx] = _ridge(G[np.ix_(idx, idx)], c[idx], s.ridge_alpha)
+            for _ in range(1 + (s.robust_iterations if s.robust else 0)):
+                G, c, _ = design.gram(y, a, b, weights)
+                full[:] = 0.0
+                full[idx] = _ridge(G[np.ix_(idx, idx)], c[idx], s.ridge_alpha)
+                resid = y - design.predict(full)
+                scale = 1.4826 * float(np.median(np.abs(resid[a:b] - np.median(resid[a:b]))))
+                if scale <= 0:
+                    break
+                weights = np.minimum(1.0, s.huber_k * scale / np.maximum(np.abs(resid), 1e-12))
             return full
 
         beta = solve(0, n_train)

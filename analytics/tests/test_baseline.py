@@ -104,3 +104,19 @@ def test_g14_statistics_follow_the_guideline_formulas():
     assert st["r2"] == pytest.approx(1 - (e ** 2).sum() / ((y - y.mean()) ** 2).sum())
     assert passes(st, (0.3, 0.1)) is True and passes({"cv_rmse": None, "nmbe": 0.0}, (0.3, 0.1)) is None
     assert g14_statistics(y[:1], f[:1], 1)["cv_rmse"] is None
+
+
+def test_robust_fit_resists_an_abnormal_period_left_in_the_training_data():
+    frame = production_frame(days=42, seed=8)
+    settings = BaselineSettings(scopes=("machine",), drivers=("production", "temperature"))
+    truth = Baseline(settings).fit(IntervalData.from_frame(frame))
+    spoiled = frame.copy()
+    night = (spoiled["time"].dt.hour < 5) & (spoiled["time"] < "2025-02-03")  # a machine left on over nights
+    spoiled.loc[night, "energy_kwh"] += 6.0
+    data = IntervalData.from_frame(spoiled)
+    plain = Baseline(settings).fit(data)
+    robust = Baseline(settings.model_copy(update={"robust": True})).fit(data)
+    key = "machine:north/l1/cnc-01"
+    for name in ("hours", "good"):
+        base = truth.models[key].drivers()[name]
+        assert abs(robust.models[key].drivers()[name] - base) < 0.5 * abs(plain.models[key].drivers()[name] - base), name

@@ -21,6 +21,7 @@ from analytics.causes._common import (
     group_runs,
     lstsq,
     notice,
+    robust_sd,
 )
 
 KIND = "excess_specific_energy"
@@ -32,6 +33,19 @@ MIN_RUN_DAYS = 3  # sustained: at least this many active days
 #: (process cooling). Other machines are modelled on their states only: fewer drivers, no spurious day-level fits.
 WEATHER_KINDS = ("chiller", "hvac", "other")
 PROCESS_KINDS = ("chiller",)
+
+
+def _day_noise(ratio: np.ndarray) -> float:
+    """Day-to-day noise of the daily ratio from consecutive working days that both follow a working day (a restart
+    after days off, e.g. a furnace heating up from cold, is a systematic day type, not noise)."""
+    r = np.asarray(ratio, float)
+    if len(r) < 4:
+        return 0.0
+    pair = np.isfinite(r[1:-1]) & np.isfinite(r[2:]) & np.isfinite(r[:-2])
+    d = (r[2:] - r[1:-1])[pair]
+    if len(d) < 4:
+        return diff_sd(r)
+    return robust_sd(d) / np.sqrt(2.0)
 
 
 def _activity(ctx: Context, site: str) -> np.ndarray:
@@ -99,7 +113,7 @@ def detect(ctx: Context) -> CauseResult:
         keep_day = np.ones(len(days), bool)
         didx = np.searchsorted(days, day)
         ratio = np.full(len(days), np.nan)
-        ref, floor = 1.0, 0.0
+        ref, floor, noise = 1.0, 0.0, 0.0
         flag = np.zeros(len(days), bool)
         for it in range(4):
             fit = v & keep_day[didx]
@@ -121,8 +135,10 @@ def detect(ctx: Context) -> CauseResult:
                 r = np.sort(ratio[ok])
                 ref = float(np.median(r[: max(3, int(np.ceil(0.3 * len(r))))]))
             else:
-                ref = float(np.median(ratio[normal]))
-            noise = diff_sd(ratio[ok])
+                # Best practice: the better half of the normal days (a slow degradation creeps into "normal").
+                r = np.sort(ratio[normal])
+                ref = float(np.median(r[: max(3, len(r) // 2)]))
+            noise = _day_noise(ratio)
             floor = max(0.03, 4 * noise) * ref
             flag = ok & (ratio - ref > floor)
             keep_day = ~flag
@@ -136,7 +152,19 @@ def detect(ctx: Context) -> CauseResult:
         act_idx = np.flatnonzero(np.isfinite(ratio))
         spans = []
         n_act = len(act_idx)
-        for a, b in group_runs(flag[act_idx], gap=1, min_len=1):
+        # Hysteresis: a sustained run extends over the neighbouring days still clearly above best practice (the
+        # start of a ramp, the last days before a repair).
+        loose = np.isfinite(ratio) & (ratio - ref > max(0.01 * ref, 2 * noise * ref, 0.4 * floor))
+        flag_act = flag[act_idx].copy()
+        loose_act = loose[act_idx]
+        for a, b in group_runs(flag_act, gap=1, min_len=MIN_RUN_DAYS):
+            while a > 0 and loose_act[a - 1]:
+                a -= 1
+                flag_act[a] = True
+            while b < len(flag_act) and loose_act[b]:
+                flag_act[b] = True
+                b += 1
+        for a, b in group_runs(flag_act, gap=1, min_len=1):
             # Sustained: enough active days, or fewer at an end of the range (it goes on beyond) when clearly above.
             at_edge = a == 0 or b == n_act
             clear = np.nanmean(ratio[act_idx[a:b]]) - ref > 2 * floor

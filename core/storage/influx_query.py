@@ -2,8 +2,10 @@
 
 - Windowed queries in parts (:mod:`core.storage.query_parts`): the rollup buckets answer every whole bucket their
   tasks have completed, raw points only the rest -- for a range ending now, the newest minutes. The rollup tasks run
-  a little after each bucket closes (``TASK_OFFSET_S``), so a bucket counts as complete once it closed more than
-  :data:`TASK_MARGIN_S` ago. Before this, any range ending now (every dashboard refresh) read raw points.
+  a little after each bucket closes (``TASK_OFFSET_S``) and points may arrive up to ``LATE_AFTER_S`` late without
+  the writing store refreshing their rollups, so a bucket counts as complete once the task of its level has run after
+  the last such point could arrive (:func:`settle_s`: about 5 min for 1-min buckets, 17 min for 15-min buckets, 62 min
+  for hourly ones). Before this, any range ending now (every dashboard refresh) read raw points.
 - Series counts (:class:`SeriesCounts`): counting every stored point of a bucket is the costly part of listing the
   series, and the stored-series page does it every few seconds. The counts of the history older than a few minutes
   are kept and extended with each newer stretch; only the newest minutes are counted on every call. The kept counts
@@ -22,6 +24,7 @@ from core.model import SeriesKey
 from core.storage.base import ROLLUP_RESOLUTIONS_S, SeriesInfo, TagFilter
 from core.storage.influx_flux import (
     END_OF_TIME,
+    TASK_OFFSET_S,
     missing_query,
     series_query,
     window_query,
@@ -40,8 +43,28 @@ if TYPE_CHECKING:
     from core.storage.influx import InfluxStore
 
 NS = 1_000_000_000
-#: A rollup bucket is taken as complete this long after it closed (covers the tasks' offsets, 15-75 s) [s].
-TASK_MARGIN_S = 150
+#: Time allowed for one task run to finish [s].
+TASK_RUN_S = 60
+
+
+def settle_s(res: int) -> int:
+    """How long after a bucket at ``res`` [s] closes its rollup is final [s].
+
+    A point may arrive up to ``LATE_AFTER_S`` after its time and still be left to the tasks (later ones are
+    refreshed by the store that writes them). The 1-min task runs every minute at ``TASK_OFFSET_S`` and recomputes
+    its lookback from raw points; each coarser level is final at its first run after the finer level is final.
+    """
+    from core.storage.influx import LATE_AFTER_S
+
+    final = 0
+    for r in sorted(ROLLUP_RESOLUTIONS_S):
+        ready = LATE_AFTER_S if r == min(ROLLUP_RESOLUTIONS_S) else final
+        offset = TASK_OFFSET_S[r]
+        runs = max(0, -(-(ready - offset) // r))  # the level's runs fall at offset + k * r after the bucket closes
+        final = offset + runs * r + TASK_RUN_S
+        if r == res:
+            return final
+    raise ValueError(f"no rollup at {res} s")
 #: Kept series counts are recounted in full after this long [s].
 RECOUNT_S = 600
 #: Points older than this when the series are listed are counted once and kept [s] (= the store's late limit).
@@ -59,7 +82,7 @@ def plan_window(store: InfluxStore, window_s: int, start_ns: int, stop_ns: int) 
     now = time.time_ns()
 
     def complete_until(res: int) -> int:
-        return now - TASK_MARGIN_S * NS
+        return now - settle_s(res) * NS
 
     parts = plan_parts(window_s, start_ns, stop_ns, complete_until, ROLLUP_RESOLUTIONS_S)
     warn_if_raw_heavy(parts, window_s, store.description)

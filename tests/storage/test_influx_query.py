@@ -49,8 +49,8 @@ def test_a_range_ending_now_reads_rollups_and_only_the_newest_minutes_raw(influx
             assert [p.source for p in store.last_query_sources] == ["raw"]
             # which source answered: rollups up to a few minutes before now, raw points after
             assert any(p.res is not None for p in parts), parts
-            assert parts[-1].res is None and parts[-1].start_ns > time.time_ns() - 5 * 60 * NS, parts
-            assert sum(p.stop_ns - p.start_ns for p in parts if p.res is not None) > 2 * H
+            assert parts[-1].res is None and parts[-1].start_ns > time.time_ns() - 7 * 60 * NS, parts
+            assert sum(p.stop_ns - p.start_ns for p in parts if p.res is not None) > 1.5 * H
             assert got["time"].tolist() == raw["time"].tolist(), (window_s, agg)
             assert got["value"].to_numpy(dtype=float) == pytest.approx(raw["value"].to_numpy(dtype=float),
                                                                       rel=1e-9), (window_s, agg)

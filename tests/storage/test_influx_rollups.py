@@ -51,7 +51,7 @@ def test_query_picks_the_coarsest_complete_rollup(influx_store):
     store.query("electrical", "active_power_kw", now_hour - 2 * HOUR, now_hour, window_s=3600)
     parts = store.last_query_sources
     assert parts[0].res is not None and parts[-1].res is None and parts[-1].stop_ns == now_hour
-    assert parts[-1].start_ns > time.time_ns() - 5 * 60 * NS  # only the newest minutes are read raw
+    assert parts[-1].start_ns > time.time_ns() - 7 * 60 * NS  # only the newest minutes are read raw
 
 
 @pytest.mark.integration

@@ -207,3 +207,21 @@ def test_an_older_file_gains_the_result_tables(tmp_path):
             results_for(store)
     finally:
         store.close()
+
+
+def test_findings_are_records_not_series(store, results):
+    import time
+
+    from core.storage.influx import InfluxStore
+
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    recent = [Event("north/L1/cnc-01", "idle_running", now - 2 * H, now - H, 1.0, {"explanation": "text, not a number"})]
+    results.write_findings("run-a", recent)
+    assert all(not s.key.measurement.startswith("wattline_") for s in store.series())
+    if isinstance(store, InfluxStore):
+        # Rollups are recomputed over the findings' hours without tripping over their text fields.
+        store.refresh_rollups(time.time_ns() - 3 * H.seconds * 1_000_000_000, time.time_ns())
+        flux = (f'from(bucket: "{store.settings.bucket}_1m") |> range(start: -1d) '
+                '|> filter(fn: (r) => r._measurement == "wattline_findings")')
+        assert store._table(flux).empty
+    assert results.query_findings() == recent

@@ -709,16 +709,74 @@ def _read_store(cls: type, store: "Store", plant: Any, start: Any, stop: Any, re
     if bar is not None:
         bar.close()
     materials = _read_materials(store, infos, start_ns, stop_ns, resolution_s)
-    keep = [c for c in FRAME_COLUMNS + REGISTER_COLUMNS if c in frame.columns and c != "shift"]
+    if "integral" in frame.columns:
+        frame = frame.rename(columns={"integral": "integral_kwh"})
+    else:
+        frame["integral_kwh"] = np.nan
+    keep = [c for c in FRAME_COLUMNS + REGISTER_COLUMNS + ("integral_kwh",) if c in frame.columns and c != "shift"]
     if plant is not None and not any(m.calendar is not None for m in infos):
         notes.append(Notice("analytics.data.no_calendar", "the plant file gives no shift calendar; off-shift load "
                             "cannot be assessed", {}))
     data = cls.from_frame(frame[keep], resolution_s=resolution_s, start=pd.Timestamp(start_ns, tz="UTC"),
                           stop=pd.Timestamp(stop_ns, tz="UTC"), plant=plant, machines=None if plant is not None else infos,
-                          materials=materials, warnings=notes)
+                          materials=materials, warnings=notes, extra=["integral_kwh"])
     if plant is not None:  # keep what the store told (has_register) on the plant's descriptions
         data.machines.update({m.path: m for m in infos if m.path in data.machines})
+    _repair_false_rollovers(data)
+    del data.frame["integral_kwh"]
     return data
+
+
+def register_drops(data: IntervalData, resolution_kwh: float = 0.011) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Windows where the energy register reads lower than before (machines x windows), with the reading before the
+    window and the lowest reading in it [kWh]; None when the data hold no register readings."""
+    if "register_min_kwh" not in data.frame.columns or "register_last_kwh" not in data.frame.columns:
+        return None
+    low = data.matrix("register_min_kwh").astype(float)
+    last = data.matrix("register_last_kwh").astype(float)
+    prev = pd.DataFrame(last.T).ffill().shift(1).to_numpy().T  # last reading before each window
+    drop = np.isfinite(low) & np.isfinite(prev) & (low < prev - resolution_kwh)
+    return drop, prev, low
+
+
+def plausible_max_kwh(data: IntervalData) -> np.ndarray:
+    """Most energy a machine can draw in one window [kWh] (machines x 1): three times its rated power over the window,
+    or, without a rating, ten times its 99th-percentile window energy."""
+    e = data.matrix("energy_kwh").astype(float)
+    out = np.empty((len(data.machines), 1))
+    for i, info in enumerate(data.machines.values()):
+        if info.rated_kw:
+            out[i, 0] = 3.0 * info.rated_kw * data.hours
+        else:
+            finite = e[i][np.isfinite(e[i])]
+            out[i, 0] = 10.0 * float(np.quantile(finite, 0.99)) if len(finite) else np.inf
+    return out
+
+
+def _repair_false_rollovers(data: IntervalData) -> None:
+    """Windows where a register drop was counted as a rollover but the increase that implies is more than the machine
+    can draw: the register was reset, not rolled over; their energy is taken from integrated power instead.
+
+    The store's counter rule (``core.storage.intervals.classify_drop``) calls any drop from above half the register's
+    maximum a rollover; a meter reset there would add hundreds of MWh in one window.
+    """
+    found = register_drops(data)
+    if found is None:
+        return
+    drop, _, _ = found
+    energy = data.matrix("energy_kwh").astype(float)
+    bad = drop & (energy > plausible_max_kwh(data))
+    if not bad.any():
+        return
+    integral = data.matrix("integral_kwh").astype(float)
+    fixed = np.where(bad, integral, energy)
+    data.frame["energy_kwh"] = fixed.ravel()
+    data.frame["power_mean_kw"] = np.where(bad, integral / data.hours, data.matrix("power_mean_kw")).ravel()
+    paths = [data.machine_ids[i] for i in np.flatnonzero(bad.any(axis=1))]
+    data.warnings.append(Notice(
+        "analytics.data.register_reset", f"{int(bad.sum())} window(s) of {len(paths)} machine(s) had an energy register "
+        "reset that the counter rule took for a rollover (an impossible increase); their energy is integrated power",
+        {"machines": paths[:50], "windows": int(bad.sum())}))
 
 
 def _read_materials(store: "Store", infos: list[MachineInfo], start_ns: int, stop_ns: int,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analytics.data import NS, IntervalData, runs
+from analytics.data import NS, IntervalData, plausible_max_kwh, register_drops, runs
 from core.model import METER_FAULT_KINDS, Event
 from core.notices import Notice
 
@@ -195,20 +195,22 @@ def find_meter_faults(data: IntervalData, settings: QualitySettings | None = Non
     spike |= np.isfinite(pmax) & np.isfinite(rated) & (pmax > s.spike_rated_factor * rated)  # impossible peak
     spike &= ~stuck_mask & ~gap
 
-    # Resets: a register drop that classify_drop does not call a rollover.
+    # Resets: a register drop that classify_drop does not call a rollover, or a "rollover" that would mean more energy
+    # than the machine can draw.
     reset = np.zeros((n_m, n_t), dtype=bool)
     reset_info: dict[tuple[int, int], tuple[float, float]] = {}
-    if "register_min_kwh" in data.frame.columns and "register_last_kwh" in data.frame.columns:
+    drops = register_drops(data, s.register_resolution_kwh)
+    if drops is not None:
         from core.storage.intervals import classify_drop
 
-        low = data.matrix("register_min_kwh").astype(float)
-        last = data.matrix("register_last_kwh").astype(float)
-        prev_last = pd.DataFrame(last.T).ffill().shift(1).to_numpy().T  # last reading before each window
-        drop = np.isfinite(low) & np.isfinite(prev_last) & (low < prev_last - s.register_resolution_kwh)
+        drop, prev_last, low = drops
+        limit = plausible_max_kwh(data)
         for i, k in zip(*np.nonzero(drop)):
-            if classify_drop(float(prev_last[i, k]), float(low[i, k]), infos[i].register_max_kwh) == "reset":
+            before, after, top = float(prev_last[i, k]), float(low[i, k]), infos[i].register_max_kwh
+            rollover = classify_drop(before, after, top) == "rollover" and top - before + after <= limit[i, 0]
+            if not rollover:
                 reset[i, k] = True
-                reset_info[(int(i), int(k))] = (float(prev_last[i, k]), float(low[i, k]))
+                reset_info[(int(i), int(k))] = (before, after)
     else:
         notices.append(Notice("analytics.quality.no_register_readings",
                               "register resets cannot be checked: the data hold interval energy, not register readings",

@@ -24,9 +24,9 @@ statistics use ``p = 1`` (the parameters were estimated on other data).
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -122,7 +122,7 @@ def g14_statistics(observed: np.ndarray, predicted: np.ndarray, parameters: int 
     f = np.asarray(predicted, dtype=float)
     ok = np.isfinite(y) & np.isfinite(f)
     y, f = y[ok], f[ok]
-    n = int(len(y))
+    n = len(y)
     out: dict[str, float | None] = {"n": n, "cv_rmse": None, "nmbe": None, "r2": None, "mean_kwh": None}
     if n == 0:
         return out
@@ -184,7 +184,7 @@ class _Inputs:
     (nothing of machines x windows size is copied, so memory stays near the container's own)."""
 
     #: driver name -> (frame column, scale to the driver's unit)
-    QUANTITIES = {"good": ("good", 1.0), "scrap": ("scrap", 1.0), "run_h": ("s_running", 1 / 3600),
+    QUANTITIES: ClassVar[dict[str, tuple[str, float]]] = {"good": ("good", 1.0), "scrap": ("scrap", 1.0), "run_h": ("s_running", 1 / 3600),
                   "idle_h": ("s_idle", 1 / 3600), "fault_h": ("s_fault", 1 / 3600)}
 
     def __init__(self, data: IntervalData, exclude: np.ndarray | None, settings: BaselineSettings,
@@ -411,7 +411,7 @@ def _select(design: _Design, y: np.ndarray, n: int, candidates: dict[str, list[l
     splits = min(settings.cv_splits, max(2, n // 48))
     folds = list(TimeSeriesSplit(n_splits=splits).split(np.empty((n, 1))))
     bounds = [0] + [int(test[0]) for _, test in folds] + [n]
-    blocks = [design.gram(y, a, b) + (b - a,) for a, b in zip(bounds[:-1], bounds[1:])]
+    blocks = [design.gram(y, a, b) + (b - a,) for a, b in pairwise(bounds)]
     cumG = np.cumsum([g for g, *_ in blocks], axis=0)
     cumc = np.cumsum([c for _, c, *_ in blocks], axis=0)
 
@@ -520,7 +520,7 @@ class Baseline:
         self.train_end: str | None = None
 
     # -- fit -----------------------------------------------------------------------------------------------------------------
-    def fit(self, data: IntervalData, exclude: np.ndarray | None = None) -> "Baseline":
+    def fit(self, data: IntervalData, exclude: np.ndarray | None = None) -> Baseline:
         """Fit every scope.
 
         Parameters
@@ -578,7 +578,7 @@ class Baseline:
                 names += alt
         design = _Design(rows, names, ok)
         y = rows.energy[ok]
-        n_hold = max(1, int(round(len(ok) * s.holdout_fraction)))
+        n_hold = max(1, round(len(ok) * s.holdout_fraction))
         n_train = len(ok) - n_hold
         chosen, cols, cv = _select(design, y, n_train, cand, s)
         idx = np.asarray(cols)
@@ -620,7 +620,7 @@ class Baseline:
         t_ok = rows.times_ns[ok]
         return ScopeModel(scope, members, [names[c] for c in cols], [float(b) for b in beta], chosen, rows.timezone,
                           stats, pd.Timestamp(int(t_ok[0]), tz="UTC").isoformat(),
-                          pd.Timestamp(int(t_ok[-1]) + row_s * NS, tz="UTC").isoformat(), int(len(ok)))
+                          pd.Timestamp(int(t_ok[-1]) + row_s * NS, tz="UTC").isoformat(), len(ok))
 
     # -- use -----------------------------------------------------------------------------------------------------------------
     def _require(self) -> None:
@@ -701,7 +701,7 @@ class Baseline:
                 "warnings": [w.to_dict() for w in self.warnings]}
 
     @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> "Baseline":
+    def from_dict(cls, payload: dict[str, Any]) -> Baseline:
         """Load a saved baseline; raise AnalyticsError naming the problem for another type or a newer version."""
         if not isinstance(payload, dict) or payload.get("type") != "wattline.baseline":
             raise AnalyticsError("not a saved Wattline baseline (expected type 'wattline.baseline')")

@@ -16,13 +16,14 @@ Sufficiency (coverage, gaps, share of Bad quality) is measured and reported as :
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from analytics.errors import AnalyticsError, InsufficientDataError
+from analytics.errors import AnalyticsError
 from core.model import MACHINE_STATES, to_ns
 from core.notices import Notice
 
@@ -112,7 +113,7 @@ class MachineInfo:
         return self.kind in ("cnc", "injection_moulding")
 
     @classmethod
-    def from_path(cls, path: str, **kwargs: Any) -> "MachineInfo":
+    def from_path(cls, path: str, **kwargs: Any) -> MachineInfo:
         """Build from a ``site/line/machine`` path (or a bare machine id: site and line empty)."""
         parts = str(path).split("/")
         if len(parts) == 3:
@@ -122,7 +123,7 @@ class MachineInfo:
         return cls(str(path), site, line, machine, **kwargs)
 
     @classmethod
-    def from_ref(cls, ref: Any) -> "MachineInfo":
+    def from_ref(cls, ref: Any) -> MachineInfo:
         """Build from a plant's machine reference (``core.plant.MachineRef``)."""
         spec = ref.spec
         kind = getattr(ref, "kind", None) or getattr(spec, "kind", None) or getattr(spec, "archetype", "other")
@@ -244,7 +245,7 @@ class IntervalData:
         materials: pd.DataFrame | None = None,
         warnings: Iterable[Notice] = (),
         extra: Iterable[str] = (),
-    ) -> "IntervalData":
+    ) -> IntervalData:
         """Build interval data from a DataFrame (tests, imported data, and the store path).
 
         Parameters
@@ -292,7 +293,7 @@ class IntervalData:
             diffs = diffs[diffs > 0]
             if not len(diffs):
                 raise AnalyticsError("cannot infer the resolution from one time stamp; pass resolution_s")
-            resolution_s = int(round(np.min(diffs) / NS))
+            resolution_s = round(int(np.min(diffs)) / NS)
         resolution_s = int(resolution_s)
         if resolution_s <= 0:
             raise AnalyticsError(f"resolution_s must be positive, got {resolution_s}")
@@ -399,8 +400,8 @@ class IntervalData:
         return data
 
     @classmethod
-    def from_store(cls, store: "Store", plant: Any, start: Any, stop: Any, resolution_s: int = 900,
-                   progress: bool = False, timezone: str = "UTC") -> "IntervalData":
+    def from_store(cls, store: Store, plant: Any, start: Any, stop: Any, resolution_s: int = 900,
+                   progress: bool = False, timezone: str = "UTC") -> IntervalData:
         """Read interval data from a store (see :func:`analytics.store_reader.read_interval_frame`).
 
         Parameters
@@ -424,7 +425,9 @@ class IntervalData:
         InsufficientDataError
             When the store holds no electrical data for the plant's machines in the range.
         """
-        return _read_store(cls, store, plant, start, stop, int(resolution_s), progress, timezone)
+        from analytics.data_store import read_store
+
+        return read_store(cls, store, plant, start, stop, int(resolution_s), progress, timezone)
 
     # -- reporting ----------------------------------------------------------------------------------------------------
     def sufficiency(self) -> pd.DataFrame:
@@ -576,157 +579,7 @@ def check_sufficiency(data: IntervalData) -> list[Notice]:
     return notes
 
 
-# -- reading the store ----------------------------------------------------------------------------------------------------
-#: Longest a power or flow value holds when the next stored value is missing [s] (deadband-filtered signals repeat
-#: at least this often in practice; a silent collector must not stretch the last value over a day).
-POWER_HOLD_S = 3600
-#: Longest a machine state holds [s]: states change rarely, a machine may stay off over a weekend.
-STATE_HOLD_S = 3 * 86400
-_BY = ("site", "line", "machine")
-
-
-def _store_machines(store: "Store", plant: Any, start_ns: int, stop_ns: int,
-                    timezone: str = "UTC") -> tuple[list[MachineInfo], dict, list[Notice]]:
-    """Machines to read, which of them have an energy register / power in the range, and notices."""
-    notes: list[Notice] = []
-    electrical = [s for s in store.series("electrical") if s.first_ns < stop_ns and s.last_ns >= start_ns]
-    fields: dict[str, dict[str, Any]] = {}
-    for info in electrical:
-        tags = info.key.tag_dict
-        path = "/".join(tags.get(k, "") for k in _BY)
-        fields.setdefault(path, {})[info.key.field] = info
-    if plant is not None:
-        infos = [MachineInfo.from_ref(ref) for ref in plant.machines]
-        missing = [m.path for m in infos if m.path not in fields]
-        if missing:
-            notes.append(Notice("analytics.data.machine_without_data",
-                                f"{len(missing)} machine(s) of the plant file have no electrical data in the range: "
-                                f"{', '.join(missing[:5])}", {"machines": missing}))
-        strangers = sorted(set(fields) - {m.path for m in infos})
-        if strangers:
-            notes.append(Notice("analytics.data.unknown_machine",
-                                f"{len(strangers)} metered machine(s) are not in the plant file and are left out: "
-                                f"{', '.join(strangers[:5])}", {"machines": strangers[:50]}))
-    else:
-        infos = [MachineInfo.from_path(p, timezone=timezone) for p in sorted(fields)]
-    if not any(m.path in fields for m in infos):
-        raise InsufficientDataError(
-            f"the store {getattr(store, 'description', '')} has no electrical data (measurement 'electrical', fields "
-            f"energy_kwh or active_power_kw) for {'the plant file' + chr(39) + 's machines' if plant is not None else 'any machine'} "
-            f"between {pd.Timestamp(start_ns, tz='UTC').isoformat()} and {pd.Timestamp(stop_ns, tz='UTC').isoformat()}")
-    no_register = [m.path for m in infos if m.path in fields and "energy_kwh" not in fields[m.path]]
-    infos = [MachineInfo(**{**m.__dict__, "has_register": m.path not in no_register,
-                            "sample_s": _sample_period_s(fields.get(m.path, {}).get("active_power_kw"))}) for m in infos]
-    if no_register:
-        notes.append(Notice("analytics.data.no_energy_register", f"{len(no_register)} machine(s) have no energy register; "
-                            "their energy is integrated from active power", {"machines": no_register[:50]}, level="info"))
-    return infos, fields, notes
-
-
-def _sample_period_s(series_info: Any) -> float | None:
-    """Typical spacing of a series' stored values [s], from its count and extent (missing values included)."""
-    if series_info is None or series_info.count < 2:
-        return None
-    return (series_info.last_ns - series_info.first_ns) / NS / (series_info.count - 1)
-
-
-def _read_store(cls: type, store: "Store", plant: Any, start: Any, stop: Any, resolution_s: int,
-                progress: bool, timezone: str = "UTC") -> IntervalData:
-    from core.storage.base import Column
-
-    start_ns, stop_ns = to_ns(start), to_ns(stop)
-    if stop_ns <= start_ns:
-        raise AnalyticsError(f"empty range: --to ({stop}) must be after --from ({start})")
-    infos, fields, notes = _store_machines(store, plant, start_ns, stop_ns, timezone)
-    by_path = {m.path: m for m in infos}
-    groups: dict[float | None, list[MachineInfo]] = {}
-    for m in infos:
-        groups.setdefault(m.register_max_kwh, []).append(m)
-    n_chunks = max(1, int(np.ceil((stop_ns - start_ns) / NS / (7 * 86400))))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n_chunks * (len(groups) + 1), desc="read", unit="week")
-    parts = []
-    h = resolution_s / 3600.0
-    for register_max, members in groups.items():
-        columns = [
-            Column("reg", "electrical", "energy_kwh", "increase", register_max=register_max),
-            Column("integral", "electrical", "active_power_kw", "integral", max_hold_s=POWER_HOLD_S),
-            Column("power_mean_kw", "electrical", "active_power_kw", "twmean", max_hold_s=POWER_HOLD_S),
-            Column("power_max_kw", "electrical", "active_power_kw", "max"),
-            Column("n_power", "electrical", "active_power_kw", "count"),
-            Column("register_min_kwh", "electrical", "energy_kwh", "min"),
-            Column("register_last_kwh", "electrical", "energy_kwh", "last"),
-            Column("s", "machine_state", "state", "state_seconds", max_hold_s=STATE_HOLD_S),
-            Column("good", "production", "good_count", "increase"),
-            Column("scrap", "production", "scrap_count", "increase"),
-            Column("air_flow_m3_min", "compressed_air", "flow_m3_min", "twmean", max_hold_s=POWER_HOLD_S),
-        ]
-        tags = {"machine": sorted({m.machine for m in members})}
-        paths = {m.path for m in members}
-        for chunk in store.read_frame(columns, start_ns, stop_ns, every=resolution_s, tags=tags, by=_BY):
-            if bar is not None:
-                bar.update(1)
-            if chunk.empty:
-                continue
-            path = chunk["site"].astype(str) + "/" + chunk["line"].astype(str) + "/" + chunk["machine"].astype(str)
-            chunk = chunk.assign(machine=path)[path.isin(paths).to_numpy()]
-            parts.append(chunk)
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["machine", "time"])
-    # Energy: the register where the machine has one, else integrated power.
-    has_reg = frame["machine"].map(lambda p: by_path[p].has_register).to_numpy(dtype=bool) if len(frame) else np.zeros(0, bool)
-    frame["energy_kwh"] = np.where(has_reg, frame.get("reg", np.nan), frame.get("integral", np.nan))
-    for state in MACHINE_STATES.values():
-        if f"s_{state}" not in frame.columns:
-            frame[f"s_{state}"] = np.nan
-    # Coverage: values with a usable number per expected value (expected from the series' typical spacing); what is
-    # missing inside the series' extent was stored as missing or Bad (a meter gap), outside it there is no series.
-    period = {p: _sample_period_s(fields.get(p, {}).get("active_power_kw")) for p in by_path}
-    expected = frame["machine"].map(lambda p: resolution_s / period[p] if period[p] else np.nan).to_numpy(dtype=float)
-    n_power = pd.to_numeric(frame.get("n_power", np.nan), errors="coerce").to_numpy(dtype=float)
-    coverage = np.clip(np.nan_to_num(n_power / np.maximum(expected, 1.0), nan=0.0), 0.0, 1.0)
-    coverage = np.where(np.isnan(expected) & np.isfinite(frame["energy_kwh"].to_numpy(dtype=float)), 1.0, coverage)
-    tns = pd.DatetimeIndex(frame["time"]).as_unit("ns").asi8 if len(frame) else np.zeros(0, np.int64)
-    first = frame["machine"].map(lambda p: getattr(fields.get(p, {}).get("active_power_kw"), "first_ns", stop_ns)).to_numpy()
-    last = frame["machine"].map(lambda p: getattr(fields.get(p, {}).get("active_power_kw"), "last_ns", start_ns)).to_numpy()
-    inside = (tns + resolution_s * NS > first) & (tns <= last)
-    frame["coverage"] = coverage
-    frame["bad_share"] = np.where(inside, 1.0 - coverage, 0.0)
-    # Site weather, broadcast to the site's machines.
-    weather = []
-    for chunk in store.read_frame([Column("outdoor_temp_c", "weather", "outdoor_temp_c", "twmean", max_hold_s=3 * 3600)],
-                                  start_ns, stop_ns, every=resolution_s, by=("site",)):
-        if bar is not None:
-            bar.update(1)
-        if not chunk.empty:
-            weather.append(chunk[["site", "time", "outdoor_temp_c"]])
-    if weather and len(frame):
-        w = pd.concat(weather, ignore_index=True)
-        site = frame["machine"].str.split("/", n=1).str[0]
-        frame = frame.assign(_site=site).merge(w.rename(columns={"site": "_site"}), on=["_site", "time"], how="left")
-    if bar is not None:
-        bar.close()
-    materials = _read_materials(store, infos, start_ns, stop_ns, resolution_s)
-    if "integral" in frame.columns:
-        frame = frame.rename(columns={"integral": "integral_kwh"})
-    else:
-        frame["integral_kwh"] = np.nan
-    keep = [c for c in FRAME_COLUMNS + REGISTER_COLUMNS + ("integral_kwh",) if c in frame.columns and c != "shift"]
-    if plant is not None and not any(m.calendar is not None for m in infos):
-        notes.append(Notice("analytics.data.no_calendar", "the plant file gives no shift calendar; off-shift load "
-                            "cannot be assessed", {}))
-    data = cls.from_frame(frame[keep], resolution_s=resolution_s, start=pd.Timestamp(start_ns, tz="UTC"),
-                          stop=pd.Timestamp(stop_ns, tz="UTC"), plant=plant, machines=None if plant is not None else infos,
-                          materials=materials, warnings=notes, extra=["integral_kwh"])
-    if plant is not None:  # keep what the store told (has_register) on the plant's descriptions
-        data.machines.update({m.path: m for m in infos if m.path in data.machines})
-    _repair_false_rollovers(data)
-    del data.frame["integral_kwh"]
-    return data
-
-
+# -- register readings (shared by the store reader and the meter-fault checks) ----------------------------------
 def register_drops(data: IntervalData, resolution_kwh: float = 0.011) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Windows where the energy register reads lower than before (machines x windows), with the reading before the
     window and the lowest reading in it [kWh]; None when the data hold no register readings."""
@@ -751,51 +604,3 @@ def plausible_max_kwh(data: IntervalData) -> np.ndarray:
             finite = e[i][np.isfinite(e[i])]
             out[i, 0] = 10.0 * float(np.quantile(finite, 0.99)) if len(finite) else np.inf
     return out
-
-
-def _repair_false_rollovers(data: IntervalData) -> None:
-    """Windows where a register drop was counted as a rollover but the increase that implies is more than the machine
-    can draw: the register was reset, not rolled over; their energy is taken from integrated power instead.
-
-    The store's counter rule (``core.storage.intervals.classify_drop``) calls any drop from above half the register's
-    maximum a rollover; a meter reset there would add hundreds of MWh in one window.
-    """
-    found = register_drops(data)
-    if found is None:
-        return
-    drop, _, _ = found
-    energy = data.matrix("energy_kwh").astype(float)
-    bad = drop & (energy > plausible_max_kwh(data))
-    if not bad.any():
-        return
-    integral = data.matrix("integral_kwh").astype(float)
-    fixed = np.where(bad, integral, energy)
-    data.frame["energy_kwh"] = fixed.ravel()
-    data.frame["power_mean_kw"] = np.where(bad, integral / data.hours, data.matrix("power_mean_kw")).ravel()
-    paths = [data.machine_ids[i] for i in np.flatnonzero(bad.any(axis=1))]
-    data.warnings.append(Notice(
-        "analytics.data.register_reset", f"{int(bad.sum())} window(s) of {len(paths)} machine(s) had an energy register "
-        "reset that the counter rule took for a rollover (an impossible increase); their energy is integrated power",
-        {"machines": paths[:50], "windows": int(bad.sum())}))
-
-
-def _read_materials(store: "Store", infos: list[MachineInfo], start_ns: int, stop_ns: int,
-                    resolution_s: int) -> pd.DataFrame | None:
-    """Material consumed per machine, window and material id [kg] (windows with consumption only)."""
-    from core.storage.base import Column
-
-    if not store.series("material"):
-        return None
-    paths = {m.path for m in infos}
-    parts = []
-    for chunk in store.read_frame([Column("kg", "material", "consumed_kg", "increase")], start_ns, stop_ns,
-                                  every=resolution_s, tags={"machine": sorted({m.machine for m in infos})},
-                                  by=_BY + ("material",)):
-        if chunk.empty:
-            continue
-        chunk = chunk[chunk["kg"] > 0]
-        path = chunk["site"].astype(str) + "/" + chunk["line"].astype(str) + "/" + chunk["machine"].astype(str)
-        chunk = pd.DataFrame({"machine": path, "time": chunk["time"], "material": chunk["material"].astype(str),
-                              "kg": chunk["kg"]})
-        parts.append(chunk[chunk["machine"].isin(paths)])
-    return pd.concat(parts, ignore_index=True) if parts else None

@@ -77,7 +77,7 @@ class SpecificEnergy:
         self.summary = pd.DataFrame()
         self.bins: dict[str, dict[str, list[float]]] = {}
 
-    def fit(self, data: IntervalData, exclude: np.ndarray | None = None) -> "SpecificEnergy":
+    def fit(self, data: IntervalData, exclude: np.ndarray | None = None) -> SpecificEnergy:
         """Compute daily EnPIs and best practice from interval data.
 
         Parameters

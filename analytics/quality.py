@@ -232,8 +232,8 @@ def find_meter_faults(data: IntervalData, settings: QualitySettings | None = Non
             while hi < n_t and gap[i, hi]:
                 hi += 1
             # The gap starts after the covered part of its first window and ends where the last window's data resume.
-            start_ns = int(t[lo]) + int(round(min(cov[i, lo], 1.0) * res_ns)) if lo < a else int(t[lo])
-            end_ns = int(t[hi - 1]) + int(round((1 - min(cov[i, hi - 1], 1.0)) * res_ns)) if hi > b else int(t[hi - 1]) + res_ns
+            start_ns = int(t[lo]) + round(min(cov[i, lo], 1.0) * res_ns) if lo < a else int(t[lo])
+            end_ns = int(t[hi - 1]) + round((1 - min(cov[i, hi - 1], 1.0)) * res_ns) if hi > b else int(t[hi - 1]) + res_ns
             start_ns, end_ns = start_ns // NS * NS, -(-end_ns // NS) * NS  # whole seconds
             events.append(Event(info.path, "meter_gap", pd.Timestamp(start_ns, tz="UTC").to_pydatetime(),
                                 pd.Timestamp(max(end_ns, start_ns), tz="UTC").to_pydatetime(), 0.0,

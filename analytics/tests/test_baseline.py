@@ -45,7 +45,7 @@ def test_time_of_week_profile_is_selected_when_it_is_the_driver():
     m = model.models["machine:s/l/hvac"]
     assert m.groups == ["time_of_week"]
     assert m.stats["holdout"]["cv_rmse"] < 0.1
-    keys, expected = model.predict_matrix(data)
+    _, expected = model.predict_matrix(data)
     # a weekday working hour is predicted at 40 kW, a Sunday night at 8 kW (per 15 min: 10 and 2 kWh)
     assert expected[0][(t.day_of_week == 2) & (t.hour == 10)].mean() == pytest.approx(10.0, rel=0.03)
     assert expected[0][(t.day_of_week == 6) & (t.hour == 3)].mean() == pytest.approx(2.0, rel=0.05)

@@ -119,7 +119,7 @@ def test_each_injected_fault_is_found_with_its_span_and_nothing_else():
 
 
 def test_mask_covers_the_faults_and_the_catch_up_but_not_clean_windows():
-    data, truth = faulty_data()
+    data, _ = faulty_data()
     report = find_meter_faults(data)
     mask = report.mask
     assert mask.shape == (3, data.n_times)

@@ -127,7 +127,7 @@ def test_a_store_without_energy_data_is_a_clear_error(tmp_path):
 
 
 def test_one_minute_resolution_for_a_cause_that_needs_it(stored):
-    path, truth = stored
+    path, _ = stored
     plant = parse_plant(PLANT, "test")
     with SQLiteStore(path) as store:
         data = IntervalData.from_store(store, plant, T0 + pd.Timedelta(hours=5), T0 + pd.Timedelta(hours=7),

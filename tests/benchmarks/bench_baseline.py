@@ -29,10 +29,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from analytics.baseline import Baseline  # noqa: E402
-from analytics.data import IntervalData  # noqa: E402
-from analytics.enpi import SpecificEnergy  # noqa: E402
-from analytics.quality import find_meter_faults  # noqa: E402
+from analytics.baseline import Baseline
+from analytics.data import IntervalData
+from analytics.enpi import SpecificEnergy
+from analytics.quality import find_meter_faults
 
 
 def synthetic_frame(machines: int, months: int, seed: int = 0) -> pd.DataFrame:
@@ -88,7 +88,7 @@ def run(machines: int, months: int) -> dict:
     SpecificEnergy().fit(data, exclude=quality.mask)
     timings["enpi_s"] = time.perf_counter() - t
     stats = pd.DataFrame(baseline.statistics())
-    return {"machines": machines, "months": months, "windows": int(len(data.frame)), "scopes": len(baseline.models),
+    return {"machines": machines, "months": months, "windows": len(data.frame), "scopes": len(baseline.models),
             **{k: round(v, 2) for k, v in timings.items()},
             "analytics_total_s": round(sum(timings.values()), 2),
             "passes_g14": int(stats["passes_g14"].sum()), "median_cv_rmse": round(float(stats["cv_rmse"].median()), 4),

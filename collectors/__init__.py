@@ -1,6 +1,7 @@
 """Wattline collectors: sources that stream plant data into a :class:`core.storage.base.Store`.
 
-Shared machinery that is not specific to one protocol lives here (batching writer, disk spool, metrics endpoint);
+Shared machinery that is not specific to one protocol lives here (batching writer, metrics endpoint; the disk
+spool, backoff and supervision are in core);
 each source has its own folder (``collectors/opcua``).
 """
 

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import dash
 from dash import Input, Output, dcc, html
 
+from core.errors import WattlineError
 from core.storage import Store
 from dashboard import ids
+from dashboard.access import current_user, install_callback_guard, may_open
+from dashboard.auth import csrf_token, install_auth
 from dashboard.data import resolve_timezone
 from dashboard.errors import DashboardError
+from dashboard.periods import DEFAULT_PERIOD, PERIODS
 from dashboard.settings import CONFIG_KEY, DashboardSettings
 from dashboard.store import EXTENSION, StoreProvider
+from dashboard.users import ROLE_LABELS, UsersFile
 
 HERE = Path(__file__).resolve().parent
 PAGES_PACKAGE = "dashboard.pages."
@@ -31,6 +37,9 @@ def create_app(
     tz: str | None = None,
     title: str = "Wattline",
     store: Store | None = None,
+    users: UsersFile | str | Path | None = None,
+    plant: Any = None,
+    secure_cookies: bool = False,
 ) -> dash.Dash:
     """Build the dashboard for one store.
 
@@ -50,6 +59,12 @@ def create_app(
     store : Store, optional
         An open store to read instead of opening ``store_url`` (the caller keeps it open and closes it); ``store_url``
         is then only shown.
+    users : UsersFile or path
+        The users file (:mod:`dashboard.users`): every route needs a login; required.
+    plant : core.plant.Plant or path, optional
+        Plant description (sites, currencies, tariffs, CO2 factors, time zones).
+    secure_cookies : bool
+        Mark the session cookie ``Secure`` (serve over HTTPS then).
 
     Returns
     -------
@@ -67,7 +82,16 @@ def create_app(
     for name, value in (("refresh_s", refresh_s), ("stale_after_s", stale_after_s)):
         if not isinstance(value, (int, float)) or not value > 0:
             raise DashboardError(f"dashboard setting {name} must be a positive number of seconds, got {value!r}")
-    settings = DashboardSettings(str(store_url), float(refresh_s), float(stale_after_s), resolve_timezone(tz))
+    if users is None:
+        raise DashboardError("the dashboard needs a users file (every page needs a login); create one with "
+                             "'wattline users add NAME --role ROLE' and pass --users FILE")
+    users = users if isinstance(users, UsersFile) else UsersFile(users)
+    users.users()  # a broken or world-readable users file fails now, naming the file
+    if plant is not None and not hasattr(plant, "sites"):
+        from core.plant import read_plant
+
+        plant = read_plant(plant)
+    settings = DashboardSettings(str(store_url), float(refresh_s), float(stale_after_s), resolve_timezone(tz), plant)
 
     app = dash.Dash(
         "dashboard",
@@ -77,7 +101,11 @@ def create_app(
         title=title,
         update_title=None,  # no "Updating..." flicker in the tab every refresh
         serve_locally=True,  # plant networks are often offline: no CDN
+        enable_mcp=False,  # Dash's MCP endpoint would expose the callbacks to tools outside the login gate
+        suppress_callback_exceptions=True,  # page components exist only while their page is shown
     )
+    install_auth(app, users, secure_cookies=secure_cookies)
+    install_callback_guard(app)  # before any callback is registered: every one is wrapped
     app.server.config[CONFIG_KEY] = settings
     app.server.extensions[EXTENSION] = StoreProvider(settings.store_url, shared=store)
     app.layout = shell_layout
@@ -102,6 +130,23 @@ def store_of(app: dash.Dash) -> Store:
     return app.server.extensions[EXTENSION].get()
 
 
+def user_store(app: dash.Dash, site: str | None = None):
+    """The app's store as the logged-in user may see it, limited to ``site`` when one is chosen.
+
+    Raises
+    ------
+    dashboard.access.AccessDenied
+        Without a user, or for a site the user may not see (the callback guard answers 204 then).
+    """
+    from dashboard.access import SiteScopedStore, require_user, scoped_store, sites_for
+
+    user = require_user()
+    store = store_of(app)
+    if site in (None, "", "all"):
+        return scoped_store(store, user)
+    return SiteScopedStore(store, sites_for(user, site, [site]))
+
+
 def close_store(app: dash.Dash) -> None:
     """Close the app's store if it was opened (the server does this when it stops)."""
     provider = app.server.extensions.get(EXTENSION)
@@ -111,8 +156,11 @@ def close_store(app: dash.Dash) -> None:
 
 def _nav_links(pathname: str | None) -> list:
     links = []
+    user = current_user()
     for page in sorted(dash.page_registry.values(), key=lambda p: p.get("order") or 0):
-        if not page["module"].startswith(PAGES_PACKAGE):
+        if not page["module"].startswith(PAGES_PACKAGE) or page.get("nav") is False:
+            continue
+        if not may_open(user, page["module"]):
             continue
         active = (pathname or "/") == page["relative_path"]
         links.append(dcc.Link(page["name"], href=page["relative_path"], className="nav-link" + (" active" if active else "")))
@@ -131,8 +179,22 @@ def shell_layout() -> html.Div:
                     html.Nav(_nav_links(None), id=ids.NAV, className="nav"),
                     html.Div(className="header-spacer"),
                     html.Div(id=ids.STORE_LABEL, className="store-label"),
+                    _user_box(),
                 ],
                 className="header",
+            ),
+            html.Div(
+                [
+                    html.Span("Site", className="selector-label"),
+                    dcc.Dropdown(id=ids.SITE, options=[], value="all", clearable=False, searchable=False,
+                                 persistence=True, persistence_type="session", className="selector"),
+                    html.Span("Period", className="selector-label"),
+                    dcc.Dropdown(id=ids.PERIOD, options=[{"label": p.label, "value": p.key} for p in PERIODS],
+                                 value=DEFAULT_PERIOD, clearable=False, searchable=False, persistence=True,
+                                 persistence_type="session", className="selector"),
+                ],
+                id=ids.SELECTORS,
+                className="selectors",
             ),
             html.Main(dash.page_container, className="main"),
         ],
@@ -140,11 +202,47 @@ def shell_layout() -> html.Div:
     )
 
 
+def _user_box() -> html.Div:
+    """Who is logged in, and the logout button (a POST form with the session's token)."""
+    user = current_user()
+    if user is None:
+        return html.Div(id=ids.USER_BOX)
+    scope = "all sites" if user.all_sites else ", ".join(user.sites)
+    return html.Div(
+        [
+            html.Span([html.B(user.name), f" · {ROLE_LABELS[user.role]} · {scope}"], className="user-name"),
+            html.Form(
+                [dcc.Input(type="hidden", name="csrf", value=csrf_token()),
+                 html.Button("Log out", id=ids.LOGOUT, type="submit", className="logout")],
+                method="POST", action="/logout", className="logout-form",
+            ),
+        ],
+        id=ids.USER_BOX,
+        className="user-box",
+    )
+
+
 def _register_shell_callbacks(app: dash.Dash) -> None:
+    from dashboard.access import require_user, scoped_store
+    from dashboard.overview import known_sites, site_options
+
     @app.callback(Output(ids.NAV, "children"), Output(ids.STORE_LABEL, "children"), Input(ids.URL, "pathname"))
     def highlight(pathname):
         settings = app.server.config[CONFIG_KEY]
         return _nav_links(pathname), f"store: {_safe_url(settings.store_url)}"
+
+    @app.callback(Output(ids.SITE, "options"), Output(ids.SITE, "value"), Input(ids.URL, "pathname"),
+                  dash.State(ids.SITE, "value"))
+    def sites(_pathname, current):
+        user = require_user()
+        settings = app.server.config[CONFIG_KEY]
+        try:
+            known = known_sites(scoped_store(store_of(app), user), settings.plant)
+        except WattlineError:
+            known = []
+        options = site_options(user, known, settings.plant)
+        values = [o["value"] for o in options]
+        return options, current if current in values else values[0]
 
 
 def _safe_url(url: str) -> str:

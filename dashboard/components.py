@@ -59,3 +59,9 @@ def graph(graph_id: str) -> dcc.Graph:
         id=graph_id,
         config={"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"]},
     )
+
+
+def forbidden() -> html.Div:
+    """What a page shows to a role that may not open it (its callbacks refuse too)."""
+    return html.Div(empty_state("Not available for your role",
+                                "Ask an administrator if you need this page."), className="page")

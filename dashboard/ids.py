@@ -26,3 +26,37 @@ SERIES_SUMMARY = "series-summary"
 SERIES_TABLE = "series-table"
 SERIES_FILTER = "series-filter"
 SERIES_EMPTY = "series-empty"
+
+# -- shell: user, shared selectors ----------------------------------------------------------------------------------------
+USER_BOX = "user-box"
+LOGOUT = "logout"
+SELECTORS = "selectors"
+SITE = "site-select"
+PERIOD = "period-select"
+
+# -- plant overview (/overview) ---------------------------------------------------------------------------------------------
+OV_STATUS = "ov-status"
+OV_KPIS = "ov-kpis"
+OV_POTENTIAL = "ov-potential"
+OV_PARETO = "ov-pareto"
+OV_TOP_MACHINES = "ov-top-machines"
+OV_HEATMAP = "ov-heatmap"
+OV_SANKEY = "ov-sankey"
+OV_LATEST = "ov-latest"
+# KPI values (tests read them)
+KPI_POTENTIAL_KWH = "kpi-potential-kwh"
+KPI_POTENTIAL_PCT = "kpi-potential-pct"
+KPI_POTENTIAL_MONEY = "kpi-potential-money"
+
+# -- findings (/findings) -------------------------------------------------------------------------------------------------
+FINDINGS_GRID = "findings-grid"
+FINDINGS_STATUS = "findings-status"
+FINDINGS_KIND = "findings-kind"
+FINDINGS_EXPORT = "findings-export"
+
+# -- machine (/machine/<site>/<line>/<machine>) -----------------------------------------------------------------------------
+MACHINE_TITLE = "machine-title"
+MACHINE_GRAPH = "machine-graph"
+MACHINE_STATES = "machine-states"
+MACHINE_FINDINGS = "machine-findings"
+MACHINE_PATH = "machine-path"

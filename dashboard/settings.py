@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from dashboard.data import resolve_timezone
 
@@ -26,12 +27,15 @@ class DashboardSettings:
         highlighted in the series table.
     tz : tzinfo
         Plant time zone for axes and "today".
+    plant : core.plant.Plant, optional
+        The plant description (sites, time zones, currencies, tariffs, CO2 factors); None without a plant file.
     """
 
     store_url: str
     refresh_s: float = 2.0
     stale_after_s: float = 300.0
     tz: dt.tzinfo = field(default_factory=lambda: resolve_timezone(None))
+    plant: Any = None
 
 
 def current_settings() -> DashboardSettings:

@@ -21,6 +21,7 @@ from wattline.cli_collect import register as register_collect_commands
 from wattline.cli_import import import_app
 from wattline.cli_influx import influx_app
 from wattline.cli_simulate import simulate_app
+from wattline.cli_users import users_app
 
 app = typer.Typer(
     help="Wattline: energy monitoring for factories. OPC UA collectors, a time-series store, analytics and a web dashboard.",
@@ -32,6 +33,7 @@ app = typer.Typer(
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(influx_app, name="influx")
 app.add_typer(import_app, name="import")
+app.add_typer(users_app, name="users")
 register_collect_commands(app)
 register_analyze_command(app)
 

@@ -12,7 +12,9 @@ import logging
 import signal
 import socket
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from core.config import parse_config
 from core.errors import WattlineError
@@ -63,6 +65,7 @@ async def _run(settings: AppSettings) -> None:
     plant = around_the_clock(default_plant(machines=demo.machines))
     server = PlantServer(plant, speed=demo.speed, host=demo.opcua_host, port=demo.opcua_port, seed=demo.seed)
     dashboard_server = None
+    users_dir = None
     try:
         await server.start()
         # The demo configures its collector the way an engineer would: discover the server, use the starter config.
@@ -71,12 +74,17 @@ async def _run(settings: AppSettings) -> None:
         collector_config = parse_config(CollectorConfig, starter, "<demo: discovered starter config>")
         collector = Collector(collector_config, store)
 
-        app = create_app(settings.store, refresh_s=settings.dashboard.refresh_s, store=store)
+        users_dir = tempfile.TemporaryDirectory(prefix="wattline-demo-users-")
+        users_file, logins = demo_users(Path(users_dir.name) / "users.json", [s.id for s in plant.sites])
+        app = create_app(settings.store, refresh_s=settings.dashboard.refresh_s, store=store, users=users_file,
+                         plant=plant)
         dashboard_server = run_dashboard(app, settings.dashboard.host, settings.dashboard.port)
         url = f"http://{settings.dashboard.host}:{settings.dashboard.port}/"
         print(
             f"Wattline demo: {demo.machines} machines served at {server.endpoint}, stored in {store.description}\n"
-            f"Dashboard: {url}   (Ctrl-C stops; every value received is kept)",
+            f"Dashboard: {url}   (Ctrl-C stops; every value received is kept)\n"
+            "Demo logins (one per role, passwords made for this run and shown only now):\n"
+            + "\n".join(f"  {role:<14} user {name:<14} password {password}" for role, name, password in logins),
             flush=True,
         )
         started = time.monotonic()
@@ -94,6 +102,22 @@ async def _run(settings: AppSettings) -> None:
             dashboard_server.stop()
         await server.stop()
         store.close()
+        if users_dir is not None:
+            users_dir.cleanup()  # the demo's users and passwords live only as long as the demo
+
+
+def demo_users(path: Path, sites: list[str]):
+    """One user per role with a random password: (users file, [(role, name, password)]); site-bound roles get the
+    plant's first site."""
+    from dashboard.users import UsersFile, new_password
+
+    users = UsersFile(path)
+    logins = []
+    for role, name in (("plant_manager", "manager"), ("engineer", "engineer"), ("cdo", "cdo"), ("admin", "admin")):
+        password = new_password()
+        users.add(name, role, sites[:1] if role in ("plant_manager", "engineer") else (), password)
+        logins.append((role, name, password))
+    return users, logins
 
 
 def around_the_clock(plant):

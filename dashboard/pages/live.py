@@ -65,7 +65,7 @@ def layout(range: str | None = None, **_kwargs) -> html.Div:  # noqa: A002 - the
 
 def register_callbacks(app: dash.Dash) -> None:
     """Attach this page's callbacks to ``app`` (called by :func:`dashboard.app.create_app`)."""
-    from dashboard.app import store_of
+    from dashboard.app import user_store
 
     @app.callback(
         Output(ids.LIVE_KPIS, "children"),
@@ -77,12 +77,13 @@ def register_callbacks(app: dash.Dash) -> None:
         Output(ids.LIVE_STATUS, "children"),
         Input(ids.LIVE_INTERVAL, "n_intervals"),
         Input(ids.LIVE_RANGE, "value"),
+        Input(ids.SITE, "value"),
     )
-    def refresh(_n, range_key):
+    def refresh(_n, range_key, site):
         settings = current_settings()
         now_ns = time.time_ns()
         try:
-            view = live_view(store_of(app), range_key, now_ns, settings.tz, settings.stale_after_s)
+            view = live_view(user_store(app, site), range_key, now_ns, settings.tz, settings.stale_after_s)
         except StoreError as exc:
             # Keep what is on screen; say why it is not moving.
             return (dash.no_update,) * 6 + (html.Span(f"Cannot read the store: {exc}", className="error"),)

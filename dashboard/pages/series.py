@@ -13,7 +13,8 @@ from dash import Input, Output, dcc, html
 
 from core.errors import StoreError
 from dashboard import ids
-from dashboard.components import page_header
+from dashboard.access import PAGE_ROLES, allow, current_user, may_open
+from dashboard.components import forbidden, page_header
 from dashboard.data import series_rows
 from dashboard.render import HIDDEN, render_series
 from dashboard.settings import current_settings
@@ -23,6 +24,8 @@ dash.register_page(__name__, path="/series", name="Data", title="Wattline · Sto
 
 def layout(**_kwargs) -> html.Div:
     """Page skeleton; the table is filled by the interval callback."""
+    if not may_open(current_user(), __name__):
+        return forbidden()
     settings = current_settings()
     search = dcc.Input(id=ids.SERIES_FILTER, type="search", placeholder="Filter: machine, line, field, stale ...",
                        debounce=True, className="search")
@@ -42,7 +45,7 @@ def layout(**_kwargs) -> html.Div:
 
 def register_callbacks(app: dash.Dash) -> None:
     """Attach this page's callbacks to ``app``."""
-    from dashboard.app import store_of
+    from dashboard.app import user_store
 
     @app.callback(
         Output(ids.SERIES_TABLE, "children"),
@@ -51,11 +54,13 @@ def register_callbacks(app: dash.Dash) -> None:
         Output(ids.SERIES_EMPTY, "style"),
         Input(ids.SERIES_INTERVAL, "n_intervals"),
         Input(ids.SERIES_FILTER, "value"),
+        Input(ids.SITE, "value"),
     )
-    def refresh(_n, filter_text):
+    @allow(*PAGE_ROLES[__name__])
+    def refresh(_n, filter_text, site):
         settings = current_settings()
         try:
-            rows = series_rows(store_of(app), time.time_ns(), settings.tz, settings.stale_after_s)
+            rows = series_rows(user_store(app, site), time.time_ns(), settings.tz, settings.stale_after_s)
         except StoreError as exc:
             return dash.no_update, html.Span(f"Cannot read the store: {exc}", className="error"), [], HIDDEN
         return render_series(rows, settings, filter_text)

@@ -46,3 +46,71 @@ def fill_plant(store, end_s: int, seconds: int, step_s: int = 5, lines=(("L1", 3
             write_field(store, "machine_state", "state", tags, times, np.full(len(times), 2 if i else 1))
             written[name] = (tags, times, power)
     return written
+
+
+# -- users and logins ----------------------------------------------------------------------------------------------------
+#: name -> (role, sites, password) of the test users.
+TEST_USERS = {
+    "admin": ("admin", (), "admin-password-1"),
+    "anna": ("plant_manager", ("north",), "anna-password-1"),
+    "sam": ("plant_manager", ("south",), "sam-password-1"),
+    "erik": ("engineer", ("north",), "erik-password-1"),
+    "carla": ("cdo", (), "carla-password-1"),
+}
+
+
+def make_users(path):
+    """Write the test users into a users file at ``path``; returns the UsersFile."""
+    from dashboard.users import UsersFile
+
+    users = UsersFile(path)
+    for name, (role, sites, password) in TEST_USERS.items():
+        users.add(name, role, sites, password)
+    return users
+
+
+def client_of(app, origin: str = "http://localhost"):
+    """A Flask test client that sends this server's Origin on every request, as a browser does on POSTs."""
+    client = app.server.test_client()
+    if origin:
+        client.environ_base["HTTP_ORIGIN"] = origin
+    return client
+
+
+def form_token(html_text: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf" value="([^"]+)"', html_text)
+    assert match, "no csrf token in the login form"
+    return match.group(1)
+
+
+def login(client, name: str, password: str | None = None):
+    """Log ``client`` in as test user ``name``; returns the response of the POST."""
+    token = form_token(client.get("/login").get_data(as_text=True))
+    password = TEST_USERS[name][2] if password is None else password
+    return client.post("/login", data={"username": name, "password": password, "csrf": token, "next": "/"})
+
+
+def logged_in(app, name: str = "admin"):
+    client = client_of(app)
+    response = login(client, name)
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    return client
+
+
+def browser_login(driver, base_url: str, name: str, timeout: float = 30.0) -> None:
+    """Log a Selenium-driven browser in as test user ``name`` through the login form (logging out whoever was in)."""
+    import time as _time
+
+    driver.delete_all_cookies()
+    driver.get(base_url.rstrip("/") + "/login")
+    driver.find_element("id", "username").send_keys(name)
+    driver.find_element("id", "password").send_keys(TEST_USERS[name][2])
+    driver.find_element("id", "login-submit").click()
+    deadline = _time.monotonic() + timeout
+    while _time.monotonic() < deadline:
+        if "/login" not in driver.current_url and driver.find_elements("id", "user-box"):
+            return
+        _time.sleep(0.1)
+    raise AssertionError(f"login as {name} did not reach the dashboard; at {driver.current_url}")

@@ -19,6 +19,7 @@ from dashboard.serve import DashboardServer
 from tests.support import start_chromium
 from dashboard.tests.helpers import (
     NS,
+    browser_login,
     fill_plant,
     machine_tags,
     write_field,
@@ -52,13 +53,14 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture
-def plant(tmp_path):
+def plant(tmp_path, users_path, browser):
     """(server, writer store): the dashboard on a free port over a fresh SQLite file, and a second store on the
-    same file standing in for the collector."""
+    same file standing in for the collector; the browser is logged in as an admin."""
     path = tmp_path / "plant.db"
     writer = SQLiteStore(path)
-    app = create_app(str(path), refresh_s=0.5, tz="Europe/Berlin")
+    app = create_app(str(path), refresh_s=0.5, tz="Europe/Berlin", users=users_path)
     server = DashboardServer(app, "127.0.0.1", 0).start()
+    browser_login(browser, server.url, "admin")
     yield server, writer
     server.stop()
     writer.close()

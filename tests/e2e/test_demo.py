@@ -47,6 +47,18 @@ def get(url: str) -> tuple[int, str]:
         return response.status, response.read().decode()
 
 
+def read_logins(demo) -> dict[str, tuple[str, str]]:
+    """{role: (user, password)} from the demo's banner (printed once at start)."""
+    logins = {}
+    while len(logins) < 4:
+        line = demo.stdout.readline()
+        assert line, "the demo ended before printing its logins"
+        parts = line.split()
+        if len(parts) == 5 and parts[1] == "user" and parts[3] == "password":
+            logins[parts[0]] = (parts[2], parts[4])
+    return logins
+
+
 def test_demo_serves_a_live_dashboard_and_stores_every_machine(tmp_path, browser):
     store = tmp_path / "x.db"
     port = free_port()
@@ -57,9 +69,16 @@ def test_demo_serves_a_live_dashboard_and_stores_every_machine(tmp_path, browser
     )
     try:
         url = f"http://127.0.0.1:{port}/"
+        logins = read_logins(demo)
+        assert set(logins) == {"plant_manager", "engineer", "cdo", "admin"}
         status, page = wait_for(lambda: get(url), "the dashboard page")
-        assert status == 200 and "_dash-renderer" in page or "dash" in page.lower()
+        assert status == 200 and "Log in" in page  # every page needs a login
 
+        name, password = logins["plant_manager"]
+        browser.get(url + "login")
+        browser.find_element("id", "username").send_keys(name)
+        browser.find_element("id", "password").send_keys(password)
+        browser.find_element("id", "login-submit").click()
         browser.get(url)
         first = wait_for(lambda: browser.execute_script(MACHINE_TRACES_JS, ids.LIVE_MACHINE_GRAPH), "machine traces")
         first_last_x = {name: x for name, x in first}

@@ -1,0 +1,359 @@
+"""Numbers of the plant overview and the findings grid, from the store's rollups and the analytics' stored findings.
+
+Pure functions over a store (already limited to the user's sites, :func:`dashboard.access.scoped_store`) and the
+result store; no Dash here, so they are tested without a browser.
+
+Energy per hour comes from the hourly ``last`` value of each energy register, read from the store's rollups
+(:meth:`core.storage.base.Store.aggregate`), turned into increases by :func:`core.storage.intervals.counter_increase`
+(the one place counter arithmetic lives): a year of 200 machines never reads raw points. A machine without a register
+falls back to its hourly mean power [kW] x 1 h. Findings are those of the newest analysis run that stored any
+(``wattline analyze`` replaces a run's findings when it runs again; a newer run supersedes older ones).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from core.model import METER_FAULT_KINDS, WASTE_KINDS
+
+NS = 1_000_000_000
+HOUR_NS = 3600 * NS
+ENERGY = ("electrical", "energy_kwh")
+POWER = ("electrical", "active_power_kw")
+KIND_LABELS = {
+    "idle_running": "Idle running",
+    "off_shift_load": "Off-shift load",
+    "excess_specific_energy": "Excess energy per unit",
+    "air_leak": "Compressed-air leak",
+    "peak_demand": "Demand peak",
+    "meter_stuck": "Meter stuck",
+    "meter_reset": "Meter reset",
+    "meter_gap": "Meter gap",
+    "meter_spike": "Meter spike",
+}
+CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CNY": "¥", "INR": "₹"}
+
+
+# -- formatting for people ---------------------------------------------------------------------------------------------
+def fmt_energy(kwh: float | None) -> str:
+    """Energy with a unit a person reads at a glance: ``850 kWh``, ``12.4 MWh``, ``3.21 GWh``."""
+    if kwh is None or not np.isfinite(kwh):
+        return "—"
+    a = abs(kwh)
+    if a >= 1e6:
+        return f"{kwh / 1e6:,.2f} GWh"
+    if a >= 1e4:
+        return f"{kwh / 1e3:,.1f} MWh"
+    if a >= 100:
+        return f"{kwh:,.0f} kWh"
+    return f"{kwh:,.1f} kWh"
+
+
+def fmt_money(amount: float | None, currency: str | None) -> str:
+    """Money with thousands separators and the currency's symbol (its code when it has no common symbol)."""
+    if amount is None or not np.isfinite(amount) or not currency:
+        return "—"
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    number = f"{amount:,.0f}" if abs(amount) >= 100 else f"{amount:,.2f}"
+    return f"{symbol} {number}" if symbol else f"{number} {currency}"
+
+
+def fmt_co2(kg: float | None) -> str:
+    """CO2 mass: ``850 kg`` or ``12.4 t``."""
+    if kg is None or not np.isfinite(kg):
+        return "—"
+    return f"{kg / 1000:,.1f} t CO₂" if abs(kg) >= 1000 else f"{kg:,.0f} kg CO₂"
+
+
+def fmt_pct(fraction: float | None) -> str:
+    return "—" if fraction is None or not np.isfinite(fraction) else f"{100 * fraction:.1f} %"
+
+
+# -- sites ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SiteInfo:
+    """What the dashboard needs of a site: name, zone, currency, tariff, CO2 factor (None when unknown)."""
+
+    id: str
+    name: str
+    tz: str
+    currency: str | None = None
+    tariff: object = None
+    co2_kg_per_kwh: float | None = None
+
+
+def known_sites(store, plant) -> list[str]:
+    """Site ids: the plant file's, else the ``site`` tags of the stored electrical series."""
+    if plant is not None:
+        return [s.id for s in plant.sites]
+    return sorted({i.key.tag_dict["site"] for i in store.series("electrical") if "site" in i.key.tag_dict})
+
+
+def site_info(site: str, plant, default_tz: dt.tzinfo) -> SiteInfo:
+    """The plant file's facts about ``site`` (defaults: the dashboard's zone, no currency, no CO2 factor)."""
+    if plant is not None:
+        for spec in plant.sites:
+            if spec.id == site:
+                return SiteInfo(spec.id, spec.name or spec.id, spec.timezone, spec.currency, spec.tariff,
+                                spec.co2_kg_per_kwh)
+    return SiteInfo(site, site, getattr(default_tz, "key", None) or "UTC")
+
+
+def site_options(user, known: list[str], plant) -> list[dict]:
+    """Options of the site selector: the sites ``user`` may see, led by "all" of them."""
+    names = {s.id: (s.name or s.id) for s in plant.sites} if plant is not None else {}
+    visible = [s for s in known if user.may_see(s)] if user.all_sites else sorted(user.sites)
+    label = "All sites" if user.all_sites else ("All my sites" if len(visible) > 1 else None)
+    options = [{"label": label, "value": "all"}] if label else []
+    return options + [{"label": names.get(s, s), "value": s} for s in visible]
+
+
+# -- energy --------------------------------------------------------------------------------------------------------------
+def energy_by_hour(store, site: SiteInfo, start_ns: int, stop_ns: int) -> pd.DataFrame:
+    """Energy per machine and local hour of one site [kWh], from the store's hourly rollups.
+
+    Returns
+    -------
+    DataFrame
+        ``time`` (hour start, UTC), ``line``, ``machine``, ``kwh``.
+    """
+    from core.storage.intervals import counter_increase, window_edges
+
+    empty = pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "line": [], "machine": [], "kwh": []})
+    # One hour before the range: the register value at its start.
+    last = store.aggregate(*ENERGY, start_ns - HOUR_NS, stop_ns, every=3600, agg="last", tags={"site": site.id},
+                           tz=site.tz)
+    edges = window_edges(start_ns, stop_ns, 3600, site.tz)
+    rows = []
+    seen = set()
+    if not last.empty:
+        for (line, machine), part in last.groupby(["line", "machine"], sort=True):
+            t = part["time"].dt.as_unit("ns").astype("int64").to_numpy() + HOUR_NS  # a window's last value ~ its end
+            t = np.minimum(t, stop_ns)
+            v = part["value"].to_numpy(dtype=float)
+            kwh = counter_increase(t, v, edges)
+            ok = np.isfinite(kwh)
+            rows.append(pd.DataFrame({"time": edges[:-1][ok], "line": line, "machine": machine, "kwh": kwh[ok]}))
+            seen.add((line, machine))
+    power = store.aggregate(*POWER, start_ns, stop_ns, every=3600, agg="mean", tags={"site": site.id}, tz=site.tz)
+    if not power.empty:
+        for (line, machine), part in power.groupby(["line", "machine"], sort=True):
+            if (line, machine) in seen:
+                continue
+            t = part["time"].dt.as_unit("ns").astype("int64").to_numpy()
+            rows.append(pd.DataFrame({"time": t, "line": line, "machine": machine,
+                                      "kwh": part["value"].to_numpy(dtype=float)}))  # mean kW over 1 h = kWh
+    if not rows:
+        return empty
+    out = pd.concat(rows, ignore_index=True)
+    out["time"] = pd.to_datetime(out["time"], utc=True)
+    return out
+
+
+def cost_and_co2(site: SiteInfo, hours: pd.DataFrame) -> tuple[float | None, float | None]:
+    """Cost [currency] (the site's tariff at each hour) and CO2 [kg] of hourly energy; None when unknown."""
+    if hours.empty:
+        return (0.0 if site.tariff is not None else None), (0.0 if site.co2_kg_per_kwh is not None else None)
+    kwh = hours["kwh"].to_numpy(dtype=float)
+    cost = None
+    if site.tariff is not None:
+        from core.tariff import energy_cost
+
+        times = hours["time"].dt.as_unit("ns").astype("int64").to_numpy() + HOUR_NS // 2
+        cost = float(np.nansum(energy_cost(site.tariff, site.tz, times, kwh)))
+    co2 = float(np.nansum(kwh) * site.co2_kg_per_kwh) if site.co2_kg_per_kwh is not None else None
+    return cost, co2
+
+
+# -- findings ------------------------------------------------------------------------------------------------------------
+def latest_run_findings(store, start_ns: int | None = None, stop_ns: int | None = None) -> list:
+    """Findings of the newest analysis run that stored any, overlapping ``[start, stop)``; [] without results."""
+    from core.errors import StoreError
+    from core.storage.results import results_for
+
+    try:
+        results = results_for(store)
+    except StoreError:
+        return []
+    with results:
+        run = next((r.run for r in results.runs() if r.findings), None)
+        if run is None:
+            return []
+        return results.query_findings(start_ns, stop_ns, run=run)
+
+
+def visible(findings: list, user, sites: list[str]) -> list:
+    """Findings of machines in ``sites`` that ``user`` may see (a finding without a site only for all-site roles)."""
+    from dashboard.access import machine_site
+
+    out = []
+    for ev in findings:
+        site = machine_site(ev.machine)
+        if site is None:
+            if user.all_sites:
+                out.append(ev)
+        elif site in sites and user.may_see(site):
+            out.append(ev)
+    return out
+
+
+def machine_href(path: str) -> str | None:
+    """Link of a machine's page (None for a machine without site and line)."""
+    from urllib.parse import quote
+
+    parts = str(path).split("/")
+    return "/machine/" + "/".join(quote(p, safe="") for p in parts) if len(parts) == 3 else None
+
+
+def finding_rows(findings: list, plant, default_tz: dt.tzinfo) -> list[dict]:
+    """One grid row per finding: plain JSON values, local times of the machine's site, labels for people."""
+    rows = []
+    for ev in findings:
+        d = ev.details or {}
+        parts = ev.machine.split("/")
+        site = parts[0] if len(parts) == 3 else ""
+        info = site_info(site, plant, default_tz)
+        tz = zoneinfo.ZoneInfo(info.tz)
+        currency = d.get("currency") or info.currency
+        cost = d.get("cost")
+        rows.append({
+            "machine": ev.machine,
+            "machine_name": parts[-1],
+            "site": site,
+            "line": parts[1] if len(parts) == 3 else "",
+            "category": "Data quality" if ev.kind in METER_FAULT_KINDS else "Waste",
+            "kind": KIND_LABELS.get(ev.kind, ev.kind),
+            "start": ev.start.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            "hours": round((ev.end - ev.start).total_seconds() / 3600, 2),
+            "kwh": round(float(ev.excess_kwh), 1),
+            "cost": None if cost is None else round(float(cost), 2),
+            "money": fmt_money(cost, currency) if cost is not None else "—",
+            "currency": currency or "",
+            "co2_kg": None if d.get("co2_kg") is None else round(float(d["co2_kg"]), 1),
+            "explanation": d.get("explanation") or KIND_LABELS.get(ev.kind, ev.kind),
+            "link": machine_href(ev.machine),
+        })
+    rows.sort(key=lambda r: -(r["kwh"] or 0))
+    return rows
+
+
+def findings_csv(rows: list[dict]) -> str:
+    """The grid's rows as CSV (what the export button downloads)."""
+    columns = ["site", "line", "machine_name", "category", "kind", "start", "hours", "kwh", "cost", "currency",
+               "co2_kg", "explanation"]
+    frame = pd.DataFrame(rows, columns=columns).rename(columns={"machine_name": "machine", "hours": "duration_h",
+                                                                "kwh": "avoidable_kwh"})
+    return frame.to_csv(index=False)
+
+
+# -- the overview ----------------------------------------------------------------------------------------------------------
+@dataclass
+class Overview:
+    """Everything the overview page shows, for the sites chosen."""
+
+    sites: list[SiteInfo]
+    start_ns: int
+    stop_ns: int
+    energy_kwh: float = 0.0
+    tiles: dict[str, dict] = field(default_factory=dict)  # "today", "7d", "30d" -> {kwh, cost, co2, currency}
+    potential_kwh: float = 0.0
+    potential_cost: float | None = None
+    potential_co2: float | None = None
+    currency: str | None = None
+    by_cause: pd.DataFrame = field(default_factory=pd.DataFrame)
+    top_machines: pd.DataFrame = field(default_factory=pd.DataFrame)
+    heatmap: pd.DataFrame = field(default_factory=pd.DataFrame)
+    flows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    latest: list = field(default_factory=list)
+    findings: int = 0
+
+    @property
+    def potential_fraction(self) -> float | None:
+        return self.potential_kwh / self.energy_kwh if self.energy_kwh > 0 else None
+
+
+def _one_currency(currencies) -> str | None:
+    found = {c for c in currencies if c}
+    return found.pop() if len(found) == 1 else None
+
+
+def overview(store, findings: list, sites: list[SiteInfo], start_ns: int, stop_ns: int, now_ns: int) -> Overview:
+    """Compute the overview for ``sites`` over ``[start, stop)``; KPI tiles for today, 7 and 30 days before ``now``.
+
+    Parameters
+    ----------
+    store : Store
+        The store as the user may see it.
+    findings : list of Event
+        Findings already limited to what the user may see (:func:`visible`).
+    sites : list of SiteInfo
+    start_ns, stop_ns : int
+        The period [ns].
+    now_ns : int
+        Now [ns] (the KPI tiles end with today).
+    """
+    from dashboard.periods import day_range
+
+    ov = Overview(sites, start_ns, stop_ns, currency=_one_currency(s.currency for s in sites))
+    frames = []
+    for site in sites:
+        tz = zoneinfo.ZoneInfo(site.tz)
+        tile_lo = min(day_range(30, now_ns, tz)[0], start_ns)
+        tile_hi = max(day_range(1, now_ns, tz)[1], stop_ns)
+        hours = energy_by_hour(store, site, tile_lo, tile_hi)
+        hours["site"] = site.id
+        for key, days in (("today", 1), ("7d", 7), ("30d", 30)):
+            lo, hi = day_range(days, now_ns, tz)
+            sel = hours[(hours["time"] >= pd.Timestamp(lo, tz="UTC")) & (hours["time"] < pd.Timestamp(hi, tz="UTC"))]
+            cost, co2 = cost_and_co2(site, sel)
+            tile = ov.tiles.setdefault(key, {"kwh": 0.0, "cost": 0.0, "co2": 0.0})
+            tile["kwh"] += float(sel["kwh"].sum())
+            tile["cost"] = None if cost is None or tile["cost"] is None else tile["cost"] + cost
+            tile["co2"] = None if co2 is None or tile["co2"] is None else tile["co2"] + co2
+        period = hours[(hours["time"] >= pd.Timestamp(start_ns, tz="UTC")) & (hours["time"] < pd.Timestamp(stop_ns, tz="UTC"))]
+        local = period["time"].dt.tz_convert(tz)
+        period = period.assign(weekday=local.dt.weekday.to_numpy(), hour=local.dt.hour.to_numpy())
+        frames.append(period)
+    if ov.currency is None:
+        for tile in ov.tiles.values():
+            tile["cost"] = None  # sites in different currencies are not added up
+    period = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["time", "line", "machine", "kwh", "site", "weekday", "hour"])
+    ov.energy_kwh = float(period["kwh"].sum()) if not period.empty else 0.0
+    if not period.empty:
+        # Mean power per local weekday and hour [kW] (an hour's kWh is its mean kW), summed over machines.
+        per_hour = period.groupby(["time", "weekday", "hour"], as_index=False)["kwh"].sum()
+        ov.heatmap = per_hour.groupby(["weekday", "hour"], as_index=False)["kwh"].mean().rename(columns={"kwh": "kw"})
+        ov.flows = period.groupby(["site", "line", "machine"], as_index=False)["kwh"].sum()
+
+    waste = [e for e in findings if e.kind in WASTE_KINDS
+             and int(e.start.timestamp() * NS) < stop_ns and int(e.end.timestamp() * NS) > start_ns]
+    ov.findings = len(waste)
+    if waste:
+        frame = pd.DataFrame({
+            "kind": [e.kind for e in waste],
+            "machine": [e.machine for e in waste],
+            "kwh": [float(e.excess_kwh) for e in waste],
+            "cost": [np.nan if (e.details or {}).get("cost") is None else float(e.details["cost"]) for e in waste],
+            "co2": [np.nan if (e.details or {}).get("co2_kg") is None else float(e.details["co2_kg"]) for e in waste],
+        })
+        ov.potential_kwh = float(frame["kwh"].sum())
+        ov.potential_cost = float(frame["cost"].sum()) if ov.currency and frame["cost"].notna().any() else None
+        ov.potential_co2 = float(frame["co2"].sum()) if frame["co2"].notna().any() else None
+        cause = frame.groupby("kind", as_index=False).agg(kwh=("kwh", "sum"), cost=("cost", "sum"),
+                                                          findings=("kwh", "size"))
+        cause = cause.sort_values("kwh", ascending=False).reset_index(drop=True)
+        cause["label"] = cause["kind"].map(lambda k: KIND_LABELS.get(k, k))
+        total = cause["kwh"].sum()
+        cause["cum_pct"] = 100 * cause["kwh"].cumsum() / total if total > 0 else 0.0
+        ov.by_cause = cause
+        top = frame.groupby("machine", as_index=False).agg(kwh=("kwh", "sum"), cost=("cost", "sum"),
+                                                           findings=("kwh", "size"))
+        ov.top_machines = top.sort_values("kwh", ascending=False).head(10).reset_index(drop=True)
+    ov.latest = sorted(findings, key=lambda e: e.end, reverse=True)[:8]
+    return ov

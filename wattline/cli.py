@@ -18,6 +18,7 @@ from core.errors import WattlineError
 from wattline import __version__
 from wattline.cli_analyze import register as register_analyze_command
 from wattline.cli_collect import register as register_collect_commands
+from wattline.cli_dashboard import register as register_dashboard_command
 from wattline.cli_import import import_app
 from wattline.cli_influx import influx_app
 from wattline.cli_simulate import simulate_app
@@ -36,6 +37,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
 register_collect_commands(app)
 register_analyze_command(app)
+register_dashboard_command(app)
 
 ConfigOption = typer.Option(
     None, "--config", "-c", help="YAML settings file; options given on the command line override it.", dir_okay=False

@@ -19,7 +19,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -154,7 +154,7 @@ class BatchWriter:
         return self._store_down
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
-    def start(self) -> "BatchWriter":
+    def start(self) -> BatchWriter:
         """Start the writer and spill threads."""
         if not self._started:
             self._started = True
@@ -287,7 +287,7 @@ class BatchWriter:
     def _store_write(self, rows: list[Row]) -> bool:
         try:
             self.store.write_batch(self._batch(rows))
-        except Exception as exc:  # any backend failure: spool and retry, never lose the batch
+        except Exception as exc:  # noqa: BLE001 - any backend failure: spool and retry, never lose the batch
             self.write_errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             if not self._store_down:

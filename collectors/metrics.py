@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from core.supervise import Supervisor
 
@@ -120,8 +120,13 @@ def collector_registry(owner):
     latency : prometheus_client.Histogram
         ``wattline_collector_write_latency_seconds``: sampled delay from a value's timestamp to stored [s].
     """
-    from prometheus_client import CollectorRegistry, Histogram
-    from prometheus_client import gc_collector, platform_collector, process_collector
+    from prometheus_client import (
+        CollectorRegistry,
+        Histogram,
+        gc_collector,
+        platform_collector,
+        process_collector,
+    )
 
     registry = CollectorRegistry(auto_describe=False)
     process_collector.ProcessCollector(registry=registry)
@@ -162,7 +167,7 @@ class MetricsServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 try:
                     if self.path.split("?")[0] == "/metrics":
                         body = outer._metrics().encode()
@@ -194,7 +199,7 @@ class MetricsServer:
         self.supervisor = supervisor if supervisor is not None else Supervisor(prefix="collector")
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         """Start serving in a supervised background thread."""
         self._thread = self.supervisor.thread("metrics-server", self.httpd.serve_forever)
         return self

@@ -17,8 +17,8 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class SegmentSpool:
             if self.on_drop is not None:
                 try:
                     self.on_drop(lost, reason)
-                except Exception:  # noqa: BLE001 - reporting must not lose the segment just written
+                except Exception:
                     log.exception("spool on_drop callback failed")
 
     def _forget(self, path: Path) -> None:

@@ -18,7 +18,8 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from core.backoff import Backoff
 from core.notices import Notice
@@ -97,7 +98,7 @@ class Supervisor:
             if self.on_fatal is not None:
                 try:
                     self.on_fatal(name, exc)
-                except Exception:  # noqa: BLE001 - the owner's callback must not hide the failure itself
+                except Exception:
                     log.exception("on_fatal callback failed for %s", name)
         return not give_up
 
@@ -106,7 +107,7 @@ class Supervisor:
             return
         try:
             self.notify(notice)
-        except Exception:  # noqa: BLE001 - reporting must never take the supervised job down with it
+        except Exception:
             log.exception("cannot report notice %s", notice.name)
 
     def _backoff(self) -> Backoff:

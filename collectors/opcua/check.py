@@ -75,7 +75,7 @@ async def _check_one(config: CollectorConfig, index: int) -> ServerCheck:
                     result.readable += 1
         result.bad = dict(session.bad_nodes)
         result.ok = not result.bad
-    except Exception as exc:  # report every failure as a row; check never stops at the first server
+    except Exception as exc:  # noqa: BLE001 - report every failure as a row; check never stops at the first server
         # A refusal already names the config key and the fix; anything else keeps its type for context.
         result.error = (str(exc) if isinstance(exc, SecurityRefused) else
                         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
@@ -83,7 +83,7 @@ async def _check_one(config: CollectorConfig, index: int) -> ServerCheck:
         if client is not None:
             try:
                 await asyncio.wait_for(client.disconnect(), 2.0)
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - the check is over; a failing goodbye changes nothing
                 pass
     return result
 

@@ -123,7 +123,7 @@ class Collector:
         return self.writer.written
 
     @property
-    def stats(self) -> "CollectorStats":
+    def stats(self) -> CollectorStats:
         """Counters snapshot (values received, written, spooled, backlog, write errors)."""
         w = self.writer.stats()
         return CollectorStats(w["received"], w["written"], w["spooled"], w["backlog"], w["write_errors"])
@@ -196,7 +196,7 @@ class Collector:
         try:
             await stop.wait()
         finally:
-            done, pending = await asyncio.wait(tasks, timeout=5.0)
+            _done, pending = await asyncio.wait(tasks, timeout=5.0)
             for t in pending:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -20,14 +20,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urlparse
 
 from asyncua import Client, ua
 
 from collectors.opcua.config import Deadband, GroupConfig, NodeConfig, ServerConfig
-from collectors.opcua.fastpublish import CollectorClient, FastDataChange, install_fast_publish
+from collectors.opcua.fastpublish import (
+    CollectorClient,
+    FastDataChange,
+    install_fast_publish,
+)
 from collectors.opcua.values import NodeState, now_ns, to_row, to_row_raw
 from core.backoff import Backoff
 from core.model import unit_of
@@ -268,7 +272,7 @@ class ServerSession:
             except asyncio.CancelledError:
                 await self._disconnect()
                 raise
-            except Exception as exc:  # any failure of one server: report, back off, retry
+            except Exception as exc:  # noqa: BLE001 - any failure of one server: report, back off, retry
                 refused = isinstance(exc, (ConnectionRefusedError, OSError, asyncio.TimeoutError)) and not isinstance(
                     exc, ua.UaError
                 )
@@ -324,11 +328,11 @@ class ServerSession:
             return
         try:
             await asyncio.wait_for(client.disconnect(), 2.0)
-        except Exception:  # the server is gone or the session already closed
+        except Exception:  # noqa: BLE001 - the server is gone or the session already closed
             try:
                 client.disconnect_socket()
-            except Exception:
-                pass
+            except Exception as exc:  # noqa: BLE001 - nothing left to close
+                log.debug("server %s: closing the socket: %s", self.config.name, exc)
 
     def _on_connection_lost(self, exc: Exception) -> None:
         self.last_error = f"keep-alive failed: {type(exc).__name__}: {exc}"

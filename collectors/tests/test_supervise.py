@@ -15,8 +15,9 @@ from core.supervise import Supervisor
 from tests.support import wait_for
 
 
-def fail_once(monkeypatch, cls, name, exc=RuntimeError("injected failure (test)")):
+def fail_once(monkeypatch, cls, name, exc=None):
     """Make ``cls.name`` raise ``exc`` on its first call only; return the list of calls that raised."""
+    exc = exc if exc is not None else RuntimeError("injected failure (test)")
     original = getattr(cls, name)
     raised: list[int] = []
     lock = threading.Lock()

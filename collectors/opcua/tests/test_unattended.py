@@ -195,7 +195,7 @@ def test_collector_whose_writer_process_hangs_stops_within_its_grace_and_loses_n
         return col, time.monotonic() - t0
 
     async def main():
-        global srv  # noqa: PLW0603 - run_once writes through it
+        global srv
         srv = await start_plant_server()
         cfg = fast_config(srv.endpoint, tmp_path, [machine_group()])
         cfg = cfg.model_copy(update={"buffer": cfg.buffer.model_copy(update={"shutdown_timeout_s": shutdown_s})})
@@ -275,7 +275,7 @@ def test_influxdb_outage_shows_in_status_and_metrics(tmp_path, monkeypatch):
         store._stop.set()
         return col, store, status, metrics
 
-    col, store, status, metrics = asyncio.run(main())
+    col, _store, status, metrics = asyncio.run(main())
     assert status["store_down"] and status["store_health"]["spool_bytes"] > 0
     assert "Connection refused" in status["last_write_error"] or "NewConnectionError" in status["last_write_error"]
     assert 'wattline_collector_store_down{collector="opcua"} 1.0' in metrics

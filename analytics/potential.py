@@ -214,7 +214,7 @@ class ReductionPotential:
             if e.tariff is None or not getattr(e.tariff, "demand_charge_per_kw", 0):
                 continue
             rows = [i for i, info in enumerate(ctx.infos) if info.site == site]
-            kw = np.nansum(np.where(np.isfinite(ctx.E[rows]), ctx.E[rows], 0), axis=0) / ctx.h
+            kw = ctx.E_acct[rows].sum(axis=0) / ctx.h
             surge_kw = peak[rows].sum(axis=0) / ctx.h
             with_ = demand_charges(e.tariff, e.timezone, t, kw)
             without = demand_charges(e.tariff, e.timezone, t, kw - surge_kw)
@@ -236,7 +236,7 @@ class ReductionPotential:
         ctx = self._ctx
         res_ns = int(ctx.res * NS)
         t = ctx.times_ns
-        daily = np.nansum(np.where(np.isfinite(ctx.E), ctx.E, 0), axis=1) / max(ctx.n_t * ctx.h / 24, 1e-9)
+        daily = ctx.E_acct.sum(axis=1) / max(ctx.n_t * ctx.h / 24, 1e-9)
         groups: dict[str, int] = {}
         for kind, i, a, b, d in found:
             if kind == "peak_demand":
@@ -282,7 +282,7 @@ class ReductionPotential:
     def plant_energy_kwh(self) -> float:
         """Metered energy of every machine over the range [kWh]."""
         ctx = self._check()
-        return float(np.nansum(ctx.E))
+        return float(ctx.E_acct.sum())
 
     def predict(self) -> pd.DataFrame:
         """Avoidable energy per machine, window and cause (long form, non-zero rows only).
@@ -311,7 +311,7 @@ class ReductionPotential:
         out = []
         groups = self.data.groups(scope)
         for key, rows in groups.items():
-            energy = float(np.nansum(ctx.E[rows]))
+            energy = float(ctx.E_acct[rows].sum())
             item: dict[str, Any] = {"scope": scope, "id": key, "energy_kwh": round(energy, 3), "by_cause": {}}
             total = cost_total = co2_total = 0.0
             has_cost = has_co2 = False

@@ -93,7 +93,15 @@ class Context:
         self.fine_power = fine_power
         # Energy per window: where the register is missing fall back to mean power.
         self.E = np.where(np.isfinite(self.E), self.E, self.P * self.h)
+        # Safety net: a register increase that the power readings cannot explain (more than the window's peak power
+        # all the time: a reset taken for a rollover, a catch-up jump) is a meter fault whatever else found it.
+        impossible = np.isfinite(self.Pmax) & (self.E > 1.5 * self.Pmax * self.h + 0.5)
+        self.fault = self.fault | impossible
         self.valid = (self.cov >= MIN_COVERAGE) & np.isfinite(self.E) & ~self.fault
+        # Energy for accounting (plant totals, fractions): where a meter fault corrupts the register (a reset taken for
+        # a rollover, the catch-up jump after a stuck register) the mean power is the better measure of the window.
+        self.E_acct = np.where(self.fault & np.isfinite(self.P), self.P * self.h, self.E)
+        self.E_acct = np.where(np.isfinite(self.E_acct), self.E_acct, 0.0)
         self.has_state = (self.s_off + self.s_idle + self.s_run + self.s_fault) > 0.5 * self.res
         # Windows explained by a cause already (so a later cause does not count them twice).
         self.claimed = np.zeros((self.n_m, self.n_t), float)

@@ -129,7 +129,13 @@ def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resol
             parts.append(chunk)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["machine", "time"])
     # Energy: the register where the machine has one, else integrated power.
-    has_reg = frame["machine"].map(lambda p: by_path[p].has_register).to_numpy(dtype=bool) if len(frame) else np.zeros(0, bool)
+    # Per-machine facts broadcast to rows through the machine's code (one lookup per machine, not per row).
+    codes, uniques = pd.factorize(frame["machine"]) if len(frame) else (np.zeros(0, np.int64), [])
+
+    def per_row(values: list) -> np.ndarray:
+        return np.asarray(values, dtype=float)[codes] if len(frame) else np.zeros(0)
+
+    has_reg = per_row([by_path[p].has_register for p in uniques]).astype(bool)
     frame["energy_kwh"] = np.where(has_reg, frame.get("reg", np.nan), frame.get("integral", np.nan))
     for state in MACHINE_STATES.values():
         if f"s_{state}" not in frame.columns:
@@ -137,13 +143,14 @@ def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resol
     # Coverage: values with a usable number per expected value (expected from the series' typical spacing); what is
     # missing inside the series' extent was stored as missing or Bad (a meter gap), outside it there is no series.
     period = {p: _sample_period_s(fields.get(p, {}).get("active_power_kw")) for p in by_path}
-    expected = frame["machine"].map(lambda p: resolution_s / period[p] if period[p] else np.nan).to_numpy(dtype=float)
+    expected = per_row([resolution_s / period[p] if period[p] else np.nan for p in uniques])
     n_power = pd.to_numeric(frame.get("n_power", np.nan), errors="coerce").to_numpy(dtype=float)
     coverage = np.clip(np.nan_to_num(n_power / np.maximum(expected, 1.0), nan=0.0), 0.0, 1.0)
     coverage = np.where(np.isnan(expected) & np.isfinite(frame["energy_kwh"].to_numpy(dtype=float)), 1.0, coverage)
     tns = pd.DatetimeIndex(frame["time"]).as_unit("ns").asi8 if len(frame) else np.zeros(0, np.int64)
-    first = frame["machine"].map(lambda p: getattr(fields.get(p, {}).get("active_power_kw"), "first_ns", stop_ns)).to_numpy()
-    last = frame["machine"].map(lambda p: getattr(fields.get(p, {}).get("active_power_kw"), "last_ns", start_ns)).to_numpy()
+    power_series = [fields.get(p, {}).get("active_power_kw") for p in uniques]
+    first = np.asarray([getattr(x, "first_ns", stop_ns) for x in power_series] or [0], dtype=np.int64)[codes]
+    last = np.asarray([getattr(x, "last_ns", start_ns) for x in power_series] or [0], dtype=np.int64)[codes]
     inside = (tns + resolution_s * NS > first) & (tns <= last)
     frame["coverage"] = coverage
     frame["bad_share"] = np.where(inside, 1.0 - coverage, 0.0)

@@ -20,6 +20,10 @@ KIND = "peak_demand"
 #: Pulse height, as a share of the machine's high power level (99th percentile of its 15-min mean power).
 MIN_HEIGHT = 0.33
 MIN_MINUTES, MAX_MINUTES = 2, 12
+#: A surge stands above the machine's normal 1-min peak (99th percentile over its windows) by this factor.
+CEILING_FACTOR = 1.08
+#: Resistive loads have no start-up inrush: a furnace heating to a new setpoint at full power is not a surge.
+NO_INRUSH_KINDS = ("furnace", "lighting")
 
 
 def _pulse(times: np.ndarray, kw: np.ndarray, t0: int, t1: int, height: float, ceiling: float):
@@ -52,7 +56,7 @@ def _pulse(times: np.ndarray, kw: np.ndarray, t0: int, t1: int, height: float, c
             return None  # a one-sample spike is a meter fault, not a surge
         if float(np.mean(kw[start:end])) - level < height:
             return None  # a step up that stays is a machine switching on, not a surge
-        if float(np.mean(kw[start:end])) <= ceiling:
+        if float(np.mean(kw[start:end])) <= CEILING_FACTOR * ceiling:
             return None  # within what the machine peaks at in normal work (cutting strokes, heater cycling)
         return start, end, level
     return None
@@ -66,6 +70,8 @@ def detect(ctx: Context) -> CauseResult:
         return out
     window_ns = int(ctx.res * 1e9)
     for i, info in enumerate(ctx.infos):
+        if info.kind in NO_INRUSH_KINDS:
+            continue
         pmax, pmean = ctx.Pmax[i], ctx.E[i] / ctx.h
         v = ctx.valid[i] & np.isfinite(pmax)
         if v.sum() < 96:

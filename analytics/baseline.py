@@ -24,7 +24,7 @@ statistics use ``p = 1`` (the parameters were estimated on other data).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any, ClassVar, Literal
 
@@ -544,12 +544,19 @@ class Baseline:
         self.models, self.warnings = {}, []
         self.train_start, self.train_end = data.start.isoformat(), data.stop.isoformat()
         best_rows = 0
+        done: dict[tuple[int, ...], ScopeModel | None] = {}
         for level in s.scopes:
             for key, members in data.groups(level).items():
+                if tuple(members) in done:  # a line of one machine, a site of one line: the same model
+                    same = done[tuple(members)]
+                    if same is not None:
+                        self.models[f"{level}:{key}"] = replace(same, scope=f"{level}:{key}")
+                    continue
                 rows = inputs.rows(members, factor)
                 best_rows = max(best_rows, int(rows.valid.sum()))
                 model = self._fit_scope(f"{level}:{key}", [data.machine_ids[i] for i in members], rows,
                                         inputs.groups_available(members, s.drivers, s), factor * data.resolution_s)
+                done[tuple(members)] = model
                 if model is not None:
                     self.models[model.scope] = model
         if not self.models:

@@ -112,6 +112,9 @@ def create_app(
     _register_shell_callbacks(app)
     for module in _page_modules():
         module.register_callbacks(app)
+    from dashboard.exports import install_exports
+
+    install_exports(app)
     return app
 
 

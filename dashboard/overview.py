@@ -317,7 +317,7 @@ def overview(store, findings: list, sites: list[SiteInfo], start_ns: int, stop_n
             tile["co2"] = None if co2 is None or tile["co2"] is None else tile["co2"] + co2
         period = hours[(hours["time"] >= pd.Timestamp(start_ns, tz="UTC")) & (hours["time"] < pd.Timestamp(stop_ns, tz="UTC"))]
         local = period["time"].dt.tz_convert(tz)
-        period = period.assign(weekday=local.dt.weekday.to_numpy(), hour=local.dt.hour.to_numpy())
+        period = period.assign(weekday=local.dt.day_of_week.to_numpy(), hour=local.dt.hour.to_numpy())
         frames.append(period)
     if ov.currency is None:
         for tile in ov.tiles.values():

@@ -1,0 +1,72 @@
+"""Machine (/machine/<site>/<line>/<machine>): hourly energy with the machine's findings shaded, and the findings.
+
+Audience: the engineer or plant manager following a finding. Only for a user who may see the machine's site; the
+callback checks it again (a hand-made request for another site's machine gets nothing).
+"""
+
+from __future__ import annotations
+
+import time
+
+import dash
+from dash import Input, Output, dcc, html
+
+from core.errors import WattlineError
+from dashboard import ids
+from dashboard.access import current_user
+from dashboard.components import card, empty_state, graph, page_header
+from dashboard.overview import KIND_LABELS, energy_by_hour, fmt_energy, fmt_money
+from dashboard.render_overview import finding_list, machine_figure
+
+dash.register_page(__name__, path_template="/machine/<site>/<line>/<machine>", name="Machine",
+                   title="Wattline · Machine", nav=False, order=50)
+
+
+def layout(site: str | None = None, line: str | None = None, machine: str | None = None, **_kwargs) -> html.Div:
+    """Skeleton for one machine; a site the user may not see looks like an unknown machine."""
+    user = current_user()
+    if user is None or not site or not user.may_see(site):
+        return html.Div(empty_state("Machine not found", "There is no machine at this address that you may see."),
+                        className="page")
+    path = f"{site}/{line}/{machine}"
+    return html.Div(
+        [
+            dcc.Store(id=ids.MACHINE_PATH, data=path),
+            page_header(machine, f"Site {site} · line {line} · energy per hour with the findings shaded"),
+            html.Div(id=ids.MACHINE_TITLE, className="status-line"),
+            card("Energy per hour [kWh]", graph(ids.MACHINE_GRAPH)),
+            card("Findings on this machine", html.Div(id=ids.MACHINE_FINDINGS)),
+        ],
+        className="page",
+    )
+
+
+def register_callbacks(app: dash.Dash) -> None:
+    """Attach this page's callback."""
+    from dashboard.app import store_of
+    from dashboard.context import view_context
+
+    @app.callback(
+        Output(ids.MACHINE_GRAPH, "figure"),
+        Output(ids.MACHINE_FINDINGS, "children"),
+        Output(ids.MACHINE_TITLE, "children"),
+        Input(ids.MACHINE_PATH, "data"),
+        Input(ids.PERIOD, "value"),
+    )
+    def refresh(path, period):
+        site, line, machine = (str(path).split("/") + ["", "", ""])[:3]
+        try:
+            ctx = view_context(store_of(app), site, period, time.time_ns())  # AccessDenied for another site
+            info = ctx.sites[0]
+            hours = energy_by_hour(ctx.store, info, ctx.start_ns, ctx.stop_ns)
+        except WattlineError as exc:
+            return dash.no_update, dash.no_update, html.Span(f"Cannot read the store: {exc}", className="error")
+        hours = hours[(hours["line"] == line) & (hours["machine"] == machine)]
+        mine = sorted((e for e in ctx.findings if e.machine == path), key=lambda e: e.start)
+        waste = sum(e.excess_kwh for e in mine if not e.kind.startswith("meter_"))
+        cost = sum((e.details or {}).get("cost") or 0 for e in mine)
+        kinds = sorted({KIND_LABELS.get(e.kind, e.kind) for e in mine})
+        status = (f"{ctx.period.label}: {fmt_energy(float(hours['kwh'].sum()))} used, {fmt_energy(waste)} avoidable"
+                  + (f" ({fmt_money(cost, info.currency)})" if info.currency and cost else "")
+                  + (f" · {', '.join(kinds)}" if kinds else " · no findings"))
+        return machine_figure(hours, mine, info.tz), finding_list(sorted(mine, key=lambda e: -e.excess_kwh), 50), status

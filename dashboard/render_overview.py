@@ -1,0 +1,190 @@
+"""Components and figures of the plant overview and the machine page, as pure functions of :mod:`dashboard.overview`."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from dash import dcc, html
+
+from dashboard import ids
+from dashboard.components import empty_state, kpi_tile
+from dashboard.figures import FONT, PALETTE
+from dashboard.overview import (
+    KIND_LABELS,
+    Overview,
+    fmt_co2,
+    fmt_energy,
+    fmt_money,
+    fmt_pct,
+    machine_href,
+)
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _layout(fig: go.Figure, height: int, **extra) -> go.Figure:
+    fig.update_layout(template="plotly_white", height=height, margin=dict(l=56, r=16, t=16, b=40),
+                      font=dict(family=FONT, size=13, color="#1f2933"), **extra)
+    return fig
+
+
+def message(text: str, height: int = 300) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=14, color="#616e7c"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, height)
+
+
+def pareto_figure(by_cause: pd.DataFrame) -> go.Figure:
+    """Avoidable energy per cause [kWh], largest first, with the cumulative share [%] on a second axis."""
+    if by_cause.empty:
+        return message("No waste found in this period")
+    fig = go.Figure()
+    fig.add_bar(x=by_cause["label"], y=by_cause["kwh"], name="Avoidable energy", marker_color=PALETTE[0],
+                text=[fmt_energy(v) for v in by_cause["kwh"]], textposition="outside", cliponaxis=False,
+                customdata=by_cause["findings"], hovertemplate="%{x}: %{y:,.0f} kWh (%{customdata} findings)<extra></extra>")
+    fig.add_scatter(x=by_cause["label"], y=by_cause["cum_pct"], name="Cumulative share", yaxis="y2",
+                    mode="lines+markers", line=dict(color=PALETTE[1]),
+                    hovertemplate="%{y:.0f} % of the potential<extra></extra>")
+    return _layout(fig, 300, showlegend=False, yaxis=dict(title="Avoidable energy [kWh]", rangemode="tozero"),
+                   yaxis2=dict(title="Cumulative [%]", overlaying="y", side="right", range=[0, 105], showgrid=False))
+
+
+def heatmap_figure(heatmap: pd.DataFrame) -> go.Figure:
+    """Mean plant power [kW] per local weekday (rows) and hour (columns)."""
+    if heatmap.empty:
+        return message("No energy data in this period")
+    grid = heatmap.pivot_table(index="weekday", columns="hour", values="kw").reindex(index=range(7), columns=range(24))
+    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=[f"{h:02d}:00" for h in range(24)], y=list(WEEKDAYS),
+                               colorscale="YlOrRd", colorbar=dict(title="kW"), hoverongaps=False,
+                               hovertemplate="%{y} %{x}: %{z:,.0f} kW<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, 300, xaxis=dict(title="Hour of day (plant time)", dtick=3))
+
+
+def sankey_figure(flows: pd.DataFrame, site_names: dict[str, str]) -> go.Figure:
+    """Energy flow [kWh] site -> line -> machine over the period."""
+    if flows.empty:
+        return message("No energy data in this period")
+    labels, index = [], {}
+
+    def node(key, label):
+        if key not in index:
+            index[key] = len(labels)
+            labels.append(label)
+        return index[key]
+
+    src, dst, val = [], [], []
+    by_line = flows.groupby(["site", "line"], as_index=False)["kwh"].sum()
+    for r in by_line.itertuples():
+        src.append(node(("s", r.site), site_names.get(r.site, r.site)))
+        dst.append(node(("l", r.site, r.line), r.line))
+        val.append(r.kwh)
+    for r in flows.itertuples():
+        src.append(node(("l", r.site, r.line), r.line))
+        dst.append(node(("m", r.site, r.line, r.machine), r.machine))
+        val.append(r.kwh)
+    fig = go.Figure(go.Sankey(
+        node=dict(label=labels, pad=8, thickness=14, color="#9fb3c8"),
+        link=dict(source=src, target=dst, value=val, color="rgba(11, 92, 171, 0.25)",
+                  hovertemplate="%{source.label} → %{target.label}: %{value:,.0f} kWh<extra></extra>"),
+        valueformat=",.0f", valuesuffix=" kWh"))
+    return _layout(fig, max(320, 16 * len(flows)))
+
+
+def finding_list(findings: list, limit: int = 8) -> html.Div:
+    """The latest findings as short lines linking to the machine page."""
+    if not findings:
+        return html.P("No findings yet: run 'wattline analyze' to find waste and meter faults.", className="muted")
+    items = []
+    for ev in findings[:limit]:
+        d = ev.details or {}
+        text = d.get("explanation") or f"{KIND_LABELS.get(ev.kind, ev.kind)} on {ev.machine}"
+        href = machine_href(ev.machine)
+        name = ev.machine.split("/")[-1]
+        items.append(html.Li([
+            html.Span(KIND_LABELS.get(ev.kind, ev.kind), className="tag tag-" + ev.kind.split("_")[0]),
+            dcc.Link(name, href=href, className="machine-link") if href else html.B(name),
+            html.Span(" — " + text.split(": ", 1)[-1] if text.startswith(name) else " — " + text),
+        ]))
+    return html.Ul(items, className="finding-list")
+
+
+def top_machine_table(top: pd.DataFrame, currency: str | None) -> html.Div:
+    """Machines with the most avoidable energy, linked to their page."""
+    if top.empty:
+        return html.P("No avoidable energy found in this period.", className="muted")
+    rows = []
+    biggest = float(top["kwh"].max()) or 1.0
+    for r in top.itertuples():
+        href = machine_href(r.machine)
+        name = r.machine.split("/")[-1]
+        where = "/".join(r.machine.split("/")[:-1])
+        rows.append(html.Tr([
+            html.Td([dcc.Link(name, href=href, className="machine-link") if href else name,
+                     html.Div(where, className="muted small")]),
+            html.Td(html.Div(html.Div(style={"width": f"{100 * r.kwh / biggest:.0f}%"}, className="bar"),
+                             className="bar-track")),
+            html.Td(fmt_energy(r.kwh), className="num"),
+            html.Td(fmt_money(r.cost, currency) if currency else "—", className="num"),
+            html.Td(str(r.findings), className="num"),
+        ]))
+    head = html.Tr([html.Th("Machine"), html.Th(""), html.Th("Avoidable", className="num"),
+                    html.Th("Cost", className="num"), html.Th("Findings", className="num")])
+    return html.Table([html.Thead(head), html.Tbody(rows)], className="series-table top-table")
+
+
+def kpi_tiles(ov: Overview) -> list:
+    """Energy, cost and CO2 for today, the last 7 and the last 30 days."""
+    tiles = []
+    for key, title in (("today", "Energy today"), ("7d", "Energy, last 7 days"), ("30d", "Energy, last 30 days")):
+        t = ov.tiles.get(key, {})
+        detail = " · ".join(x for x in (fmt_money(t.get("cost"), ov.currency) if ov.currency else "",
+                                        fmt_co2(t.get("co2"))) if x and x != "—")
+        tiles.append(kpi_tile(f"kpi-energy-{key}", title, fmt_energy(t.get("kwh")), detail or "no tariff in the plant file"))
+    return tiles
+
+
+def potential_tiles(ov: Overview, period_label: str) -> list:
+    """The reduction potential of the period: share, energy, money."""
+    sub = f"{period_label.lower()}, {ov.findings} findings"
+    return [
+        kpi_tile(ids.KPI_POTENTIAL_PCT, "Reduction potential", fmt_pct(ov.potential_fraction),
+                 f"of {fmt_energy(ov.energy_kwh)} used, {period_label.lower()}", tone="accent"),
+        kpi_tile(ids.KPI_POTENTIAL_KWH, "Avoidable energy", fmt_energy(ov.potential_kwh), sub, tone="accent"),
+        kpi_tile(ids.KPI_POTENTIAL_MONEY, "Avoidable cost",
+                 fmt_money(ov.potential_cost, ov.currency) if ov.currency else "—",
+                 fmt_co2(ov.potential_co2) + " avoidable" if ov.potential_co2 is not None else "no tariff known",
+                 tone="accent"),
+    ]
+
+
+def no_data() -> html.Div:
+    return empty_state("No energy data for this site and period",
+                       "Collect with 'wattline collect', import with 'wattline import csv' or try 'wattline demo'.")
+
+
+def machine_figure(hours: pd.DataFrame, findings: list, tz: str) -> go.Figure:
+    """Hourly energy [kWh] of one machine with its findings shaded (waste orange, meter faults grey)."""
+    if hours.empty:
+        return message("No energy data for this machine in this period", 360)
+    t = hours["time"].dt.tz_convert(tz).dt.tz_localize(None)
+    fig = go.Figure(go.Scatter(x=t, y=hours["kwh"], mode="lines", line=dict(color=PALETTE[0], width=1.5),
+                               name="Energy per hour", hovertemplate="%{x}: %{y:,.1f} kWh<extra></extra>"))
+    for ev in findings:
+        waste = not ev.kind.startswith("meter_")
+        fig.add_vrect(x0=ev.start.astimezone(_zone(tz)).replace(tzinfo=None),
+                      x1=ev.end.astimezone(_zone(tz)).replace(tzinfo=None),
+                      fillcolor="#E69F00" if waste else "#7b8794", opacity=0.18, line_width=0,
+                      annotation_text=KIND_LABELS.get(ev.kind, ev.kind), annotation_position="top left",
+                      annotation_font_size=10)
+    return _layout(fig, 360, yaxis=dict(title="Energy per hour [kWh]", rangemode="tozero"),
+                   xaxis=dict(title="Plant time"), showlegend=False)
+
+
+def _zone(tz: str):
+    import zoneinfo
+
+    return zoneinfo.ZoneInfo(tz)

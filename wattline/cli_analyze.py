@@ -187,7 +187,12 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
         bar = tqdm(total=len(steps), desc="analyze", unit="step", disable=not progress, leave=False)
         bar.set_postfix_str("reading interval data")
         try:
-            data = IntervalData.from_store(store, plant, t0, t1, resolution_s=WINDOW_S, progress=False)
+            try:
+                data = IntervalData.from_store(store, plant, t0, t1, resolution_s=WINDOW_S, progress=False)
+            except ModuleNotFoundError as exc:
+                bar.close()
+                raise AnalyzeError(f"this installation cannot read interval data from a store ({exc}); "
+                                   "update Wattline") from None
             bar.update(1)
             bar.set_postfix_str("meter faults")
             quality = find_meter_faults(data)

@@ -67,11 +67,17 @@ def test_rerun_replaces_the_stored_findings(backfilled, tmp_path):
         assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     with open_store(str(db)) as store, results_for(store) as results:
-        stored = [e for e in results.query_findings() if e.details.get("run", "e2e-run") == "e2e-run"]
+        stored = results.query_findings(run="e2e-run")
         runs = {r.run: r for r in results.runs()}
     assert "e2e-run" in runs
-    assert len(stored) >= len(report["events"])  # waste findings and meter faults, once (not twice)
-    assert len(stored) == len(report["events"]) + len(report["data_quality"])
+    # Waste findings and meter faults, once (the second run replaced the first, it did not add to it).
+    assert len(stored) == len(report["events"]) + len(report["data_quality"]) == runs["e2e-run"].findings
+    assert {e.kind for e in stored} == {e["kind"] for e in report["events"] + report["data_quality"]}
+    first = min(report["events"], key=lambda e: (e["start"], e["machine"], e["kind"]))
+    match = [e for e in stored if e.machine == first["machine"] and e.kind == first["kind"]
+             and e.start.isoformat() == first["start"]]
+    assert match and match[0].excess_kwh == pytest.approx(first["excess_kwh"], rel=1e-6)
+    assert match[0].details["explanation"] == first["explanation"]
 
 
 def test_store_without_energy_data(tmp_path):

@@ -2,6 +2,8 @@
 
     python tests/benchmarks/bench_collector.py [--server node|fast] [--nodes 10000] [--period 200] [--seconds 30]
         [--max-notifications 0] [--publish-requests 4] [--batch-size 5000] [--profile FILE] [--only PHASES]
+        [--store sqlite|influx] [--sides telegraf-file,wattline-sqlite,telegraf-influx,wattline-influx]
+        [--periods 200,1000]
 
 The server (``--server node``: collectors/opcua/tests/node_server, node-opcua; ``--server fast``: the compiled
 async-opcua server in tests/benchmarks/fast_server, built with cargo into ~/.cache/wattline on first use) changes every
@@ -17,6 +19,18 @@ node each ``period`` ms, so it is asked to offer nodes * 1000 / period values/s.
                fields, one value per node per period), at ``--batch-size`` and at 50,000 values, through a
                ProcessStore (as the collector writes) and in this process.
 
+``telegraf``   side by side with the reference the issue names, Telegraf 1.37.2 (built by deploy/telegraf/install.sh
+               into ~/.cache/wattline/telegraf), each side a process of its own on a fresh server, at every
+               ``--periods`` (default 200 and 1000 ms: 50,000 and 10,000 values/s asked): Telegraf's
+               ``inputs.opcua_listener`` (10 plugin instances) into a file and into InfluxDB (``outputs.influxdb_v2``),
+               ``wattline collect`` into the embedded store and into InfluxDB (InfluxStore); InfluxDB is the shared
+               server of deploy/influxdb/start.sh (its env file), a bucket per side, removed afterwards. Per side: CPU
+               seconds of all its processes over the ``--seconds`` window, per value delivered; peak RSS and PSS summed
+               over its processes; values delivered counted exactly in the destination (lines in the file, rows in
+               SQLite, points in InfluxDB) by source timestamp inside the window. Ratios ours / Telegraf's are printed
+               per destination. ``--sides`` picks and orders the sides.
+
+``--store influx`` runs the ``collector`` phase into InfluxDB instead of SQLite (with ``--profile``: its profile).
 ``--thread-writer`` makes the collector write from a thread of its own process (``buffer.write_process: false``).
 
 ``--max-notifications N`` raises node-opcua's cap of 1,000 notifications per NotificationMessage (0 keeps it).
@@ -30,8 +44,9 @@ import asyncio
 import cProfile
 import io
 import logging
-import pstats
 import os
+import pstats
+import signal
 import socket
 import statistics
 import subprocess
@@ -54,6 +69,7 @@ from collectors.opcua.tests.test_node_opcua import start_node_server, stop_node_
 from core.storage.sqlite import SQLiteStore  # noqa: E402
 
 MACHINES = 10
+NS_S = 1_000_000_000
 FAST_SERVER = Path(__file__).resolve().parent / "fast_server"
 #: Build folder of the compiled server (outside the repository).
 FAST_SERVER_TARGET = Path.home() / ".cache" / "wattline" / "fast_server" / "target"
@@ -106,7 +122,16 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
                                   "groups": groups}], "spool": {"path": str(tmp / "spool")},
                                   "buffer": {"batch_size": args.batch_size, "write_process": not args.thread_writer},
                                   "metrics": {"listen": None}})
-    store = SQLiteStore(tmp / "w.db")
+    bucket = None
+    if args.store == "influx":  # the collector into InfluxDB (a bucket of its own on the shared server)
+        from core.storage.influx import InfluxStore
+
+        influx = _Influx()
+        bucket = f"bench_collector_{os.getpid()}_{int(time.time())}"
+        influx.bucket(bucket, wattline=True)
+        store = InfluxStore(f"influx://?env_file={influx.env_file}&bucket={bucket}&spool_dir={tmp / 'influx-spool'}")
+    else:
+        store = SQLiteStore(tmp / "w.db")
     # Time spent inside the store's write_batch (wall clock, writer thread): tells a slow store from an idle writer.
     write_stats = {"calls": 0, "values": 0, "seconds": 0.0}
     write_durations: list[float] = []
@@ -173,6 +198,8 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
     stop.set()
     await task
     store.close()
+    if bucket:
+        influx.drop(bucket)
     if prof:
         prof.dump_stats(args.profile)
         out = io.StringIO()
@@ -299,6 +326,304 @@ def run_store(nodes: int, period: int, batch_size: int, seconds_of_data: float, 
             "values": len(rows)}
 
 
+
+# -- Telegraf side by side -------------------------------------------------------------------------------------------
+#: The reference the issue names; built by deploy/telegraf/install.sh into ~/.cache/wattline/telegraf/<version>.
+TELEGRAF_VERSION = "1.37.2"
+#: Telegraf's opcua_listener stops with BadTooManyOperations when one instance creates 10,000 monitored items in one
+#: call; split over this many plugin instances (one OPC UA session each) it runs.
+TELEGRAF_INSTANCES = 10
+SIDES = ("telegraf-file", "wattline-sqlite", "telegraf-influx", "wattline-influx")
+
+
+def build_telegraf() -> Path:
+    """Build (on demand, once) the reference Telegraf with deploy/telegraf/install.sh; returns the binary."""
+    out = subprocess.run([str(ROOT / "deploy" / "telegraf" / "install.sh")], capture_output=True, text=True,
+                         env=dict(os.environ, TELEGRAF_VERSION=TELEGRAF_VERSION))
+    if out.returncode != 0:
+        raise RuntimeError(f"deploy/telegraf/install.sh failed:\n{out.stderr[-3000:]}")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def namespace_index(endpoint: str) -> int:
+    """The server's namespace index of NS_URI (Telegraf 1.37 resolves ``namespace_uri`` only once connected, and
+    refuses it at start)."""
+    from asyncua import Client
+
+    async def get() -> int:
+        client = Client(endpoint, timeout=30)
+        await client.connect()
+        try:
+            return await client.get_namespace_index(NS_URI)
+        finally:
+            await client.disconnect()
+
+    return asyncio.run(get())
+
+
+def telegraf_config(endpoint: str, extra: int, period: int, output: dict) -> str:
+    """Telegraf TOML: TELEGRAF_INSTANCES opcua_listener instances (machines split evenly) and one output.
+
+    Settings match the collector's: source timestamps, sampling and publishing interval = ``period`` ms, queue size
+    10 (the plugin's default), 5,000 metrics per write, flushed every second, a buffer large enough to lose nothing.
+    """
+    lines = ["[agent]", '  interval = "10s"', "  round_interval = false", "  metric_batch_size = 5000",
+             "  metric_buffer_limit = 2000000", '  flush_interval = "1s"', '  flush_jitter = "0s"',
+             '  precision = "0s"', "  omit_hostname = true", "  quiet = true", ""]
+    ns = namespace_index(endpoint)
+    per = -(-MACHINES // TELEGRAF_INSTANCES)
+    for i in range(0, MACHINES, per):
+        lines += ["[[inputs.opcua_listener]]", '  name = "opcua"', f'  endpoint = "{endpoint}"',
+                  '  security_policy = "None"', '  security_mode = "None"', '  auth_method = "Anonymous"',
+                  f'  subscription_interval = "{period}ms"', '  timestamp = "source"', '  connect_timeout = "30s"',
+                  '  request_timeout = "30s"', '  connect_fail_behavior = "retry"']
+        for m in range(i, min(MACHINES, i + per)):
+            lines += ["  [[inputs.opcua_listener.group]]", f'    namespace = "{ns}"',
+                      '    identifier_type = "s"', f'    default_tags = {{ machine = "m{m}" }}',
+                      f'    sampling_interval = "{period}ms"', "    nodes = ["]
+            lines += [f'      {{name = "e{k:04d}", identifier = "north/l1/m{m}/Extra{k:04d}"}},' for k in range(extra)]
+            lines += ["    ]"]
+        lines.append("")
+    if output["kind"] == "file":
+        lines += ["[[outputs.file]]", f'  files = ["{output["path"]}"]', '  data_format = "influx"']
+    else:
+        lines += ["[[outputs.influxdb_v2]]", f'  urls = ["{output["url"]}"]', '  token = "${WATTLINE_BENCH_TOKEN}"',
+                  f'  organization = "{output["org"]}"', f'  bucket = "{output["bucket"]}"',
+                  '  content_encoding = "gzip"', '  timeout = "30s"']
+    return "\n".join(lines) + "\n"
+
+
+def wattline_config(endpoint: str, extra: int, period: int, store: str, tmp: Path) -> dict:
+    """The collector's config for the same nodes (default settings; metrics endpoint on a free port)."""
+    groups = [{"name": f"m{m}", "measurement": "opcua", "tags": {"machine": f"m{m}"},
+               "sampling_interval_ms": period, "publishing_interval_ms": period,
+               "nodes": [{"node_id": f"nsu={NS_URI};s=north/l1/m{m}/Extra{k:04d}", "field": f"e{k:04d}"}
+                         for k in range(extra)]} for m in range(MACHINES)]
+    return {"store": store, "servers": [{"name": "bench", "endpoint": endpoint, "groups": groups}],
+            "spool": {"path": str(tmp / "spool")}, "metrics": {"listen": "127.0.0.1:0"}}
+
+
+def _influx_env_file() -> Path:
+    explicit = os.environ.get("WATTLINE_INFLUX_ENV_FILE")
+    if explicit:
+        return Path(explicit)
+    run_dir = os.environ.get("WATTLINE_INFLUX_RUN_DIR") or os.path.join(
+        os.environ.get("TMPDIR", tempfile.gettempdir()), f"wattline-influxdb-{os.getuid()}")
+    return Path(run_dir) / "influx.env"
+
+
+class _Influx:
+    """The shared InfluxDB server: a bucket per run (removed afterwards), exact point counts by time range."""
+
+    def __init__(self) -> None:
+        from core.storage.influx_settings import InfluxSettings, read_env_file
+
+        env = read_env_file(_influx_env_file())
+        self.env_file = _influx_env_file()
+        self.settings = InfluxSettings(url=env["WATTLINE_INFLUX_URL"], org=env["WATTLINE_INFLUX_ORG"],
+                                       token_file=env["WATTLINE_INFLUX_TOKEN_FILE"], timeout_ms=600_000)
+
+    def bucket(self, name: str, wattline: bool) -> None:
+        from influxdb_client import InfluxDBClient
+
+        from core.storage.influx_setup import setup_influx
+
+        s = self.settings.model_copy(update={"bucket": name})
+        if wattline:  # as deployed: raw bucket plus rollup buckets and tasks (`wattline influx setup`)
+            setup_influx(s, backfill=False, progress=False)
+            return
+        with InfluxDBClient(url=s.url, token=s.read_token(), org=s.org, timeout=s.timeout_ms) as client:
+            org_id = client.organizations_api().find_organizations(org=s.org)[0].id
+            client.buckets_api().create_bucket(bucket_name=name, org_id=org_id)
+
+    def drop(self, name: str) -> None:
+        from core.storage.influx_setup import remove_influx
+
+        remove_influx(self.settings.model_copy(update={"bucket": name}))
+
+    def count(self, bucket: str, t0_ns: int, t1_ns: int, ticks: bool = False) -> tuple[int, int]:
+        """Values (not status or quality fields) with a timestamp in [t0, t1), and (with ``ticks``) how many
+        distinct timestamps they have."""
+        from influxdb_client import InfluxDBClient
+
+        from core.storage.influx_lp import flux_time
+
+        s = self.settings
+        base = (f'from(bucket: "{bucket}") |> range(start: {flux_time(t0_ns)}, stop: {flux_time(t1_ns)}) '
+                '|> filter(fn: (r) => r._field != "Quality" and r._field != "wattline_status" and '
+                'r._field != "wattline_missing") |> group()')
+        out = []
+        with InfluxDBClient(url=s.url, token=s.read_token(), org=s.org, timeout=s.timeout_ms) as client:
+            for flux in [base + " |> count()"] + ([base + ' |> keep(columns: ["_time"]) |> unique(column: "_time")'
+                                                   ' |> map(fn: (r) => ({r with _value: 1})) |> count()'] if ticks else []):
+                tables = client.query_api().query(flux)
+                out.append(int(sum(rec.get_value() for table in tables for rec in table.records)))
+        return out[0], (out[1] if ticks else 0)
+
+
+def _count_file_lines(path: Path, t0_ns: int, t1_ns: int) -> tuple[int, int]:
+    """Lines of a line-protocol file whose timestamp (the last word) is in [t0, t1), and their distinct timestamps."""
+    n = 0
+    ticks = set()
+    with open(path, "rb") as fh:
+        for line in fh:
+            t = int(line.rsplit(b" ", 1)[1])
+            if t0_ns <= t < t1_ns:
+                n += 1
+                ticks.add(t)
+    return n, len(ticks)
+
+
+def _count_sqlite(path: Path, t0_ns: int, t1_ns: int) -> tuple[int, int]:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT count(*), count(DISTINCT ts) FROM points WHERE ts >= ? AND ts < ?",
+                           (t0_ns, t1_ns)).fetchone()
+    finally:
+        con.close()
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root] + root.children(recursive=True)
+
+
+def _cpu_s(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_side(side: str, endpoint: str, extra: int, period: int, seconds: float, tmp: Path,
+             influx: "_Influx | None") -> dict:
+    """One side (Telegraf or `wattline collect`, into a file/SQLite or InfluxDB) against a running server.
+
+    CPU [s] and memory (RSS, PSS) are summed over every process of the side (Wattline: the collector, its writer
+    process, the forkserver and multiprocessing's resource tracker); values delivered are counted exactly in the
+    destination by source timestamp in the measurement window [t0, t1).
+    """
+    folder = Path(tempfile.mkdtemp(prefix=f"{side}-", dir=tmp))
+    bucket = f"bench_{side.replace('-', '_')}_{os.getpid()}_{int(time.time())}"
+    env = dict(os.environ)
+    if side.startswith("telegraf"):
+        binary = build_telegraf()
+        if side == "telegraf-file":
+            output = {"kind": "file", "path": str(folder / "metrics.lp")}
+        else:
+            influx.bucket(bucket, wattline=False)
+            s = influx.settings
+            output = {"kind": "influx", "url": s.url, "org": s.org, "bucket": bucket}
+            env["WATTLINE_BENCH_TOKEN"] = s.read_token()
+        conf = folder / "telegraf.conf"
+        conf.write_text(telegraf_config(endpoint, extra, period, output), encoding="utf-8")
+        cmd = [str(binary), "--config", str(conf)]
+    else:
+        import json
+
+        if side == "wattline-sqlite":
+            store = str(folder / "w.db")
+        else:
+            influx.bucket(bucket, wattline=True)
+            store = f"influx://?env_file={influx.env_file}&bucket={bucket}&spool_dir={folder / 'influx-spool'}"
+        conf = folder / "collector.yaml"
+        conf.write_text(json.dumps(wattline_config(endpoint, extra, period, store, folder)), encoding="utf-8")
+        cmd = [sys.executable, "-m", "wattline", "collect", "--config", str(conf)]
+    log_file = open(folder / "side.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=folder)
+    try:
+        def delivered_so_far(t0: int, t1: int, ticks: bool = False) -> tuple[int, int]:
+            if side == "telegraf-file":
+                path = folder / "metrics.lp"
+                return _count_file_lines(path, t0, t1) if path.exists() else (0, 0)
+            if side == "wattline-sqlite":
+                path = folder / "w.db"
+                try:
+                    return _count_sqlite(path, t0, t1) if path.exists() else (0, 0)
+                except Exception:  # noqa: BLE001 - schema not created yet
+                    return 0, 0
+            return influx.count(bucket, t0, t1, ticks)
+
+        # Ready: values of the last few seconds have arrived (every node subscribed); then a warm-up.
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{side} ended with exit code {proc.returncode}; see {folder / 'side.log'}:\n"
+                                   + (folder / "side.log").read_text(errors="replace")[-3000:])
+            now = time.time_ns()
+            if delivered_so_far(now - 6 * NS_S, now - 3 * NS_S)[0] >= 0.9 * 3 * extra * MACHINES * 1000 / period:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{side} delivers too little after 180 s; see {folder / 'side.log'}")
+            time.sleep(1.0)
+        time.sleep(5.0)  # warm-up
+        procs = _tree(proc.pid)
+        names = sorted({p.name() for p in procs})
+        t0 = time.time_ns()
+        cpu0 = _cpu_s(procs)
+        m0 = time.monotonic()
+        rss_max = pss_max = 0
+        pss_sum = n_samples = 0
+        while time.monotonic() - m0 < seconds:
+            time.sleep(1.0)
+            rss = pss = 0
+            for p in procs:
+                try:
+                    mem = p.memory_full_info()
+                    rss += mem.rss
+                    pss += mem.pss
+                except psutil.Error:
+                    pass
+            rss_max, pss_max = max(rss_max, rss), max(pss_max, pss)
+            pss_sum += pss
+            n_samples += 1
+        cpu1 = _cpu_s(procs)
+        t1 = time.time_ns()
+        time.sleep(5.0)  # let the window's values reach the destination before the stop
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(180)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log_file.close()
+    # Offered in the window: every node changes once per server tick, so nodes x ticks (distinct source timestamps).
+    delivered, ticks = delivered_so_far(t0, t1, ticks=True)
+    window_s = (t1 - t0) / 1e9
+    result = {"side": side, "window_s": round(window_s, 2), "delivered": delivered,
+              "delivered_per_s": delivered / window_s,
+              "delivered_of_offered": delivered / max(1, ticks * extra * MACHINES),
+              "cpu_s": cpu1 - cpu0, "cpu_percent": 100 * (cpu1 - cpu0) / window_s,
+              "cpu_us_per_value": 1e6 * (cpu1 - cpu0) / max(1, delivered),
+              "rss_max_mb": rss_max / 2**20, "pss_max_mb": pss_max / 2**20,
+              "pss_mean_mb": pss_sum / max(1, n_samples) / 2**20, "processes": ", ".join(names)}
+    if side.endswith("influx"):
+        influx.drop(bucket)
+    if side == "telegraf-file":
+        (folder / "metrics.lp").unlink(missing_ok=True)
+    return result
+
+
+def print_comparison(results: list[dict]) -> None:
+    """Ratios ours / Telegraf's per destination pair, same run."""
+    by = {r["side"]: r for r in results}
+    pairs = [("wattline-influx", "telegraf-influx"), ("wattline-sqlite", "telegraf-influx"),
+             ("wattline-sqlite", "telegraf-file")]
+    for ours, theirs in pairs:
+        if ours in by and theirs in by:
+            a, b = by[ours], by[theirs]
+            print(f"  {ours} / {theirs}: CPU per value {a['cpu_us_per_value'] / b['cpu_us_per_value']:.2f}x, "
+                  f"PSS {a['pss_max_mb'] / b['pss_max_mb']:.2f}x (RSS {a['rss_max_mb'] / b['rss_max_mb']:.2f}x), "
+                  f"delivered {a['delivered_of_offered']:.3f} vs {b['delivered_of_offered']:.3f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", choices=["node", "fast"], default="node",
@@ -311,9 +636,17 @@ def main() -> None:
     ap.add_argument("--publish-requests", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--profile", default=None)
+    ap.add_argument("--store", choices=["sqlite", "influx"], default="sqlite",
+                    help="collector phase: the embedded store, or InfluxDB (the server of the env file "
+                         "deploy/influxdb/start.sh wrote; a bucket of its own, removed afterwards)")
     ap.add_argument("--thread-writer", action="store_true",
                     help="write the store from a thread of the collector process (buffer.write_process: false)")
-    ap.add_argument("--only", default="collector,reference,offered,store")
+    ap.add_argument("--only", default="collector,reference,offered,store",
+                    help="comma-separated phases: collector, reference, offered, store, telegraf")
+    ap.add_argument("--sides", default=",".join(SIDES),
+                    help=f"telegraf phase: sides to run, in this order (of {', '.join(SIDES)})")
+    ap.add_argument("--periods", default="200,1000",
+                    help="telegraf phase: server periods [ms] to run the sides at (200 = 50,000 values/s asked)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     phases = set(args.only.split(","))
@@ -336,7 +669,8 @@ def main() -> None:
                                      max_notifications=args.max_notifications)
             endpoint = f"opc.tcp://127.0.0.1:{port}/wattline"
         try:
-            return asyncio.run(phase(endpoint))
+            result = phase(endpoint)  # a coroutine (the asyncio phases) or the result (the process sides)
+            return asyncio.run(result) if asyncio.iscoroutine(result) else result
         finally:
             if args.server == "fast":
                 proc.terminate()
@@ -358,6 +692,32 @@ def main() -> None:
         off = with_server(lambda ep: run_offered(ep, extra, args.period, args.seconds))
         print("offered by the server (bulk decode, 8 requests in flight, counting only):",
               {k: round(v, 1) for k, v in off.items()}, flush=True)
+    if "telegraf" in phases:
+        sides = [x for x in args.sides.split(",") if x]
+        unknown = sorted(set(sides) - set(SIDES))
+        if unknown:
+            ap.error(f"--sides: unknown {unknown}; valid: {', '.join(SIDES)}")
+        influx = _Influx() if any(x.endswith("influx") for x in sides) else None
+        print(f"Telegraf {TELEGRAF_VERSION}: {build_telegraf()}", flush=True)
+        for period in [int(x) for x in args.periods.split(",")]:
+            print(f"-- {args.nodes} nodes every {period} ms = {args.nodes * 1000 / period:.0f} values/s asked, "
+                  f"{args.seconds:.0f} s window", flush=True)
+            results = []
+            for side in sides:
+                extra_p = args.nodes // MACHINES
+
+                def phase(ep, side=side, period=period):
+                    return run_side(side, ep, extra_p, period, args.seconds, tmp, influx)
+
+                args_period, args.period = args.period, period
+                try:
+                    r = with_server(phase)
+                finally:
+                    args.period = args_period
+                results.append(r)
+                print(f"  {side}: " + ", ".join(f"{k} {round(v, 3) if isinstance(v, float) else v}"
+                                                for k, v in r.items() if k != "side"), flush=True)
+            print_comparison(results)
     if "store" in phases:
         for bs in (args.batch_size, 50_000):
             for in_process in (False, True):

@@ -245,6 +245,7 @@ class IntervalData:
         materials: pd.DataFrame | None = None,
         warnings: Iterable[Notice] = (),
         extra: Iterable[str] = (),
+        check: bool = True,
     ) -> IntervalData:
         """Build interval data from a DataFrame (tests, imported data, and the store path).
 
@@ -269,6 +270,8 @@ class IntervalData:
             Notices raised while reading, kept before the sufficiency findings.
         extra : iterable of str
             Further numeric columns to keep (e.g. a categorical driver coded as numbers, such as a load type).
+        check : bool
+            Check sufficiency now (the store reader checks after it has completed the quality columns).
 
         Raises
         ------
@@ -396,7 +399,8 @@ class IntervalData:
         mats = _materials_frame(materials, infos, start_ns, stop_ns)
         data = cls(out, mats, infos, pd.Timestamp(start_ns, tz="UTC").to_pydatetime(),
                    pd.Timestamp(stop_ns, tz="UTC").to_pydatetime(), resolution_s, plant, notes)
-        data.warnings.extend(check_sufficiency(data))
+        if check:
+            data.warnings.extend(check_sufficiency(data))
         return data
 
     @classmethod

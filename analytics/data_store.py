@@ -3,8 +3,8 @@
 One ``Store.read_frame`` pass per group of machines sharing a register maximum gives energy (register increase, or
 integrated power where a machine has no register), power, state seconds, counts, air flow and register readings per
 window; weather per site and material per machine are read beside it. All counter and time-weighted arithmetic is
-``core.storage.intervals``'s; here the results are put on the container's grid, coverage is derived from the count of
-usable power values, and register resets that the counter rule took for rollovers are repaired.
+``core.storage.intervals``'s; here the results are put on the container's grid, coverage is the share of each window a
+usable power value held, and register resets that the counter rule took for rollovers are repaired.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from analytics.data import (
     REGISTER_COLUMNS,
     IntervalData,
     MachineInfo,
+    check_sufficiency,
     plausible_max_kwh,
     register_drops,
 )
@@ -30,11 +31,14 @@ from core.notices import Notice
 if TYPE_CHECKING:
     from core.storage.base import Store
 
-#: Longest a power or flow value holds when the next stored value is missing [s] (deadband-filtered signals repeat
-#: at least this often in practice; a silent collector must not stretch the last value over a day).
-POWER_HOLD_S = 3600
+#: Longest a power or flow value holds until the next stored value [s]. OPC UA subscriptions report changes only (a
+#: machine switched off reads 0 kW for hours without a new value), so silence is not a gap; a value stored as missing
+#: or Bad ends the hold at once (a meter gap), and a silent collector stretches the last value at most this long.
+POWER_HOLD_S = 6 * 3600
 #: Longest a machine state holds [s]: states change rarely, a machine may stay off over a weekend.
 STATE_HOLD_S = 3 * 86400
+#: Register increase per window that counts as "no energy flowed" [kWh] (about one digit of a 0.01 kWh register).
+REGISTER_DIGIT_KWH = 0.011
 _BY = ("site", "line", "machine")
 
 
@@ -109,7 +113,6 @@ def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resol
             Column("integral", "electrical", "active_power_kw", "integral", max_hold_s=POWER_HOLD_S),
             Column("power_mean_kw", "electrical", "active_power_kw", "twmean", max_hold_s=POWER_HOLD_S),
             Column("power_max_kw", "electrical", "active_power_kw", "max"),
-            Column("n_power", "electrical", "active_power_kw", "count"),
             Column("register_min_kwh", "electrical", "energy_kwh", "min"),
             Column("register_last_kwh", "electrical", "energy_kwh", "last"),
             Column("s", "machine_state", "state", "state_seconds", max_hold_s=STATE_HOLD_S),
@@ -140,20 +143,25 @@ def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resol
     for state in MACHINE_STATES.values():
         if f"s_{state}" not in frame.columns:
             frame[f"s_{state}"] = np.nan
-    # Coverage: values with a usable number per expected value (expected from the series' typical spacing); what is
-    # missing inside the series' extent was stored as missing or Bad (a meter gap), outside it there is no series.
-    period = {p: _sample_period_s(fields.get(p, {}).get("active_power_kw")) for p in by_path}
-    expected = per_row([resolution_s / period[p] if period[p] else np.nan for p in uniques])
-    n_power = pd.to_numeric(frame.get("n_power", np.nan), errors="coerce").to_numpy(dtype=float)
-    coverage = np.clip(np.nan_to_num(n_power / np.maximum(expected, 1.0), nan=0.0), 0.0, 1.0)
-    coverage = np.where(np.isnan(expected) & np.isfinite(frame["energy_kwh"].to_numpy(dtype=float)), 1.0, coverage)
-    tns = pd.DatetimeIndex(frame["time"]).as_unit("ns").asi8 if len(frame) else np.zeros(0, np.int64)
-    power_series = [fields.get(p, {}).get("active_power_kw") for p in uniques]
-    first = np.asarray([getattr(x, "first_ns", stop_ns) for x in power_series] or [0], dtype=np.int64)[codes]
-    last = np.asarray([getattr(x, "last_ns", start_ns) for x in power_series] or [0], dtype=np.int64)[codes]
-    inside = (tns + resolution_s * NS > first) & (tns <= last)
+    # Coverage: the share of the window that a usable power value held (the step-hold of core.storage.intervals), from
+    # integral / time-weighted mean; where the held value was 0 kW that ratio is undefined and the value held the
+    # window. Counting samples instead would call every quiet stretch of a change-only (subscription) signal a gap.
+    # Machines without a power series are covered where their register gave an increase.
+    mean = pd.to_numeric(frame.get("power_mean_kw", np.nan), errors="coerce").to_numpy(dtype=float)
+    integral = pd.to_numeric(frame.get("integral", np.nan), errors="coerce").to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        held = np.where(np.abs(mean) > 1e-9, integral * 3600.0 / mean / resolution_s, 1.0)
+    coverage = np.clip(np.where(np.isfinite(mean), held, 0.0), 0.0, 1.0)
+    # A change-only signal silent for longer than the hold is not missing when the meter shows it is alive: the
+    # register has readings in the window (a steady load sends no new power value, the register still counts), or the
+    # register says (next to) no energy flowed (a machine switched off needs no new value).
+    energy_now = frame["energy_kwh"].to_numpy(dtype=float)
+    register_read = np.isfinite(pd.to_numeric(frame.get("register_last_kwh", np.nan), errors="coerce").to_numpy(dtype=float))
+    silent = ~np.isfinite(mean)  # where power did hold, its held share is exact (stored Bad values end holds)
+    coverage = np.where(silent & (register_read | (energy_now <= REGISTER_DIGIT_KWH)), 1.0, coverage)
+    has_power = per_row([p in fields and "active_power_kw" in fields[p] for p in uniques]).astype(bool)
+    coverage = np.where(~has_power & np.isfinite(frame["energy_kwh"].to_numpy(dtype=float)), 1.0, coverage)
     frame["coverage"] = coverage
-    frame["bad_share"] = np.where(inside, 1.0 - coverage, 0.0)
     # Site weather, broadcast to the site's machines.
     weather = []
     for chunk in store.read_frame([Column("outdoor_temp_c", "weather", "outdoor_temp_c", "twmean", max_hold_s=3 * 3600)],
@@ -179,12 +187,29 @@ def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resol
                             "cannot be assessed", {}))
     data = cls.from_frame(frame[keep], resolution_s=resolution_s, start=pd.Timestamp(start_ns, tz="UTC"),
                           stop=pd.Timestamp(stop_ns, tz="UTC"), plant=plant, machines=None if plant is not None else infos,
-                          materials=materials, warnings=notes, extra=["integral_kwh"])
+                          materials=materials, warnings=notes, extra=["integral_kwh"], check=False)
     if plant is not None:  # keep what the store told (has_register) on the plant's descriptions
         data.machines.update({m.path: m for m in infos if m.path in data.machines})
     _repair_false_rollovers(data)
     del data.frame["integral_kwh"]
+    _bad_share(data, fields)
+    data.warnings.extend(check_sufficiency(data))
     return data
+
+
+def _bad_share(data: IntervalData, fields: dict) -> None:
+    """Share of each window without a usable value inside the extent of the machine's power series (stored as missing
+    or Bad there: a meter gap); outside the extent there is no series and nothing is bad."""
+    first = np.full((len(data.machines), 1), np.iinfo(np.int64).max)
+    last = np.full((len(data.machines), 1), np.iinfo(np.int64).min)
+    for i, path in enumerate(data.machine_ids):
+        series = fields.get(path, {}).get("active_power_kw")
+        if series is not None:
+            first[i, 0], last[i, 0] = series.first_ns, series.last_ns
+    t = data.times_ns[None, :]
+    inside = (t + data.resolution_s * NS > first) & (t <= last)
+    coverage = data.matrix("coverage").astype(float)
+    data.frame["bad_share"] = np.where(inside, 1.0 - coverage, 0.0).astype(np.float32).ravel()
 
 
 def _repair_false_rollovers(data: IntervalData) -> None:

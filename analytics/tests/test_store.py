@@ -26,6 +26,7 @@ PLANT = {
         "lines": [{"id": "l1", "machines": [
             {"id": "a", "kind": "cnc", "rated_kw": 40, "register_max_kwh": 1000},
             {"id": "b", "kind": "hvac", "rated_kw": 20},
+            {"id": "c", "kind": "conveyor", "rated_kw": 15},
         ]}],
     }],
 }
@@ -42,6 +43,12 @@ def build_store(path) -> dict:
     register = np.mod(990 + np.cumsum(power_a) / 60, 1000)  # rolls over within the first hour of production
     parts = np.where(on, rng.poisson(0.5, N), 0)
     temp = 18 + 5 * np.sin((minute / 60 - 9) / 24 * 2 * np.pi)
+    # c reports changes only (an OPC UA subscription): power when it changes, the register while it counts
+    c = {"site": "s1", "line": "l1", "machine": "c"}
+    power_c = np.where(on, 12.0 + (minute // 30) % 3, 0.0)  # a load that changes every half hour while on
+    steps = np.flatnonzero(np.diff(np.concatenate(([-1.0], power_c))) != 0)
+    register_c = 500 + np.cumsum(power_c) / 60
+    counting = np.flatnonzero(on | np.concatenate(([True], on[:-1])))  # the reading after the stop, then silence
     a = {"site": "s1", "line": "l1", "machine": "a"}
     b = {"site": "s1", "line": "l1", "machine": "b"}
     with SQLiteStore(path) as store:
@@ -56,7 +63,9 @@ def build_store(path) -> dict:
         pb[GAP], status[GAP] = np.nan, 0x80310000
         store.write_arrays(SeriesKey.of("electrical", b, "active_power_kw"), TIMES, pb, status, bulk=True)
         store.write_arrays(SeriesKey.of("weather", {"site": "s1"}, "outdoor_temp_c"), TIMES, temp, bulk=True)
-    return {"power_a": power_a, "power_b": power_b, "parts": parts, "on": on, "temp": temp}
+        store.write_arrays(SeriesKey.of("electrical", c, "active_power_kw"), TIMES[steps], power_c[steps], bulk=True)
+        store.write_arrays(SeriesKey.of("electrical", c, "energy_kwh"), TIMES[counting], register_c[counting], bulk=True)
+    return {"power_c": power_c, "power_a": power_a, "power_b": power_b, "parts": parts, "on": on, "temp": temp}
 
 
 def windows(x: np.ndarray, how: str = "sum") -> np.ndarray:
@@ -76,7 +85,7 @@ def test_from_store_with_a_plant(stored):
     plant = parse_plant(PLANT, "test")
     with SQLiteStore(path) as store:
         data = IntervalData.from_store(store, plant, T0, T0 + pd.Timedelta(days=DAYS))
-    assert data.machine_ids == ["s1/l1/a", "s1/l1/b"] and data.n_times == DAYS * 96
+    assert data.machine_ids == ["s1/l1/a", "s1/l1/b", "s1/l1/c"] and data.n_times == DAYS * 96
     assert data.machines["s1/l1/a"].kind == "cnc" and data.machines["s1/l1/a"].has_register
     assert not data.machines["s1/l1/b"].has_register
     # Energy of a from its register (a rollover at 1000 kWh inside), of b from integrated power. The register's value
@@ -94,6 +103,10 @@ def test_from_store_with_a_plant(stored):
     assert (data.matrix("coverage")[1][gap_windows] == 0).all()
     assert (data.matrix("bad_share")[1][gap_windows] == 1).all()
     assert {"analytics.data.gaps", "analytics.data.short_range"} <= {w.name for w in data.warnings}
+    # A change-only signal: quiet nights are not gaps, and its energy is the register's
+    assert (data.matrix("coverage")[2] >= 0.9).all()  # 06:00 windows: the first value after the night is stamped 06:01
+    assert data.gaps("s1/l1/c") == []
+    assert np.nansum(e[2]) == pytest.approx(truth["power_c"].sum() / 60, rel=0.01)
     # States, counts, weather, materials, shifts
     run = data.matrix("s_running")[0]
     assert run.sum() == pytest.approx(truth["on"].sum() * 60, rel=0.01)
@@ -110,7 +123,7 @@ def test_from_store_without_a_plant_says_what_cannot_be_assessed(stored):
     path, _ = stored
     with SQLiteStore(path) as store:
         data = IntervalData.from_store(store, None, T0, T0 + pd.Timedelta(days=DAYS), timezone="Europe/Berlin")
-    assert data.machine_ids == ["s1/l1/a", "s1/l1/b"]
+    assert data.machine_ids == ["s1/l1/a", "s1/l1/b", "s1/l1/c"]
     assert all(m.kind == "other" and m.calendar is None and m.timezone == "Europe/Berlin" for m in data.machines.values())
     assert (data.matrix("shift") == -1).all()
     note = next(w for w in data.warnings if w.name == "analytics.data.no_plant")

@@ -189,8 +189,9 @@ def shell_layout() -> html.Div:
             html.Div(
                 [
                     html.Span("Site", className="selector-label"),
+                    # Not persisted: its options depend on the user, and a remembered value could fight the callback.
                     dcc.Dropdown(id=ids.SITE, options=[], value="all", clearable=False, searchable=False,
-                                 persistence=True, persistence_type="session", className="selector"),
+                                 className="selector"),
                     html.Span("Period", className="selector-label"),
                     dcc.Dropdown(id=ids.PERIOD, options=[{"label": p.label, "value": p.key} for p in PERIODS],
                                  value=DEFAULT_PERIOD, clearable=False, searchable=False, persistence=True,

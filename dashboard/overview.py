@@ -59,7 +59,7 @@ def fmt_money(amount: float | None, currency: str | None) -> str:
     if amount is None or not np.isfinite(amount) or not currency:
         return "—"
     symbol = CURRENCY_SYMBOLS.get(currency)
-    number = f"{amount:,.0f}" if abs(amount) >= 100 else f"{amount:,.2f}"
+    number = f"{amount:,.0f}" if abs(amount) >= 10 else f"{amount:,.2f}"
     return f"{symbol} {number}" if symbol else f"{number} {currency}"
 
 

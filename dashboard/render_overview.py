@@ -49,7 +49,8 @@ def pareto_figure(by_cause: pd.DataFrame) -> go.Figure:
                     mode="lines+markers", line=dict(color=PALETTE[1]),
                     hovertemplate="%{y:.0f} % of the potential<extra></extra>")
     return _layout(fig, 300, showlegend=False, yaxis=dict(title="Avoidable energy [kWh]", rangemode="tozero"),
-                   yaxis2=dict(title="Cumulative [%]", overlaying="y", side="right", range=[0, 105], showgrid=False))
+                   yaxis2=dict(title="Cumulative [%]", overlaying="y", side="right", range=[0, 105], showgrid=False,
+                               tickvals=[0, 25, 50, 75, 100]))
 
 
 def heatmap_figure(heatmap: pd.DataFrame) -> go.Figure:
@@ -107,7 +108,8 @@ def finding_list(findings: list, limit: int = 8) -> html.Div:
         items.append(html.Li([
             html.Span(KIND_LABELS.get(ev.kind, ev.kind), className="tag tag-" + ev.kind.split("_")[0]),
             dcc.Link(name, href=href, className="machine-link") if href else html.B(name),
-            html.Span(" — " + text.split(": ", 1)[-1] if text.startswith(name) else " — " + text),
+            html.Span(" " + text[len(name):].lstrip(": ") if text.startswith(name) else " — " + text),
+            html.Span(f" ({ev.start.strftime('%d %b')})", className="muted"),
         ]))
     return html.Ul(items, className="finding-list")
 

@@ -79,7 +79,7 @@ def app(tmp_path, users_path):
 def test_numbers_are_formatted_for_people():
     assert fmt_energy(12.345) == "12.3 kWh" and fmt_energy(1234.5) == "1,234 kWh"
     assert fmt_energy(123_456) == "123.5 MWh" and fmt_energy(3_210_000) == "3.21 GWh"
-    assert fmt_money(1234.5, "EUR") == "€ 1,234" and fmt_money(12.5, "CHF") == "12.50 CHF"
+    assert fmt_money(1234.5, "EUR") == "€ 1,234" and fmt_money(9.5, "CHF") == "9.50 CHF" and fmt_money(87.77, "USD") == "$ 88"
     assert fmt_money(5, None) == "—" and fmt_co2(850) == "850 kg CO₂" and fmt_co2(12_400) == "12.4 t CO₂"
 
 
@@ -178,4 +178,4 @@ def test_machine_page_of_another_site_shows_nothing(app):
     assert anna.post("/_dash-update-component", json=payload).status_code == 204
     payload["inputs"][0]["value"] = "north/l1/m1"
     body = anna.post("/_dash-update-component", json=payload).get_data(as_text=True)
-    assert "m1 idled for 2 h" in body and "12.5 kWh avoidable" in body
+    assert "idled for 2 h" in body and "12.5 kWh avoidable" in body

@@ -1,0 +1,160 @@
+"""The overview, findings and machine pages in headless Chromium, on history the simulator backfilled and
+``wattline analyze`` analysed (real commands in subprocesses): the headline numbers must be the analysis's.
+
+Screenshots go to ``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dashboard import ids
+from dashboard.app import create_app
+from dashboard.overview import fmt_energy
+from dashboard.serve import DashboardServer
+from dashboard.tests.helpers import browser_login
+from tests.support import start_chromium
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+WAIT_S = 40
+
+
+def wattline(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "wattline", *args], capture_output=True, text=True, timeout=600,
+                          cwd=cwd)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    """(store path, report): two weeks of 12 machines of the demo plant's north site, analysed."""
+    folder = tmp_path_factory.mktemp("analysed")
+    wattline("simulate", "backfill", "--days", "14", "--machines", "12", "--resolution", "300", "--store", "plant.db",
+             "--quiet", cwd=folder)
+    wattline("analyze", "--store", "plant.db", "--json", "report.json", "--quiet", cwd=folder)
+    return folder / "plant.db", json.loads((folder / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), WAIT_S)
+    driver.set_window_size(1400, 1000)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def server(analysed, users_path):
+    from simulator.plant import DEFAULT_PLANT_FILE
+
+    app = create_app(str(analysed[0]), users=users_path, plant=DEFAULT_PLANT_FILE)
+    server = DashboardServer(app, "127.0.0.1", 0).start()
+    yield server
+    server.stop()
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT_S):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # noqa: BLE001 - an element replaced while Dash re-renders
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
+
+
+def text_of(driver, element_id: str) -> str:
+    found = driver.find_elements("id", element_id)
+    return found[0].text.strip() if found else ""
+
+
+def shot(driver, name: str) -> None:
+    time.sleep(0.8)  # let Plotly finish drawing before the picture
+    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def test_login_page_and_wrong_password(browser, server):
+    browser.delete_all_cookies()
+    browser.get(server.url + "overview")
+    wait_for(lambda: "/login" in browser.current_url, "the redirect to the login page")
+    browser.find_element("id", "username").send_keys("anna")
+    browser.find_element("id", "password").send_keys("not-her-password")
+    browser.find_element("id", "login-submit").click()
+    assert "Wrong user name or password" in wait_for(lambda: text_of(browser, "login-error"), "the login error")
+    shot(browser, "login-error")
+
+
+def test_plant_manager_sees_the_analysis_numbers_on_the_overview(browser, server, analysed):
+    _store, report = analysed
+    browser_login(browser, server.url, "anna")
+    browser.get(server.url + "overview")
+    expected = fmt_energy(report["potential"]["total_kwh"])
+    shown = wait_for(lambda: text_of(browser, ids.KPI_POTENTIAL_KWH) not in ("", "—") and text_of(browser, ids.KPI_POTENTIAL_KWH),
+                     "the avoidable-energy tile")
+    assert shown == expected
+    pct = wait_for(lambda: text_of(browser, ids.KPI_POTENTIAL_PCT), "the reduction-potential tile")
+    assert abs(float(pct.split()[0]) - 100 * report["potential"]["fraction"]) <= 0.15
+    money = text_of(browser, ids.KPI_POTENTIAL_MONEY)
+    assert money.startswith("€ ") and abs(float(money[2:].replace(",", "")) - report["potential"]["cost"]) <= 1
+    wait_for(lambda: browser.execute_script(
+        "const el = document.querySelector('#%s .js-plotly-plot'); return el && el.data && el.data.length" % ids.OV_SANKEY),
+        "the Sankey diagram")
+    assert "north" in text_of(browser, ids.USER_BOX) and "Plant manager" in text_of(browser, ids.USER_BOX)
+    # Only the pages a plant manager may open are in the navigation.
+    nav = text_of(browser, ids.NAV)
+    assert "Overview" in nav and "Findings" in nav and "Data" not in nav
+    browser.set_window_size(1400, 2300)  # the whole page in one picture
+    shot(browser, "overview-plant-manager")
+    browser.set_window_size(1400, 1000)
+
+
+def test_findings_grid_links_to_the_machine_page(browser, server, analysed):
+    _store, report = analysed
+    browser_login(browser, server.url, "anna")
+    browser.get(server.url + "findings")
+    expected = len(report["events"]) + len(report["data_quality"])
+    status = wait_for(lambda: text_of(browser, ids.FINDINGS_STATUS).startswith(f"{expected} findings")
+                      and text_of(browser, ids.FINDINGS_STATUS), f"{expected} findings in the status line")
+    assert fmt_energy(report["potential"]["total_kwh"]) in status
+    links = wait_for(lambda: browser.find_elements("css selector", f"#{ids.FINDINGS_GRID} a[href^='/machine/']"),
+                     "machine links in the grid")
+    top = max(report["events"], key=lambda e: e["excess_kwh"])
+    assert links[0].text == top["machine"].split("/")[-1]  # sorted by avoidable energy, largest first
+    export = browser.find_element("id", ids.FINDINGS_EXPORT).get_attribute("href")
+    assert "/export/findings.csv?" in export and "site=north" in export  # her only site
+    shot(browser, "findings")
+    links[0].click()
+    wait_for(lambda: "/machine/" + top["machine"] in browser.current_url, "the machine page")
+    title = wait_for(lambda: "avoidable" in text_of(browser, ids.MACHINE_TITLE) and text_of(browser, ids.MACHINE_TITLE),
+                     "the machine summary")
+    mine = sum(e["excess_kwh"] for e in report["events"] if e["machine"] == top["machine"])
+    assert fmt_energy(mine) + " avoidable" in title
+    wait_for(lambda: browser.execute_script(
+        "const el = document.querySelector('#%s .js-plotly-plot'); return el && el.data && el.data[0].x.length > 100"
+        % ids.MACHINE_GRAPH), "the machine's hourly energy")
+    shot(browser, "machine")
+
+
+def test_unknown_page_and_a_machine_of_another_site(browser, server):
+    browser_login(browser, server.url, "sam")  # plant manager of south
+    browser.get(server.url + "no-such-page")
+    assert "Page not found" in wait_for(lambda: text_of(browser, "page-not-found"), "the 404 page")
+    shot(browser, "not-found")
+    browser.get(server.url + "machine/north/l1/cnc-01")
+    wait_for(lambda: "Machine not found" in browser.find_element("tag name", "main").text, "the refusal")
+    assert not browser.find_elements("id", ids.MACHINE_GRAPH)

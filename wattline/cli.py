@@ -21,6 +21,7 @@ from wattline.cli_collect import register as register_collect_commands
 from wattline.cli_dashboard import register as register_dashboard_command
 from wattline.cli_import import import_app
 from wattline.cli_influx import influx_app
+from wattline.cli_orders import orders_app
 from wattline.cli_simulate import simulate_app
 from wattline.cli_users import users_app
 
@@ -35,6 +36,7 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(influx_app, name="influx")
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
+app.add_typer(orders_app, name="orders")
 register_collect_commands(app)
 register_analyze_command(app)
 register_dashboard_command(app)

@@ -22,6 +22,7 @@ from wattline.cli_dashboard import register as register_dashboard_command
 from wattline.cli_import import import_app
 from wattline.cli_influx import influx_app
 from wattline.cli_orders import orders_app
+from wattline.cli_serve import register as register_serve_command
 from wattline.cli_simulate import simulate_app
 from wattline.cli_users import users_app
 
@@ -40,6 +41,7 @@ app.add_typer(orders_app, name="orders")
 register_collect_commands(app)
 register_analyze_command(app)
 register_dashboard_command(app)
+register_serve_command(app)
 
 ConfigOption = typer.Option(
     None, "--config", "-c", help="YAML settings file; options given on the command line override it.", dir_okay=False

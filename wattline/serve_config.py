@@ -1,0 +1,229 @@
+"""Settings of ``wattline serve --config FILE`` (see the commented sample ``deploy/wattline.yaml``).
+
+Frozen pydantic models, read with :func:`read_serve_config`: errors name the file, the line and the key. Every service
+is a ``wattline`` sub-command run as a child process, so the arguments of extra services are checked against the
+command line itself (:func:`check_wattline_args`): a misspelt command or option fails at start, not at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from core.config import FrozenModel, parse_config, read_yaml
+from core.errors import ConfigError
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class RestartSettings(FrozenModel):
+    """Backoff between restarts of a service that died (``core.backoff.Backoff``)."""
+
+    min_s: float = Field(1.0, gt=0, description="First delay before a restart [s].")
+    max_s: float = Field(60.0, gt=0, description="Longest delay [s]; a service that ran longer than this before dying "
+                                                 "starts again from min_s.")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.max_s < self.min_s:
+            raise ValueError(f"max_s ({self.max_s:g}) must be at least min_s ({self.min_s:g})")
+        return self
+
+
+class CollectorService(FrozenModel):
+    """One ``wattline collect --config FILE`` process."""
+
+    name: str = Field(pattern=_NAME)
+    config: Path = Field(description="The collector's YAML file (see collectors/opcua/sample.yaml).")
+
+
+class AnalyticsSettings(FrozenModel):
+    """Scheduled ``wattline analyze`` runs (and the streaming ``analyze --follow`` where this installation has it)."""
+
+    enabled: bool = True
+    every_s: float = Field(3600.0, ge=1, description="Time between the starts of two runs [s].")
+    lookback_days: float = Field(7.0, gt=0, description="Each run analyses this many days before its start [d].")
+    plant: Optional[Path] = Field(None, description="Plant file (calendars, tariffs, machine kinds).")
+    run: str = Field("scheduled", pattern=_NAME, description="Run id the findings are stored under (replaced each run).")
+    follow: bool = Field(False, description="Also run 'wattline analyze --follow' (streaming) as a service.")
+
+
+class DashboardService(FrozenModel):
+    """``wattline dashboard`` (gunicorn workers)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8050, ge=1, le=65535)
+    users: Path = Field(Path("wattline-users.json"), description="Users file made with 'wattline users add' (mode 600).")
+    plant: Optional[Path] = None
+    workers: int = Field(2, ge=1, le=64)
+    threads: int = Field(4, ge=1, le=64)
+    secure_cookies: bool = False
+
+
+class CommandService(FrozenModel):
+    """Any other ``wattline`` sub-command as a service, e.g. ``[orders, sync]``."""
+
+    name: str = Field(pattern=_NAME)
+    args: tuple[str, ...] = Field(min_length=1, description="Arguments after 'wattline', e.g. [simulate, serve].")
+    every_s: Optional[float] = Field(None, ge=1, description="Run every this many seconds; leave out for a service "
+                                                             "that runs until stopped (restarted when it dies).")
+
+
+class ServeConfig(FrozenModel):
+    """Top level of ``wattline serve --config FILE``."""
+
+    store: str = Field("wattline.db", description="Store URL every service uses (a path, sqlite:///path or influx://...).")
+    status_file: Path = Field(Path("wattline-serve-status.json"), description="JSON status, rewritten every second.")
+    grace_s: float = Field(30.0, gt=0, le=3600, description="Time children get after SIGTERM before SIGKILL [s].")
+    restart: RestartSettings = RestartSettings()
+    collectors: tuple[CollectorService, ...] = ()
+    analytics: AnalyticsSettings = AnalyticsSettings()
+    dashboard: DashboardService = DashboardService()
+    services: tuple[CommandService, ...] = ()
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("give a store URL: a file path, sqlite:///path or influx://host:port?...")
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self):
+        names = [c.name for c in self.collectors] + [s.name for s in self.services]
+        if self.analytics.enabled:
+            names.append("analytics")
+            if self.analytics.follow:
+                names.append("analytics-follow")
+        if self.dashboard.enabled:
+            names.append("dashboard")
+        seen = set()
+        for name in names:
+            if name in seen:
+                raise ValueError(f"service name {name!r} is used twice (analytics, analytics-follow and dashboard are "
+                                 "taken by the built-in services); give each service its own name")
+            seen.add(name)
+        return self
+
+
+def _wattline_command():
+    import typer
+
+    from wattline.cli import app
+
+    return typer.main.get_command(app)
+
+
+def check_wattline_args(args: list[str] | tuple[str, ...]) -> str | None:
+    """Check that ``wattline ARGS`` names an existing command and only its options.
+
+    Returns
+    -------
+    str or None
+        What is wrong (naming the command or option and the valid ones), None when the arguments are valid.
+    """
+    command = _wattline_command()
+    path = ["wattline"]
+    options: set[str] = set()
+    tokens = list(args)
+    i = 0
+    while True:
+        options |= {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        if not isinstance(getattr(command, "commands", None), dict):  # typer vendors its own click: duck-type
+            break
+        while i < len(tokens) and tokens[i].startswith("-"):
+            i += 1  # options of a group (wattline -v serve)
+        if i >= len(tokens):
+            return f"'{' '.join(path)}' needs a sub-command; valid: {', '.join(sorted(command.commands))}"
+        sub = command.commands.get(tokens[i])
+        if sub is None:
+            return (f"'{' '.join(path)}' has no command {tokens[i]!r}; valid: {', '.join(sorted(command.commands))}")
+        path.append(tokens[i])
+        command = sub
+        i += 1
+    for token in tokens[i:]:
+        if token.startswith("-") and token != "-":
+            opt = token.split("=", 1)[0]
+            if opt not in options:
+                return f"'{' '.join(path)}' has no option {opt}; valid: {', '.join(sorted(options))}"
+    return None
+
+
+def wattline_option_exists(args: list[str] | tuple[str, ...]) -> bool:
+    """True when ``wattline ARGS`` is a valid command line as far as commands and option names go."""
+    return check_wattline_args(args) is None
+
+
+def read_serve_config(path: Path, *, check_files: bool = True) -> ServeConfig:
+    """Read and check ``wattline serve`` settings; relative paths are relative to the file's folder.
+
+    Parameters
+    ----------
+    path : Path
+        The YAML file.
+    check_files : bool
+        Also require the collector configs and the dashboard's users file to exist (at start-up); False checks the
+        file alone (a sample config for another machine).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the line and the key.
+    """
+    data, lines = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    cfg = parse_config(ServeConfig, data, str(path), lines)
+    base = Path(path).resolve().parent
+
+    def where(*key) -> str:
+        line = lines.get(tuple(key))
+        return f"{path}:{line}" if line else str(path)
+
+    for i, svc in enumerate(cfg.services):
+        problem = check_wattline_args(svc.args)
+        if problem:
+            raise ConfigError(f"{where('services', i, 'args')}: services[{i}].args: {problem}")
+    if cfg.analytics.enabled and cfg.analytics.follow and not wattline_option_exists(["analyze", "--follow"]):
+        raise ConfigError(f"{where('analytics', 'follow')}: analytics.follow: this installation's 'wattline analyze' "
+                          "has no --follow (streaming analytics); set follow: false or update Wattline")
+    cfg = _resolved(cfg, base)
+    if check_files:
+        for i, col in enumerate(cfg.collectors):
+            if not col.config.is_file():
+                raise ConfigError(f"{where('collectors', i, 'config')}: collectors[{i}].config: {col.config} does not "
+                                  "exist; write it with 'wattline discover opc.tcp://host:port --out FILE'")
+        if cfg.dashboard.enabled and not cfg.dashboard.users.is_file():
+            raise ConfigError(f"{where('dashboard', 'users')}: dashboard.users: {cfg.dashboard.users} does not exist; "
+                              f"create it with 'wattline users add NAME --role admin --users {cfg.dashboard.users}' "
+                              "or set dashboard.enabled: false")
+    return cfg
+
+
+def _resolved(cfg: ServeConfig, base: Path) -> ServeConfig:
+    """Relative paths made absolute against the config file's folder (the store too, when it is a plain path)."""
+
+    def absolute(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else base / p)
+
+    store = cfg.store
+    if "://" not in store and not Path(store).is_absolute():
+        store = str(base / store)
+    elif store.startswith("sqlite:///") and not store.startswith("sqlite:////"):
+        rest = store[len("sqlite:///"):]
+        store = "sqlite:///" + str(base / rest)
+    return cfg.model_copy(update={
+        "store": store,
+        "status_file": absolute(cfg.status_file),
+        "collectors": tuple(c.model_copy(update={"config": absolute(c.config)}) for c in cfg.collectors),
+        "analytics": cfg.analytics.model_copy(update={"plant": absolute(cfg.analytics.plant)}),
+        "dashboard": cfg.dashboard.model_copy(update={"users": absolute(cfg.dashboard.users),
+                                                      "plant": absolute(cfg.dashboard.plant)}),
+    })
+
+
+NAME_PATTERN = re.compile(_NAME)

@@ -46,7 +46,7 @@ class QualitySettings:
         Register digits [multiples of register_resolution_kwh] the power reading must imply, beyond the timing shift,
         for a window without register increase to be stuck.
     on_share : float
-        Share of a window in running or idle state that says the machine is on.
+        Share of a window in running state that says the machine draws energy.
     gap_coverage : float
         A window with less data than this share is part of a gap.
     gap_edge_coverage : float
@@ -156,7 +156,9 @@ def find_meter_faults(data: IntervalData, settings: QualitySettings | None = Non
     pmax = data.matrix("power_max_kw").astype(float)
     cov = data.matrix("coverage").astype(float)
     bad = data.matrix("bad_share").astype(float)
-    on_s = np.nan_to_num(data.matrix("s_running").astype(float)) + np.nan_to_num(data.matrix("s_idle").astype(float))
+    # Running draws energy; idle may not (some controls report idle with the drives switched off), so only the running
+    # state says the register must count.
+    on_s = np.nan_to_num(data.matrix("s_running").astype(float))
     has_power = np.isfinite(power) & (cov > 0)
     events: list[Event] = []
     notices: list[Notice] = []
@@ -222,7 +224,7 @@ def find_meter_faults(data: IntervalData, settings: QualitySettings | None = Non
             events.append(Event(info.path, "meter_stuck", start, end, 0.0, {
                 "signal": "electrical", "windows": b - a,
                 "power_reading_kw": round(float(np.nanmean(power[i, a:b])), 3) if has_power[i, a:b].any() else None,
-                "on_share": round(float(on_s[i, a:b].sum() / ((b - a) * data.resolution_s)), 3)}))
+                "running_share": round(float(on_s[i, a:b].sum() / ((b - a) * data.resolution_s)), 3)}))
         for a, b in runs(core_gap[i]):
             if (a == 0 or b == n_t) and bad[i, a:b].mean() < 0.5:
                 continue  # nothing stored at the range's edges: the series' extent (sufficiency reports it)

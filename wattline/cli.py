@@ -17,6 +17,7 @@ import typer
 from core.errors import WattlineError
 from wattline import __version__
 from wattline.cli_analyze import register as register_analyze_command
+from wattline.cli_backup import register as register_backup_commands
 from wattline.cli_collect import register as register_collect_commands
 from wattline.cli_dashboard import register as register_dashboard_command
 from wattline.cli_import import import_app
@@ -42,6 +43,7 @@ register_collect_commands(app)
 register_analyze_command(app)
 register_dashboard_command(app)
 register_serve_command(app)
+register_backup_commands(app)
 
 ConfigOption = typer.Option(
     None, "--config", "-c", help="YAML settings file; options given on the command line override it.", dir_okay=False

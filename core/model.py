@@ -130,7 +130,9 @@ MACHINE_STATES = {0: "off", 1: "idle", 2: "running", 3: "fault"}
 #: Event kinds shared by the simulator's ground truth and the analytics' findings.
 WASTE_KINDS = ("idle_running", "off_shift_load", "excess_specific_energy", "air_leak", "peak_demand")
 METER_FAULT_KINDS = ("meter_stuck", "meter_reset", "meter_gap", "meter_spike")
-EVENT_KINDS = WASTE_KINDS + METER_FAULT_KINDS
+#: Findings of the anomaly detectors (analytics.anomaly): energy above the baseline that no known cause explains.
+ANOMALY_KINDS = ("anomaly",)
+EVENT_KINDS = WASTE_KINDS + METER_FAULT_KINDS + ANOMALY_KINDS
 
 
 def unit_of(measurement: str, field_name: str) -> str | None:

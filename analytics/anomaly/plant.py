@@ -1,0 +1,259 @@
+"""Plant anomalies: a machine drawing more than its baseline for no listed reason, found per machine by the generic
+:class:`analytics.anomaly.Detector` on baseline residuals and machine features.
+
+House API: ``PlantAnomalies(settings).fit(data, baseline=..., quality=..., potential=...)`` then ``.events``
+(:class:`core.model.Event` of kind ``anomaly`` with ``cost``, ``co2_kg``, ``severity``, ``explanation``, the
+``signals`` that contributed most and the event's ``signature`` in their details) and ``.to_dict()``.
+
+Per machine the signals are: the baseline residual as power [kW] (``analytics.baseline`` expected energy vs the
+metered energy), mean power [kW], running and idle shares [0-1], production rate [units/h], compressed-air flow
+[m3/min] and outdoor temperature [°C] (those the machine has). The detector is fitted on the machine's windows that
+are complete and not explained already (meter faults and windows a known waste cause claimed are left out, so known
+waste does not become "normal"), its threshold set by the machine's false-alarm budget (alerts per week, per machine
+overridable). An anomaly that overlaps a known finding of the same machine (a waste cause or a meter fault) is that
+finding and is not reported twice; only events with energy above the baseline are reported (a machine drawing less
+than expected is not waste). Patterns a user marked as normal (signatures per machine) are suppressed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from analytics.anomaly.detector import DetectedEvent, Detector, DetectorSettings
+from analytics.data import NS, IntervalData
+from analytics.errors import AnalyticsError, InsufficientDataError
+from core.config import FrozenModel
+from core.model import Event
+from core.notices import Notice
+
+#: Plain names of the signals, for the explanation.
+SIGNAL_NAMES = {"residual_kw": "power above baseline", "power_kw": "power", "running_share": "running time",
+                "idle_share": "idle time", "production_rate": "production rate", "air_flow": "air flow",
+                "outdoor_temp": "outdoor temperature"}
+#: Windows with less coverage are not used to fit and carry no score.
+MIN_COVERAGE = 0.9
+
+
+class PlantAnomalySettings(FrozenModel):
+    """Settings of :class:`PlantAnomalies`."""
+
+    detector: DetectorSettings = Field(
+        DetectorSettings(method="robust", smooth_rows=4, min_rows=4, gap_rows=4, alerts_per_week=1.0),
+        description="The detector per machine (15-min rows: 1 h smoothing, 1 h persistence, 1 alert per week; robust "
+                    "thresholds find energy above the baseline best in analytics/tests/test_anomaly.py).")
+    alerts_per_week: dict[str, float] = Field(default_factory=dict, description="False-alarm budget per machine "
+                                              "path [alerts/week], overriding the detector's.")
+    normal_patterns: dict[str, list[dict[str, float]]] = Field(default_factory=dict, description="Per machine path: "
+                                                               "signatures of events marked as normal.")
+    min_excess_kwh: float = Field(1.0, ge=0, description="Events with less energy above the baseline are dropped [kWh].")
+    min_days: float = Field(7.0, gt=0, description="Least days of usable windows to fit a machine's detector [d].")
+
+
+def _features(data: IntervalData, i: int, expected: np.ndarray | None) -> pd.DataFrame:
+    """The signals of machine ``i`` (one row per window), without the ones it lacks or that never vary."""
+    h = data.hours
+    res = float(data.resolution_s)
+
+    def row(col: str) -> np.ndarray:
+        return data.matrix(col)[i].astype(float)
+
+    energy = row("energy_kwh")
+    cols: dict[str, np.ndarray] = {}
+    if expected is not None and np.isfinite(expected).any():
+        cols["residual_kw"] = (energy - expected) / h
+    cols["power_kw"] = np.where(np.isfinite(row("power_mean_kw")), row("power_mean_kw"), energy / h)
+    cols["running_share"] = row("s_running") / res
+    cols["idle_share"] = row("s_idle") / res
+    cols["production_rate"] = row("good") / h
+    cols["air_flow"] = row("air_flow_m3_min")
+    cols["outdoor_temp"] = row("outdoor_temp_c")
+    frame = pd.DataFrame(cols, index=data.times)
+    keep = [c for c in frame.columns if frame[c].notna().sum() > 10 and float(np.nanstd(frame[c])) > 1e-9]
+    return frame[keep]
+
+
+class PlantAnomalies:
+    """Anomalies per machine (see the module docstring).
+
+    Parameters
+    ----------
+    settings : PlantAnomalySettings, optional
+    """
+
+    def __init__(self, settings: PlantAnomalySettings | None = None) -> None:
+        self.settings = settings or PlantAnomalySettings()
+        self.detectors: dict[str, Detector] = {}
+        self.events: list[Event] = []
+        self.duplicates = 0
+        self.suppressed = 0
+        self.warnings: list[Notice] = []
+
+    def detector_settings(self, path: str) -> DetectorSettings:
+        """The detector settings of one machine (its own false-alarm budget when the user set one)."""
+        s = self.settings.detector
+        budget = self.settings.alerts_per_week.get(path)
+        return s if budget is None else s.model_copy(update={"alerts_per_week": float(budget)})
+
+    def fit(self, data: IntervalData, baseline: Any = None, quality: Any = None, potential: Any = None) -> PlantAnomalies:
+        """Fit a detector per machine and find its anomalies over ``data``.
+
+        Parameters
+        ----------
+        data : IntervalData
+        baseline : analytics.baseline.Baseline, optional
+            Fitted; fitted here (meter faults left out) when None.
+        quality : analytics.quality.QualityReport, optional
+            Meter faults: left out of the fit, and anomalies overlapping them are not reported.
+        potential : analytics.potential.ReductionPotential, optional
+            Fitted: windows its causes claimed are left out of the fit, anomalies overlapping its findings dropped.
+        """
+        if not data.machines or data.n_times == 0:
+            raise AnalyticsError("no interval data to assess for anomalies")
+        n_m, n_t = len(data.machines), data.n_times
+        fault = quality.mask if quality is not None and quality.mask is not None else np.zeros((n_m, n_t), bool)
+        claimed = np.zeros((n_m, n_t))
+        known: list[Event] = list(quality.events) if quality is not None else []
+        if potential is not None:
+            for ex in potential.excess.values():
+                claimed += ex
+            known += list(potential.events)
+        expected = self._expected(data, baseline, fault)
+        coverage = data.matrix("coverage").astype(float)
+        self.events, self.detectors, self.duplicates, self.suppressed = [], {}, 0, 0
+        from analytics.potential import site_economics
+
+        econ = site_economics(data)
+        need = int(self.settings.min_days * 86400 / data.resolution_s)
+        skipped = []
+        for i, path in enumerate(data.machines):
+            feats = _features(data, i, None if expected is None else expected[i])
+            usable = (coverage[i] >= MIN_COVERAGE) & ~fault[i] & (claimed[i] <= 1e-9) & feats.notna().all(axis=1).to_numpy()
+            if usable.sum() < need or feats.shape[1] == 0:
+                skipped.append(path)
+                continue
+            det = Detector(self.detector_settings(path))
+            try:
+                det.fit(feats[usable])
+            except InsufficientDataError:
+                skipped.append(path)
+                continue
+            for pattern in self.settings.normal_patterns.get(path, []):
+                det.mark_normal(pattern)
+            self.detectors[path] = det
+            scored = feats.where(pd.Series(~fault[i], index=feats.index), np.nan)
+            pred = det.predict(scored)
+            self.suppressed += len(pred.suppressed)
+            for ev in pred.events:
+                found = self._event(data, i, ev, expected, econ)
+                if found is None:
+                    continue
+                if any(k.machine == path and k.start < found.end and found.start < k.end for k in known):
+                    self.duplicates += 1
+                    continue
+                self.events.append(found)
+        if skipped:
+            self.warnings.append(Notice("analytics.anomaly.insufficient_data",
+                                        f"{len(skipped)} machine(s) have under {self.settings.min_days:g} days of "
+                                        f"usable data and were not assessed for anomalies: {', '.join(skipped[:5])}",
+                                        {"machines": skipped[:100]}))
+        self.events.sort(key=lambda e: (e.start, e.machine))
+        return self
+
+    def _expected(self, data: IntervalData, baseline: Any, fault: np.ndarray) -> np.ndarray | None:
+        """Expected energy per machine and window [kWh] from the baseline (None when none can be fitted)."""
+        from analytics.baseline import Baseline
+
+        try:
+            if baseline is None:
+                baseline = Baseline().fit(data, exclude=fault)
+            keys, expected = baseline.predict_matrix(data, "machine")
+        except InsufficientDataError as exc:
+            self.warnings.append(Notice("analytics.anomaly.no_baseline", f"anomalies are found without baseline "
+                                        f"residuals (no excess energy is quantified): {exc}", {}))
+            return None
+        order = {k: j for j, k in enumerate(keys)}
+        out = np.full((len(data.machines), data.n_times), np.nan)
+        for i, path in enumerate(data.machines):
+            if path in order:
+                out[i] = expected[order[path]]
+        return out
+
+    def _event(self, data: IntervalData, i: int, ev: DetectedEvent, expected: np.ndarray | None,
+               econ: dict) -> Event | None:
+        """The finding of one detected run, or None when it holds no energy above the baseline."""
+        info = list(data.machines.values())[i]
+        a, b = ev.first, ev.stop
+        energy = data.matrix("energy_kwh")[i, a:b].astype(float)
+        if expected is None:
+            return None
+        exp = expected[i, a:b]
+        ok = np.isfinite(energy) & np.isfinite(exp)
+        excess_w = np.where(ok, energy - exp, 0.0)
+        kwh = float(excess_w.sum())
+        if kwh < self.settings.min_excess_kwh:
+            return None
+        t = data.times_ns
+        res_ns = data.resolution_s * NS
+        start = dt.datetime.fromtimestamp(int(t[a]) / NS, dt.timezone.utc)
+        end = dt.datetime.fromtimestamp((int(t[b - 1]) + res_ns) / NS, dt.timezone.utc)
+        hours = (b - a) * data.hours
+        base = float(exp[ok].sum())
+        e = econ.get(info.site)
+        cost = co2 = None
+        currency = getattr(e, "currency", None)
+        if e is not None and e.tariff is not None:
+            from core.tariff import energy_cost
+
+            cost = float(np.nansum(energy_cost(e.tariff, e.timezone, t[a:b], np.clip(excess_w, 0, None))))
+        if e is not None and e.co2_kg_per_kwh is not None:
+            co2 = kwh * float(e.co2_kg_per_kwh)
+        signals = [SIGNAL_NAMES.get(s, s) for s in ev.top_signals()]
+        prod = _production_note(data, i, a, b)
+        tz = zoneinfo.ZoneInfo((e.timezone if e is not None else None) or info.timezone or "UTC")
+        local = start.astimezone(tz)
+        pct = f"{100 * kwh / base:.0f}% " if base > 1e-6 else ""
+        money = "" if cost is None or currency is None else (f", {cost:,.0f} {currency}" if cost >= 10
+                                                             else f", {cost:,.2f} {currency}")
+        text = (f"{info.machine} drew {pct}({kwh / hours:,.0f} kW) above its baseline for {_duration(hours)} on "
+                f"{local.strftime('%A %d %b')} from {local.strftime('%H:%M')}{prod}: {kwh:,.0f} kWh{money}; "
+                f"main signals: {', '.join(signals)}")
+        daily = float(np.nansum(data.matrix("energy_kwh")[i].astype(float))) / max(data.n_times * data.hours / 24, 1e-9)
+        details = {"cost": None if cost is None else round(cost, 4), "co2_kg": None if co2 is None else round(co2, 4),
+                   "currency": currency, "severity": round(float(np.clip(kwh / max(daily, 1e-9), 0, 1)), 4),
+                   "explanation": text, "signals": ev.top_signals(), "contributions": ev.to_dict()["contributions"],
+                   "signature": ev.to_dict()["signature"], "peak_score": round(ev.peak_score, 3),
+                   "baseline_kwh": round(base, 3), "excess_fraction": round(kwh / base, 4) if base > 1e-6 else None}
+        return Event(info.path, "anomaly", start, end, kwh, details)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Per machine: the detector's threshold and calibration; the counts of events, duplicates and suppressed."""
+        return {"machines": {p: d.to_dict() for p, d in self.detectors.items()}, "events": len(self.events),
+                "duplicates_of_known_findings": self.duplicates, "suppressed_as_normal": self.suppressed}
+
+
+def _duration(hours: float) -> str:
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    return f"{hours:.1f} h".replace(".0 h", " h") if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def _production_note(data: IntervalData, i: int, a: int, b: int) -> str:
+    """' with normal production' / ' with production N% above/below usual' / '' (no production counts)."""
+    good = data.matrix("good")[i].astype(float)
+    if not np.isfinite(good).any() or np.nansum(good) <= 0:
+        return ""
+    running = data.matrix("s_running")[i].astype(float)
+    ref = np.nanmedian(good[running > 0.5 * data.resolution_s]) if (running > 0.5 * data.resolution_s).any() else np.nan
+    now = np.nanmean(good[a:b])
+    if not np.isfinite(ref) or ref <= 0 or not np.isfinite(now):
+        return ""
+    ratio = now / ref
+    if 0.8 <= ratio <= 1.2:
+        return " with normal production"
+    return f" with production {abs(100 * (ratio - 1)):.0f}% {'above' if ratio > 1 else 'below'} usual"

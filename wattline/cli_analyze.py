@@ -157,7 +157,7 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
     from analytics.errors import AnalyticsError
     from analytics.potential import ReductionPotential
     from analytics.quality import find_meter_faults
-    from analytics.report import build_report, summary_lines
+    from analytics.report import build_report, event_row, summary_lines
     from core.storage import open_store
 
     t_start, t_stop = _parse_time(start, "from"), _parse_time(stop, "to")
@@ -202,13 +202,18 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
             bar.update(1)
             bar.set_postfix_str("baselines")
             baselines = _baselines(data, quality.mask, notes)
+            from analytics.anomaly.plant import find_anomalies
+
+            anomalies, found_notes = find_anomalies(data, quality, potential)
+            notes.extend(found_notes)
             bar.update(1)
         except AnalyticsError as exc:
             bar.close()
             raise AnalyzeError(str(exc)) from None
         run_id = run or f"analyze-{t0:%Y%m%dT%H%M}-{t1:%Y%m%dT%H%M}"
-        report = build_report(data, potential, quality, baselines, warnings=notes, extra={"run": run_id})
-        _store_findings(store, run_id, potential.events + list(quality.events), report)
+        report = build_report(data, potential, quality, baselines, warnings=notes,
+                              extra={"run": run_id, "anomalies": [event_row(e) for e in anomalies]})
+        _store_findings(store, run_id, potential.events + list(quality.events) + anomalies, report)
         bar.update(1)
     bar.close()
     if json_path is not None:

@@ -257,3 +257,14 @@ def _production_note(data: IntervalData, i: int, a: int, b: int) -> str:
     if 0.8 <= ratio <= 1.2:
         return " with normal production"
     return f" with production {abs(100 * (ratio - 1)):.0f}% {'above' if ratio > 1 else 'below'} usual"
+
+
+def find_anomalies(data: IntervalData, quality: Any = None, potential: Any = None, baseline: Any = None,
+                   settings: PlantAnomalySettings | None = None) -> tuple[list[Event], list[Notice]]:
+    """Anomaly findings for ``wattline analyze``: the events and the warnings; a failure is a warning, not a crash
+    (the rest of the analysis stands without anomalies)."""
+    try:
+        found = PlantAnomalies(settings).fit(data, baseline=baseline, quality=quality, potential=potential)
+    except AnalyticsError as exc:
+        return [], [Notice("analytics.anomaly.not_assessed", f"anomalies were not assessed: {exc}", {})]
+    return found.events, found.warnings

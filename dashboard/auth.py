@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit
 
 from flask import g, redirect, request, session
 
-from dashboard.users import ROLE_LABELS, User, UsersFile, secret_key_for
+from dashboard.users import User, UsersFile, secret_key_for
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def _login_view():
     if user is None:
         limiter.failed(keys)
         log.warning("failed dashboard login for user name %r from %s", name[:64], request.remote_addr)
-        return _login_page(next_path, "Wrong user name or password."), 401
+        return _login_page(next_path, "Wrong user name or password.", name), 401
     limiter.succeeded(keys[1])
     session.clear()  # a fresh session: no fixation of a pre-login session
     session.permanent = True
@@ -229,12 +229,10 @@ def _logout_view():
     return redirect("/login")
 
 
-def _login_page(next_path: str, message: str) -> str:
+def _login_page(next_path: str, message: str, name: str = "") -> str:
     from flask import render_template_string
 
-    return render_template_string(
-        _LOGIN_HTML, next=next_path, message=message, csrf=csrf_token(), roles=", ".join(ROLE_LABELS.values())
-    )
+    return render_template_string(_LOGIN_HTML, next=next_path, message=message, csrf=csrf_token(), name=name[:64])
 
 
 _LOGIN_HTML = """<!doctype html>
@@ -248,7 +246,7 @@ _LOGIN_HTML = """<!doctype html>
 <p class="subtitle">Energy monitoring for your plant. Accounts are made by an administrator with
 <code>wattline users add</code>.</p>
 {% if message %}<p class="error" id="login-error">{{ message }}</p>{% endif %}
-<label for="username">User name</label><input id="username" name="username" autocomplete="username" required autofocus>
+<label for="username">User name</label><input id="username" name="username" value="{{ name }}" autocomplete="username" required autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="next" value="{{ next }}">
 <button type="submit" id="login-submit">Log in</button>

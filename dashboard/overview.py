@@ -155,6 +155,32 @@ def energy_by_hour(store, site: SiteInfo, start_ns: int, stop_ns: int) -> pd.Dat
     return out
 
 
+STATE = ("machine_state", "state")
+#: Longest stretch the state timeline covers [days]: state seconds come from raw state changes.
+STATE_DAYS = 7
+
+
+def state_hours(store, site: SiteInfo, line: str, machine: str, start_ns: int, stop_ns: int) -> pd.DataFrame:
+    """Share of each hour a machine spent in each state, over the last :data:`STATE_DAYS` days of the range.
+
+    Returns
+    -------
+    DataFrame
+        ``time`` (hour start, UTC), ``state`` (off, idle, running, fault), ``share`` (0-1).
+    """
+    from core.model import MACHINE_STATES
+
+    lo = max(start_ns, stop_ns - STATE_DAYS * 86400 * NS)
+    frame = store.aggregate(*STATE, lo, stop_ns, every=3600, agg="state_seconds", tz=site.tz,
+                            tags={"site": site.id, "line": line, "machine": machine}, max_hold_s=3600)
+    if frame.empty:
+        return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "state": [], "share": []})
+    frame = frame.groupby(["time", "state"], as_index=False)["value"].sum()
+    frame["state"] = frame["state"].map(lambda c: MACHINE_STATES.get(int(c), str(c)))
+    frame["share"] = frame["value"] / 3600.0
+    return frame[["time", "state", "share"]]
+
+
 def cost_and_co2(site: SiteInfo, hours: pd.DataFrame) -> tuple[float | None, float | None]:
     """Cost [currency] (the site's tariff at each hour) and CO2 [kg] of hourly energy; None when unknown."""
     if hours.empty:

@@ -190,3 +190,22 @@ def _zone(tz: str):
     import zoneinfo
 
     return zoneinfo.ZoneInfo(tz)
+
+
+STATE_COLOURS = {"running": "#1a7f37", "idle": "#E69F00", "off": "#9aa5b1", "fault": "#c53030"}
+
+
+def state_figure(states: pd.DataFrame, tz: str) -> go.Figure:
+    """Hours of each state per hour as stacked bars (running, idle, off, fault)."""
+    if states.empty:
+        return message("No machine states stored for this machine", 220)
+    fig = go.Figure()
+    for state in ("running", "idle", "off", "fault"):
+        part = states[states["state"] == state]
+        if part.empty:
+            continue
+        fig.add_bar(x=part["time"].dt.tz_convert(tz).dt.tz_localize(None) + pd.Timedelta(minutes=30),
+                    y=60 * part["share"], name=state, marker_color=STATE_COLOURS[state], marker_line_width=0,
+                    hovertemplate=f"{state}: %{{y:.0f}} min<extra></extra>")
+    return _layout(fig, 220, barmode="stack", bargap=0, yaxis=dict(title="Minutes per hour", range=[0, 60]),
+                   legend=dict(orientation="h", y=1.15, x=0))

@@ -20,6 +20,7 @@ from wattline.cli_analyze import register as register_analyze_command
 from wattline.cli_backup import register as register_backup_commands
 from wattline.cli_collect import register as register_collect_commands
 from wattline.cli_dashboard import register as register_dashboard_command
+from wattline.cli_export import register as register_export_commands
 from wattline.cli_import import import_app
 from wattline.cli_influx import influx_app
 from wattline.cli_orders import orders_app
@@ -44,6 +45,7 @@ register_analyze_command(app)
 register_dashboard_command(app)
 register_serve_command(app)
 register_backup_commands(app)
+register_export_commands(app)
 
 ConfigOption = typer.Option(
     None, "--config", "-c", help="YAML settings file; options given on the command line override it.", dir_okay=False

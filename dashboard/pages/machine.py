@@ -15,8 +15,8 @@ from core.errors import WattlineError
 from dashboard import ids
 from dashboard.access import current_user
 from dashboard.components import card, empty_state, graph, page_header
-from dashboard.overview import KIND_LABELS, energy_by_hour, fmt_energy, fmt_money
-from dashboard.render_overview import finding_list, machine_figure
+from dashboard.overview import STATE_DAYS, KIND_LABELS, energy_by_hour, fmt_energy, fmt_money, state_hours
+from dashboard.render_overview import finding_list, machine_figure, state_figure
 
 dash.register_page(__name__, path_template="/machine/<site>/<line>/<machine>", name="Machine",
                    title="Wattline · Machine", nav=False, order=50)
@@ -35,6 +35,7 @@ def layout(site: str | None = None, line: str | None = None, machine: str | None
             page_header(machine, f"Site {site} · line {line} · energy per hour with the findings shaded"),
             html.Div(id=ids.MACHINE_TITLE, className="status-line"),
             card("Energy per hour [kWh]", graph(ids.MACHINE_GRAPH)),
+            card(f"States, last {STATE_DAYS} days of the period", graph(ids.MACHINE_STATES)),
             card("Findings on this machine", html.Div(id=ids.MACHINE_FINDINGS)),
         ],
         className="page",
@@ -50,17 +51,21 @@ def register_callbacks(app: dash.Dash) -> None:
         Output(ids.MACHINE_GRAPH, "figure"),
         Output(ids.MACHINE_FINDINGS, "children"),
         Output(ids.MACHINE_TITLE, "children"),
+        Output(ids.MACHINE_STATES, "figure"),
         Input(ids.MACHINE_PATH, "data"),
         Input(ids.PERIOD, "value"),
     )
     def refresh(path, period):
         site, line, machine = (str(path).split("/") + ["", "", ""])[:3]
+        now_ns = time.time_ns()
         try:
-            ctx = view_context(store_of(app), site, period, time.time_ns())  # AccessDenied for another site
+            ctx = view_context(store_of(app), site, period, now_ns)  # AccessDenied for another site
             info = ctx.sites[0]
             hours = energy_by_hour(ctx.store, info, ctx.start_ns, ctx.stop_ns)
+            states = state_hours(ctx.store, info, line, machine, ctx.start_ns, min(ctx.stop_ns, now_ns))
         except WattlineError as exc:
-            return dash.no_update, dash.no_update, html.Span(f"Cannot read the store: {exc}", className="error")
+            return (dash.no_update, dash.no_update, html.Span(f"Cannot read the store: {exc}", className="error"),
+                    dash.no_update)
         hours = hours[(hours["line"] == line) & (hours["machine"] == machine)]
         mine = sorted((e for e in ctx.findings if e.machine == path), key=lambda e: e.start)
         waste = sum(e.excess_kwh for e in mine if not e.kind.startswith("meter_"))
@@ -69,4 +74,5 @@ def register_callbacks(app: dash.Dash) -> None:
         status = (f"{ctx.period.label}: {fmt_energy(float(hours['kwh'].sum()))} used, {fmt_energy(waste)} avoidable"
                   + (f" ({fmt_money(cost, info.currency)})" if info.currency and cost else "")
                   + (f" · {', '.join(kinds)}" if kinds else " · no findings"))
-        return machine_figure(hours, mine, info.tz), finding_list(sorted(mine, key=lambda e: -e.excess_kwh), 50), status
+        return (machine_figure(hours, mine, info.tz), finding_list(sorted(mine, key=lambda e: -e.excess_kwh), 50),
+                status, state_figure(states, info.tz))

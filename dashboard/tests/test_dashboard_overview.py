@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import numpy as np
@@ -62,6 +63,7 @@ def app(tmp_path, users_path):
         tags = machine_tags(line, machine, site=site)
         write_field(store, "electrical", "energy_kwh", tags, times, 500.0 + kw * (times - times[0]) / 3600.0)
         write_field(store, "electrical", "active_power_kw", tags, times, np.full(len(times), kw))
+        write_field(store, "machine_state", "state", tags, times, np.full(len(times), 2))  # running
     t0 = dt.datetime.fromtimestamp(now_s - 86400, UTC)
     t1 = t0 + dt.timedelta(hours=2)
     results_for(store).write_findings("analyze-test", [
@@ -127,6 +129,15 @@ def test_finding_rows_and_csv(app):
     assert list(csv["machine"]) == ["m1", "p1", "m2"] and csv["avoidable_kwh"].sum() == pytest.approx(19.5)
 
 
+def plotly_array(value) -> np.ndarray:
+    """A figure array as sent to the browser (Plotly encodes numeric arrays as base64 typed arrays)."""
+    import base64
+
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value, dtype=float)
+
+
 # -- callbacks and export as users of one site ------------------------------------------------------------------------------------
 OV_OUTPUTS = [(ids.OV_STATUS, "children"), (ids.OV_KPIS, "children"), (ids.OV_POTENTIAL, "children"),
               (ids.OV_PARETO, "figure"), (ids.OV_TOP_MACHINES, "children"), (ids.OV_HEATMAP, "figure"),
@@ -173,9 +184,13 @@ def test_export_is_checked_for_site(app):
 def test_machine_page_of_another_site_shows_nothing(app):
     anna = logged_in(app, "anna")
     payload = callback_payload([(ids.MACHINE_GRAPH, "figure"), (ids.MACHINE_FINDINGS, "children"),
-                                (ids.MACHINE_TITLE, "children")],
+                                (ids.MACHINE_TITLE, "children"), (ids.MACHINE_STATES, "figure")],
                                [(ids.MACHINE_PATH, "data", "south/s1/p1"), (ids.PERIOD, "value", "7d")])
     assert anna.post("/_dash-update-component", json=payload).status_code == 204
     payload["inputs"][0]["value"] = "north/l1/m1"
     body = anna.post("/_dash-update-component", json=payload).get_data(as_text=True)
     assert "idled for 2 h" in body and "12.5 kWh avoidable" in body
+    states = json.loads(body)["response"][ids.MACHINE_STATES]["figure"]["data"]
+    assert [t["name"] for t in states] == ["running"]
+    minutes = plotly_array(states[0]["y"])
+    assert len(minutes) >= 24 and np.max(minutes) == pytest.approx(60)  # running every full hour

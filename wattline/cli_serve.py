@@ -122,6 +122,11 @@ def build_services(cfg: ServeConfig) -> list[Service]:
         if a.follow:
             follow = ["analyze", "--follow", *store] + (["--plant", str(a.plant)] if a.plant is not None else [])
             services.append(Service("analytics-follow", follow, kind="analytics"))
+    o = cfg.orders
+    if o.enabled:
+        args = ["orders", "sync", *store] + (["--db", o.db] if o.db else []) + \
+            (["--rules", str(o.rules)] if o.rules is not None else [])
+        services.append(Service("orders", args, every_s=o.every_s, kind="orders"))
     d = cfg.dashboard
     if d.enabled:
         args = ["dashboard", *store, "--users", str(d.users), "--host", d.host, "--port", str(d.port),

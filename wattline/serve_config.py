@@ -51,6 +51,15 @@ class AnalyticsSettings(FrozenModel):
     follow: bool = Field(False, description="Also run 'wattline analyze --follow' (streaming) as a service.")
 
 
+class OrdersService(FrozenModel):
+    """Scheduled ``wattline orders sync``: work orders opened, updated or reopened from the newest findings."""
+
+    enabled: bool = False
+    every_s: float = Field(3600.0, ge=1, description="Time between two syncs [s]; set it like analytics.every_s.")
+    db: Optional[str] = Field(None, description="Orders database URL (default: beside an embedded store).")
+    rules: Optional[Path] = Field(None, description="Orders settings: thresholds, teams, routing rules.")
+
+
 class DashboardService(FrozenModel):
     """``wattline dashboard`` (gunicorn workers)."""
 
@@ -82,6 +91,7 @@ class ServeConfig(FrozenModel):
     restart: RestartSettings = RestartSettings()
     collectors: tuple[CollectorService, ...] = ()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    orders: OrdersService = OrdersService()
     dashboard: DashboardService = DashboardService()
     services: tuple[CommandService, ...] = ()
 
@@ -99,13 +109,15 @@ class ServeConfig(FrozenModel):
             names.append("analytics")
             if self.analytics.follow:
                 names.append("analytics-follow")
+        if self.orders.enabled:
+            names.append("orders")
         if self.dashboard.enabled:
             names.append("dashboard")
         seen = set()
         for name in names:
             if name in seen:
-                raise ValueError(f"service name {name!r} is used twice (analytics, analytics-follow and dashboard are "
-                                 "taken by the built-in services); give each service its own name")
+                raise ValueError(f"service name {name!r} is used twice (analytics, analytics-follow, orders and "
+                                 "dashboard are taken by the built-in services); give each service its own name")
             seen.add(name)
         return self
 
@@ -191,6 +203,9 @@ def read_serve_config(path: Path, *, check_files: bool = True) -> ServeConfig:
     if cfg.analytics.enabled and cfg.analytics.follow and not wattline_option_exists(["analyze", "--follow"]):
         raise ConfigError(f"{where('analytics', 'follow')}: analytics.follow: this installation's 'wattline analyze' "
                           "has no --follow (streaming analytics); set follow: false or update Wattline")
+    if cfg.orders.enabled and not wattline_option_exists(["orders", "sync", "--db", "--rules"]):
+        raise ConfigError(f"{where('orders', 'enabled')}: orders.enabled: this installation has no 'wattline orders "
+                          "sync' (work orders); set enabled: false or update Wattline")
     cfg = _resolved(cfg, base)
     if check_files:
         for i, col in enumerate(cfg.collectors):
@@ -221,6 +236,7 @@ def _resolved(cfg: ServeConfig, base: Path) -> ServeConfig:
         "status_file": absolute(cfg.status_file),
         "collectors": tuple(c.model_copy(update={"config": absolute(c.config)}) for c in cfg.collectors),
         "analytics": cfg.analytics.model_copy(update={"plant": absolute(cfg.analytics.plant)}),
+        "orders": cfg.orders.model_copy(update={"rules": absolute(cfg.orders.rules)}),
         "dashboard": cfg.dashboard.model_copy(update={"users": absolute(cfg.dashboard.users),
                                                       "plant": absolute(cfg.dashboard.plant)}),
     })

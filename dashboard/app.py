@@ -40,6 +40,7 @@ def create_app(
     users: UsersFile | str | Path | None = None,
     plant: Any = None,
     secure_cookies: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> dash.Dash:
     """Build the dashboard for one store.
 
@@ -65,6 +66,8 @@ def create_app(
         Plant description (sites, currencies, tariffs, CO2 factors, time zones).
     secure_cookies : bool
         Mark the session cookie ``Secure`` (serve over HTTPS then).
+    cache_dir : path, optional
+        Folder of the results cache shared by the workers (:mod:`dashboard.cache`); per process when omitted.
 
     Returns
     -------
@@ -107,6 +110,9 @@ def create_app(
     install_auth(app, users, secure_cookies=secure_cookies)
     install_callback_guard(app)  # before any callback is registered: every one is wrapped
     app.server.config[CONFIG_KEY] = settings
+    from dashboard.cache import EXTENSION as CACHE_EXTENSION, ResultCache
+
+    app.server.extensions[CACHE_EXTENSION] = ResultCache(cache_dir)
     app.server.extensions[EXTENSION] = StoreProvider(settings.store_url, shared=store)
     app.layout = shell_layout
     _register_shell_callbacks(app)

@@ -29,6 +29,18 @@ class ViewContext:
     findings: list
     plant: object
 
+    def cache_key(self, what: str, now_ns: int) -> str:
+        """Key of a cached result for this view: sites, period, the local day, and the findings it shows (so a new
+        analysis run is shown at once)."""
+        import hashlib
+
+        digest = hashlib.sha256(repr([(e.machine, e.kind, e.start.isoformat(), e.end.isoformat(), e.excess_kwh)
+                                       for e in self.findings]).encode()).hexdigest()[:16]
+        tz = zoneinfo.ZoneInfo(self.sites[0].tz) if self.sites else None
+        today = day_range(1, now_ns, tz)[0] if tz else 0
+        sites = ",".join(s.id for s in self.sites)
+        return f"{what}|{sites}|{self.start_ns}|{self.stop_ns}|{today}|{digest}"
+
 
 def view_context(raw_store, site: str | None, period_key: str | None, now_ns: int) -> ViewContext:
     """Resolve the request's user, sites and period (AccessDenied for a site the user may not see)."""

@@ -1,8 +1,8 @@
 """``wattline dashboard``: serve the web dashboard with gunicorn (the Dash development server only with ``--debug``).
 
 Each gunicorn worker is a process with its own app, built from the same settings; workers share nothing but the store
-(opened lazily per worker, on the first request that reads data) and the session key file beside the users file, so a
-login holds whichever worker answers. Workers are ``gthread`` workers: a few threads each, which keeps the number of
+(opened lazily per worker, on the first request that reads data), the results cache (``<users file>.cache/``,
+:mod:`dashboard.cache`) and the session key file beside the users file, so a login holds whichever worker answers. Workers are ``gthread`` workers: a few threads each, which keeps the number of
 SQLite connections bounded. The settings are checked once in the master before any worker starts, so a bad users or
 plant file, or a port in use, is one clear error instead of N crashing workers.
 """
@@ -18,11 +18,12 @@ DEFAULT_WORKERS = 2
 DEFAULT_THREADS = 4
 
 
-def _app_factory(store: str, plant: Optional[Path], users: Path, secure_cookies: bool) -> Callable[[], Any]:
+def _app_factory(store: str, plant: Optional[Path], users: Path, secure_cookies: bool,
+                 cache_dir: Optional[Path] = None) -> Callable[[], Any]:
     def build():
         from dashboard.app import create_app
 
-        return create_app(store, users=users, plant=plant, secure_cookies=secure_cookies)
+        return create_app(store, users=users, plant=plant, secure_cookies=secure_cookies, cache_dir=cache_dir)
 
     return build
 
@@ -82,7 +83,8 @@ def register(app: typer.Typer) -> None:
         if not users.exists():
             raise ConfigError(f"users file {users} does not exist; create it with 'wattline users add NAME --role admin "
                               f"--users {users}' and pass --users")
-        factory = _app_factory(settings.store, plant, users, secure_cookies)
+        cache_dir = Path(str(users) + ".cache")  # beside the users file: private to the dashboard's account
+        factory = _app_factory(settings.store, plant, users, secure_cookies, cache_dir)
         app = factory()  # checks the users and plant files and makes the session key once, before any worker
         host_, port_ = settings.dashboard.host, settings.dashboard.port
         bind_socket(host_, port_).close()  # a port in use is a clear error (exit 2), not a gunicorn retry loop

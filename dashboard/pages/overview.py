@@ -61,6 +61,7 @@ def layout(**_kwargs) -> html.Div:
 def register_callbacks(app: dash.Dash) -> None:
     """Attach this page's callback."""
     from dashboard.app import store_of
+    from dashboard.cache import cache_of
     from dashboard.context import view_context
 
     @app.callback(
@@ -79,7 +80,10 @@ def register_callbacks(app: dash.Dash) -> None:
         now_ns = time.time_ns()
         try:
             ctx = view_context(store_of(app), site, period, now_ns)
-            ov = overview(ctx.store, ctx.findings, ctx.sites, ctx.start_ns, ctx.stop_ns, now_ns)
+            # Many users of a site ask for the same overview: computed once per cache lifetime, shared by the workers.
+            ov = cache_of(app).get_or_compute(
+                ctx.cache_key("overview", now_ns),
+                lambda: overview(ctx.store, ctx.findings, ctx.sites, ctx.start_ns, ctx.stop_ns, now_ns))
         except WattlineError as exc:
             return (html.Span(f"Cannot read the store: {exc}", className="error"),) + (dash.no_update,) * 7
         names = {s.id: s.name for s in ctx.sites}

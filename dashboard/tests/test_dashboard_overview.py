@@ -170,6 +170,12 @@ def test_overview_callback_shows_only_the_users_site(app):
     body = sam.post("/_dash-update-component", json=overview_request("all")).get_data(as_text=True)
     assert "7.0 kWh" in body and "p1" in body and "m1" not in body and "North works" not in body
     assert sam.post("/_dash-update-component", json=overview_request("north")).status_code == 204
+    # A second user of the same site gets the cached overview: the same numbers, no second computation.
+    from dashboard.cache import cache_of
+
+    hits = cache_of(app).hits
+    again = logged_in(app, "sam").post("/_dash-update-component", json=overview_request("all")).get_data(as_text=True)
+    assert cache_of(app).hits == hits + 1 and again == body
 
 
 def test_export_is_checked_for_site(app):

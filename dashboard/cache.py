@@ -1,0 +1,111 @@
+"""A results cache the dashboard's workers share: one SQLite file, entries with an expiry time.
+
+Numbers that many users ask for alike (the overview of a site for a period) are computed once and kept for
+``ttl_s``; a key includes what invalidates them (the newest analysis run, the period's edges), so new findings show at
+once and new data after at most ``ttl_s``. Every gunicorn worker opens the same file (WAL mode: readers never wait
+for a writer); with no file the cache is per process.
+
+Values are pickled. The cache folder is made mode 0700 and refused when anyone but this user could write into it, so
+nobody else can plant a pickle there.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from dashboard.errors import DashboardError
+
+#: Key of the cache in ``flask_app.extensions``.
+EXTENSION = "wattline_cache"
+DEFAULT_TTL_S = 120.0
+
+
+class ResultCache:
+    """Get-or-compute cache of picklable values.
+
+    Parameters
+    ----------
+    folder : path-like, optional
+        Folder of the shared cache file (made 0700); None keeps entries in this process only.
+    ttl_s : float
+        Lifetime of an entry [s].
+    """
+
+    def __init__(self, folder: str | os.PathLike | None = None, ttl_s: float = DEFAULT_TTL_S) -> None:
+        self.ttl_s = float(ttl_s)
+        self._memory: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.path: Path | None = None
+        self.hits = 0
+        self.misses = 0
+        if folder is not None:
+            folder = Path(folder).expanduser()
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = folder.stat()
+            if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                raise DashboardError(f"dashboard cache folder {folder} must belong to this user and be writable by "
+                                     f"nobody else (run: chmod 700 {folder})")
+            self.path = folder / "results.sqlite"
+            with self._connect() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, expires REAL, value BLOB)")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            os.chmod(self.path, 0o600)
+            self._local.db = db
+        return db
+
+    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The cached value of ``key``, or ``compute()`` stored for ``ttl_s``."""
+        now = time.time()
+        if self.path is None:
+            with self._lock:
+                hit = self._memory.get(key)
+            if hit is not None and hit[0] > now:
+                self.hits += 1
+                return hit[1]
+            value = compute()
+            with self._lock:
+                if len(self._memory) > 512:
+                    self._memory = {k: v for k, v in self._memory.items() if v[0] > now}
+                self._memory[key] = (now + self.ttl_s, value)
+            self.misses += 1
+            return value
+        try:
+            row = self._connect().execute("SELECT expires, value FROM cache WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error:
+            row = None  # a broken cache never breaks a page: compute instead
+        if row is not None and row[0] > now:
+            self.hits += 1
+            return pickle.loads(row[1])
+        value = compute()
+        self.misses += 1
+        try:
+            db = self._connect()
+            db.execute("INSERT OR REPLACE INTO cache (key, expires, value) VALUES (?, ?, ?)",
+                       (key, now + self.ttl_s, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
+            db.execute("DELETE FROM cache WHERE expires < ?", (now - self.ttl_s,))
+        except sqlite3.Error:
+            pass
+        return value
+
+
+def cache_of(app) -> ResultCache:
+    """The app's cache (a per-process one when none was configured)."""
+    server = app.server
+    cache = server.extensions.get(EXTENSION)
+    if cache is None:
+        cache = server.extensions[EXTENSION] = ResultCache()
+    return cache

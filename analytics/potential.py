@@ -188,17 +188,21 @@ class ReductionPotential:
         ctx = self._ctx
         t = ctx.times_ns
         missing = set()
-        for kind, ex in self.excess.items():
-            cost = np.full(ex.shape, np.nan)
-            for i, info in enumerate(ctx.infos):
-                e = econ[info.site]
-                if e.tariff is None:
-                    missing.add(info.site)
-                    continue
+        # Price per window and machine (one price series per site: energy_cost is price x energy).
+        price = np.full((ctx.n_m, ctx.n_t), np.nan)
+        per_site: dict[str, np.ndarray] = {}
+        for i, info in enumerate(ctx.infos):
+            e = econ[info.site]
+            if e.tariff is None:
+                missing.add(info.site)
+                continue
+            if info.site not in per_site:
                 from core.tariff import energy_cost
 
-                cost[i] = energy_cost(e.tariff, e.timezone, t, ex[i])
-            self.cost[kind] = cost
+                per_site[info.site] = energy_cost(e.tariff, e.timezone, t, np.ones(ctx.n_t))
+            price[i] = per_site[info.site]
+        for kind, ex in self.excess.items():
+            self.cost[kind] = price * ex
         if missing:
             self.warnings.append(Notice("analytics.potential.no_tariff", f"no tariff for site(s) {sorted(missing)}: "
                                         "their avoidable energy is reported in kWh without money",

@@ -84,7 +84,7 @@ def detect(ctx: Context) -> CauseResult:
         # The machine's normal peak: 1-min peaks of its 15-min windows (surges are rare, so they barely move it).
         ceiling = float(np.percentile(pmax[v], 99))
         # A pulse of m minutes and height H raises the window's peak above its mean by about H (1 - m / 15).
-        cand = np.flatnonzero(v & (pmax - pmean > 0.2 * high))
+        cand = np.flatnonzero(v & (pmax - pmean > 0.2 * high) & (pmax > CEILING_FACTOR * ceiling))
         excess = np.zeros(ctx.n_t)
         for w in cand:
             t0 = int(ctx.times_ns[w])

@@ -100,7 +100,10 @@ class Rule(FrozenModel):
 class Verification(FrozenModel):
     """How a resolved order is verified."""
 
-    absence_days: float = Field(14.0, gt=0, description="Days without the pattern after the resolution [d].")
+    absence_days: float = Field(14.0, gt=0, description="Days the pattern must stay away after the resolution [d].")
+    return_fraction: float = Field(0.25, ge=0, lt=1, description=(
+        "The waste counts as back when the excess after the fix exceeds this share of the pre-fix waste over the "
+        "same time (at least absence_days); smaller leftovers (false alarms, a shorter residual) do not reopen it."))
 
 
 class OrdersConfig(FrozenModel):

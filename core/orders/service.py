@@ -395,18 +395,10 @@ class OrderService:
                     fresh = [e for e in fresh if e.end > ref] if ref is not None else fresh
                     if not fresh:
                         return  # findings from before it was closed: already handled
-                    order, action = last, "reopen"
-                else:
-                    kwh = sum(max(float(e.excess_kwh), 0.0) for e in fresh)
-                    cost = _sum(_num(e.details, "cost") for e in fresh)
-                    sev = max((_num(e.details, "severity") or 0.0) for e in fresh)
-                    t = cfg.thresholds
-                    if not ((t.min_kwh is not None and kwh >= t.min_kwh and kwh > 0)
-                            or (t.min_cost is not None and cost is not None and cost >= t.min_cost and cost > 0)
-                            or (t.min_severity is not None and sev >= t.min_severity)):
-                        result.below_threshold += 1
-                        return
-                    action = "open"
+                if not self._significant(fresh):
+                    result.below_threshold += 1
+                    return  # a recurrence must be as large as a new order to reopen one
+                order, action = (last, "reopen") if last is not None else (None, "open")
             first = fresh[0]
             machine, kind = first.machine, first.kind
             parts = machine.split("/")
@@ -473,7 +465,9 @@ class OrderService:
                 comment = f"the pattern came back after the order was closed ({before}): reopened"
                 result.reopened.append(order.id)
             elif order.status == "resolved" and order.resolved_at is not None and any(
-                    e.end > order.resolved_at for e in fresh):
+                    e.end > order.resolved_at for e in fresh) and after_fix(
+                    list(s.scalars(sa.select(OrderFinding).where(OrderFinding.order_id == order.id))), order,
+                    order.observed_end, cfg.verification.absence_days, cfg.verification.return_fraction)["returned"]:
                 order.status = "in_progress"
                 order.closed_at = None
                 action = "returned"
@@ -484,6 +478,16 @@ class OrderService:
             result.findings_attached += len(fresh)
             s.flush()
             self._audit(s, order, now, actor, action, None if action == "open" else before, comment, data)
+
+    def _significant(self, events: list[Event]) -> bool:
+        """True when a pattern's findings reach a threshold (kWh, money or severity) to open an order."""
+        t = self.config.thresholds
+        kwh = sum(max(float(e.excess_kwh), 0.0) for e in events)
+        cost = _sum(_num(e.details, "cost") for e in events)
+        sev = max((_num(e.details, "severity") or 0.0) for e in events)
+        return bool((t.min_kwh is not None and kwh >= t.min_kwh and kwh > 0)
+                    or (t.min_cost is not None and cost is not None and cost >= t.min_cost and cost > 0)
+                    or (t.min_severity is not None and sev >= t.min_severity))
 
     # -- verification ------------------------------------------------------------------------------------------------
     def verify(self, observed_until: dt.datetime, actor: Actor = SYSTEM, order_id: int | None = None,
@@ -533,11 +537,11 @@ class OrderService:
                 if until > observed_until:
                     raise _Skip()
                 rows = list(s.scalars(sa.select(OrderFinding).where(OrderFinding.order_id == o.id)))
-                if any(f.end_at > o.resolved_at for f in rows):
-                    raise _Skip()  # sync sends it back to in_progress
                 measured = measure(order_dict(o)) if measure is not None else None
                 if measured is None:
-                    measured = _absence_savings(rows, o, observed_until)
+                    measured = after_fix(rows, o, observed_until, days, self.config.verification.return_fraction)
+                    if measured["returned"]:
+                        raise _Returned(measured)
                 kwh = float(measured["savings_kwh"])
                 ratio_cost = (o.cost / o.excess_kwh) if o.cost is not None and o.excess_kwh > 0 else None
                 ratio_co2 = (o.co2_kg / o.excess_kwh) if o.co2_kg is not None and o.excess_kwh > 0 else None
@@ -555,24 +559,68 @@ class OrderService:
                                          f"pattern absent for {days:g} days after the resolution"))
             except _Skip:
                 continue
+            except _Returned as back:
+                self._send_back(oid, back.args[0])
         return done
+
+    def _send_back(self, order_id: int, measured: dict[str, Any]) -> None:
+        """The waste is back after the fix: the order returns to in_progress (audited, by the system)."""
+        def apply(s: Session, o: Order, now: dt.datetime) -> dict | None:
+            o.status, o.closed_at = "in_progress", None
+            return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in measured.items()}
+
+        self._change(order_id, SYSTEM, "returned", None, apply,
+                     f"the waste came back after the resolution: {measured['after_kwh']:,.1f} kWh since the fix")
 
 
 class _Skip(Exception):
     """An order that is not ready for verification after all (checked again under the lock)."""
 
 
-def _absence_savings(rows: list[OrderFinding], o: Order, observed_until: dt.datetime) -> dict[str, Any]:
-    """Savings by absence: the pre-fix waste per day over the days observed since the fix, with the 68 % uncertainty
-    from the day-to-day spread of the pre-fix waste (sd of daily kWh x sqrt(days))."""
-    span_days = max((o.observed_end - o.observed_start) / DAY, 1.0)
+class _Returned(Exception):
+    """Verification found the waste back after the fix (args[0]: the measurement)."""
+
+
+def after_fix(rows: list[OrderFinding], o: Order, until: dt.datetime, absence_days: float,
+              return_fraction: float) -> dict[str, Any]:
+    """Compare the pattern's excess before and after the fix (``o.resolved_at``), up to ``until``.
+
+    The pre-fix rate is the excess of the findings before the fix per observed day [kWh/d] (finding counts for
+    data-quality orders, which have no kWh). The waste is back when the excess after the fix exceeds
+    ``return_fraction`` x pre-fix rate x max(days since the fix, ``absence_days``). Savings are the pre-fix rate
+    times the days since the fix minus the excess measured after it [kWh]; the 68 % uncertainty comes from the
+    day-to-day spread of the pre-fix excess (population sd of the daily kWh x sqrt(days)).
+
+    Returns
+    -------
+    dict
+        ``savings_kwh``, ``uncertainty_kwh``, ``method`` ("absence"), ``rate_kwh_per_day``, ``after_kwh``, ``days``,
+        ``returned``.
+    """
+    fix = o.resolved_at
+    before_days = max((fix - o.observed_start) / DAY, 1.0)
+    days = max((until - fix) / DAY, 0.0)
+    use_kwh = sum(f.excess_kwh for f in rows) > 0
+
+    def after_share(f: OrderFinding) -> float:
+        if f.start_at >= fix:
+            return 1.0
+        if f.end_at <= fix:
+            return 0.0
+        return (f.end_at - fix) / (f.end_at - f.start_at)  # a finding running over the fix instant
+
+    weight = (lambda f: f.excess_kwh) if use_kwh else (lambda f: 1.0)
+    pre = sum(weight(f) * (1.0 - after_share(f)) for f in rows)
+    post = sum(weight(f) * after_share(f) for f in rows)
+    before = [f for f in rows if after_share(f) < 1.0]
+    rate = pre / before_days
+    returned = post > return_fraction * rate * max(days, absence_days) if rate > 0 else post > 0
     per_day: dict[dt.date, float] = defaultdict(float)
-    for f in rows:
-        per_day[f.start_at.astimezone(UTC).date()] += f.excess_kwh
-    n_days = max(int(round(span_days)), 1)
-    daily = list(per_day.values()) + [0.0] * max(n_days - len(per_day), 0)
-    rate = o.excess_kwh / span_days
-    after = max((observed_until - o.resolved_at) / DAY, 0.0)
+    for f in before:
+        per_day[f.start_at.astimezone(UTC).date()] += f.excess_kwh if use_kwh else 0.0
+    daily = list(per_day.values()) + [0.0] * max(int(round(before_days)) - len(per_day), 0)
     sd = statistics.pstdev(daily) if len(daily) > 1 else rate
-    return {"savings_kwh": rate * after, "uncertainty_kwh": sd * math.sqrt(after), "method": "absence",
-            "rate_kwh_per_day": rate, "days": after}
+    savings = rate * days - post if use_kwh else 0.0
+    return {"savings_kwh": savings, "uncertainty_kwh": sd * math.sqrt(days) if use_kwh else 0.0,
+            "method": "absence", "rate_kwh_per_day": rate, "after_kwh": post if use_kwh else 0.0, "days": days,
+            "returned": bool(returned)}

@@ -138,21 +138,24 @@ def test_verification_by_absence_return_and_reopen(svc, clock):
     svc.transition(oid, "resolve", MANAGER, at=fix)
     with pytest.raises(OrdersUsageError, match="needs 14 days"):
         svc.verify(fix + dt.timedelta(days=5), MANAGER, oid)
-    # The waste comes back after the fix: back in progress, not verified.
-    back = svc.sync([idle(12)])
+    # The waste comes back after the fix (4 days of 30 kWh: more than a quarter of the pre-fix waste over 14 days).
+    back = svc.sync([idle(d) for d in range(12, 16)])
     assert back.returned == [oid] and svc.get(oid)["status"] == "in_progress"
     assert svc.verify(fix + dt.timedelta(days=30)) == []
-    fix2 = D0 + dt.timedelta(days=13)
+    fix2 = D0 + dt.timedelta(days=16)
     svc.transition(oid, "resolve", MANAGER, at=fix2)
+    # A small leftover after the fix (a false alarm, 10 kWh) does not send it back; it is subtracted from the savings.
+    assert svc.sync([idle(17, 10.0)]).returned == []
+    assert svc.get(oid)["status"] == "resolved"
     verified = svc.verify(fix2 + dt.timedelta(days=20))
     assert [o["id"] for o in verified] == [oid]
     o = verified[0]
-    rate = o["excess_kwh"] / ((idle(12).end - idle(0).start).total_seconds() / 86400)
-    assert o["verified_kwh"] == pytest.approx(rate * 20, rel=1e-6) and o["verification_method"] == "absence"
+    rate = 14 * 30.0 / ((fix2 - idle(0).start).total_seconds() / 86400)  # pre-fix kWh per observed day
+    assert o["verified_kwh"] == pytest.approx(rate * 20 - 10.0, rel=1e-6) and o["verification_method"] == "absence"
     assert o["verified_uncertainty_kwh"] > 0 and o["verified_cost"] == pytest.approx(o["verified_kwh"] * 0.2)
     # A finding from before the fix changes nothing; one after it reopens the same order with its history.
     assert svc.sync([idle(-1)]).reopened == []
-    again = svc.sync([idle(40)])
+    again = svc.sync([idle(d) for d in range(40, 45)])
     assert again.reopened == [oid] and not again.opened
     reopened = svc.get(oid)
     assert reopened["status"] == "open" and reopened["reopened"] == 1 and len(svc.list()) == 1

@@ -239,7 +239,10 @@ def _register_shell_callbacks(app: dash.Dash) -> None:
     @app.callback(Output(ids.NAV, "children"), Output(ids.STORE_LABEL, "children"), Input(ids.URL, "pathname"))
     def highlight(pathname):
         settings = app.server.config[CONFIG_KEY]
-        return _nav_links(pathname), f"store: {_safe_url(settings.store_url)}"
+        user = current_user()
+        # Where the data live matters to engineers and admins; to a plant manager it is noise.
+        label = f"store: {_safe_url(settings.store_url)}" if user and user.role in ("engineer", "admin") else ""
+        return _nav_links(pathname), label
 
     @app.callback(Output(ids.SITE, "options"), Output(ids.SITE, "value"), Input(ids.URL, "pathname"),
                   dash.State(ids.SITE, "value"))

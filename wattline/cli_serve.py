@@ -72,6 +72,8 @@ class Service:
     args: list[str]
     every_s: float | None = None
     kind: str = "service"
+    #: Scheduled analytics: each run gets ``--from`` this far before its start [s].
+    lookback_s: float | None = None
     proc: Optional[subprocess.Popen] = None
     started_at: float | None = None
     next_start: float = 0.0
@@ -86,8 +88,12 @@ class Service:
 
     @property
     def command(self) -> list[str]:
-        """The child's command line: this Python, ``-m wattline``, the arguments."""
-        return [sys.executable, "-m", "wattline", *self.args]
+        """The child's command line: this Python, ``-m wattline``, the arguments (and ``--from`` for a lookback)."""
+        extra = []
+        if self.lookback_s is not None:
+            start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=self.lookback_s)
+            extra = ["--from", start.isoformat(timespec="seconds")]
+        return [sys.executable, "-m", "wattline", *self.args, *extra]
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -118,7 +124,8 @@ def build_services(cfg: ServeConfig) -> list[Service]:
         args = ["analyze", *store, "--quiet", "--run", a.run]
         if a.plant is not None:
             args += ["--plant", str(a.plant)]
-        services.append(Service("analytics", args, every_s=a.every_s, kind="analytics"))
+        services.append(Service("analytics", args, every_s=a.every_s, kind="analytics",
+                                lookback_s=a.lookback_days * 86400))
         if a.follow:
             follow = ["analyze", "--follow", *store] + (["--plant", str(a.plant)] if a.plant is not None else [])
             services.append(Service("analytics-follow", follow, kind="analytics"))

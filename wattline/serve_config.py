@@ -140,23 +140,32 @@ def check_wattline_args(args: list[str] | tuple[str, ...]) -> str | None:
     """
     command = _wattline_command()
     path = ["wattline"]
-    options: set[str] = set()
     tokens = list(args)
     i = 0
-    while True:
-        options |= {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
-        if not isinstance(getattr(command, "commands", None), dict):  # typer vendors its own click: duck-type
-            break
-        while i < len(tokens) and tokens[i].startswith("-"):
-            i += 1  # options of a group (wattline -v serve)
+
+    def params(cmd) -> dict:
+        return {o: p for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+
+    while isinstance(getattr(command, "commands", None), dict):  # typer vendors its own click: duck-type a group
+        known = params(command)
+        while i < len(tokens) and tokens[i].startswith("-"):  # options of a group (wattline -v serve --config F)
+            opt = tokens[i].split("=", 1)[0]
+            if opt not in known:
+                return f"'{' '.join(path)}' has no option {opt}; valid: {', '.join(sorted(known))}"
+            param = known[opt]
+            takes_value = not (getattr(param, "is_flag", False) or getattr(param, "count", False))
+            i += 2 if takes_value and "=" not in tokens[i] else 1
         if i >= len(tokens):
+            if getattr(command, "invoke_without_command", False):
+                return None
             return f"'{' '.join(path)}' needs a sub-command; valid: {', '.join(sorted(command.commands))}"
         sub = command.commands.get(tokens[i])
         if sub is None:
-            return (f"'{' '.join(path)}' has no command {tokens[i]!r}; valid: {', '.join(sorted(command.commands))}")
+            return f"'{' '.join(path)}' has no command {tokens[i]!r}; valid: {', '.join(sorted(command.commands))}"
         path.append(tokens[i])
         command = sub
         i += 1
+    options = params(command)
     for token in tokens[i:]:
         if token.startswith("-") and token != "-":
             opt = token.split("=", 1)[0]

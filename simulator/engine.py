@@ -8,16 +8,24 @@ temperature, compressor phase) carries over between calls. The same seed, start 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from core.model import METER_FAULT_KINDS, WASTE_KINDS, Event
 from simulator import machines as phys
 from simulator.plant import PRODUCTION_ARCHETYPES, Plant
 from simulator.scenario import EventBook, ScenarioSpec, read_scenario, site_occupied
-from simulator.timeline import DAY_S, day_calendar, daylight, outdoor_temperature, rng_for
+from simulator.timeline import (
+    DAY_S,
+    day_calendar,
+    daylight,
+    outdoor_temperature,
+    rng_for,
+)
 
 NS = 1_000_000_000
 #: OPC UA Bad_NoCommunication, stored with the values of a meter gap.
@@ -64,6 +72,7 @@ class _Truth:
     by_machine: dict = field(default_factory=dict)
     start_s: float | None = None
     end_s: float | None = None
+    fixed: dict = field(default_factory=dict)  # machine path -> local date -> (kWh with the fix, kWh without it)
 
 
 class Simulation:
@@ -99,12 +108,14 @@ class Simulation:
         if intensity is None:
             # Calibrate on (up to 28) days spread over the run, so long and short runs both land near the target.
             sample = np.unique(np.linspace(0, max(run_days, 1) - 1, min(max(run_days, 1), 28)).round().astype(int))
+            # Calibrated without the fixes: the run with fixes keeps every other event of the run without them.
             intensity = 1.0 if self.scenario.avoidable_fraction is None else calibrate(
-                plant, self.scenario, self.seed, self.start_day, [self.start_day + int(d) for d in sample])
+                plant, self.scenario.model_copy(update={"fixes": ()}), self.seed, self.start_day, [self.start_day + int(d) for d in sample])
         self.intensity = float(intensity)
         self.book = EventBook(plant, self.scenario, self.seed, self.start_day, self.intensity)
         self._state = [self._initial_state(ref) for ref in plant.machines]
         self._plans: dict = {}
+        self._cf_state: dict[int, dict] = {}  # state of the fixed machines' counterfactual (no fix) run
         self.truth = _Truth()
 
     def _initial_state(self, ref) -> dict:
@@ -140,30 +151,24 @@ class Simulation:
                 cal = day_calendar(ref.calendar, site.timezone, day)
                 planned = self.book.for_machine_day(ref.index, day)
                 sim_events = [ev.for_day(day) for ev in planned if ev.effect != "meter"]
-                rng = rng_for(self.seed, 11, ref.index, day, block_no)
                 st = self._state[ref.index]
                 arch = ref.archetype
+                fixed_s = self.book.fixed_from(ref.index)
+                if fixed_s is not None and day * DAY_S + edges[-1] > fixed_s:
+                    # The counterfactual (no fix) first, from the same random stream and a copy of the state, so the
+                    # true avoided energy of the fix is exact; it carries its own state (e.g. furnace temperature).
+                    cf_state = self._cf_state.setdefault(ref.index, copy.deepcopy(st))
+                    cf_events = [ev.for_day(day, unfixed=True) for ev in self.book.for_machine_day(ref.index, day, unfixed=True)
+                                 if ev.effect != "meter"]
+                    cf = self._render_machine(ref, cal, win, cf_events, day, block_no, cf_state, caps)
+                else:
+                    cf = None
+                r = self._render_machine(ref, cal, win, sim_events, day, block_no, st, caps)
                 if arch in PRODUCTION_ARCHETYPES:
-                    key = (ref.index, day)
-                    plan = self._plans.get(key)
-                    if plan is None:
-                        self._plans = {k: v for k, v in self._plans.items() if k[1] >= day}
-                        plan = self._plans[key] = phys.plan_orders(ref, cal, self.seed, day, self.plant.material_kinds)
-                    r = phys.render_production(ref, plan, win, sim_events, rng)
                     line_runs.setdefault(ref.line.id, []).append(r.run_frac)
                     air += r.air
-                elif arch == "conveyor":
-                    r = phys.render_conveyor(ref, cal, win, sim_events, rng)
-                elif arch == "lighting":
-                    r = phys.render_lighting(ref, cal, win, sim_events, rng)
-                elif arch == "hvac":
-                    r = phys.render_hvac(ref, cal, win, sim_events, rng)
-                elif arch == "chiller":
-                    r = phys.render_chiller(ref, cal, win, sim_events, rng)
-                elif arch == "furnace":
-                    r = phys.render_furnace(ref, cal, win, sim_events, rng, st)
-                else:
-                    r = phys.render_compressor(ref, cal, win, sim_events, rng, ref.spec.capacity_m3_min / caps, st)
+                if cf is not None:
+                    self._record_fix(ref, day * DAY_S + mid, r.power, cf.power)
                 h = self.step_s / 3600
                 for ev in planned:
                     if ev.eid in r.extras:
@@ -179,6 +184,41 @@ class Simulation:
         self.truth.end_s = end if self.truth.end_s is None else max(self.truth.end_s, end)
         times = (np.int64(day) * DAY_S * NS + (edges[1:] * NS).astype(np.int64)).astype(np.int64)
         return Block(day, self.step_s, times, out, temps, true_kwh)
+
+    def _render_machine(self, ref, cal, win, sim_events, day: int, block_no: int, st: dict, caps: float) -> phys.Rendered:
+        """One machine's physics over the window (random stream keyed by machine, day and block)."""
+        rng = rng_for(self.seed, 11, ref.index, day, block_no)
+        arch = ref.archetype
+        if arch in PRODUCTION_ARCHETYPES:
+            key = (ref.index, day)
+            plan = self._plans.get(key)
+            if plan is None:
+                self._plans = {k: v for k, v in self._plans.items() if k[1] >= day}
+                plan = self._plans[key] = phys.plan_orders(ref, cal, self.seed, day, self.plant.material_kinds)
+            return phys.render_production(ref, plan, win, sim_events, rng)
+        if arch == "conveyor":
+            return phys.render_conveyor(ref, cal, win, sim_events, rng)
+        if arch == "lighting":
+            return phys.render_lighting(ref, cal, win, sim_events, rng)
+        if arch == "hvac":
+            return phys.render_hvac(ref, cal, win, sim_events, rng)
+        if arch == "chiller":
+            return phys.render_chiller(ref, cal, win, sim_events, rng)
+        if arch == "furnace":
+            return phys.render_furnace(ref, cal, win, sim_events, rng, st)
+        return phys.render_compressor(ref, cal, win, sim_events, rng, ref.spec.capacity_m3_min / caps, st)
+
+    def _record_fix(self, ref, mid_s: np.ndarray, power: np.ndarray, unfixed: np.ndarray) -> None:
+        """Add a fixed machine's true energy with and without the fix per local day of its site [kWh]."""
+        h = self.step_s / 3600
+        local = pd.DatetimeIndex((mid_s * NS).astype(np.int64), tz="UTC").tz_convert(str(ref.site.timezone))
+        days = pd.Series(local.date.astype(str))
+        actual = pd.Series(power * h).groupby(days.to_numpy()).sum()
+        counter = pd.Series(unfixed * h).groupby(days.to_numpy()).sum()
+        book = self.truth.fixed.setdefault(ref.path, {})
+        for d in actual.index:
+            a, c = book.get(d, (0.0, 0.0))
+            book[d] = (a + float(actual[d]), c + float(counter[d]))
 
     def _measure(self, ref, r: phys.Rendered, edges, day, faults, st) -> MachineSignals:
         """Turn true power into meter readings: register with rollover and meter faults; counters."""
@@ -288,7 +328,21 @@ class Simulation:
             "machine_energy_kwh": {k: round(v, 6) for k, v in self.truth.by_machine.items()},
             "meter_faults": {kind: sum(1 for e in events if e.kind == kind) for kind in METER_FAULT_KINDS},
             "events": [e.to_dict() for e in events],
+            **({"fixes": self._fixes_truth()} if self.scenario.fixes else {}),
         }
+
+    def _fixes_truth(self) -> dict:
+        """The fixes and their true avoided energy: per fixed machine and local day, energy with and without the fix."""
+        machines = {}
+        for path, days in sorted(self.truth.fixed.items()):
+            actual = sum(a for a, _ in days.values())
+            unfixed = sum(c for _, c in days.values())
+            machines[path] = {"actual_kwh": round(actual, 6), "unfixed_kwh": round(unfixed, 6),
+                              "avoided_kwh": round(unfixed - actual, 6),
+                              "daily": {d: [round(a, 6), round(c, 6)] for d, (a, c) in sorted(days.items())}}
+        return {"fixes": [f.model_dump(mode="json") for f in self.scenario.fixes],
+                "avoided_kwh": round(sum(m["avoided_kwh"] for m in machines.values()), 6),
+                "machines": machines}
 
 
 def calibrate(plant: Plant, scenario: ScenarioSpec, seed: int, start_day: int, days: list[int] | None = None,

@@ -4,6 +4,11 @@ A scenario file (YAML) sets the rate and size of each cause. ``avoidable_fractio
 target share of avoidable energy in plant energy: the simulator scales every cause's probability and size by one
 factor ``intensity``, found by a quick calibration run, so that the ground truth lands near the target; set it to
 ``null`` to use the file's numbers as they are (intensity 1).
+
+``fixes`` lists permanent fixes (the measure whose savings are verified): from a date on (local midnight of the
+machine's site) a waste cause no longer occurs on the named machines; an event running at that instant ends there.
+Events are planned exactly as without the fix, so the run differs only by the removed waste, and the engine renders
+the fixed machines a second time without the fix to record the true avoided energy per local day.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -21,7 +27,14 @@ from core.errors import ConfigError
 from simulator.errors import PlantFileError
 from simulator.machines import SimEvent, plan_orders
 from simulator.plant import PRODUCTION_ARCHETYPES, Plant
-from simulator.timeline import DAY_S, day_calendar, day_date, is_workday, normalise, rng_for
+from simulator.timeline import (
+    DAY_S,
+    day_calendar,
+    day_date,
+    is_workday,
+    normalise,
+    rng_for,
+)
 
 DEFAULT_SCENARIO_FILE = Path(__file__).with_name("scenarios") / "default.yaml"
 BLOCK_DAYS = 28
@@ -98,6 +111,14 @@ class MeterFaults(FrozenModel):
     spike_factor: float = Field(8.0, ge=1, le=100)
 
 
+class Fix(FrozenModel):
+    """A permanent fix: waste of ``cause`` on ``machines`` stops from ``date`` (local midnight of the site) on."""
+
+    cause: Literal["idle_running", "off_shift_load", "excess_specific_energy", "air_leak", "peak_demand"]
+    machines: tuple[str, ...] = Field(min_length=1, description="Machine ids or site/line/machine paths.")
+    date: dt.date
+
+
 class ScenarioSpec(FrozenModel):
     """A scenario file."""
 
@@ -110,6 +131,7 @@ class ScenarioSpec(FrozenModel):
     air_leak: AirLeak = AirLeak()
     peak_demand: PeakDemand = PeakDemand()
     meter_faults: MeterFaults = MeterFaults()
+    fixes: tuple[Fix, ...] = ()
 
     @model_validator(mode="after")
     def _ranges(self) -> "ScenarioSpec":
@@ -168,10 +190,13 @@ class PlannedEvent:
     details: dict = field(default_factory=dict)
     excess_kwh: float = 0.0
     rendered: bool = False
+    #: Set on events that a fix cut short or removed: (end [s], params) as planned without the fix.
+    unfixed: tuple[float, dict] | None = None
 
-    def for_day(self, day: int) -> SimEvent:
+    def for_day(self, day: int, unfixed: bool = False) -> SimEvent:
         base = day * DAY_S
-        return SimEvent(self.eid, self.effect, self.start_s - base, self.end_s - base, self.params)
+        end, params = self.unfixed if unfixed and self.unfixed is not None else (self.end_s, self.params)
+        return SimEvent(self.eid, self.effect, self.start_s - base, end - base, params)
 
 
 def _u(rng: np.random.Generator, rng_range: Range) -> float:
@@ -196,22 +221,49 @@ class EventBook:
         self.intensity = float(intensity)
         self.events: list[PlannedEvent] = []
         self._by_machine: dict[int, list[PlannedEvent]] = {}
+        self._removed: dict[int, list[PlannedEvent]] = {}  # events a fix removed entirely (counterfactual only)
         self._planned_blocks: set[int] = set()
+        self.fixes = fix_instants(plant, scenario)
 
     def block_of(self, day: int) -> int:
         return (day - self.origin) // BLOCK_DAYS
 
-    def for_machine_day(self, machine: int, day: int) -> list[PlannedEvent]:
-        """Events of a machine that overlap UTC day ``day``."""
+    def for_machine_day(self, machine: int, day: int, unfixed: bool = False) -> list[PlannedEvent]:
+        """Events of a machine that overlap UTC day ``day`` (with ``unfixed``: as planned without the fixes)."""
         for block in range(max(0, self.block_of(day) - 3), self.block_of(day) + 1):
             if block not in self._planned_blocks:
                 self._plan_block(block)
         lo, hi = day * DAY_S, (day + 1) * DAY_S
-        return [ev for ev in self._by_machine.get(machine, ()) if ev.start_s < hi and (ev.end_s > lo or (ev.end_s == ev.start_s and ev.start_s >= lo))]
+        events = self._by_machine.get(machine, [])
+        if unfixed:
+            events = sorted(events + self._removed.get(machine, []), key=lambda e: e.eid)
+
+        def end(ev: PlannedEvent) -> float:
+            return ev.unfixed[0] if unfixed and ev.unfixed is not None else ev.end_s
+
+        return [ev for ev in events if ev.start_s < hi and (end(ev) > lo or (end(ev) == ev.start_s and ev.start_s >= lo))]
+
+    def fixed_from(self, machine: int) -> float | None:
+        """Earliest fix instant of a machine [s since the epoch], None when no fix names it."""
+        times = [t for (m, _), t in self.fixes.items() if m == machine]
+        return min(times) if times else None
 
     def _add(self, machine: int, kind: str, effect: str, start_s: float, end_s: float, params=None, details=None) -> None:
         ev = PlannedEvent(len(self.events), machine, kind, effect, float(start_s), float(end_s), params or {}, details or {})
         self.events.append(ev)
+        fix_s = self.fixes.get((machine, kind))
+        if fix_s is not None and ev.end_s > fix_s:
+            ev.unfixed = (ev.end_s, dict(ev.params))
+            if ev.start_s >= fix_s:  # never happens: kept only for the counterfactual
+                self._removed.setdefault(machine, []).append(ev)
+                return
+            # Cut short at the fix; a ramp keeps its course up to the fix (its end value is the value reached there).
+            x = (fix_s - ev.start_s) / max(ev.end_s - ev.start_s, 1e-9)
+            for a, b in (("d0", "d1"), ("l0", "l1")):
+                if a in ev.params:
+                    ev.params[b] = ev.params[a] + (ev.params[b] - ev.params[a]) * x
+            ev.end_s = fix_s
+            ev.details["fixed_at"] = dt.datetime.fromtimestamp(fix_s, dt.timezone.utc).isoformat()
         self._by_machine.setdefault(machine, []).append(ev)
 
     def _plan_block(self, block: int) -> None:
@@ -328,6 +380,38 @@ class EventBook:
                     for ref in members:
                         self._add(ref.index, "peak_demand", "surge", t0, t1, {"kw": ref.spec.rated_kw * p.surge * k},
                                   {"group": group, "line_surge_kw": round(peak, 3), "machines": len(members)})
+
+
+def fix_instants(plant: Plant, scenario: ScenarioSpec) -> dict[tuple[int, str], float]:
+    """(machine index, cause) -> instant of the fix [s since the epoch]: local midnight of ``date`` at the machine's site.
+
+    Raises
+    ------
+    PlantFileError
+        When a fix names a machine the plant does not have (the message lists valid ids).
+    """
+    out: dict[tuple[int, str], float] = {}
+    if not scenario.fixes:
+        return out
+    from zoneinfo import ZoneInfo
+
+    by_name: dict[str, list] = {}
+    for ref in plant.machines:
+        by_name.setdefault(ref.path, []).append(ref)
+        by_name.setdefault(ref.spec.id, []).append(ref)
+    for i, fix in enumerate(scenario.fixes):
+        for name in fix.machines:
+            refs = by_name.get(name)
+            if not refs:
+                valid = ", ".join(r.spec.id for r in plant.machines[:12])
+                raise PlantFileError(f"scenario fixes[{i}].machines: no machine {name!r} in plant {plant.name!r}; "
+                                     f"give a machine id or site/line/machine path (e.g. {valid} ...)")
+            for ref in refs:
+                local = dt.datetime.combine(fix.date, dt.time(), tzinfo=ZoneInfo(str(ref.site.timezone)))
+                t = local.timestamp()
+                key = (ref.index, fix.cause)
+                out[key] = min(out.get(key, t), t)
+    return out
 
 
 def _next_start(cal, tz, day: int) -> float | None:

@@ -1,0 +1,187 @@
+"""Verified savings on synthetic meters with known savings: a building meter imported through the real CSV importer
+(heating and cooling change-points, 10 % savings), an industrial meter with production, the Guideline 14 formula and
+the errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.data import IntervalData, MachineInfo
+from analytics.errors import AnalyticsError, InsufficientDataError
+from analytics.mv_models import DailyInputs, fit_change_point
+from analytics.savings import Savings, SavingsSettings, fsu_half_width
+from core.importer import ImportMapping, import_csv
+from core.storage.sqlite import SQLiteStore
+
+INTERVENTION = dt.date(2025, 1, 1)
+#: Nine months of baseline (a winter and a summer: both change-points), three months of reporting.
+BUILDING_INTERVENTION = dt.date(2024, 10, 1)
+
+
+def building(seed: int = 0, saving: float = 0.10, start: str = "2024-01-01", stop: str = "2025-01-01",
+             intervention: dt.date = BUILDING_INTERVENTION):
+    """Hourly energy of an office building [kWh] and outdoor temperature [°C], Europe/Berlin local time.
+
+    Heating below 12 °C (6 kWh/K h), cooling above 20 °C (8 kWh/K h), occupied 07-19 on workdays; from
+    ``intervention`` on, every hour uses ``1 - saving`` of what it would have (a retrofit). Returns the frame and the
+    true savings fraction over the reporting period.
+    """
+    rng = np.random.default_rng(seed)
+    t = pd.date_range(start, stop, freq="1h", tz="Europe/Berlin", inclusive="left")
+    doy, hour = t.day_of_year.to_numpy(), t.hour.to_numpy()
+    weather = np.zeros(len(t))  # weather systems: an AR(1) over hours
+    noise = rng.normal(0, 0.35, len(t))
+    for i in range(1, len(t)):
+        weather[i] = 0.995 * weather[i - 1] + noise[i]
+    temp = 10 - 10 * np.cos(2 * np.pi * (doy - 20) / 365.25) + 4 * np.sin(2 * np.pi * (hour - 9) / 24) + weather
+    occupied = ((t.day_of_week < 5) & (hour >= 7) & (hour < 19)).astype(float)
+    unfixed = (25 + 40 * occupied + 6 * np.maximum(12 - temp, 0) + 8 * np.maximum(temp - 20, 0)) \
+        * (1 + rng.normal(0, 0.04, len(t)))
+    after = t >= pd.Timestamp(intervention, tz="Europe/Berlin")
+    energy = np.where(after, unfixed * (1 - saving), unfixed)
+    truth = 1 - energy[after].sum() / unfixed[after].sum() if after.any() else 0.0
+    return pd.DataFrame({"time": t, "kwh": energy, "temp": temp}), float(truth)
+
+
+def test_building_meter_imported_from_csv_gets_its_savings_within_a_point(tmp_path: Path):
+    frame, truth = building()
+    csv = tmp_path / "meter.csv"
+    # Interval ends in local time, as a utility portal exports them.
+    ends = (frame["time"] + pd.Timedelta(hours=1)).dt.tz_convert("UTC")
+    pd.DataFrame({"ts": ends.dt.strftime("%Y-%m-%dT%H:%M:%SZ"), "kwh": frame["kwh"].round(3),
+                  "temp_c": frame["temp"].round(2)}).to_csv(csv, index=False)
+    mapping = ImportMapping.model_validate({
+        "time": {"column": "ts"},
+        "tags": {"site": "office", "line": "main", "machine": "meter"},
+        "columns": [{"column": "kwh", "to": "electrical.energy_kwh", "unit": "kWh", "kind": "interval"},
+                    {"column": "temp_c", "to": "weather.outdoor_temp_c"}],
+    })
+    with SQLiteStore(tmp_path / "b.db") as store:
+        import_csv(csv, mapping, store)
+        data = IntervalData.from_store(store, None, "2024-01-01T00:00:00+01:00", "2025-01-01T00:00:00+01:00",
+                                       resolution_s=3600, timezone="Europe/Berlin")
+    result = Savings(SavingsSettings(scope="office/main/meter", intervention=BUILDING_INTERVENTION)).fit(data).to_dict()
+    assert result["model"]["type"] == "change_point"  # no production data: the temperature model wins
+    assert abs(result["savings_fraction"] - truth) < 0.01
+    lo, hi = result["savings_interval_90_kwh"]
+    true_kwh = truth * result["baseline_kwh"]
+    assert lo <= true_kwh <= hi
+    assert result["fsu_90"] < 0.5 and result["passes_g14"]
+    model = result["model"]
+    assert 9 <= model["heating_c"] <= 15 and 17 <= model["cooling_c"] <= 23  # the change-points are found
+    for key in ("scope", "baseline_period", "reporting_period", "baseline_kwh", "actual_kwh", "savings_kwh",
+                "savings_fraction", "fsu_68", "fsu_90", "cv_rmse", "nmbe", "passes_g14", "warnings"):
+        assert key in result
+    assert result["fsu_68"] < result["fsu_90"]
+
+
+def test_change_point_model_recovers_balance_points_and_slopes():
+    frame, _ = building(seed=3, saving=0.0)
+    day = frame["time"].dt.date
+    daily = frame.groupby(day)
+    temps = np.vstack([g["temp"].to_numpy()[:23] for _, g in daily])  # 23 h covers the short DST day
+    hours = np.zeros((len(temps), 3))
+    dows = np.array([pd.Timestamp(d).day_of_week for d in daily.groups])
+    hours[np.arange(len(dows)), np.where(dows < 5, 0, np.where(dows == 5, 1, 2))] = 23
+    energy = np.array([g["kwh"].to_numpy()[:23].sum() for _, g in daily])
+    model = fit_change_point(DailyInputs(hours, temps, 1.0), energy)
+    assert model.heating_c is not None and abs(model.heating_c - 12) <= 1
+    assert model.cooling_c is not None and abs(model.cooling_c - 20) <= 1
+    assert abs(model.heating_kwh_per_kday / 24 - 6) < 0.6  # [kWh per K h]
+    assert abs(model.cooling_kwh_per_kday / 24 - 8) < 0.8
+
+
+def industrial(seed: int = 0, saving_kw: float = 20.0, days: int = 400):
+    """A machine whose energy follows its production (15-min windows) with 20 kW of idle waste removed on
+    ``INTERVENTION``; returns interval data and the true avoided energy per window [kWh]."""
+    rng = np.random.default_rng(seed)
+    t = pd.date_range("2024-03-01", periods=days * 96, freq="15min", tz="UTC")
+    hour = t.hour.to_numpy()
+    workday = t.day_of_week.to_numpy() < 5
+    shift = workday & (hour >= 6) & (hour < 22)
+    rate = np.where(shift, rng.gamma(20, 2.5, len(t)), 0.0)  # parts per window, varies with orders
+    idle = (~shift) & (rng.random(len(t)) < 0.5)  # left idling, half the off-shift windows
+    after = np.asarray(t >= pd.Timestamp(INTERVENTION, tz="UTC"))
+    avoided = np.where(after & idle, saving_kw * 0.25, 0.0)
+    energy = 5 * 0.25 + 0.8 * rate + np.where(idle, saving_kw * 0.25, 0.0) - avoided + rng.normal(0, 2, len(t))
+    frame = pd.DataFrame({"machine": "plant/l1/press-01", "time": t, "energy_kwh": energy, "good": rate})
+    data = IntervalData.from_frame(frame, machines=[MachineInfo.from_path("plant/l1/press-01")])
+    return data, avoided, after
+
+
+def test_industrial_meter_with_production_savings_and_interval():
+    data, avoided, after = industrial()
+    result = Savings(SavingsSettings(scope="plant/l1/press-01", intervention=INTERVENTION, model="baseline")).fit(data).to_dict()
+    assert "production" in result["model"]["drivers"]
+    true = avoided[after].sum()
+    lo, hi = result["savings_interval_90_kwh"]
+    assert lo <= true <= hi
+    assert abs(result["savings_kwh"] - true) / true < 0.05
+    assert result["reporting_days"] >= 80 and result["baseline_days"] >= 190
+
+
+def test_fsu_follows_guideline_14_and_widens_with_autocorrelation():
+    rng = np.random.default_rng(1)
+    white = rng.normal(0, 10, 365)
+    u0 = fsu_half_width(white, 3, 90, 0.90, rho=0.0)
+    # rho = 0: t * 1.26 * RMSE * sqrt(m (1 + 2/n))
+    expected = u0["t"] * 1.26 * u0["rmse_kwh"] * np.sqrt(90 * (1 + 2 / 365))
+    assert u0["half_width_kwh"] == pytest.approx(expected, rel=1e-9)
+    ar = np.zeros(365)
+    for i in range(1, 365):
+        ar[i] = 0.6 * ar[i - 1] + white[i]
+    u1 = fsu_half_width(ar, 3, 90, 0.90)
+    assert 0.3 < u1["rho"] < 0.8
+    assert u1["n_eff"] == pytest.approx(365 * (1 - u1["rho"]) / (1 + u1["rho"]))
+    assert u1["half_width_kwh"] / u1["rmse_kwh"] > 1.4 * u0["half_width_kwh"] / u0["rmse_kwh"]
+    assert fsu_half_width(white, 3, 90, 0.68)["half_width_kwh"] < u0["half_width_kwh"]
+
+
+def test_daily_uncertainty_covers_autocorrelated_errors_where_the_hourly_one_does_not():
+    """Zero savings, day-to-day persistent error: the daily interval covers the truth about as often as it claims,
+    the hourly interval (G14 applied to hourly residuals) far less often."""
+    hits_daily, hits_hourly = [], []
+    for seed in range(30):
+        rng = np.random.default_rng(100 + seed)
+        n_days = 200
+        day_err = np.zeros(n_days)
+        for i in range(1, n_days):
+            day_err[i] = 0.7 * day_err[i - 1] + rng.normal(0, 2)
+        hourly = np.repeat(day_err / 24, 24) + rng.normal(0, 0.3, n_days * 24)
+        base, rep = hourly[: 140 * 24], hourly[140 * 24:]
+        err = rep.sum()  # zero true savings: the estimate's error is the sum of the reporting residuals
+        d = fsu_half_width(base.reshape(-1, 24).sum(axis=1), 1, 60, 0.90)
+        h = fsu_half_width(base, 1, 60 * 24, 0.90)
+        hits_daily.append(abs(err) <= d["half_width_kwh"])
+        hits_hourly.append(abs(err) <= h["half_width_kwh"])
+    assert np.mean(hits_daily) >= 0.8
+    assert np.mean(hits_hourly) < np.mean(hits_daily) - 0.2
+
+
+def test_bad_scope_intervention_and_short_baseline_are_clear_errors():
+    data, _, _ = industrial(days=60)
+    with pytest.raises(AnalyticsError, match="valid scopes.*plant/l1/press-01"):
+        Savings(SavingsSettings(scope="plant/l9", intervention=dt.date(2024, 4, 20))).fit(data)
+    with pytest.raises(AnalyticsError, match="outside the data"):
+        Savings(SavingsSettings(scope="plant", intervention=dt.date(2023, 1, 1))).fit(data)
+    with pytest.raises(InsufficientDataError, match="complete days before the intervention"):
+        Savings(SavingsSettings(scope="plant/l1", intervention=dt.date(2024, 3, 10))).fit(data)
+    with pytest.raises(AnalyticsError, match="call fit"):
+        Savings(SavingsSettings(scope="plant", intervention=dt.date(2024, 4, 5))).to_dict()
+
+
+def test_drivers_outside_the_baseline_range_raise_a_non_routine_warning():
+    data, _, _ = industrial()
+    frame = data.frame.copy()
+    late = frame["time"] >= pd.Timestamp("2025-01-01", tz="UTC")
+    frame.loc[late, "good"] = frame.loc[late, "good"] * 2.5  # production far above anything in the baseline
+    frame.loc[late, "energy_kwh"] = frame.loc[late, "energy_kwh"] + 0.8 * frame.loc[late, "good"] / 2.5 * 1.5
+    busy = IntervalData.from_frame(frame, machines=list(data.machines.values()))
+    result = Savings(SavingsSettings(scope="plant", intervention=INTERVENTION, model="baseline")).fit(busy).to_dict()
+    names = [w["name"] for w in result["warnings"]]
+    assert "analytics.savings.driver_out_of_range" in names

@@ -27,3 +27,15 @@ class OrdersUsageError(OrdersError):
 
 class OrderConflict(OrdersError):
     """The order changed since the caller read it (optimistic version check); read it again and retry."""
+
+
+class OrderNotFound(OrdersUsageError):
+    """No order with that id (or none the user may see)."""
+
+
+class NotAllowed(OrdersUsageError):
+    """The user's role or sites do not allow the action."""
+
+
+class IllegalTransition(OrdersUsageError):
+    """The order's status does not allow the action (the message lists what it allows)."""

@@ -31,7 +31,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from core.model import Event
-from core.orders import OrderConflict, OrdersError, OrdersUsageError
+from core.orders import (IllegalTransition, NotAllowed, OrderConflict, OrderNotFound, OrdersError,
+                         OrdersUsageError)
 from core.orders.config import OrdersConfig, category_of
 from core.orders.schema import ACTIVE_STATUSES, STATUSES, AuditEntry, Order, OrderFinding
 
@@ -79,10 +80,10 @@ class Actor:
     def check(self, action: str, site: str) -> None:
         """Raise OrdersUsageError naming the user, role and site when :meth:`may` is False."""
         if self.role != "system" and self.role not in ACTION_ROLES.get(action, ()):
-            raise OrdersUsageError(f"user {self.name!r} (role {self.role}) may not {action} orders; roles allowed: "
+            raise NotAllowed(f"user {self.name!r} (role {self.role}) may not {action} orders; roles allowed: "
                                    f"{', '.join(ACTION_ROLES.get(action, ()))}")
         if not self.may(action, site):
-            raise OrdersUsageError(f"user {self.name!r} (role {self.role}) may not act on site {site!r}; their sites: "
+            raise NotAllowed(f"user {self.name!r} (role {self.role}) may not act on site {site!r}; their sites: "
                                    f"{', '.join(self.sites) or '(none)'}")
 
 
@@ -205,7 +206,7 @@ class OrderService:
         with Session(self.engine) as s:
             o = s.get(Order, int(order_id))
             if o is None or (actor is not None and actor.sites and o.site not in actor.sites):
-                raise OrdersUsageError(f"no order {order_id}; 'wattline orders list' shows the orders")
+                raise OrderNotFound(f"no order {order_id}; 'wattline orders list' shows the orders")
             d = order_dict(o)
             d["audit"] = [{"at": _iso(a.at), "actor": a.actor, "action": a.action, "from": a.from_status,
                            "to": a.to_status, "team": a.team, "comment": a.comment,
@@ -229,7 +230,7 @@ class OrderService:
             q = q.with_for_update()
         o = s.scalars(q).first()
         if o is None:
-            raise OrdersUsageError(f"no order {order_id}; 'wattline orders list' shows the orders")
+            raise OrderNotFound(f"no order {order_id}; 'wattline orders list' shows the orders")
         return o
 
     @staticmethod
@@ -288,10 +289,10 @@ class OrderService:
         def apply(s: Session, o: Order, now: dt.datetime) -> dict | None:
             if o.status not in sources:
                 allowed = [a for a, (src, _) in TRANSITIONS.items() if o.status in src and a != "verify"]
-                raise OrdersUsageError(f"order {o.id} is {o.status}: cannot {action} it (allowed from {o.status}: "
+                raise IllegalTransition(f"order {o.id} is {o.status}: cannot {action} it (allowed from {o.status}: "
                                        f"{', '.join(allowed) or 'none'}; {action} needs {' or '.join(sources)})")
             if o.team is None and action in ("ack", "start", "resolve"):
-                raise OrdersUsageError(f"order {o.id} waits in the dispatch queue: assign it to a team first "
+                raise IllegalTransition(f"order {o.id} waits in the dispatch queue: assign it to a team first "
                                        f"(wattline orders assign {o.id} TEAM)")
             o.status = target
             if action == "ack":
@@ -328,10 +329,10 @@ class OrderService:
 
         def apply(s: Session, o: Order, now: dt.datetime) -> dict | None:
             if o.status not in ACTIVE_STATUSES or o.status == "resolved":
-                raise OrdersUsageError(f"order {o.id} is {o.status}: only open, acknowledged or in-progress orders "
+                raise IllegalTransition(f"order {o.id} is {o.status}: only open, acknowledged or in-progress orders "
                                        "can be assigned")
             if o.team == team:
-                raise OrdersUsageError(f"order {o.id} already belongs to {team}")
+                raise IllegalTransition(f"order {o.id} already belongs to {team}")
             previous = o.team
             if previous is not None:
                 o.reassignments += 1
@@ -517,10 +518,10 @@ class OrderService:
             if order_id is not None:
                 o = s.get(Order, int(order_id))
                 if o is None:
-                    raise OrdersUsageError(f"no order {order_id}; 'wattline orders list' shows the orders")
+                    raise OrderNotFound(f"no order {order_id}; 'wattline orders list' shows the orders")
                 actor.check("verify", o.site)
                 if o.status != "resolved":
-                    raise OrdersUsageError(f"order {o.id} is {o.status}: only resolved orders can be verified")
+                    raise IllegalTransition(f"order {o.id} is {o.status}: only resolved orders can be verified")
                 if o.resolved_at + dt.timedelta(days=days) > observed_until:
                     raise OrdersUsageError(
                         f"order {o.id}: the data reach {observed_until.isoformat()}, but verification needs "

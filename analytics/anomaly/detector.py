@@ -54,14 +54,14 @@ class DetectorSettings(FrozenModel):
     """Settings of :class:`Detector` (defaults: the candidate chosen by ``bench_anomaly``)."""
 
     method: Literal["robust", "pca", "iforest"] = Field("pca", description="Candidate model: robust, pca, iforest.")
-    smooth_rows: int = Field(9, ge=1, description="Causal rolling smoothing of the row score over this many rows.")
+    smooth_rows: int = Field(49, ge=1, description="Causal rolling smoothing of the row score over this many rows.")
     smoothing: Literal["median", "mean"] = Field("median", description="Rolling median (ignores isolated spikes) "
                                                  "or mean.")
     min_rows: int = Field(5, ge=1, description="Rows above the threshold an alarm needs (persistence).")
     release: float = Field(0.6, gt=0, le=1, description="An alarm extends over neighbouring rows whose score is "
                            "at least this far from the normal median to the threshold (hysteresis).")
     gap_rows: int = Field(3, ge=0, description="Runs above the threshold separated by at most this many rows join.")
-    false_alarm_rate: float = Field(0.01, gt=0, lt=1,
+    false_alarm_rate: float = Field(0.03, gt=0, lt=1,
                                     description="Budget: share of normal rows allowed above the threshold.")
     alerts_per_week: float | None = Field(None, gt=0, description="Budget in alarms per week (replaces "
                                           "false_alarm_rate; needs a time index or row_seconds).")
@@ -154,13 +154,16 @@ class _Model:
 
 
 def _smooth(score: np.ndarray, w: int, history: np.ndarray | None = None, how: str = "median") -> np.ndarray:
-    """Causal rolling median (or mean) over ``w`` rows (shorter at the start unless ``history`` gives the rows
-    before). The median ignores isolated spikes: it rises only when over half the window is raised."""
+    """Causal rolling median (or mean) over ``w`` rows (NaN for the first rows with under half a window unless
+    ``history`` gives the rows before). The median ignores isolated spikes: it rises only when over half the window is
+    raised."""
     if w <= 1:
         return np.asarray(score, float)
     head = np.zeros(0) if history is None else np.asarray(history, float)[-(w - 1):]
     s = pd.Series(np.concatenate([head, score]))
-    roll = s.rolling(w, min_periods=1)
+    # Rows with under half a window of history have no smoothed score (NaN: never an alarm), since a median of one or
+    # two rows is single-row noise again.
+    roll = s.rolling(w, min_periods=(w + 1) // 2)
     out = (roll.median() if how == "median" else roll.mean()).to_numpy()
     return out[len(head):]
 
@@ -285,7 +288,7 @@ class Detector:
         budget = self._row_budget()
         self.threshold = max(tail_quantile(scores, budget) * s.margin, 1e-12)
         self.calibration = {"rows": int(len(scores)), "budget_row_rate": budget, "threshold": float(self.threshold),
-                            "median_score": float(np.median(scores))}
+                            "median_score": float(np.nanmedian(scores))}
 
     def with_settings(self, **changes: Any) -> Detector:
         """A detector sharing this one's fitted model with other post-processing settings (``false_alarm_rate``,
@@ -339,7 +342,7 @@ class Detector:
         """Unsmoothed score per row (the candidate's own units)."""
         return self._require().score(self._numeric(frame).to_numpy(float))
 
-    def score(self, frame: pd.DataFrame, history: np.ndarray | None = None) -> pd.Series:
+    def score(self, frame: pd.DataFrame, history: np.ndarray | None = None, raw: np.ndarray | None = None) -> pd.Series:
         """Smoothed score per row in threshold units (1 or more is above the threshold).
 
         Parameters
@@ -349,17 +352,32 @@ class Detector:
         history : ndarray, optional
             Raw scores of the rows just before ``frame`` (a streaming scorer passes them so that the smoothing
             continues across calls).
+        raw : ndarray, optional
+            The rows' raw scores when already computed (:meth:`raw_score`).
         """
-        raw = self.raw_score(frame)
+        raw = self.raw_score(frame) if raw is None else np.asarray(raw, float)
         return pd.Series(_smooth(raw, self.settings.smooth_rows, history, self.settings.smoothing) / self.threshold, index=frame.index,
                          name="score")
 
-    def predict(self, frame: pd.DataFrame) -> Prediction:
-        """Labels and events of ``frame`` (rows in time order)."""
+    def predict(self, frame: pd.DataFrame, score: np.ndarray | None = None) -> Prediction:
+        """Labels and events of ``frame`` (rows in time order).
+
+        Parameters
+        ----------
+        frame : DataFrame
+            The signals.
+        score : ndarray, optional
+            The rows' smoothed scores in threshold units when already known (a streaming scorer scores each new row
+            once, with :meth:`score` and its history, and passes the accumulated scores).
+        """
         model = self._require()
         s = self.settings
         x = self._numeric(frame).to_numpy(float)
-        score = _smooth(model.score(x), s.smooth_rows, how=s.smoothing) / self.threshold
+        if score is None:
+            score = _smooth(model.score(x), s.smooth_rows, how=s.smoothing) / self.threshold
+        score = np.asarray(score, float)
+        if len(score) != len(x):
+            raise AnalyticsError(f"{len(score)} scores for {len(x)} rows; pass one score per row of the frame")
         labels = np.zeros(len(x), bool)
         events, suppressed = [], []
         shift = (s.smooth_rows - 1) // 2

@@ -89,6 +89,7 @@ class PlantAnomalies:
     def __init__(self, settings: PlantAnomalySettings | None = None) -> None:
         self.settings = settings or PlantAnomalySettings()
         self.detectors: dict[str, Detector] = {}
+        self.baseline: Any = None
         self.events: list[Event] = []
         self.duplicates = 0
         self.suppressed = 0
@@ -115,20 +116,11 @@ class PlantAnomalies:
         """
         if not data.machines or data.n_times == 0:
             raise AnalyticsError("no interval data to assess for anomalies")
-        n_m, n_t = len(data.machines), data.n_times
-        fault = quality.mask if quality is not None and quality.mask is not None else np.zeros((n_m, n_t), bool)
-        claimed = np.zeros((n_m, n_t))
-        known: list[Event] = list(quality.events) if quality is not None else []
-        if potential is not None:
-            for ex in potential.excess.values():
-                claimed += ex
-            known += list(potential.events)
+        fault, claimed, known = known_findings(data, quality, potential)
+        self.warnings = []
         expected = self._expected(data, baseline, fault)
         coverage = data.matrix("coverage").astype(float)
-        self.events, self.detectors, self.duplicates, self.suppressed = [], {}, 0, 0
-        from analytics.potential import site_economics
-
-        econ = site_economics(data)
+        self.detectors = {}
         need = int(self.settings.min_days * 86400 / data.resolution_s)
         skipped = []
         for i, path in enumerate(data.machines):
@@ -146,8 +138,52 @@ class PlantAnomalies:
             for pattern in self.settings.normal_patterns.get(path, []):
                 det.mark_normal(pattern)
             self.detectors[path] = det
-            scored = feats.where(pd.Series(~fault[i], index=feats.index), np.nan)
-            pred = det.predict(scored)
+        if skipped:
+            self.warnings.append(Notice("analytics.anomaly.insufficient_data",
+                                        f"{len(skipped)} machine(s) have under {self.settings.min_days:g} days of "
+                                        f"usable data and were not assessed for anomalies: {', '.join(skipped[:5])}",
+                                        {"machines": skipped[:100]}))
+        self.events = self.detect(data, expected, fault, known)
+        return self
+
+    def machine_signals(self, data: IntervalData, i: int, expected: np.ndarray | None,
+                        fault: np.ndarray) -> pd.DataFrame:
+        """The signals of machine ``i`` as its detector sees them (meter-fault windows blanked)."""
+        path = data.machine_ids[i]
+        feats = _features(data, i, None if expected is None else expected[i])
+        det = self.detectors[path]
+        for col in det.columns:
+            if col not in feats.columns:
+                feats[col] = np.nan
+        return feats.where(pd.Series(~fault[i], index=feats.index), np.nan)
+
+    def detect(self, data: IntervalData, expected: np.ndarray | None, fault: np.ndarray, known: list[Event],
+               scores: dict[str, np.ndarray] | None = None) -> list[Event]:
+        """Anomaly findings of ``data`` with the fitted detectors (no refit).
+
+        Parameters
+        ----------
+        data : IntervalData
+        expected : ndarray or None
+            (machines x windows) baseline energy [kWh].
+        fault : ndarray of bool
+            (machines x windows) meter-fault windows.
+        known : list of Event
+            Known findings; overlapping anomalies of the same machine are not reported.
+        scores : dict, optional
+            Path -> smoothed scores per window, when already computed (streaming).
+        """
+        from analytics.potential import site_economics
+
+        econ = site_economics(data)
+        events: list[Event] = []
+        self.duplicates = self.suppressed = 0
+        for i, path in enumerate(data.machines):
+            det = self.detectors.get(path)
+            if det is None:
+                continue
+            pred = det.predict(self.machine_signals(data, i, expected, fault),
+                               score=None if scores is None else scores[path])
             self.suppressed += len(pred.suppressed)
             for ev in pred.events:
                 found = self._event(data, i, ev, expected, econ)
@@ -156,27 +192,31 @@ class PlantAnomalies:
                 if any(k.machine == path and k.start < found.end and found.start < k.end for k in known):
                     self.duplicates += 1
                     continue
-                self.events.append(found)
-        if skipped:
-            self.warnings.append(Notice("analytics.anomaly.insufficient_data",
-                                        f"{len(skipped)} machine(s) have under {self.settings.min_days:g} days of "
-                                        f"usable data and were not assessed for anomalies: {', '.join(skipped[:5])}",
-                                        {"machines": skipped[:100]}))
-        self.events.sort(key=lambda e: (e.start, e.machine))
-        return self
+                events.append(found)
+        events.sort(key=lambda e: (e.start, e.machine))
+        return events
 
     def _expected(self, data: IntervalData, baseline: Any, fault: np.ndarray) -> np.ndarray | None:
-        """Expected energy per machine and window [kWh] from the baseline (None when none can be fitted)."""
+        """Expected energy per machine and window [kWh] from the baseline (fitted here when None; None when none can
+        be fitted). The baseline is kept (``self.baseline``) for scoring new windows."""
         from analytics.baseline import Baseline
 
         try:
             if baseline is None:
                 baseline = Baseline().fit(data, exclude=fault)
-            keys, expected = baseline.predict_matrix(data, "machine")
+            self.baseline = baseline
+            return self.expected(data)
         except InsufficientDataError as exc:
+            self.baseline = None
             self.warnings.append(Notice("analytics.anomaly.no_baseline", f"anomalies are found without baseline "
                                         f"residuals (no excess energy is quantified): {exc}", {}))
             return None
+
+    def expected(self, data: IntervalData) -> np.ndarray | None:
+        """Expected energy per machine and window of ``data`` from the kept baseline [kWh] (None without one)."""
+        if self.baseline is None:
+            return None
+        keys, expected = self.baseline.predict_matrix(data, "machine")
         order = {k: j for j, k in enumerate(keys)}
         out = np.full((len(data.machines), data.n_times), np.nan)
         for i, path in enumerate(data.machines):
@@ -235,6 +275,20 @@ class PlantAnomalies:
         """Per machine: the detector's threshold and calibration; the counts of events, duplicates and suppressed."""
         return {"machines": {p: d.to_dict() for p, d in self.detectors.items()}, "events": len(self.events),
                 "duplicates_of_known_findings": self.duplicates, "suppressed_as_normal": self.suppressed}
+
+
+def known_findings(data: IntervalData, quality: Any = None, potential: Any = None
+                   ) -> tuple[np.ndarray, np.ndarray, list[Event]]:
+    """Meter-fault windows, energy the known causes claimed per window [kWh] and the known findings."""
+    n_m, n_t = len(data.machines), data.n_times
+    fault = quality.mask if quality is not None and quality.mask is not None else np.zeros((n_m, n_t), bool)
+    claimed = np.zeros((n_m, n_t))
+    known: list[Event] = list(quality.events) if quality is not None else []
+    if potential is not None:
+        for ex in potential.excess.values():
+            claimed += ex
+        known += list(potential.events)
+    return np.asarray(fault, bool), claimed, known
 
 
 def _duration(hours: float) -> str:

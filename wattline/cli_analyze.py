@@ -260,6 +260,8 @@ def register(app: typer.Typer) -> None:
         json_file: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
         run: str | None = typer.Option(None, "--run", help="Run id the findings are stored under (default: analyze-<from>-<to>; the same id replaces them)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        follow: bool = typer.Option(False, "--follow", help="Keep scoring the newest intervals for anomalies (models fitted on the last 28 days, refitted nightly); Ctrl-C stops."),
+        every: str = typer.Option("5m", "--every", help="With --follow: how often to score new intervals (e.g. 5m, 90s)."),
         config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (key: store); options override it.", dir_okay=False),
     ) -> None:
         """Find where energy is wasted, how much and why: reduction potential by cause in kWh, money and CO2, meter
@@ -269,4 +271,9 @@ def register(app: typer.Typer) -> None:
 
         settings = read_app_settings(config, {"store": store})
         _require_existing_store(settings.store)
+        if follow:
+            from wattline.cli_follow import parse_every, run_follow
+
+            run_follow(settings.store, plant, parse_every(every), run=run)
+            return
         run_analyze(settings.store, plant, start, stop, json_file, run=run, progress=not quiet)

@@ -89,6 +89,7 @@ class PlantAnomalies:
     def __init__(self, settings: PlantAnomalySettings | None = None) -> None:
         self.settings = settings or PlantAnomalySettings()
         self.detectors: dict[str, Detector] = {}
+        self._profiles: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         self.baseline: Any = None
         self.events: list[Event] = []
         self.duplicates = 0
@@ -130,8 +131,13 @@ class PlantAnomalies:
                 skipped.append(path)
                 continue
             det = Detector(self.detector_settings(path))
+            # Scored: the baseline residual where there is a baseline (the machine's drivers are in it already; raw
+            # power, states and production are bimodal on/off signals whose level the baseline explains), else the
+            # multivariate features. The other signals explain an event (_explaining_signals).
+            scored = ["residual_kw"] if "residual_kw" in feats.columns else list(feats.columns)
+            self._profiles[path] = _hour_profiles(feats[usable], data.machines[path].timezone)
             try:
-                det.fit(feats[usable])
+                det.fit(feats.loc[usable, scored])
             except InsufficientDataError:
                 skipped.append(path)
                 continue
@@ -253,7 +259,8 @@ class PlantAnomalies:
             cost = float(np.nansum(energy_cost(e.tariff, e.timezone, t[a:b], np.clip(excess_w, 0, None))))
         if e is not None and e.co2_kg_per_kwh is not None:
             co2 = kwh * float(e.co2_kg_per_kwh)
-        signals = [SIGNAL_NAMES.get(s, s) for s in ev.top_signals()]
+        names = list(dict.fromkeys(ev.top_signals() + _explaining_signals(data, i, a, b, self._profiles.get(info.path))))
+        signals = [SIGNAL_NAMES.get(s, s) for s in names]
         prod = _production_note(data, i, a, b)
         tz = zoneinfo.ZoneInfo((e.timezone if e is not None else None) or info.timezone or "UTC")
         local = start.astimezone(tz)
@@ -266,7 +273,7 @@ class PlantAnomalies:
         daily = float(np.nansum(data.matrix("energy_kwh")[i].astype(float))) / max(data.n_times * data.hours / 24, 1e-9)
         details = {"cost": None if cost is None else round(cost, 4), "co2_kg": None if co2 is None else round(co2, 4),
                    "currency": currency, "severity": round(float(np.clip(kwh / max(daily, 1e-9), 0, 1)), 4),
-                   "explanation": text, "signals": ev.top_signals(), "contributions": ev.to_dict()["contributions"],
+                   "explanation": text, "signals": names, "contributions": ev.to_dict()["contributions"],
                    "signature": ev.to_dict()["signature"], "peak_score": round(ev.peak_score, 3),
                    "baseline_kwh": round(base, 3), "excess_fraction": round(kwh / base, 4) if base > 1e-6 else None}
         return Event(info.path, "anomaly", start, end, kwh, details)
@@ -289,6 +296,46 @@ def known_findings(data: IntervalData, quality: Any = None, potential: Any = Non
             claimed += ex
         known += list(potential.events)
     return np.asarray(fault, bool), claimed, known
+
+
+def _local_hour(times: pd.DatetimeIndex, tz: str) -> np.ndarray:
+    return times.tz_convert(tz or "UTC").hour.to_numpy()
+
+
+def _hour_profiles(feats: pd.DataFrame, tz: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per signal (not the residual): median and robust spread per local hour of day on the fitted windows."""
+    hour = _local_hour(pd.DatetimeIndex(feats.index), tz)
+    out = {}
+    for col in feats.columns:
+        if col == "residual_kw":
+            continue
+        x = feats[col].to_numpy(float)
+        med, scale = np.full(24, np.nan), np.full(24, np.nan)
+        for h in range(24):
+            v = x[(hour == h) & np.isfinite(x)]
+            if len(v) >= 3:
+                med[h] = np.median(v)
+                scale[h] = max(1.4826 * np.median(np.abs(v - med[h])), 0.05 * (np.nanstd(x) or 1.0))
+        out[col] = (med, scale)
+    return out
+
+
+def _explaining_signals(data: IntervalData, i: int, a: int, b: int, profiles: dict | None,
+                        min_z: float = 3.0) -> list[str]:
+    """Signals whose mean over windows ``[a, b)`` stands over ``min_z`` spreads from their usual value at those hours,
+    largest first."""
+    if not profiles:
+        return []
+    feats = _features(data, i, None).iloc[a:b]
+    hour = _local_hour(pd.DatetimeIndex(feats.index), list(data.machines.values())[i].timezone)
+    found = []
+    for col, (med, scale) in profiles.items():
+        if col not in feats.columns:
+            continue
+        z = (feats[col].to_numpy(float) - med[hour]) / scale[hour]
+        if np.isfinite(z).any() and abs(float(np.nanmean(z))) >= min_z:
+            found.append((abs(float(np.nanmean(z))), col))
+    return [c for _, c in sorted(found, reverse=True)]
 
 
 def _duration(hours: float) -> str:

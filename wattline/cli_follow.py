@@ -1,0 +1,158 @@
+"""``wattline analyze --follow``: score the newest intervals for anomalies as they arrive, without refitting each time.
+
+At start the anomaly models (``analytics.anomaly.plant.PlantAnomalies``, with their baselines) are fitted on the
+last ``history`` days before the newest complete window; then every ``--every`` the windows completed since are read
+from the store, scored by :class:`analytics.anomaly.stream.AnomalyStream` (events open and extend), and the findings
+are written with ``core.storage.results`` under one run id (each write replaces the run's findings, so a reader sees
+the current state). The models are refitted on a schedule (``refit`` seconds, nightly by default) in a supervised
+background thread (``core.supervise``); a failed refit is logged and retried, the old models keep scoring meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from wattline.cli_analyze import NS, WINDOW_S, AnalyzeError, _choose_plant, _energy_machines
+
+log = logging.getLogger(__name__)
+
+
+def parse_every(text: str) -> int:
+    """``"5m"``, ``"90s"``, ``"1h"`` or plain seconds -> seconds."""
+    from core.errors import ConfigError
+
+    t = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise ConfigError(f"--every {text!r} is not a duration; use e.g. 5m, 90s or 1h")
+    return int(value)
+
+
+def _utc(ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ns / NS, dt.timezone.utc)
+
+
+class Follower:
+    """The follow loop's state: store, plant, models, stream (see the module docstring).
+
+    Parameters
+    ----------
+    store : core.storage.base.Store
+        Open store.
+    plant_file : Path or None
+        Plant file (the demo plant is recognised as in ``wattline analyze``).
+    history_days : float
+        Days fitted at start and at each refit [d].
+    run : str
+        Run id the findings are stored under.
+    echo : callable
+        Prints a line (a new finding).
+    """
+
+    def __init__(self, store: Any, plant_file: Any, history_days: float, run: str,
+                 echo: Callable[[str], None] = typer.echo) -> None:
+        self.store, self.run, self.echo = store, run, echo
+        self.history_s = int(history_days * 86400)
+        self.notes: list = []
+        self.stored, _, _ = _energy_machines(store)
+        if not self.stored:
+            raise AnalyzeError("the store holds no energy data to follow; start a collector or import data first")
+        self.plant = _choose_plant(plant_file, self.stored, self.notes)
+        self.stream = None
+        self.reported: set[tuple] = set()
+        # The refit thread and the scoring loop share the store: one reader or writer at a time.
+        self._store_lock = threading.Lock()
+
+    def complete_until(self) -> int:
+        """End of the newest complete window with data [ns]."""
+        with self._store_lock:
+            _, _, last = _energy_machines(self.store)
+        w = WINDOW_S * NS
+        return (last // w) * w
+
+    def read(self, start_ns: int, stop_ns: int):
+        from analytics.data import IntervalData
+        from analytics.quality import find_meter_faults
+
+        with self._store_lock:
+            data = IntervalData.from_store(self.store, self.plant, _utc(start_ns), _utc(stop_ns), resolution_s=WINDOW_S)
+        return data, find_meter_faults(data)
+
+    def fit(self, stop_ns: int):
+        """Anomaly models fitted on the history before ``stop_ns``."""
+        from analytics.anomaly.plant import PlantAnomalies
+
+        start = stop_ns - self.history_s * NS
+        data, quality = self.read(start, stop_ns)
+        return PlantAnomalies().fit(data, quality=quality)
+
+    def start(self) -> None:
+        from analytics.anomaly.stream import AnomalyStream
+
+        until = self.complete_until()
+        self.echo(f"fitting anomaly models on {self.history_s / 86400:g} days up to {_utc(until).isoformat()}")
+        self.stream = AnomalyStream(self.fit(until))
+        self._next = until
+
+    def tick(self) -> int:
+        """Score the windows completed since the last tick; returns how many windows were scored."""
+        until = self.complete_until()
+        if until <= self._next:
+            return 0
+        data, quality = self.read(self._next, until)
+        events = self.stream.update(data, quality, known=list(quality.events))
+        self._next = until
+        from core.storage.results import results_for
+
+        with self._store_lock, results_for(self.store) as results:
+            results.write_findings(self.run, events, replace=True, run_kind="follow")
+        for ev in events:
+            key = (ev.machine, ev.start)
+            if key not in self.reported:
+                self.reported.add(key)
+                self.echo(ev.details.get("explanation") or f"{ev.machine}: anomaly from {ev.start.isoformat()}")
+        return data.n_times
+
+    def refit(self) -> None:
+        """Refit on the latest history and hand the models to the stream."""
+        model = self.fit(self._next)
+        self.stream.refit(model)
+        log.info("anomaly models refitted up to %s", _utc(self._next).isoformat())
+
+
+def run_follow(store_url: str, plant_file: Any, every_s: int, history_days: float = 28.0, refit_s: float = 86400.0,
+               run: str | None = None, stop: threading.Event | None = None) -> Follower:
+    """Follow the store until ``stop`` is set (Ctrl-C ends it from the command line)."""
+    from core.storage import open_store
+    from core.supervise import Supervisor
+
+    stop = stop or threading.Event()
+    with open_store(store_url) as store:
+        follower = Follower(store, plant_file, history_days, run or "follow-anomalies")
+        follower.start()
+        supervisor = Supervisor(prefix="analyze")
+
+        def refit_loop() -> None:
+            while not stop.wait(refit_s):
+                follower.refit()
+
+        supervisor.thread("anomaly-refit", refit_loop, wake=stop)
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                follower.tick()
+                stop.wait(max(0.0, every_s - (time.monotonic() - started)))
+        except KeyboardInterrupt:
+            stop.set()
+        return follower

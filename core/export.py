@@ -158,7 +158,7 @@ class _Writer:
             return
         tags = key.tag_dict
         if self.fmt == "csv":
-            stamps = pd.to_datetime(times, utc=True).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            stamps = np.char.add(np.datetime_as_string(times.astype("datetime64[ns]"), unit="us"), "Z").tolist()
             head = [key.measurement, *(tags.get(k, "") for k in self.tag_keys), key.field]
             self._csv.writerows([t, *head, "" if math.isnan(v) else repr(v), s]
                                 for t, v, s in zip(stamps, values.tolist(), status.tolist()))
@@ -251,6 +251,9 @@ def _unescape(text: str) -> str:
 
 def _parse_line(line: str, precision: int):
     """One line -> (measurement, tags, {field: value or None}, status, time [ns]); ValueError says what is wrong."""
+    if "\\" not in line and '"' not in line:
+        # Fast path (nearly every line): no escapes, no string fields, so plain splits are exact.
+        return _parse_plain(line, precision)
     sections = _split_unescaped(line, " ")
     sections = [s for s in sections if s != ""]
     if len(sections) < 2:
@@ -287,19 +290,59 @@ def _parse_line(line: str, precision: int):
             continue
         if raw.startswith('"'):
             raise ValueError(f"field {name!r} is a string ({raw[:30]}); Wattline stores numbers only")
-        if raw in ("t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"):
-            number = 1.0 if raw[0] in "tT" else 0.0
-        else:
-            try:
-                number = float(raw[:-1]) if raw[-1:] in ("i", "u") else float(raw)
-            except ValueError:
-                raise ValueError(f"field {name!r} value {raw!r} is not a number") from None
+        number = _number(name, raw)
         if name == STATUS_FIELD:
             status = int(number)
         else:
             values[name] = number
     for name in missing:
         values[name] = None
+    if not values:
+        raise ValueError("no value field (only wattline_status)")
+    return measurement, tags, values, status, time_ns
+
+
+def _number(name: str, raw: str) -> float:
+    if raw in ("t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"):
+        return 1.0 if raw[0] in "tT" else 0.0
+    try:
+        return float(raw[:-1]) if raw[-1:] in ("i", "u") else float(raw)
+    except ValueError:
+        raise ValueError(f"field {name!r} value {raw!r} is not a number") from None
+
+
+def _parse_plain(line: str, precision: int):
+    sections = [s for s in line.split(" ") if s]
+    if len(sections) != 3:
+        if len(sections) == 2:
+            raise ValueError("no timestamp; Wattline imports only stamped values (write the time as the last column)")
+        if len(sections) < 2:
+            raise ValueError("expected 'measurement[,tags] fields [timestamp]'")
+        raise ValueError("more than three space-separated parts (escape spaces in names as '\\ ')")
+    head, fields_text, stamp = sections
+    measurement, *tag_parts = head.split(",")
+    if not measurement:
+        raise ValueError("empty measurement name")
+    tags = {}
+    for part in tag_parts:
+        key, eq, value = part.partition("=")
+        if not eq or not key or not value or "=" in value:
+            raise ValueError(f"tag {part!r} is not key=value")
+        tags[key] = value
+    try:
+        time_ns = int(stamp) * precision
+    except ValueError:
+        raise ValueError(f"timestamp {stamp!r} is not an integer") from None
+    values: dict[str, float | None] = {}
+    status = 0
+    for part in fields_text.split(","):
+        name, eq, raw = part.partition("=")
+        if not eq or not name or not raw:
+            raise ValueError(f"field {part!r} is not key=value")
+        if name == STATUS_FIELD:
+            status = int(_number(name, raw))
+        else:
+            values[name] = _number(name, raw)
     if not values:
         raise ValueError("no value field (only wattline_status)")
     return measurement, tags, values, status, time_ns

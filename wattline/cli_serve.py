@@ -375,6 +375,7 @@ def serve(ctx: typer.Context, config: Optional[Path] = ConfigOpt,
     """Run the collectors, scheduled analytics, the dashboard and other services as supervised child processes until
     SIGTERM or Ctrl-C (restarted with backoff when they die). 'wattline serve status' shows them."""
     if ctx.invoked_subcommand is not None:
+        ctx.obj = {"config": config}  # 'wattline serve --config F status' reads the same file
         return
     if config is None:
         raise ConfigError("which services? give the serve settings with --config FILE (sample: deploy/wattline.yaml)")
@@ -395,11 +396,13 @@ def serve(ctx: typer.Context, config: Optional[Path] = ConfigOpt,
 
 
 @serve_app.command("status")
-def status(config: Optional[Path] = ConfigOpt,
+def status(ctx: typer.Context, config: Optional[Path] = ConfigOpt,
            status_file: Optional[Path] = typer.Option(None, "--status-file", help="Status file (default: the config's status_file).", dir_okay=False),
            as_json: bool = typer.Option(False, "--json", help="Print the status document as JSON.")) -> None:
     """Show the services of a running 'wattline serve': state, pid, restarts, last exit. Exit code 1 when the
     supervisor is not running or its status is stale."""
+    if config is None and isinstance(ctx.obj, dict):
+        config = ctx.obj.get("config")
     if status_file is None:
         if config is None:
             raise ConfigError("give --config FILE (the serve settings) or --status-file FILE")

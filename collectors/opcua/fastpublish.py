@@ -22,10 +22,12 @@ Python value or None when the DataValue had none; times are ns since the epoch o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import struct
 import time
 
+import numpy as np
 from asyncua import ua
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import (
@@ -80,8 +82,66 @@ def _ticks_to_ns(ticks: int) -> int | None:
     return (ticks - _EPOCH_TICKS) * 100
 
 
+#: numpy dtypes of the scalar Variant types the uniform decoder reads (same values as the struct formats above).
+_NP_SCALARS = {1: "?", 2: "i1", 3: "u1", 4: "<i2", 5: "<u2", 6: "<i4", 7: "<u4", 8: "<i8", 9: "<u8", 10: "<f4",
+               11: "<f8"}
+_NP_LAYOUTS: dict[tuple[int, int], np.dtype] = {}
+#: Largest DateTime whose nanoseconds since the epoch fit in int64.
+_TICKS_MAX = _EPOCH_TICKS + (2**63 - 1) // 100
+
+
+def _np_layout(mask: int, vtype: int) -> np.dtype:
+    """Packed record of one MonitoredItemNotification whose DataValue has this encoding mask and scalar type."""
+    layout = _NP_LAYOUTS.get((mask, vtype))
+    if layout is None:
+        fields = [("h", "<u4"), ("m", "u1"), ("t", "u1"), ("v", _NP_SCALARS[vtype])]
+        fields += [(name, fmt) for bit, name, fmt in ((2, "s", "<u4"), (4, "src", "<i8"), (8, "srv", "<i8"))
+                   if mask & bit]
+        layout = _NP_LAYOUTS[(mask, vtype)] = np.dtype(fields)
+    return layout
+
+
+def _ns_list(ticks: np.ndarray) -> list | None:
+    """DateTimes -> ns since the epoch as ints; None when any is null/before 1970 or too large (the loop decides)."""
+    if ticks.min() <= _EPOCH_TICKS or ticks.max() >= _TICKS_MAX:
+        return None
+    return ((ticks - _EPOCH_TICKS) * 100).tolist()
+
+
+def _decode_uniform(data, pos: int, end: int) -> FastDataChange | None:
+    """Decode a DataChangeNotification whose items all have the first item's layout (same encoding mask, same scalar
+    type: the normal case of a subscription to many numbers) with numpy in one pass; None otherwise.
+
+    The loop in :func:`_decode_data_change` costs ~0.6 us per value in Python; this ~0.1 us. The result is the same
+    (tests compare both with asyncua's decoder).
+    """
+    (n,) = _I32(data, pos)
+    pos += 4
+    if n < 16 or pos + 6 > end:  # small messages: the loop is as fast
+        return None
+    mask, vtype = data[pos + 4], data[pos + 5]
+    if mask & 0xF1 != 1 or vtype not in _NP_SCALARS:  # no value, or picoseconds, or not a plain scalar
+        return None
+    layout = _np_layout(mask, vtype)
+    stop = pos + n * layout.itemsize
+    if stop + 4 != end or _I32(data, stop)[0] > 0:  # then the DiagnosticInfos, none
+        return None
+    rec = np.frombuffer(data, layout, n, pos)
+    if (rec["m"] != mask).any() or (rec["t"] != vtype).any():
+        return None
+    src = _ns_list(rec["src"]) if mask & 4 else itertools.repeat(None, n)
+    srv = _ns_list(rec["srv"]) if mask & 8 else itertools.repeat(None, n)
+    if src is None or srv is None:
+        return None
+    status = rec["s"].tolist() if mask & 2 else itertools.repeat(0, n)
+    return FastDataChange(list(zip(rec["h"].tolist(), rec["v"].tolist(), status, src, srv)))
+
+
 def _decode_data_change(data, pos: int, end: int) -> FastDataChange | None:
     """Decode a DataChangeNotification body at ``data[pos:end]``; None when something needs the slow path."""
+    uniform = _decode_uniform(data, pos, end)
+    if uniform is not None:
+        return uniform
     (n,) = _I32(data, pos)
     pos += 4
     items = []

@@ -91,3 +91,57 @@ def test_truncated_response_is_an_error_not_garbage():
     data = response(items(10))
     with pytest.raises(Exception):
         decode_publish_response(Buffer(data[:-30]))
+
+
+def _same_items(fast_items, ref_items):
+    assert len(fast_items) == len(ref_items)
+    for (handle, value, code, src, srv), it in zip(fast_items, ref_items):
+        dv = it.Value
+        expected = dv.Value.Value
+        assert handle == it.ClientHandle and code == dv.StatusCode.value
+        assert (value == expected or (value != value and expected != expected)) and type(value) is type(expected)
+        assert src == datetime_to_ns(dv.SourceTimestamp) and srv == datetime_to_ns(dv.ServerTimestamp)
+
+
+UNIFORM = [(ua.VariantType.Double, lambda i: i * 0.25 - 3.0), (ua.VariantType.Float, lambda i: i * 0.5),
+           (ua.VariantType.Int32, lambda i: -i), (ua.VariantType.UInt64, lambda i: 2**63 + i),
+           (ua.VariantType.Boolean, lambda i: i % 3 == 0), (ua.VariantType.Byte, lambda i: i % 256),
+           (ua.VariantType.Int16, lambda i: -i), (ua.VariantType.UInt32, lambda i: 4_000_000_000 + i)]
+
+
+@pytest.mark.parametrize("vtype,make", UNIFORM, ids=[v.name for v, _ in UNIFORM])
+@pytest.mark.parametrize("layout", ["value+source+server", "value+status+source", "value only", "value+server"])
+def test_uniform_messages_decoded_in_one_pass_match_asyncua(vtype, make, layout):
+    # A subscription to many numbers: every item has the same layout, which the decoder reads with numpy in one pass.
+    later = NOW + dt.timedelta(milliseconds=1)
+    its = [ua.MonitoredItemNotification(ClientHandle=7 + 3 * i, Value=ua.DataValue(
+        ua.Variant(make(i), vtype), ua.StatusCode(0x40000000 + i if "status" in layout else 0),
+        SourceTimestamp=NOW + dt.timedelta(microseconds=i) if "source" in layout else None,
+        ServerTimestamp=later if "server" in layout else None)) for i in range(300)]
+    data = response(its)
+    dc = decode_publish_response(Buffer(data)).Parameters.NotificationMessage.NotificationData[0]
+    ref = struct_from_binary(ua.PublishResponse, Buffer(data)).Parameters.NotificationMessage.NotificationData[0]
+    assert isinstance(dc, FastDataChange)
+    _same_items(dc.items, ref.MonitoredItems)
+
+
+@pytest.mark.parametrize("odd", ["type", "null time", "status", "string", "before 1970"])
+def test_one_odd_item_among_uniform_ones_still_decodes_exactly(odd):
+    its = [ua.MonitoredItemNotification(ClientHandle=i, Value=ua.DataValue(
+        ua.Variant(float(i), ua.VariantType.Double), SourceTimestamp=NOW, ServerTimestamp=NOW)) for i in range(100)]
+    dv = its[57].Value
+    if odd == "type":
+        dv.Value = ua.Variant(5, ua.VariantType.Int64)
+    elif odd == "null time":
+        dv.SourceTimestamp = None
+    elif odd == "status":
+        dv.StatusCode = ua.StatusCode(0x80340000)
+    elif odd == "string":
+        dv.Value = ua.Variant("x", ua.VariantType.String)
+    else:
+        dv.SourceTimestamp = dt.datetime(1960, 1, 1, tzinfo=dt.timezone.utc)
+    data = response(its)
+    dc = decode_publish_response(Buffer(data)).Parameters.NotificationMessage.NotificationData[0]
+    ref = struct_from_binary(ua.PublishResponse, Buffer(data)).Parameters.NotificationMessage.NotificationData[0]
+    assert isinstance(dc, FastDataChange)
+    _same_items(dc.items, ref.MonitoredItems)

@@ -18,6 +18,7 @@ the rows go to the :class:`~collectors.buffer.BatchWriter` without waiting on th
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -175,6 +176,22 @@ def parse_browse_path(path: str, default_ns: int) -> list[ua.QualifiedName]:
         else:
             names.append(ua.QualifiedName(part, default_ns))
     return names
+
+
+def freeze_long_lived() -> None:
+    """Hide every object alive now (modules, config, node plan, the connected session) from the cyclic garbage
+    collector, after collecting what is garbage already.
+
+    Why: at 50,000 values/s the receive path allocates well over 100,000 short-lived tuples per second, so the
+    collector's full pass over the oldest generation runs several times a second, each walking every long-lived
+    object (asyncua's type tables, the node states): measured 0.6 us of 1.9 us per value decoded, turned into rows
+    and batched (80,000 long-lived objects; a running collector has more). Frozen objects are skipped; later garbage
+    is collected as before. Called after each (re)connect: unfreezing first lets the collection reclaim the previous
+    session's client, so reconnects leak nothing.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ServerSession:
@@ -382,6 +399,7 @@ class ServerSession:
         await self._read_tag_sources(client)
         if cfg.mode == "subscription":
             await self._subscribe(client)
+        freeze_long_lived()
 
     async def _read_limits(self, client: Client) -> None:
         ids = [ua.NodeId(i, 0) for i in _LIMIT_IDS.values()]

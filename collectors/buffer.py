@@ -54,6 +54,11 @@ class BatchWriter:
         Batches waiting for a slow store are written together, up to this many values per write.
     latency_observer : callable, optional
         Receives every sampled delay from value timestamp to stored [s] (the collector's Prometheus histogram).
+    min_write_interval_s : float, optional
+        Least time between the starts of two store writes while fewer than ``merge_values`` wait [s]; default half of
+        ``flush_interval_s``. A fast stream is then written in a few large writes instead of many ``batch_size`` ones:
+        the embedded store costs ~12 us per value in 5,000-value writes over 10,000 series and ~7 us in 50,000-value
+        ones (one rollup update per series per write). A value waits at most this much longer.
     supervisor : Supervisor, optional
         Runs the writer and spill threads (the collector's, so that failures reach its notices and metrics).
     abort_grace_s : float
@@ -79,6 +84,7 @@ class BatchWriter:
         supervisor: Supervisor | None = None,
         abort_grace_s: float = 2.0,
         latency_observer: Callable[[float], None] | None = None,
+        min_write_interval_s: float | None = None,
     ) -> None:
         self.store = store
         self.spool = spool
@@ -88,6 +94,9 @@ class BatchWriter:
         self.retry_interval_s = float(retry_interval_s)
         #: Largest write made of queued batches when the store is behind [values].
         self.merge_values = max(self.batch_size, int(merge_values))
+        self.min_write_interval_s = (self.flush_interval_s / 2 if min_write_interval_s is None
+                                     else float(min_write_interval_s))
+        self._last_write_at = -1e18
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._current: list[Row] = []
@@ -260,9 +269,22 @@ class BatchWriter:
                 self._replay_one()
                 continue
             replay_turn = True
+            if not self._store_down and not spool_waiting and self._linger():  # a replay goes at full speed
+                continue
             batch = self._take()
             if batch is not None:
+                self._last_write_at = time.monotonic()
                 self._write(batch)
+
+    def _linger(self) -> bool:
+        """Wait for more rows while the previous write began less than ``min_write_interval_s`` ago and fewer than
+        ``merge_values`` are queued; True when it waited (the caller looks again)."""
+        with self._lock:
+            left = self._last_write_at + self.min_write_interval_s - time.monotonic()
+            if left <= 0 or self._stopping or not self._pending or self._pending_values >= self.merge_values:
+                return False
+            self._wake.wait(left)
+            return True
 
     def _batch(self, rows: list[Row]) -> SeriesBatch:
         # Columns for Store.write_batch: one index per value into the tuple of every series key seen so far. The

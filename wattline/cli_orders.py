@@ -196,9 +196,49 @@ def sync_cmd(run: Optional[str] = typer.Option(None, "--run", help="Findings of 
                f"{result['below_threshold']} pattern(s) below the threshold")
 
 
+def baseline_measure(store_url: str, notes: list[str]):
+    """The measured-savings method for :meth:`OrderService.verify`: ``wattline savings`` on the order's machine from
+    the first full UTC day after the fix (IPMVP Option B, analytics.savings). It applies to waste orders; it is not
+    used (None: the absence method instead) when it fails Guideline 14, when its 68 % uncertainty is half the savings
+    or more, or when the data do not allow it."""
+    import contextlib
+    import io
+
+    from core.errors import WattlineError
+    from wattline.cli_savings import run_savings
+
+    def measure(order: dict[str, Any], until: dt.datetime) -> dict[str, Any] | None:
+        if order["category"] != "waste":
+            return None
+        fix = dt.datetime.fromisoformat(order["resolved"])
+        day = fix.date() + dt.timedelta(days=0 if fix.time() == dt.time() else 1)
+        days = int((until - dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)).total_seconds() // 86400)
+        if days < 1:
+            return None
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                r = run_savings(store_url, order["machine"], day.isoformat(), reporting_days=days)
+        except WattlineError as exc:
+            notes.append(f"order {order['id']}: baseline method not applicable ({exc}); absence method used")
+            return None
+        savings, fsu = r.get("savings_kwh"), r.get("fsu_68")
+        if savings is None or fsu is None or savings <= 0 or fsu >= 0.5 or not r.get("passes_g14"):
+            notes.append(f"order {order['id']}: baseline method inconclusive (savings {savings}, FSU 68 % {fsu}, "
+                         f"Guideline 14 {'passed' if r.get('passes_g14') else 'failed'}); absence method used")
+            return None
+        money = r.get("cost_savings")
+        return {"savings_kwh": savings, "uncertainty_kwh": fsu * savings, "method": "baseline",
+                "cost": money.get("amount") if isinstance(money, dict) else money, "co2_kg": r.get("co2_kg"),
+                "fsu_90": r.get("fsu_90"),
+                "intervention": day.isoformat(), "reporting_days": days}
+
+    return measure
+
+
 @orders_app.command("verify")
 def verify_cmd(order_id: Optional[int] = typer.Argument(None, help="Only this order (needs --as)."),
                until: Optional[str] = typer.Option(None, "--until", help="End of the analysed data (default: the store's last energy data)."),
+               method: str = typer.Option("auto", "--method", help="auto: measured savings against the baseline (wattline savings) where it applies and is conclusive, else the pattern's absence; absence: always the latter."),
                as_user: Optional[str] = AsOpt, users: Path = UsersOpt, store: Optional[str] = StoreOpt,
                db: Optional[str] = DbOpt, rules: Optional[Path] = RulesOpt, as_json: bool = JsonOpt) -> None:
     """Verify resolved orders whose pattern stayed absent for the verification period after the fix (run
@@ -208,7 +248,13 @@ def verify_cmd(order_id: Optional[int] = typer.Argument(None, help="Only this or
     svc = _service(store, db, rules)
     actor = _actor(as_user, users, "verify") if (order_id is not None or as_user) else SYSTEM
     observed = _time(until, "--until") or _data_end(store or "wattline.db")
-    done = svc.verify(observed, actor, order_id)
+    if method not in ("auto", "absence"):
+        raise ConfigError(f"--method {method!r} is not valid; valid: auto, absence")
+    notes: list[str] = []
+    measure = baseline_measure(store or "wattline.db", notes) if method == "auto" else None
+    done = svc.verify(observed, actor, order_id, measure=measure)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     if as_json:
         typer.echo(json.dumps(done, ensure_ascii=False))
         return

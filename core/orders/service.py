@@ -492,7 +492,8 @@ class OrderService:
 
     # -- verification ------------------------------------------------------------------------------------------------
     def verify(self, observed_until: dt.datetime, actor: Actor = SYSTEM, order_id: int | None = None,
-               measure: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> list[dict[str, Any]]:
+               measure: Callable[[dict[str, Any], dt.datetime], dict[str, Any] | None] | None = None
+               ) -> list[dict[str, Any]]:
         """Verify resolved orders whose absence period has been observed.
 
         Parameters
@@ -502,10 +503,12 @@ class OrderService:
         order_id : int, optional
             Only this order (OrdersUsageError when it is not resolved or its period is not over yet).
         measure : callable, optional
-            ``measure(order_dict) -> {"savings_kwh", "uncertainty_kwh", "method"}`` or None (the measured-savings
-            method, e.g. the baseline verification of analytics.savings). Without it, or when it returns None, the
-            savings are the pre-fix waste rate over the verified period (method ``"absence"``), with an uncertainty from
-            the day-to-day spread of the waste before the fix.
+            ``measure(order_dict, observed_until) -> {"savings_kwh", "uncertainty_kwh", "method", "cost"?, "co2_kg"?}``
+            or None: the measured-savings method (the baseline verification of analytics.savings, wired by the CLI).
+            Without it, or when it returns None (the method does not apply or fails its criteria), the savings are
+            the pre-fix waste rate over the verified period minus what is left (method ``"absence"``), with an
+            uncertainty from the day-to-day spread of the waste before the fix. Either way an order whose waste is
+            back (:func:`after_fix`) goes to in_progress instead.
 
         Returns
         -------
@@ -531,18 +534,23 @@ class OrderService:
             ids = list(s.scalars(q))
         done = []
         for oid in ids:
-            def apply(s: Session, o: Order, now: dt.datetime, oid=oid) -> dict | None:
-                if o.status != "resolved":
-                    raise _Skip()
-                until = o.resolved_at + dt.timedelta(days=days)
-                if until > observed_until:
-                    raise _Skip()
+            # Measure outside any transaction (the baseline method takes seconds), then write under the lock if the
+            # order is still the version measured.
+            with Session(self.engine) as s:
+                o = s.get(Order, oid)
+                if o is None or o.status != "resolved" or o.resolved_at + dt.timedelta(days=days) > observed_until:
+                    continue
                 rows = list(s.scalars(sa.select(OrderFinding).where(OrderFinding.order_id == o.id)))
-                measured = measure(order_dict(o)) if measure is not None else None
-                if measured is None:
-                    measured = after_fix(rows, o, observed_until, days, self.config.verification.return_fraction)
-                    if measured["returned"]:
-                        raise _Returned(measured)
+                absence = after_fix(rows, o, observed_until, days, self.config.verification.return_fraction)
+                snapshot, version = order_dict(o), o.version
+            if absence["returned"]:
+                self._send_back(oid, absence)
+                continue
+            measured = measure(snapshot, observed_until) if measure is not None else None
+            if measured is None:
+                measured = absence
+
+            def apply(s: Session, o: Order, now: dt.datetime, measured=measured) -> dict | None:
                 kwh = float(measured["savings_kwh"])
                 ratio_cost = (o.cost / o.excess_kwh) if o.cost is not None and o.excess_kwh > 0 else None
                 ratio_co2 = (o.co2_kg / o.excess_kwh) if o.co2_kg is not None and o.excess_kwh > 0 else None
@@ -550,18 +558,18 @@ class OrderService:
                 o.closed_at = o.closed_at or now
                 o.verified_kwh = kwh
                 o.verified_uncertainty_kwh = float(measured["uncertainty_kwh"])
-                o.verified_cost = None if ratio_cost is None else kwh * ratio_cost
-                o.verified_co2_kg = None if ratio_co2 is None else kwh * ratio_co2
+                o.verified_cost = (measured["cost"] if measured.get("cost") is not None
+                                   else None if ratio_cost is None else kwh * ratio_cost)
+                o.verified_co2_kg = (measured["co2_kg"] if measured.get("co2_kg") is not None
+                                     else None if ratio_co2 is None else kwh * ratio_co2)
                 o.verification_method = str(measured["method"])
                 return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in measured.items()}
 
             try:
-                done.append(self._change(oid, actor, "verify", None, apply,
-                                         f"pattern absent for {days:g} days after the resolution"))
-            except _Skip:
-                continue
-            except _Returned as back:
-                self._send_back(oid, back.args[0])
+                done.append(self._change(oid, actor, "verify", version, apply,
+                                         f"verified ({measured['method']}) {days:g} days after the resolution"))
+            except OrderConflict:
+                continue  # changed while measuring (waste returned, reassigned): the next run looks again
         return done
 
     def _send_back(self, order_id: int, measured: dict[str, Any]) -> None:
@@ -572,14 +580,6 @@ class OrderService:
 
         self._change(order_id, SYSTEM, "returned", None, apply,
                      f"the waste came back after the resolution: {measured['after_kwh']:,.1f} kWh since the fix")
-
-
-class _Skip(Exception):
-    """An order that is not ready for verification after all (checked again under the lock)."""
-
-
-class _Returned(Exception):
-    """Verification found the waste back after the fix (args[0]: the measurement)."""
 
 
 def after_fix(rows: list[OrderFinding], o: Order, until: dt.datetime, absence_days: float,

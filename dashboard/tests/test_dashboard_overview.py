@@ -29,6 +29,7 @@ from dashboard.overview import (
 from dashboard.store import EXTENSION
 from dashboard.tests.helpers import NS, logged_in, machine_tags, write_field
 from dashboard.tests.test_dashboard_access import callback_payload
+from tests.storage.conftest import influx_env  # noqa: F401 - the shared InfluxDB server's fixture (skips without it)
 
 UTC = dt.timezone.utc
 POWER_KW = {("north", "l1", "m1"): 10.0, ("north", "l1", "m2"): 20.0, ("south", "s1", "p1"): 5.0}
@@ -50,20 +51,45 @@ def hour_floor(ns: int) -> int:
     return ns // (3600 * NS) * 3600 * NS
 
 
+@pytest.fixture(params=["sqlite", pytest.param("influx", marks=[pytest.mark.integration, pytest.mark.influx])])
+def backend(request, tmp_path):
+    """(store URL, open store or None): the embedded SQLite file, or a fresh bucket on the shared InfluxDB server."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "plant.db"), None
+        return
+    import uuid
+
+    from core.storage.influx import InfluxStore
+    from core.storage.influx_setup import setup_influx
+    from tests.storage.conftest import drop_bucket, influx_settings
+
+    env = request.getfixturevalue("influx_env")  # skips locally, fails in CI, without the server
+    settings = influx_settings(env, f"t_{uuid.uuid4().hex[:10]}", tmp_path)
+    setup_influx(settings, backfill=False, progress=False)
+    store = InfluxStore(settings)
+    try:
+        yield "influx://test", store
+    finally:
+        store.close()
+        drop_bucket(settings)
+
+
 @pytest.fixture
-def app(tmp_path, users_path):
-    """Two sites with constant power for three days up to now (energy registers sampled every minute) and one
+def app(backend, users_path):
+    """Two sites with constant power for three days up to now (energy registers sampled every 5 min) and one
     analysis run's findings: waste in north and south, a meter gap in north."""
     plant = parse_plant(PLANT, "<test plant>")
-    app = create_app(str(tmp_path / "plant.db"), users=users_path, plant=plant, tz="UTC")
+    url, shared = backend
+    app = create_app(url, users=users_path, plant=plant, tz="UTC", store=shared)
     store = store_of(app)
     now_s = time.time_ns() // NS
-    times = np.arange(now_s - 3 * 86400, now_s, 60)
+    times = np.arange(now_s - 3 * 86400, now_s, 300)
     for (site, line, machine), kw in POWER_KW.items():
         tags = machine_tags(line, machine, site=site)
         write_field(store, "electrical", "energy_kwh", tags, times, 500.0 + kw * (times - times[0]) / 3600.0)
         write_field(store, "electrical", "active_power_kw", tags, times, np.full(len(times), kw))
         write_field(store, "machine_state", "state", tags, times, np.full(len(times), 2))  # running
+    store.flush()
     t0 = dt.datetime.fromtimestamp(now_s - 86400, UTC)
     t1 = t0 + dt.timedelta(hours=2)
     results_for(store).write_findings("analyze-test", [

@@ -43,6 +43,7 @@ from analytics.baseline import G14_HOURLY, Baseline, BaselineSettings
 from analytics.data import FRAME_COLUMNS, NS, REGISTER_COLUMNS, IntervalData
 from analytics.errors import AnalyticsError, InsufficientDataError
 from analytics.mv_models import DailyInputs, fit_change_point
+from analytics.quality import find_meter_faults
 from core.config import FrozenModel
 from core.notices import Notice
 
@@ -83,6 +84,8 @@ class SavingsSettings(FrozenModel):
         as the formula is often applied; it understates the uncertainty and is kept for comparison).
     inflation : float
         Factor on the Guideline 14 half-width, from the coverage measured on simulator runs (1 = the formula).
+    exclude_meter_faults : bool
+        Leave out the days with a meter fault (:func:`analytics.quality.find_meter_faults`).
     baseline : BaselineSettings, optional
         Settings of the house baseline (its ``scopes`` are set to the scope's level).
     """
@@ -95,6 +98,7 @@ class SavingsSettings(FrozenModel):
     model: Literal["auto", "baseline", "change_point"] = "auto"
     uncertainty: Literal["daily", "hourly"] = "daily"
     inflation: float = Field(1.0, gt=0, le=10)
+    exclude_meter_faults: bool = True
     baseline: BaselineSettings = BaselineSettings(drivers=SAVINGS_DRIVERS)
 
 
@@ -202,6 +206,7 @@ class Savings:
         self.result: dict[str, Any] = {}
         self.daily: pd.DataFrame | None = None
         self.warnings: list[Notice] = []
+        self._faults: np.ndarray | None = None
 
     # -- fit -----------------------------------------------------------------------------------------------------------
     def fit(self, data: IntervalData) -> Savings:
@@ -236,7 +241,11 @@ class Savings:
         local = pd.DatetimeIndex(t, tz="UTC").tz_convert(sc.timezone)
         day_of = pd.factorize(local.date)[0]
         days = pd.Index(pd.unique(local.date))
-        observed = _scope_sum(sub.matrix("energy_kwh").astype(float))
+        # Windows with a meter fault (stuck register, reset, spike, gap) count as missing: their days leave both the
+        # baseline fit and the savings sum (the same days on both sides, so the savings fraction stays unbiased).
+        faults = find_meter_faults(sub).mask.any(axis=0) if s.exclude_meter_faults else np.zeros(len(t), dtype=bool)
+        observed = np.where(faults, np.nan, _scope_sum(sub.matrix("energy_kwh").astype(float)))
+        self._faults = faults
 
         def daily_sum(x: np.ndarray) -> np.ndarray:
             return np.bincount(day_of, np.nan_to_num(x), len(days))
@@ -317,6 +326,7 @@ class Savings:
             "baseline_period": [d0.isoformat(), (d1 + dt.timedelta(days=1)).isoformat()],
             "reporting_period": [days[rep_idx[0]].isoformat(), (days[rep_idx[-1]] + dt.timedelta(days=1)).isoformat()],
             "baseline_days": n, "reporting_days": m, "timezone": sc.timezone,
+            "reporting_days_left_out": [days[i].isoformat() for i in np.flatnonzero(day_rep & ~complete)],
             "model": info.get("model", {"type": name}), "model_choice_cv_rmse": choice or None,
             "baseline_kwh": baseline_kwh, "actual_kwh": actual_kwh, "savings_kwh": savings_kwh,
             "savings_fraction": fraction,
@@ -339,7 +349,7 @@ class Savings:
         """Fit model ``name`` on the training windows / days; expected energy per local day [kWh], parameters, info."""
         if name == "baseline":
             bs = self.settings.baseline.model_copy(update={"scopes": (sc.level,)})
-            exclude = np.broadcast_to(~train_w, (len(sub.machines), sub.n_times)).copy()
+            exclude = np.broadcast_to(~train_w | self._faults, (len(sub.machines), sub.n_times)).copy()
             bl = Baseline(bs).fit(sub, exclude=exclude)
             model = bl.models.get(f"{sc.level}:{sc.key}")
             if model is None:
@@ -351,14 +361,14 @@ class Savings:
             # Parameters as the daily residuals see them: time-of-week slots collapse into day types.
             dense = [c for c in model.columns if not c.startswith("tow:")]
             params = len(dense) + (3 if any(c.startswith("tow:") for c in model.columns) else 0)
-            obs = _scope_sum(sub.matrix("energy_kwh").astype(float))
+            obs = np.where(self._faults, np.nan, _scope_sum(sub.matrix("energy_kwh").astype(float)))
             hourly = _hourly(np.where(train_w, obs - exp_w, np.nan), sub)
             info = {"model": {"type": "baseline", "drivers": model.groups, "columns": len(model.columns),
                               "fit_statistics": model.stats.get("fit"), "holdout": model.stats.get("holdout")},
                     "expected_w": exp_w, "hourly_residuals": hourly, "warnings": bl.warnings}
             return pred, params, info
         x = _daily_inputs(sub, sc, day_of, n_days)
-        obs_day = np.bincount(day_of, np.nan_to_num(_scope_sum(sub.matrix("energy_kwh").astype(float))), n_days)
+        obs_day = np.bincount(day_of, np.nan_to_num(_scope_sum(sub.matrix("energy_kwh").astype(float))), n_days)  # training days are complete
         idx = np.flatnonzero(train_days)
         cp = fit_change_point(DailyInputs(x.hours[idx], x.temp[idx], x.window_h), obs_day[idx])
         pred = cp.predict(x)

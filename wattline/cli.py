@@ -24,6 +24,7 @@ from wattline.cli_export import register as register_export_commands
 from wattline.cli_import import import_app
 from wattline.cli_influx import influx_app
 from wattline.cli_orders import orders_app
+from wattline.cli_savings import register as register_savings_command
 from wattline.cli_serve import register as register_serve_command
 from wattline.cli_simulate import simulate_app
 from wattline.cli_users import users_app
@@ -43,6 +44,7 @@ app.add_typer(orders_app, name="orders")
 register_collect_commands(app)
 register_analyze_command(app)
 register_dashboard_command(app)
+register_savings_command(app)
 register_serve_command(app)
 register_backup_commands(app)
 register_export_commands(app)

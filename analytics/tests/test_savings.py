@@ -108,7 +108,7 @@ def industrial(seed: int = 0, saving_kw: float = 20.0, days: int = 400):
     idle = (~shift) & (rng.random(len(t)) < 0.5)  # left idling, half the off-shift windows
     after = np.asarray(t >= pd.Timestamp(INTERVENTION, tz="UTC"))
     avoided = np.where(after & idle, saving_kw * 0.25, 0.0)
-    energy = 5 * 0.25 + 0.8 * rate + np.where(idle, saving_kw * 0.25, 0.0) - avoided + rng.normal(0, 2, len(t))
+    energy = (5 * 0.25 + 0.8 * rate + np.where(idle, saving_kw * 0.25, 0.0) - avoided) * rng.normal(1, 0.05, len(t))
     frame = pd.DataFrame({"machine": "plant/l1/press-01", "time": t, "energy_kwh": energy, "good": rate})
     data = IntervalData.from_frame(frame, machines=[MachineInfo.from_path("plant/l1/press-01")])
     return data, avoided, after
@@ -118,6 +118,7 @@ def test_industrial_meter_with_production_savings_and_interval():
     data, avoided, after = industrial()
     result = Savings(SavingsSettings(scope="plant/l1/press-01", intervention=INTERVENTION, model="baseline")).fit(data).to_dict()
     assert "production" in result["model"]["drivers"]
+    assert result["reporting_days_left_out"] == []  # no meter fault in these data
     true = avoided[after].sum()
     lo, hi = result["savings_interval_90_kwh"]
     assert lo <= true <= hi

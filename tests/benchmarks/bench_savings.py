@@ -36,12 +36,14 @@ from simulator.scenario import Fix, read_scenario
 FIXES = (("idle_running", ("cnc-01", "imm-01")), ("excess_specific_energy", ("imm-02",)))
 
 
-def true_savings(manifest: dict, members: list[str], period: list[str]) -> float:
-    """True avoided energy of ``members`` over the local days ``[period[0], period[1])`` [kWh]."""
+def true_savings(manifest: dict, members: list[str], period: list[str], left_out: list[str] = ()) -> float:
+    """True avoided energy of ``members`` over the local days ``[period[0], period[1])`` that the estimate used
+    (days with a meter fault are ``left_out``) [kWh]."""
     total = 0.0
+    skip = set(left_out)
     for path in members:
         days = manifest.get("fixes", {}).get("machines", {}).get(path, {}).get("daily", {})
-        total += sum(c - a for d, (a, c) in days.items() if period[0] <= d < period[1])
+        total += sum(c - a for d, (a, c) in days.items() if period[0] <= d < period[1] and d not in skip)
     return total
 
 
@@ -69,7 +71,7 @@ def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, s
         except AnalyticsError as exc:
             out.append({"seed": seed, "scope": scope, "error": str(exc)})
             continue
-        truth = true_savings(res.manifest, members, r["reporting_period"])
+        truth = true_savings(res.manifest, members, r["reporting_period"], r["reporting_days_left_out"])
         out.append({"seed": seed, "scope": scope, "model": r["model"]["type"], "estimate_kwh": r["savings_kwh"],
                     "true_kwh": truth, "baseline_kwh": r["baseline_kwh"], "actual_kwh": r["actual_kwh"],
                     "fraction": r["savings_fraction"], "true_fraction": truth / (r["actual_kwh"] + truth),
@@ -90,14 +92,26 @@ def main() -> None:
     ap.add_argument("--baseline-days", type=int, default=182)
     ap.add_argument("--reporting-days", type=int, default=90)
     ap.add_argument("--step", type=int, default=900, help="simulator grid step [s]")
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--summarize", type=Path, nargs="*", default=None, help="only summarise the rows of earlier --out files")
     args = ap.parse_args()
-    rows: list[dict] = []
     t0 = time.perf_counter()
-    for seed in tqdm(range(args.runs), desc="runs", unit="run"):
-        rows += one_run(seed, args.machines, args.baseline_days, args.reporting_days, args.step)
-        if args.out:
-            args.out.write_text(json.dumps(rows, indent=1))
+    if args.summarize:
+        rows = []
+        for path in args.summarize:
+            loaded = json.loads(path.read_text())
+            rows += loaded["rows"] if isinstance(loaded, dict) else loaded
+    else:
+        rows = []
+        for seed in tqdm(range(args.first_seed, args.first_seed + args.runs), desc="runs", unit="run"):
+            rows += one_run(seed, args.machines, args.baseline_days, args.reporting_days, args.step)
+            if args.out:
+                args.out.write_text(json.dumps(rows, indent=1))
+    print(json.dumps(summarize(rows, args.runs, time.perf_counter() - t0), indent=1))
+
+
+def summarize(rows: list[dict], runs: int, seconds: float) -> dict:
     ok = [r for r in rows if "error" not in r]
     calib = [r for r in ok if r["seed"] % 2 == 0]
     test = [r for r in ok if r["seed"] % 2 == 1]
@@ -105,7 +119,7 @@ def main() -> None:
     inflation = max(1.0, float(np.quantile(ratio, 0.90))) if len(ratio) else 1.0
     err_pp = np.array([100 * abs(r["fraction"] - r["true_fraction"]) for r in ok])
     summary = {
-        "runs": args.runs, "samples": len(ok), "errors": len(rows) - len(ok), "seconds": round(time.perf_counter() - t0, 1),
+        "runs": len({r["seed"] for r in rows}), "samples": len(ok), "errors": len(rows) - len(ok), "seconds": round(seconds, 1),
         "coverage_daily": {"68": coverage(ok, "daily", "0.68"), "90": coverage(ok, "daily", "0.90")},
         "coverage_hourly": {"68": coverage(ok, "hourly", "0.68"), "90": coverage(ok, "hourly", "0.90")},
         "inflation_from_even_seeds": inflation,
@@ -123,9 +137,7 @@ def main() -> None:
                                           "coverage_daily_68": coverage(sel, "daily", "0.68"),
                                           "fraction_error_pp_median": float(np.median(e)) if len(e) else None,
                                           "within_2pp": float(np.mean(e <= 2)) if len(e) else None}
-    print(json.dumps(summary, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    return summary
 
 
 if __name__ == "__main__":

@@ -65,8 +65,9 @@ def heatmap_figure(heatmap: pd.DataFrame) -> go.Figure:
     return _layout(fig, 300, xaxis=dict(title="Hour of day (plant time)", dtick=3))
 
 
-def sankey_figure(flows: pd.DataFrame, site_names: dict[str, str]) -> go.Figure:
-    """Energy flow [kWh] site -> line -> machine over the period."""
+def sankey_figure(flows: pd.DataFrame, site_names: dict[str, str], line_names: dict | None = None) -> go.Figure:
+    """Energy flow [kWh] site -> line -> machine over the period (``line_names``: (site, line) -> name)."""
+    line_names = line_names or {}
     if flows.empty:
         return message("No energy data in this period")
     labels, index = [], {}
@@ -81,10 +82,10 @@ def sankey_figure(flows: pd.DataFrame, site_names: dict[str, str]) -> go.Figure:
     by_line = flows.groupby(["site", "line"], as_index=False)["kwh"].sum()
     for r in by_line.itertuples():
         src.append(node(("s", r.site), site_names.get(r.site, r.site)))
-        dst.append(node(("l", r.site, r.line), r.line))
+        dst.append(node(("l", r.site, r.line), line_names.get((r.site, r.line), r.line)))
         val.append(r.kwh)
     for r in flows.itertuples():
-        src.append(node(("l", r.site, r.line), r.line))
+        src.append(node(("l", r.site, r.line), line_names.get((r.site, r.line), r.line)))
         dst.append(node(("m", r.site, r.line, r.machine), r.machine))
         val.append(r.kwh)
     fig = go.Figure(go.Sankey(

@@ -87,12 +87,13 @@ def register_callbacks(app: dash.Dash) -> None:
         except WattlineError as exc:
             return (html.Span(f"Cannot read the store: {exc}", className="error"),) + (dash.no_update,) * 7
         names = {s.id: s.name for s in ctx.sites}
+        lines = {(site.id, line.id): line.name or line.id for site in getattr(ctx.plant, "sites", ()) for line in site.lines}
         where = ", ".join(names.values()) or "no site"
         status = f"{where} · {ctx.period.label} · findings of the latest analysis run"
         if ov.energy_kwh <= 0 and not ov.findings:
             return (status, kpi_tiles(ov), [no_data()], pareto_figure(ov.by_cause),
                     top_machine_table(ov.top_machines, ov.currency), heatmap_figure(ov.heatmap),
-                    sankey_figure(ov.flows, names), finding_list(ov.latest))
+                    sankey_figure(ov.flows, names, lines), finding_list(ov.latest))
         return (status, kpi_tiles(ov), potential_tiles(ov, ctx.period.label), pareto_figure(ov.by_cause),
                 top_machine_table(ov.top_machines, ov.currency), heatmap_figure(ov.heatmap),
-                sankey_figure(ov.flows, names), finding_list(ov.latest))
+                sankey_figure(ov.flows, names, lines), finding_list(ov.latest))

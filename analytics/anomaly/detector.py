@@ -61,7 +61,7 @@ class DetectorSettings(FrozenModel):
     release: float = Field(0.6, gt=0, le=1, description="An alarm extends over neighbouring rows whose score is "
                            "at least this far from the normal median to the threshold (hysteresis).")
     gap_rows: int = Field(3, ge=0, description="Runs above the threshold separated by at most this many rows join.")
-    false_alarm_rate: float = Field(0.03, gt=0, lt=1,
+    false_alarm_rate: float = Field(0.01, gt=0, lt=1,
                                     description="Budget: share of normal rows allowed above the threshold.")
     alerts_per_week: float | None = Field(None, gt=0, description="Budget in alarms per week (replaces "
                                           "false_alarm_rate; needs a time index or row_seconds).")

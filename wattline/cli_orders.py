@@ -280,3 +280,28 @@ def kpi_cmd(store: Optional[str] = StoreOpt, db: Optional[str] = DbOpt, rules: O
     typer.echo(f"{t['orders']} orders, auto-dispatched {rate} (reference 86 %), {t['in_dispatch_queue']} in the queue, "
                f"on time {t['on_time_pct']} %, passed on more than once {t['passed_on_more_than_once']}, "
                f"expected {t['expected_savings_kwh']:,.0f} kWh/year, verified {t['verified_savings_kwh']:,.0f} kWh")
+
+
+@orders_app.command("notify")
+def notify_cmd(store: Optional[str] = StoreOpt, db: Optional[str] = DbOpt, rules: Optional[Path] = RulesOpt,
+               as_json: bool = JsonOpt) -> None:
+    """Send due order events (opened, due soon, overdue, escalated) to the webhooks and e-mail addresses of the
+    rules file's notifications: section; each once, failures retried with backoff and logged."""
+    from core.orders.notify import Notifier
+
+    svc = _service(store, db, rules)
+    sent = Notifier(svc).dispatch()
+    if as_json:
+        typer.echo(json.dumps(sent, ensure_ascii=False))
+        return
+    for d in sent:
+        typer.echo(f"{'sent' if d['ok'] else 'FAILED'} {d['event']} ({d['key']}) to {d['target']} after "
+                   f"{d['attempts']} attempt(s): {d['status']}")
+    if not sent:
+        typer.echo("nothing to send")
+    failed = [d for d in sent if not d["ok"]]
+    if failed:
+        from core.orders import OrdersError
+
+        raise OrdersError(f"{len(failed)} of {len(sent)} notification(s) not delivered; they are retried next time "
+                          "(see the delivery log)")

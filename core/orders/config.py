@@ -106,6 +106,70 @@ class Verification(FrozenModel):
         "same time (at least absence_days); smaller leftovers (false alarms, a shorter residual) do not reopen it."))
 
 
+class Webhook(FrozenModel):
+    """A webhook: order events POSTed as JSON, signed with HMAC-SHA256 of the body under a shared secret."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret_file: str | None = Field(None, description="File holding the shared secret (mode 600).")
+    secret_env: str | None = Field(None, description="Environment variable holding the shared secret.")
+    events: tuple[str, ...] = ("opened", "due_soon", "overdue", "escalated")
+    max_attempts: int = Field(5, ge=1, le=20)
+    retry_min_s: float = Field(1.0, ge=0)
+    retry_max_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> "Webhook":
+        if (self.secret_file is None) == (self.secret_env is None):
+            raise ValueError(f"webhook {self.url}: give exactly one of secret_file or secret_env")
+        _check_events(self.events)
+        return self
+
+
+class Email(FrozenModel):
+    """E-mail through an SMTP server to the owner team's addresses (``dispatch_to`` for the dispatch queue)."""
+
+    host: str
+    port: int = Field(25, ge=1, le=65535)
+    starttls: bool = False
+    sender: str
+    user: str | None = None
+    password_file: str | None = Field(None, description="File holding the SMTP password (mode 600).")
+    dispatch_to: tuple[str, ...] = ()
+    events: tuple[str, ...] = ("opened", "due_soon", "overdue", "escalated")
+    max_attempts: int = Field(3, ge=1, le=20)
+    retry_min_s: float = Field(1.0, ge=0)
+    retry_max_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("dispatch_to", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return _as_tuple(value)
+
+    @model_validator(mode="after")
+    def _events(self) -> "Email":
+        _check_events(self.events)
+        return self
+
+
+NOTIFY_EVENTS = ("opened", "due_soon", "overdue", "escalated")
+
+
+def _check_events(events: tuple[str, ...]) -> None:
+    for e in events:
+        if e not in NOTIFY_EVENTS:
+            raise ValueError(f"unknown event {e!r}; valid events: {', '.join(NOTIFY_EVENTS)}")
+
+
+class Notifications(FrozenModel):
+    """Who hears about orders: webhooks and e-mail when an order opens, comes due, is overdue or escalates."""
+
+    due_soon_hours: float = Field(24.0, gt=0)
+    webhooks: tuple[Webhook, ...] = ()
+    email: Email | None = None
+
+
 class OrdersConfig(FrozenModel):
     """The work-order settings file."""
 
@@ -114,6 +178,7 @@ class OrdersConfig(FrozenModel):
     rules: tuple[Rule, ...] = ()
     default_due_hours: float = Field(168.0, gt=0)
     verification: Verification = Verification()
+    notifications: Notifications = Notifications()
 
     @model_validator(mode="after")
     def _known_teams(self) -> "OrdersConfig":

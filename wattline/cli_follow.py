@@ -19,7 +19,13 @@ from typing import Any
 
 import typer
 
-from wattline.cli_analyze import NS, WINDOW_S, AnalyzeError, _choose_plant, _energy_machines
+from wattline.cli_analyze import (
+    NS,
+    WINDOW_S,
+    AnalyzeError,
+    _choose_plant,
+    _energy_machines,
+)
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ a stored one are suppressed (kept in ``Prediction.suppressed``, not in ``events`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -273,7 +274,7 @@ class Detector:
         # Out-of-sample scores of the normal period: each contiguous block scored by a model fitted on the others.
         edges = np.linspace(0, len(xs), s.calibration_folds + 1).astype(int)
         self._calib_raw = [_Model(s.method, np.concatenate([xs[:a], xs[b:]]), s).score(xs[a:b])
-                           for a, b in zip(edges[:-1], edges[1:])]
+                           for a, b in pairwise(edges)]
         self.model = _Model(s.method, xs, s)
         self.row_seconds = s.row_seconds
         if self.row_seconds is None and isinstance(normal_frame.index, pd.DatetimeIndex) and len(normal_frame) > 1:
@@ -287,7 +288,7 @@ class Detector:
         scores = np.concatenate([_smooth(raw, s.smooth_rows, how=s.smoothing) for raw in self._calib_raw])
         budget = self._row_budget()
         self.threshold = max(tail_quantile(scores, budget) * s.margin, 1e-12)
-        self.calibration = {"rows": int(len(scores)), "budget_row_rate": budget, "threshold": float(self.threshold),
+        self.calibration = {"rows": len(scores), "budget_row_rate": budget, "threshold": float(self.threshold),
                             "median_score": float(np.nanmedian(scores))}
 
     def with_settings(self, **changes: Any) -> Detector:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -171,8 +174,8 @@ def test_plant_anomaly_known_finding_and_mark_normal():
     known = Event(ev.machine, "idle_running", ev.start, ev.end, 10.0)
 
     class Known:  # what analytics.potential hands over: excess per window and the findings
-        excess = {"idle_running": np.zeros((3, data.n_times))}
-        events = [known]
+        excess: ClassVar[dict] = {"idle_running": np.zeros((3, data.n_times))}
+        events: ClassVar[list] = [known]
 
     again = PlantAnomalies().fit(data, potential=Known())
     assert not [e for e in again.events if e.machine == MACHINES[1] and e.start < ev.end and ev.start < e.end]
@@ -194,7 +197,7 @@ def test_streaming_findings_equal_a_batch_run():
     stream = AnomalyStream(model)
     days = pd.date_range(data.start, data.stop, freq="1D")
     opened = None
-    for a, b in zip(days[:-1], days[1:]):
+    for a, b in pairwise(days):
         part = frame[(frame["time"] >= a) & (frame["time"] < b)]
         got = stream.update(IntervalData.from_frame(part, resolution_s=900, start=a, stop=b, machines=data.machines))
         if opened is None and any(e.machine == MACHINES[1] for e in got):

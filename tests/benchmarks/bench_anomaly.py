@@ -24,14 +24,19 @@ import time
 from itertools import product
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from analytics.anomaly import METHODS, Detector, DetectorSettings  # noqa: E402
-from tests.benchmarks.anomaly_data import FAULTS, NOISE_LEVELS, make_run, pointwise, scores  # noqa: E402
+from analytics.anomaly import METHODS, Detector, DetectorSettings
+from tests.benchmarks.anomaly_data import (
+    FAULTS,
+    NOISE_LEVELS,
+    make_run,
+    pointwise,
+    scores,
+)
 
 SMOOTH = (1, 9, 25, 49, 97)
 BUDGETS = (0.003, 0.01, 0.03, 0.05, 0.1)

@@ -362,7 +362,7 @@ def parse_line_protocol(path: Path, *, precision: str = "ns", max_errors: int = 
     factor = PRECISIONS[precision]
     parsed = ParsedLines()
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, encoding="utf-8")  # noqa: SIM115 - a missing file is told apart before the with block
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found; give a line-protocol file made by 'wattline export --format lp' "
                           "or any InfluxDB tool") from None

@@ -22,7 +22,6 @@ import sqlite3
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -242,9 +241,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def backup(
         dest: Path = typer.Argument(..., help="Folder for wattline-backup-<UTC time>.tar, or a .tar file to write."),
-        store: Optional[str] = typer.Option(None, "--store", "-s", help="Embedded store (path or sqlite:///path; default wattline.db)."),
-        orders: Optional[Path] = typer.Option(None, "--orders", help="Work-order database (SQLite; default <store>.orders.db when it exists).", dir_okay=False),
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (key: store); options override it.", dir_okay=False),
+        store: str | None = typer.Option(None, "--store", "-s", help="Embedded store (path or sqlite:///path; default wattline.db)."),
+        orders: Path | None = typer.Option(None, "--orders", help="Work-order database (SQLite; default <store>.orders.db when it exists).", dir_okay=False),
+        config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (key: store); options override it.", dir_okay=False),
     ) -> None:
         """Back up the embedded store (series and results) and the work orders into one tar with a manifest and
         checksums; a consistent snapshot while the services keep running."""
@@ -258,9 +257,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def restore(
         src: Path = typer.Argument(..., help="Backup tar written by 'wattline backup'.", dir_okay=False),
-        store: Optional[str] = typer.Option(None, "--store", "-s", help="Embedded store to restore to (default wattline.db); the work orders go beside it."),
+        store: str | None = typer.Option(None, "--store", "-s", help="Embedded store to restore to (default wattline.db); the work orders go beside it."),
         force: bool = typer.Option(False, "--force", help="Replace existing files (stop the services first)."),
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (key: store); options override it.", dir_okay=False),
+        config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (key: store); options override it.", dir_okay=False),
     ) -> None:
         """Restore a backup: checks every checksum and version first, then replaces the files atomically and migrates
         an older layout forward."""

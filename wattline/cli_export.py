@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,13 +19,13 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML settings file (key: 
 def export(
     fmt: str = typer.Option(..., "--format", "-f", help="csv, parquet or lp (InfluxDB line protocol)."),
     measurement: str = typer.Option(..., "--measurement", "-m", help="Measurement to export (see 'wattline series')."),
-    field: Optional[list[str]] = typer.Option(None, "--field", help="Only this field (repeatable); default all."),
-    start: Optional[str] = typer.Option(None, "--from", help="Start (YYYY-MM-DD or ISO 8601; UTC without offset). Default: the first value."),
-    stop: Optional[str] = typer.Option(None, "--to", help="End, exclusive. Default: after the last value."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: standard output; Parquet needs a file).", dir_okay=False),
+    field: list[str] | None = typer.Option(None, "--field", help="Only this field (repeatable); default all."),
+    start: str | None = typer.Option(None, "--from", help="Start (YYYY-MM-DD or ISO 8601; UTC without offset). Default: the first value."),
+    stop: str | None = typer.Option(None, "--to", help="End, exclusive. Default: after the last value."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: standard output; Parquet needs a file).", dir_okay=False),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
-    store: Optional[str] = StoreOpt,
-    config: Optional[Path] = ConfigOpt,
+    store: str | None = StoreOpt,
+    config: Path | None = ConfigOpt,
 ) -> None:
     """Export stored series as CSV, Parquet or InfluxDB line protocol, one row per stored value (time UTC, tags,
     field, value, OPC UA status); a missing value stays missing."""
@@ -71,11 +70,11 @@ def export(
 def import_lp(
     file: Path = typer.Argument(..., help="Line-protocol file (from 'wattline export --format lp', 'influx query' or Telegraf).", dir_okay=False),
     precision: str = typer.Option("ns", "--precision", help="Unit of the timestamps: ns, us, ms or s."),
-    store: Optional[str] = StoreOpt,
+    store: str | None = StoreOpt,
     max_errors: int = typer.Option(50, "--max-errors", min=1, help="List at most this many bad lines."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the whole file and print the summary; write nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    config: Optional[Path] = ConfigOpt,
+    config: Path | None = ConfigOpt,
 ) -> None:
     """Import InfluxDB line protocol: every line is checked first; with any bad line nothing is written and the bad
     lines are listed. Numeric fields become series; wattline_status and wattline_missing are read back as written."""

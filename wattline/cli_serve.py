@@ -27,7 +27,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -74,7 +73,7 @@ class Service:
     kind: str = "service"
     #: Scheduled analytics: each run gets ``--from`` this far before its start [s].
     lookback_s: float | None = None
-    proc: Optional[subprocess.Popen] = None
+    proc: subprocess.Popen | None = None
     started_at: float | None = None
     next_start: float = 0.0
     restarts: int = 0
@@ -174,7 +173,8 @@ class ServeSupervisor:
         env = dict(os.environ, PYTHONUNBUFFERED="1", WATTLINE_SERVICE=svc.name)
         try:
             svc.proc = subprocess.Popen(svc.command, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
-                                        preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None)
+                                        # preexec_fn is safe here: the supervisor has one thread
+                                        preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None)  # noqa: PLW1509
         except OSError as exc:  # fork failed (out of memory, process limit): try again later
             log.error("cannot start %s: %s", svc.name, exc)
             svc.next_start = now + svc.backoff.next_delay()
@@ -265,7 +265,7 @@ class ServeSupervisor:
             log.error("cannot write the status file %s: %s", path, exc)
 
     # -- main loop ---------------------------------------------------------------------------------------------------
-    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+    def _on_signal(self, signum, frame) -> None:
         self._stop_signal = signum
         self.stop_event.set()
 
@@ -351,8 +351,8 @@ def _alive(pid: int) -> bool:
 
 def format_status(doc: dict) -> list[str]:
     """Status document as a table, newest facts first."""
-    lines = [f"wattline serve pid {doc['pid']} {doc['state']} since {doc['started_at']} (updated {doc['updated_at']}), "
-             f"store {doc['store']}"]
+    lines = [(f"wattline serve pid {doc['pid']} {doc['state']} since {doc['started_at']} "
+              f"(updated {doc['updated_at']}), store {doc['store']}")]
     rows = [("SERVICE", "STATE", "PID", "UPTIME_S", "RESTARTS", "RUNS", "FAILED", "LAST_EXIT")]
     for s in doc["services"]:
         rows.append((s["name"], s["state"], str(s["pid"] or "-"), str(s["uptime_s"] if s["uptime_s"] is not None else "-"),
@@ -370,7 +370,7 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="Serve settings (YAML; see
 
 
 @serve_app.callback()
-def serve(ctx: typer.Context, config: Optional[Path] = ConfigOpt,
+def serve(ctx: typer.Context, config: Path | None = ConfigOpt,
           check: bool = typer.Option(False, "--check", help="Validate the config and print the services; start nothing.")) -> None:
     """Run the collectors, scheduled analytics, the dashboard and other services as supervised child processes until
     SIGTERM or Ctrl-C (restarted with backoff when they die). 'wattline serve status' shows them."""
@@ -396,8 +396,8 @@ def serve(ctx: typer.Context, config: Optional[Path] = ConfigOpt,
 
 
 @serve_app.command("status")
-def status(ctx: typer.Context, config: Optional[Path] = ConfigOpt,
-           status_file: Optional[Path] = typer.Option(None, "--status-file", help="Status file (default: the config's status_file).", dir_okay=False),
+def status(ctx: typer.Context, config: Path | None = ConfigOpt,
+           status_file: Path | None = typer.Option(None, "--status-file", help="Status file (default: the config's status_file).", dir_okay=False),
            as_json: bool = typer.Option(False, "--json", help="Print the status document as JSON.")) -> None:
     """Show the services of a running 'wattline serve': state, pid, restarts, last exit. Exit code 1 when the
     supervisor is not running or its status is stale."""

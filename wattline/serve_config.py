@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -46,7 +45,7 @@ class AnalyticsSettings(FrozenModel):
     enabled: bool = True
     every_s: float = Field(3600.0, ge=1, description="Time between the starts of two runs [s].")
     lookback_days: float = Field(7.0, gt=0, description="Each run analyses this many days before its start [d].")
-    plant: Optional[Path] = Field(None, description="Plant file (calendars, tariffs, machine kinds).")
+    plant: Path | None = Field(None, description="Plant file (calendars, tariffs, machine kinds).")
     run: str = Field("scheduled", pattern=_NAME, description="Run id the findings are stored under (replaced each run).")
     follow: bool = Field(False, description="Also run 'wattline analyze --follow' (streaming) as a service.")
 
@@ -56,8 +55,8 @@ class OrdersService(FrozenModel):
 
     enabled: bool = False
     every_s: float = Field(3600.0, ge=1, description="Time between two syncs [s]; set it like analytics.every_s.")
-    db: Optional[str] = Field(None, description="Orders database URL (default: beside an embedded store).")
-    rules: Optional[Path] = Field(None, description="Orders settings: thresholds, teams, routing rules.")
+    db: str | None = Field(None, description="Orders database URL (default: beside an embedded store).")
+    rules: Path | None = Field(None, description="Orders settings: thresholds, teams, routing rules.")
 
 
 class DashboardService(FrozenModel):
@@ -67,7 +66,7 @@ class DashboardService(FrozenModel):
     host: str = "127.0.0.1"
     port: int = Field(8050, ge=1, le=65535)
     users: Path = Field(Path("wattline-users.json"), description="Users file made with 'wattline users add' (mode 600).")
-    plant: Optional[Path] = None
+    plant: Path | None = None
     workers: int = Field(2, ge=1, le=64)
     threads: int = Field(4, ge=1, le=64)
     secure_cookies: bool = False
@@ -78,7 +77,7 @@ class CommandService(FrozenModel):
 
     name: str = Field(pattern=_NAME)
     args: tuple[str, ...] = Field(min_length=1, description="Arguments after 'wattline', e.g. [simulate, serve].")
-    every_s: Optional[float] = Field(None, ge=1, description="Run every this many seconds; leave out for a service "
+    every_s: float | None = Field(None, ge=1, description="Run every this many seconds; leave out for a service "
                                                              "that runs until stopped (restarted when it dies).")
 
 

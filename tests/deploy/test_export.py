@@ -12,7 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.export import export_series, parse_line_protocol, parse_time_ns, write_parsed_lines
+from core.export import (
+    export_series,
+    parse_line_protocol,
+    parse_time_ns,
+)
 from core.importer import DataFileError
 from core.model import SeriesKey
 from core.storage import open_store
@@ -92,9 +96,8 @@ def test_csv_and_parquet_hold_every_value(source, tmp_path):
     csv = pd.read_csv(StringIO(out.stdout), keep_default_na=False, na_values={"value": [""]}, dtype={"line": str})
     assert list(csv.columns) == ["time", "measurement", "line", "machine", "site", "field", "value", "status"]
     pq_path = tmp_path / "e.parquet"
-    export_series_args = dict(measurement="electrical", fields=None, start_ns=None, stop_ns=None)
     with open_store(str(source)) as store:
-        summary = export_series(store, pq_path, "parquet", **export_series_args)
+        summary = export_series(store, pq_path, "parquet", "electrical")
     table = pq.read_table(pq_path).to_pandas()
     assert summary.values == len(table) == sum(len(v[0]) for v in expected.values())
     a, b = parse_time_ns(lo, "from"), parse_time_ns(hi, "to")
@@ -154,7 +157,12 @@ def test_export_errors_name_the_problem(source, monkeypatch, capsys):
 def test_lp_export_is_accepted_by_influxdb_and_reads_back(source, tmp_path):
     from core.config import read_secret_file
     from core.storage.influx import InfluxStore, read_env_file, setup_influx
-    from tests.storage.conftest import _server_problem, drop_bucket, influx_env_file, influx_settings
+    from tests.storage.conftest import (
+        _server_problem,
+        drop_bucket,
+        influx_env_file,
+        influx_settings,
+    )
 
     env_file = influx_env_file()
     env = read_env_file(env_file) if env_file.exists() else {}

@@ -71,8 +71,7 @@ def test_newer_versions_are_refused_with_a_clear_message(tmp_path, key, text):
     with conn:
         conn.execute("UPDATE meta SET value = '9' WHERE key = ?", (key,))
     conn.close()
-    with pytest.raises(StoreError) as err:
-        with open_store(str(path)) as store:
-            results_for(store).close()
+    with pytest.raises(StoreError) as err, open_store(str(path)) as store:
+        results_for(store).close()
     assert text in str(err.value) and "upgrade Wattline" in str(err.value)
     assert _version(path, key) == "9"  # nothing was downgraded

@@ -76,7 +76,7 @@ def test_killed_child_comes_back_and_sigterm_stops_everything(tmp_path):
         for n in (1, 2):
             pid = _service(_status(status_file), "sim")["pid"]
             os.kill(pid, signal.SIGKILL)
-            back = wait_for(lambda: (s := _service(_status(status_file), "sim"))["pid"] not in (None, pid) and s, 60,
+            back = wait_for(lambda pid=pid: (s := _service(_status(status_file), "sim"))["pid"] not in (None, pid) and s, 60,
                             f"the simulator to come back after kill -9 number {n}")
             assert back["restarts"] == n
             assert back["last_exit_code"] == -signal.SIGKILL
@@ -115,8 +115,8 @@ def test_killed_child_comes_back_and_sigterm_stops_everything(tmp_path):
     ("analytics: {enabled: false}\ndashboard: {enabled: false}\ncollectors:\n  - name: hall3\n    config: nowhere.yaml\n",
      ["serve.yaml:5", "collectors[0].config", "nowhere.yaml does not exist"]),
     ("analytics: {enabled: false}\ndashboard: {users: none.json}\n", ["serve.yaml:2", "dashboard.users", "wattline users add"]),
-    ("analytics: {enabled: false}\ndashboard: {enabled: false}\nservices:\n  - {name: a, args: [series]}\n"
-     "  - {name: a, args: [series]}\n", ["serve.yaml", "'a' is used twice"]),
+    (("analytics: {enabled: false}\ndashboard: {enabled: false}\nservices:\n  - {name: a, args: [series]}\n"
+      "  - {name: a, args: [series]}\n"), ["serve.yaml", "'a' is used twice"]),
 ])
 def test_bad_config_names_file_line_and_key(tmp_path, text, expected):
     with pytest.raises(ConfigError) as err:

@@ -108,16 +108,19 @@ def build_report(data: IntervalData, potential: Any, quality: Any = None, baseli
     }
     if extra:
         report.update(extra)
-    return _jsonable(report)
+    return jsonable(report)
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON types: numpy scalars to Python, NaN and infinities to None, datetimes to ISO 8601."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (np.floating, float)):
         return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, (dt.datetime, dt.date)):

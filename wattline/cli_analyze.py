@@ -237,9 +237,14 @@ def _store_findings(store, run_id: str, events: list, report: dict) -> None:
         from core.storage.results import results_for
     except ImportError:
         return
+    from analytics.report import jsonable
+    from core.model import Event
+
+    # Details as plain JSON (numpy scalars to Python, NaN to null): the results store refuses anything else.
+    clean = [Event(e.machine, e.kind, e.start, e.end, float(e.excess_kwh), jsonable(dict(e.details))) for e in events]
     try:
         with results_for(store) as results:
-            results.write_findings(run_id, events, replace=True)
+            results.write_findings(run_id, clean, replace=True)
     except WattlineError as exc:
         note = Notice("analytics.results.not_stored", f"findings could not be stored: {exc}", {"run": run_id})
         report["warnings"].append({"name": note.name, "message": note.message, "details": note.details,

@@ -34,10 +34,9 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-import pandas as pd
 from pydantic import ValidationError
 
 from core.backoff import Backoff
@@ -60,6 +59,9 @@ from core.storage.influx_lp import MISSING_FIELD, STATUS_FIELD, LineEncoder, flu
 from core.storage.influx_settings import InfluxSettings, _coerce_settings, read_env_file
 from core.storage.influx_spool import Quarantine, Spool
 from core.supervise import Supervisor
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -604,6 +606,8 @@ class InfluxStore(Store):
 
     def _table(self, flux: str) -> pd.DataFrame:
         """Run a query and return all result tables as one frame of strings (tag values kept verbatim)."""
+        import pandas as pd  # only where frames are built: a collector writing here never loads it (~30 MB)
+
         text = self._run(flux)
         frames = []
         for section in text.replace("\r\n", "\n").split("\n\n"):
@@ -625,6 +629,8 @@ class InfluxStore(Store):
     @staticmethod
     def _finish_frame(frame: pd.DataFrame, tags: list[str], value: pd.Series, status: pd.Series | None,
                       window_ns: int | None, integer: bool) -> pd.DataFrame:
+        import pandas as pd
+
         times = _times_ns(frame["_time"])
         if window_ns:
             times = (times // window_ns) * window_ns
@@ -648,6 +654,8 @@ class InfluxStore(Store):
         agg: str = "mean",
         pivot: str | None = None,
     ) -> pd.DataFrame:
+        import pandas as pd
+
         check_query_args(field, window_s, agg)
         start_ns, stop_ns = self._range_ns(start, stop)
         bucket = self.settings.bucket
@@ -668,6 +676,8 @@ class InfluxStore(Store):
         return pivot_frame(out, pivot) if pivot else out
 
     def last_values(self, measurement: str, field: str, tags: TagFilter | None = None) -> pd.DataFrame:
+        import pandas as pd
+
         frame = self._table(last_query(self.settings.bucket, measurement, field, tags))
         if frame.empty:
             return _empty_frame(status=True)
@@ -719,6 +729,8 @@ class InfluxStore(Store):
 
 def _times_ns(column: pd.Series) -> pd.Series:
     """RFC 3339 strings -> int64 nanoseconds (pandas may infer a coarser unit; force ns first)."""
+    import pandas as pd
+
     return pd.to_datetime(column, utc=True, format="ISO8601").dt.as_unit("ns").astype("int64")
 
 
@@ -729,6 +741,8 @@ def _dialect():
 
 
 def _empty_frame(status: bool, pivot: str | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     if pivot:
         return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"))
     cols = {"time": pd.Series([], dtype="datetime64[ns, UTC]"), "value": pd.Series([], dtype="float64")}

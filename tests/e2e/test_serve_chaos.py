@@ -42,13 +42,14 @@ def _children(pid: int) -> list[int]:
 
 
 def _writer_pid(collector: int) -> int | None:
-    """The collector's store writer: its multiprocessing child that is not the resource tracker."""
+    """The collector's store writer: the child serving ``core.storage.process`` (a plain child interpreter, or a
+    multiprocessing spawn child on other platforms), not a resource tracker."""
     for child in _children(collector):
         try:
             cmd = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if "multiprocessing" in cmd and "resource_tracker" not in cmd:
+        if ("core.storage.process" in cmd or "multiprocessing.spawn" in cmd) and "resource_tracker" not in cmd:
             return child
     return None
 

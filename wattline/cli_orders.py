@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -86,9 +86,9 @@ LIST_KEYS = ("id", "status", "owner", "site", "machine", "kind", "opened", "due"
 
 
 @orders_app.command("list")
-def list_cmd(status: Optional[list[str]] = typer.Option(None, "--status", help="Only these statuses (repeat)."),
-             site: Optional[str] = typer.Option(None, "--site"), team: Optional[str] = typer.Option(None, "--team", help="Only this team ('-' for the dispatch queue)."),
-             store: Optional[str] = StoreOpt, db: Optional[str] = DbOpt, rules: Optional[Path] = RulesOpt,
+def list_cmd(status: list[str] | None = typer.Option(None, "--status", help="Only these statuses (repeat)."),  # noqa: B008 - typer reads options from defaults
+             site: str | None = typer.Option(None, "--site"), team: str | None = typer.Option(None, "--team", help="Only this team ('-' for the dispatch queue)."),
+             store: str | None = StoreOpt, db: str | None = DbOpt, rules: Path | None = RulesOpt,
              as_json: bool = JsonOpt) -> None:
     """List the orders, newest first."""
     orders = _service(store, db, rules).list(status=status or None, site=site, team=team)
@@ -106,8 +106,8 @@ def list_cmd(status: Optional[list[str]] = typer.Option(None, "--status", help="
 
 
 @orders_app.command("show")
-def show_cmd(order_id: int = typer.Argument(...), store: Optional[str] = StoreOpt, db: Optional[str] = DbOpt,
-             rules: Optional[Path] = RulesOpt, as_json: bool = JsonOpt) -> None:
+def show_cmd(order_id: int = typer.Argument(...), store: str | None = StoreOpt, db: str | None = DbOpt,
+             rules: Path | None = RulesOpt, as_json: bool = JsonOpt) -> None:
     """One order with its evidence and audit log."""
     order = _service(store, db, rules).get(order_id)
     if as_json:
@@ -123,12 +123,12 @@ def show_cmd(order_id: int = typer.Argument(...), store: Optional[str] = StoreOp
 
 
 def _transition(action: str):
-    def command(order_id: int = typer.Argument(...), as_user: Optional[str] = AsOpt, users: Path = UsersOpt,
-                comment: str = CommentOpt, store: Optional[str] = StoreOpt, db: Optional[str] = DbOpt,
-                rules: Optional[Path] = RulesOpt, as_json: bool = JsonOpt,
-                at: Optional[str] = typer.Option(None, "--at", help="resolve: when the fix took effect (default now)."),
-                reason: Optional[str] = typer.Option(None, "--reason", help="reject: why (required)."),
-                version: Optional[int] = typer.Option(None, "--if-version", help="Only if the order is still at this version.")) -> None:
+    def command(order_id: int = typer.Argument(...), as_user: str | None = AsOpt, users: Path = UsersOpt,
+                comment: str = CommentOpt, store: str | None = StoreOpt, db: str | None = DbOpt,
+                rules: Path | None = RulesOpt, as_json: bool = JsonOpt,
+                at: str | None = typer.Option(None, "--at", help="resolve: when the fix took effect (default now)."),
+                reason: str | None = typer.Option(None, "--reason", help="reject: why (required)."),
+                version: int | None = typer.Option(None, "--if-version", help="Only if the order is still at this version.")) -> None:
         svc = _service(store, db, rules)
         actor = _actor(as_user, users, action)
         order = svc.transition(order_id, action, actor, comment, reason=reason, at=_time(at, "--at"),
@@ -148,8 +148,8 @@ for _name in ("ack", "start", "resolve", "reject"):
 
 @orders_app.command("assign")
 def assign_cmd(order_id: int = typer.Argument(...), team: str = typer.Argument(..., help="Team id (from the rules file)."),
-               as_user: Optional[str] = AsOpt, users: Path = UsersOpt, comment: str = CommentOpt,
-               store: Optional[str] = StoreOpt, db: Optional[str] = DbOpt, rules: Optional[Path] = RulesOpt,
+               as_user: str | None = AsOpt, users: Path = UsersOpt, comment: str = CommentOpt,
+               store: str | None = StoreOpt, db: str | None = DbOpt, rules: Path | None = RulesOpt,
                as_json: bool = JsonOpt) -> None:
     """Give an order to a team (from the dispatch queue, or passed on: counted as a reassignment)."""
     svc = _service(store, db, rules)
@@ -168,8 +168,8 @@ def _data_end(store_url: str) -> dt.datetime:
 
 
 @orders_app.command("sync")
-def sync_cmd(run: Optional[str] = typer.Option(None, "--run", help="Findings of this analysis run (default: the newest run)."),
-             store: Optional[str] = StoreOpt, db: Optional[str] = DbOpt, rules: Optional[Path] = RulesOpt,
+def sync_cmd(run: str | None = typer.Option(None, "--run", help="Findings of this analysis run (default: the newest run)."),
+             store: str | None = StoreOpt, db: str | None = DbOpt, rules: Path | None = RulesOpt,
              as_json: bool = JsonOpt) -> None:
     """Open, update or reopen orders from the stored findings of an analysis run (wattline analyze)."""
     from core.storage import open_store
@@ -236,11 +236,11 @@ def baseline_measure(store_url: str, notes: list[str]):
 
 
 @orders_app.command("verify")
-def verify_cmd(order_id: Optional[int] = typer.Argument(None, help="Only this order (needs --as)."),
-               until: Optional[str] = typer.Option(None, "--until", help="End of the analysed data (default: the store's last energy data)."),
+def verify_cmd(order_id: int | None = typer.Argument(None, help="Only this order (needs --as)."),
+               until: str | None = typer.Option(None, "--until", help="End of the analysed data (default: the store's last energy data)."),
                method: str = typer.Option("auto", "--method", help="auto: measured savings against the baseline (wattline savings) where it applies and is conclusive, else the pattern's absence; absence: always the latter."),
-               as_user: Optional[str] = AsOpt, users: Path = UsersOpt, store: Optional[str] = StoreOpt,
-               db: Optional[str] = DbOpt, rules: Optional[Path] = RulesOpt, as_json: bool = JsonOpt) -> None:
+               as_user: str | None = AsOpt, users: Path = UsersOpt, store: str | None = StoreOpt,
+               db: str | None = DbOpt, rules: Path | None = RulesOpt, as_json: bool = JsonOpt) -> None:
     """Verify resolved orders whose pattern stayed absent for the verification period after the fix (run
     'wattline orders sync' on the newest analysis first: returning waste sends an order back to in_progress)."""
     from core.orders.service import SYSTEM
@@ -266,7 +266,7 @@ def verify_cmd(order_id: Optional[int] = typer.Argument(None, help="Only this or
 
 
 @orders_app.command("kpi")
-def kpi_cmd(store: Optional[str] = StoreOpt, db: Optional[str] = DbOpt, rules: Optional[Path] = RulesOpt,
+def kpi_cmd(store: str | None = StoreOpt, db: str | None = DbOpt, rules: Path | None = RulesOpt,
             as_json: bool = JsonOpt) -> None:
     """KPIs in total, per site and per team: auto-dispatch rate, time to acknowledge and close, on-time %, ..."""
     from core.orders.kpi import kpis
@@ -283,7 +283,7 @@ def kpi_cmd(store: Optional[str] = StoreOpt, db: Optional[str] = DbOpt, rules: O
 
 
 @orders_app.command("notify")
-def notify_cmd(store: Optional[str] = StoreOpt, db: Optional[str] = DbOpt, rules: Optional[Path] = RulesOpt,
+def notify_cmd(store: str | None = StoreOpt, db: str | None = DbOpt, rules: Path | None = RulesOpt,
                as_json: bool = JsonOpt) -> None:
     """Send due order events (opened, due soon, overdue, escalated) to the webhooks and e-mail addresses of the
     rules file's notifications: section; each once, failures retried with backoff and logged."""

@@ -35,7 +35,13 @@ from typing import Any
 
 from core.config import read_secret_file
 from core.errors import ConfigError
-from core.orders import IllegalTransition, NotAllowed, OrderConflict, OrderNotFound, OrdersUsageError
+from core.orders import (
+    IllegalTransition,
+    NotAllowed,
+    OrderConflict,
+    OrderNotFound,
+    OrdersUsageError,
+)
 from core.orders.service import ACTION_ROLES, TRANSITIONS, Actor, OrderService
 
 ROLES = ("plant_manager", "engineer", "cdo", "admin")

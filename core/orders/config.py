@@ -84,9 +84,7 @@ class Match(FrozenModel):
             return False
         if self.kind and kind not in self.kind and category_of(kind) not in self.kind:
             return False
-        if self.min_severity is not None and (severity is None or severity < self.min_severity):
-            return False
-        return True
+        return not (self.min_severity is not None and (severity is None or severity < self.min_severity))
 
 
 class Rule(FrozenModel):
@@ -119,7 +117,7 @@ class Webhook(FrozenModel):
     timeout_s: float = Field(10.0, gt=0)
 
     @model_validator(mode="after")
-    def _one_secret(self) -> "Webhook":
+    def _one_secret(self) -> Webhook:
         if (self.secret_file is None) == (self.secret_env is None):
             raise ValueError(f"webhook {self.url}: give exactly one of secret_file or secret_env")
         _check_events(self.events)
@@ -148,7 +146,7 @@ class Email(FrozenModel):
         return _as_tuple(value)
 
     @model_validator(mode="after")
-    def _events(self) -> "Email":
+    def _events(self) -> Email:
         _check_events(self.events)
         return self
 
@@ -181,7 +179,7 @@ class OrdersConfig(FrozenModel):
     notifications: Notifications = Notifications()
 
     @model_validator(mode="after")
-    def _known_teams(self) -> "OrdersConfig":
+    def _known_teams(self) -> OrdersConfig:
         ids = [t.id for t in self.teams]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:

@@ -42,7 +42,7 @@ def orders_url(store_url: str | None, db_url: str | None = None) -> str:
         if not db_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError(f"--db {safe_url(db_url)!r}: use sqlite:///path/orders.db or "
                               "postgresql+psycopg://user@host:port/db?passfile=/path/.pgpass")
-        if db_url.startswith("postgresql://") or db_url.startswith("postgres://"):
+        if db_url.startswith(("postgresql://", "postgres://")):
             db_url = "postgresql+psycopg://" + db_url.split("://", 1)[1]
         return db_url
     store_url = store_url or "wattline.db"

@@ -31,10 +31,22 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from core.model import Event
-from core.orders import (IllegalTransition, NotAllowed, OrderConflict, OrderNotFound, OrdersError,
-                         OrdersUsageError)
+from core.orders import (
+    IllegalTransition,
+    NotAllowed,
+    OrderConflict,
+    OrderNotFound,
+    OrdersError,
+    OrdersUsageError,
+)
 from core.orders.config import OrdersConfig, category_of
-from core.orders.schema import ACTIVE_STATUSES, STATUSES, AuditEntry, Order, OrderFinding
+from core.orders.schema import (
+    ACTIVE_STATUSES,
+    STATUSES,
+    AuditEntry,
+    Order,
+    OrderFinding,
+)
 
 UTC = dt.timezone.utc
 DAY = dt.timedelta(days=1)
@@ -619,7 +631,7 @@ def after_fix(rows: list[OrderFinding], o: Order, until: dt.datetime, absence_da
     per_day: dict[dt.date, float] = defaultdict(float)
     for f in before:
         per_day[f.start_at.astimezone(UTC).date()] += f.excess_kwh if use_kwh else 0.0
-    daily = list(per_day.values()) + [0.0] * max(int(round(before_days)) - len(per_day), 0)
+    daily = list(per_day.values()) + [0.0] * max(round(before_days) - len(per_day), 0)
     sd = statistics.pstdev(daily) if len(daily) > 1 else rate
     savings = rate * days - post if use_kwh else 0.0
     return {"savings_kwh": savings, "uncertainty_kwh": sd * math.sqrt(days) if use_kwh else 0.0,

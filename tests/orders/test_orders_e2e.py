@@ -43,7 +43,7 @@ def analysed(tmp_path_factory):
 
 
 def test_findings_to_verified_savings(analysed, db_url, monkeypatch, capsys, tmp_path):
-    from tests.orders.test_orders_cli import run_cli  # noqa: I001 - the in-process CLI runner
+    from tests.orders.test_orders_cli import run_cli
 
     monkeypatch.chdir(tmp_path)
     base = ["--store", analysed["store"], "--db", db_url, "--rules", str(SAMPLE_FILE)]

@@ -33,7 +33,7 @@ def receiver():
     got: list[tuple[dict, bytes]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's name
+        def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             got.append((dict(self.headers), body))
             self.send_response(500 if len(got) == 1 else 200)
@@ -59,7 +59,7 @@ def smtp_server():
         def __init__(self):
             self.messages = []
 
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        async def handle_DATA(self, server, session, envelope):
             self.messages.append((envelope.rcpt_tos, envelope.content.decode("utf-8", "replace")))
             return "250 OK"
 

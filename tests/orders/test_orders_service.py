@@ -11,7 +11,12 @@ import sqlalchemy as sa
 from core.errors import ConfigError
 from core.model import Event
 from core.orders import OrderConflict, OrdersError, OrdersUsageError
-from core.orders.config import SAMPLE_FILE, OrdersConfig, parse_config, read_orders_config
+from core.orders.config import (
+    SAMPLE_FILE,
+    OrdersConfig,
+    parse_config,
+    read_orders_config,
+)
 from core.orders.db import ensure_schema, open_orders_db, schema_head
 from core.orders.kpi import kpis
 from core.orders.service import SYSTEM, Actor, OrderService
@@ -124,9 +129,8 @@ def test_reassignment_counts_and_queue_dispatch(svc):
 def test_audit_log_cannot_be_edited_in_the_database(svc):
     svc.sync([idle(0, 80.0)])
     for statement in ("UPDATE order_audit SET comment = 'forged'", "DELETE FROM order_audit"):
-        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
-            with svc.engine.begin() as conn:
-                conn.exec_driver_sql(statement)
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), svc.engine.begin() as conn:
+            conn.exec_driver_sql(statement)
     assert audit_rows(svc) == 1
 
 

@@ -258,3 +258,35 @@ def test_rules_naming_an_unknown_team_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="unknown kind 'idle'"):
         parse_config(OrdersConfig, {"teams": [{"id": "a"}], "rules": [{"match": {"kind": "idle"}, "team": "a"}]})
     assert SYSTEM.may("verify", "anywhere")
+
+
+def _sync_in_process(db_url: str, start: object, out: object) -> None:
+    """Child process: open the database itself and sync the same findings as its siblings."""
+    engine = open_orders_db(db_url)
+    svc = OrderService(engine, read_orders_config(SAMPLE_FILE))
+    start.wait(60)
+    try:
+        out.put(svc.sync([idle(d, machine=f"south/l1/cnc-1{m}") for m in range(4) for d in range(3)]).to_dict())
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        out.put(repr(exc))
+    engine.dispose()
+
+
+def test_concurrent_processes_open_each_order_once(db_url):
+    import multiprocessing
+
+    open_orders_db(db_url).dispose()  # the schema exists before the race (its own migration race is locked too)
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_sync_in_process, args=(db_url, start, out)) for _ in range(3)]
+    [p.start() for p in procs]
+    start.set()
+    results = [out.get(timeout=120) for _ in procs]
+    [p.join(timeout=60) for p in procs]
+    assert all(isinstance(r, dict) for r in results), results
+    assert sum(len(r["opened"]) for r in results) == 4  # each pattern opened by exactly one process
+    assert sum(r["findings_attached"] for r in results) == 12
+    engine = open_orders_db(db_url)
+    svc = OrderService(engine)
+    assert len(svc.list()) == 4 and all(o["findings"] == 3 for o in svc.list())
+    engine.dispose()

@@ -126,3 +126,51 @@ def test_invalid_plant_file_names_file_and_key(backfilled, tmp_path):
 
 def test_missing_store(tmp_path):
     assert_one_line_error(run("analyze", "--store", str(tmp_path / "nope.db")), 2, "nope.db", "does not exist")
+
+
+PLANT = """
+name: Test works
+sites:
+  - id: east
+    timezone: Europe/Vienna
+    currency: EUR
+    calendar: {shifts: 2, first_shift_start: "06:00", shift_hours: 8, breaks: [{after_h: 3.0, minutes: 30}]}
+    tariff: {price_per_kwh: 0.18, demand_charge_per_kw: 12.0}
+    co2_kg_per_kwh: 0.2
+    lines:
+      - id: m1
+        machines:
+          - {id: lathe-01, kind: cnc, rated_kw: 25, simulation: {air_m3_min: 0.3}}
+          - {id: lathe-02, kind: cnc, rated_kw: 18, simulation: {air_m3_min: 0.3}}
+          - {id: belt-01, kind: conveyor, rated_kw: 4}
+      - id: util
+        machines:
+          - {id: air-01, kind: compressor, rated_kw: 30, capacity_m3_min: 5}
+          - {id: lights-01, kind: lighting, rated_kw: 12}
+"""
+
+
+def test_own_plant_file_and_no_plant_file(tmp_path):
+    """A plant that is not the demo plant: with --plant its tariff and CO2 factor price the findings; without it the
+    analysis still runs and names the causes it could not assess and why."""
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(PLANT)
+    db = tmp_path / "own.db"
+    result = run("simulate", "backfill", "--days", "3", "--plant", str(plant), "--seed", "1", "--start", "2026-03-02",
+                 "--store", str(db), "--truth", str(tmp_path / "t.json"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    with_plant, without = tmp_path / "a.json", tmp_path / "b.json"
+    assert run("analyze", "--store", str(db), "--plant", str(plant), "--json", str(with_plant), "--quiet").returncode == 0
+    result = run("analyze", "--store", str(db), "--json", str(without), "--quiet")
+    assert result.returncode == 0, result.stderr
+    a, b = json.loads(with_plant.read_text()), json.loads(without.read_text())
+    assert a["plant_energy_kwh"] == pytest.approx(b["plant_energy_kwh"], rel=1e-6)
+    assert a["potential"]["currency"] == "EUR" and a["potential"]["cost"] is not None
+    for ev in a["events"]:
+        assert ev["co2_kg"] == pytest.approx(0.2 * ev["excess_kwh"], rel=1e-3)
+        assert dt.datetime.fromisoformat(ev["start"]).utcoffset() is not None
+    names = {w["name"] for w in b["warnings"]}
+    assert "analytics.causes.off_shift_load.no_calendar" in names
+    assert "analytics.causes.air_leak.no_compressor" in names
+    assert "analytics.potential.no_tariff" in names
+    assert b["potential"]["cost"] is None and b["potential"]["co2_kg"] is None

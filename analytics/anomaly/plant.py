@@ -55,25 +55,29 @@ class PlantAnomalySettings(FrozenModel):
     min_days: float = Field(7.0, gt=0, description="Least days of usable windows to fit a machine's detector [d].")
 
 
-def _features(data: IntervalData, i: int, expected: np.ndarray | None) -> pd.DataFrame:
-    """The signals of machine ``i`` (one row per window), without the ones it lacks or that never vary."""
+def _features(data: IntervalData, i: int, expected: np.ndarray | None, rows: slice | None = None) -> pd.DataFrame:
+    """The signals of machine ``i`` (one row per window), without the ones it lacks or that never vary (all of them
+    for a slice of ``rows``)."""
     h = data.hours
     res = float(data.resolution_s)
+    part = slice(None) if rows is None else rows
 
     def row(col: str) -> np.ndarray:
-        return data.matrix(col)[i].astype(float)
+        return data.matrix(col)[i, part].astype(float)
 
     energy = row("energy_kwh")
     cols: dict[str, np.ndarray] = {}
     if expected is not None and np.isfinite(expected).any():
-        cols["residual_kw"] = (energy - expected) / h
+        cols["residual_kw"] = (energy - expected[part]) / h
     cols["power_kw"] = np.where(np.isfinite(row("power_mean_kw")), row("power_mean_kw"), energy / h)
     cols["running_share"] = row("s_running") / res
     cols["idle_share"] = row("s_idle") / res
     cols["production_rate"] = row("good") / h
     cols["air_flow"] = row("air_flow_m3_min")
     cols["outdoor_temp"] = row("outdoor_temp_c")
-    frame = pd.DataFrame(cols, index=data.times)
+    frame = pd.DataFrame(cols, index=data.times[part])
+    if rows is not None:
+        return frame
     keep = [c for c in frame.columns if frame[c].notna().sum() > 10 and float(np.nanstd(frame[c])) > 1e-9]
     return frame[keep]
 
@@ -309,14 +313,14 @@ def _hour_profiles(feats: pd.DataFrame, tz: str) -> dict[str, tuple[np.ndarray, 
     for col in feats.columns:
         if col == "residual_kw":
             continue
-        x = feats[col].to_numpy(float)
-        med, scale = np.full(24, np.nan), np.full(24, np.nan)
-        for h in range(24):
-            v = x[(hour == h) & np.isfinite(x)]
-            if len(v) >= 3:
-                med[h] = np.median(v)
-                scale[h] = max(1.4826 * np.median(np.abs(v - med[h])), 0.05 * (np.nanstd(x) or 1.0))
-        out[col] = (med, scale)
+        x = feats[col].astype(float)
+        floor = 0.05 * (float(np.nanstd(x)) or 1.0)
+        by_hour = x.groupby(hour)
+        med = by_hour.median().reindex(range(24))
+        mad = (x - med.to_numpy()[hour]).abs().groupby(hour).median().reindex(range(24))
+        enough = by_hour.count().reindex(range(24)).fillna(0).to_numpy() >= 3
+        out[col] = (np.where(enough, med.to_numpy(), np.nan),
+                    np.where(enough, np.maximum(1.4826 * mad.to_numpy(), floor), np.nan))
     return out
 
 
@@ -326,7 +330,7 @@ def _explaining_signals(data: IntervalData, i: int, a: int, b: int, profiles: di
     largest first."""
     if not profiles:
         return []
-    feats = _features(data, i, None).iloc[a:b]
+    feats = _features(data, i, None, slice(a, b))
     hour = _local_hour(pd.DatetimeIndex(feats.index), list(data.machines.values())[i].timezone)
     found = []
     for col, (med, scale) in profiles.items():

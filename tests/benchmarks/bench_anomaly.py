@@ -77,7 +77,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--test", type=int, default=150, help="held-out runs (seeds 10000..)")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--plant-speed", nargs=2, type=int, metavar=("MACHINES", "MONTHS"),
+                    help="instead: time the plant anomaly fit and streaming ticks on synthetic 15-min data")
     args = ap.parse_args(argv)
+    if args.plant_speed:
+        out = plant_speed(*args.plant_speed)
+        print(json.dumps(out))
+        return out
     grid = list(product(SMOOTH, BUDGETS))
     train = list(range(TRAIN_SEED0, TRAIN_SEED0 + args.train))
     test = list(range(TEST_SEED0, TEST_SEED0 + args.test))
@@ -112,6 +118,41 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return result
+
+
+
+
+def plant_speed(machines: int, months: int) -> dict:
+    """Fit ``PlantAnomalies`` on ``machines`` x ``months`` of 15-min synthetic plant data (bench_baseline's frame),
+    then stream one more day in 15-min windows with :class:`AnomalyStream`: seconds and peak RSS."""
+    import resource
+
+    import pandas as pd
+
+    from analytics.anomaly.plant import PlantAnomalies
+    from analytics.anomaly.stream import AnomalyStream
+    from analytics.data import IntervalData
+    from tests.benchmarks.bench_baseline import synthetic_frame
+
+    frame = synthetic_frame(machines, months)
+    times = pd.DatetimeIndex(frame["time"].unique()).sort_values()
+    cut = times[-96]
+    data = IntervalData.from_frame(frame[frame["time"] < cut], resolution_s=900)
+    t0 = time.perf_counter()
+    model = PlantAnomalies().fit(data)
+    fit_s = time.perf_counter() - t0
+    stream = AnomalyStream(model)
+    ticks = []
+    for a in times[-96:-92]:
+        part = frame[frame["time"] == a]
+        one = IntervalData.from_frame(part, resolution_s=900, start=a, stop=a + pd.Timedelta(minutes=15),
+                                      machines=data.machines)
+        t1 = time.perf_counter()
+        stream.update(one)
+        ticks.append(time.perf_counter() - t1)
+    return {"machines": machines, "months": months, "fit_s": round(fit_s, 2), "events": len(model.events),
+            "tick_s": [round(x, 3) for x in ticks], "peak_rss_mb": round(resource.getrusage(
+                resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 if __name__ == "__main__":

@@ -172,24 +172,16 @@ def diff_sd(x: np.ndarray) -> float:
 
 def slot_distance(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each window outside ``mask``: windows since ``mask`` last held (1 = right after) and windows until it
-    holds again (1 = right before); large numbers where there is none."""
+    holds again (1 = right before); large numbers where there is none (0 inside ``mask``)."""
+    mask = np.asarray(mask, bool)
     n = len(mask)
     big = 10 ** 6
-    since = np.full(n, big, dtype=np.int64)
-    until = np.full(n, big, dtype=np.int64)
-    last = -big
-    for t in range(n):
-        if mask[t]:
-            last = t
-        else:
-            since[t] = t - last
-    nxt = big * 2
-    for t in range(n - 1, -1, -1):
-        if mask[t]:
-            nxt = t
-        else:
-            until[t] = nxt - t
-    return since, until
+    idx = np.arange(n)
+    last = np.maximum.accumulate(np.where(mask, idx, -big))
+    nxt = np.minimum.accumulate(np.where(mask, idx, 2 * big + n)[::-1])[::-1]
+    since = np.where(mask, 0, np.minimum(idx - last, big))
+    until = np.where(mask, 0, np.minimum(nxt - idx, big))
+    return since.astype(np.int64), until.astype(np.int64)
 
 
 def routine_allowance(E: np.ndarray, usable: np.ndarray, since: np.ndarray | None, until: np.ndarray, base: np.ndarray,

@@ -160,7 +160,8 @@ class PlantAnomalies:
                         fault: np.ndarray) -> pd.DataFrame:
         """The signals of machine ``i`` as its detector sees them (meter-fault windows blanked)."""
         path = data.machine_ids[i]
-        feats = _features(data, i, None if expected is None else expected[i])
+        # Every signal, whatever the few rows of a streaming step hold (the column filter is for fitting only).
+        feats = _features(data, i, None if expected is None else expected[i], slice(0, data.n_times))
         det = self.detectors[path]
         for col in det.columns:
             if col not in feats.columns:

@@ -68,10 +68,6 @@ def site_economics(data: IntervalData) -> dict[str, SiteEconomics]:
     return out
 
 
-def _local(ts_ns: int, tz: str) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts_ns / NS, dt.timezone.utc).astimezone(zoneinfo.ZoneInfo(tz))
-
-
 def _part_of_day(t: dt.datetime) -> str:
     h = t.hour
     return "night" if h < 6 or h >= 22 else "morning" if h < 12 else "afternoon" if h < 18 else "evening"

@@ -218,10 +218,6 @@ def group_runs(flag: np.ndarray, gap: int = 1, min_len: int = 1) -> list[tuple[i
     return [(a, b) for a, b in out if b - a >= min_len]
 
 
-def daily_index(ctx: Context, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """Day number per window (local) and the sorted unique days of machine ``i``."""
-    day = ctx.local_day(i)
-    return day, np.unique(day)
 
 
 def lstsq(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
@@ -234,12 +230,8 @@ def lstsq(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarr
     return np.linalg.solve(XtX + ridge * np.eye(X.shape[1]), X.T @ y)
 
 
-def fmt_hours(h: float) -> str:
-    return f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} days"
 
 
-def any_finite(x: np.ndarray) -> bool:
-    return bool(np.isfinite(x).any())
 
 
 def notice(name: str, message: str, **details: Any) -> Notice:

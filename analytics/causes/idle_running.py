@@ -149,8 +149,9 @@ def detect(ctx: Context) -> CauseResult:
         wasteable = np.clip(s_idle - needed, 0, None)
         cap = wasteable * (lv["idle"] - low) / 3600 * 1.15
         excess = np.clip(np.minimum(E - expected, cap), 0, None)
-        # Noise floor: a window counts when its excess is a real share of an idling window's.
-        floor = max(0.25 * (lv["idle"] - lv["eco"]) * h * 0.5, 0.02 * lv["run"] * h)
+        # Noise floor: a window counts when its excess is at least ~2 minutes of idling instead of eco mode, and above
+        # 2 % of a running window (the run-power level of the day is an estimate).
+        floor = max(0.125 * (lv["idle"] - lv["eco"]) * h, 0.02 * lv["run"] * h)
         flag = v & (excess > floor) & (wasteable >= 0.2 * res)
         excess = np.where(flag, excess, 0.0)
         for a, b in group_runs(flag, gap=1):

@@ -118,6 +118,17 @@ class Simulation:
         self._cf_state: dict[int, dict] = {}  # state of the fixed machines' counterfactual (no fix) run
         self.truth = _Truth()
 
+    def continue_registers(self, registers: dict[str, float]) -> None:
+        """Let each machine's energy register go on from ``registers`` (path -> reading [kWh]) instead of a random start.
+
+        ``wattline demo`` streams live values on top of backfilled history: without this the register would jump
+        back at the seam, which a store reads as a meter reset (a huge bogus energy).
+        """
+        for ref, st in zip(self.plant.machines, self._state):
+            value = registers.get(ref.path)
+            if value is not None and np.isfinite(value):
+                st["register0"] = float(value) - st["energy"] - st["offset"]
+
     def _initial_state(self, ref) -> dict:
         rng = rng_for(self.seed, 7, ref.index)
         return {"energy": 0.0, "register0": float(rng.uniform(0.05, 0.95)) * ref.spec.register_max_kwh, "offset": 0.0,

@@ -140,7 +140,8 @@ class PlantServer:
 
     def __init__(self, plant: Plant | None = None, scenario: ScenarioSpec | None = None, speed: float = 1.0,
                  host: str = "127.0.0.1", port: int = 4840, seed: int = 0, security: SecuritySettings | None = None,
-                 truth_path: str | Path | None = None, intensity: float | None = None) -> None:
+                 truth_path: str | Path | None = None, intensity: float | None = None,
+                 registers: dict[str, float] | None = None) -> None:
         if not speed > 0:
             raise SimulatorError(f"speed must be positive, got {speed}; 1 is real time, 60 is one hour per minute")
         self.plant = plant if plant is not None else default_plant()
@@ -150,6 +151,7 @@ class PlantServer:
         self.security = security
         self.truth_path = Path(truth_path) if truth_path else None
         self.intensity = intensity
+        self.registers = dict(registers or {})  # energy registers go on from these readings (Simulation.continue_registers)
         self.step_s = choose_step(self.speed)
         self.sim: Simulation | None = None
         self._server: Server | None = None
@@ -196,6 +198,8 @@ class PlantServer:
             self.port = _free_port(self.host)
         day = int(time.time() // DAY_S)
         self.sim = await asyncio.to_thread(Simulation, self.plant, self.scenario, self.seed, self.step_s, day, self.intensity)
+        if self.registers:
+            self.sim.continue_registers(self.registers)
         server = Server()
         await server.init()
         server.set_endpoint(f"opc.tcp://{self.host}:{self.port}/")

@@ -83,6 +83,7 @@ def demo(
     port: Optional[int] = typer.Option(None, "--port", "-p", help="Dashboard port on 127.0.0.1 (default 8050)."),
     opcua_port: Optional[int] = typer.Option(None, "--opcua-port", help="Port of the simulated plant's OPC UA server (default 4840; 0 picks a free port)."),
     speed: Optional[float] = typer.Option(None, "--speed", help="Simulated seconds per real second (default 1)."),
+    history_days: Optional[int] = typer.Option(None, "--history-days", help="Days of history (waste injected) backfilled and analysed first, so every page has content at once (default 21; 0: none).", min=0),
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Run a live demo plant: a simulated factory served over OPC UA, a collector streaming it into the store, and the
@@ -94,7 +95,8 @@ def demo(
         config,
         {
             "store": store,
-            "demo": {"duration": duration, "machines": machines, "opcua_port": opcua_port, "speed": speed},
+            "demo": {"duration": duration, "machines": machines, "opcua_port": opcua_port, "speed": speed,
+                     "history_days": history_days},
             "dashboard": {"port": port},
         },
     )

@@ -1,6 +1,10 @@
 """``wattline demo``: a live simulated plant, a collector streaming it into the store, and the dashboard.
 
-All three run in this process: the simulator's OPC UA server and the collector share one asyncio loop, and the
+First it backfills a few weeks of the demo plant's history (waste injected by the shipped scenario) into the store and
+runs the analysis on it (the code of ``wattline analyze``), so every page has real content at once; then it streams
+live values on top, with the energy registers going on from where the history left them.
+
+All three live parts run in this process: the simulator's OPC UA server and the collector share one asyncio loop, and the
 dashboard's web server runs in a thread. The collector reaches the simulator over a real localhost socket, exactly as
 it would reach a plant's server, and the dashboard only reads the store.
 """
@@ -43,10 +47,74 @@ def run_demo(settings: AppSettings) -> None:
     """Run the demo until ``settings.demo.duration`` elapses or the user presses Ctrl-C."""
     check_port_free(settings.dashboard.host, settings.dashboard.port, "--port")
     check_port_free(settings.demo.opcua_host, settings.demo.opcua_port, "--opcua-port")
-    asyncio.run(_run(settings))
+    try:
+        history = prepare_history(settings)
+    except KeyboardInterrupt:
+        print("Demo stopped while preparing its history; what was written so far is kept.", flush=True)
+        return
+    asyncio.run(_run(settings, history))
 
 
-async def _run(settings: AppSettings) -> None:
+class History:
+    """What :func:`prepare_history` made: values written, the analysis report, the registers where it ended."""
+
+    def __init__(self, values: int = 0, report: dict | None = None, registers: dict | None = None) -> None:
+        self.values = values
+        self.report = report or {}
+        self.registers = registers or {}
+
+    def line(self) -> str:
+        """One line for the banner: days, values and what the analysis found."""
+        if not self.values:
+            return "History: none (--history-days 0); pages fill as live values arrive."
+        pot = (self.report.get("potential") or {})
+        kwh, pct = pot.get("total_kwh"), pot.get("fraction")
+        found = (f"; the analysis finds {kwh:,.0f} kWh avoidable ({100 * pct:.1f} %)"
+                 if isinstance(kwh, (int, float)) and isinstance(pct, (int, float)) else "")
+        return f"History: {self.values:,} values backfilled{found}."
+
+
+def prepare_history(settings: AppSettings, progress: bool = True) -> History:
+    """Backfill ``settings.demo.history_days`` days of the demo plant (shipped waste scenario) and analyse them.
+
+    The analysis is :func:`wattline.cli_analyze.run_analyze`, the code of ``wattline analyze``; its findings are
+    stored in the store's results (run ``demo``), which the overview, findings and machine pages read.
+    """
+    import contextlib
+    import io
+
+    from simulator.backfill import backfill
+    from simulator.plant import default_plant
+    from simulator.scenario import read_scenario
+    from wattline.cli_analyze import run_analyze
+
+    demo = settings.demo
+    if demo.history_days == 0:
+        return History()
+    plant = default_plant(machines=demo.machines)
+    with open_store(settings.store) as store:
+        result = backfill(store, plant, demo.history_days, read_scenario(None), demo.seed, progress=progress)
+        registers = last_registers(store, result.manifest)
+    with contextlib.redirect_stdout(io.StringIO()):  # the banner says what it found, in one line
+        report = run_analyze(settings.store, None, None, None, None, run="demo", progress=progress)
+    return History(result.values, report, registers)
+
+
+def last_registers(store, manifest: dict | None = None) -> dict[str, float]:
+    """The newest energy register reading of every machine in ``store`` (path -> [kWh])."""
+    infos = [i for i in store.series("electrical") if i.key.field == "energy_kwh" and i.count]
+    if not infos:
+        return {}
+    last = max(i.last_ns for i in infos)
+    day = 86400 * 1_000_000_000
+    frame = store.aggregate("electrical", "energy_kwh", last - day, last + 1, every=86400 + 1, agg="last")
+    out: dict[str, float] = {}
+    for row in frame.dropna(subset=["value"]).itertuples(index=False):
+        out[f"{row.site}/{row.line}/{row.machine}"] = float(row.value)
+    return out
+
+
+async def _run(settings: AppSettings, history: History | None = None) -> None:
     from collectors.opcua.collector import Collector
     from collectors.opcua.config import CollectorConfig
     from collectors.opcua.discover import get_starter_config
@@ -63,7 +131,10 @@ async def _run(settings: AppSettings) -> None:
 
     store = open_store(settings.store)
     plant = around_the_clock(default_plant(machines=demo.machines))
-    server = PlantServer(plant, speed=demo.speed, host=demo.opcua_host, port=demo.opcua_port, seed=demo.seed)
+    history = history or History()
+    # The live energy registers go on from where the history left them (no bogus meter reset at the seam).
+    server = PlantServer(plant, speed=demo.speed, host=demo.opcua_host, port=demo.opcua_port, seed=demo.seed,
+                         registers=history.registers)
     dashboard_server = None
     users_dir = None
     try:
@@ -84,7 +155,8 @@ async def _run(settings: AppSettings) -> None:
             f"Wattline demo: {demo.machines} machines served at {server.endpoint}, stored in {store.description}\n"
             f"Dashboard: {url}   (Ctrl-C stops; every value received is kept)\n"
             "Demo logins (one per role, passwords made for this run and shown only now):\n"
-            + "\n".join(f"  {role:<14} user {name:<14} password {password}" for role, name, password in logins),
+            + "\n".join(f"  {role:<14} user {name:<14} password {password}" for role, name, password in logins)
+            + "\n" + history.line(),
             flush=True,
         )
         started = time.monotonic()
@@ -94,7 +166,7 @@ async def _run(settings: AppSettings) -> None:
         stop.set()
         waiting.cancel()
         await collecting  # flushes everything received before returning; re-raises if the collector failed
-        print(_summary(collector, time.monotonic() - started), flush=True)
+        print(_summary(collector, time.monotonic() - started, history.values), flush=True)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -155,8 +227,10 @@ def _demo_collector_overrides(settings: AppSettings) -> dict:
     }
 
 
-def _summary(collector, elapsed_s: float) -> str:
-    return f"Demo stopped after {elapsed_s:.0f} s; {collector.stats.values_written} values stored."
+def _summary(collector, elapsed_s: float, history_values: int = 0) -> str:
+    live = collector.stats.values_written
+    return (f"Demo stopped after {elapsed_s:.0f} s; {live + history_values} values stored "
+            f"({live:,} streamed live, {history_values:,} backfilled).")
 
 
 if __name__ == "__main__":  # pragma: no cover

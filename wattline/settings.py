@@ -23,6 +23,7 @@ class DemoSettings(FrozenModel):
     opcua_host: str = "127.0.0.1"
     opcua_port: int = Field(4840, ge=0, le=65535, description="Port of the simulated plant's OPC UA server; 0 picks a free one.")
     seed: int = 0
+    history_days: int = Field(21, ge=0, le=366, description="Days of history backfilled and analysed before the live stream (0: none).")
 
 
 class DashboardSettings(FrozenModel):

@@ -47,6 +47,13 @@ def get(url: str) -> tuple[int, str]:
         return response.status, response.read().decode()
 
 
+def _text(browser, element_id: str) -> str | None:
+    """Text of an element once it holds a number (None while absent or still a dash)."""
+    found = browser.find_elements("id", element_id)
+    text = found[0].text.strip() if found else ""
+    return text if text and text[0].isdigit() else None
+
+
 def read_logins(demo) -> dict[str, tuple[str, str]]:
     """{role: (user, password)} from the demo's banner (printed once at start)."""
     logins = {}
@@ -91,6 +98,12 @@ def test_demo_serves_a_live_dashboard_and_stores_every_machine(tmp_path, browser
         after = wait_for(moved, "every machine trace to gain newer points", timeout=30)
         assert len(after) == 8
         browser.save_screenshot(str(SCREENSHOTS / "demo-live.png"))
+
+        # The backfilled, analysed history: the overview shows a reduction potential at once.
+        browser.get(url + "overview")
+        potential = wait_for(lambda: _text(browser, ids.KPI_POTENTIAL_KWH), "the overview's potential")
+        assert any(ch in "123456789" for ch in potential.split()[0]), potential
+        browser.save_screenshot(str(SCREENSHOTS / "demo-overview.png"))
         out, err = demo.communicate(timeout=90)
     finally:
         if demo.poll() is None:
@@ -115,8 +128,12 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_received(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     # Wait until the demo says it is up, let it collect a little, then press Ctrl-C.
-    banner = demo.stdout.readline() + demo.stdout.readline()
-    assert "Dashboard:" in banner, banner
+    banner = ""
+    while "History:" not in banner:  # the banner ends with what the backfilled history's analysis found
+        line = demo.stdout.readline()
+        assert line, banner
+        banner += line
+    assert "Dashboard:" in banner and "avoidable" in banner, banner
     time.sleep(6)
     demo.send_signal(signal.SIGINT)
     out, err = demo.communicate(timeout=60)
@@ -124,6 +141,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_received(tmp_path):
     summary = [line for line in out.splitlines() if "values stored" in line]
     assert summary, out
     reported = int(summary[0].split(";")[1].split()[0])
+    live = int(summary[0].split("(")[1].split()[0].replace(",", ""))
+    assert live > 0, summary
     listed = json.loads(wattline("series", "--store", str(store), "--json").stdout)
     stored = sum(s["count"] for s in listed)
     assert reported > 0 and stored == reported

@@ -156,6 +156,12 @@ class ReductionPotential:
         self._ctx = ctx
         econ = site_economics(data)
         self.econ = econ
+        if data.plant is not None:
+            series = {s.id: s.co2_series for s in data.plant.sites if getattr(s, "co2_series", None)}
+            if series:
+                self.warnings.append(Notice("analytics.potential.co2_series_not_used",
+                                            "a time-varying grid CO2 factor is configured but CO2 is computed with each "
+                                            "site's constant co2_kg_per_kwh", {"co2_series": series}))
         found: list[tuple[str, int, int, int, dict]] = []
         for kind, detect in DETECTORS.items():
             if kind not in self.settings.causes:

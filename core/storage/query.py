@@ -44,6 +44,9 @@ DEFAULT_CHUNK_S = 7 * 86400
 
 _NOT_TAGS = ("time", "value", "status", "state")
 
+#: Use the backends' frame-free raw reads (False: the reference path through ``Store.query``; tests compare both).
+FAST_RAW = True
+
 
 # -- helpers over query frames -----------------------------------------------------------------------------------------
 def _times(frame: pd.DataFrame) -> np.ndarray:
@@ -89,6 +92,18 @@ def _split(frame: pd.DataFrame) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.
     return out
 
 
+def _raw(store: Store, measurement: str, field: str, lo: int, hi: int,
+         tags: TagFilter | None) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Raw points of ``[lo, hi)`` per series (the form of :func:`_split`); the embedded store answers without
+    building a frame (:mod:`core.storage.sqlite_frame`, the same answer)."""
+    if hi > lo and FAST_RAW:
+        from core.storage import sqlite_frame
+
+        if sqlite_frame.supports(store):
+            return sqlite_frame.read_split(store, measurement, field, lo, hi, tags)
+    return _split(store.query(measurement, field, lo, hi, tags=tags))
+
+
 def _narrowed(tags: TagFilter | None, keys: Sequence[tuple]) -> dict:
     """A tag filter that selects (a small superset of) the series ``keys``, within ``tags``."""
     narrowed: dict = dict(tags or {})
@@ -122,11 +137,11 @@ def _neighbours(store: Store, measurement: str, field: str, t_ns: int, tags: Tag
         return found
     if after:
         near = min(iv.floor_to(t_ns, HOUR_NS) + 2 * HOUR_NS, t_ns + limit_ns)
-        take(_split(store.query(measurement, field, t_ns, near, tags=tags)))
+        take(_raw(store, measurement, field, t_ns, near, tags))
         far_lo, far_hi = near, -(-(t_ns + limit_ns) // HOUR_NS) * HOUR_NS
     else:
         near = max(iv.floor_to(t_ns, HOUR_NS) - HOUR_NS, t_ns - limit_ns)
-        take(_split(store.query(measurement, field, near, t_ns, tags=tags)))
+        take(_raw(store, measurement, field, near, t_ns, tags))
         far_lo, far_hi = iv.floor_to(t_ns - limit_ns, HOUR_NS), near
     covered = near >= t_ns + limit_ns if after else near <= t_ns - limit_ns  # the raw read reached the limit
     if covered or far_hi <= far_lo or (wanted is not None and wanted <= set(found)):
@@ -146,7 +161,7 @@ def _neighbours(store: Store, measurement: str, field: str, t_ns: int, tags: Tag
             lo, hi = far_lo, min(max(days.values()) + 86400 * NS, far_hi)
         else:
             lo, hi = max(min(days.values()), far_lo), far_hi
-        more = _split(store.query(measurement, field, lo, hi, tags=_narrowed(tags, keys)))
+        more = _raw(store, measurement, field, lo, hi, _narrowed(tags, keys))
         take({k: more[k] for k in keys if k in more})
     return {k: x for k, x in found.items() if (x[0] < t_ns + limit_ns if after else x[0] >= t_ns - limit_ns)}
 
@@ -259,7 +274,7 @@ def _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max,
     # No value holds longer than LOOKBACK_S: the answer is then the same whatever the chunking.
     hold = LOOKBACK_S if max_hold_s is None else min(float(max_hold_s), LOOKBACK_S)
     counter = agg == "increase"
-    data = _split(store.query(measurement, field, lo, hi, tags=tags))
+    data = _raw(store, measurement, field, lo, hi, tags)
     if before is None:
         before = _neighbours(store, measurement, field, lo, tags, (LOOKBACK_S if counter else int(hold)) * NS,
                              after=False, finite=counter)

@@ -1,0 +1,64 @@
+"""Raw reads of the embedded store straight into per-series arrays, for :mod:`core.storage.query`.
+
+``core.storage.query`` reads raw points of many series per chunk and immediately cuts them into arrays per series.
+Going through ``SQLiteStore.query`` builds a pandas frame first (tag columns as strings, times as datetimes) only to
+take it apart again, which cost more than the arithmetic; here the same rows and chunks
+(``SQLiteStore._merged_raw``) are cut by series id and keyed by the series' tags, with no frame in between. The answer
+is the same as ``query._split(store.query(...))`` (tests/storage/test_read_frame_fast.py compares them).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from core.storage.base import Store, TagFilter
+
+
+def supports(store: Store) -> bool:
+    """Whether ``store`` is an embedded SQLite store (whose raw reads :func:`read_split` answers)."""
+    from core.storage.sqlite import SQLiteStore
+
+    return isinstance(store, SQLiteStore)
+
+
+def _key(series_key) -> tuple:
+    """The series' key in ``query._split``'s form: sorted (tag, value) pairs without absent values."""
+    return tuple(sorted((k, v) for k, v in series_key.tags if v is not None and v != ""))
+
+
+def read_split(store: Store, measurement: str, field: str, lo: int, hi: int,
+               tags: TagFilter | None) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Raw values in ``[lo, hi)`` [ns] of every matching series: ``{key: (times [ns], values, status)}`` in time
+    order, values NaN where stored as missing (the form of ``core.storage.query._split``)."""
+    from core.storage.sqlite import _snapshot
+
+    sids = store._matching_series(measurement, field, tags)
+    if not sids:
+        return {}
+    conn = store._conn()
+    with _snapshot(conn):
+        sid, ts, value, status = store._merged_raw(conn, json.dumps(sids), int(lo), int(hi))
+    if not len(sid):
+        return {}
+    cut = np.flatnonzero(np.diff(sid)) + 1
+    starts = np.concatenate([[0], cut])
+    ends = np.append(cut, len(sid))
+    ts = ts.astype(np.int64, copy=False)
+    value = value.astype(float, copy=False)
+    status = status.astype(np.int64, copy=False)
+    out: dict = {}
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        key = _key(store._keys[int(sid[a])])
+        if key in out:  # series differing only in an empty tag are one series to the query layer
+            t0, v0, s0 = out[key]
+            t1, v1, s1 = (np.concatenate([t0, ts[a:b]]), np.concatenate([v0, value[a:b]]),
+                          np.concatenate([s0, status[a:b]]))
+            order = np.argsort(t1, kind="stable")
+            out[key] = (t1[order], v1[order], s1[order])
+        else:
+            out[key] = (ts[a:b], value[a:b], status[a:b])
+    return out

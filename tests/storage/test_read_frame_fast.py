@@ -1,0 +1,105 @@
+"""The fast read path of Store.read_frame (frame-free raw reads of the embedded store, core.storage.sqlite_frame) gives
+exactly the reference path's answer (raw reads through Store.query and query._split), on data with register rollovers,
+resets, gaps (stored missing values and silence), machine states, a daylight-saving change and several chunks, in both
+of the embedded store's layouts (rows and bulk day chunks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.model import SeriesKey
+from core.storage import query as q
+from core.storage import sqlite_frame
+from core.storage.base import Column
+from core.storage.intervals import SEMANTICS_CHANGED
+from core.storage.sqlite import SQLiteStore
+
+NS = 1_000_000_000
+MIN = 60 * NS
+# 2025-03-28 00:00 UTC: the range crosses the Europe/Berlin spring-forward night (2025-03-30).
+START = int(pd.Timestamp("2025-03-28", tz="UTC").value)
+DAYS = 5
+COLUMNS = [
+    Column("reg", "electrical", "energy_kwh", "increase", register_max=1000.0),
+    Column("integral", "electrical", "active_power_kw", "integral", max_hold_s=6 * 3600),
+    Column("power_mean_kw", "electrical", "active_power_kw", "twmean", max_hold_s=6 * 3600),
+    Column("power_max_kw", "electrical", "active_power_kw", "max"),
+    Column("s", "machine_state", "state", "state_seconds", max_hold_s=3 * 86400),
+    Column("good", "production", "good_count", "increase"),
+]
+
+
+def _write_plant(store: SQLiteStore, bulk: bool, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for m in range(4):
+        tags = {"site": "north", "line": f"L{m % 2}", "machine": f"m{m}"}
+        t = START + np.arange(DAYS * 1440) * MIN + rng.integers(0, 20, DAYS * 1440) * NS
+        power = np.clip(rng.normal(20 + 5 * m, 6, len(t)), 0, None)
+        power[1000:1200] = np.nan  # a meter gap stored as missing values
+        keep = np.ones(len(t), dtype=bool)
+        keep[3000:3500] = False  # silence: the collector was down
+        energy = 950.0 + np.cumsum(power / 60.0 * (1 + 0.2 * m))
+        status = np.zeros(len(t), dtype=np.int64)
+        reset_at = 2500 + 300 * m
+        energy[reset_at:] -= energy[reset_at] - 1.0  # a reset (flagged) ...
+        status[reset_at] = SEMANTICS_CHANGED
+        energy = np.where(energy >= 1000.0, energy % 1000.0, energy)  # ... and rollovers of a 1000-kWh register
+        state = np.where(power > 22, 2, np.where(power > 5, 1, 0)).astype(float)
+        state[4000:4010] = 3
+        good = np.cumsum(rng.integers(0, 3, len(t))).astype(float)
+        for measurement, field, values, codes in (("electrical", "active_power_kw", power, None),
+                                                  ("electrical", "energy_kwh", energy, status),
+                                                  ("machine_state", "state", state, None),
+                                                  ("production", "good_count", good, None)):
+            store.write_arrays(SeriesKey.of(measurement, tags, field), t[keep], values[keep],
+                               None if codes is None else codes[keep], bulk=bulk)
+    store.flush()
+
+
+def _read(store: SQLiteStore, fast: bool, monkeypatch, **kwargs) -> pd.DataFrame:
+    monkeypatch.setattr(q, "FAST_RAW", fast)
+    frames = list(store.read_frame(COLUMNS, START + 7 * MIN, START + DAYS * 86400 * NS, **kwargs))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["rows", "chunks"])
+@pytest.mark.parametrize("every,tz", [(900, "UTC"), (3600, "Europe/Berlin"), ("1d", "Europe/Berlin")])
+def test_fast_path_gives_the_reference_answer(tmp_path, monkeypatch, bulk, every, tz):
+    store = SQLiteStore(tmp_path / "plant.db")
+    try:
+        _write_plant(store, bulk, seed=3)
+        assert sqlite_frame.supports(store)
+        kwargs = {"every": every, "tz": tz, "chunk_s": 2 * 86400}
+        fast, reference = _read(store, True, monkeypatch, **kwargs), _read(store, False, monkeypatch, **kwargs)
+        # the data has what the comparison is about: rollovers and resets counted, gaps, all states
+        assert len(reference) > 0 and reference["reg"].notna().any()
+        assert reference["s_fault"].gt(0).any()
+        assert every == "1d" or reference["power_mean_kw"].isna().any()  # a whole window in the gap
+        pd.testing.assert_frame_equal(fast, reference, check_exact=True)
+        # tag filters (a subset of machines) narrow both paths alike
+        sub = {**kwargs, "tags": {"machine": ["m1", "m3"]}}
+        a, b = _read(store, True, monkeypatch, **sub), _read(store, False, monkeypatch, **sub)
+        assert set(a["machine"]) == {"m1", "m3"}
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    finally:
+        store.close()
+
+
+def test_read_split_matches_query_split(tmp_path):
+    """Series by series, including a range with no data and one cut inside the missing values."""
+    store = SQLiteStore(tmp_path / "plant.db")
+    try:
+        _write_plant(store, False, seed=5)
+        for lo, hi in ((START, START + 86400 * NS), (START + 1100 * MIN, START + 1150 * MIN),
+                       (START - 86400 * NS, START)):
+            for measurement, field in (("electrical", "energy_kwh"), ("machine_state", "state")):
+                fast = sqlite_frame.read_split(store, measurement, field, lo, hi, None)
+                reference = q._split(store.query(measurement, field, lo, hi))
+                assert fast.keys() == reference.keys()
+                for key, arrays in reference.items():
+                    for x, y in zip(fast[key], arrays):
+                        np.testing.assert_array_equal(x, y)
+    finally:
+        store.close()

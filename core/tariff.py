@@ -64,7 +64,7 @@ class TouPeriod(FrozenModel):
     """A time-of-use period: a price on some weekdays (and months) between local times."""
 
     name: str = Field(min_length=1, max_length=40, description="Label shown in reports, e.g. peak, off-peak, P1.")
-    price_per_kwh: float = Field(ge=0, le=10, description="Energy price in this period [currency/kWh].")
+    price_per_kwh: float = Field(ge=0, le=100_000, description="Energy price in this period [currency/kWh].")
     hours: tuple[HoursRange, ...] = Field(min_length=1, description="Local time ranges 'HH:MM-HH:MM' (may cross midnight).")
     days: tuple[Weekday, ...] = Field(WEEKDAYS, min_length=1, description="Weekdays the period applies on.")
     months: tuple[Annotated[int, Field(ge=1, le=12)], ...] = Field(
@@ -86,10 +86,11 @@ class TouPeriod(FrozenModel):
 class TariffSpec(FrozenModel):
     """Electricity tariff of a site (prices in the site's currency)."""
 
-    price_per_kwh: float = Field(ge=0, le=10, description="Energy price outside every period (flat tariff) [currency/kWh].")
+    # Bounds only catch typos (a price entered per MWh, say): in KRW or JPY a kWh costs hundreds of units.
+    price_per_kwh: float = Field(ge=0, le=100_000, description="Energy price outside every period (flat tariff) [currency/kWh].")
     periods: tuple[TouPeriod, ...] = Field((), description="Time-of-use periods that replace the base price.")
     demand_charge_per_kw: float = Field(
-        0.0, ge=0, le=1000, description="Charge per kW of each month's peak 15-minute mean power [currency/kW].")
+        0.0, ge=0, le=10_000_000, description="Charge per kW of each month's peak 15-minute mean power [currency/kW].")
 
     @model_validator(mode="after")
     def _no_overlap(self) -> TariffSpec:

@@ -92,12 +92,28 @@ def _features(ctx: Context, i: int) -> np.ndarray:
     return np.column_stack(cols)
 
 
+def _has_work_driver(ctx: Context, i: int) -> bool:
+    """Whether anything in the data says how much work the machine did: states, production counts, delivered air or
+    (for weather-driven loads) outdoor temperature. Without one, "energy for the same work" is undefined: a meter
+    alone says only that some days used more than others, which is operation, not waste."""
+    if ctx.has_state[i].mean() > 0.5:
+        return True
+    if np.isfinite(ctx.good[i]).any() and np.nansum(ctx.good[i]) > 0:
+        return True
+    if ctx.infos[i].kind == "compressor" and np.isfinite(ctx.air[i]).any():
+        return True
+    return ctx.infos[i].kind in WEATHER_KINDS and ctx.infos[i].kind != "other" and bool(np.isfinite(ctx.temp[i]).any())
+
+
 def detect(ctx: Context) -> CauseResult:
     """Find sustained excess specific energy (see the module docstring)."""
     out = CauseResult(KIND, np.zeros((ctx.n_m, ctx.n_t)))
-    short = []
+    short, no_driver = [], []
     for i, info in enumerate(ctx.infos):
         if info.kind in SKIP_KINDS:
+            continue
+        if not _has_work_driver(ctx, i):
+            no_driver.append(info.path)
             continue
         # Windows where a machine idled or stayed on when it should not are not "the same work": left out. A leak's
         # energy stays in (the compressor model has the delivered air as a driver, so a leak is not excess here).
@@ -192,6 +208,12 @@ def detect(ctx: Context) -> CauseResult:
                 "ratio_to_best_practice_max": round(float(np.nanmax(r) / ref), 3) if np.isfinite(r).any() else None,
                 "days": int(b - a)}))
         out.excess[i] = excess
+    if no_driver:
+        out.warnings.append(notice("excess_specific_energy.no_driver", f"excess specific energy not assessed for "
+                                   f"{len(no_driver)} machine(s): the store has no machine states, production counts, "
+                                   "air flow or (for heating, ventilation and cooling) outdoor temperature to say how "
+                                   "much work they did; give the machine's kind in a plant file and collect its "
+                                   "state or counts", machines=no_driver))
     if short:
         out.warnings.append(notice("excess_specific_energy.too_little_data", f"excess specific energy not assessed for "
                                    f"{len(short)} machine(s): fewer than {MIN_DAYS} days with data",

@@ -98,3 +98,25 @@ def test_bad_mapping_exits_2_naming_file_line_and_key(tmp_path):
     result = run("import", "csv", str(data), "--mapping", str(bad), "--store", str(tmp_path / "s.db"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{bad}:4: columns[0].kind: 'intervals' is not valid; valid options:" in result.stderr
+
+
+def test_analyze_on_the_steel_plant_reports_no_invented_potential(tmp_path):
+    """A lone plant meter without states, counts or a calendar: the analytics must not call ordinary day-to-day
+    variation "excess specific energy" (they once reported 79.6 % of the year); they say what they cannot assess."""
+    if not STEEL.exists():
+        unavailable(f"the shared steel-plant data is not at {STEEL}")
+    import json
+
+    db, report = tmp_path / "steel.db", tmp_path / "steel.json"
+    assert run("import", "csv", str(STEEL), "--mapping", str(STEEL_MAPPING), "--store", str(db)).returncode == 0
+    result = run("analyze", "--store", str(db), "--plant", str(REPO / "docs" / "examples" / "steel-plant.yaml"),
+                 "--json", str(report), timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert round(data["plant_energy_kwh"], 2) == 959_636.71
+    assert data["potential"]["total_kwh"] == 0 and data["events"] == []
+    assert data["potential"]["currency"] == "KRW"
+    names = {w["name"] for w in data["warnings"]}
+    assert "analytics.causes.excess_specific_energy.no_driver" in names
+    # The baselines were fitted and scored on the year's hourly data (a time-ordered hold-out of 2,190 h and more).
+    assert data["baselines"] and all(b["n"] > 8000 for b in data["baselines"])

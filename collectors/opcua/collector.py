@@ -43,6 +43,8 @@ log = logging.getLogger("wattline.collector")
 STATUS_SCHEMA = 1
 #: A full spool raises its notice again at most this often while it keeps dropping [s].
 SPOOL_NOTICE_EVERY_S = 60.0
+#: How often the collector writes its own health into the store (collectors.health) [s].
+HEALTH_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class Collector:
         self.started_at = time.time()
         self.running = False
         self._store_was_down = False
+        self.health_every_s = HEALTH_EVERY_S  # 0 turns the health series off
 
     # -- counters ------------------------------------------------------------------------------------------------------
     @property
@@ -193,6 +196,8 @@ class Collector:
         helpers = [self.supervisor.task("tick", lambda: self._tick_loop(stop))]
         if self.config.status_file:
             helpers.append(self.supervisor.task("status-file", lambda: self._status_loop(stop)))
+        if self.health_every_s > 0:
+            helpers.append(self.supervisor.task("health", lambda: self._health_loop(stop)))
         try:
             await stop.wait()
         finally:
@@ -249,6 +254,23 @@ class Collector:
             else:
                 self.notify(Notice("collector.store.up", f"the store {self.store.description} accepts writes again; "
                                    "replaying the spool", {"store": self.store.description}, level="info"))
+
+    async def _health_loop(self, stop: asyncio.Event) -> None:
+        """Write the collector's health series every ``health_every_s`` (collectors.health); a failed write is logged."""
+        from collectors.health import health_points
+
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.health_every_s)
+            except asyncio.TimeoutError:
+                pass
+            if stop.is_set():
+                return
+            points = health_points(self.status(), time.time_ns())
+            try:
+                await asyncio.to_thread(self.store.write, points)
+            except Exception as exc:  # noqa: BLE001 - health is best effort; the store's outage is reported elsewhere
+                log.debug("cannot write collector health: %s", exc)
 
     async def _status_loop(self, stop: asyncio.Event) -> None:
         """Write the status file every 2 s."""

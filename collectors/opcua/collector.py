@@ -257,8 +257,9 @@ class Collector:
 
     async def _health_loop(self, stop: asyncio.Event) -> None:
         """Write the collector's health series every ``health_every_s`` (collectors.health); a failed write is logged."""
-        from collectors.health import health_points
+        from collectors.health import health_points, server_sites
 
+        sites = server_sites(self.config)
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self.health_every_s)
@@ -266,7 +267,7 @@ class Collector:
                 pass
             if stop.is_set():
                 return
-            points = health_points(self.status(), time.time_ns())
+            points = health_points(self.status(), time.time_ns(), sites)
             try:
                 await asyncio.to_thread(self.store.write, points)
             except Exception as exc:  # noqa: BLE001 - health is best effort; the store's outage is reported elsewhere

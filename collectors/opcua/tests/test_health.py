@@ -24,6 +24,9 @@ def test_health_points_from_a_status_document():
     assert dict(a.fields) == {"connected": 1.0, "values_per_s": 12.5, "last_value_age_s": 0.4, "backlog": 7.0,
                               "spool_bytes": 2048.0, "bad_nodes": 1.0, "reconnects": 2.0}
     assert b.fields["connected"] == 0.0 and "last_value_age_s" not in b.fields  # no value yet: left out, not 0
+    north, south, b2 = health_points(status, 123, {"a": ["north", "south"]})
+    assert (north.tags["site"], south.tags["site"]) == ("north", "south") and "site" not in b2.tags
+    assert dict(north.fields) == dict(a.fields)
 
 
 def test_collector_writes_its_health_series(tmp_path):
@@ -52,7 +55,7 @@ def test_collector_writes_its_health_series(tmp_path):
     col, store = asyncio.run(main())
     assert col.received == col.written  # health points are not plant values: the writer's counts stay exact
     series = {(i.key.field, tuple(sorted(i.key.tag_dict.items()))) for i in store.series(MEASUREMENT)}
-    tags = (("collector", col.config.name), ("server", "plant"))
+    tags = (("collector", col.config.name), ("server", "plant"), ("site", "north"))
     assert {(f, tags) for f in FIELDS} <= series
     bad = store.query(MEASUREMENT, "bad_nodes", 0, 2**62)
     assert bad["value"].iloc[-1] == 1.0  # the unknown node

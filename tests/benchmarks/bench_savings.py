@@ -75,13 +75,15 @@ def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, s
         out.append({"seed": seed, "scope": scope, "model": r["model"]["type"], "estimate_kwh": r["savings_kwh"],
                     "true_kwh": truth, "baseline_kwh": r["baseline_kwh"], "actual_kwh": r["actual_kwh"],
                     "fraction": r["savings_fraction"], "true_fraction": truth / (r["actual_kwh"] + truth),
-                    "half": r["half_width_kwh"], "cv_rmse": r["cv_rmse"], "rho": r["rho"], "passes_g14": r["passes_g14"]})
+                    "half": r["half_width_kwh"], "inflation": r["inflation"], "cv_rmse": r["cv_rmse"], "rho": r["rho"], "passes_g14": r["passes_g14"]})
     return out
 
 
 def coverage(rows: list[dict], method: str, level: str, inflation: float = 1.0) -> float:
-    hits = [abs(r["estimate_kwh"] - r["true_kwh"]) <= inflation * r["half"][method][level] for r in rows
-            if r["half"].get(method)]
+    """Share of rows whose true savings lie within the Guideline 14 interval (``half``: the formula's half-widths,
+    before any inflation) widened by ``inflation``."""
+    hits = [abs(r["estimate_kwh"] - r["true_kwh"]) <= inflation * r["half"][method][level]
+            for r in rows if r["half"].get(method)]
     return float(np.mean(hits)) if hits else float("nan")
 
 
@@ -115,14 +117,19 @@ def summarize(rows: list[dict], runs: int, seconds: float) -> dict:
     ok = [r for r in rows if "error" not in r]
     calib = [r for r in ok if r["seed"] % 2 == 0]
     test = [r for r in ok if r["seed"] % 2 == 1]
-    ratio = np.array([abs(r["estimate_kwh"] - r["true_kwh"]) / r["half"]["daily"]["0.90"] for r in calib])
-    inflation = max(1.0, float(np.quantile(ratio, 0.90))) if len(ratio) else 1.0
+    # One factor for both levels, chosen on the even seeds so that their 68 % and 90 % coverages come closest to
+    # nominal (least squares over a grid), then tested on the odd seeds.
+    grid = np.round(np.arange(1.0, 4.0001, 0.05), 2)
+    inflation = float(min(grid, key=lambda k: (coverage(calib, "daily", "0.68", k) - 0.68) ** 2
+                          + (coverage(calib, "daily", "0.90", k) - 0.90) ** 2)) if calib else 1.0
     err_pp = np.array([100 * abs(r["fraction"] - r["true_fraction"]) for r in ok])
     summary = {
         "runs": len({r["seed"] for r in rows}), "samples": len(ok), "errors": len(rows) - len(ok), "seconds": round(seconds, 1),
         "coverage_daily": {"68": coverage(ok, "daily", "0.68"), "90": coverage(ok, "daily", "0.90")},
         "coverage_hourly": {"68": coverage(ok, "hourly", "0.68"), "90": coverage(ok, "hourly", "0.90")},
         "inflation_from_even_seeds": inflation,
+        "coverage_daily_even_seeds": {"68": coverage(calib, "daily", "0.68"), "90": coverage(calib, "daily", "0.90")},
+        "coverage_daily_odd_seeds": {"68": coverage(test, "daily", "0.68"), "90": coverage(test, "daily", "0.90")},
         "coverage_daily_inflated_odd_seeds": {"68": coverage(test, "daily", "0.68", inflation),
                                               "90": coverage(test, "daily", "0.90", inflation)},
         "fraction_error_pp": {"mean": float(err_pp.mean()), "median": float(np.median(err_pp)),

@@ -172,7 +172,8 @@ def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resol
             weather.append(chunk[["site", "time", "outdoor_temp_c"]])
     if weather and len(frame):
         w = pd.concat(weather, ignore_index=True)
-        site = frame["machine"].str.split("/", n=1).str[0]
+        codes, paths = pd.factorize(frame["machine"])  # one split per machine, not per row
+        site = np.array([p.split("/", 1)[0] for p in paths], dtype=object)[codes]
         frame = frame.assign(_site=site).merge(w.rename(columns={"site": "_site"}), on=["_site", "time"], how="left")
     if bar is not None:
         bar.close()

@@ -176,16 +176,23 @@ def _long_frame(rows: Sequence[tuple[tuple, np.ndarray, np.ndarray, object]], wi
         frame = pd.DataFrame({c: [] for c in columns})
         frame["time"] = pd.to_datetime(frame["time"], utc=True).dt.as_unit("ns")
         return frame
-    times = np.concatenate([r[1] for r in rows])
-    data: dict = {"time": pd.to_datetime(times, unit="ns", utc=True)}
-    for name in tag_names:
-        data[name] = np.repeat(np.array([dict(r[0]).get(name) for r in rows], dtype=object), [len(r[1]) for r in rows])
+    # Sorted by (tags, time, state) in numpy before the frame is built (sorting the frame's string columns cost more
+    # than building it): pieces ranked by their tag values (a missing tag last, as pandas sorts), then by time.
+    sizes = [len(r[1]) for r in rows]
+    values = [tuple(dict(r[0]).get(name) for name in tag_names) for r in rows]
+    ranked = sorted(set(values), key=lambda vs: [(v is None, "" if v is None else v) for v in vs])
+    position = {vs: i for i, vs in enumerate(ranked)}
+    rank = np.array([position[vs] for vs in values], dtype=np.int64)
+    times = np.concatenate([np.asarray(r[1], dtype=np.int64) for r in rows])
+    states = np.repeat(np.array([r[3] if with_state else 0 for r in rows], dtype=np.int64), sizes)
+    order = np.lexsort((states, times, np.repeat(rank, sizes)))
+    data: dict = {"time": pd.to_datetime(times[order], unit="ns", utc=True)}
+    for j, name in enumerate(tag_names):
+        data[name] = np.repeat(np.array([v[j] for v in values], dtype=object), sizes)[order]
     if with_state:
-        data["state"] = np.repeat(np.array([r[3] for r in rows], dtype=np.int64), [len(r[1]) for r in rows])
-    data["value"] = np.concatenate([np.asarray(r[2]) for r in rows])
-    frame = pd.DataFrame(data)
-    order = [*tag_names, "time", *(["state"] if with_state else [])]
-    return frame.sort_values(order, kind="stable").reset_index(drop=True)
+        data["state"] = states[order]
+    data["value"] = np.concatenate([np.asarray(r[2]) for r in rows])[order]
+    return pd.DataFrame(data)
 
 
 # -- aggregate ---------------------------------------------------------------------------------------------------------

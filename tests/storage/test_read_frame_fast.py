@@ -103,3 +103,27 @@ def test_read_split_matches_query_split(tmp_path):
                         np.testing.assert_array_equal(x, y)
     finally:
         store.close()
+
+
+def test_long_frame_is_sorted_as_pandas_sorts_it():
+    """_long_frame orders rows in numpy; the reference is the frame sorted by pandas (tags, time, state), with a
+    missing tag last and series in scrambled order."""
+    rng = np.random.default_rng(7)
+    keys = [(("line", "L2"), ("machine", "b")), (("line", "L1"), ("machine", "b")), (("machine", "a"),),
+            (("line", "L1"), ("machine", "a")), (("line", "L10"), ("machine", "Z"))]
+    rows = []
+    for key in keys:
+        for state in (2, 0, 1):
+            t = np.sort(rng.choice(np.arange(50) * 900 * NS, size=20, replace=False))
+            rows.append((key, t, rng.normal(size=20), state))
+    got = q._long_frame(rows, True)
+    tag_names = ["line", "machine"]
+    reference = pd.DataFrame({
+        "time": pd.to_datetime(np.concatenate([r[1] for r in rows]), unit="ns", utc=True),
+        **{n: np.repeat(np.array([dict(r[0]).get(n) for r in rows], dtype=object), [len(r[1]) for r in rows])
+           for n in tag_names},
+        "state": np.repeat([r[3] for r in rows], [len(r[1]) for r in rows]).astype(np.int64),
+        "value": np.concatenate([r[2] for r in rows]),
+    }).sort_values([*tag_names, "time", "state"], kind="stable").reset_index(drop=True)
+    assert got["machine"].iloc[-1] == "a" and pd.isna(got["line"].iloc[-1])  # the series without a line comes last
+    pd.testing.assert_frame_equal(got, reference, check_exact=True)

@@ -87,3 +87,37 @@ def test_bad_date_is_a_usage_error(fixed_plant):
     db, _ = fixed_plant
     result = run("savings", "--store", str(db), "--scope", "north", "--intervention", "16/02/2026")
     assert_one_line_error(result, 2, "YYYY-MM-DD", "16/02/2026")
+
+
+def test_fix_truth_is_the_difference_to_a_run_without_it():
+    """The manifest's avoided energy is exactly what the same run without the fix uses more; nothing else changes."""
+    from simulator.engine import Simulation
+    from simulator.plant import default_plant
+    from simulator.scenario import Fix, read_scenario
+    from simulator.timeline import day_number
+
+    plant = default_plant(12)
+    first = day_number(START)
+    base = read_scenario()
+    fixed = base.model_copy(update={"fixes": (Fix(cause="idle_running", machines=("cnc-01", "north/l1/cnc-02"),
+                                                  date=START + dt.timedelta(days=10)),)})
+    runs = []
+    for scenario in (base, fixed):
+        sim = Simulation(plant, scenario, seed=3, step_s=900, start_day=first, run_days=21)
+        for day in range(first, first + 21):
+            sim.render(day)
+        runs.append(sim.manifest())
+    without, with_fix = runs
+    assert "fixes" not in without  # default output unchanged
+    assert with_fix["intensity"] == without["intensity"]
+    avoided = with_fix["fixes"]["avoided_kwh"]
+    assert avoided > 0
+    assert without["plant_energy_kwh"] - with_fix["plant_energy_kwh"] == pytest.approx(avoided, rel=1e-6, abs=1e-3)
+    for path, energy in without["machine_energy_kwh"].items():
+        saved = with_fix["fixes"]["machines"].get(path, {}).get("avoided_kwh", 0.0)
+        assert energy - with_fix["machine_energy_kwh"][path] == pytest.approx(saved, abs=1e-3)
+    daily = with_fix["fixes"]["machines"]["north/l1/cnc-01"]["daily"]
+    fix_day = (START + dt.timedelta(days=10)).isoformat()
+    assert all(a == pytest.approx(c) for d, (a, c) in daily.items() if d < fix_day)  # nothing saved before the fix
+    assert not any(e["kind"] == "idle_running" and e["machine"] == "north/l1/cnc-01" and e["start"][:10] > fix_day
+                   for e in with_fix["events"])

@@ -127,6 +127,7 @@ def summarize(rows: list[dict], runs: int, seconds: float) -> dict:
         "runs": len({r["seed"] for r in rows}), "samples": len(ok), "errors": len(rows) - len(ok), "seconds": round(seconds, 1),
         "coverage_daily": {"68": coverage(ok, "daily", "0.68"), "90": coverage(ok, "daily", "0.90")},
         "coverage_hourly": {"68": coverage(ok, "hourly", "0.68"), "90": coverage(ok, "hourly", "0.90")},
+        "coverage_daily_blocks": {"68": coverage(ok, "daily_blocks", "0.68"), "90": coverage(ok, "daily_blocks", "0.90")},
         "inflation_from_even_seeds": inflation,
         "coverage_daily_even_seeds": {"68": coverage(calib, "daily", "0.68"), "90": coverage(calib, "daily", "0.90")},
         "coverage_daily_odd_seeds": {"68": coverage(test, "daily", "0.68"), "90": coverage(test, "daily", "0.90")},

@@ -24,6 +24,7 @@ from dashboard.users import ROLES, User
 #: Pages a role may open (module name of the page -> roles); pages not listed are open to every role.
 PAGE_ROLES = {
     "dashboard.pages.series": ("engineer", "cdo", "admin"),
+    "dashboard.pages.collectors": ("engineer", "cdo", "admin"),
 }
 #: A site id no site can have (site ids are letters, digits, _ . -): a filter on it matches nothing.
 NO_SITE = "~no-site~"

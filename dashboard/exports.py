@@ -27,3 +27,27 @@ def install_exports(app) -> None:
                         headers={"Content-Disposition": f"attachment; filename={name}"})
 
     app.server.add_url_rule("/export/findings.csv", "wattline_export_findings", export_findings)
+
+    def export_collectors(what: str):
+        from dashboard.access import PAGE_ROLES, require_user
+        from dashboard.collectors import (COLLECTOR_CSV, QUALITY_CSV, collector_rows, health_store, quality_rows,
+                                          rows_csv)
+
+        now = time.time_ns()
+        try:
+            require_user(PAGE_ROLES["dashboard.pages.collectors"])
+            ctx = view_context(store_of(app), request.args.get("site"), request.args.get("period"), now)
+        except AccessDenied:
+            return {"error": "not allowed for your account"}, 403
+        tz = current_settings().tz
+        if what == "collectors":
+            text = rows_csv(collector_rows(health_store(store_of(app), ctx, request.args.get("site")), now, tz),
+                            COLLECTOR_CSV)
+        else:
+            text = rows_csv(quality_rows(ctx.store, ctx.start_ns, ctx.stop_ns, now, tz), QUALITY_CSV)
+        return Response(text, mimetype="text/csv",
+                        headers={"Content-Disposition": f"attachment; filename=wattline-{what}-{ctx.period.key}.csv"})
+
+    app.server.add_url_rule("/export/collectors.csv", "wattline_export_collectors",
+                            lambda: export_collectors("collectors"))
+    app.server.add_url_rule("/export/quality.csv", "wattline_export_quality", lambda: export_collectors("quality"))

@@ -60,3 +60,11 @@ MACHINE_GRAPH = "machine-graph"
 MACHINE_STATES = "machine-states"
 MACHINE_FINDINGS = "machine-findings"
 MACHINE_PATH = "machine-path"
+
+# -- collectors (/collectors) ------------------------------------------------------------------------------------------------
+COL_INTERVAL = "col-interval"
+COL_SUMMARY = "col-summary"
+COL_TABLE = "col-table"
+COL_QUALITY = "col-quality"
+COL_EXPORT = "col-export"
+COL_QUALITY_EXPORT = "col-quality-export"

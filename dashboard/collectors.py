@@ -1,0 +1,207 @@
+"""Numbers and components of the Collectors page: collector health and data quality per machine.
+
+Collector health comes from the ``wattline_collector`` series every collector writes into the store (see
+``collectors/health.py``); the dashboard imports no collector code, so collectors on other hosts show up too. Data
+quality per machine comes from hourly counts of the energy register (the store's rollups: a year never reads raw
+points) and, for the share of Bad values, from the raw status of the last hour only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import numpy as np
+import pandas as pd
+from dash import html
+
+from core.model import status_severity
+
+NS = 1_000_000_000
+HOUR_NS = 3600 * NS
+MEASUREMENT = "wattline_collector"  # written by collectors/health.py (not imported: the dashboard reads the store)
+HEALTH_FIELDS = ("connected", "values_per_s", "last_value_age_s", "backlog", "spool_bytes", "bad_nodes", "reconnects")
+#: A collector whose newest health point is older than this is shown as silent (it writes every 10 s) [s].
+SILENT_AFTER_S = 60.0
+
+COLLECTOR_COLUMNS = (("collector", "Collector"), ("server", "Server"), ("state", "State"),
+                     ("values_per_s", "Values/s"), ("last_value_age", "Last value"), ("backlog", "Backlog"),
+                     ("spool", "Spool"), ("bad_nodes", "Bad nodes"), ("reconnects", "Reconnects"),
+                     ("reported", "Reported"))
+QUALITY_COLUMNS = (("machine", "Machine"), ("completeness", "Completeness"), ("gaps", "Gaps"),
+                   ("longest_gap", "Longest gap"), ("bad_share", "Bad values (last hour)"), ("last_value", "Last value"))
+
+
+def fmt_bytes(n: float | None) -> str:
+    """Bytes for people: ``0 B``, ``12.3 kB``, ``4.5 MB``."""
+    if n is None or not np.isfinite(n):
+        return "—"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,.0f} B"
+
+
+def fmt_age(seconds: float | None) -> str:
+    """An age for people: ``0.4 s``, ``12 s``, ``5 min``, ``3.2 h``, ``2.0 d``."""
+    if seconds is None or not np.isfinite(seconds):
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def health_store(raw_store, ctx, site: str | None):
+    """Where to read collector health: the whole store for a user of every site looking at all of them (collectors
+    whose points carry no site tag show up too), else the view limited to the chosen sites."""
+    return raw_store if ctx.user.all_sites and site in (None, "", "all") else ctx.store
+
+
+def collector_rows(store, now_ns: int, tz: dt.tzinfo, silent_after_s: float = SILENT_AFTER_S) -> list[dict]:
+    """One row per (collector, server) from the newest health point of each, for the people who run them.
+
+    ``state`` is ``connected``, ``disconnected`` or ``silent`` (no health point for ``silent_after_s``: the collector
+    itself is down or cannot write). Points of one server repeated for several sites are shown once.
+    """
+    latest: dict[tuple[str, str], dict] = {}
+    for field in HEALTH_FIELDS:
+        frame = store.last_values(MEASUREMENT, field)
+        if frame.empty:
+            continue
+        for row in frame.itertuples(index=False):
+            key = (str(getattr(row, "collector", "")), str(getattr(row, "server", "")))
+            item = latest.setdefault(key, {"time_ns": 0, "sites": set()})
+            t = int(pd.Timestamp(row.time).value)
+            item["time_ns"] = max(item["time_ns"], t)
+            site = getattr(row, "site", None)
+            if isinstance(site, str) and site:
+                item["sites"].add(site)
+            item[field] = float(row.value) if row.value == row.value else None
+    rows = []
+    for (collector, server), item in sorted(latest.items()):
+        reported_age = (now_ns - item["time_ns"]) / NS
+        if reported_age > silent_after_s:
+            state = "silent"
+        else:
+            state = "connected" if item.get("connected") == 1.0 else "disconnected"
+        value_age = item.get("last_value_age_s")
+        rows.append({
+            "collector": collector, "server": server, "sites": ", ".join(sorted(item["sites"])), "state": state,
+            "values_per_s": item.get("values_per_s"), "last_value_age_s": value_age,
+            "last_value_age": fmt_age(value_age), "backlog": item.get("backlog"),
+            "spool_bytes": item.get("spool_bytes"), "spool": fmt_bytes(item.get("spool_bytes")),
+            "bad_nodes": item.get("bad_nodes"), "reconnects": item.get("reconnects"),
+            "reported_age_s": reported_age,
+            "reported": f"{fmt_age(reported_age)} ago at "
+                        f"{pd.Timestamp(item['time_ns'], tz='UTC').tz_convert(tz):%H:%M:%S}",
+        })
+    return rows
+
+
+def quality_rows(store, start_ns: int, stop_ns: int, now_ns: int, tz: dt.tzinfo,
+                 stale_after_s: float = 3600.0) -> list[dict]:
+    """Data quality per machine over ``[start, min(stop, now))``: completeness, gaps, share of Bad values.
+
+    Completeness is the share of hours between the machine's first and newest value in the range with at least one
+    energy register value; a gap is a run of hours without any in between (silence since the newest value shows as
+    its age, ``last_value``, and marks the row ``stale`` after ``stale_after_s``); the Bad share counts the raw values of the last hour whose
+    OPC UA status is Bad (stored as missing), over all values of that hour.
+    """
+    stop_ns = min(stop_ns, now_ns)
+    if stop_ns <= start_ns:
+        return []
+    tzname = getattr(tz, "key", None) or "UTC"
+    counts = store.aggregate("electrical", "energy_kwh", start_ns, stop_ns, every=3600, agg="count", tz=tzname)
+    last = store.last_values("electrical", "energy_kwh")
+    recent = store.query("electrical", "energy_kwh", max(start_ns, now_ns - HOUR_NS), stop_ns + 1)
+    rows = []
+    if counts.empty:
+        return rows
+    counts["path"] = counts["site"] + "/" + counts["line"] + "/" + counts["machine"]
+    bad = {}
+    if not recent.empty:
+        recent = recent.assign(path=recent["site"] + "/" + recent["line"] + "/" + recent["machine"],
+                               bad=[status_severity(int(s)) == "bad" for s in recent["status"]])
+        bad = recent.groupby("path")["bad"].mean().to_dict()
+    last_ns = {}
+    if not last.empty:
+        for row in last.itertuples(index=False):
+            last_ns[f"{row.site}/{row.line}/{row.machine}"] = int(pd.Timestamp(row.time).value)
+    for path, group in counts.groupby("path", sort=True):
+        times = group["time"].astype("int64").to_numpy() if group["time"].dtype.kind == "i" else \
+            np.array([pd.Timestamp(t).value for t in group["time"]], dtype=np.int64)
+        have = np.unique(times[group["value"].fillna(0).to_numpy() > 0] // HOUR_NS)
+        if len(have) == 0:
+            continue
+        # Between the first and the newest value: silence since then shows as the age of the last value instead.
+        hours = np.arange(have[0], have[-1] + 1)
+        present = np.isin(hours, have)
+        runs = _runs(~present)
+        age = (now_ns - last_ns[path]) / NS if path in last_ns else None
+        rows.append({
+            "machine": path, "completeness_share": float(present.mean()),
+            "completeness": f"{100 * present.mean():.1f} %", "gaps": len(runs),
+            "longest_gap_h": max(runs, default=0), "longest_gap": f"{max(runs, default=0)} h" if runs else "—",
+            "bad_share_value": bad.get(path), "bad_share": "—" if path not in bad else f"{100 * bad[path]:.1f} %",
+            "last_value_age_s": age, "last_value": fmt_age(age) + " ago" if age is not None else "—",
+            "status": "stale" if age is None or age > stale_after_s else "ok",
+        })
+    return rows
+
+
+def _runs(flags: np.ndarray) -> list[int]:
+    """Lengths of the runs of True in ``flags``."""
+    out, n = [], 0
+    for f in flags.tolist():
+        if f:
+            n += 1
+        elif n:
+            out.append(n)
+            n = 0
+    if n:
+        out.append(n)
+    return out
+
+
+def table(rows: list[dict], columns, row_class=None, numeric=()) -> html.Table:
+    """A plain HTML table of ``rows`` (``columns``: (key, title) pairs); numbers with thousands separators."""
+    def cell(key, value):
+        if key in numeric and isinstance(value, (int, float)) and value == value:
+            text = f"{value:,.1f}" if isinstance(value, float) and not float(value).is_integer() else f"{value:,.0f}"
+        else:
+            text = "—" if value is None else value
+        return html.Td(text, className=f"col-{key}" + (" num" if key in numeric else ""))
+
+    head = html.Thead(html.Tr([html.Th(title, className=f"col-{key}") for key, title in columns]))
+    body = html.Tbody([html.Tr([cell(key, row.get(key)) for key, _ in columns],
+                               className=row_class(row) if row_class else None) for row in rows])
+    return html.Table([head, body], className="series-table")
+
+
+def rows_csv(rows: list[dict], columns) -> str:
+    """``rows`` as CSV with the table's columns (raw numbers, not the formatted text)."""
+    buf = io.StringIO()
+    frame = pd.DataFrame([{key: row.get(key) for key in columns} for row in rows], columns=list(columns))
+    frame.to_csv(buf, index=False)
+    return buf.getvalue()
+
+
+COLLECTOR_CSV = ("collector", "server", "sites", "state", "values_per_s", "last_value_age_s", "backlog", "spool_bytes",
+                 "bad_nodes", "reconnects", "reported_age_s")
+QUALITY_CSV = ("machine", "completeness_share", "gaps", "longest_gap_h", "bad_share_value", "last_value_age_s")
+
+
+def collector_summary(rows: list[dict]) -> str:
+    """One line: how many collectors and servers, how many connected."""
+    if not rows:
+        return ""
+    ok = sum(r["state"] == "connected" for r in rows)
+    text = f"{len({r['collector'] for r in rows})} collector(s), {len(rows)} server connection(s), {ok} connected"
+    silent = sum(r["state"] == "silent" for r in rows)
+    return text + (f", {silent} silent (no health report for over {fmt_age(SILENT_AFTER_S)})" if silent else "")

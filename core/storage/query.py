@@ -421,7 +421,86 @@ def column_names(col: Column) -> list[str]:
 
 
 def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.DataFrame:
-    """Join long aggregate frames into one row per (``by`` tags, time) with a column per Column."""
+    """Join long aggregate frames into one row per (``by`` tags, time) with a column per Column.
+
+    Rows are matched on integer codes in numpy (sorted as pandas sorts the tags and times); frames with a missing
+    ``by`` tag, or with rows that share their keys, take the reference path (:func:`wide_frame_reference`), which
+    sums or refuses them. Both give the same frame (tests/storage/test_read_frame_fast.py).
+    """
+    import pandas as pd
+
+    if not FAST_WIDE:
+        return wide_frame_reference(parts, by)
+    full = []
+    for col, frame in parts:
+        if not frame.empty and col.agg == "state_seconds":
+            frame = frame[frame["state"].isin(list(MACHINE_STATES))]  # unknown state codes are left out
+        if frame.empty:
+            continue
+        if str(frame["time"].dtype) != "datetime64[ns, UTC]" or any(tag not in frame or frame[tag].isna().any()
+                                                                     for tag in by):
+            return wide_frame_reference(parts, by)
+        full.append((col, frame))
+    if not full:
+        return wide_frame_reference(parts, by)
+    # Global row keys: each by tag as a code in sorted order, then time; rows sorted by them (as pandas sorts).
+    sizes = [len(frame) for _, frame in full]
+    tags_all = {tag: np.concatenate([frame[tag].to_numpy(dtype=object) for _, frame in full]) for tag in by}
+    codes = [pd.factorize(tags_all[tag], sort=True)[0].astype(np.int64) for tag in by]
+    times = np.concatenate([_times(frame) for _, frame in full])
+    order = np.lexsort((times, *reversed(codes)))
+    new = np.zeros(len(order), dtype=bool)
+    new[:1] = True
+    for a in (*codes, times):
+        b = a[order]
+        new[1:] |= b[1:] != b[:-1]
+    row = np.empty(len(order), dtype=np.int64)
+    row[order] = np.cumsum(new) - 1
+    n_rows = int(new.sum())
+    first = order[new]  # one source row per output row, for its tags and time
+    out: dict = {"time": pd.to_datetime(times[first], unit="ns", utc=True)}
+    for tag in by:
+        out[tag] = tags_all[tag][first]
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    filled: dict = {}
+    for (col, frame), lo, hi in zip(full, bounds[:-1], bounds[1:]):
+        r = row[lo:hi]
+        values = frame["value"].to_numpy()
+        if col.agg == "state_seconds":
+            state = frame["state"].to_numpy(dtype=np.int64)
+            known = np.zeros(n_rows, dtype=bool)
+            block = {}
+            known[r] = True
+            for code, name in zip(MACHINE_STATES, column_names(col)):
+                sel = state == code
+                if np.bincount(r[sel], minlength=n_rows).max(initial=0) > 1:
+                    return wide_frame_reference(parts, by)
+                block[name] = np.full(n_rows, np.nan)
+                block[name][r[sel]] = values[sel].astype(float)
+            for name, arr in block.items():
+                arr[known & np.isnan(arr)] = 0.0  # a known state: 0 s in the others
+                filled[name] = arr
+        else:
+            if np.bincount(r, minlength=n_rows).max(initial=0) > 1:
+                return wide_frame_reference(parts, by)
+            arr = np.full(n_rows, np.nan) if values.dtype.kind == "f" or n_rows > len(r) else None
+            if arr is None:
+                arr = np.empty(n_rows, dtype=values.dtype)
+            arr[r] = values
+            filled[col.name] = arr
+    out_columns = ["time", *by, *(n for col, _ in parts for n in column_names(col))]
+    for name in out_columns:
+        if name not in out:
+            out[name] = filled.get(name, np.full(n_rows, np.nan))
+    return pd.DataFrame(out)[out_columns]
+
+
+#: Use :func:`wide_frame`'s numpy join (False: always the reference path; tests compare both).
+FAST_WIDE = True
+
+
+def wide_frame_reference(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.DataFrame:
+    """The reference join of :func:`wide_frame` in pandas (sums series sharing the ``by`` tags where that adds up)."""
     import pandas as pd
 
     index = [*by, "time"]

@@ -1,5 +1,6 @@
-"""The fast read path of Store.read_frame (frame-free raw reads of the embedded store, core.storage.sqlite_frame) gives
-exactly the reference path's answer (raw reads through Store.query and query._split), on data with register rollovers,
+"""The fast read path of Store.read_frame (frame-free raw reads of the embedded store, core.storage.sqlite_frame, and
+the numpy join of query.wide_frame) gives exactly the reference path's answer (raw reads through Store.query and
+query._split, the pandas join), on data with register rollovers,
 resets, gaps (stored missing values and silence), machine states, a daylight-saving change and several chunks, in both
 of the embedded store's layouts (rows and bulk day chunks)."""
 
@@ -60,6 +61,7 @@ def _write_plant(store: SQLiteStore, bulk: bool, seed: int) -> None:
 
 def _read(store: SQLiteStore, fast: bool, monkeypatch, **kwargs) -> pd.DataFrame:
     monkeypatch.setattr(q, "FAST_RAW", fast)
+    monkeypatch.setattr(q, "FAST_WIDE", fast)
     frames = list(store.read_frame(COLUMNS, START + 7 * MIN, START + DAYS * 86400 * NS, **kwargs))
     return pd.concat(frames, ignore_index=True)
 
@@ -72,7 +74,12 @@ def test_fast_path_gives_the_reference_answer(tmp_path, monkeypatch, bulk, every
         _write_plant(store, bulk, seed=3)
         assert sqlite_frame.supports(store)
         kwargs = {"every": every, "tz": tz, "chunk_s": 2 * 86400}
-        fast, reference = _read(store, True, monkeypatch, **kwargs), _read(store, False, monkeypatch, **kwargs)
+        reference_joins = []
+        join = q.wide_frame_reference
+        monkeypatch.setattr(q, "wide_frame_reference", lambda *a: reference_joins.append(1) or join(*a))
+        fast = _read(store, True, monkeypatch, **kwargs)
+        assert not reference_joins  # the numpy join answered every chunk
+        reference = _read(store, False, monkeypatch, **kwargs)
         # the data has what the comparison is about: rollovers and resets counted, gaps, all states
         assert len(reference) > 0 and reference["reg"].notna().any()
         assert reference["s_fault"].gt(0).any()
@@ -127,3 +134,22 @@ def test_long_frame_is_sorted_as_pandas_sorts_it():
     }).sort_values([*tag_names, "time", "state"], kind="stable").reset_index(drop=True)
     assert got["machine"].iloc[-1] == "a" and pd.isna(got["line"].iloc[-1])  # the series without a line comes last
     pd.testing.assert_frame_equal(got, reference, check_exact=True)
+
+
+def test_wide_frame_falls_back_where_series_share_tags(tmp_path, monkeypatch):
+    """Two series per machine (a second line tag) summed by ``by=("machine",)``: the numpy join hands over to the
+    reference, which sums the additive columns; both settings give the same frame."""
+    store = SQLiteStore(tmp_path / "plant.db")
+    try:
+        _write_plant(store, False, seed=9)
+        columns = [c for c in COLUMNS if c.agg in ("increase", "integral", "state_seconds")]
+        frames = {}
+        for fast in (True, False):
+            monkeypatch.setattr(q, "FAST_RAW", fast)
+            monkeypatch.setattr(q, "FAST_WIDE", fast)
+            frames[fast] = pd.concat(list(store.read_frame(columns, START, START + 2 * 86400 * NS, every=3600,
+                                                           by=("site",))), ignore_index=True)
+        assert set(frames[True]["site"]) == {"north"} and len(frames[True]) == 48
+        pd.testing.assert_frame_equal(frames[True], frames[False], check_exact=True)
+    finally:
+        store.close()

@@ -48,6 +48,22 @@ def install_exports(app) -> None:
         return Response(text, mimetype="text/csv",
                         headers={"Content-Disposition": f"attachment; filename=wattline-{what}-{ctx.period.key}.csv"})
 
+    def export_materials():
+        from dashboard.access import require_user, scoped_store, sites_for
+        from dashboard.materials import materials_csv, read_materials
+        from dashboard.overview import known_sites
+
+        try:
+            user = require_user()
+            raw = store_of(app)
+            sites = sites_for(user, request.args.get("site"), known_sites(scoped_store(raw, user),
+                                                                          current_settings().plant))
+        except AccessDenied:
+            return {"error": "not allowed for your account"}, 403
+        return Response(materials_csv(read_materials(raw, sites).rows), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=wattline-materials.csv"})
+
+    app.server.add_url_rule("/export/materials.csv", "wattline_export_materials", export_materials)
     app.server.add_url_rule("/export/collectors.csv", "wattline_export_collectors",
                             lambda: export_collectors("collectors"))
     app.server.add_url_rule("/export/quality.csv", "wattline_export_quality", lambda: export_collectors("quality"))

@@ -68,3 +68,11 @@ COL_TABLE = "col-table"
 COL_QUALITY = "col-quality"
 COL_EXPORT = "col-export"
 COL_QUALITY_EXPORT = "col-quality-export"
+
+# -- materials (/materials) ---------------------------------------------------------------------------------------------------
+MAT_STATUS = "mat-status"
+MAT_GRID = "mat-grid"
+MAT_SEARCH = "mat-search"
+MAT_TOP = "mat-top"
+MAT_TAIL = "mat-tail"
+MAT_EXPORT = "mat-export"

@@ -214,6 +214,9 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
         report = build_report(data, potential, quality, baselines, warnings=notes,
                               extra={"run": run_id, "anomalies": [event_row(e) for e in anomalies]})
         _store_findings(store, run_id, potential.events + list(quality.events) + anomalies, report)
+        from wattline.analyze_materials import store_materials  # kWh/kg per site and material (dashboard Materials)
+
+        store_materials(store, run_id, data, report)
         bar.update(1)
     bar.close()
     if json_path is not None:

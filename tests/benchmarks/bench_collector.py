@@ -24,11 +24,11 @@ node each ``period`` ms, so it is asked to offer nodes * 1000 / period values/s.
                ``--periods`` (default 200 and 1000 ms: 50,000 and 10,000 values/s asked): Telegraf's
                ``inputs.opcua_listener`` (10 plugin instances) into a file and into InfluxDB (``outputs.influxdb_v2``),
                ``wattline collect`` into the embedded store and into InfluxDB (InfluxStore); InfluxDB is the shared
-               server of deploy/influxdb/start.sh (its env file), a bucket per side, removed afterwards. Per side: CPU
-               seconds of all its processes over the ``--seconds`` window, per value delivered; peak RSS and PSS summed
-               over its processes; values delivered counted exactly in the destination (lines in the file, rows in
-               SQLite, points in InfluxDB) by source timestamp inside the window. Ratios ours / Telegraf's are printed
-               per destination. ``--sides`` picks and orders the sides.
+               server of deploy/influxdb/start.sh (its env file), a bucket per side (kept; ``--drop-buckets``). Per
+               side: CPU seconds of all its processes over the ``--seconds`` window, per value delivered; peak RSS and
+               PSS summed over its processes; values delivered counted exactly in the destination (lines in the file,
+               rows in SQLite, points in InfluxDB) by source timestamp inside the window. Ratios ours / Telegraf's are
+               printed per destination. ``--sides`` picks and orders the sides.
 
 ``--store influx`` runs the ``collector`` phase into InfluxDB instead of SQLite (with ``--profile``: its profile).
 ``--thread-writer`` makes the collector write from a thread of its own process (``buffer.write_process: false``).

@@ -1,4 +1,5 @@
-"""The read side of :class:`core.storage.influx.InfluxStore` that goes beyond one Flux script.
+"""The read side of :class:`core.storage.influx.InfluxStore`: the store's query methods (:class:`InfluxQueries`) and
+what goes beyond one Flux script.
 
 - Windowed queries in parts (:mod:`core.storage.query_parts`): the rollup buckets answer every whole bucket their
   tasks have completed, raw points only the rest -- for a range ending now, the newest minutes. The rollup tasks run
@@ -15,21 +16,29 @@
 
 from __future__ import annotations
 
+import io
+import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
+import numpy as np
+
+from core.errors import StoreError, StoreUnavailable
 from core.model import SeriesKey
-from core.storage.base import ROLLUP_RESOLUTIONS_S, SeriesInfo, TagFilter
+from core.storage.base import ROLLUP_RESOLUTIONS_S, SeriesInfo, TagFilter, TimeLike, check_query_args, pivot_frame
 from core.storage.influx_flux import (
     END_OF_TIME,
     TASK_OFFSET_S,
+    last_query,
     missing_query,
+    raw_query,
     series_query,
     window_query,
 )
-from core.storage.influx_lp import MISSING_FIELD
+from core.storage.influx_lp import MISSING_FIELD, STATUS_FIELD
+from core.storage.influx_write import LATE_AFTER_S, _error_text
 from core.storage.query_parts import (
     PARTIALS,
     QueryPart,
@@ -55,8 +64,6 @@ def settle_s(res: int) -> int:
     refreshed by the store that writes them). The 1-min task runs every minute at ``TASK_OFFSET_S`` and recomputes
     its lookback from raw points; each coarser level is final at its first run after the finer level is final.
     """
-    from core.storage.influx import LATE_AFTER_S
-
     final = 0
     for r in sorted(ROLLUP_RESOLUTIONS_S):
         ready = LATE_AFTER_S if r == min(ROLLUP_RESOLUTIONS_S) else final
@@ -94,7 +101,6 @@ def _finish(store: InfluxStore, frame: pd.DataFrame, window_s: int, agg: str) ->
     """Long frame (``time`` = window start, tags, ``value``) from the CSV rows of one windowed aggregate."""
     import pandas as pd
 
-    from core.storage.influx import _empty_frame
 
     if frame.empty:
         return _empty_frame(status=False)
@@ -145,7 +151,6 @@ def windowed(store: InfluxStore, measurement: str, field_name: str, start_ns: in
 # -- series listing ------------------------------------------------------------------------------------------------------
 def series_stats(store: InfluxStore, measurement: str | None, start: str, stop: str) -> dict[SeriesKey, list[int]]:
     """``{key: [count, first_ns, last_ns]}`` of the values stored in ``[start, stop)`` (Flux time expressions)."""
-    from core.storage.influx import _times_ns
 
     bucket = store.settings.bucket
     stats: dict[SeriesKey, list[int]] = {}
@@ -242,3 +247,175 @@ class SeriesCounts:
             counted.append((kept.until_ns, None))
             self.last_counted = counted
         return [SeriesInfo(k, c, f, l) for k, (c, f, l) in sorted(stats.items(), key=lambda kv: repr(kv[0]))]
+
+
+# -- the store's read methods -----------------------------------------------------------------------------------------
+_META_COLS = {"", "result", "table", "_time", "_value", "_start", "_stop", "_measurement", "_field"}
+
+
+class InfluxQueries:
+    """The read side of an :class:`~core.storage.influx.InfluxStore` (a mixin)."""
+
+    # -- reading -------------------------------------------------------------------------------------------------------
+    def _run(self, flux: str) -> str:
+        from influxdb_client.client.exceptions import InfluxDBError
+        from influxdb_client.rest import ApiException
+
+        dialect = _dialect()
+        try:
+            resp = self._query_api.query_raw(flux, org=self.settings.org, dialect=dialect)
+            data = resp.data if hasattr(resp, "data") else resp.read()
+        except (ApiException, InfluxDBError) as exc:
+            status = getattr(exc, "status", None)
+            if status is not None and status >= 500:
+                raise StoreUnavailable(f"InfluxDB {self.description} failed the query: {_error_text(exc)[:500]}") from exc
+            raise StoreError(f"InfluxDB {self.description} rejected the query: {_error_text(exc)[:500]}") from exc
+        except Exception as exc:  # connection refused, timeout
+            raise StoreUnavailable(f"InfluxDB {self.description} is unreachable: {exc}") from exc
+        return data.decode("utf-8") if isinstance(data, bytes) else str(data)
+
+    def _table(self, flux: str) -> pd.DataFrame:
+        """Run a query and return all result tables as one frame of strings (tag values kept verbatim)."""
+        import pandas as pd  # only where frames are built: a collector writing here never loads it (~30 MB)
+
+        text = self._run(flux)
+        frames = []
+        for section in text.replace("\r\n", "\n").split("\n\n"):
+            if not section.strip():
+                continue
+            frame = pd.read_csv(io.StringIO(section), dtype=str, keep_default_na=False, na_filter=False)
+            if "error" in frame.columns and "reference" in frame.columns:
+                raise StoreError(f"InfluxDB query error: {frame['error'].iloc[0]}")
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True).fillna("")
+
+    @staticmethod
+    def _tag_columns(frame: pd.DataFrame, exclude: Iterable[str] = ()) -> list[str]:
+        skip = _META_COLS | set(exclude) | {STATUS_FIELD, MISSING_FIELD}
+        return sorted(c for c in frame.columns if c not in skip and not c.startswith("Unnamed"))
+
+    @staticmethod
+    def _finish_frame(frame: pd.DataFrame, tags: list[str], value: pd.Series, status: pd.Series | None,
+                      window_ns: int | None, integer: bool) -> pd.DataFrame:
+        import pandas as pd
+
+        times = _times_ns(frame["_time"])
+        if window_ns:
+            times = (times // window_ns) * window_ns
+        out = pd.DataFrame({"time": pd.to_datetime(times, unit="ns", utc=True)})
+        for tag in tags:
+            out[tag] = frame[tag].where(frame[tag] != "", None).to_numpy()
+        out["value"] = value.to_numpy().astype("int64" if integer else "float64")
+        if status is not None:
+            out["status"] = status.to_numpy()
+        out = out.sort_values(tags + ["time"], kind="stable", na_position="first") if tags else out.sort_values("time")
+        return out.reset_index(drop=True)
+
+    def query(
+        self,
+        measurement: str,
+        field: str,
+        start: TimeLike,
+        stop: TimeLike,
+        tags: TagFilter | None = None,
+        window_s: int | None = None,
+        agg: str = "mean",
+        pivot: str | None = None,
+    ) -> pd.DataFrame:
+        import pandas as pd
+
+        check_query_args(field, window_s, agg)
+        start_ns, stop_ns = self._range_ns(start, stop)
+        bucket = self.settings.bucket
+        if window_s is None:
+            frame = self._table(raw_query(bucket, measurement, field, start_ns, stop_ns, tags))
+            if frame.empty:
+                return _empty_frame(status=True, pivot=pivot)
+            tags_cols = self._tag_columns(frame, exclude=[field])
+            value = pd.to_numeric(frame[field], errors="coerce") if field in frame else pd.Series(np.nan, index=frame.index)
+            status = frame[STATUS_FIELD] if STATUS_FIELD in frame else pd.Series("", index=frame.index)
+            status = pd.to_numeric(status.replace("", "0"), errors="coerce").fillna(0).astype("int64")
+            out = self._finish_frame(frame, tags_cols, value, status, None, False)
+        else:
+            # Rollups for every complete bucket, raw points for the rest (a range ending now: the newest minutes).
+            out = windowed(self, measurement, field, start_ns, stop_ns, tags, int(window_s), agg)
+            if out.empty:
+                return _empty_frame(status=False, pivot=pivot)
+        return pivot_frame(out, pivot) if pivot else out
+
+    def last_values(self, measurement: str, field: str, tags: TagFilter | None = None) -> pd.DataFrame:
+        import pandas as pd
+
+        frame = self._table(last_query(self.settings.bucket, measurement, field, tags))
+        if frame.empty:
+            return _empty_frame(status=True)
+        tag_cols = self._tag_columns(frame)
+        marker = f",{field},"
+        best: dict[tuple, dict] = {}
+        for row in frame.to_dict("records"):
+            key = tuple(row.get(t, "") for t in tag_cols)
+            entry = best.setdefault(key, {})
+            entry[row["_field"]] = (row["_time"], row["_value"])
+        rows = []
+        for key, entry in best.items():
+            candidates = []
+            if field in entry:
+                candidates.append((pd.Timestamp(entry[field][0]), float(entry[field][1])))
+            if MISSING_FIELD in entry and marker in entry[MISSING_FIELD][1]:
+                candidates.append((pd.Timestamp(entry[MISSING_FIELD][0]), math.nan))
+            if not candidates:
+                continue
+            when, value = max(candidates, key=lambda c: c[0])
+            status = 0
+            if STATUS_FIELD in entry and pd.Timestamp(entry[STATUS_FIELD][0]) == when:
+                status = int(entry[STATUS_FIELD][1])
+            else:
+                status = self._status_at(measurement, dict(zip(tag_cols, key)), when)
+            rows.append({"_time": when.isoformat(), **dict(zip(tag_cols, key)), "value": value, "status": status})
+        if not rows:
+            return _empty_frame(status=True)
+        table = pd.DataFrame(rows)
+        return self._finish_frame(table, tag_cols, table["value"], table["status"].astype("int64"), None, False)
+
+    def _status_at(self, measurement: str, tags: dict[str, str], when: pd.Timestamp) -> int:
+        t = int(when.value)
+        flux = raw_query(self.settings.bucket, measurement, STATUS_FIELD, t, t + 1,
+                         {k: v for k, v in tags.items() if v != ""})
+        frame = self._table(flux)
+        if frame.empty or STATUS_FIELD not in frame:
+            return 0
+        return int(frame[STATUS_FIELD].iloc[0] or 0)
+
+    def series(self, measurement: str | None = None) -> list[SeriesInfo]:
+        # The settled history's counts are kept between calls (see core.storage.influx_query.SeriesCounts).
+        return self._series_counts.series(self, measurement)
+
+    def invalidate_series_cache(self) -> None:
+        """Recount every series in full at the next :meth:`series` call (after deleting points)."""
+        self._series_counts.invalidate()
+
+
+def _times_ns(column: pd.Series) -> pd.Series:
+    """RFC 3339 strings -> int64 nanoseconds (pandas may infer a coarser unit; force ns first)."""
+    import pandas as pd
+
+    return pd.to_datetime(column, utc=True, format="ISO8601").dt.as_unit("ns").astype("int64")
+
+
+def _dialect():
+    from influxdb_client import Dialect
+
+    return Dialect(header=True, annotations=[], delimiter=",", comment_prefix="#", date_time_format="RFC3339Nano")
+
+
+def _empty_frame(status: bool, pivot: str | None = None) -> pd.DataFrame:
+    import pandas as pd
+
+    if pivot:
+        return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"))
+    cols = {"time": pd.Series([], dtype="datetime64[ns, UTC]"), "value": pd.Series([], dtype="float64")}
+    if status:
+        cols["status"] = pd.Series([], dtype="int64")
+    return pd.DataFrame(cols)

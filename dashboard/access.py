@@ -25,6 +25,7 @@ from dashboard.users import ROLES, User
 PAGE_ROLES = {
     "dashboard.pages.series": ("engineer", "cdo", "admin"),
     "dashboard.pages.collectors": ("engineer", "cdo", "admin"),
+    "dashboard.pages.enterprise": ("cdo", "admin"),
 }
 #: A site id no site can have (site ids are letters, digits, _ . -): a filter on it matches nothing.
 NO_SITE = "~no-site~"

@@ -64,6 +64,46 @@ def install_exports(app) -> None:
                         headers={"Content-Disposition": "attachment; filename=wattline-materials.csv"})
 
     app.server.add_url_rule("/export/materials.csv", "wattline_export_materials", export_materials)
+
+    def export_enterprise():
+        from dashboard.access import require_user
+        from dashboard.enterprise import enterprise_view, kpis_csv
+        from dashboard.periods import get_period
+
+        try:
+            user = require_user()
+            kpis, total, _rows = enterprise_view(store_of(app), user, request.args.get("site"),
+                                                 current_settings().plant, current_settings().tz, time.time_ns(),
+                                                 days=get_period(request.args.get("period")).days)
+        except AccessDenied:
+            return {"error": "not allowed for your account"}, 403
+        return Response(kpis_csv([k.row() for k in kpis] + [total]), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=wattline-enterprise-kpis.csv"})
+
+    def monthly_report():
+        import datetime as dt
+
+        from dashboard.access import require_user
+        from dashboard.enterprise import enterprise_view
+        from dashboard.report_pdf import monthly_pdf
+
+        month = request.args.get("month") or dt.date.today().strftime("%Y-%m")
+        try:
+            user = require_user()
+            kpis, total, rows = enterprise_view(store_of(app), user, request.args.get("site"),
+                                                current_settings().plant, current_settings().tz, time.time_ns(),
+                                                month=month)
+        except AccessDenied:
+            return {"error": "not allowed for your account"}, 403
+        except ValueError as exc:
+            return {"error": f"{exc}; use /report/monthly.pdf?month=YYYY-MM"}, 400
+        made = f"Made by Wattline on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC for {user.name}."
+        pdf = monthly_pdf(month, kpis, total, rows, made)
+        return Response(pdf, mimetype="application/pdf",
+                        headers={"Content-Disposition": f"attachment; filename=wattline-report-{month}.pdf"})
+
+    app.server.add_url_rule("/export/enterprise.csv", "wattline_export_enterprise", export_enterprise)
+    app.server.add_url_rule("/report/monthly.pdf", "wattline_report_monthly", monthly_report)
     app.server.add_url_rule("/export/collectors.csv", "wattline_export_collectors",
                             lambda: export_collectors("collectors"))
     app.server.add_url_rule("/export/quality.csv", "wattline_export_quality", lambda: export_collectors("quality"))

@@ -76,3 +76,12 @@ MAT_SEARCH = "mat-search"
 MAT_TOP = "mat-top"
 MAT_TAIL = "mat-tail"
 MAT_EXPORT = "mat-export"
+
+# -- enterprise KPIs (/enterprise) ----------------------------------------------------------------------------------------------
+ENT_STATUS = "ent-status"
+ENT_TABLE = "ent-table"
+ENT_TREND = "ent-trend"
+ENT_MONTH = "ent-month"
+ENT_PDF = "ent-pdf"
+ENT_EXPORT = "ent-export"
+ENT_ORDERS = "ent-orders"

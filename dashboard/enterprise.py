@@ -1,0 +1,171 @@
+"""Numbers of the Enterprise KPIs page and the monthly PDF report: per site and in total.
+
+Per site over a period: energy, cost, CO2 (store rollups, :func:`dashboard.overview.energy_by_hour`), the EnPI
+"energy per good unit" [kWh/unit] per local week (energy over the increase of the ``production/good_count``
+counters), the remaining reduction potential (the newest analysis run's waste findings), and data coverage (share of
+the plant file's machines that are metered, completeness from :func:`dashboard.collectors.quality_rows`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from core.model import WASTE_KINDS
+from dashboard.overview import SiteInfo, cost_and_co2, energy_by_hour
+
+NS = 1_000_000_000
+CSV_COLUMNS = ("site", "energy_kwh", "cost", "currency", "co2_kg", "good_units", "kwh_per_unit", "potential_kwh",
+               "potential_share", "machines", "metered", "completeness")
+
+
+@dataclass
+class SiteKpis:
+    """One site's KPIs over a period (money in the site's currency)."""
+
+    site: SiteInfo
+    energy_kwh: float = 0.0
+    cost: float | None = None
+    co2_kg: float | None = None
+    good_units: float = 0.0
+    potential_kwh: float = 0.0
+    machines: int = 0
+    metered: int = 0
+    completeness: float | None = None
+    weekly: pd.DataFrame = field(default_factory=pd.DataFrame)  # week (local Monday), kwh, good, kwh_per_unit
+    daily: pd.DataFrame = field(default_factory=pd.DataFrame)  # day (local), kwh
+
+    @property
+    def kwh_per_unit(self) -> float | None:
+        return self.energy_kwh / self.good_units if self.good_units > 0 else None
+
+    @property
+    def potential_share(self) -> float | None:
+        return self.potential_kwh / self.energy_kwh if self.energy_kwh > 0 else None
+
+    def row(self) -> dict:
+        """A table/CSV row (raw numbers)."""
+        return {"site": self.site.name, "energy_kwh": self.energy_kwh, "cost": self.cost,
+                "currency": self.site.currency, "co2_kg": self.co2_kg, "good_units": self.good_units,
+                "kwh_per_unit": self.kwh_per_unit, "potential_kwh": self.potential_kwh,
+                "potential_share": self.potential_share, "machines": self.machines, "metered": self.metered,
+                "completeness": self.completeness}
+
+
+def site_kpis(store, site: SiteInfo, findings: list, plant, start_ns: int, stop_ns: int, now_ns: int) -> SiteKpis:
+    """KPIs of ``site`` over ``[start, stop)`` from ``store`` (already limited to what the user may see)."""
+    from dashboard.collectors import quality_rows
+
+    out = SiteKpis(site)
+    hours = energy_by_hour(store, site, start_ns, stop_ns)
+    out.energy_kwh = float(hours["kwh"].sum()) if not hours.empty else 0.0
+    out.cost, out.co2_kg = cost_and_co2(site, hours)
+    good = store.aggregate("production", "good_count", start_ns, stop_ns, every="1d", agg="increase",
+                           tags={"site": site.id}, tz=site.tz)
+    good_day = good.groupby("time")["value"].sum() if not good.empty else pd.Series(dtype=float)
+    out.good_units = float(good_day.sum()) if len(good_day) else 0.0
+    if not hours.empty:
+        local = hours["time"].dt.tz_convert(site.tz)
+        day = local.dt.tz_localize(None).dt.normalize()
+        out.daily = hours.groupby(day)["kwh"].sum().rename_axis("day").reset_index()
+        week = (day - pd.to_timedelta(day.dt.day_of_week, unit="D"))
+        weekly = hours.groupby(week)["kwh"].sum().rename_axis("week").to_frame()
+        if len(good_day):
+            gd = pd.Series(good_day.to_numpy(), index=pd.DatetimeIndex(good_day.index).tz_convert(site.tz)
+                           .tz_localize(None).normalize())
+            gw = gd.groupby(gd.index - pd.to_timedelta(gd.index.day_of_week, unit="D")).sum()
+            weekly["good"] = gw.reindex(weekly.index).fillna(0.0)
+        else:
+            weekly["good"] = 0.0
+        weekly["kwh_per_unit"] = weekly["kwh"] / weekly["good"].where(weekly["good"] > 0)
+        out.weekly = weekly.reset_index()
+    out.potential_kwh = float(sum(e.excess_kwh * _overlap(e, start_ns, stop_ns) for e in findings
+                                  if e.kind in WASTE_KINDS and str(e.machine).split("/")[0] == site.id))
+    metered = {i.key.tag_dict.get("machine") for i in store.series("electrical")
+               if i.key.tag_dict.get("site") == site.id and i.count}
+    if plant is not None:
+        planned = [ref for ref in plant.machines if ref.site.id == site.id]
+        out.machines = len(planned)
+        out.metered = sum(ref.spec.id in metered for ref in planned)
+    else:
+        out.machines = out.metered = len(metered)
+    quality = quality_rows(store, start_ns, stop_ns, now_ns, dt.timezone.utc)
+    shares = [r["completeness_share"] for r in quality if r["machine"].split("/")[0] == site.id]
+    out.completeness = float(np.mean(shares)) if shares else None
+    return out
+
+
+def _overlap(event, start_ns: int, stop_ns: int) -> float:
+    """Share of a finding's duration inside ``[start, stop)``: its excess counts pro rata, so a month's potential is
+    that month's (a finding that began last month does not count whole)."""
+    a, b = int(event.start.timestamp() * NS), int(event.end.timestamp() * NS)
+    if b <= a:
+        return 1.0 if start_ns <= a < stop_ns else 0.0
+    return max(0.0, min(b, stop_ns) - max(a, start_ns)) / (b - a)
+
+
+def totals(kpis: list[SiteKpis]) -> dict:
+    """All sites added up; money only when every site has the same currency."""
+    currencies = {k.site.currency for k in kpis}
+    energy = sum(k.energy_kwh for k in kpis)
+    good = sum(k.good_units for k in kpis)
+    potential = sum(k.potential_kwh for k in kpis)
+    cost = sum(k.cost for k in kpis) if len(currencies) == 1 and all(k.cost is not None for k in kpis) else None
+    co2 = sum(k.co2_kg for k in kpis) if all(k.co2_kg is not None for k in kpis) else None
+    machines, metered = sum(k.machines for k in kpis), sum(k.metered for k in kpis)
+    comp = [k.completeness for k in kpis if k.completeness is not None]
+    return {"site": "All sites", "energy_kwh": energy, "cost": cost,
+            "currency": currencies.pop() if len(currencies) == 1 else None, "co2_kg": co2, "good_units": good,
+            "kwh_per_unit": energy / good if good > 0 else None, "potential_kwh": potential,
+            "potential_share": potential / energy if energy > 0 else None, "machines": machines,
+            "metered": metered, "completeness": float(np.mean(comp)) if comp else None}
+
+
+def month_range(month: str, tz: str) -> tuple[int, int]:
+    """``[start, stop)`` [ns] of local calendar month ``YYYY-MM`` in zone ``tz``; ValueError for a bad month."""
+    import zoneinfo
+
+    try:
+        first = dt.date.fromisoformat(month + "-01")
+    except (TypeError, ValueError):
+        raise ValueError(f"month {month!r} is not YYYY-MM, e.g. 2026-11") from None
+    nxt = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    zone = zoneinfo.ZoneInfo(tz)
+    start = dt.datetime.combine(first, dt.time(), tzinfo=zone)
+    stop = dt.datetime.combine(nxt, dt.time(), tzinfo=zone)
+    return int(start.timestamp()) * NS, int(stop.timestamp()) * NS
+
+
+def kpis_csv(rows: list[dict]) -> str:
+    """KPI rows as CSV (raw numbers)."""
+    return pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(index=False)
+
+
+def enterprise_view(raw_store, user, site: str | None, plant, default_tz, now_ns: int, *, days: int | None = None,
+                    month: str | None = None):
+    """(per-site KPIs, totals, findings rows) for ``user`` over the last ``days`` or a local calendar ``month``.
+
+    Raises
+    ------
+    dashboard.access.AccessDenied
+        For a site the user may not see. ValueError for a bad ``month``.
+    """
+    from dashboard.access import SiteScopedStore, scoped_store, sites_for
+    from dashboard.overview import finding_rows, known_sites, latest_run_findings, site_info, visible
+    from dashboard.periods import day_range
+
+    chosen = sites_for(user, site, known_sites(scoped_store(raw_store, user), plant))
+    infos = [site_info(s, plant, default_tz) for s in chosen]
+    kpis, shown = [], []
+    for info in infos:
+        import zoneinfo
+
+        start, stop = month_range(month, info.tz) if month else day_range(days or 30, now_ns, zoneinfo.ZoneInfo(info.tz))
+        found = visible(latest_run_findings(raw_store, start, stop), user, [info.id])
+        kpis.append(site_kpis(SiteScopedStore(raw_store, [info.id]), info, found, plant, start, stop, now_ns))
+        shown += found
+    rows = [r for r in finding_rows(shown, plant, default_tz) if r["category"] == "Waste"]
+    return kpis, totals(kpis), rows

@@ -197,6 +197,8 @@ def _subset(data: IntervalData, members: list[int]) -> IntervalData:
     extra = [c for c in data.frame.columns if c not in FRAME_COLUMNS + REGISTER_COLUMNS]
     sub = IntervalData.from_frame(frame, resolution_s=data.resolution_s, start=data.start, stop=data.stop,
                                   machines=infos, materials=mats, extra=extra)
+    # from_frame(plant=...) would list every machine of the plant; the subset keeps the plant only for its sites'
+    # tariffs and CO2 factors.
     object.__setattr__(sub, "plant", data.plant)
     return sub
 

@@ -187,8 +187,10 @@ def _long_frame(rows: Sequence[tuple[tuple, np.ndarray, np.ndarray, object]], wi
     states = np.repeat(np.array([r[3] if with_state else 0 for r in rows], dtype=np.int64), sizes)
     order = np.lexsort((states, times, np.repeat(rank, sizes)))
     data: dict = {"time": pd.to_datetime(times[order], unit="ns", utc=True)}
+    piece = np.repeat(np.arange(len(rows)), sizes)[order]
     for j, name in enumerate(tag_names):
-        data[name] = np.repeat(np.array([v[j] for v in values], dtype=object), sizes)[order]
+        # per piece, then taken row by row (converting a row-long object array to strings cost most of the frame)
+        data[name] = pd.Series(np.array([v[j] for v in values], dtype=object)).take(piece).reset_index(drop=True)
     if with_state:
         data["state"] = states[order]
     data["value"] = np.concatenate([np.asarray(r[2]) for r in rows])[order]
@@ -445,7 +447,7 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
         return wide_frame_reference(parts, by)
     # Global row keys: each by tag as a code in sorted order, then time; rows sorted by them (as pandas sorts).
     sizes = [len(frame) for _, frame in full]
-    tags_all = {tag: np.concatenate([frame[tag].to_numpy(dtype=object) for _, frame in full]) for tag in by}
+    tags_all = {tag: pd.concat([frame[tag] for _, frame in full], ignore_index=True) for tag in by}
     codes = [pd.factorize(tags_all[tag], sort=True)[0].astype(np.int64) for tag in by]
     times = np.concatenate([_times(frame) for _, frame in full])
     order = np.lexsort((times, *reversed(codes)))
@@ -460,7 +462,7 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
     first = order[new]  # one source row per output row, for its tags and time
     out: dict = {"time": pd.to_datetime(times[first], unit="ns", utc=True)}
     for tag in by:
-        out[tag] = tags_all[tag][first]
+        out[tag] = tags_all[tag].take(first).reset_index(drop=True)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     filled: dict = {}
     for (col, frame), lo, hi in zip(full, bounds[:-1], bounds[1:]):

@@ -25,6 +25,21 @@ def supports(store: Store) -> bool:
     return isinstance(store, SQLiteStore)
 
 
+def _matching(store: Store, measurement: str, field: str, tags: TagFilter | None) -> list[int]:
+    """Series ids matching the filter, as ``core.storage.base.match_tags`` matches them, with each list of accepted
+    values made a set once (matching rebuilt it per series: 20,000 material series x a list of 20,000 ids)."""
+    sids = store._matching_series(measurement, field, None)
+    if not tags:
+        return sids
+    wanted = [(k, v if isinstance(v, str) else frozenset(v)) for k, v in tags.items()]
+    out = []
+    for sid in sids:
+        have = store._keys[sid].tag_dict
+        if all(have.get(k) == v if isinstance(v, str) else have.get(k) in v for k, v in wanted):
+            out.append(sid)
+    return out
+
+
 def _key(series_key) -> tuple:
     """The series' key in ``query._split``'s form: sorted (tag, value) pairs without absent values."""
     return tuple(sorted((k, v) for k, v in series_key.tags if v is not None and v != ""))
@@ -36,7 +51,7 @@ def read_split(store: Store, measurement: str, field: str, lo: int, hi: int,
     order, values NaN where stored as missing (the form of ``core.storage.query._split``)."""
     from core.storage.sqlite import _snapshot
 
-    sids = store._matching_series(measurement, field, tags)
+    sids = _matching(store, measurement, field, tags)
     if not sids:
         return {}
     conn = store._conn()

@@ -67,8 +67,9 @@ def backfill(store: str, plant: str, days: int, resolution: int, start: str) -> 
     return time.perf_counter() - t
 
 
-def measure(store: str, plant: str, read_only: bool) -> dict:
-    """One measured run in this process: read (and, unless ``read_only``, analyse) the whole store."""
+def measure(store: str, plant: str, read_only: bool, span_days: int | None = None) -> dict:
+    """One measured run in this process: read (and, unless ``read_only``, analyse) the whole store, or its first
+    ``span_days`` days."""
     from analytics.data import IntervalData
     from core.plant import read_plant
     from core.storage import open_store
@@ -78,10 +79,13 @@ def measure(store: str, plant: str, read_only: bool) -> dict:
     infos = st.series("electrical")
     start = min(s.first_ns for s in infos)
     stop = max(s.last_ns for s in infos) + 1
+    if span_days:
+        stop = min(stop, start + int(span_days) * 86400 * 10**9)
+    out["span_days"] = round((stop - start) / 86400e9, 1)
     t = time.perf_counter()
     data = IntervalData.from_store(st, read_plant(plant), start, stop, resolution_s=900)
     out["read_s"] = round(time.perf_counter() - t, 2)
-    out["windows"] = int(len(data.frame))
+    out["windows"] = len(data.frame)
     out["machines_read"] = len(data.machines)
     st.close()
     del data
@@ -90,7 +94,9 @@ def measure(store: str, plant: str, read_only: bool) -> dict:
 
         t = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            run_analyze(store, Path(plant), None, None, Path(tmp) / "r.json", progress=False)
+            iso = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(x / 1e9)) for x in (start, stop)]
+            run_analyze(store, Path(plant), iso[0] if span_days else None, iso[1] if span_days else None,
+                        Path(tmp) / "r.json", progress=False)
         out["analyze_s"] = round(time.perf_counter() - t, 2)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
@@ -105,11 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--store", required=True, help="store URL (a file path, or influx://... with its own bucket)")
     ap.add_argument("--skip-backfill", action="store_true", help="measure stores written by an earlier run")
     ap.add_argument("--read-only", action="store_true", help="only IntervalData.from_store, not the analyses")
+    ap.add_argument("--span-days", type=int, nargs="+", default=[0],
+                    help="measure only the first N days of each store (scaling by months from one backfill)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--_measure", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._measure:
-        print(json.dumps(measure(args._measure[0], args._measure[1], args.read_only)))
+        print(json.dumps(measure(args._measure[0], args._measure[1], args.read_only, args.span_days[0])))
         return
     several = len(args.machines) * len(args.days) > 1
     for m in args.machines:
@@ -123,17 +131,18 @@ def main(argv: list[str] | None = None) -> None:
                          "store": store.split("?")[0], "load_before": os.getloadavg()[0]}
             if not args.skip_backfill:
                 row["backfill_s"] = round(backfill(store, plant, d, args.resolution, args.start), 1)
-            cmd = [sys.executable, "-m", "tests.benchmarks.bench_analytics_speed", "--store", store,
-                   "--_measure", store, plant] + (["--read-only"] if args.read_only else [])
-            got = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True)
-            row.update(json.loads(got.stdout.strip().splitlines()[-1]))
-            row["load_after"] = os.getloadavg()[0]
-            row["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-            line = json.dumps(row)
-            print(line, flush=True)
-            if args.out:
-                with args.out.open("a") as fh:
-                    fh.write(line + "\n")
+            for span in args.span_days:
+                cmd = [sys.executable, "-m", "tests.benchmarks.bench_analytics_speed", "--store", store,
+                       "--_measure", store, plant, "--span-days", str(span)] + (["--read-only"] if args.read_only else [])
+                got = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True)
+                res = {**row, **json.loads(got.stdout.strip().splitlines()[-1])}
+                res["load_after"] = os.getloadavg()[0]
+                res["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+                line = json.dumps(res)
+                print(line, flush=True)
+                if args.out:
+                    with args.out.open("a") as fh:
+                        fh.write(line + "\n")
 
 
 if __name__ == "__main__":

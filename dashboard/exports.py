@@ -103,6 +103,46 @@ def install_exports(app) -> None:
                         headers={"Content-Disposition": f"attachment; filename=wattline-report-{month}.pdf"})
 
     app.server.add_url_rule("/export/enterprise.csv", "wattline_export_enterprise", export_enterprise)
+
+    def export_top_machines():
+        import pandas as pd
+
+        from dashboard.cache import cache_of
+        from dashboard.overview import overview
+
+        now = time.time_ns()
+        try:
+            ctx = view_context(store_of(app), request.args.get("site"), request.args.get("period"), now)
+        except AccessDenied:
+            return {"error": "not allowed for your account"}, 403
+        ov = cache_of(app).get_or_compute(ctx.cache_key("overview", now), lambda: overview(
+            ctx.store, ctx.findings, ctx.sites, ctx.start_ns, ctx.stop_ns, now))
+        top = ov.top_machines if not ov.top_machines.empty else pd.DataFrame(columns=["machine", "kwh", "cost",
+                                                                                      "findings"])
+        top = top[["machine", "kwh", "cost", "findings"]].rename(columns={"kwh": "avoidable_kwh"})
+        top.insert(3, "currency", ov.currency or "")
+        return Response(top.to_csv(index=False), mimetype="text/csv", headers={
+            "Content-Disposition": f"attachment; filename=wattline-top-machines-{ctx.period.key}.csv"})
+
+    def export_series():
+        import pandas as pd
+
+        from dashboard.access import PAGE_ROLES, require_user
+        from dashboard.app import user_store
+        from dashboard.data import series_rows
+
+        try:
+            require_user(PAGE_ROLES["dashboard.pages.series"])
+            settings = current_settings()
+            rows = series_rows(user_store(app, request.args.get("site")), time.time_ns(), settings.tz,
+                               settings.stale_after_s)
+        except AccessDenied:
+            return {"error": "not allowed for your account"}, 403
+        return Response(pd.DataFrame(rows).to_csv(index=False), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=wattline-series.csv"})
+
+    app.server.add_url_rule("/export/top-machines.csv", "wattline_export_top_machines", export_top_machines)
+    app.server.add_url_rule("/export/series.csv", "wattline_export_series", export_series)
     app.server.add_url_rule("/report/monthly.pdf", "wattline_report_monthly", monthly_report)
     app.server.add_url_rule("/export/collectors.csv", "wattline_export_collectors",
                             lambda: export_collectors("collectors"))

@@ -58,6 +58,14 @@ def layout(**_kwargs) -> html.Div:
     )
 
 
+def _top_export(site, period_key: str):
+    """Download link of the top-machines table for the site and period shown."""
+    from urllib.parse import urlencode
+
+    href = "/export/top-machines.csv?" + urlencode({"site": site or "all", "period": period_key})
+    return html.Div(html.A("Download CSV", href=href, className="button"), className="card-foot")
+
+
 def register_callbacks(app: dash.Dash) -> None:
     """Attach this page's callback."""
     from dashboard.app import store_of
@@ -95,5 +103,6 @@ def register_callbacks(app: dash.Dash) -> None:
                     top_machine_table(ov.top_machines, ov.currency), heatmap_figure(ov.heatmap),
                     sankey_figure(ov.flows, names, lines), finding_list(ov.latest))
         return (status, kpi_tiles(ov), potential_tiles(ov, ctx.period.label), pareto_figure(ov.by_cause),
-                top_machine_table(ov.top_machines, ov.currency), heatmap_figure(ov.heatmap),
+                [top_machine_table(ov.top_machines, ov.currency), _top_export(site, ctx.period.key)],
+                heatmap_figure(ov.heatmap),
                 sankey_figure(ov.flows, names, lines), finding_list(ov.latest))

@@ -81,3 +81,25 @@ def test_monthly_pdf_renders_and_is_gated(analysed, tmp_path):
         done = subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(pdf),
                                str(out / "report-monthly")], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
+
+
+def test_every_table_has_a_csv_gated_like_its_page(analysed, tmp_path):
+    import io
+
+    import pandas as pd
+
+    from dashboard.app import create_app
+    from dashboard.tests.helpers import logged_in, make_users
+
+    make_users(tmp_path / "users.json")
+    app = create_app(str(analysed), users=tmp_path / "users.json", plant=DEFAULT_PLANT_FILE)
+    top = pd.read_csv(io.BytesIO(logged_in(app, "anna").get("/export/top-machines.csv?period=30d").data))
+    findings = pd.read_csv(io.BytesIO(logged_in(app, "anna").get("/export/findings.csv?period=30d").data))
+    waste = findings[findings["category"] == "Waste"]
+    assert len(top) > 0 and top["avoidable_kwh"].is_monotonic_decreasing
+    first = waste[waste["machine"] == top["machine"].iloc[0].split("/")[-1]]["avoidable_kwh"].sum()
+    assert abs(first - top["avoidable_kwh"].iloc[0]) < 0.1 * len(waste) + 1e-6  # the findings' kWh, rounded per row
+    assert logged_in(app, "sam").get("/export/top-machines.csv?site=north").status_code == 403
+    series = logged_in(app, "erik").get("/export/series.csv").get_data(as_text=True)
+    assert "electrical" in series and "south" not in series
+    assert logged_in(app, "anna").get("/export/series.csv").status_code == 403  # not a plant manager's page

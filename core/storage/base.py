@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -440,7 +441,7 @@ class Store(abc.ABC):
             raise StoreError(f"query range is empty: stop ({stop}) must be after start ({start})")
         return start_ns, stop_ns
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:

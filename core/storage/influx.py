@@ -53,6 +53,7 @@ from core.storage.influx_write import (
 )
 from core.supervise import Supervisor
 
+
 class InfluxStore(InfluxQueries, InfluxRollups, InfluxWriting, Store):
     """The :class:`~core.storage.base.Store` interface on InfluxDB 2.x.
 
@@ -117,7 +118,7 @@ class InfluxStore(InfluxQueries, InfluxRollups, InfluxWriting, Store):
         self._linger = self.supervisor.thread("influx-linger", self._linger_loop, wake=self._stop)
 
     @classmethod
-    def from_url(cls, url: str) -> "InfluxStore":
+    def from_url(cls, url: str) -> InfluxStore:
         """Open a store from an ``influx://`` URL (see the module docstring)."""
         return cls(InfluxSettings.from_url(url))
 

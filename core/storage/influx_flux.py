@@ -10,7 +10,7 @@ mean of means would not). In tasks the 1-min rollup is computed from raw points,
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from core.storage.influx_lp import INTERNAL_FIELDS, MISSING_FIELD, STATUS_FIELD, flux_str, flux_tag_predicate, flux_time
 

@@ -14,7 +14,7 @@ Serialising here (rather than through ``influxdb_client.Point``) matters for thr
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -217,5 +217,5 @@ def flux_time(ns: int) -> str:
     sec, frac = divmod(int(ns), 1_000_000_000)
     import datetime as dt
 
-    base = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=sec)
+    base = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=sec)
     return base.strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from core.storage.base import ROLLUP_RESOLUTIONS_S
 from core.storage.influx_flux import rollup_body, rollup_bucket

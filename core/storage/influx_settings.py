@@ -7,8 +7,9 @@ import logging
 import os
 import stat
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -85,7 +86,7 @@ class InfluxSettings(BaseModel):
     rollup_retention_days: int = Field(0, ge=0)
 
     @classmethod
-    def from_url(cls, url: str) -> "InfluxSettings":
+    def from_url(cls, url: str) -> InfluxSettings:
         """Parse ``influx://host:port?key=value&...`` (see the module docstring); raise StoreError on bad keys."""
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("influx", "influxs"):

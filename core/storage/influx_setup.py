@@ -44,7 +44,7 @@ def setup_influx(config: Any, *, backfill: bool = True, progress: bool = True) -
     try:
         try:
             orgs = client.organizations_api().find_organizations(org=s.org)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 orgs = []
             elif getattr(exc, "status", None) is None:

@@ -40,7 +40,7 @@ DAY_S = 86400
 #: rollover or reset (collectors/opcua/values.py); :func:`counter_increase` honours it.
 SEMANTICS_CHANGED = 0x4000
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
 _EVERY = re.compile(r"^\s*(\d+)\s*(s|min|h|d|w|mo|y)\s*$")
 _UNIT_S = {"s": 1, "min": 60, "h": 3600}

@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -11,13 +11,18 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
+def in_ci() -> bool:
+    """True when running under CI (``CI`` set to 1/true/yes, as ``.ci/run`` does): the one place that decides."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def unavailable(reason: str) -> None:
     """Skip a test whose server or browser is missing on a developer machine; fail it in CI.
 
     ``.ci/run`` installs and starts every server the tests need, so in CI (``CI=true``) a missing one is a broken CI
     script, never a reason to skip.
     """
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if in_ci():
         pytest.fail(f"{reason} — .ci/run must provide it")
     pytest.skip(reason)
 
@@ -79,17 +84,26 @@ def wait_for(condition, timeout: float = 30.0, what: str = "the condition", inte
     import time
 
     deadline = time.monotonic() + timeout
-    last = None
     while True:
-        try:
-            last = condition()
-        except Exception as exc:  # noqa: BLE001 - not ready yet
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        if time.monotonic() >= deadline:
-            break
+        done, last = _poll(condition)
+        if done or time.monotonic() >= deadline:
+            return _outcome(done, last, what, timeout, fail)
         time.sleep(interval)
+
+
+def _poll(condition) -> tuple[bool, object]:
+    """One look at ``condition()``: whether the wait is over, and what it returned (an exception counts as "not yet")."""
+    try:
+        last = condition()
+    except Exception as exc:  # noqa: BLE001 - not ready yet
+        return False, exc
+    return bool(last), last
+
+
+def _outcome(done: bool, last, what: str, timeout: float, fail: bool):
+    """What a wait returns: the truthy value; at the timeout, a failed test (``fail``) or the last value seen."""
+    if done:
+        return last
     if fail:
         pytest.fail(_wait_message(what, timeout, last))
     return None if isinstance(last, Exception) else last
@@ -102,17 +116,8 @@ async def wait_for_async(condition, timeout: float = 30.0, what: str = "the cond
     import time
 
     deadline = time.monotonic() + timeout
-    last = None
     while True:
-        try:
-            last = condition()
-        except Exception as exc:  # noqa: BLE001 - not ready yet
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        if time.monotonic() >= deadline:
-            break
+        done, last = _poll(condition)
+        if done or time.monotonic() >= deadline:
+            return _outcome(done, last, what, timeout, fail)
         await asyncio.sleep(interval)
-    if fail:
-        pytest.fail(_wait_message(what, timeout, last))
-    return None if isinstance(last, Exception) else last

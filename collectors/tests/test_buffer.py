@@ -8,8 +8,8 @@ import time
 import pytest
 
 from collectors.buffer import BatchWriter
-from core.spool import RowSpool
 from core.errors import StoreUnavailable
+from core.spool import RowSpool
 from core.storage.sqlite import SQLiteStore
 from tests.support import wait_for
 
@@ -142,27 +142,32 @@ def test_corrupt_segment_set_aside(tmp_path):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_no_loss_across_60s_outage_at_10k_values_per_s(tmp_path):
-    """Feed 10,000 values/s for 75 s with the store down from t=5 s to t=65 s; every value is stored, counted exactly."""
+    """Feed 10,000 values/s for 75 s with the store down from tick 50 to tick 650 (t=5 s to t=65 s at full pace);
+    every value is stored, counted exactly.
+
+    The outage is defined by ticks, not by the clock: on a loaded machine that feeds slower, it still covers 600,000
+    values that must go through the disk spool. The replay afterwards is awaited on its condition with a generous
+    bound, and the time it took is printed (a figure, not an assertion).
+    """
     store = FlakyStore(tmp_path / "a.db")
     spool = RowSpool(tmp_path / "sp")
     w = BatchWriter(store, spool, batch_size=5000, flush_interval_s=0.5, retry_interval_s=1.0,
                     max_memory_values=50_000).start()
     n_series, per_tick, total = 1000, 1000, 0
     t0 = time.monotonic()
-    tick = 0
-    while time.monotonic() - t0 < 75:
-        el = time.monotonic() - t0
-        if 5 <= el < 65:
+    pace = threading.Event()  # never set: its wait paces the feed (10 ticks/s), it synchronises nothing
+    for tick in range(750):
+        if 50 <= tick < 650:
             store.down.set()
         else:
             store.down.clear()
         w.add_rows(rows(tick * per_tick, per_tick, n_series))
         total += per_tick
-        tick += 1
-        time.sleep(max(0.0, t0 + tick * 0.1 - time.monotonic()))  # 10 ticks/s x 1000 values
+        pace.wait(max(0.0, t0 + (tick + 1) * 0.1 - time.monotonic()))
     store.down.clear()
-    assert total >= 700_000
-    assert wait_for(lambda: w.written == total, 120)
+    fed = time.monotonic()
+    wait_for(lambda: w.written == total, 900, what=f"all {total} values written after the outage")
+    print(f"fed 750 ticks in {fed - t0:.1f} s; spool replayed and written {time.monotonic() - fed:.1f} s later")
     w.close()
     assert w.spooled > 500_000  # the outage really went through the disk spool
     assert stored_count(store) == total and w.received == total and len(spool) == 0 and w.dropped == 0

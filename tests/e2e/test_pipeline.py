@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 
 import pytest
 
@@ -14,6 +16,7 @@ from core.model import to_ns
 from core.storage.sqlite import SQLiteStore
 from simulator.plant import default_plant
 from simulator.server import PlantServer
+from tests.support import wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +35,14 @@ async def test_every_stored_value_is_one_the_simulator_published(tmp_path):
         collector = Collector(parse_config(CollectorConfig, starter), store)
         stop = asyncio.Event()
         running = asyncio.create_task(collector.run(stop))
-        await asyncio.sleep(10)
+        def five_values_per_machine() -> bool:
+            frame = store.query("electrical", "active_power_kw", 0, 2**62)
+            counts = frame.groupby("machine").size() if len(frame) else []
+            return len(counts) == len(plant.machines) and min(counts) >= 5
+
+        t0 = time.monotonic()
+        await wait_for_async(five_values_per_machine, 120, "5 stored values of each machine's power", interval=0.5)
+        print(f"5 values per machine stored after {time.monotonic() - t0:.1f} s")
         stop.set()
         await running
     finally:
@@ -49,7 +59,7 @@ async def test_every_stored_value_is_one_the_simulator_published(tmp_path):
             assert truth[when.value] == pytest.approx(value), (ref.spec.id, when)
         # Every change the server published while the subscription was live reached the store.
         times = sorted(t for t in truth if frame["time"].iloc[0].value <= t <= frame["time"].iloc[-1].value)
-        changes = [t for prev, t in zip(times, times[1:]) if truth[t] != truth[prev]]
+        changes = [t for prev, t in itertools.pairwise(times) if truth[t] != truth[prev]]
         stored = {when.value for when in frame["time"]}
         assert set(changes) <= stored, (ref.spec.id, sorted(set(changes) - stored)[:5])
     assert len(plant.machines) == 4

@@ -37,7 +37,13 @@ def run_node_server(port, tmp_path, *args: str) -> subprocess.Popen:
     else:
         proc.kill()
         raise RuntimeError(f"node-opcua server did not start: {''.join(seen)}")
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # keep the pipe drained
+    proc.lines = []  # what it prints after READY (e.g. CERTIFICATE lines), kept by the thread that drains the pipe
+
+    def drain():
+        for line in proc.stdout:
+            proc.lines.append(line)
+
+    threading.Thread(target=drain, daemon=True).start()
     return proc
 
 

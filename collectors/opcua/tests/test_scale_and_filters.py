@@ -8,8 +8,11 @@ deadband and trigger tests use the server's ``--filter-vars`` variables, whose v
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import sqlite3
 import subprocess
+import time
 
 import pytest
 from asyncua import Client, ua
@@ -60,13 +63,16 @@ def item_calls(monkeypatch):
 
 
 def collect(cfg, store, until, timeout: float):
-    """Run the collector until ``until(collector)`` holds (or ``timeout`` [s]); returns the stopped collector."""
+    """Run the collector until ``until(collector)`` holds (or ``timeout`` [s], generous: a loaded machine is slow);
+    returns the stopped collector. Prints how long the condition took."""
 
     async def main():
         col = Collector(cfg, store)
         stop = asyncio.Event()
         task = asyncio.create_task(col.run(stop))
+        t0 = time.monotonic()
         reached = await wait_for(lambda: until(col), timeout, interval=0.1)
+        print(f"collect: condition reached={reached} after {time.monotonic() - t0:.1f} s")
         stop.set()
         await task
         return col, reached
@@ -123,13 +129,21 @@ async def _too_many_items_refused(endpoint: str, n: int) -> str:
         await client.disconnect()
 
 
+def stored_series(path) -> int:
+    """Number of series with at least one stored value in the SQLite file ``path`` (its own short connection)."""
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+        return conn.execute("SELECT count(*) FROM series").fetchone()[0]
+
+
 def test_10000_monitored_nodes_on_one_node_opcua_server(tmp_path, item_calls):
     proc, endpoint = start_server(tmp_path, "--machines", str(MACHINES), "--extra", str(EXTRA), "--period", "1000")
     try:
         cfg = fast_config(endpoint, tmp_path, ten_thousand_groups(), timeouts={})  # the product's timeouts
         store = SQLiteStore(tmp_path / "w.db")
-        # 10,000 initial values, then changes (every node changes once a second).
-        col = collect(cfg, store, lambda c: c.written >= 25_000, 60)
+        # 10,000 initial values, then changes (every node changes once a second). Waits until every series is stored:
+        # on a loaded machine the last CreateMonitoredItems calls answer late, and a count of values alone was
+        # reached while the last 2,000 nodes had sent nothing yet.
+        col = collect(cfg, store, lambda c: c.written >= 25_000 and stored_series(tmp_path / "w.db") == 10_000, 600)
         item_calls = list(item_calls)  # the collector's calls only, not the check's below
         refused = asyncio.run(_too_many_items_refused(endpoint, 1001))
     finally:
@@ -179,11 +193,11 @@ def test_10000_monitored_nodes_on_one_asyncua_server_with_500_per_call(tmp_path,
             col = Collector(cfg, store)
             stop = asyncio.Event()
             task = asyncio.create_task(col.run(stop))
-            reached = await wait_for(lambda: col.written >= 10_000, 60, interval=0.1)
+            reached = await wait_for(lambda: col.written >= 10_000, 600, interval=0.1)
             # One more value for one node in every 10th machine, after the subscription stands.
             for m in machines[::10]:
                 await srv.write(f"north/l1/{m}/Extra0000", 42.0)
-            reached = reached and await wait_for(lambda: col.written >= 10_010, 10, interval=0.1)
+            reached = reached and await wait_for(lambda: col.written >= 10_010, 120, interval=0.1)
             stop.set()
             await task
             return col, store, reached
@@ -254,7 +268,7 @@ def test_deadband_absolute_and_percent(tmp_path, item_calls):
     try:
         cfg = fast_config(endpoint, tmp_path, groups)
         store = SQLiteStore(tmp_path / "w.db")
-        col = collect(cfg, store, lambda c: c.written >= 120, 30)
+        col = collect(cfg, store, lambda c: c.written >= 120, 120)
     finally:
         stop_node_server(proc)
     s = col.sessions[0]
@@ -298,7 +312,7 @@ def test_data_change_trigger_status_value_timestamp(tmp_path, item_calls):
     try:
         cfg = fast_config(endpoint, tmp_path, groups)
         store = SQLiteStore(tmp_path / "w.db")
-        col = collect(cfg, store, lambda c: c.written >= 100, 30)
+        col = collect(cfg, store, lambda c: c.written >= 100, 120)
     finally:
         stop_node_server(proc)
     assert not col.sessions[0].bad_nodes and col.written == col.received
@@ -342,7 +356,7 @@ def test_filter_refused_by_the_server_is_a_reported_bad_node(tmp_path, item_call
     try:
         cfg = fast_config(endpoint, tmp_path, groups)
         store = SQLiteStore(tmp_path / "w.db")
-        col = collect(cfg, store, lambda c: c.written >= 40, 30)
+        col = collect(cfg, store, lambda c: c.written >= 40, 120)
     finally:
         stop_node_server(proc)
     s = col.sessions[0]

@@ -159,6 +159,12 @@ async function main() {
   }, period);
   const endpoint = `opc.tcp://127.0.0.1:${port}/wattline`;
   const cert = serverCertificateManager.rootDir;
+  // Tests acting as the server's administrator wait for this line before moving a rejected certificate: node-opcua
+  // keeps rejected certificates in memory and can forget one only if its folder watcher saw the file (moved earlier,
+  // it stays rejected although it is in trusted/certs, and "rejected" wins).
+  serverCertificateManager.on("certificateAdded", ({ store, filename }) => {
+    process.stdout.write(`CERTIFICATE ${store} ${path.basename(filename)}\n`);
+  });
   process.stdout.write(`READY ${endpoint} ${cert}\n`);
   const stop = async () => { await server.shutdown(100); process.exit(0); };
   process.on("SIGTERM", stop);

@@ -44,7 +44,7 @@ def test_catalogue_units():
 
 
 def test_event_round_trip_and_vocabulary():
-    tz = dt.timezone.utc
+    tz = dt.UTC
     event = Event("north/l1/cnc-01", "idle_running", dt.datetime(2026, 1, 1, tzinfo=tz), dt.datetime(2026, 1, 1, 1, tzinfo=tz), 3.25, {"x": 1})
     assert Event.from_dict(event.to_dict()) == event
     assert "meter_gap" in EVENT_KINDS

@@ -134,7 +134,7 @@ def test_bad_timezone_and_currency(tmp_path):
 def test_bad_tariff_period_times(tmp_path, hours, says):
     path, msg = error_of(tmp_path, GOOD.replace("08:00-20:00", hours))
     assert f"{path}:8: sites[0].tariff.periods[0].hours[0]" in msg
-    assert says in msg and "HH:MM" in msg or "00:00-24:00" in msg
+    assert (says in msg and "HH:MM" in msg) or "00:00-24:00" in msg
 
 
 def test_overlapping_tou_periods(tmp_path):

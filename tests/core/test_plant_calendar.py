@@ -24,7 +24,7 @@ NS = 1_000_000_000
 
 
 def utc_ns(*args) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp()) * NS
+    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp()) * NS
 
 
 def local_ns(tz: str, *args) -> int:

@@ -46,7 +46,7 @@ def test_prices_across_midnight_in_local_time():
     times = np.array([local_ns(*when) for when, _ in cases])
     assert price_at(TOU, BERLIN, times).tolist() == [price for _, price in cases]
     # The same UTC instant is a different local time elsewhere: 20:30 UTC is 22:30 in Berlin, 21:30 in London.
-    instant = int(dt.datetime(2026, 6, 1, 20, 30, tzinfo=dt.timezone.utc).timestamp()) * NS
+    instant = int(dt.datetime(2026, 6, 1, 20, 30, tzinfo=dt.UTC).timestamp()) * NS
     assert price_at(TOU, BERLIN, [instant])[0] == 0.09 and price_at(TOU, "Europe/London", [instant])[0] == 0.15
 
 
@@ -96,7 +96,7 @@ def test_demand_charge_per_local_month():
     assert table["month"].tolist() == ["2026-01", "2026-02"]
     assert table["peak_kw"].tolist() == [480.0, 350.0]
     assert table["charge"].tolist() == pytest.approx([480.0 * 12.5, 350.0 * 12.5])
-    assert table["peak_time"].iloc[1] == dt.datetime(2026, 1, 31, 23, 15, tzinfo=dt.timezone.utc)
+    assert table["peak_time"].iloc[1] == dt.datetime(2026, 1, 31, 23, 15, tzinfo=dt.UTC)
     with pytest.raises(ValueError, match="one power per interval"):
         demand_charges(TOU, BERLIN, times, kw[:-1])
 

@@ -33,7 +33,7 @@ def _fill(path):
             v = rng.uniform(0, 40, len(t))
             v[::97] = np.nan
             store.write_arrays(key, t, v, np.where(np.arange(len(t)) % 50 == 0, 0x80000000, 0), bulk=m != 0)
-        start = dt.datetime(2026, 1, 1, 6, tzinfo=dt.timezone.utc)
+        start = dt.datetime(2026, 1, 1, 6, tzinfo=dt.UTC)
         events = [Event("north/L1/m0", "idle_running", start, start + dt.timedelta(hours=2), 12.5, {"cost": 3.0}),
                   Event("north/L1/m1", "off_shift_load", start, start + dt.timedelta(hours=8), 40.0, {})]
         with results_for(store) as results:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support import unavailable
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def pg_env_file() -> Path:

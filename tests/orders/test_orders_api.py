@@ -19,7 +19,7 @@ from core.orders.config import SAMPLE_FILE, read_orders_config
 from core.orders.db import open_orders_db
 from core.orders.service import OrderService
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 D0 = dt.datetime(2026, 1, 5, tzinfo=UTC)
 TOKENS = {"cmms": "tok-cmms-" + "x" * 20, "north": "tok-north-" + "y" * 20, "cdo": "tok-cdo-" + "z" * 20}
 

@@ -14,7 +14,7 @@ from core.orders.config import SAMPLE_FILE
 from core.orders.db import open_orders_db
 from core.orders.service import OrderService
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 D0 = dt.datetime(2026, 1, 5, tzinfo=UTC)
 
 

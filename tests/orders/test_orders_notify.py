@@ -21,7 +21,7 @@ from core.orders.notify import Notifier
 from core.orders.service import Actor, OrderService
 from tests.support import wait_for
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 D0 = dt.datetime(2026, 1, 5, tzinfo=UTC)
 SECRET = "s3cret-" + "k" * 24
 MANAGER = Actor("anna", "plant_manager", ("north", "south"))

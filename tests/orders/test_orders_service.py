@@ -21,7 +21,7 @@ from core.orders.db import ensure_schema, open_orders_db, schema_head
 from core.orders.kpi import kpis
 from core.orders.service import SYSTEM, Actor, OrderService
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 D0 = dt.datetime(2026, 1, 5, tzinfo=UTC)
 MANAGER = Actor("anna", "plant_manager", ("north", "south"))
 ENGINEER_NORTH = Actor("eric", "engineer", ("north",))

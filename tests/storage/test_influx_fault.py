@@ -20,7 +20,6 @@ import pytest
 from core.model import Point
 from core.storage.influx import InfluxSettings, InfluxStore, read_env_file, setup_influx
 
-
 pytestmark = [pytest.mark.integration, pytest.mark.influx]
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "influxdb"

@@ -14,7 +14,7 @@ from core.errors import StoreError
 from core.model import Event
 from core.storage.results import results_for
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 H = dt.timedelta(hours=1)
 

@@ -7,7 +7,7 @@ import pytest
 from collectors.opcua.config import parse_collector_config
 
 
-def fast_config(endpoint: str, tmp_path, groups: list[dict], **server_extra) -> "CollectorConfig":  # noqa: F821
+def fast_config(endpoint: str, tmp_path, groups: list[dict], **server_extra) -> CollectorConfig:  # noqa: F821
     """A collector config with short intervals, a spool and metrics on a free port, for tests."""
     for g in groups:
         g.setdefault("sampling_interval_ms", 50)

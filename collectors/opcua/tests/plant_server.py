@@ -6,7 +6,6 @@ namespace ``urn:wattline:simulator``; per site an ``OutdoorTemperature`` variabl
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import socket
 from dataclasses import dataclass, field
@@ -59,8 +58,8 @@ class PlantServer:
         dv = ua.DataValue(
             ua.Variant(value, vtype),
             StatusCode=ua.StatusCode(status),
-            SourceTimestamp=source_time or dt.datetime.now(dt.timezone.utc),
-            ServerTimestamp=dt.datetime.now(dt.timezone.utc),
+            SourceTimestamp=source_time or dt.datetime.now(dt.UTC),
+            ServerTimestamp=dt.datetime.now(dt.UTC),
         )
         await self.server.write_attribute_value(var.nodeid, dv)
 

@@ -7,12 +7,11 @@ import json
 import time
 import urllib.request
 
-import pytest
 from asyncua import ua
 
 from collectors.opcua.collector import Collector
-from collectors.opcua.discover import get_starter_config
 from collectors.opcua.config import parse_collector_config
+from collectors.opcua.discover import get_starter_config
 from collectors.opcua.tests.conftest import fast_config
 from collectors.opcua.tests.plant_server import NS_URI, start_plant_server, wait_for
 from collectors.opcua.values import SEMANTICS_CHANGED

@@ -10,7 +10,7 @@ from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 from collectors.opcua.fastpublish import FastDataChange, decode_publish_response
 from collectors.opcua.values import NodeState, datetime_to_ns, to_row, to_row_raw
 
-NOW = dt.datetime(2026, 11, 27, 8, 30, 1, 123456, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 27, 8, 30, 1, 123456, tzinfo=dt.UTC)
 VARIANTS = [
     ua.Variant(1.5, ua.VariantType.Double),
     ua.Variant(True, ua.VariantType.Boolean),
@@ -139,7 +139,7 @@ def test_one_odd_item_among_uniform_ones_still_decodes_exactly(odd):
     elif odd == "string":
         dv.Value = ua.Variant("x", ua.VariantType.String)
     else:
-        dv.SourceTimestamp = dt.datetime(1960, 1, 1, tzinfo=dt.timezone.utc)
+        dv.SourceTimestamp = dt.datetime(1960, 1, 1, tzinfo=dt.UTC)
     data = response(its)
     dc = decode_publish_response(Buffer(data)).Parameters.NotificationMessage.NotificationData[0]
     ref = struct_from_binary(ua.PublishResponse, Buffer(data)).Parameters.NotificationMessage.NotificationData[0]

@@ -3,11 +3,17 @@ import math
 
 from asyncua import ua
 
-from collectors.opcua.values import (BAD_OUT_OF_RANGE, BAD_TYPE_MISMATCH, SEMANTICS_CHANGED, NodeState,
-                                     datetime_to_ns, to_row)
+from collectors.opcua.values import (
+    BAD_OUT_OF_RANGE,
+    BAD_TYPE_MISMATCH,
+    SEMANTICS_CHANGED,
+    NodeState,
+    datetime_to_ns,
+    to_row,
+)
 from core.model import status_severity
 
-T0 = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 T0_NS = datetime_to_ns(T0)
 
 

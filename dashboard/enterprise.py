@@ -92,7 +92,7 @@ def site_kpis(store, site: SiteInfo, findings: list, plant, start_ns: int, stop_
         out.metered = sum(ref.spec.id in metered for ref in planned)
     else:
         out.machines = out.metered = len(metered)
-    quality = quality_rows(store, start_ns, stop_ns, now_ns, dt.timezone.utc)
+    quality = quality_rows(store, start_ns, stop_ns, now_ns, dt.UTC)
     shares = [r["completeness_share"] for r in quality if r["machine"].split("/")[0] == site.id]
     out.completeness = float(np.mean(shares)) if shares else None
     return out

@@ -30,8 +30,14 @@ def install_exports(app) -> None:
 
     def export_collectors(what: str):
         from dashboard.access import PAGE_ROLES, require_user
-        from dashboard.collectors import (COLLECTOR_CSV, QUALITY_CSV, collector_rows, health_store, quality_rows,
-                                          rows_csv)
+        from dashboard.collectors import (
+            COLLECTOR_CSV,
+            QUALITY_CSV,
+            collector_rows,
+            health_store,
+            quality_rows,
+            rows_csv,
+        )
 
         now = time.time_ns()
         try:
@@ -97,7 +103,7 @@ def install_exports(app) -> None:
             return {"error": "not allowed for your account"}, 403
         except ValueError as exc:
             return {"error": f"{exc}; use /report/monthly.pdf?month=YYYY-MM"}, 400
-        made = f"Made by Wattline on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC for {user.name}."
+        made = f"Made by Wattline on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC for {user.name}."
         pdf = monthly_pdf(month, kpis, total, rows, made)
         return Response(pdf, mimetype="application/pdf",
                         headers={"Content-Disposition": f"attachment; filename=wattline-report-{month}.pdf"})

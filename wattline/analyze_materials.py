@@ -64,5 +64,5 @@ def store_materials(store, run_id: str, data, report: dict | None = None) -> int
                 "message": f"material intensities could not be stored: {exc}"})
         return 0
     if report is not None:
-        report["stored_materials"] = int(len(frame))
+        report["stored_materials"] = len(frame)
     return n

@@ -15,8 +15,15 @@ from dash import Input, Output, dcc, html
 from core.errors import StoreError
 from dashboard import ids
 from dashboard.access import PAGE_ROLES, allow, current_user, may_open
-from dashboard.collectors import (COLLECTOR_COLUMNS, QUALITY_COLUMNS, collector_rows, collector_summary,
-                                  health_store, quality_rows, table)
+from dashboard.collectors import (
+    COLLECTOR_COLUMNS,
+    QUALITY_COLUMNS,
+    collector_rows,
+    collector_summary,
+    health_store,
+    quality_rows,
+    table,
+)
 from dashboard.components import card, code, empty_state, forbidden, page_header
 
 dash.register_page(__name__, path="/collectors", name="Collectors", title="Wattline · Collectors", order=8)

@@ -63,12 +63,12 @@ def status_text(m) -> str:
 
 def register_callbacks(app: dash.Dash) -> None:
     """Attach this page's callbacks to ``app``."""
-    from dashboard.access import require_user, sites_for
+    from urllib.parse import urlencode
+
+    from dashboard.access import require_user, scoped_store, sites_for
     from dashboard.app import store_of
     from dashboard.overview import known_sites
-    from dashboard.access import scoped_store
     from dashboard.settings import current_settings
-    from urllib.parse import urlencode
 
     @app.callback(
         Output(ids.MAT_GRID, "rowData"),

@@ -10,11 +10,11 @@ from collectors.health import health_points
 from core.model import Point
 from core.storage.sqlite import SQLiteStore
 from dashboard.access import SiteScopedStore
-from dashboard.collectors import (COLLECTOR_CSV, collector_rows, fmt_age, fmt_bytes, quality_rows, rows_csv)
+from dashboard.collectors import COLLECTOR_CSV, collector_rows, fmt_age, fmt_bytes, quality_rows, rows_csv
 
 NS = 1_000_000_000
 H = 3600 * NS
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = 1_780_000_000 // 3600 * 3600 * NS  # an hour boundary
 
 

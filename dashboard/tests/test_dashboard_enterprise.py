@@ -12,7 +12,7 @@ import pytest
 
 from core.plant import read_plant
 from core.storage import open_store
-from dashboard.enterprise import enterprise_view, month_range, site_kpis, totals
+from dashboard.enterprise import month_range, site_kpis, totals
 from dashboard.overview import latest_run_findings, site_info
 from simulator.plant import DEFAULT_PLANT_FILE
 
@@ -35,7 +35,7 @@ def test_site_kpis_add_up_to_the_hourly_energy_and_the_findings(analysed):
     store = open_store(str(analysed))
     now = time.time_ns()
     start = now - 30 * 86400 * NS
-    info = site_info("north", plant, dt.timezone.utc)
+    info = site_info("north", plant, dt.UTC)
     findings = latest_run_findings(store, start, now)
     k = site_kpis(store, info, findings, plant, start, now, now)
     assert k.energy_kwh > 0 and abs(k.daily["kwh"].sum() - k.energy_kwh) < 1e-6 * k.energy_kwh

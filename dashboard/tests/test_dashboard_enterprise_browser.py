@@ -9,8 +9,7 @@ import pytest
 
 from dashboard import ids
 from dashboard.tests.helpers import browser_login
-from dashboard.tests.test_dashboard_pages_browser import (SCREENSHOTS, analysed, browser, server, text_of,  # noqa: F401
-                                                          wait_for)
+from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, analysed, browser, server, text_of, wait_for  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -33,7 +32,7 @@ def test_cdo_sees_enterprise_kpis_and_the_report_link(browser, server, analysed)
         from simulator.plant import DEFAULT_PLANT_FILE
 
         cdo = User("x", "cdo", (), "")
-        _k, total, _r = enterprise_view(store, cdo, "all", read_plant(DEFAULT_PLANT_FILE), dt.timezone.utc,
+        _k, total, _r = enterprise_view(store, cdo, "all", read_plant(DEFAULT_PLANT_FILE), dt.UTC,
                                         time.time_ns(), days=30)
     assert fmt_energy(total["energy_kwh"]) in table
     href = browser.find_element("id", ids.ENT_PDF).get_attribute("href")

@@ -9,8 +9,7 @@ import pytest
 
 from dashboard import ids
 from dashboard.tests.helpers import browser_login
-from dashboard.tests.test_dashboard_pages_browser import (SCREENSHOTS, analysed, browser, server, text_of,  # noqa: F401
-                                                          wait_for)
+from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, analysed, browser, server, text_of, wait_for  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 

@@ -288,7 +288,7 @@ class Store(abc.ABC):
         """
         return self.write(batch.points())
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # noqa: B027 - a no-op default; backends that buffer override it
         """Push pending writes to durable storage (no-op for synchronous backends)."""
 
     def close(self) -> None:

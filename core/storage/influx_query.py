@@ -247,7 +247,7 @@ class SeriesCounts:
             _merge(stats, series_stats(store, measurement, flux_time(kept.until_ns), END_OF_TIME))
             counted.append((kept.until_ns, None))
             self.last_counted = counted
-        return [SeriesInfo(k, c, f, l) for k, (c, f, l) in sorted(stats.items(), key=lambda kv: repr(kv[0]))]
+        return [SeriesInfo(k, c, first, last) for k, (c, first, last) in sorted(stats.items(), key=lambda kv: repr(kv[0]))]
 
 
 # -- the store's read methods -----------------------------------------------------------------------------------------
@@ -311,7 +311,7 @@ class InfluxQueries:
         out["value"] = value.to_numpy().astype("int64" if integer else "float64")
         if status is not None:
             out["status"] = status.to_numpy()
-        out = out.sort_values(tags + ["time"], kind="stable", na_position="first") if tags else out.sort_values("time")
+        out = out.sort_values([*tags, "time"], kind="stable", na_position="first") if tags else out.sort_values("time")
         return out.reset_index(drop=True)
 
     def query(

@@ -81,7 +81,7 @@ class InfluxRollups:
             return
         try:
             start = prev = hours[0]
-            for h in hours[1:] + [None]:
+            for h in [*hours[1:], None]:
                 if h is None or h != prev + 1:
                     self.refresh_rollups(start * HOUR_NS, (prev + 1) * HOUR_NS, progress=progress)
                     start = h

@@ -84,7 +84,7 @@ def plan_parts(window_s: int, start_ns: int, stop_ns: int,
             hi = (limit // r_ns) * r_ns
             if lo < hi:
                 finer = rs[i + 1:]
-                return plan(a, lo, finer) + [QueryPart(lo, hi, r)] + plan(hi, b, finer)
+                return [*plan(a, lo, finer), QueryPart(lo, hi, r), *plan(hi, b, finer)]
         return [QueryPart(a, b, None)]
 
     return plan(int(start_ns), int(stop_ns), usable)

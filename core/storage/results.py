@@ -203,7 +203,7 @@ class ResultStore(abc.ABC):
         if merged is None or merged.empty:
             return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "run": pd.Series([], dtype=object)})
         tag_cols = [c for c in merged.columns if c not in ("time", "run", *wanted)]
-        merged = merged.sort_values(tag_cols + ["time"]).reset_index(drop=True)
+        merged = merged.sort_values([*tag_cols, "time"]).reset_index(drop=True)
         return merged[["time", "run", *sorted(tag_cols), *wanted]]
 
     #: The store whose ``query`` reads outputs (set by implementations).
@@ -213,7 +213,7 @@ class ResultStore(abc.ABC):
     def _output_fields(self, run: str, name: str) -> list[str]:
         """Fields ``run`` wrote under output ``name`` (empty when none)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op default; result stores that own a connection override it
         """Release what this result store opened itself (never the store it was made for)."""
 
     def __enter__(self) -> Self:

@@ -98,7 +98,7 @@ class SQLiteConnections:
             if self._checkpointer is not None:
                 conn.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = conn
-            self._all_conns = getattr(self, "_all_conns", []) + [conn]
+            self._all_conns = [*getattr(self, "_all_conns", []), conn]
         return conn
 
     def checkpoint_in_background(self, interval_s: float = 0.5, max_wal_mb: int = 64) -> None:
@@ -163,10 +163,8 @@ class SQLiteConnections:
             self._checkpointer.join(10)
             self._checkpointer = None
         for conn in getattr(self, "_all_conns", []):
-            try:
+            with contextlib.suppress(sqlite3.Error):  # closing twice from another thread
                 conn.close()
-            except sqlite3.Error:  # pragma: no cover - closing twice from another thread
-                pass
         self._all_conns = []
         self._local = threading.local()
 

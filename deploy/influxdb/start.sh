@@ -16,17 +16,9 @@ set -euo pipefail
 umask 077
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-FRESH=0
-RUN_DIR=""
-for arg in "$@"; do
-    case "$arg" in
-    --fresh) FRESH=1 ;;
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
-    -*) echo "start.sh: unknown option $arg (valid: --fresh, RUN_DIR)" >&2; exit 2 ;;
-    *) RUN_DIR="$arg" ;;
-    esac
-done
-RUN_DIR="${RUN_DIR:-${WATTLINE_INFLUX_RUN_DIR:-${TMPDIR:-/tmp}/wattline-influxdb-$(id -u)}}"
+. "$HERE/../lib.sh"
+run_dir_args fresh 16 WATTLINE_INFLUX_RUN_DIR wattline-influxdb "$@"
+FRESH=$FLAG
 ORG="${WATTLINE_INFLUX_ORG:-wattline}"
 BUCKET="${WATTLINE_INFLUX_BUCKET:-wattline}"
 PY="${PYTHON:-python3}"

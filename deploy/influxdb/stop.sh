@@ -7,17 +7,9 @@
 #            same server (used by the fault test).
 set -euo pipefail
 
-PURGE=0
-RUN_DIR=""
-for arg in "$@"; do
-    case "$arg" in
-    --purge) PURGE=1 ;;
-    -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
-    -*) echo "stop.sh: unknown option $arg (valid: --purge, RUN_DIR)" >&2; exit 2 ;;
-    *) RUN_DIR="$arg" ;;
-    esac
-done
-RUN_DIR="${RUN_DIR:-${WATTLINE_INFLUX_RUN_DIR:-${TMPDIR:-/tmp}/wattline-influxdb-$(id -u)}}"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+run_dir_args purge 8 WATTLINE_INFLUX_RUN_DIR wattline-influxdb "$@"
+PURGE=$FLAG
 log() { printf '[influxdb/stop] %s\n' "$*" >&2; }
 
 if [[ -f "$RUN_DIR/influxd.pid" ]]; then

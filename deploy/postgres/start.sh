@@ -15,17 +15,9 @@ set -euo pipefail
 umask 077
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-FRESH=0
-RUN_DIR=""
-for arg in "$@"; do
-    case "$arg" in
-    --fresh) FRESH=1 ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
-    -*) echo "start.sh: unknown option $arg (valid: --fresh, RUN_DIR)" >&2; exit 2 ;;
-    *) RUN_DIR="$arg" ;;
-    esac
-done
-RUN_DIR="${RUN_DIR:-${WATTLINE_PG_RUN_DIR:-${TMPDIR:-/tmp}/wattline-postgres-$(id -u)}}"
+. "$HERE/../lib.sh"
+run_dir_args fresh 15 WATTLINE_PG_RUN_DIR wattline-postgres "$@"
+FRESH=$FLAG
 PY="${PYTHON:-python3}"
 log() { printf '[postgres/start] %s\n' "$*" >&2; }
 

@@ -4,17 +4,9 @@
 # Usage:  deploy/postgres/stop.sh [RUN_DIR] [--purge]
 #   --purge  also delete RUN_DIR (data, passfile, env file).
 set -euo pipefail
-PURGE=0
-RUN_DIR=""
-for arg in "$@"; do
-    case "$arg" in
-    --purge) PURGE=1 ;;
-    -h | --help) sed -n '2,5p' "$0"; exit 0 ;;
-    -*) echo "stop.sh: unknown option $arg (valid: --purge, RUN_DIR)" >&2; exit 2 ;;
-    *) RUN_DIR="$arg" ;;
-    esac
-done
-RUN_DIR="${RUN_DIR:-${WATTLINE_PG_RUN_DIR:-${TMPDIR:-/tmp}/wattline-postgres-$(id -u)}}"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+run_dir_args purge 5 WATTLINE_PG_RUN_DIR wattline-postgres "$@"
+PURGE=$FLAG
 BIN=""
 if command -v pg_config >/dev/null && [[ -x "$(pg_config --bindir)/pg_ctl" ]]; then BIN="$(pg_config --bindir)"; fi
 [[ -n "$BIN" ]] || BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"

@@ -250,7 +250,7 @@ def _read_materials(store: Store, infos: list[MachineInfo], start_ns: int, stop_
     parts = []
     for chunk in store.read_frame([Column("kg", "material", "consumed_kg", "increase")], start_ns, stop_ns,
                                   every=resolution_s, tags={"machine": sorted({m.machine for m in infos})},
-                                  by=_BY + ("material",)):
+                                  by=(*_BY, "material")):
         if chunk.empty:
             continue
         chunk = chunk[chunk["kg"] > 0]

@@ -58,8 +58,13 @@ def scaled_plant_yaml(machines: int, path: str) -> str:
 
 
 def backfill(store: str, plant: str, days: int, resolution: int, start: str) -> float:
-    """Backfill the simulated plant into ``store`` [s taken]."""
+    """Backfill the simulated plant into ``store`` [s taken]; an InfluxDB bucket (and its rollup tasks) is set up
+    first."""
     t = time.perf_counter()
+    if "://" in store and not store.startswith("sqlite"):
+        from core.storage.influx import InfluxSettings, setup_influx
+
+        setup_influx(InfluxSettings.from_url(store), backfill=False, progress=False)
     subprocess.run([sys.executable, "-m", "wattline", "simulate", "backfill", "--days", str(days), "--plant", plant,
                     "--store", store, "--resolution", str(resolution), "--start", start, "--quiet",
                     "--truth", str(Path(tempfile.gettempdir()) / "bench_speed_truth.json")],

@@ -46,21 +46,10 @@ def notice_row(n: Notice) -> dict[str, Any]:
 
 
 def top_materials(data: IntervalData, limit: int = 20) -> list[dict[str, Any]]:
-    """Most energy-intensive materials: production energy of each window shared among the materials consumed in it,
-    pro rata to their kg [kWh/kg]; materials with under 1 kg are left out."""
-    mats = data.materials
-    if mats is None or mats.empty:
-        return []
-    frame = data.frame[["machine", "time", "energy_kwh"]]
-    m = mats.merge(frame, on=["machine", "time"], how="left")
-    total_kg = m.groupby(["machine", "time"], observed=True)["kg"].transform("sum")
-    m["kwh"] = m["energy_kwh"].fillna(0.0) * m["kg"] / total_kg.where(total_kg > 0)
-    per = m.groupby("material", observed=True).agg(kg=("kg", "sum"), kwh=("kwh", "sum"))
-    per = per[per["kg"] >= 1.0]
-    per["kwh_per_kg"] = per["kwh"] / per["kg"]
-    per = per.sort_values("kwh_per_kg", ascending=False).head(limit)
-    return [{"material": str(k), "kg": round(float(r.kg), 3), "kwh": round(float(r.kwh), 3),
-             "kwh_per_kg": round(float(r.kwh_per_kg), 4)} for k, r in per.iterrows()]
+    """Most energy-intensive materials [kWh/kg] (see :mod:`analytics.materials` for the allocation)."""
+    from analytics.materials import MaterialAllocation
+
+    return MaterialAllocation().fit(data).top(limit)
 
 
 def build_report(data: IntervalData, potential: Any, quality: Any = None, baselines: Iterable[dict] = (),
@@ -81,6 +70,9 @@ def build_report(data: IntervalData, potential: Any, quality: Any = None, baseli
     warnings : iterable of Notice
         More warnings (reading, baselines); the data's and the detectors' are added.
     """
+    from analytics.materials import MaterialAllocation
+
+    allocation = MaterialAllocation().fit(data)
     notes = list(data.warnings) + list(potential.warnings) + list(warnings)
     if quality is not None:
         notes.extend(getattr(quality, "notices", []))
@@ -103,7 +95,8 @@ def build_report(data: IntervalData, potential: Any, quality: Any = None, baseli
         "events": [event_row(e) for e in potential.events],
         "data_quality": [quality_row(e) for e in (quality.events if quality is not None else [])],
         "baselines": list(baselines),
-        "materials": top_materials(data) if materials is None else materials,
+        "materials": allocation.top() if materials is None else materials,
+        "materials_allocation": allocation.to_dict(),
         "warnings": [notice_row(n) for n in unique],
     }
     if extra:

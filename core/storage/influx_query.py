@@ -39,7 +39,7 @@ from core.storage.influx_flux import (
     window_query,
 )
 from core.storage.influx_lp import MISSING_FIELD, STATUS_FIELD
-from core.storage.influx_write import LATE_AFTER_S, _error_text
+from core.storage.influx_write import LATE_AFTER_S, InfluxState, _error_text
 from core.storage.query_parts import (
     PARTIALS,
     QueryPart,
@@ -254,7 +254,7 @@ class SeriesCounts:
 _META_COLS = {"", "result", "table", "_time", "_value", "_start", "_stop", "_measurement", "_field"}
 
 
-class InfluxQueries:
+class InfluxQueries(InfluxState):
     """The read side of an :class:`~core.storage.influx.InfluxStore` (a mixin)."""
 
     # -- reading -------------------------------------------------------------------------------------------------------

@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from core.storage.base import ROLLUP_RESOLUTIONS_S
 from core.storage.influx_flux import rollup_body, rollup_bucket
 from core.storage.influx_lp import flux_time
-from core.storage.influx_write import HOUR_NS
+from core.storage.influx_write import HOUR_NS, InfluxState
 
 log = logging.getLogger("core.storage.influx")
 
 
-class InfluxRollups:
+class InfluxRollups(InfluxState):
     """The rollup side of an :class:`~core.storage.influx.InfluxStore` (a mixin)."""
 
     # -- rollups -------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +21,13 @@ from core.errors import StoreError, StoreUnavailable
 from core.model import Point, SeriesKey
 from core.storage.base import SeriesBatch
 from core.storage.compat_influxdb import write_options
+
+if TYPE_CHECKING:
+    from core.storage.influx_lp import LineEncoder
+    from core.storage.influx_query import SeriesCounts
+    from core.storage.influx_settings import InfluxSettings
+    from core.storage.influx_spool import Quarantine, Spool
+    from core.supervise import Supervisor
 
 log = logging.getLogger("core.storage.influx")
 
@@ -49,7 +57,54 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class InfluxWriting:
+class InfluxState:
+    """What the parts of :class:`~core.storage.influx.InfluxStore` share: the attributes its ``__init__`` sets and the
+    methods one part calls on another (declared for the type checker only)."""
+
+    settings: InfluxSettings
+    description: str
+    _client: Any
+    _query_api: Any
+    use_rollups: bool
+    last_rollup: int | None
+    last_query_sources: tuple
+    _series_counts: SeriesCounts
+    _encoder: LineEncoder
+    spool: Spool
+    quarantine: Quarantine
+    _lock: threading.Lock
+    _done: threading.Condition
+    _submitted: int
+    _finished: int
+    _dirty: set[int]
+    _rollups_ok: tuple[bool, float]
+    _api_lock: threading.Lock
+    _write_api: Any
+    _buf_lock: threading.Lock
+    _buf: list[str]
+    _spill_lock: threading.Lock
+    _replay_lock: threading.Lock
+    _spill: list[bytes]
+    _spill_lines: int
+    _buf_since: float
+    _stop: threading.Event
+    _wake: threading.Event
+    _closed: bool
+    _down: bool
+    _last_error: str | None
+    supervisor: Supervisor
+    _replayer: threading.Thread
+    _linger: threading.Thread
+
+    if TYPE_CHECKING:
+        def refresh_dirty_rollups(self, progress: bool = False) -> None: ...
+
+        def _run(self, flux: str) -> str: ...
+
+        def _range_ns(self, start: Any, stop: Any) -> tuple[int, int]: ...
+
+
+class InfluxWriting(InfluxState):
     """The write side of an :class:`~core.storage.influx.InfluxStore` (a mixin: the store's ``__init__`` sets the
     client, the spool and the locks used here)."""
 

@@ -83,6 +83,9 @@ class SQLiteConnections:
     _checkpointer: threading.Thread | None
     _closed: bool
 
+    if TYPE_CHECKING:  # from core.storage.base.Store, which the store class adds
+        def _range_ns(self, start: object, stop: object) -> tuple[int, int]: ...
+
     # -- connections ---------------------------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -16,8 +16,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = {"core", "collectors", "analytics", "dashboard", "simulator", "wattline", "tests"}
 SKIP_DIRS = {".venv", "venv", "node_modules", "build", "dist", ".git", "test-artifacts"}
-#: Used through configuration rather than imports: pytest plugins named in [tool.pytest.ini_options].
-USED_WITHOUT_IMPORT = {"pytest-timeout", "pytest-asyncio"}
+#: Used through configuration or as commands rather than imports: pytest plugins named in [tool.pytest.ini_options],
+#: the linter and the type checker.
+USED_WITHOUT_IMPORT = {"pytest-timeout", "pytest-asyncio", "ruff", "mypy"}
 
 
 def normal(name: str) -> str:

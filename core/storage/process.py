@@ -28,7 +28,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -314,7 +315,7 @@ def _serve(conn, url: str, term_grace_s: float = 30.0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     terminated: list[float] = []
 
-    def on_term(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    def on_term(signum, frame) -> None:
         if not terminated:
             terminated.append(time.monotonic())
 

@@ -132,8 +132,9 @@ def _fine_power(store, machines: dict[str, dict]):
     return read
 
 
-def _baselines(data, exclude, notes: list) -> list[dict]:
-    """Baseline statistics per scope (``analytics.baseline``), meter-fault windows left out."""
+def _baselines(data, exclude, notes: list):
+    """The fitted baseline (``analytics.baseline``, meter-fault windows left out) and its statistics per scope;
+    ``(None, [])`` when there is too little data. The anomaly detector scores residuals of this same model."""
     from analytics.baseline import Baseline
     from analytics.errors import InsufficientDataError
 
@@ -143,9 +144,9 @@ def _baselines(data, exclude, notes: list) -> list[dict]:
         from core.notices import Notice
 
         notes.append(Notice("analytics.baseline.insufficient_data", f"baselines were not fitted: {exc}", {}))
-        return []
+        return None, []
     notes.extend(model.warnings)
-    return model.statistics()
+    return model, model.statistics()
 
 
 def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop: str | None,
@@ -201,10 +202,10 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
             potential = ReductionPotential().fit(data, fault=quality.mask, fine_power=_fine_power(store, stored))
             bar.update(1)
             bar.set_postfix_str("baselines")
-            baselines = _baselines(data, quality.mask, notes)
+            baseline, baselines = _baselines(data, quality.mask, notes)
             from analytics.anomaly.plant import find_anomalies
 
-            anomalies, found_notes = find_anomalies(data, quality, potential)
+            anomalies, found_notes = find_anomalies(data, quality, potential, baseline=baseline)
             notes.extend(found_notes)
             bar.update(1)
         except AnalyticsError as exc:

@@ -41,6 +41,9 @@ def create_app(
     plant: Any = None,
     secure_cookies: bool = False,
     cache_dir: str | Path | None = None,
+    orders_db: str | None = None,
+    orders_rules: str | Path | None = None,
+    api_tokens: str | Path | None = None,
 ) -> dash.Dash:
     """Build the dashboard for one store.
 
@@ -68,6 +71,13 @@ def create_app(
         Mark the session cookie ``Secure`` (serve over HTTPS then).
     cache_dir : path, optional
         Folder of the results cache shared by the workers (:mod:`dashboard.cache`); per process when omitted.
+    orders_db : str, optional
+        Work-order database URL (as ``wattline orders --db``); default ``$WATTLINE_ORDERS_DB``, else
+        ``<store>.orders.db`` beside an embedded store once it exists (:mod:`dashboard.orders`).
+    orders_rules : path, optional
+        Orders settings YAML: its teams are what an order can be reassigned to (default ``$WATTLINE_ORDERS_RULES``).
+    api_tokens : path, optional
+        Tokens file of the JSON API: mounts ``/api/v1`` (:func:`dashboard.api_mount.mount_api`).
 
     Returns
     -------
@@ -94,7 +104,17 @@ def create_app(
         from core.plant import read_plant
 
         plant = read_plant(plant)
-    settings = DashboardSettings(str(store_url), float(refresh_s), float(stale_after_s), resolve_timezone(tz), plant)
+    from dashboard.orders import resolve_orders_db, resolve_orders_rules
+
+    orders_url, orders_explicit = resolve_orders_db(str(store_url), orders_db)
+    settings = DashboardSettings(str(store_url), float(refresh_s), float(stale_after_s), resolve_timezone(tz), plant,
+                                 orders_db=orders_url, orders_db_explicit=orders_explicit,
+                                 orders_rules=resolve_orders_rules(orders_rules),
+                                 api_tokens=None if api_tokens is None else str(api_tokens))
+    if settings.orders_rules:
+        from core.orders.config import read_orders_config
+
+        read_orders_config(Path(settings.orders_rules))  # a bad rules file fails now, naming file and key
 
     app = dash.Dash(
         "dashboard",
@@ -114,6 +134,12 @@ def create_app(
 
     app.server.extensions[CACHE_EXTENSION] = ResultCache(cache_dir)
     app.server.extensions[EXTENSION] = StoreProvider(settings.store_url, shared=store)
+    from dashboard.api_mount import mount_api
+    from dashboard.orders import EXTENSION as ORDERS_EXTENSION, OrdersProvider
+
+    app.server.extensions[ORDERS_EXTENSION] = OrdersProvider(settings.orders_db, settings.orders_rules,
+                                                             settings.orders_db_explicit)
+    mount_api(app.server, settings)
     app.layout = shell_layout
     _register_shell_callbacks(app)
     for module in _page_modules():
@@ -161,6 +187,11 @@ def close_store(app: dash.Dash) -> None:
     provider = app.server.extensions.get(EXTENSION)
     if provider is not None:
         provider.close()
+    from dashboard.orders import orders_provider
+
+    orders = orders_provider(app.server)
+    if orders is not None:
+        orders.close()
 
 
 def _nav_links(pathname: str | None) -> list:

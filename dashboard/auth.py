@@ -28,7 +28,7 @@ import threading
 import time
 from urllib.parse import quote, urlsplit
 
-from flask import g, redirect, request, session
+from flask import current_app, g, redirect, request, session
 
 from dashboard.users import User, UsersFile, secret_key_for
 
@@ -40,7 +40,10 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 PUBLIC_PATHS = ("/login",)
 PUBLIC_PREFIXES = ("/assets/",)
 #: Paths that are not pages even though they do not start with "/_" (answered 401, not redirected).
-API_PREFIXES = ("/_", "/export", "/report", "/static/")
+API_PREFIXES = ("/_", "/export", "/report", "/static/", "/api/")
+#: ``flask_app.config`` key: path prefixes whose blueprints check ``Authorization: Bearer`` tokens themselves
+#: (:mod:`dashboard.api_mount`); a request there with a Bearer header skips the session gate.
+TOKEN_API_KEY = "WATTLINE_TOKEN_API_PREFIXES"
 SESSION_HOURS = 12
 
 
@@ -161,6 +164,9 @@ def _is_page(path: str) -> bool:
 
 
 def _gate():
+    if request.headers.get("Authorization", "").startswith("Bearer ") and request.path.startswith(
+            tuple(current_app.config.get(TOKEN_API_KEY, ()))):
+        return None  # token APIs authenticate every request themselves; no cookie, so no CSRF
     if request.method not in SAFE_METHODS and not _same_origin():
         log.warning("refused %s %s: no Origin/Referer of this server (possible CSRF)", request.method, request.path)
         return {"error": "cross-site request refused: the Origin header must be this server"}, 403

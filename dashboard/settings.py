@@ -29,6 +29,15 @@ class DashboardSettings:
         Plant time zone for axes and "today".
     plant : core.plant.Plant, optional
         The plant description (sites, time zones, currencies, tariffs, CO2 factors); None without a plant file.
+    orders_db : str, optional
+        Work-order database URL (:func:`dashboard.orders.resolve_orders_db`); None: no work orders shown.
+    orders_db_explicit : bool
+        True when ``orders_db`` was given (option or ``$WATTLINE_ORDERS_DB``); False for the default file beside an
+        embedded store, which the dashboard reads only once ``wattline orders sync`` has made it.
+    orders_rules : str, optional
+        Orders settings YAML (teams for reassignment); None: no teams to reassign to.
+    api_tokens : str, optional
+        Tokens file of the JSON API (:mod:`core.orders.api`); None: no ``/api/v1`` orders routes.
     """
 
     store_url: str
@@ -36,6 +45,10 @@ class DashboardSettings:
     stale_after_s: float = 300.0
     tz: dt.tzinfo = field(default_factory=lambda: resolve_timezone(None))
     plant: Any = None
+    orders_db: str | None = None
+    orders_db_explicit: bool = False
+    orders_rules: str | None = None
+    api_tokens: str | None = None
 
 
 def current_settings() -> DashboardSettings:

@@ -19,13 +19,26 @@ DEFAULT_THREADS = 4
 
 
 def _app_factory(store: str, plant: Optional[Path], users: Path, secure_cookies: bool,
-                 cache_dir: Optional[Path] = None) -> Callable[[], Any]:
+                 cache_dir: Optional[Path] = None, orders_db: Optional[str] = None,
+                 orders_rules: Optional[Path] = None, api_tokens: Optional[Path] = None) -> Callable[[], Any]:
     def build():
         from dashboard.app import create_app
 
-        return create_app(store, users=users, plant=plant, secure_cookies=secure_cookies, cache_dir=cache_dir)
+        return create_app(store, users=users, plant=plant, secure_cookies=secure_cookies, cache_dir=cache_dir,
+                          orders_db=orders_db, orders_rules=orders_rules, api_tokens=api_tokens)
 
     return build
+
+
+def _check_orders_db(app: Any) -> None:
+    """Open an explicitly given orders database once in the master (creating or migrating its schema), so a wrong
+    URL or an unreachable server is one clear error before any worker starts."""
+    from dashboard.orders import orders_provider
+
+    provider = orders_provider(app.server)
+    if provider is not None and provider.explicit:
+        provider.get()
+        provider.close()  # each worker opens its own engine
 
 
 def serve_gunicorn(factory: Callable[[], Any], host: str, port: int, workers: int, threads: int) -> None:
@@ -70,6 +83,9 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(DEFAULT_THREADS, "--threads", min=1, max=64, help="Request threads per worker."),
         secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark the session cookie Secure (when served over HTTPS)."),
         debug: bool = typer.Option(False, "--debug", help="Dash's development server with reloading and error pages (never in production)."),
+        orders_db: Optional[str] = typer.Option(None, "--orders-db", help="Work-order database URL, as 'wattline orders --db': sqlite:///path.db or postgresql+psycopg://user@host:port/db?passfile=FILE (default: env WATTLINE_ORDERS_DB, else <store>.orders.db beside an embedded store once 'wattline orders sync' made it)."),
+        orders_rules: Optional[Path] = typer.Option(None, "--orders-rules", help="Orders settings YAML, as 'wattline orders --rules': its teams are what orders can be reassigned to (env WATTLINE_ORDERS_RULES).", dir_okay=False),
+        api_tokens: Optional[Path] = typer.Option(None, "--api-tokens", help="Tokens file (JSON, mode 600) of the JSON API: serves /api/v1/orders, /findings, /kpi for a CMMS (see docs/orders.md).", dir_okay=False),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (keys store, dashboard.host, dashboard.port); options override it.", dir_okay=False),
     ) -> None:
         """Serve the dashboard (login required) with gunicorn; Ctrl-C or SIGTERM stops it."""
@@ -84,12 +100,19 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"users file {users} does not exist; create it with 'wattline users add NAME --role admin "
                               f"--users {users}' and pass --users")
         cache_dir = Path(str(users) + ".cache")  # beside the users file: private to the dashboard's account
-        factory = _app_factory(settings.store, plant, users, secure_cookies, cache_dir)
-        app = factory()  # checks the users and plant files and makes the session key once, before any worker
+        factory = _app_factory(settings.store, plant, users, secure_cookies, cache_dir, orders_db, orders_rules,
+                               api_tokens)
+        app = factory()  # checks the users, plant, rules and tokens files and makes the session key once
+        _check_orders_db(app)
         host_, port_ = settings.dashboard.host, settings.dashboard.port
         bind_socket(host_, port_).close()  # a port in use is a clear error (exit 2), not a gunicorn retry loop
+        from core.orders.db import safe_url
+        from dashboard.settings import CONFIG_KEY
+
+        orders_url = app.server.config[CONFIG_KEY].orders_db
         typer.echo(f"Wattline dashboard at http://{host_}:{port_}/ ({'debug server' if debug else f'{workers} workers'}, "
-                   f"store {settings.store.split('?', 1)[0]})")
+                   f"store {settings.store.split('?', 1)[0]}"
+                   + (f", orders {safe_url(orders_url)}" if orders_url else "") + ")")
         if debug:
             app.run(host=host_, port=port_, debug=True)
             return

@@ -141,6 +141,10 @@ def build_services(cfg: ServeConfig) -> list[Service]:
             args += ["--plant", str(d.plant)]
         if d.secure_cookies:
             args.append("--secure-cookies")
+        # The dashboard shows and changes the orders of the database the orders service syncs into.
+        args += (["--orders-db", o.db] if o.db else []) + (["--orders-rules", str(o.rules)] if o.rules is not None else [])
+        if d.api_tokens is not None:
+            args += ["--api-tokens", str(d.api_tokens)]
         services.append(Service("dashboard", args, kind="dashboard"))
     for s in cfg.services:
         services.append(Service(s.name, list(s.args), every_s=s.every_s, kind="command"))

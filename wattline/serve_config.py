@@ -70,6 +70,8 @@ class DashboardService(FrozenModel):
     workers: int = Field(2, ge=1, le=64)
     threads: int = Field(4, ge=1, le=64)
     secure_cookies: bool = False
+    api_tokens: Path | None = Field(None, description="Tokens file of the JSON API (/api/v1/orders ...); the orders "
+                                                      "section's db and rules are passed to the dashboard too.")
 
 
 class CommandService(FrozenModel):
@@ -246,7 +248,8 @@ def _resolved(cfg: ServeConfig, base: Path) -> ServeConfig:
         "analytics": cfg.analytics.model_copy(update={"plant": absolute(cfg.analytics.plant)}),
         "orders": cfg.orders.model_copy(update={"rules": absolute(cfg.orders.rules)}),
         "dashboard": cfg.dashboard.model_copy(update={"users": absolute(cfg.dashboard.users),
-                                                      "plant": absolute(cfg.dashboard.plant)}),
+                                                      "plant": absolute(cfg.dashboard.plant),
+                                                      "api_tokens": absolute(cfg.dashboard.api_tokens)}),
     })
 
 

@@ -16,7 +16,13 @@ StoreOpt = typer.Option(
 )
 
 
-def collect(config: Path = ConfigArg, store: Optional[str] = StoreOpt) -> None:
+ShardOpt = typer.Option(
+    None, "--shard", help="INDEX/COUNT, e.g. 0/2: this process collects only its share of the file's servers "
+    "(overrides the config's `shard`; see collectors/opcua/shard.py).",
+)
+
+
+def collect(config: Path = ConfigArg, store: Optional[str] = StoreOpt, shard: Optional[str] = ShardOpt) -> None:
     """Run the collector until SIGTERM or Ctrl-C; everything received is stored or spooled before it exits."""
     import asyncio
     import signal
@@ -25,7 +31,7 @@ def collect(config: Path = ConfigArg, store: Optional[str] = StoreOpt) -> None:
     from collectors.opcua.config import read_collector_config
     from core.storage import open_store
 
-    cfg = read_collector_config(config, {"store": store})
+    cfg = read_collector_config(config, {"store": store, "shard": shard})
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -34,7 +40,8 @@ def collect(config: Path = ConfigArg, store: Optional[str] = StoreOpt) -> None:
             loop.add_signal_handler(sig, stop.set)
         with open_store(cfg.store) as st:
             collector = Collector(cfg, st)
-            typer.echo(f"collecting from {len(cfg.servers)} server(s) into {st.description}; Ctrl-C stops", err=True)
+            typer.echo(f"{cfg.name}: collecting from {len(cfg.servers)} server(s) "
+                       f"({', '.join(s.name for s in cfg.servers)}) into {st.description}; Ctrl-C stops", err=True)
             await collector.run(stop)
             s = collector.stats
             typer.echo(f"stopped: {s.values_received} values received, {s.values_written} stored, "
@@ -43,17 +50,29 @@ def collect(config: Path = ConfigArg, store: Optional[str] = StoreOpt) -> None:
     asyncio.run(main())
 
 
-def check(config: Path = ConfigArg, as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
-    """Validate the config and connectivity (endpoints, security, login, every node readable) without collecting."""
+def check(
+    config: list[Path] = typer.Option(
+        ..., "--config", "-c", dir_okay=False,
+        help="Collector YAML file; give it once per collector of the plant to also refuse nodes that two of them "
+        "collect into the same store.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Validate the config(s) and connectivity (endpoints, security, login, every node readable) without collecting."""
     import asyncio
     from dataclasses import asdict
 
     from collectors import CollectorError
     from collectors.opcua.check import format_check_table, get_check_report
     from collectors.opcua.config import read_collector_config
+    from collectors.opcua.shard import find_overlaps
+    from core.errors import ConfigError
 
-    cfg = read_collector_config(config)
-    results = asyncio.run(get_check_report(cfg))
+    configs = {str(path): read_collector_config(path) for path in config}
+    overlaps = find_overlaps(configs)
+    if overlaps:
+        raise ConfigError("; ".join(overlaps))
+    results = [r for cfg in configs.values() for r in asyncio.run(get_check_report(cfg))]
     if as_json:
         typer.echo(json.dumps([{k: v for k, v in asdict(r).items() if k != "notices"} for r in results], indent=1))
     else:

@@ -177,6 +177,8 @@ class ServerConfig(FrozenModel):
 
     name: str
     endpoint: str
+    #: Pin this server to one shard (0 .. shard.count - 1); unset: chosen from the server's name (collectors/opcua/shard.py).
+    shard: int | None = Field(None, ge=0)
     mode: Literal["subscription", "polling"] = "subscription"
     poll_interval_ms: float = Field(1000.0, gt=0)
     timestamp_source: Literal["source", "server", "collector"] = "source"
@@ -233,10 +235,35 @@ class MetricsConfig(FrozenModel):
         return value
 
 
+class ShardConfig(FrozenModel):
+    """Which share of the file's servers this collector process owns (several processes, one plant-wide file)."""
+
+    index: int = Field(ge=0)
+    count: int = Field(ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "1/3", as on the command line
+            index, sep, count = value.partition("/")
+            if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+                raise ValueError(f"shard {value!r}: write INDEX/COUNT, e.g. 0/2 (the first of two collectors)")
+            return {"index": int(index), "count": int(count)}
+        return value
+
+    @model_validator(mode="after")
+    def _in_range(self) -> "ShardConfig":
+        if self.index >= self.count:
+            raise ValueError(f"shard index {self.index} with count {self.count}: the index runs from 0 to "
+                             f"{self.count - 1}")
+        return self
+
+
 class CollectorConfig(FrozenModel):
     """A whole collector: servers, buffering, spool, store and observability."""
 
     name: str = "opcua"
+    shard: ShardConfig | None = None
     store: str = "wattline.db"
     status_file: str | None = None
     servers: list[ServerConfig] = Field(min_length=1)
@@ -262,7 +289,8 @@ def read_collector_config(path: str | os.PathLike, overrides: dict[str, Any] | N
     """Read and validate a collector YAML file.
 
     Relative file paths in the config (certificates, trust folder, spool, status file, sqlite store) are taken
-    relative to the config file's folder, so a config works from any working directory.
+    relative to the config file's folder, so a config works from any working directory. With a ``shard`` the
+    result holds only the servers that shard owns (:func:`collectors.opcua.shard.select_shard`).
 
     Parameters
     ----------
@@ -276,8 +304,10 @@ def read_collector_config(path: str | os.PathLike, overrides: dict[str, Any] | N
     ConfigError
         Naming the file, line, key path and the valid options.
     """
+    from collectors.opcua.shard import select_shard
+
     config = read_config(CollectorConfig, path, overrides)
-    return resolve_paths(config, Path(path).resolve().parent)
+    return select_shard(resolve_paths(config, Path(path).resolve().parent), str(path))
 
 
 def _rel(base: Path, value: str | None) -> str | None:

@@ -301,21 +301,157 @@ def counter_increase(times_ns, values, edges, register_max: float | None = None,
     ndarray of float
         Increase per window [counter unit]; NaN for windows outside the span of the readings. Each step between two
         readings is spread over the time between them pro rata, so a step across a gap is shared by the windows of
-        the gap and the windows add up to the total increase.
+        the gap and the windows add up to the total increase. This is :func:`counter_increase_many` for one series.
+    """
+    t, v, s = _series(times_ns, values, prev, status)
+    return counter_increase_many(t, v, np.array([0, len(t)]), edges, register_max, status=s)[0]
+
+
+def counter_increase_many(times_ns, values, offsets, edges, register_max: float | None = None, status=None,
+                          sparse: bool = False):
+    """Increase per window of many counters at once (the arithmetic of :func:`counter_increase`).
+
+    Parameters
+    ----------
+    times_ns, values : array
+        Readings of all series one after the other [ns], [counter unit]; series ``i`` is
+        ``[offsets[i], offsets[i + 1])``. Within a series the readings may be unsorted and share times (the last one
+        counts); NaN readings are skipped.
+    offsets : array of int
+        ``n_series + 1`` non-decreasing positions from 0 to ``len(values)``.
+    edges : array of int64
+        Window edges [ns], shared by all series.
+    register_max : float, optional
+        The registers' maximum [counter unit] (see :func:`counter_increase`).
+    status : array of int, optional
+        StatusCodes of ``values`` (see :func:`counter_increase`).
+    sparse : bool
+        Return only the windows a non-zero step of a series overlaps, as ``(series, window, increase)`` arrays
+        (every other window inside a series' span of readings has an increase of exactly 0).
+
+    Returns
+    -------
+    ndarray or tuple
+        Dense: increase per series and window [counter unit], shape ``(n_series, len(edges) - 1)``, NaN outside
+        each series' span of readings. Sparse: ``(series index, window index, increase)``, ordered by series and
+        window.
+
+    Notes
+    -----
+    Work is vectorised over all series (per reading, and per window a step overlaps). Each series gets the same
+    float operations in the same order as ``np.cumsum`` and ``np.interp`` give on that series alone, so a series'
+    result does not depend on what is read with it (tests/storage/test_counter_many.py compares them on random
+    series with rollovers, resets, gaps, duplicates and missing readings).
     """
     edges = np.asarray(edges, dtype=np.int64)
-    out = np.full(max(len(edges) - 1, 0), np.nan)
-    t, v, s = _series(times_ns, values, prev, status)
-    ok = np.isfinite(v)
-    t, v = t[ok], v[ok]
-    s = None if s is None else s[ok]
-    if len(t) < 2 or len(out) == 0:
-        return out
-    total = np.concatenate([[0.0], np.cumsum(counter_deltas(v, register_max, s))])
-    x = (t - t[0]).astype(float)
-    at = np.interp((edges - t[0]).astype(float), x, total)  # linear between readings, flat outside them
-    covered = (edges[1:] > t[0]) & (edges[:-1] < t[-1])
-    out[covered] = np.diff(at)[covered]
+    offsets = np.asarray(offsets, dtype=np.int64)
+    t = np.asarray(times_ns, dtype=np.int64)
+    v = np.asarray(values, dtype=float)
+    s = None if status is None else np.asarray(status, dtype=np.int64)
+    if len(t) != len(v) or (s is not None and len(s) != len(t)):
+        raise StoreError(f"times ({len(t)}), values ({len(v)}) and status differ in length")
+    if len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(t) or (np.diff(offsets) < 0).any():
+        raise StoreError(f"offsets must rise from 0 to the number of readings ({len(t)})")
+    n_series, n_windows = len(offsets) - 1, max(len(edges) - 1, 0)
+    seg = np.repeat(np.arange(n_series), np.diff(offsets))
+    if len(t) > 1 and (np.diff(t)[seg[1:] == seg[:-1]] < 0).any():
+        order = np.lexsort((t, seg))  # stable: readings at one time keep their order (the last one counts)
+        t, v, seg = t[order], v[order], seg[order]
+        s = None if s is None else s[order]
+    keep = np.isfinite(v)
+    keep[:-1] &= (t[1:] != t[:-1]) | (seg[1:] != seg[:-1])  # one reading per time, the last (missing or not)
+    if not keep.all():
+        t, v, seg = t[keep], v[keep], seg[keep]
+        s = None if s is None else s[keep]
+    counts = np.bincount(seg, minlength=n_series)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    # Running total per series: the counter rule's deltas over the flat arrays (a delta across two series is never
+    # used), summed per series as np.cumsum sums one series.
+    steps = np.flatnonzero(seg[1:] == seg[:-1])  # step k: from reading k to k + 1
+    deltas = counter_deltas(v, register_max, s)[steps] if len(steps) else np.zeros(0)
+    total = np.zeros(len(v))
+    total[steps + 1] = _segment_cumsum(deltas, np.maximum(counts - 1, 0))
+    # Windows that a non-zero step overlaps (from the last edge at or before its start to the last before its end).
+    moving = deltas != 0
+    step_series = seg[steps][moving]
+    w_lo = np.maximum(np.searchsorted(edges, t[steps][moving], side="right") - 1, 0)
+    w_hi = np.minimum(np.searchsorted(edges, t[steps + 1][moving], side="left") - 1, n_windows - 1)
+    spans = np.maximum(w_hi - w_lo + 1, 0)
+    cell_series = np.repeat(step_series, spans)
+    cell_window = np.repeat(w_lo - np.concatenate([[0], np.cumsum(spans)[:-1]]).astype(np.int64), spans)
+    cell_window += np.arange(len(cell_window))
+    cell = np.unique(cell_series * max(n_windows, 1) + cell_window)
+    cell_series, cell_window = cell // max(n_windows, 1), cell % max(n_windows, 1)
+    values_at = [_total_at(t, total, seg, starts, counts, edges, cell_series, cell_window + k) for k in (0, 1)]
+    increase = values_at[1] - values_at[0]
+    if sparse:
+        return cell_series, cell_window, increase
+    out = np.full((n_series, n_windows), np.nan)
+    spanned = counts >= 2
+    if n_windows and spanned.any():
+        first, last = t[starts[spanned]], t[starts[spanned] + counts[spanned] - 1]
+        covered = (edges[None, 1:] > first[:, None]) & (edges[None, :-1] < last[:, None])
+        out[spanned] = np.where(covered, 0.0, np.nan)
+    out[cell_series, cell_window] = increase
+    return out
+
+
+def _segment_cumsum(d: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``np.cumsum`` of each consecutive segment of ``d`` (lengths ``lengths``) with the same additions in the same
+    order: segments of similar length are padded into the rows of a matrix and summed along the rows."""
+    out = np.empty(len(d))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    present = np.flatnonzero(lengths > 0)
+    bucket = np.ceil(np.log2(lengths[present])).astype(np.int64)  # lengths within a factor of two: padding < 2x
+    for b in np.unique(bucket):
+        rows = present[bucket == b]
+        width = int(lengths[rows].max())
+        per_block = max(1, 4_000_000 // width)
+        for a in range(0, len(rows), per_block):
+            part = rows[a:a + per_block]
+            col = np.arange(width)
+            inside = col[None, :] < lengths[part][:, None]
+            index = (starts[part][:, None] + col[None, :])[inside]
+            padded = np.zeros((len(part), width))
+            padded[inside] = d[index]
+            out[index] = np.cumsum(padded, axis=1)[inside]
+    return out
+
+
+def _total_at(t, total, seg, starts, counts, edges, series, edge):
+    """The running total of each ``series`` at ``edges[edge]``, as ``np.interp`` gives it on that series' times
+    relative to its first reading (linear between readings, flat outside them)."""
+    if len(series) == 0:
+        return np.zeros(0)
+    first = t[starts[series]]
+    n_edges = len(edges)
+    # Readings at or before the edge, in integers: readings ordered by (series, first edge at or after them).
+    key = seg * (n_edges + 1) + np.searchsorted(edges, t, side="left")
+    pos = np.searchsorted(key, series * (n_edges + 1) + edge, side="right") - starts[series]
+    x = (t - t[starts[seg]]).astype(float)
+    xe = (edges[edge] - first).astype(float)
+    # np.interp searches the floats, where two times may round to one value (spans over 2**53 ns with sub-microsecond
+    # stamps): count as it does.
+    while True:
+        ahead = np.flatnonzero(pos < counts[series])
+        more = ahead[x[starts[series[ahead]] + pos[ahead]] <= xe[ahead]]
+        if not len(more):
+            break
+        pos[more] += 1
+    last = starts[series] + counts[series] - 1
+    out = np.where(pos == 0, total[starts[series]], total[last])
+    mid = np.flatnonzero((pos > 0) & (pos < counts[series]))
+    j = starts[series[mid]] + pos[mid] - 1
+    xm, x0, x1, y0, y1 = xe[mid], x[j], x[j + 1], total[j], total[j + 1]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        slope = (y1 - y0) / (x1 - x0)
+        res = slope * (xm - x0) + y0
+        bad = np.isnan(res)
+        if bad.any():  # as np.interp: from the other end, then the flat value
+            res[bad] = slope[bad] * (xm[bad] - x1[bad]) + y1[bad]
+            flat = np.isnan(res) & (y0 == y1)
+            res[flat] = y0[flat]
+    out[mid] = np.where(x0 == xm, y0, res)
     return out
 
 
@@ -403,6 +539,7 @@ __all__ = [
     "common_step_ns",
     "counter_deltas",
     "counter_increase",
+    "counter_increase_many",
     "floor_to",
     "parse_every",
     "state_seconds",

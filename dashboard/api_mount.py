@@ -51,6 +51,14 @@ def mount_api(server, settings: Any) -> list[str]:
     tokens = read_api_tokens(settings.api_tokens)
     token_prefix(server, API_PREFIX)
     mounted: list[str] = []
+    from dashboard.api_v1 import api_v1
+    from dashboard.store import EXTENSION as STORE
+
+    # The read API first: its /findings (results store, per site, the orders API's row shape) wins, and answers
+    # without a work-order database too.
+    read_api = api_v1(lambda: server.extensions[STORE].get(), tokens, plant=settings.plant, tz=settings.tz)
+    server.register_blueprint(read_api)
+    mounted.append(read_api.name)
     from dashboard.orders import EXTENSION, LazyService
 
     provider = server.extensions.get(EXTENSION)

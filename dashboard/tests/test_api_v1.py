@@ -369,3 +369,42 @@ def test_openapi_describes_every_route_and_validates(client):
     for path, item in spec["paths"].items():
         assert [p["name"] for p in item["get"].get("parameters", [])] == [p["name"] for p in PARAMETERS[path]]
     assert spec == openapi_spec("/api/v1")
+
+
+# -- mounted in the dashboard --------------------------------------------------------------------------------------------
+def test_mounted_beside_the_dashboard_with_the_orders_api(tmp_path, users_path, tokens_file, plant, end_s):
+    from core.storage.sqlite import SQLiteStore
+    from dashboard.app import close_store, create_app
+
+    with SQLiteStore(tmp_path / "plant.db") as st:
+        times = np.arange(end_s - 2 * HOUR, end_s + 1, 300, dtype=np.int64)
+        for (site, line, machine), kw in POWER_KW.items():
+            write_field(st, "electrical", "active_power_kw", machine_tags(line, machine, site=site), times,
+                        np.full(len(times), kw))
+        t0 = dt.datetime.fromtimestamp(end_s - HOUR, dt.UTC)
+        with results_for(st) as results:
+            results.write_findings("run-1", [Event("north/l1/m1", "idle_running", t0, t0 + dt.timedelta(hours=1), 3.0),
+                                             Event("south/s1/p1", "idle_running", t0, t0 + dt.timedelta(hours=1), 2.0)])
+    app = create_app(str(tmp_path / "plant.db"), users=users_path, plant=plant, api_tokens=tokens_file,
+                     orders_db=f"sqlite:///{tmp_path / 'orders.db'}")
+    try:
+        client = app.server.test_client()  # no cookie, no Origin: another system
+        # /findings is the read API's (registered first), not the orders API's: it knows site= and kind=
+        endpoint, _ = app.server.url_map.bind("localhost").match("/api/v1/findings")
+        assert endpoint == "wattline_api_v1.findings"
+        assert any(r.endpoint.startswith("wattline_orders_api.") for r in app.server.url_map.iter_rules())
+        assert [f["machine"] for f in get(client, "/findings", "north_eng").json] == ["north/l1/m1"]
+        assert get(client, "/findings?site=south", "north_eng").status_code == 403
+        series = get(client, "/series", "north_eng")
+        assert series.status_code == 200 and {s["tags"]["site"] for s in series.json} == {"north"}
+        r = get(client, f"/query?measurement=electrical&field=active_power_kw&start={iso(end_s - HOUR)}"
+                        f"&stop={iso(end_s)}&every=1h", "north_eng")
+        assert r.status_code == 200 and sorted(row["value"] for row in r.json["data"]) == [10.0, 20.0]
+        assert r.headers["Cache-Control"] == "no-store"
+        assert get(client, "/openapi.json").json["openapi"].startswith("3.")
+        assert get(client, "/series", None).status_code == 401  # no token: the login gate's 401
+        from dashboard.tests.helpers import logged_in
+
+        assert logged_in(app, "admin").get("/api/v1/series").status_code == 401  # a session is not a token
+    finally:
+        close_store(app)

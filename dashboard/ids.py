@@ -53,6 +53,18 @@ FINDINGS_GRID = "findings-grid"
 FINDINGS_STATUS = "findings-status"
 FINDINGS_KIND = "findings-kind"
 FINDINGS_EXPORT = "findings-export"
+# work orders on the findings page: closure KPIs, the selected finding's order and the status change form
+FINDINGS_LOOP = "findings-loop"
+FINDINGS_ORDER = "findings-order"
+FINDINGS_ORDER_INFO = "findings-order-info"
+FINDINGS_ORDER_ID = "findings-order-id"
+FINDINGS_ACTION = "findings-action"
+FINDINGS_TEAM = "findings-team"
+FINDINGS_REASON = "findings-reason"
+FINDINGS_COMMENT = "findings-comment"
+FINDINGS_APPLY = "findings-apply"
+FINDINGS_ACTION_MSG = "findings-action-msg"
+FINDINGS_CHANGED = "findings-changed"
 
 # -- machine (/machine/<site>/<line>/<machine>) -----------------------------------------------------------------------------
 MACHINE_TITLE = "machine-title"
@@ -60,6 +72,7 @@ MACHINE_GRAPH = "machine-graph"
 MACHINE_STATES = "machine-states"
 MACHINE_FINDINGS = "machine-findings"
 MACHINE_PATH = "machine-path"
+MACHINE_ORDERS = "machine-orders"
 
 # -- collectors (/collectors) ------------------------------------------------------------------------------------------------
 COL_INTERVAL = "col-interval"

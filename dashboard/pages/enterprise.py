@@ -50,8 +50,8 @@ def layout(**_kwargs) -> html.Div:
                         "complete the data is.", month, pdf, export),
             html.Div(id=ids.ENT_STATUS, className="status-line"),
             card("Sites", html.Div(id=ids.ENT_TABLE, className="table-scroll")),
-            html.Div([card("Energy per good unit by week [kWh/unit]", graph(ids.ENT_TREND)),
-                      card("Savings and the work-order loop", html.Div(id=ids.ENT_ORDERS))], className="two-col"),
+            card("Energy per good unit by week [kWh/unit]", graph(ids.ENT_TREND)),
+            card("Work-order loop and verified savings", html.Div(id=ids.ENT_ORDERS)),
         ],
         className="page",
     )
@@ -90,11 +90,24 @@ def trend_figure(kpis):
     return fig
 
 
-def loop_panel() -> html.Div:
-    """Verified savings and work-order KPIs: stated plainly while there are none in this store."""
-    return html.Div([html.P([html.B("Verified savings: "), "no verified savings yet."]),
-                     html.P("Savings appear here once fixes are verified (wattline savings); the work-order loop's "
-                            "closure KPIs once an orders database is connected.", className="muted")])
+def loop_panel(user, site: str | None):
+    """The work-order loop of the sites chosen: closure KPIs per site and in total, the rates against the reference
+    line, open orders by age, verified savings (orders verified with measured kWh) against the expected savings."""
+    from core.errors import WattlineError
+    from core.orders.kpi import kpis
+    from dashboard.orders import current_orders
+    from dashboard.orders_view import actor_for, visible_orders
+    from dashboard.render_orders import loop_panel as render_loop
+
+    try:
+        service = current_orders()
+        if service is None:
+            return render_loop(None, "no work-order database yet: 'wattline orders sync' opens orders from the "
+                                     "findings (or start the dashboard with --orders-db).")
+        orders = visible_orders(service.list(actor=actor_for(user)), user, site)  # AccessDenied for another site
+    except WattlineError as exc:
+        return render_loop(None, f"cannot read the work orders: {exc}")
+    return render_loop(kpis(orders) if orders else None)
 
 
 def register_callbacks(app: dash.Dash) -> None:
@@ -125,6 +138,6 @@ def register_callbacks(app: dash.Dash) -> None:
                                              days=period.days)
         status = f"{len(kpis)} site(s) · {period.label} · potential from the latest analysis run"
         q = {"site": site or "all"}
-        return (kpi_table(kpis, total), trend_figure(kpis), loop_panel(), status,
+        return (kpi_table(kpis, total), trend_figure(kpis), loop_panel(user, site), status,
                 "/export/enterprise.csv?" + urlencode({**q, "period": period.key}),
                 "/report/monthly.pdf?" + urlencode({**q, "month": month or ""}))

@@ -37,6 +37,7 @@ def layout(site: str | None = None, line: str | None = None, machine: str | None
             card("Energy per hour [kWh]", graph(ids.MACHINE_GRAPH)),
             card(f"States, last {STATE_DAYS} days of the period", graph(ids.MACHINE_STATES)),
             card("Findings on this machine", html.Div(id=ids.MACHINE_FINDINGS)),
+            card("Open work orders", html.Div(id=ids.MACHINE_ORDERS)),
         ],
         className="page",
     )
@@ -76,3 +77,9 @@ def register_callbacks(app: dash.Dash) -> None:
                   + (f" · {', '.join(kinds)}" if kinds else " · no findings"))
         return (machine_figure(hours, mine, info.tz), finding_list(sorted(mine, key=lambda e: -e.excess_kwh), 50),
                 status, state_figure(states, info.tz))
+
+    @app.callback(Output(ids.MACHINE_ORDERS, "children"), Input(ids.MACHINE_PATH, "data"))
+    def open_orders(path):
+        from dashboard.render_orders import machine_orders_card
+
+        return machine_orders_card(path)  # role and site checked there

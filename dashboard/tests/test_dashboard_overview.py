@@ -168,7 +168,8 @@ def plotly_array(value) -> np.ndarray:
 OV_OUTPUTS = [(ids.OV_STATUS, "children"), (ids.OV_KPIS, "children"), (ids.OV_POTENTIAL, "children"),
               (ids.OV_PARETO, "figure"), (ids.OV_TOP_MACHINES, "children"), (ids.OV_HEATMAP, "figure"),
               (ids.OV_SANKEY, "figure"), (ids.OV_LATEST, "children")]
-GRID_OUTPUTS = [(ids.FINDINGS_GRID, "rowData"), (ids.FINDINGS_STATUS, "children"), (ids.FINDINGS_EXPORT, "href")]
+GRID_OUTPUTS = [(ids.FINDINGS_GRID, "rowData"), (ids.FINDINGS_STATUS, "children"), (ids.FINDINGS_EXPORT, "href"),
+                (ids.FINDINGS_LOOP, "children")]
 
 
 def overview_request(site):
@@ -177,7 +178,7 @@ def overview_request(site):
 
 def grid_request(site, category="all"):
     return callback_payload(GRID_OUTPUTS, [(ids.SITE, "value", site), (ids.PERIOD, "value", "7d"),
-                                           (ids.FINDINGS_KIND, "value", category)])
+                                           (ids.FINDINGS_KIND, "value", category), (ids.FINDINGS_CHANGED, "data", 0)])
 
 
 def test_findings_callback_shows_only_the_users_site(app):

@@ -1,8 +1,11 @@
 """``wattline demo``: a live simulated plant, a collector streaming it into the store, and the dashboard.
 
-First it backfills a few weeks of the demo plant's history (waste injected by the shipped scenario) into the store and
-runs the analysis on it (the code of ``wattline analyze``), so every page has real content at once; then it streams
-live values on top, with the energy registers going on from where the history left them.
+First it backfills a few weeks of the demo plant's history (waste injected by the shipped scenario) into the store,
+runs the analysis on it (the code of ``wattline analyze``) and opens work orders from the findings with the sample
+routing rules (``core/orders/sample.yaml``, the code of ``wattline orders sync``) in an orders database beside the
+store, so every page has real content at once; then it streams live values on top, with the energy registers going on
+from where the history left them. The orders are freshly opened: the demo invents no acknowledgements or fixes, so
+the closure KPIs show what is true of a new loop (auto-dispatch rate, open orders by age) and nothing else.
 
 All three live parts run in this process: the simulator's OPC UA server and the collector share one asyncio loop, and the
 dashboard's web server runs in a thread. The collector reaches the simulator over a real localhost socket, exactly as
@@ -58,10 +61,12 @@ def run_demo(settings: AppSettings) -> None:
 class History:
     """What :func:`prepare_history` made: values written, the analysis report, the registers where it ended."""
 
-    def __init__(self, values: int = 0, report: dict | None = None, registers: dict | None = None) -> None:
+    def __init__(self, values: int = 0, report: dict | None = None, registers: dict | None = None,
+                 orders: dict | None = None) -> None:
         self.values = values
         self.report = report or {}
         self.registers = registers or {}
+        self.orders = orders or {}
 
     def line(self) -> str:
         """One line for the banner: days, values and what the analysis found."""
@@ -71,7 +76,13 @@ class History:
         kwh, pct = pot.get("total_kwh"), pot.get("fraction")
         found = (f"; the analysis finds {kwh:,.0f} kWh avoidable ({100 * pct:.1f} %)"
                  if isinstance(kwh, (int, float)) and isinstance(pct, (int, float)) else "")
-        return f"History: {self.values:,} values backfilled{found}."
+        line = f"History: {self.values:,} values backfilled{found}."
+        o = self.orders
+        if o.get("orders"):
+            line += (f"\nWork orders: {o['orders']} opened from the findings, {o['auto_dispatched']} routed to a team by "
+                     f"the sample rules, {o['queued']} waiting in the dispatch queue (findings page; KPIs on the "
+                     "enterprise page).")
+        return line
 
 
 def prepare_history(settings: AppSettings, progress: bool = True) -> History:
@@ -97,7 +108,37 @@ def prepare_history(settings: AppSettings, progress: bool = True) -> History:
         registers = last_registers(store, result.manifest)
     with contextlib.redirect_stdout(io.StringIO()):  # the banner says what it found, in one line
         report = run_analyze(settings.store, None, None, None, None, run="demo", progress=progress)
-    return History(result.values, report, registers)
+    return History(result.values, report, registers, open_demo_orders(settings, "demo"))
+
+
+def demo_orders_url(settings: AppSettings) -> str:
+    """The demo's orders database: beside an embedded store (as ``wattline orders``), else a file in the folder."""
+    from core.orders.db import orders_url
+
+    if "://" in settings.store and not settings.store.startswith("sqlite:///"):
+        return f"sqlite:///{Path('wattline-demo.orders.db').resolve()}"
+    return orders_url(settings.store, None)
+
+
+def open_demo_orders(settings: AppSettings, run: str) -> dict:
+    """Open work orders from the findings of analysis ``run`` with the sample routing rules (the code of ``wattline
+    orders sync``); returns ``{"url", "orders", "auto_dispatched", "queued"}``. Idempotent: a demo started again on
+    the same store attaches each finding once."""
+    from core.orders.config import SAMPLE_FILE
+    from core.storage.results import results_for
+    from dashboard.orders import open_service
+
+    service = open_service(demo_orders_url(settings), str(SAMPLE_FILE))
+    try:
+        with open_store(settings.store) as store, results_for(store) as results:
+            findings = results.query_findings(run=run)
+        service.sync(findings, run=run)
+        orders = service.list()
+    finally:
+        service.engine.dispose()
+    return {"url": demo_orders_url(settings), "orders": len(orders),
+            "auto_dispatched": sum(1 for o in orders if o["auto_dispatched"]),
+            "queued": sum(1 for o in orders if o["team"] is None)}
 
 
 def last_registers(store, manifest: dict | None = None) -> dict[str, float]:
@@ -147,8 +188,11 @@ async def _run(settings: AppSettings, history: History | None = None) -> None:
 
         users_dir = tempfile.TemporaryDirectory(prefix="wattline-demo-users-")
         users_file, logins = demo_users(Path(users_dir.name) / "users.json", [s.id for s in plant.sites])
+        from core.orders.config import SAMPLE_FILE
+
         app = create_app(settings.store, refresh_s=settings.dashboard.refresh_s, store=store, users=users_file,
-                         plant=plant)
+                         plant=plant, orders_db=history.orders.get("url") or demo_orders_url(settings),
+                         orders_rules=SAMPLE_FILE)
         dashboard_server = run_dashboard(app, settings.dashboard.host, settings.dashboard.port)
         url = f"http://{settings.dashboard.host}:{settings.dashboard.port}/"
         print(

@@ -241,21 +241,40 @@ def _repair_false_rollovers(data: IntervalData) -> None:
 
 def _read_materials(store: Store, infos: list[MachineInfo], start_ns: int, stop_ns: int,
                     resolution_s: int) -> pd.DataFrame | None:
-    """Material consumed per machine, window and material id [kg] (windows with consumption only)."""
-    from core.storage.base import Column
+    """Material consumed per machine, window and material id [kg] (windows with consumption only).
 
-    if not store.series("material"):
-        return None
+    Read as sparse counter increases (``core.storage.query.read_increases``): a plant has thousands of material
+    counters, most of them idle in any week, and only the windows where one moved become rows. Rows are ordered as
+    a ``read_frame`` by site, line, machine and material gives them (by those tags, then time, per weekly chunk).
+    """
+    from core.storage.query import read_increases
+
     paths = {m.path for m in infos}
+    tags = {"machine": sorted({m.machine for m in infos})}
     parts = []
-    for chunk in store.read_frame([Column("kg", "material", "consumed_kg", "increase")], start_ns, stop_ns,
-                                  every=resolution_s, tags={"machine": sorted({m.machine for m in infos})},
-                                  by=(*_BY, "material")):
-        if chunk.empty:
+    for keys, index, times, kg in read_increases(store, "material", "consumed_kg", start_ns, stop_ns,
+                                                 every=resolution_s, tags=tags):
+        keep = kg > 0
+        if not keep.any():
             continue
-        chunk = chunk[chunk["kg"] > 0]
-        path = chunk["site"].astype(str) + "/" + chunk["line"].astype(str) + "/" + chunk["machine"].astype(str)
-        chunk = pd.DataFrame({"machine": path, "time": chunk["time"], "material": chunk["material"].astype(str),
-                              "kg": chunk["kg"]})
-        parts.append(chunk[chunk["machine"].isin(paths)])
+        # Per series: its path and material; series outside the plant's machines (or without those tags) drop out.
+        described = [dict(k) for k in keys]
+        tag_of = [tuple(d.get(t) for t in (*_BY, "material")) for d in described]
+        path_of = np.array(["/".join(str(x) for x in tg[:3]) for tg in tag_of], dtype=object)
+        usable = np.array([all(x is not None for x in tg) and p in paths for tg, p in zip(tag_of, path_of)],
+                          dtype=bool)
+        keep &= usable[index]
+        if not keep.any():
+            continue
+        index, times, kg = index[keep], times[keep], kg[keep]
+        ranked = sorted(set(tag_of[i] for i in np.unique(index)))
+        rank_of = {tg: r for r, tg in enumerate(ranked)}
+        rank = np.array([rank_of.get(tg, -1) for tg in tag_of], dtype=np.int64)[index]
+        order = np.lexsort((times, rank))
+        index, times, kg, rank = index[order], times[order], kg[order], rank[order]
+        part = pd.DataFrame({"machine": path_of[index], "time": pd.to_datetime(times, unit="ns", utc=True),
+                             "material": np.array([str(tg[3]) for tg in tag_of], dtype=object)[index], "kg": kg})
+        if ((rank[1:] == rank[:-1]) & (times[1:] == times[:-1])).any():  # series differing in another tag: one row
+            part = part.groupby(["machine", "time", "material"], sort=False)["kg"].sum().reset_index()
+        parts.append(part)
     return pd.concat(parts, ignore_index=True) if parts else None

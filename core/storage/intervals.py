@@ -380,8 +380,11 @@ def counter_increase_many(times_ns, values, offsets, edges, register_max: float 
     cell_series = np.repeat(step_series, spans)
     cell_window = np.repeat(w_lo - np.concatenate([[0], np.cumsum(spans)[:-1]]).astype(np.int64), spans)
     cell_window += np.arange(len(cell_window))
-    cell = np.unique(cell_series * max(n_windows, 1) + cell_window)
-    cell_series, cell_window = cell // max(n_windows, 1), cell % max(n_windows, 1)
+    # Steps of a series are in time order, so its windows come in order too: a window shared by consecutive steps
+    # is a repeat of the one before it.
+    repeat = np.zeros(len(cell_series), dtype=bool)
+    repeat[1:] = (cell_series[1:] == cell_series[:-1]) & (cell_window[1:] == cell_window[:-1])
+    cell_series, cell_window = cell_series[~repeat], cell_window[~repeat]
     values_at = [_total_at(t, total, seg, starts, counts, edges, cell_series, cell_window + k) for k in (0, 1)]
     increase = values_at[1] - values_at[0]
     if sparse:
@@ -398,10 +401,12 @@ def counter_increase_many(times_ns, values, offsets, edges, register_max: float 
 
 def _segment_cumsum(d: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``np.cumsum`` of each consecutive segment of ``d`` (lengths ``lengths``) with the same additions in the same
-    order: segments of similar length are padded into the rows of a matrix and summed along the rows."""
+    order: short segments of similar length are padded into the rows of a matrix and summed along the rows."""
     out = np.empty(len(d))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    present = np.flatnonzero(lengths > 0)
+    for i in np.flatnonzero(lengths >= 64):  # long segments one by one (at most one call per 64 values)
+        out[starts[i]:starts[i] + lengths[i]] = np.cumsum(d[starts[i]:starts[i] + lengths[i]])
+    present = np.flatnonzero((lengths > 0) & (lengths < 64))
     bucket = np.ceil(np.log2(lengths[present])).astype(np.int64)  # lengths within a factor of two: padding < 2x
     for b in np.unique(bucket):
         rows = present[bucket == b]

@@ -282,33 +282,22 @@ def _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max,
     labels = edges[:-1]
     # No value holds longer than LOOKBACK_S: the answer is then the same whatever the chunking.
     hold = LOOKBACK_S if max_hold_s is None else min(float(max_hold_s), LOOKBACK_S)
-    counter = agg == "increase"
+    if agg == "increase":
+        keys, dense, last = _counter_chunk(store, measurement, field, lo, hi, clipped, tags, register_max, before)
+        rows = []
+        for key, values in zip(keys, dense):
+            ok = np.isfinite(values)
+            if ok.any():
+                rows.append((key, labels[ok], values[ok], None))
+        return _long_frame(rows, False), last
     data = _raw(store, measurement, field, lo, hi, tags)
     if before is None:
-        before = _neighbours(store, measurement, field, lo, tags, (LOOKBACK_S if counter else int(hold)) * NS,
-                             after=False, finite=counter)
-    after = (_neighbours(store, measurement, field, hi, tags, LOOKBACK_S * NS, after=True, finite=True,
-                         wanted=set(data) | set(before)) if counter else {})
+        before = _neighbours(store, measurement, field, lo, tags, int(hold) * NS, after=False, finite=False)
     empty = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
     rows, last = [], dict(before)
     for key in sorted(set(data) | set(before)):
         t, v, s = data.get(key, empty)
         prev = before.get(key)
-        if counter:
-            ok = np.flatnonzero(np.isfinite(v))
-            if len(ok):
-                last[key] = (int(t[ok[-1]]), float(v[ok[-1]]), int(s[ok[-1]]))
-            nxt = after.get(key)
-            pre = [prev] if prev is not None else []
-            post = [nxt] if nxt is not None else []
-            t = np.concatenate([[p[0] for p in pre], t, [p[0] for p in post]]).astype(np.int64)
-            v = np.concatenate([[p[1] for p in pre], v, [p[1] for p in post]])
-            s = np.concatenate([[p[2] for p in pre], s, [p[2] for p in post]]).astype(np.int64)
-            values = iv.counter_increase(t, v, clipped, register_max, status=s)
-            ok = np.isfinite(values)
-            if ok.any():
-                rows.append((key, labels[ok], values[ok], None))
-            continue
         if len(t):
             last[key] = (int(t[-1]), float(v[-1]), int(s[-1]))
         p = None if prev is None else prev[:2]
@@ -322,6 +311,121 @@ def _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max,
                 ok = seconds > 0
                 rows.append((key, labels[ok], seconds[ok], code))
     return _long_frame(rows, agg == "state_seconds"), last
+
+
+def _counter_chunk(store, measurement, field, lo, hi, clipped, tags, register_max, before, sparse=False, data=None,
+                   after=None):
+    """Counter increases of every series in one chunk ``[lo, hi)`` over the windows ``clipped``, all series at once
+    (:func:`core.storage.intervals.counter_increase_many`): each series' raw readings (``data``, or read) with its last
+    finite reading before the chunk (``before``, or looked up) and its first one after it (``after``, or looked up),
+    each at most :data:`LOOKBACK_S` away.
+
+    Returns
+    -------
+    tuple
+        The series keys (sorted), the increases (dense: one row per key; sparse: ``(key index, window index,
+        increase)`` of the windows a non-zero step overlaps) and the last finite readings at ``hi`` (the next chunk's
+        ``before``).
+    """
+    if data is None:
+        data = _raw(store, measurement, field, lo, hi, tags)
+    if before is None:
+        before = _neighbours(store, measurement, field, lo, tags, LOOKBACK_S * NS, after=False, finite=True)
+    if after is None:
+        after = _neighbours(store, measurement, field, hi, tags, LOOKBACK_S * NS, after=True, finite=True,
+                            wanted=set(data) | set(before))
+    keys = sorted(set(data) | set(before))
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
+    pieces: list[tuple] = []
+    sizes: list[int] = []
+    last = dict(before)
+    for key in keys:
+        t, v, s = data.get(key, empty)
+        if len(t):
+            ok = np.flatnonzero(np.isfinite(v))
+            if len(ok):
+                last[key] = (int(t[ok[-1]]), float(v[ok[-1]]), int(s[ok[-1]]))
+        pre, post = before.get(key), after.get(key)
+        if pre is not None:
+            pieces.append(([pre[0]], [pre[1]], [pre[2]]))
+        pieces.append((t, v, s))
+        if post is not None:
+            pieces.append(([post[0]], [post[1]], [post[2]]))
+        sizes.append((pre is not None) + len(t) + (post is not None))
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+    t_all = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in pieces]) if pieces else np.zeros(0, np.int64)
+    v_all = np.concatenate([np.asarray(p[1], dtype=float) for p in pieces]) if pieces else np.zeros(0)
+    s_all = np.concatenate([np.asarray(p[2], dtype=np.int64) for p in pieces]) if pieces else np.zeros(0, np.int64)
+    result = iv.counter_increase_many(t_all, v_all, offsets, clipped, register_max, status=s_all, sparse=sparse)
+    return keys, result, last
+
+
+def _first_finite(parts: dict, wanted, found: dict, until_ns: int) -> None:
+    """Add to ``found`` each wanted series' first finite reading in ``parts`` (raw reads in time order) before
+    ``until_ns``."""
+    for key in wanted:
+        if key in found or key not in parts:
+            continue
+        t, v, s = parts[key]
+        ok = np.flatnonzero(np.isfinite(v) & (t < until_ns))
+        if len(ok):
+            i = ok[0]
+            found[key] = (int(t[i]), float(v[i]), int(s[i]))
+
+
+def read_increases(store: Store, measurement: str, field: str, start: TimeLike, stop: TimeLike, *, every: int | str,
+                   tz: str = "UTC", tags: TagFilter | None = None, register_max: float | None = None,
+                   chunk_s: int = DEFAULT_CHUNK_S) -> Iterator[tuple[list[tuple], np.ndarray, np.ndarray, np.ndarray]]:
+    """The non-zero counter increases of many series per window, one time chunk at a time, without the rows of the
+    windows where a counter stood still (``aggregate(..., agg="increase")`` gives those as 0).
+
+    For thousands of mostly idle counters (material consumed per material id) this is what a reader wants: the
+    same values as ``aggregate``/``read_frame`` give in those windows, at a cost that grows with the steps, not with
+    series x windows. Each stretch is read raw once: the first reading after a chunk is found in the raw reads of
+    the chunks after it (read ahead up to :data:`LOOKBACK_S`), not looked up series by series.
+
+    Yields
+    ------
+    tuple
+        ``(keys, key index, window start [ns], increase)`` per chunk: the series keys (sorted (tag, value) pairs), and
+        per window a non-zero step of a series overlaps, its key's index, the window's start and the increase
+        [counter unit]; ordered by key and time.
+    """
+    start_ns, stop_ns = store._range_ns(start, stop)
+    edges = iv.window_edges(start_ns, stop_ns, every, tz)
+    bounds = [(max(int(edges[i]), start_ns), min(int(edges[j]), stop_ns)) for i, j in chunk_bounds(edges, int(chunk_s) * NS)]
+    step = int(chunk_s) * NS
+    # Raw reads of consecutive stretches: the chunks, then stretches of chunk_s up to LOOKBACK_S past the stop.
+    stretches = list(bounds)
+    while stretches and stretches[-1][1] < stop_ns + LOOKBACK_S * NS:
+        a = stretches[-1][1]
+        stretches.append((a, min(a + step, stop_ns + LOOKBACK_S * NS)))
+    read: dict[int, dict] = {}
+
+    def raw(k: int) -> dict:
+        if k not in read:
+            read[k] = _raw(store, measurement, field, *stretches[k], tags)
+        return read[k]
+
+    carry = None
+    for k, (lo, hi) in enumerate(bounds):
+        data = raw(k)
+        if carry is None:
+            carry = _neighbours(store, measurement, field, lo, tags, LOOKBACK_S * NS, after=False, finite=True)
+        wanted = set(data) | set(carry)
+        after: dict = {}
+        m = k + 1
+        while m < len(stretches) and stretches[m][0] < hi + LOOKBACK_S * NS and not wanted <= set(after):
+            _first_finite(raw(m), wanted, after, hi + LOOKBACK_S * NS)
+            m += 1
+        read.pop(k, None)
+        part = iv.window_edges(lo, hi, every, tz)  # the windows aggregate_part gives this chunk
+        clipped = part.copy()
+        clipped[0], clipped[-1] = lo, hi
+        keys, (rows, windows, values), carry = _counter_chunk(store, measurement, field, lo, hi, clipped, tags,
+                                                              register_max, carry, sparse=True, data=data,
+                                                              after=after)
+        yield keys, rows, part[:-1][windows], values
 
 
 def _coarsest(step_s: int, at_ns: int) -> int:

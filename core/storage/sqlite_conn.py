@@ -79,6 +79,7 @@ class SQLiteConnections:
     _series_lock: threading.Lock
     _ids: dict[SeriesKey, int]
     _keys: dict[int, SeriesKey]
+    _field_index: tuple[int, dict[tuple[str, str], list[int]]]  # (len(_keys) when built, ids by measurement/field)
     _batch_keys: tuple[tuple, np.ndarray] | None
     _checkpointer: threading.Thread | None
     _closed: bool
@@ -202,13 +203,24 @@ class SQLiteConnections:
         (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM series").fetchone()
         if max_id not in self._keys and max_id:
             self._load_series(conn)  # another process added series since we last looked
-        return sorted(
-            sid
-            for sid, key in list(self._keys.items())
-            if (measurement is None or key.measurement == measurement)
-            and (field is None or key.field == field)
-            and match_tags(key.tag_dict, tags)
-        )
+        # Series ids by (measurement, field), built once per set of known series: scanning every key on each query
+        # cost ~0.1 s per raw read with 20,000 material series.
+        known = len(self._keys)
+        cached = getattr(self, "_field_index", None)
+        if cached is None or cached[0] != known:
+            index: dict[tuple[str, str], list[int]] = {}
+            for sid, key in list(self._keys.items()):
+                index.setdefault((key.measurement, key.field), []).append(sid)
+            cached = (known, {k: sorted(v) for k, v in index.items()})
+            self._field_index = cached
+        if measurement is not None and field is not None:
+            candidates = cached[1].get((measurement, field), [])
+        else:
+            candidates = sorted(sid for (m, f), sids in cached[1].items() for sid in sids
+                                if (measurement is None or m == measurement) and (field is None or f == field))
+        if not tags:
+            return list(candidates)
+        return [sid for sid in candidates if match_tags(self._keys[sid].tag_dict, tags)]
 
 
 @contextlib.contextmanager

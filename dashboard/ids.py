@@ -73,6 +73,7 @@ MACHINE_STATES = "machine-states"
 MACHINE_FINDINGS = "machine-findings"
 MACHINE_PATH = "machine-path"
 MACHINE_ORDERS = "machine-orders"
+MACHINE_UNIT = "machine-unit"
 
 # -- collectors (/collectors) ------------------------------------------------------------------------------------------------
 COL_INTERVAL = "col-interval"

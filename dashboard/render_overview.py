@@ -169,13 +169,19 @@ def no_data() -> html.Div:
                        "Collect with 'wattline collect', import with 'wattline import csv' or try 'wattline demo'.")
 
 
-def machine_figure(hours: pd.DataFrame, findings: list, tz: str) -> go.Figure:
-    """Hourly energy [kWh] of one machine with its findings shaded (waste orange, meter faults grey)."""
+def machine_figure(hours: pd.DataFrame, findings: list, tz: str, baseline: pd.DataFrame | None = None) -> go.Figure:
+    """Hourly energy [kWh] of one machine against its baseline, with its findings shaded (waste orange, meter faults
+    grey). ``baseline``: the stored hours (``time``, ``expected_kwh``) of :mod:`dashboard.machine_data`."""
     if hours.empty:
         return message("No energy data for this machine in this period", 360)
     t = hours["time"].dt.tz_convert(tz).dt.tz_localize(None)
     fig = go.Figure(go.Scatter(x=t, y=hours["kwh"], mode="lines", line=dict(color=PALETTE[0], width=1.5),
-                               name="Energy per hour", hovertemplate="%{x}: %{y:,.1f} kWh<extra></extra>"))
+                               name="Actual", hovertemplate="%{x}: %{y:,.1f} kWh actual<extra></extra>"))
+    if baseline is not None and len(baseline) and baseline["expected_kwh"].notna().any():
+        fig.add_scatter(x=baseline["time"].dt.tz_convert(tz).dt.tz_localize(None), y=baseline["expected_kwh"],
+                        mode="lines", name="Baseline (expected)", connectgaps=False,
+                        line=dict(color="#1f2933", width=1.2, dash="dot"),
+                        hovertemplate="%{x}: %{y:,.1f} kWh expected<extra></extra>")
     for ev in findings:
         waste = not ev.kind.startswith("meter_")
         fig.add_vrect(x0=ev.start.astimezone(_zone(tz)).replace(tzinfo=None),
@@ -184,7 +190,24 @@ def machine_figure(hours: pd.DataFrame, findings: list, tz: str) -> go.Figure:
                       annotation_text=KIND_LABELS.get(ev.kind, ev.kind), annotation_position="top left",
                       annotation_font_size=10)
     return _layout(fig, 360, yaxis=dict(title="Energy per hour [kWh]", rangemode="tozero"),
-                   xaxis=dict(title="Plant time"), showlegend=False)
+                   xaxis=dict(title="Plant time"), showlegend=len(fig.data) > 1,
+                   legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+
+
+def unit_figure(daily: pd.DataFrame, period_value: float | None = None) -> go.Figure:
+    """Energy per good unit per local day [kWh/unit] (``daily`` of :func:`dashboard.machine_data.daily_kwh_per_unit`),
+    with the period's value as a line."""
+    if daily.empty:
+        return message("No good units counted for this machine in this period (or no analysis run yet)", 220)
+    fig = go.Figure(go.Bar(x=daily["day"], y=daily["kwh_per_unit"], marker_color=PALETTE[0], marker_line_width=0,
+                           customdata=daily[["kwh", "good"]].to_numpy(), name="Per day",
+                           hovertemplate="%{x|%a %d %b}: %{y:,.3f} kWh/unit (%{customdata[0]:,.0f} kWh, "
+                                         "%{customdata[1]:,.0f} units)<extra></extra>"))
+    if period_value is not None:
+        fig.add_hline(y=period_value, line_dash="dot", line_color="#E69F00",
+                      annotation_text=f"period: {period_value:,.3f} kWh/unit",
+                      annotation_position="top left", annotation_font_size=11)
+    return _layout(fig, 220, yaxis=dict(title="kWh per good unit", rangemode="tozero"), showlegend=False)
 
 
 def _zone(tz: str):

@@ -218,6 +218,9 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
         from wattline.analyze_materials import store_materials  # kWh/kg per site and material (dashboard Materials)
 
         store_materials(store, run_id, data, report)
+        from wattline.analyze_outputs import store_baseline  # actual vs baseline per machine and hour (Machine page)
+
+        store_baseline(store, run_id, data, baseline, report)
         bar.update(1)
     bar.close()
     if json_path is not None:

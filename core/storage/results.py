@@ -155,7 +155,8 @@ class ResultStore(abc.ABC):
         """
 
     def read_outputs(self, name: str, start: Any = None, stop: Any = None, run: str | None = None,
-                     machines: Sequence[str] | None = None, fields: Sequence[str] | None = None) -> pd.DataFrame:
+                     machines: Sequence[str] | None = None, fields: Sequence[str] | None = None,
+                     tags: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Model outputs called ``name`` in ``[start, stop)``.
 
         Parameters
@@ -170,6 +171,8 @@ class ResultStore(abc.ABC):
             Only series whose ``machine`` tag is one of these.
         fields : sequence of str, optional
             Only these fields; all that the run wrote when omitted.
+        tags : mapping, optional
+            More tag filters (tag -> value or list of values), e.g. ``{"site": "north", "line": "l1"}``.
 
         Returns
         -------
@@ -188,12 +191,12 @@ class ResultStore(abc.ABC):
                 return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "run": pd.Series([], dtype=object)})
         check_run(run)
         wanted = list(fields) if fields is not None else self._output_fields(run, name)
-        tags: dict[str, Any] = {"run": run}
+        where: dict[str, Any] = {**(tags or {}), "run": run}
         if machines is not None:
-            tags["machine"] = [str(m) for m in machines]
+            where["machine"] = [str(m) for m in machines]
         merged = None
         for field_name in wanted:
-            part = self.series_store.query(OUTPUT_PREFIX + name, field_name, lo, hi, tags=tags)
+            part = self.series_store.query(OUTPUT_PREFIX + name, field_name, lo, hi, tags=where)
             part = part.drop(columns=["status"], errors="ignore").rename(columns={"value": field_name})
             if merged is None:
                 merged = part

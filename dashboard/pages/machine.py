@@ -15,8 +15,9 @@ from core.errors import WattlineError
 from dashboard import ids
 from dashboard.access import current_user
 from dashboard.components import card, empty_state, graph, page_header
-from dashboard.overview import STATE_DAYS, KIND_LABELS, energy_by_hour, fmt_energy, fmt_money, state_hours
-from dashboard.render_overview import finding_list, machine_figure, state_figure
+from dashboard.machine_data import baseline_summary, daily_kwh_per_unit, read_baseline
+from dashboard.overview import KIND_LABELS, STATE_DAYS, energy_by_hour, fmt_energy, fmt_money, state_hours
+from dashboard.render_overview import finding_list, machine_figure, state_figure, unit_figure
 
 dash.register_page(__name__, path_template="/machine/<site>/<line>/<machine>", name="Machine",
                    title="Wattline · Machine", nav=False, order=50)
@@ -32,9 +33,10 @@ def layout(site: str | None = None, line: str | None = None, machine: str | None
     return html.Div(
         [
             dcc.Store(id=ids.MACHINE_PATH, data=path),
-            page_header(machine, f"Site {site} · line {line} · energy per hour with the findings shaded"),
+            page_header(machine, f"Site {site} · line {line} · energy per hour against the baseline, findings shaded"),
             html.Div(id=ids.MACHINE_TITLE, className="status-line"),
-            card("Energy per hour [kWh]", graph(ids.MACHINE_GRAPH)),
+            card("Energy per hour, actual vs baseline [kWh]", graph(ids.MACHINE_GRAPH)),
+            card("Energy per good unit by day [kWh/unit]", graph(ids.MACHINE_UNIT)),
             card(f"States, last {STATE_DAYS} days of the period", graph(ids.MACHINE_STATES)),
             card("Findings on this machine", html.Div(id=ids.MACHINE_FINDINGS)),
             card("Open work orders", html.Div(id=ids.MACHINE_ORDERS)),
@@ -53,6 +55,7 @@ def register_callbacks(app: dash.Dash) -> None:
         Output(ids.MACHINE_FINDINGS, "children"),
         Output(ids.MACHINE_TITLE, "children"),
         Output(ids.MACHINE_STATES, "figure"),
+        Output(ids.MACHINE_UNIT, "figure"),
         Input(ids.MACHINE_PATH, "data"),
         Input(ids.PERIOD, "value"),
     )
@@ -64,9 +67,10 @@ def register_callbacks(app: dash.Dash) -> None:
             info = ctx.sites[0]
             hours = energy_by_hour(ctx.store, info, ctx.start_ns, ctx.stop_ns)
             states = state_hours(ctx.store, info, line, machine, ctx.start_ns, min(ctx.stop_ns, now_ns))
+            base = read_baseline(store_of(app), info.id, line, machine, ctx.start_ns, ctx.stop_ns)  # site checked
         except WattlineError as exc:
             return (dash.no_update, dash.no_update, html.Span(f"Cannot read the store: {exc}", className="error"),
-                    dash.no_update)
+                    dash.no_update, dash.no_update)
         hours = hours[(hours["line"] == line) & (hours["machine"] == machine)]
         mine = sorted((e for e in ctx.findings if e.machine == path), key=lambda e: e.start)
         waste = sum(e.excess_kwh for e in mine if not e.kind.startswith("meter_"))
@@ -74,9 +78,10 @@ def register_callbacks(app: dash.Dash) -> None:
         kinds = sorted({KIND_LABELS.get(e.kind, e.kind) for e in mine})
         status = (f"{ctx.period.label}: {fmt_energy(float(hours['kwh'].sum()))} used, {fmt_energy(waste)} avoidable"
                   + (f" ({fmt_money(cost, info.currency)})" if info.currency and cost else "")
-                  + (f" · {', '.join(kinds)}" if kinds else " · no findings"))
-        return (machine_figure(hours, mine, info.tz), finding_list(sorted(mine, key=lambda e: -e.excess_kwh), 50),
-                status, state_figure(states, info.tz))
+                  + (f" · {', '.join(kinds)}" if kinds else " · no findings") + baseline_summary(base))
+        return (machine_figure(hours, mine, info.tz, base.hours),
+                finding_list(sorted(mine, key=lambda e: -e.excess_kwh), 50), status, state_figure(states, info.tz),
+                unit_figure(daily_kwh_per_unit(base, info.tz), base.kwh_per_unit))
 
     @app.callback(Output(ids.MACHINE_ORDERS, "children"), Input(ids.MACHINE_PATH, "data"))
     def open_orders(path):

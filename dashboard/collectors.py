@@ -184,11 +184,15 @@ def table(rows: list[dict], columns, row_class=None, numeric=()) -> html.Table:
     return html.Table([head, body], className="series-table")
 
 
+def rows_frame(rows: list[dict], columns) -> pd.DataFrame:
+    """``rows`` as a table with the table's columns (raw numbers, not the formatted text)."""
+    return pd.DataFrame([{key: row.get(key) for key in columns} for row in rows], columns=list(columns))
+
+
 def rows_csv(rows: list[dict], columns) -> str:
     """``rows`` as CSV with the table's columns (raw numbers, not the formatted text)."""
     buf = io.StringIO()
-    frame = pd.DataFrame([{key: row.get(key) for key in columns} for row in rows], columns=list(columns))
-    frame.to_csv(buf, index=False)
+    rows_frame(rows, columns).to_csv(buf, index=False)
     return buf.getvalue()
 
 

@@ -139,9 +139,14 @@ def month_range(month: str, tz: str) -> tuple[int, int]:
     return int(start.timestamp()) * NS, int(stop.timestamp()) * NS
 
 
+def kpis_frame(rows: list[dict]) -> pd.DataFrame:
+    """KPI rows as downloaded (raw numbers)."""
+    return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+
+
 def kpis_csv(rows: list[dict]) -> str:
     """KPI rows as CSV (raw numbers)."""
-    return pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(index=False)
+    return kpis_frame(rows).to_csv(index=False)
 
 
 def enterprise_view(raw_store, user, site: str | None, plant, default_tz, now_ns: int, *, days: int | None = None,

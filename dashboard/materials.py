@@ -76,9 +76,14 @@ def summarise(frame: pd.DataFrame, head_share: float = 0.8) -> Materials:
     return Materials(rows, head_count=head, tail_count=len(per) - head, tail_share=tail_share)
 
 
+def materials_frame(rows: list[dict]) -> pd.DataFrame:
+    """The table as downloaded (raw numbers)."""
+    return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+
+
 def materials_csv(rows: list[dict]) -> str:
     """The table as CSV (raw numbers)."""
-    return pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(index=False)
+    return materials_frame(rows).to_csv(index=False)
 
 
 def top_figure(materials: Materials, n: int = 15):

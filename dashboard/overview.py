@@ -268,13 +268,17 @@ def finding_rows(findings: list, plant, default_tz: dt.tzinfo) -> list[dict]:
     return rows
 
 
-def findings_csv(rows: list[dict]) -> str:
-    """The grid's rows as CSV (what the export button downloads)."""
+def findings_frame(rows: list[dict]) -> pd.DataFrame:
+    """The grid's rows as the table the export buttons download (CSV, Parquet)."""
     columns = ["site", "line", "machine_name", "category", "kind", "start", "hours", "kwh", "cost", "currency",
                "co2_kg", "explanation"]
-    frame = pd.DataFrame(rows, columns=columns).rename(columns={"machine_name": "machine", "hours": "duration_h",
-                                                                "kwh": "avoidable_kwh"})
-    return frame.to_csv(index=False)
+    return pd.DataFrame(rows, columns=columns).rename(columns={"machine_name": "machine", "hours": "duration_h",
+                                                               "kwh": "avoidable_kwh"})
+
+
+def findings_csv(rows: list[dict]) -> str:
+    """The grid's rows as CSV (what the export button downloads)."""
+    return findings_frame(rows).to_csv(index=False)
 
 
 # -- the overview ----------------------------------------------------------------------------------------------------------

@@ -62,8 +62,10 @@ def _top_export(site, period_key: str):
     """Download link of the top-machines table for the site and period shown."""
     from urllib.parse import urlencode
 
-    href = "/export/top-machines.csv?" + urlencode({"site": site or "all", "period": period_key})
-    return html.Div(html.A("Download CSV", href=href, className="button"), className="card-foot")
+    query = urlencode({"site": site or "all", "period": period_key})
+    return html.Div([html.A("Download CSV", href="/export/top-machines.csv?" + query, className="button"),
+                     html.A("Parquet", href="/export/top-machines.parquet?" + query, className="button")],
+                    className="card-foot")
 
 
 def register_callbacks(app: dash.Dash) -> None:

@@ -34,7 +34,8 @@ def layout(**_kwargs) -> html.Div:
     return html.Div(
         [
             page_header("Stored series", "What the store holds: one row per measurement, tag set and field.", search,
-                        html.A("Download CSV", href="/export/series.csv", className="button")),
+                        html.A("Download CSV", href="/export/series.csv", className="button"),
+                        html.A("Parquet", href="/export/series.parquet", className="button")),
             html.Div(id=ids.SERIES_SUMMARY, className="status-line"),
             html.Div(id=ids.SERIES_EMPTY, style=HIDDEN),
             html.Div(html.Div(id=ids.SERIES_TABLE, className="table-scroll"), className="card"),

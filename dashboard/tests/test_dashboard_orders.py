@@ -285,3 +285,48 @@ def test_machine_page_orders_card_is_checked_for_site(app, service):
     assert f"#{south['id']}" in body and "dispatch queue" in body and "Excess energy per unit" in body
     forged = logged_in(app, "anna").post("/_dash-update-component", json=machine_orders_request("south/S1/s1-press"))
     assert forged.status_code == 204 and forged.data == b""
+
+
+# -- command line and wattline serve ----------------------------------------------------------------------------------------
+def test_dashboard_options_fail_clearly(tmp_path, users_path):
+    import subprocess
+    import sys
+
+    from dashboard.tests.test_dashboard_cli_serve import free_port
+
+    store = tmp_path / "plant.db"
+    store.touch()
+
+    def run(*args):  # each fails while checking its settings, before it would listen
+        return subprocess.run([sys.executable, "-m", "wattline", "dashboard", "--store", str(store), "--users",
+                               str(users_path), "--port", str(free_port()), *args], capture_output=True, text=True,
+                              timeout=120)
+
+    bad_url = run("--orders-db", "mysql://db-host/orders")
+    assert bad_url.returncode == 2 and "postgresql+psycopg://" in bad_url.stderr and "Traceback" not in bad_url.stderr
+    no_rules = run("--orders-rules", str(tmp_path / "none.yaml"))
+    assert no_rules.returncode == 2 and "none.yaml" in no_rules.stderr and "Traceback" not in no_rules.stderr
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text('{"tokens": []}')
+    os.chmod(tokens, 0o644)
+    loose = run("--api-tokens", str(tokens))
+    assert loose.returncode == 2 and "tokens.json" in loose.stderr and "Traceback" not in loose.stderr
+
+
+def test_serve_passes_the_orders_section_to_the_dashboard(tmp_path):
+    from wattline.cli_serve import build_services
+    from wattline.serve_config import ServeConfig
+
+    cfg = ServeConfig.model_validate({
+        "store": str(tmp_path / "w.db"), "analytics": {"enabled": False},
+        "orders": {"enabled": True, "db": "postgresql+psycopg://wattline@db:5432/wattline?passfile=/etc/pgpass",
+                   "rules": str(tmp_path / "orders.yaml")},
+        "dashboard": {"users": str(tmp_path / "users.json"), "api_tokens": str(tmp_path / "tokens.json")}})
+    args = next(s for s in build_services(cfg) if s.name == "dashboard").args
+    assert args[args.index("--orders-db") + 1] == cfg.orders.db
+    assert args[args.index("--orders-rules") + 1] == str(tmp_path / "orders.yaml")
+    assert args[args.index("--api-tokens") + 1] == str(tmp_path / "tokens.json")
+    plain = ServeConfig.model_validate({"store": str(tmp_path / "w.db"),
+                                        "dashboard": {"users": str(tmp_path / "users.json")}})
+    args = next(s for s in build_services(plain) if s.name == "dashboard").args
+    assert "--orders-db" not in args and "--api-tokens" not in args  # default: beside the store, as 'wattline orders'

@@ -290,6 +290,16 @@ def api_v1(store, tokens, *, plant=None, tz: str | dt.tzinfo = "UTC", limits: Ap
             if not user.may_see(site):
                 raise ApiError(403, f"token {user.name} may not read site {site!r}; its sites: "
                                     f"{', '.join(user.sites) or 'all'}", "site")
+        unknown = [s for s in sites if s not in user.sites]  # a token's own sites are valid even before any data
+        if unknown:
+            if plant is not None:
+                known = {spec.id for spec in plant.sites}
+            else:
+                known = {i.key.tag_dict["site"] for i in raw_store().series() if "site" in i.key.tag_dict}
+            if set(unknown) - known:
+                shown = sorted(k for k in known if user.may_see(k))
+                raise ApiError(400, f"unknown site {sorted(set(unknown) - known)[0]!r}; known sites: "
+                                    f"{', '.join(shown) or 'none yet'}", "site")
 
     def scoped(user: TokenUser, sites: list[str]):
         check_sites(user, sites)

@@ -167,6 +167,8 @@ def test_series_lists_only_the_tokens_sites(client):
     one = get(client, "/series?field=active_power_kw&machine=m2", "north_eng").json
     assert [(s["field"], s["tags"]["machine"]) for s in one] == [("active_power_kw", "m2")]
     assert get(client, "/series?site=south&measurement=electrical", "admin").json[0]["tags"]["site"] == "south"
+    r = get(client, "/series?site=nrth", "admin")  # a typo is an error, not an empty answer
+    assert r.status_code == 400 and r.json["parameter"] == "site" and "north, south" in r.json["error"]
     csv = pd.read_csv(io.StringIO(get(client, "/series?format=csv", "north_eng").get_data(as_text=True)))
     assert list(csv.columns[:1]) == ["measurement"] and set(csv["site"]) == {"north"} and len(csv) == len(north)
 

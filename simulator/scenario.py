@@ -5,6 +5,8 @@ target share of avoidable energy in plant energy: the simulator scales every cau
 factor ``intensity``, found by a quick calibration run, so that the ground truth lands near the target; set it to
 ``null`` to use the file's numbers as they are (intensity 1).
 
+``planned`` lists waste that starts at a known instant (extra load on production machines; how soon is it found?).
+
 ``fixes`` lists permanent fixes (the measure whose savings are verified): from a date on (local midnight of the
 machine's site) a waste cause no longer occurs on the named machines; an event running at that instant ends there.
 Events are planned exactly as without the fix, so the run differs only by the removed waste, and the engine renders
@@ -119,6 +121,25 @@ class Fix(FrozenModel):
     date: dt.date
 
 
+class PlannedWaste(FrozenModel):
+    """Waste that starts at a known instant: ``extra_kw`` drawn on top of the machine's normal load from ``start`` for
+    ``hours`` (a production machine: cnc or injection moulding), recorded in the ground truth as ``cause``. For tests
+    and demonstrations that need to know when the waste starts (how soon is it found?)."""
+
+    cause: Literal["idle_running", "off_shift_load", "excess_specific_energy", "air_leak", "peak_demand"] = (
+        "excess_specific_energy")
+    machines: tuple[str, ...] = Field(min_length=1, description="Machine ids or site/line/machine paths.")
+    start: dt.datetime = Field(description="Start, ISO 8601 with a UTC offset.")
+    hours: float = Field(gt=0, le=24 * 366)
+    extra_kw: float = Field(gt=0, description="Extra load while it lasts [kW].")
+
+    @model_validator(mode="after")
+    def _aware(self) -> "PlannedWaste":
+        if self.start.tzinfo is None:
+            raise ValueError(f"start {self.start.isoformat()} has no UTC offset; write e.g. 2026-03-02T08:00:00+00:00")
+        return self
+
+
 class ScenarioSpec(FrozenModel):
     """A scenario file."""
 
@@ -132,6 +153,7 @@ class ScenarioSpec(FrozenModel):
     peak_demand: PeakDemand = PeakDemand()
     meter_faults: MeterFaults = MeterFaults()
     fixes: tuple[Fix, ...] = ()
+    planned: tuple[PlannedWaste, ...] = ()
 
     @model_validator(mode="after")
     def _ranges(self) -> "ScenarioSpec":
@@ -224,6 +246,14 @@ class EventBook:
         self._removed: dict[int, list[PlannedEvent]] = {}  # events a fix removed entirely (counterfactual only)
         self._planned_blocks: set[int] = set()
         self.fixes = fix_instants(plant, scenario)
+        for i, waste in enumerate(scenario.planned):
+            for ref in _machine_refs(plant, waste.machines, f"planned[{i}].machines"):
+                if ref.archetype not in PRODUCTION_ARCHETYPES:
+                    raise PlantFileError(f"scenario planned[{i}].machines: {ref.path} is a {ref.archetype}; planned "
+                                         f"waste is drawn on production machines ({', '.join(PRODUCTION_ARCHETYPES)})")
+                t0 = waste.start.timestamp()
+                self._add(ref.index, waste.cause, "surge", t0, t0 + waste.hours * 3600, {"kw": waste.extra_kw},
+                          {"planned": True, "extra_kw": waste.extra_kw})
 
     def block_of(self, day: int) -> int:
         return (day - self.origin) // BLOCK_DAYS
@@ -411,6 +441,22 @@ def fix_instants(plant: Plant, scenario: ScenarioSpec) -> dict[tuple[int, str], 
                 t = local.timestamp()
                 key = (ref.index, fix.cause)
                 out[key] = min(out.get(key, t), t)
+    return out
+
+
+def _machine_refs(plant: Plant, names: tuple[str, ...], where: str) -> list:
+    """The plant's machines named by id or site/line/machine path (PlantFileError naming ``where`` otherwise)."""
+    by_name: dict[str, list] = {}
+    for ref in plant.machines:
+        by_name.setdefault(ref.path, []).append(ref)
+        by_name.setdefault(ref.spec.id, []).append(ref)
+    out = []
+    for name in names:
+        if name not in by_name:
+            valid = ", ".join(r.spec.id for r in plant.machines[:12])
+            raise PlantFileError(f"scenario {where}: no machine {name!r} in plant {plant.name!r}; give a machine id "
+                                 f"or site/line/machine path (e.g. {valid} ...)")
+        out.extend(by_name[name])
     return out
 
 

@@ -50,9 +50,10 @@ class MaterialAllocation:
     def __init__(self, settings: MaterialSettings | None = None) -> None:
         self.settings = settings or MaterialSettings()
         self._table: pd.DataFrame | None = None
+        self._rows: pd.DataFrame | None = None  # per machine, window and material: kg, units, kWh allocated
         self._closure: dict[str, float] = {}
 
-    def fit(self, data: IntervalData) -> "MaterialAllocation":
+    def fit(self, data: IntervalData) -> MaterialAllocation:
         """Allocate the energy of ``data``'s production machines (those that consumed any material).
 
         Returns
@@ -63,6 +64,8 @@ class MaterialAllocation:
         mats = data.materials
         if mats is None or mats.empty:
             self._table = pd.DataFrame(columns=COLUMNS)
+            self._rows = pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "material": [], "kg": [],
+                                       "units": [], "kwh": []})
             self._closure = {"metered_kwh": 0.0, "allocated_kwh": 0.0, "not_attributable_kwh": 0.0,
                              "unknown_energy_intervals": 0, "closure_error_kwh": 0.0, "machines": 0}
             return self
@@ -80,6 +83,7 @@ class MaterialAllocation:
         m["kwh"] = m["energy_kwh"] * share  # NaN where the interval's energy is unknown
         m["units"] = m["good"].fillna(0.0) * share
         known = m["kwh"].notna()
+        self._rows = m.loc[known, ["time", "material", "kg", "units", "kwh"]]
         per = (m[known].groupby("material", sort=False)
                .agg(kg=("kg", "sum"), units=("units", "sum"), kwh=("kwh", "sum"), machines=("machine", "nunique")))
         per["kwh_per_kg"] = per["kwh"] / per["kg"]
@@ -112,6 +116,31 @@ class MaterialAllocation:
         """Every material: ``material``, ``kg`` [kg], ``units`` [good parts], ``kwh`` [kWh], ``kwh_per_kg``,
         ``kwh_per_unit`` and the number of ``machines`` that ran it; largest energy first."""
         return self._fitted().copy()
+
+    def by_day(self, timezone: str = "UTC") -> pd.DataFrame:
+        """The allocation per local calendar day and material, so that any range of whole days adds up.
+
+        Parameters
+        ----------
+        timezone : str
+            IANA zone whose calendar days are used (the site's; days of 23 or 25 h across daylight-saving changes).
+
+        Returns
+        -------
+        DataFrame
+            ``time`` (the local day's midnight, as UTC), ``material``, ``kg`` [kg], ``units`` [good parts], ``kwh``
+            [kWh]; summed over days they equal :meth:`table`.
+        """
+        if self._rows is None:
+            raise AnalyticsError("MaterialAllocation is not fitted: call fit(data) first")
+        rows = self._rows
+        if rows.empty:
+            return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "material": pd.Series([], dtype=str),
+                                 "kg": [], "units": [], "kwh": []})
+        day = pd.DatetimeIndex(rows["time"]).tz_convert(timezone).normalize().tz_convert("UTC")
+        out = (rows.assign(time=day, material=rows["material"].astype(str))
+               .groupby(["time", "material"], sort=True)[["kg", "units", "kwh"]].sum().reset_index())
+        return out
 
     def top(self, limit: int = 20) -> list[dict[str, Any]]:
         """The most energy-intensive materials [kWh/kg] among those with at least ``min_kg``."""

@@ -86,15 +86,13 @@ def install_exports(app) -> None:
         return frame, f"wattline-{what}-{ctx.period.key}"
 
     def materials():
-        from dashboard.access import require_user, scoped_store, sites_for
-        from dashboard.materials import materials_frame, read_materials
-        from dashboard.overview import known_sites
+        from dashboard.access import require_user
+        from dashboard.cache import cache_of
+        from dashboard.materials import materials_for, materials_frame
 
-        user = require_user()
-        raw = store_of(app)
-        sites = sites_for(user, request.args.get("site"), known_sites(scoped_store(raw, user),
-                                                                      current_settings().plant))
-        return materials_frame(read_materials(raw, sites).rows), "wattline-materials"
+        m, period = materials_for(store_of(app), require_user(), request.args.get("site"), request.args.get("period"),
+                                  time.time_ns(), cache_of(app))
+        return materials_frame(m.rows), f"wattline-materials-{period.key}"
 
     def enterprise():
         from dashboard.access import require_user

@@ -1,9 +1,10 @@
-"""Energy intensity per material id, stored by ``wattline analyze`` as the model output ``materials``.
+"""Energy by material id, stored by ``wattline analyze`` as the model output ``materials``.
 
-Per site (so that the dashboard shows a user bound to a site only that site's production) and material: kg consumed,
-production energy attributed to it [kWh] and the intensity [kWh/kg], computed by
-:func:`analytics.report.top_materials` (a window's production energy shared among the materials consumed in it, pro
-rata to their kg), over the whole analysed range. One point per (site, material) stamped at the range's start.
+Per site (so that the dashboard shows a user bound to a site only that site's production), material and local calendar
+day of the site: kg consumed, good parts made from it and the production energy allocated to it [kWh], computed by
+:class:`analytics.materials.MaterialAllocation` (a window's production energy shared among the materials consumed in
+it, pro rata to their kg). Days let the dashboard add up any period of whole local days; intensities (kWh/kg,
+kWh/unit) are recomputed from the sums there, never averaged.
 """
 
 from __future__ import annotations
@@ -13,34 +14,31 @@ import dataclasses
 import pandas as pd
 
 OUTPUT = "materials"
+COLUMNS = ["time", "site", "material", "kg", "units", "kwh"]
 
 
 def material_intensity(data) -> pd.DataFrame:
-    """Columns ``time`` (the range's start), ``site``, ``material``, ``kg`` [kg], ``kwh`` [kWh], ``kwh_per_kg``
-    [kWh/kg]; empty when no material was recorded."""
-    from analytics.report import top_materials
+    """Columns ``time`` (the site's local day, midnight as UTC), ``site``, ``material``, ``kg`` [kg], ``units`` [good
+    parts], ``kwh`` [kWh]; empty when no material was recorded."""
+    from analytics.materials import MaterialAllocation
 
     frames = []
     mats = data.materials
     if mats is None or mats.empty:
-        return pd.DataFrame(columns=["time", "site", "material", "kg", "kwh", "kwh_per_kg"])
-    sites = data.frame["machine"].astype(str).str.split("/").str[0]
-    for site in sorted(sites.unique()):
-        keep = data.frame["machine"].astype(str).str.startswith(site + "/")
+        return pd.DataFrame(columns=COLUMNS)
+    machine = data.frame["machine"].astype(str)
+    zones = {info.site: info.timezone for info in data.machines.values()}
+    for site in sorted(zones):
+        keep = machine.str.startswith(site + "/")
         part = dataclasses.replace(data, frame=data.frame[keep],
                                    materials=mats[mats["machine"].astype(str).str.startswith(site + "/")])
-        rows = top_materials(part, limit=10**9)
-        if rows:
-            frame = pd.DataFrame(rows)
-            frame.insert(0, "site", site)
-            frames.append(frame)
+        days = MaterialAllocation().fit(part).by_day(zones[site])
+        if len(days):
+            days.insert(1, "site", site)
+            frames.append(days)
     if not frames:
-        return pd.DataFrame(columns=["time", "site", "material", "kg", "kwh", "kwh_per_kg"])
-    out = pd.concat(frames, ignore_index=True)
-    out.insert(0, "time", pd.Timestamp(data.start).tz_convert("UTC") if pd.Timestamp(data.start).tzinfo else
-               pd.Timestamp(data.start, tz="UTC"))
-    out["material"] = out["material"].astype(str)
-    return out
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 def store_materials(store, run_id: str, data, report: dict | None = None) -> int:
@@ -48,21 +46,10 @@ def store_materials(store, run_id: str, data, report: dict | None = None) -> int
 
     A store that refuses it adds a warning to ``report`` (the findings are stored already) instead of failing the run.
     """
-    from core.errors import WattlineError
-    from core.storage.results import results_for
+    from wattline.analyze_outputs import store_output
 
     frame = material_intensity(data)
-    if frame.empty:
-        return 0
-    try:
-        with results_for(store) as results:
-            n = results.write_outputs(run_id, OUTPUT, frame, replace=True)
-    except WattlineError as exc:
-        if report is not None:
-            report.setdefault("warnings", []).append({
-                "name": "analytics.results.materials_not_stored", "level": "warning", "details": {"run": run_id},
-                "message": f"material intensities could not be stored: {exc}"})
-        return 0
-    if report is not None:
-        report["stored_materials"] = len(frame)
+    n = store_output(store, run_id, OUTPUT, frame, report, "material intensities")
+    if report is not None and n:
+        report["stored_materials"] = int(frame["material"].nunique())
     return n

@@ -71,3 +71,27 @@ def test_unfitted_and_empty():
     data = IntervalData.from_frame(pd.DataFrame({"machine": "s/l/m", "time": t, "energy_kwh": 1.0}), resolution_s=900)
     alloc = MaterialAllocation().fit(data)
     assert alloc.top() == [] and alloc.to_dict()["allocated_kwh"] == 0
+
+
+def test_by_day_splits_at_local_midnight_and_adds_up_to_the_table():
+    # 22:00-02:00 UTC on the night of the DST change in Berlin (29 March 2026): two UTC days, split differently locally.
+    t = pd.date_range("2026-03-28 22:00", periods=16, freq="15min", tz="UTC")
+    frame = pd.DataFrame({"machine": "s/l/imm-01", "time": t, "energy_kwh": 4.0, "good": 10.0})
+    mats = pd.DataFrame({"machine": "s/l/imm-01", "time": t, "material": np.where(np.arange(16) < 8, "A", "B"),
+                         "kg": 2.0})
+    alloc = MaterialAllocation().fit(IntervalData.from_frame(frame, resolution_s=900, materials=mats))
+    utc = alloc.by_day("UTC")
+    berlin = alloc.by_day("Europe/Berlin")
+    # UTC: A on the 28th (22:00-00:00), B on the 29th. Berlin (UTC+1 before 02:00 local): A runs 23:00-01:00 local,
+    # so 4 windows on the 28th and 4 on the 29th; B all on the 29th.
+    assert utc[["material", "kwh"]].values.tolist() == [["A", 32.0], ["B", 32.0]]
+    by = {(str(r.time), r.material): r.kwh for r in berlin.itertuples()}
+    assert by == {("2026-03-27 23:00:00+00:00", "A"): 16.0, ("2026-03-28 23:00:00+00:00", "A"): 16.0,
+                  ("2026-03-28 23:00:00+00:00", "B"): 32.0}
+    table = alloc.table().set_index("material")
+    sums = berlin.groupby("material")[["kg", "units", "kwh"]].sum()
+    for col in ("kg", "units", "kwh"):
+        assert sums[col].to_dict() == pytest.approx(table[col].to_dict())
+    assert MaterialAllocation().fit(_data()).by_day("UTC")["kwh"].sum() == pytest.approx(65.0)
+    with pytest.raises(AnalyticsError, match="not fitted"):
+        MaterialAllocation().by_day()

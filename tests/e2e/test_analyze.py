@@ -78,6 +78,17 @@ def test_rerun_replaces_the_stored_findings(backfilled, tmp_path):
              and e.start.isoformat() == first["start"]]
     assert match and match[0].excess_kwh == pytest.approx(first["excess_kwh"], rel=1e-6)
     assert match[0].details["explanation"] == first["explanation"]
+    # Model outputs of the run, replaced too: actual vs baseline per machine and hour (the machine page), and energy
+    # per material and day that adds up to what the report allocated.
+    with open_store(str(db)) as store, results_for(store) as results:
+        hours = results.read_outputs("baseline", run="e2e-run")
+        materials = results.read_outputs("materials", run="e2e-run")
+    assert len(hours) == report["machines"] * 4 * 24 == runs["e2e-run"].outputs["baseline"] // 3
+    assert hours["actual_kwh"].sum() == pytest.approx(report["plant_energy_kwh"], rel=0.01)
+    # Four days are too few for a baseline (168 h needed): the expected energy is unknown, never made up.
+    assert report["baselines"] == [] and hours["expected_kwh"].isna().all()
+    assert materials["kwh"].sum() == pytest.approx(report["materials_allocation"]["allocated_kwh"], rel=1e-6)
+    assert materials["material"].nunique() == report["materials_allocation"]["materials"]
 
 
 def test_store_without_energy_data(tmp_path):

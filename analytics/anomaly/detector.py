@@ -343,6 +343,13 @@ class Detector:
         """Unsmoothed score per row (the candidate's own units)."""
         return self._require().score(self._numeric(frame).to_numpy(float))
 
+    def raw_score_array(self, x: np.ndarray) -> np.ndarray:
+        """Unsmoothed score per row of ``x`` (rows x the fitted ``columns``, in their order), without a frame."""
+        x = np.asarray(x, float)
+        if x.ndim != 2 or x.shape[1] != len(self.columns):
+            raise AnalyticsError(f"expected rows x {len(self.columns)} signals ({self.columns}), got shape {x.shape}")
+        return self._require().score(x)
+
     def score(self, frame: pd.DataFrame, history: np.ndarray | None = None, raw: np.ndarray | None = None) -> pd.Series:
         """Smoothed score per row in threshold units (1 or more is above the threshold).
 
@@ -383,8 +390,7 @@ class Detector:
         events, suppressed = [], []
         shift = (s.smooth_rows - 1) // 2
         contrib = signed = None
-        med = self.calibration["median_score"] / self.threshold
-        level = med + s.release * (1.0 - med)
+        level = self.release_level()
         found: list[tuple[int, int]] = []
         for a, b in alarm_runs(score >= 1.0, s.min_rows, s.gap_rows):
             # Hysteresis: a confirmed alarm extends over the neighbouring rows still above the release level.
@@ -410,6 +416,12 @@ class Detector:
         return Prediction(pd.Series(labels, index=frame.index, name="anomaly"),
                           pd.Series(score, index=frame.index, name="score"), events, suppressed)
 
+    def release_level(self) -> float:
+        """Smoothed score (threshold units) down to which a confirmed alarm extends (the hysteresis level)."""
+        self._require()
+        med = self.calibration["median_score"] / self.threshold
+        return med + self.settings.release * (1.0 - med)
+
     def _event(self, frame: pd.DataFrame, a: int, b: int, score: np.ndarray, contrib: np.ndarray,
                signed: np.ndarray) -> DetectedEvent:
         c = contrib[a:b].mean(axis=0)
@@ -433,20 +445,23 @@ class Detector:
 
     def is_normal(self, signature: dict[str, float]) -> bool:
         """True when ``signature`` matches a pattern marked as normal."""
-        for pattern in self.normal_patterns:
-            keys = sorted(set(pattern) | set(signature))
-            u = np.array([pattern.get(k, 0.0) for k in keys])
-            v = np.array([signature.get(k, 0.0) for k in keys])
-            den = float(np.linalg.norm(u) * np.linalg.norm(v))
-            if den > 0 and float(u @ v) / den >= self.settings.suppress_similarity:
-                return True
-        return False
+        return any(signature_similarity(p, signature) >= self.settings.suppress_similarity
+                   for p in self.normal_patterns)
 
     def to_dict(self) -> dict[str, Any]:
         """Settings, threshold, calibration and the patterns marked as normal (the fitted model itself is refitted
         from data, not saved)."""
         return {"settings": self.settings.model_dump(), "columns": self.columns, "threshold": self.threshold,
                 "calibration": self.calibration, "normal_patterns": self.normal_patterns}
+
+
+def signature_similarity(a: dict[str, float], b: dict[str, float]) -> float:
+    """Cosine similarity of two signatures (signal -> component; a signal missing from one counts 0 there)."""
+    keys = sorted(set(a) | set(b))
+    u = np.array([a.get(k, 0.0) for k in keys], float)
+    v = np.array([b.get(k, 0.0) for k in keys], float)
+    den = float(np.linalg.norm(u) * np.linalg.norm(v))
+    return float(u @ v) / den if den > 0 else 0.0
 
 
 def alarm_runs(above: np.ndarray, min_rows: int, gap_rows: int) -> list[tuple[int, int]]:

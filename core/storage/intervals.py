@@ -385,8 +385,10 @@ def counter_increase_many(times_ns, values, offsets, edges, register_max: float 
     repeat = np.zeros(len(cell_series), dtype=bool)
     repeat[1:] = (cell_series[1:] == cell_series[:-1]) & (cell_window[1:] == cell_window[:-1])
     cell_series, cell_window = cell_series[~repeat], cell_window[~repeat]
-    values_at = [_total_at(t, total, seg, starts, counts, edges, cell_series, cell_window + k) for k in (0, 1)]
-    increase = values_at[1] - values_at[0]
+    # The total at both edges of each window, in one pass over the readings.
+    at = _total_at(t, total, seg, starts, counts, edges, np.concatenate([cell_series, cell_series]),
+                   np.concatenate([cell_window, cell_window + 1]))
+    increase = at[len(cell_series):] - at[:len(cell_series)]
     if sparse:
         return cell_series, cell_window, increase
     out = np.full((n_series, n_windows), np.nan)

@@ -31,12 +31,20 @@ def _matching(store: Store, measurement: str, field: str, tags: TagFilter | None
     sids = store._matching_series(measurement, field, None)
     if not tags:
         return sids
-    wanted = [(k, v if isinstance(v, str) else frozenset(v)) for k, v in tags.items()]
+    wanted = tuple((k, v if isinstance(v, str) else frozenset(v)) for k, v in tags.items())
+    # The same filter is matched again for every time chunk of a read: remembered per store for the series known.
+    memo = store.__dict__.setdefault("_frame_matching", {})
+    known = (measurement, field, wanted, len(sids), sids[-1] if sids else None)
+    if known in memo:
+        return memo[known]
     out = []
     for sid in sids:
         have = store._keys[sid].tag_dict
         if all(have.get(k) == v if isinstance(v, str) else have.get(k) in v for k, v in wanted):
             out.append(sid)
+    if len(memo) > 64:
+        memo.clear()
+    memo[known] = out
     return out
 
 

@@ -301,8 +301,16 @@ def api_v1(store, tokens, *, plant=None, tz: str | dt.tzinfo = "UTC", limits: Ap
                 raise ApiError(400, f"unknown site {sorted(set(unknown) - known)[0]!r}; known sites: "
                                     f"{', '.join(shown) or 'none yet'}", "site")
 
-    def scoped(user: TokenUser, sites: list[str]):
+    def begin(path: str, roles: Sequence[str]) -> tuple[TokenUser, _Args, str, list[str]]:
+        """Every endpoint's start: the token's user (401/403), its parameters, output format and checked sites."""
+        user = auth(roles)
+        a = _Args(path, request.args)
+        sites = a.list("site")
         check_sites(user, sites)
+        return user, a, a.output_format(request.accept_mimetypes), sites
+
+    def scoped(user: TokenUser, sites: list[str]):
+        """The store as ``user`` may see it, limited to ``sites`` (already checked) when given."""
         # TokenUser has the attributes of a dashboard User that scoped_store reads (all_sites, sites)
         return SiteScopedStore(raw_store(), sites) if sites else scoped_store(raw_store(), cast(Any, user))
 
@@ -330,10 +338,8 @@ def api_v1(store, tokens, *, plant=None, tz: str | dt.tzinfo = "UTC", limits: Ap
 
     @bp.get("/series")
     def series():
-        user = auth(DATA_ROLES)
-        a = _Args("/series", request.args)
-        fmt = a.output_format(request.accept_mimetypes)
-        st = scoped(user, a.list("site"))
+        user, a, fmt, sites = begin("/series", DATA_ROLES)
+        st = scoped(user, sites)
         field, tags = a.get("field"), _tag_filter(a)
         infos = [i for i in st.series(a.get("measurement"))
                  if (field is None or i.key.field == field) and match_tags(i.key.tag_dict, tags)]
@@ -348,10 +354,7 @@ def api_v1(store, tokens, *, plant=None, tz: str | dt.tzinfo = "UTC", limits: Ap
 
     @bp.get("/query")
     def query():
-        user = auth(DATA_ROLES)
-        a = _Args("/query", request.args)
-        fmt = a.output_format(request.accept_mimetypes)
-        sites = a.list("site")
+        user, a, fmt, sites = begin("/query", DATA_ROLES)
         st = scoped(user, sites)
         tz_name = zone_for(a, sites)
         start = a.time("start", tz_name)
@@ -443,11 +446,7 @@ def api_v1(store, tokens, *, plant=None, tz: str | dt.tzinfo = "UTC", limits: Ap
     def findings():
         from dashboard.overview import visible
 
-        user = auth(ALL_ROLES)
-        a = _Args("/findings", request.args)
-        fmt = a.output_format(request.accept_mimetypes)
-        sites = a.list("site")
-        check_sites(user, sites)
+        user, a, fmt, sites = begin("/findings", ALL_ROLES)
         tz_name = zone_for(a, sites)
         start, stop = a.time("from", tz_name), a.time("to", tz_name)
         run, events = read_findings(a.get("run"), start, stop, a.list("kind"), a.list("machine"))
@@ -487,11 +486,7 @@ def api_v1(store, tokens, *, plant=None, tz: str | dt.tzinfo = "UTC", limits: Ap
         from dashboard.enterprise import CSV_COLUMNS, enterprise_view, month_range, totals
         from dashboard.periods import day_range
 
-        user = auth(ALL_ROLES)
-        a = _Args("/kpis", request.args)
-        fmt = a.output_format(request.accept_mimetypes)
-        sites = a.list("site")
-        check_sites(user, sites)
+        user, a, fmt, sites = begin("/kpis", ALL_ROLES)
         month, days_text = a.get("month"), a.get("days")
         if month and days_text:
             raise ApiError(400, "give days or month, not both", "month")

@@ -26,7 +26,7 @@ from core.storage.results import results_for
 from dashboard.api_v1 import ApiLimits, api_v1
 from dashboard.api_v1_spec import PARAMETERS, openapi_spec
 from dashboard.tests.helpers import NS, machine_tags, write_field
-from tests.storage.conftest import influx_env  # noqa: F401 - the shared InfluxDB server's fixture
+from tests.storage.conftest import influx_env, influx_store  # noqa: F401 - the shared InfluxDB server's fixtures
 
 HOUR = 3600
 POWER_KW = {("north", "l1", "m1"): 10.0, ("north", "l1", "m2"): 20.0, ("south", "s1", "p1"): 5.0}
@@ -52,28 +52,16 @@ TOKENS = {  # name -> (token, role, sites)
 
 @pytest.fixture(params=["sqlite", pytest.param("influx", marks=[pytest.mark.integration, pytest.mark.influx])])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        from core.storage.sqlite import SQLiteStore
-
-        s = SQLiteStore(tmp_path / "plant.db")
-        yield s
-        s.close()
+    """The embedded store, or a fresh bucket with rollups on the shared InfluxDB server (skips locally, fails in CI,
+    without it)."""
+    if request.param == "influx":
+        yield request.getfixturevalue("influx_store")
         return
-    import uuid
+    from core.storage.sqlite import SQLiteStore
 
-    from core.storage.influx import InfluxStore
-    from core.storage.influx_setup import setup_influx
-    from tests.storage.conftest import drop_bucket, influx_settings
-
-    env = request.getfixturevalue("influx_env")  # skips locally, fails in CI, without the server
-    settings = influx_settings(env, f"t_{uuid.uuid4().hex[:10]}", tmp_path)
-    setup_influx(settings, backfill=False, progress=False)
-    s = InfluxStore(settings)
-    try:
-        yield s
-    finally:
-        s.close()
-        drop_bucket(settings)
+    s = SQLiteStore(tmp_path / "plant.db")
+    yield s
+    s.close()
 
 
 @pytest.fixture
@@ -268,8 +256,16 @@ def test_query_columns_formats_and_scope(client, end_s):
     ("measurement=electrical&field=x&tag=line&start=2026-01-01T00:00:00Z", "tag", "key:value"),
     ("measurement=electrical&field=x&max_hold_s=-5&start=2026-01-01T00:00:00Z", "max_hold_s", "positive"),
 ])
-def test_query_errors_name_the_parameter(client, query, parameter, words):
-    r = get(client, "/query?" + query)
+def test_query_errors_name_the_parameter(tmp_path, tokens_file, query, parameter, words):
+    from flask import Flask
+
+    from core.storage.sqlite import SQLiteStore
+
+    with SQLiteStore(tmp_path / "plant.db") as st:  # refused before the store is read: any backend answers alike
+        write_field(st, "electrical", "x", machine_tags("l1", "m1"), [1_767_225_600], [1.0])
+        app = Flask("api-v1-errors")
+        app.register_blueprint(api_v1(st, read_api_tokens(tokens_file)))
+        r = get(app.test_client(), "/query?" + query)
     assert r.status_code == 400 and r.json["parameter"] == parameter and words in r.json["error"], r.json
 
 
@@ -356,16 +352,16 @@ def test_kpis_per_site_from_the_enterprise_functions(client, filled, plant, end_
 
 
 # -- the description -----------------------------------------------------------------------------------------------------
-def test_openapi_describes_every_route_and_validates(client):
+def test_openapi_describes_every_route_and_validates():
     from flask import Flask
     from openapi_spec_validator import validate
 
-    r = client.get("/api/v1/openapi.json")  # documentation: no token needed
+    app = Flask("routes")
+    app.register_blueprint(api_v1(None, None))  # the description reads neither the store nor the tokens
+    r = app.test_client().get("/api/v1/openapi.json")  # documentation: no token needed
     assert r.status_code == 200
     spec = r.json
     validate(spec)
-    app = Flask("routes")
-    app.register_blueprint(api_v1(None, None))  # routes only: no request reaches the store or the tokens
     routes = {rule.rule.removeprefix("/api/v1") for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1")}
     assert routes == set(spec["paths"]) == set(PARAMETERS)
     for path, item in spec["paths"].items():

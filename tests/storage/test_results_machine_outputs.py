@@ -47,6 +47,9 @@ def test_baseline_output_round_trip_replace_and_site_filter(store):
     assert base.deviation == pytest.approx(1 / 0.9 - 1)
     assert base.kwh_per_unit == pytest.approx(sum(range(7, 13)) / 60 + sum(range(1, 7)) / 60)  # hours with counts
     assert read_baseline(store, "east", "l1", "cnc-01", T0, T0 + pd.Timedelta(days=2)).run is None
+    with results_for(store) as results:  # a list of sites (the materials page asks for the user's sites this way)
+        listed = results.read_outputs(BASELINE, run="analyze-1", tags={"site": ["north", "east"]}, fields=["good"])
+    assert set(listed["site"]) == {"north"} and len(listed) == 2 * 48
     # Writing the run again replaces it; a newer run is what the page reads.
     with results_for(store) as results:
         results.write_outputs("analyze-1", BASELINE, hours_frame(offset=100.0, hours=24))

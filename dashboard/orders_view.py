@@ -160,6 +160,8 @@ def apply_action(service, user, order_id: Any, action: str | None, *, reason: st
 def _hours(value: float | None) -> str:
     if value is None:
         return "—"
+    if value < 1:
+        return f"{value * 60:.0f} min"
     return f"{value:,.1f} h" if value < 48 else f"{value / 24:,.1f} d"
 
 

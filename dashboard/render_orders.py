@@ -13,7 +13,7 @@ from dashboard.orders_view import ACTION_LABELS, STATUS_LABELS, closure_summary,
 LOOP_COLUMNS = (("site", "Site"), ("orders", "Orders"), ("auto", "Auto-dispatched"),
                 ("ack", "Acknowledge mean / p90"), ("close", "Close mean / p90"), ("on_time", "Closed on time"),
                 ("passed", "Passed on > once"), ("age", "Open orders by age"), ("savings", "Verified savings"))
-REFERENCE_NOTE = ("Reference (dashed): the city work-order loop this is modelled on: 86 % auto-dispatched, > 98 % "
+REFERENCE_NOTE = ("Reference (red marks): the city work-order loop this is modelled on: 86 % auto-dispatched, > 98 % "
                   "closed on time, handling time -80 % against its own past.")
 
 
@@ -55,10 +55,10 @@ def loop_figure(result: Mapping[str, Any]):
             if k[key] is not None:
                 xs.append(label)
                 ys.append(round(k[key] * scale, 1))
-        fig.add_trace(go.Bar(x=xs, y=ys, name=name, text=[f"{y:.0f} %" for y in ys], textposition="outside",
+        fig.add_trace(go.Bar(x=xs, y=ys, name=name, text=[f"{y:.0f} %" for y in ys], textposition="inside",
                              hovertemplate=f"{name}: " + "%{x} %{y:.1f} %<extra></extra>"))
     fig.add_trace(go.Scatter(x=[g[0] for g in groups], y=[g[3] for g in groups], mode="markers+text",
-                             name="Reference", text=[f"ref {g[3]:.0f} %" for g in groups], textposition="top right",
+                             name="Reference", text=[f"ref {g[3]:.0f} %" for g in groups], textposition="middle right",
                              marker={"symbol": "line-ew-open", "size": 60, "line": {"width": 3, "color": "#d62728"}},
                              hovertemplate="reference %{y:.0f} %<extra></extra>"))
     fig.update_layout(barmode="group", margin=dict(l=10, r=10, t=10, b=40), height=300, plot_bgcolor="white",

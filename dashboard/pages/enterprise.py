@@ -51,7 +51,7 @@ def layout(**_kwargs) -> html.Div:
             html.Div(id=ids.ENT_STATUS, className="status-line"),
             card("Sites", html.Div(id=ids.ENT_TABLE, className="table-scroll")),
             card("Energy per good unit by week [kWh/unit]", graph(ids.ENT_TREND)),
-            card("Work-order loop and verified savings", html.Div(id=ids.ENT_ORDERS)),
+            card("Work-order loop (all orders to date) and verified savings", html.Div(id=ids.ENT_ORDERS)),
         ],
         className="page",
     )

@@ -64,7 +64,7 @@ COLUMNS = [
 
 def layout(**_kwargs) -> html.Div:
     """Grid skeleton; rows arrive through the callback for the site and period chosen in the header."""
-    category = dcc.RadioItems(id=ids.FINDINGS_KIND, options=[{"label": l, "value": v} for v, l in CATEGORIES],
+    category = dcc.RadioItems(id=ids.FINDINGS_KIND, options=[{"label": label, "value": v} for v, label in CATEGORIES],
                               value="all", inline=True, className="segmented")
     export = html.A("Download CSV", id=ids.FINDINGS_EXPORT, href="/export/findings.csv", className="button")
     return html.Div(
@@ -180,10 +180,15 @@ def register_callbacks(app: dash.Dash) -> None:
         Output(ids.FINDINGS_ACTION, "options"),
         Output(ids.FINDINGS_ACTION, "value"),
         Output(ids.FINDINGS_TEAM, "options"),
+        Output(ids.FINDINGS_REASON, "value"),
+        Output(ids.FINDINGS_COMMENT, "value"),
         Input(ids.FINDINGS_GRID, "selectedRows"),
         Input(ids.FINDINGS_CHANGED, "data"),
     )
     def select(selected, _changed):
+        return (*show_order(selected), "", "")  # a new selection or a change made: empty reason and comment
+
+    def show_order(selected):
         user = require_user()
         row = (selected or [None])[0]
         if not row:

@@ -37,8 +37,22 @@ def test_cdo_sees_enterprise_kpis_and_the_report_link(browser, server, analysed)
     assert fmt_energy(total["energy_kwh"]) in table
     href = browser.find_element("id", ids.ENT_PDF).get_attribute("href")
     assert "/report/monthly.pdf?" in href and "month=" in href
+    # The work-order loop: the closure KPIs the orders give (opened by 'wattline orders sync' in the fixture).
+    from core.orders.kpi import kpis
+    from dashboard.orders_view import loop_table_rows
+    from dashboard.tests.test_dashboard_pages_browser import orders_of
+
+    loop = wait_for(lambda: "Auto-dispatched" in text_of(browser, ids.ENT_ORDERS) and text_of(browser, ids.ENT_ORDERS),
+                    "the work-order loop")
+    for row in loop_table_rows(kpis(orders_of(analysed[0]))):
+        assert row["auto"] in loop and row["orders"] in loop and row["site"] in loop
+    assert browser.execute_script(
+        "const p = document.querySelectorAll('#%s .js-plotly-plot'); return p.length == 2 && "
+        "p[0].data.some(t => t.name == 'Reference')" % ids.ENT_ORDERS)
+    browser.set_window_size(1400, 2400)  # the whole page in one picture
     time.sleep(0.8)
     browser.save_screenshot(str(SCREENSHOTS / "enterprise-cdo.png"))
+    browser.set_window_size(1400, 1000)
     browser_login(browser, server.url, "anna")
     browser.get(server.url + "enterprise")
     wait_for(lambda: "Not available for your role" in browser.page_source, "the refusal")

@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+ORDER_RULES = REPO / "core" / "orders" / "sample.yaml"
 WAIT_S = 40
 
 
@@ -42,6 +43,8 @@ def analysed(tmp_path_factory):
     wattline("simulate", "backfill", "--days", "14", "--machines", "12", "--resolution", "300", "--store", "plant.db",
              "--quiet", cwd=folder)
     wattline("analyze", "--store", "plant.db", "--json", "report.json", "--quiet", cwd=folder)
+    # Work orders from the findings, routed by the sample rules, in the default database beside the store.
+    wattline("orders", "sync", "--store", "plant.db", "--rules", str(ORDER_RULES), "--json", cwd=folder)
     return folder / "plant.db", json.loads((folder / "report.json").read_text())
 
 
@@ -58,7 +61,8 @@ def browser(tmp_path_factory):
 def server(analysed, users_path):
     from simulator.plant import DEFAULT_PLANT_FILE
 
-    app = create_app(str(analysed[0]), users=users_path, plant=DEFAULT_PLANT_FILE)
+    # The orders database is found as 'wattline orders' finds it (beside the store); the rules give the teams.
+    app = create_app(str(analysed[0]), users=users_path, plant=DEFAULT_PLANT_FILE, orders_rules=ORDER_RULES)
     server = DashboardServer(app, "127.0.0.1", 0).start()
     yield server
     server.stop()
@@ -158,3 +162,49 @@ def test_unknown_page_and_a_machine_of_another_site(browser, server):
     browser.get(server.url + "machine/north/l1/cnc-01")
     wait_for(lambda: "Machine not found" in browser.find_element("tag name", "main").text, "the refusal")
     assert not browser.find_elements("id", ids.MACHINE_GRAPH)
+
+
+def orders_of(store):
+    from dashboard.orders import open_service
+
+    service = open_service(f"sqlite:///{store}.orders.db", str(ORDER_RULES))
+    try:
+        return service.list()
+    finally:
+        service.engine.dispose()
+
+
+def test_findings_show_their_orders_and_a_plant_manager_acknowledges_one(browser, server, analysed):
+    store, _report = analysed
+    orders = [o for o in orders_of(store) if o["site"] == "north"]
+    assert orders, "the sample rules opened no order for north"
+    browser_login(browser, server.url, "anna")
+    browser.get(server.url + "findings")
+    loop = wait_for(lambda: "Auto-dispatched" in text_of(browser, ids.FINDINGS_LOOP) and text_of(browser, ids.FINDINGS_LOOP),
+                    "the closure KPIs")
+    working = sum(1 for o in orders if o["status"] in ("open", "acknowledged", "in_progress"))
+    assert f"Open orders: {working}" in loop
+    target = next(o for o in orders if o["status"] == "open" and o["team"])
+    cell = wait_for(lambda: [c for c in browser.find_elements("css selector", f"#{ids.FINDINGS_GRID} [col-id='order_id']")
+                             if c.text == f"#{target['id']}"], f"order #{target['id']} in the grid")[0]
+    row = cell.find_element("xpath", "./ancestor::div[contains(@class,'ag-row')]")
+    assert "Open" in row.text and target["owner"] in row.text
+    cell.click()  # selects the finding: its order and the changes anna may make appear
+    info = wait_for(lambda: f"Order {target['id']}" in text_of(browser, ids.FINDINGS_ORDER_INFO)
+                    and text_of(browser, ids.FINDINGS_ORDER_INFO), "the selected order")
+    assert target["owner"] in info
+    options = wait_for(lambda: text_of(browser, ids.FINDINGS_ACTION), "the actions")
+    assert "Acknowledge" in options and "Reject" in options and "Start work" not in options
+    shot(browser, "findings-orders-selected")
+    browser.find_element("xpath", f"//*[@id='{ids.FINDINGS_ACTION}']//label[contains(., 'Acknowledge')]").click()
+    browser.find_element("id", ids.FINDINGS_COMMENT).send_keys("seen on the morning round")
+    browser.find_element("id", ids.FINDINGS_APPLY).click()
+    message = wait_for(lambda: "acknowledged" in text_of(browser, ids.FINDINGS_ACTION_MSG)
+                       and text_of(browser, ids.FINDINGS_ACTION_MSG), "the confirmation")
+    assert f"Order {target['id']}" in message and "anna" in message
+    wait_for(lambda: any(f"#{target['id']}" in r.text and "Acknowledged" in r.text
+                         for r in browser.find_elements("css selector", f"#{ids.FINDINGS_GRID} .ag-row")),
+             "the grid showing the new status")
+    changed = next(o for o in orders_of(store) if o["id"] == target["id"])
+    assert changed["status"] == "acknowledged"
+    shot(browser, "findings-orders")

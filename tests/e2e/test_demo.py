@@ -107,6 +107,13 @@ def test_demo_serves_a_live_dashboard_and_stores_every_machine(tmp_path, browser
     assert len({s["tags"]["machine"] for s in power}) == 8
     assert all(s["count"] >= 20 for s in power), [(s["tags"]["machine"], s["count"]) for s in power]
 
+    # Work orders opened from the analysed history by the sample rules, beside the store, none of them progressed.
+    orders = wattline("orders", "list", "--store", str(store), "--json")
+    assert orders.returncode == 0, orders.stderr
+    opened = json.loads(orders.stdout)
+    assert opened and {o["status"] for o in opened} == {"open"}
+    assert all(o["owner"] for o in opened if o["auto_dispatched"])
+
 
 def test_ctrl_c_stops_cleanly_and_keeps_what_was_received(tmp_path):
     store = tmp_path / "x.db"

@@ -52,7 +52,7 @@ def collect(config: Path = ConfigArg, store: Optional[str] = StoreOpt, shard: Op
 
 def check(
     config: list[Path] = typer.Option(
-        ..., "--config", "-c", dir_okay=False,
+        ..., "--config", "-c", dir_okay=False, metavar="FILE",
         help="Collector YAML file; give it once per collector of the plant to also refuse nodes that two of them "
         "collect into the same store.",
     ),

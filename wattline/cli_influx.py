@@ -48,8 +48,8 @@ def replicate(
     store: str = typer.Option(
         ..., "--store", "-s", help="The edge InfluxDB (influx://HOST:PORT?org=...&bucket=...&token_file=...), whose bucket is replicated."
     ),
-    to: str = typer.Option(
-        ..., "--to", help="The central InfluxDB as influx://HOST:PORT?org=...&bucket=...&token_file=... (URL as the edge server "
+    to: Optional[str] = typer.Option(
+        None, "--to", help="The central InfluxDB as influx://HOST:PORT?org=...&bucket=...&token_file=... (URL as the edge server "
         "reaches it; the token is stored in the edge server as its remote and needs write access to the central buckets).",
     ),
     name: str = typer.Option("wattline-central", "--name", help="Name of the remote on the edge; streams are NAME:BUCKET."),
@@ -65,6 +65,10 @@ def replicate(
     edge = _influx_settings(store, "--store")
     if remove:
         lines = remove_replication(edge, name)
+    elif to is None:
+        from core.errors import ConfigError
+
+        raise ConfigError("which central server? give --to influx://HOST:PORT?org=...&bucket=...&token_file=...")
     else:
         lines = setup_replication(edge, _influx_settings(to, "--to"), name=name, rollups=rollups, max_queue_mb=max_queue_mb,
                                   max_age_days=max_age_days, drop_non_retryable=drop_non_retryable)

@@ -31,9 +31,9 @@ from core.storage.base import ROLLUP_RESOLUTIONS_S
 from core.storage.influx_flux import rollup_bucket, task_name
 from core.storage.influx_settings import InfluxSettings, _coerce_settings
 
-#: InfluxDB's own default queue bound is 64 MiB, about 10 minutes at 1,000 values/s: too small for a link outage of
-#: hours. 1 GiB holds about 3 hours at 1,000 values/s (~100 B of line protocol per value, measured in
-#: tests/storage/test_influx_replication.py).
+#: Bound of each stream's queue [MiB]. The queue holds gzip-compressed line protocol: 7.1-7.5 B per value measured for
+#: one dense series (tests/storage/test_influx_replication.py); a plant's many series compress less. InfluxDB's own
+#: default, 64 MiB, is too small to ride out a link outage of hours at a few thousand values/s.
 DEFAULT_QUEUE_MB = 1024
 #: Queued data older than this is dropped by the edge (InfluxDB's default, one week) [days].
 DEFAULT_MAX_AGE_DAYS = 7

@@ -53,6 +53,20 @@ def card(title: str, body, *, extra=None) -> html.Div:
     return html.Div([html.Div(head, className="card-head"), body], className="card")
 
 
+def downloads(csv_id: str, parquet_id: str, csv_href: str) -> html.Span:
+    """A table's download buttons: CSV and Parquet of the same rows. The Parquet link follows the CSV link's href
+    (:func:`dashboard.exports.install_parquet_twins`), so callbacks only set the CSV one."""
+    return html.Span([html.A("Download CSV", id=csv_id, href=csv_href, className="button"),
+                      html.A("Parquet", id=parquet_id, href=parquet_href(csv_href), className="button")],
+                     className="downloads")
+
+
+def parquet_href(csv_href: str) -> str:
+    """``/export/x.csv?q`` -> ``/export/x.parquet?q``."""
+    path, sep, query = csv_href.partition("?")
+    return path.removesuffix(".csv") + ".parquet" + sep + query
+
+
 def graph(graph_id: str) -> dcc.Graph:
     """A Plotly graph without the mode bar clutter a plant screen does not need."""
     return dcc.Graph(

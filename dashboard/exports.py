@@ -11,6 +11,8 @@ import time
 
 from flask import Response, request
 
+from dashboard import ids
+
 #: Media type of each download format.
 TABLE_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
@@ -30,6 +32,23 @@ def table_body(frame, fmt: str) -> tuple[bytes, str]:
         frame.to_parquet(buf, index=False, compression="zstd")
         return buf.getvalue(), TABLE_TYPES["parquet"]
     raise ValueError(f"table format {fmt!r}; valid: {', '.join(TABLE_TYPES)}")
+
+
+#: The pages' CSV download links (ids) and their Parquet twins (:func:`dashboard.components.downloads`).
+PARQUET_TWINS = {ids.COL_EXPORT: ids.COL_EXPORT_PARQUET, ids.COL_QUALITY_EXPORT: ids.COL_QUALITY_EXPORT_PARQUET,
+                 ids.MAT_EXPORT: ids.MAT_EXPORT_PARQUET}
+#: In the browser: the Parquet link's href is the CSV link's with .parquet (no server round trip, no data).
+_TWIN_JS = """function(href) {
+    return href ? href.replace(/\\.csv(\\?|$)/, '.parquet$1') : window.dash_clientside.no_update;
+}"""
+
+
+def install_parquet_twins(app) -> None:
+    """Keep every Parquet download link's href equal to its CSV link's (site, period, filters) as callbacks set it."""
+    from dash import Input, Output
+
+    for csv_id, parquet_id in PARQUET_TWINS.items():
+        app.clientside_callback(_TWIN_JS, Output(parquet_id, "href"), Input(csv_id, "href"))
 
 
 def install_exports(app) -> None:
@@ -164,3 +183,4 @@ def install_exports(app) -> None:
     table("top-machines", top_machines)
     table("series", series)
     app.server.add_url_rule("/report/monthly.pdf", "wattline_report_monthly", monthly_report)
+    install_parquet_twins(app)

@@ -82,6 +82,8 @@ COL_TABLE = "col-table"
 COL_QUALITY = "col-quality"
 COL_EXPORT = "col-export"
 COL_QUALITY_EXPORT = "col-quality-export"
+COL_EXPORT_PARQUET = "col-export-parquet"
+COL_QUALITY_EXPORT_PARQUET = "col-quality-export-parquet"
 
 # -- materials (/materials) ---------------------------------------------------------------------------------------------------
 MAT_STATUS = "mat-status"
@@ -90,6 +92,7 @@ MAT_SEARCH = "mat-search"
 MAT_TOP = "mat-top"
 MAT_TAIL = "mat-tail"
 MAT_EXPORT = "mat-export"
+MAT_EXPORT_PARQUET = "mat-export-parquet"
 
 # -- enterprise KPIs (/enterprise) ----------------------------------------------------------------------------------------------
 ENT_STATUS = "ent-status"

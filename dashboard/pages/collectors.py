@@ -24,7 +24,7 @@ from dashboard.collectors import (
     quality_rows,
     table,
 )
-from dashboard.components import card, code, empty_state, forbidden, page_header
+from dashboard.components import card, code, downloads, empty_state, forbidden, page_header
 
 dash.register_page(__name__, path="/collectors", name="Collectors", title="Wattline · Collectors", order=8)
 
@@ -33,8 +33,8 @@ def layout(**_kwargs) -> html.Div:
     """Page skeleton; the tables are filled by the callback (every 10 s and when site or period change)."""
     if not may_open(current_user(), __name__):
         return forbidden()
-    export = html.A("Download CSV", id=ids.COL_EXPORT, href="/export/collectors.csv", className="button")
-    quality_export = html.A("Download CSV", id=ids.COL_QUALITY_EXPORT, href="/export/quality.csv", className="button")
+    export = downloads(ids.COL_EXPORT, ids.COL_EXPORT_PARQUET, "/export/collectors.csv")
+    quality_export = downloads(ids.COL_QUALITY_EXPORT, ids.COL_QUALITY_EXPORT_PARQUET, "/export/quality.csv")
     return html.Div(
         [
             page_header("Collectors and data quality",

@@ -11,7 +11,7 @@ import dash_ag_grid as dag
 from dash import Input, Output, dcc, html
 
 from dashboard import ids
-from dashboard.components import card, graph, page_header
+from dashboard.components import card, downloads, graph, page_header
 from dashboard.materials import materials_for, tail_figure, top_figure
 
 dash.register_page(__name__, path="/materials", name="Materials", title="Wattline · Materials", order=3)
@@ -39,7 +39,7 @@ def layout(**_kwargs) -> html.Div:
     """Skeleton; the callback fills it for the sites chosen in the header."""
     search = dcc.Input(id=ids.MAT_SEARCH, type="search", placeholder="Search material id ...", debounce=False,
                        className="search")
-    export = html.A("Download CSV", id=ids.MAT_EXPORT, href="/export/materials.csv", className="button")
+    export = downloads(ids.MAT_EXPORT, ids.MAT_EXPORT_PARQUET, "/export/materials.csv")
     return html.Div(
         [
             page_header("Materials", "Production energy per kg and per good unit of each material over the period, "

@@ -21,13 +21,11 @@ from dashboard.tests.test_api_v1 import PLANT, POWER_KW
 TABLES = ("findings", "collectors", "quality", "materials", "enterprise", "top-machines", "series")
 
 
-@pytest.fixture
-def app(tmp_path, users_path):
-    from dashboard.app import close_store, create_app
-
+def make_store(path) -> None:
+    """Two days of three machines in two sites up to the last whole hour, and an analysis run's findings."""
     end_s = int(time.time()) // 3600 * 3600
     times = np.arange(end_s - 2 * 86400, end_s + 1, 300, dtype=np.int64)
-    with SQLiteStore(tmp_path / "plant.db") as st:
+    with SQLiteStore(path) as st:
         for (site, line, machine), kw in POWER_KW.items():
             tags = machine_tags(line, machine, site=site)
             write_field(st, "electrical", "energy_kwh", tags, times, 500.0 + kw * (times - times[0]) / 3600)
@@ -37,6 +35,13 @@ def app(tmp_path, users_path):
             results.write_findings("run-1", [
                 Event("north/l1/m1", "idle_running", t0, t0 + dt.timedelta(hours=2), 12.5, {"cost": 2.5}),
                 Event("south/s1/p1", "off_shift_load", t0, t0 + dt.timedelta(hours=2), 7.0, {"cost": 0.7})])
+
+
+@pytest.fixture
+def app(tmp_path, users_path):
+    from dashboard.app import close_store, create_app
+
+    make_store(tmp_path / "plant.db")
     app = create_app(str(tmp_path / "plant.db"), users=users_path, plant=parse_plant(PLANT, "<plant>"), tz="UTC")
     yield app
     close_store(app)

@@ -480,5 +480,7 @@ def write_output_series(store: Store, run: str, name: str, frame: pd.DataFrame) 
             tag_dict[tag] = str(value)
         for field_name in fields:
             column = frame[field_name].to_numpy(dtype=float)[index]
-            n += store.write_arrays(SeriesKey.of(measurement, tag_dict, field_name), times[index], column)
+            # A run's outputs are history written at once: the bulk layout (SQLite's columnar chunks) writes a year
+            # of hourly outputs per machine several times faster than the row path, with the same semantics.
+            n += store.write_arrays(SeriesKey.of(measurement, tag_dict, field_name), times[index], column, bulk=True)
     return n, fields

@@ -17,6 +17,7 @@ import typer
 from core.errors import WattlineError
 from wattline import __version__
 from wattline.cli_analyze import register as register_analyze_command
+from wattline.cli_anomalies import anomalies_app
 from wattline.cli_backup import register as register_backup_commands
 from wattline.cli_collect import register as register_collect_commands
 from wattline.cli_dashboard import register as register_dashboard_command
@@ -41,6 +42,7 @@ app.add_typer(influx_app, name="influx")
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
 app.add_typer(orders_app, name="orders")
+app.add_typer(anomalies_app, name="anomalies")
 register_collect_commands(app)
 register_analyze_command(app)
 register_dashboard_command(app)

@@ -6,6 +6,10 @@ from the store, scored by :class:`analytics.anomaly.stream.AnomalyStream` (event
 are written with ``core.storage.results`` under one run id (each write replaces the run's findings, so a reader sees
 the current state). The models are refitted on a schedule (``refit`` seconds, nightly by default) in a supervised
 background thread (``core.supervise``); a failed refit is logged and retried, the old models keep scoring meanwhile.
+
+The users' false-alarm budgets and patterns marked as normal (:mod:`analytics.anomaly.preferences`, the file beside
+the store) are read at start and again whenever the file changes: a new budget moves the machine's threshold and a
+marked pattern stops being reported from the next tick on, without refitting.
 """
 
 from __future__ import annotations
@@ -64,11 +68,26 @@ class Follower:
         Run id the findings are stored under.
     echo : callable
         Prints a line (a new finding).
+    preferences : Path, optional
+        The anomaly preferences file (budgets, normal patterns); None: none.
+    window_s : int
+        Window length the models are fitted and the new data scored at [s]: 900 as ``wattline analyze`` (findings
+        agree with a batch run); 60 finds a large excess within minutes (a window is scored once complete, and an
+        event needs a few windows of evidence: about 4 smoothing and 4 persistence windows).
     """
 
     def __init__(self, store: Any, plant_file: Any, history_days: float, run: str,
-                 echo: Callable[[str], None] = typer.echo) -> None:
+                 echo: Callable[[str], None] = typer.echo, preferences: Any = None, window_s: int = WINDOW_S) -> None:
+        if int(window_s) <= 0 or 86400 % int(window_s):
+            from core.errors import ConfigError
+
+            raise ConfigError(f"--window {window_s} s does not divide a day; use e.g. 1m, 5m or 15m")
+        self.window_s = int(window_s)
         self.store, self.run, self.echo = store, run, echo
+        self.preferences = preferences
+        self._prefs_stamp: tuple | None = None
+        self._prefs: Any = None
+        self.known: list = []  # meter faults found so far (an anomaly overlapping one is that fault)
         self.history_s = int(history_days * 86400)
         self.notes: list = []
         self.stored, _, _ = _energy_machines(store)
@@ -84,7 +103,7 @@ class Follower:
         """End of the newest complete window with data [ns]."""
         with self._store_lock:
             _, _, last = _energy_machines(self.store)
-        w = WINDOW_S * NS
+        w = self.window_s * NS
         return (last // w) * w
 
     def read(self, start_ns: int, stop_ns: int):
@@ -92,7 +111,8 @@ class Follower:
         from analytics.quality import find_meter_faults
 
         with self._store_lock:
-            data = IntervalData.from_store(self.store, self.plant, _utc(start_ns), _utc(stop_ns), resolution_s=WINDOW_S)
+            data = IntervalData.from_store(self.store, self.plant, _utc(start_ns), _utc(stop_ns),
+                                           resolution_s=self.window_s)
         return data, find_meter_faults(data)
 
     def fit(self, stop_ns: int):
@@ -101,7 +121,27 @@ class Follower:
 
         start = stop_ns - self.history_s * NS
         data, quality = self.read(start, stop_ns)
-        return PlantAnomalies().fit(data, quality=quality)
+        self._load_preferences()
+        settings = None if self._prefs is None else self._prefs.plant_settings()
+        return PlantAnomalies(settings).fit(data, quality=quality)
+
+    def _load_preferences(self) -> bool:
+        """Re-read the preferences file when it changed since the last read; True when it did."""
+        if self.preferences is None:
+            return False
+        from pathlib import Path
+
+        from analytics.anomaly.preferences import read_preferences
+
+        try:
+            st = Path(self.preferences).stat()
+            stamp: tuple | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        if stamp == self._prefs_stamp and self._prefs is not None:
+            return False
+        self._prefs, self._prefs_stamp = read_preferences(self.preferences), stamp
+        return True
 
     def start(self) -> None:
         from analytics.anomaly.stream import AnomalyStream
@@ -110,6 +150,8 @@ class Follower:
         self.echo(f"fitting anomaly models on {self.history_s / 86400:g} days up to {_utc(until).isoformat()}")
         self.stream = AnomalyStream(self.fit(until))
         self._next = until
+        self.echo(f"following {len(self.stream.model.detectors)} machine(s) in {self.window_s / 60:g}-min windows "
+                  f"from {_utc(until).isoformat()}")
 
     def tick(self) -> int:
         """Score the windows completed since the last tick; returns how many windows were scored."""
@@ -117,7 +159,14 @@ class Follower:
         if until <= self._next:
             return 0
         data, quality = self.read(self._next, until)
-        events = self.stream.update(data, quality, known=list(quality.events))
+        try:
+            if self._load_preferences():
+                self.stream.set_preferences(dict(self._prefs.alerts_per_week), self._prefs.patterns_by_machine())
+        except Exception as exc:  # a bad file must not stop the follower: the last good preferences stay
+            log.error("anomaly preferences %s not applied: %s", self.preferences, exc)
+        kept_from = self.stream.tail_start
+        self.known = [k for k in self.known if kept_from is None or k.end > kept_from] + list(quality.events)
+        events = self.stream.update(data, quality, known=self.known)
         self._next = until
         from core.storage.results import results_for
 
@@ -137,15 +186,29 @@ class Follower:
         log.info("anomaly models refitted up to %s", _utc(self._next).isoformat())
 
 
+def _preferences_file(store_url: str, explicit: Any = None) -> Any:
+    """The anomaly preferences file of the store, None for a store without a place for one (defaults apply)."""
+    from analytics.anomaly.preferences import preferences_path
+    from analytics.errors import AnalyticsError
+
+    try:
+        return preferences_path(store_url, explicit)
+    except AnalyticsError as exc:
+        log.info("%s", exc)
+        return None
+
+
 def run_follow(store_url: str, plant_file: Any, every_s: int, history_days: float = 28.0, refit_s: float = 86400.0,
-               run: str | None = None, stop: threading.Event | None = None) -> Follower:
+               run: str | None = None, stop: threading.Event | None = None, preferences: Any = None,
+               window_s: int = WINDOW_S) -> Follower:
     """Follow the store until ``stop`` is set (Ctrl-C ends it from the command line)."""
     from core.storage import open_store
     from core.supervise import Supervisor
 
     stop = stop or threading.Event()
     with open_store(store_url) as store:
-        follower = Follower(store, plant_file, history_days, run or "follow-anomalies")
+        follower = Follower(store, plant_file, history_days, run or "follow-anomalies",
+                            preferences=_preferences_file(store_url, preferences), window_s=window_s)
         follower.start()
         supervisor = Supervisor(prefix="analyze")
 

@@ -82,7 +82,7 @@ def test_follow_scores_new_windows_and_matches_a_batch_run(tmp_path):
         hit = [e for e in streamed if e.machine == MACHINES[1] and e.start < EXTRA[1] and EXTRA[0] < e.end]
         assert len(hit) == 1 and hit[0].excess_kwh == pytest.approx(4 * EXTRA[2], rel=0.35)
         # A batch detection over the same range with the same models finds the same.
-        s_ns, e_ns = follower.stream.data().start, follower.stream.data().stop
+        s_ns, e_ns = follower.stream.start, follower.stream.stop
         data = IntervalData.from_store(store, None, s_ns, e_ns, resolution_s=900)
         quality = find_meter_faults(data)
         batch = model.detect(data, model.expected(data), quality.mask if quality.mask is not None else

@@ -92,7 +92,8 @@ def finding_order_rows(findings: list, orders: Iterable[Mapping[str, Any]], plan
     for ev in findings:
         row = finding_rows([ev], plant, default_tz)[0]
         tz = site_info(row["site"], plant, default_tz).tz
-        rows.append({**row, **order_cells(by_pattern.get(f"{ev.machine}:{ev.kind}"), tz, now)})
+        rows.append({**row, "excess_kwh": float(ev.excess_kwh),
+                     **order_cells(by_pattern.get(f"{ev.machine}:{ev.kind}"), tz, now)})
     rows.sort(key=lambda r: -(r["kwh"] or 0))
     return rows
 

@@ -153,7 +153,7 @@ def register_callbacks(app: dash.Dash) -> None:
         now = dt.datetime.now(dt.UTC)
         rows = grid_rows(finding_order_rows(ctx.findings, orders or [], ctx.plant, current_settings().tz, now),
                          category)
-        kwh = sum(r["kwh"] for r in rows if r["category"] == "Waste")
+        kwh = sum(r["excess_kwh"] for r in rows if r["category"] == "Waste")  # unrounded: equals the analysis total
         currencies = {r["currency"] for r in rows if r["cost"] is not None}
         money = fmt_money(sum(r["cost"] or 0 for r in rows), currencies.pop()) if len(currencies) == 1 else None
         status = f"{len(rows)} findings · {fmt_energy(kwh)} avoidable" + (f" · {money}" if money else "")

@@ -16,7 +16,7 @@ from dash import Input, Output, dcc, html
 
 from dashboard import ids
 from dashboard.access import PAGE_ROLES, allow, current_user, may_open
-from dashboard.components import card, forbidden, graph, page_header
+from dashboard.components import card, downloads, forbidden, graph, page_header
 from dashboard.overview import fmt_co2, fmt_energy, fmt_money, fmt_pct
 
 dash.register_page(__name__, path="/enterprise", name="Enterprise", title="Wattline · Enterprise KPIs", order=5)
@@ -43,7 +43,7 @@ def layout(**_kwargs) -> html.Div:
     month = dcc.Dropdown(id=ids.ENT_MONTH, options=months, value=months[0]["value"], clearable=False,
                          className="selector")
     pdf = html.A("Monthly report (PDF)", id=ids.ENT_PDF, href="/report/monthly.pdf", className="button")
-    export = html.A("Download CSV", id=ids.ENT_EXPORT, href="/export/enterprise.csv", className="button")
+    export = downloads(ids.ENT_EXPORT, ids.ENT_EXPORT_PARQUET, "/export/enterprise.csv")
     return html.Div(
         [
             page_header("Enterprise KPIs", "Every site at a glance: energy, EnPI, what is still avoidable, and how "

@@ -40,9 +40,10 @@ def href(driver, element_id: str) -> str:
     ("collectors", ids.COL_QUALITY_EXPORT, ids.COL_QUALITY_EXPORT_PARQUET),
     ("collectors", ids.COL_EXPORT, ids.COL_EXPORT_PARQUET),
     ("materials", ids.MAT_EXPORT, ids.MAT_EXPORT_PARQUET),
+    ("enterprise", ids.ENT_EXPORT, ids.ENT_EXPORT_PARQUET),
 ])
 def test_parquet_links_follow_the_csv_links(browser, server, page, csv_id, parquet_id):  # noqa: F811
-    browser_login(browser, server.url, "erik")  # engineer of north
+    browser_login(browser, server.url, "carla" if page == "enterprise" else "erik")  # the CDO; an engineer of north
     browser.get(server.url + page)
     csv = wait_for(lambda: href(browser, csv_id) if "period=" in href(browser, csv_id) else None,
                    what=f"the {page} page's CSV link with site and period", timeout=40)

@@ -24,6 +24,7 @@ statistics use ``p = 1`` (the parameters were estimated on other data).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any, ClassVar, Literal
@@ -34,6 +35,7 @@ from pydantic import Field
 
 from analytics.data import NS, IntervalData
 from analytics.errors import AnalyticsError, InsufficientDataError
+from analytics.parallel import Fanout, ParallelSettings
 from core.config import FrozenModel
 from core.notices import Notice
 
@@ -496,6 +498,70 @@ class ScopeModel:
         return dict(zip(self.columns, self.coef))
 
 
+def _fit_scope_item(item: tuple, s: BaselineSettings) -> tuple[ScopeModel | None, list[Notice]]:
+    """Fit one scope: ``item`` is ``(scope, members, rows, groups, row_s)``; the model (None when the scope has too
+    little data) and its warnings. A unit of :meth:`analytics.parallel.Fanout.map` (runs in a worker)."""
+    scope, members, rows, groups, row_s = item
+    ok = np.flatnonzero(rows.valid)
+    row_h = row_s / 3600
+    if len(ok) * row_h < s.min_hours:
+        return None, [Notice("analytics.baseline.insufficient_data",
+                             f"{scope}: {len(ok) * row_h:.0f} h of complete data, {s.min_hours} h needed; "
+                             "no baseline for it", {"scope": scope, "hours": len(ok) * row_h})]
+    names = ["hours"]
+    cand: dict[str, list[list[int]]] = {}
+    for group, alternatives in groups.items():
+        cand[group] = []
+        for alt in alternatives:
+            cand[group].append(list(range(len(names), len(names) + len(alt))))
+            names += alt
+    design = _Design(rows, names, ok)
+    y = rows.energy[ok]
+    n_hold = max(1, round(len(ok) * s.holdout_fraction))
+    n_train = len(ok) - n_hold
+    chosen, cols, cv = _select(design, y, n_train, cand, s)
+    idx = np.asarray(cols)
+
+    def solve(a: int, b: int) -> np.ndarray:
+        """Ridge fit on rows [a, b); with ``robust``, Huber re-weighting so that sporadic abnormal periods (waste
+        left in the training data) pull the baseline less than normal operation does."""
+        weights = None
+        full = np.zeros(len(names))
+        for _ in range(1 + (s.robust_iterations if s.robust else 0)):
+            G, c, _ = design.gram(y, a, b, weights)
+            full[:] = 0.0
+            full[idx] = _ridge(G[np.ix_(idx, idx)], c[idx], s.ridge_alpha)
+            resid = y - design.predict(full)
+            scale = 1.4826 * float(np.median(np.abs(resid[a:b] - np.median(resid[a:b]))))
+            if scale <= 0:
+                break
+            weights = np.minimum(1.0, s.huber_k * scale / np.maximum(np.abs(resid), 1e-12))
+        return full
+
+    beta = solve(0, n_train)
+    pred_h = design.predict(beta, n_train)
+    hold = g14_statistics(y[n_train:], pred_h, 1)
+    t_hold = rows.times_ns[ok][n_train:]
+    month_obs = monthly_totals(t_hold, y[n_train:], rows.timezone)
+    month_pred = monthly_totals(t_hold, pred_h, rows.timezone)
+    monthly = g14_statistics(month_obs.to_numpy(), month_pred.to_numpy(), 1)
+    # The model kept is refitted on all valid rows with the chosen drivers.
+    beta = solve(0, len(y))
+    fit = g14_statistics(y, design.predict(beta), len(cols))
+    beta = beta[idx]
+    hourly_ok = passes(hold, G14_HOURLY) if row_s <= 3600 else None
+    monthly_ok = passes(monthly, G14_MONTHLY)
+    verdicts = [v for v in (hourly_ok, monthly_ok) if v is not None]
+    stats = {"holdout": hold, "holdout_monthly": monthly, "fit": fit, "cv_rmse_selection_kwh": cv,
+             "passes_hourly": hourly_ok, "passes_monthly": monthly_ok,
+             "passes_g14": bool(verdicts and all(verdicts)), "row_s": row_s,
+             "holdout_start": pd.Timestamp(int(t_hold[0]), tz="UTC").isoformat() if len(t_hold) else None}
+    t_ok = rows.times_ns[ok]
+    return ScopeModel(scope, members, [names[c] for c in cols], [float(b) for b in beta], chosen, rows.timezone,
+                      stats, pd.Timestamp(int(t_ok[0]), tz="UTC").isoformat(),
+                      pd.Timestamp(int(t_ok[-1]) + row_s * NS, tz="UTC").isoformat(), len(ok)), []
+
+
 class Baseline:
     """Energy baselines per machine, line and site (see the module docstring).
 
@@ -520,7 +586,7 @@ class Baseline:
         self.train_end: str | None = None
 
     # -- fit -----------------------------------------------------------------------------------------------------------------
-    def fit(self, data: IntervalData, exclude: np.ndarray | None = None) -> Baseline:
+    def fit(self, data: IntervalData, exclude: np.ndarray | None = None, fanout: Fanout | None = None) -> Baseline:
         """Fit every scope.
 
         Parameters
@@ -543,91 +609,38 @@ class Baseline:
         inputs = _Inputs(data, exclude, s)
         self.models, self.warnings = {}, []
         self.train_start, self.train_end = data.start.isoformat(), data.stop.isoformat()
+        ids, infos = data.machine_ids, list(data.machines.values())
+        order: list[tuple[str, tuple[int, ...]]] = [(f"{level}:{key}", tuple(members)) for level in s.scopes
+                                                    for key, members in data.groups(level).items()]
+        todo: dict[tuple[int, ...], str] = {}  # a line of one machine, a site of one line: the same model, fitted once
+        for scope, members in order:
+            todo.setdefault(members, scope)
         best_rows = 0
-        done: dict[tuple[int, ...], ScopeModel | None] = {}
-        for level in s.scopes:
-            for key, members in data.groups(level).items():
-                if tuple(members) in done:  # a line of one machine, a site of one line: the same model
-                    same = done[tuple(members)]
-                    if same is not None:
-                        self.models[f"{level}:{key}"] = replace(same, scope=f"{level}:{key}")
-                    continue
-                rows = inputs.rows(members, factor)
+
+        def items() -> Iterator[tuple]:
+            nonlocal best_rows
+            for members, scope in todo.items():
+                rows = inputs.rows(list(members), factor)
                 best_rows = max(best_rows, int(rows.valid.sum()))
-                model = self._fit_scope(f"{level}:{key}", [data.machine_ids[i] for i in members], rows,
-                                        inputs.groups_available(members, s.drivers, s), factor * data.resolution_s)
-                done[tuple(members)] = model
-                if model is not None:
-                    self.models[model.scope] = model
+                yield (scope, [ids[i] for i in members], rows, inputs.groups_available(list(members), s.drivers, s),
+                       factor * data.resolution_s)
+
+        fitted = (fanout or Fanout(ParallelSettings(jobs=1))).map(
+            _fit_scope_item, items(), list(todo.values()), [infos[m[0]].site for m in todo], "baseline", shared=s)
+        done: dict[tuple[int, ...], ScopeModel | None] = {}
+        for members, (model, notes) in zip(todo, fitted):
+            done[members] = model
+            self.warnings.extend(notes)
+        for scope, members in order:
+            same = done[members]
+            if same is not None:
+                self.models[scope] = same if same.scope == scope else replace(same, scope=scope)
         if not self.models:
             hours = best_rows * factor * data.hours
             raise InsufficientDataError(
                 f"no scope has enough valid data for a baseline: at most {hours:.0f} h of complete data, "
                 f"{s.min_hours} h needed (coverage >= {s.min_coverage:.0%}, meter faults excluded)")
         return self
-
-    def _fit_scope(self, scope: str, members: list[str], rows: _Rows, groups: dict[str, list[list[str]]],
-                   row_s: int) -> ScopeModel | None:
-        s = self.settings
-        ok = np.flatnonzero(rows.valid)
-        row_h = row_s / 3600
-        if len(ok) * row_h < s.min_hours:
-            self.warnings.append(Notice("analytics.baseline.insufficient_data",
-                                        f"{scope}: {len(ok) * row_h:.0f} h of complete data, {s.min_hours} h needed; "
-                                        "no baseline for it", {"scope": scope, "hours": len(ok) * row_h}))
-            return None
-        names = ["hours"]
-        cand: dict[str, list[list[int]]] = {}
-        for group, alternatives in groups.items():
-            cand[group] = []
-            for alt in alternatives:
-                cand[group].append(list(range(len(names), len(names) + len(alt))))
-                names += alt
-        design = _Design(rows, names, ok)
-        y = rows.energy[ok]
-        n_hold = max(1, round(len(ok) * s.holdout_fraction))
-        n_train = len(ok) - n_hold
-        chosen, cols, cv = _select(design, y, n_train, cand, s)
-        idx = np.asarray(cols)
-
-        def solve(a: int, b: int) -> np.ndarray:
-            """Ridge fit on rows [a, b); with ``robust``, Huber re-weighting so that sporadic abnormal periods (waste
-            left in the training data) pull the baseline less than normal operation does."""
-            weights = None
-            full = np.zeros(len(names))
-            for _ in range(1 + (s.robust_iterations if s.robust else 0)):
-                G, c, _ = design.gram(y, a, b, weights)
-                full[:] = 0.0
-                full[idx] = _ridge(G[np.ix_(idx, idx)], c[idx], s.ridge_alpha)
-                resid = y - design.predict(full)
-                scale = 1.4826 * float(np.median(np.abs(resid[a:b] - np.median(resid[a:b]))))
-                if scale <= 0:
-                    break
-                weights = np.minimum(1.0, s.huber_k * scale / np.maximum(np.abs(resid), 1e-12))
-            return full
-
-        beta = solve(0, n_train)
-        pred_h = design.predict(beta, n_train)
-        hold = g14_statistics(y[n_train:], pred_h, 1)
-        t_hold = rows.times_ns[ok][n_train:]
-        month_obs = monthly_totals(t_hold, y[n_train:], rows.timezone)
-        month_pred = monthly_totals(t_hold, pred_h, rows.timezone)
-        monthly = g14_statistics(month_obs.to_numpy(), month_pred.to_numpy(), 1)
-        # The model kept is refitted on all valid rows with the chosen drivers.
-        beta = solve(0, len(y))
-        fit = g14_statistics(y, design.predict(beta), len(cols))
-        beta = beta[idx]
-        hourly_ok = passes(hold, G14_HOURLY) if row_s <= 3600 else None
-        monthly_ok = passes(monthly, G14_MONTHLY)
-        verdicts = [v for v in (hourly_ok, monthly_ok) if v is not None]
-        stats = {"holdout": hold, "holdout_monthly": monthly, "fit": fit, "cv_rmse_selection_kwh": cv,
-                 "passes_hourly": hourly_ok, "passes_monthly": monthly_ok,
-                 "passes_g14": bool(verdicts and all(verdicts)), "row_s": row_s,
-                 "holdout_start": pd.Timestamp(int(t_hold[0]), tz="UTC").isoformat() if len(t_hold) else None}
-        t_ok = rows.times_ns[ok]
-        return ScopeModel(scope, members, [names[c] for c in cols], [float(b) for b in beta], chosen, rows.timezone,
-                          stats, pd.Timestamp(int(t_ok[0]), tz="UTC").isoformat(),
-                          pd.Timestamp(int(t_ok[-1]) + row_s * NS, tz="UTC").isoformat(), len(ok))
 
     # -- use -----------------------------------------------------------------------------------------------------------------
     def _require(self) -> None:

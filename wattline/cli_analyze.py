@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from analytics.parallel import ParallelSettings
 from core.errors import ConfigError, WattlineError
 
 log = logging.getLogger(__name__)
@@ -132,14 +133,14 @@ def _fine_power(store, machines: dict[str, dict]):
     return read
 
 
-def _baselines(data, exclude, notes: list):
+def _baselines(data, exclude, notes: list, fanout=None):
     """The fitted baseline (``analytics.baseline``, meter-fault windows left out) and its statistics per scope;
     ``(None, [])`` when there is too little data. The anomaly detector scores residuals of this same model."""
     from analytics.baseline import Baseline
     from analytics.errors import InsufficientDataError
 
     try:
-        model = Baseline().fit(data, exclude=exclude)
+        model = Baseline().fit(data, exclude=exclude, fanout=fanout)
     except InsufficientDataError as exc:
         from core.notices import Notice
 
@@ -149,24 +150,18 @@ def _baselines(data, exclude, notes: list):
     return model, model.statistics()
 
 
-def _anomaly_settings(store_url: str):
-    """Anomaly settings with the users' budgets and patterns marked as normal (analytics.anomaly.preferences)."""
-    from analytics.anomaly.preferences import read_preferences
-    from wattline.cli_follow import _preferences_file
-
-    path = _preferences_file(store_url)
-    return None if path is None else read_preferences(path).plant_settings()
-
-
 def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop: str | None,
-                json_path: Path | None, run: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run the analysis and return the report (see :mod:`analytics.report`)."""
+                json_path: Path | None, run: str | None = None, progress: bool = True,
+                parallel: ParallelSettings | None = None) -> dict[str, Any]:
+    """Run the analysis and return the report (see :mod:`analytics.report`); ``parallel`` says where the per-machine
+    fits and scoring run (:mod:`analytics.parallel`; default: worker processes on this box)."""
     from tqdm import tqdm
 
     from analytics.data import IntervalData
     from analytics.errors import AnalyticsError
     from analytics.potential import ReductionPotential
     from analytics.quality import find_meter_faults
+    from analytics.parallel import Fanout
     from analytics.report import build_report, event_row, summary_lines
     from core.storage import open_store
 
@@ -175,7 +170,7 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
         raise ConfigError(f"--to {stop} is not after --from {start}; give a range that holds data")
     notes: list = []
     steps = ["read", "meter faults", "causes", "baselines", "report"]
-    with open_store(store_url) as store:
+    with open_store(store_url) as store, Fanout(parallel) as fan:
         stored, first, last = _energy_machines(store)
         if not stored:
             raise AnalyzeError(f"store {store_url} holds no energy data (measurement 'electrical' with site, line and "
@@ -203,6 +198,7 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
                 bar.close()
                 raise AnalyzeError(f"this installation cannot read interval data from a store ({exc}); "
                                    "update Wattline") from None
+            fan.work = len(data.frame)  # with analytics.jobs unset, small data are fitted in this process
             bar.update(1)
             bar.set_postfix_str("meter faults")
             quality = find_meter_faults(data)
@@ -211,11 +207,10 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
             potential = ReductionPotential().fit(data, fault=quality.mask, fine_power=_fine_power(store, stored))
             bar.update(1)
             bar.set_postfix_str("baselines")
-            baseline, baselines = _baselines(data, quality.mask, notes)
+            baseline, baselines = _baselines(data, quality.mask, notes, fan)
             from analytics.anomaly.plant import find_anomalies
 
-            anomalies, found_notes = find_anomalies(data, quality, potential, baseline=baseline,
-                                                    settings=_anomaly_settings(store_url))
+            anomalies, found_notes = find_anomalies(data, quality, potential, baseline=baseline, fanout=fan)
             notes.extend(found_notes)
             bar.update(1)
         except AnalyticsError as exc:
@@ -284,21 +279,21 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
         follow: bool = typer.Option(False, "--follow", help="Keep scoring the newest intervals for anomalies (models fitted on the last 28 days, refitted nightly); Ctrl-C stops."),
         every: str = typer.Option("5m", "--every", help="With --follow: how often to score new intervals (e.g. 5m, 90s)."),
-        window: str = typer.Option("15m", "--window", help="With --follow: window the new data are scored in (15m as the batch analysis; 1m reports a large excess within minutes)."),
-        history: float = typer.Option(28.0, "--history", help="With --follow: days of history the models are fitted on.", min=1),
-        config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (key: store); options override it.", dir_okay=False),
+        cluster: str | None = typer.Option(None, "--cluster", help="Dask scheduler address (tcp://host:8786): the per-machine fits and scoring run on its workers (config key analytics.cluster). Default: this box."),
+        jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes on this box when no --cluster is given (config key analytics.jobs). Default: one per CPU core for large data (1,000,000 machine-windows and more), else in this process; 1: in this process."),
+        config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (keys: store, analytics); options override it.", dir_okay=False),
     ) -> None:
         """Find where energy is wasted, how much and why: reduction potential by cause in kWh, money and CO2, meter
         faults, baselines; prints a summary and writes the JSON report."""
         from wattline.cli import _require_existing_store
         from wattline.settings import read_app_settings
 
-        settings = read_app_settings(config, {"store": store})
+        settings = read_app_settings(config, {"store": store, "analytics": {"cluster": cluster, "jobs": jobs}})
         _require_existing_store(settings.store)
         if follow:
             from wattline.cli_follow import parse_every, run_follow
 
-            run_follow(settings.store, plant, parse_every(every), history_days=history, run=run,
-                       window_s=parse_every(window))
+            run_follow(settings.store, plant, parse_every(every), run=run)
             return
-        run_analyze(settings.store, plant, start, stop, json_file, run=run, progress=not quiet)
+        run_analyze(settings.store, plant, start, stop, json_file, run=run, progress=not quiet,
+                    parallel=settings.analytics)

@@ -123,6 +123,10 @@ def build_services(cfg: ServeConfig) -> list[Service]:
         args = ["analyze", *store, "--quiet", "--run", a.run]
         if a.plant is not None:
             args += ["--plant", str(a.plant)]
+        if a.cluster is not None:
+            args += ["--cluster", a.cluster]
+        if a.jobs is not None:
+            args += ["--jobs", str(a.jobs)]
         services.append(Service("analytics", args, every_s=a.every_s, kind="analytics",
                                 lookback_s=a.lookback_days * 86400))
         if a.follow:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
+from analytics.parallel import ParallelSettings
 from core.config import FrozenModel, parse_config, read_yaml
 from core.errors import ConfigError
 
@@ -39,8 +40,9 @@ class CollectorService(FrozenModel):
     config: Path = Field(description="The collector's YAML file (see collectors/opcua/sample.yaml).")
 
 
-class AnalyticsSettings(FrozenModel):
-    """Scheduled ``wattline analyze`` runs (and the streaming ``analyze --follow`` where this installation has it)."""
+class AnalyticsSettings(ParallelSettings):
+    """Scheduled ``wattline analyze`` runs (and the streaming ``analyze --follow`` where this installation has it);
+    ``cluster`` and ``jobs`` (:class:`analytics.parallel.ParallelSettings`) say where their fits run."""
 
     enabled: bool = True
     every_s: float = Field(3600.0, ge=1, description="Time between the starts of two runs [s].")

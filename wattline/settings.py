@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from analytics.parallel import ParallelSettings
 from core.config import FrozenModel, deep_merge, parse_config, read_yaml
 
 DEFAULT_STORE = "wattline.db"
@@ -40,6 +41,7 @@ class AppSettings(FrozenModel):
     store: str = Field(DEFAULT_STORE, description="Store URL: a file path, sqlite:///path or influx://host:port?...")
     demo: DemoSettings = DemoSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    analytics: ParallelSettings = ParallelSettings()
 
 
 def read_app_settings(path: Path | None, overrides: dict | None = None) -> AppSettings:

@@ -12,16 +12,14 @@ are complete and not explained already (meter faults and windows a known waste c
 waste does not become "normal"), its threshold set by the machine's false-alarm budget (alerts per week, per machine
 overridable). An anomaly that overlaps a known finding of the same machine (a waste cause or a meter fault) is that
 finding and is not reported twice; only events with energy above the baseline are reported (a machine drawing less
-than expected is not waste). Patterns a user marked as normal (signatures per machine: the scored signals'
-directions, the other signals' deviations from their usual hourly values and the time of day, see
-:func:`_plant_signature`) are suppressed; budgets and patterns change on a fitted model with :meth:`set_preferences`
-(``analytics.anomaly.preferences`` keeps them in a file beside the store).
+than expected is not waste). Patterns a user marked as normal (signatures per machine) are suppressed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,6 +29,7 @@ from pydantic import Field
 from analytics.anomaly.detector import DetectedEvent, Detector, DetectorSettings
 from analytics.data import NS, IntervalData
 from analytics.errors import AnalyticsError, InsufficientDataError
+from analytics.parallel import Fanout, ParallelSettings
 from core.config import FrozenModel
 from core.model import Event
 from core.notices import Notice
@@ -85,24 +84,6 @@ def _features(data: IntervalData, i: int, expected: np.ndarray | None, rows: sli
     return frame[keep]
 
 
-def _signal_matrices(data: IntervalData, expected: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Every signal of :func:`_features` as a (machines x windows) matrix."""
-    h = data.hours
-    res = float(data.resolution_s)
-
-    def mat(col: str) -> np.ndarray:
-        return data.matrix(col).astype(float)
-
-    energy = mat("energy_kwh")
-    power = mat("power_mean_kw")
-    out = {"power_kw": np.where(np.isfinite(power), power, energy / h), "running_share": mat("s_running") / res,
-           "idle_share": mat("s_idle") / res, "production_rate": mat("good") / h,
-           "air_flow": mat("air_flow_m3_min"), "outdoor_temp": mat("outdoor_temp_c")}
-    if expected is not None:
-        out["residual_kw"] = (energy - expected) / h
-    return out
-
-
 class PlantAnomalies:
     """Anomalies per machine (see the module docstring).
 
@@ -115,10 +96,6 @@ class PlantAnomalies:
         self.settings = settings or PlantAnomalySettings()
         self.detectors: dict[str, Detector] = {}
         self._profiles: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-        #: Per machine: usual good count per running window [units] and mean daily energy [kWh] of the fitted range,
-        #: what an event's production note and severity compare with (so an event depends on its own windows and the
-        #: model only: a streamed event is final once its machine is back to normal).
-        self._refs: dict[str, tuple[float, float]] = {}
         self.baseline: Any = None
         self.events: list[Event] = []
         self.duplicates = 0
@@ -131,28 +108,8 @@ class PlantAnomalies:
         budget = self.settings.alerts_per_week.get(path)
         return s if budget is None else s.model_copy(update={"alerts_per_week": float(budget)})
 
-    def is_normal(self, path: str, signature: dict[str, float]) -> bool:
-        """True when ``signature`` (a finding's) matches a pattern of machine ``path`` marked as normal."""
-        from analytics.anomaly.detector import signature_similarity
-
-        limit = self.settings.detector.suppress_similarity
-        return any(signature_similarity(p, signature) >= limit for p in self.settings.normal_patterns.get(path, []))
-
-    def set_preferences(self, alerts_per_week: dict[str, float], normal_patterns: dict[str, list[dict]]) -> None:
-        """Apply the users' false-alarm budgets per machine [alerts/week] and patterns marked as normal (signatures
-        per machine) to the fitted detectors without refitting: a changed budget recalibrates the machine's threshold
-        on its stored calibration scores (:meth:`Detector.with_settings`), patterns replace the machine's list.
-        Budgets and patterns of machines not given return to the defaults (none)."""
-        self.settings = self.settings.model_copy(update={
-            "alerts_per_week": {str(k): float(v) for k, v in alerts_per_week.items()},
-            "normal_patterns": {str(k): [dict(p) for p in v] for k, v in normal_patterns.items()}})
-        for path, det in list(self.detectors.items()):
-            want = self.detector_settings(path).alerts_per_week
-            if want != det.settings.alerts_per_week:
-                det = det.with_settings(alerts_per_week=want)
-            self.detectors[path] = det
-
-    def fit(self, data: IntervalData, baseline: Any = None, quality: Any = None, potential: Any = None) -> PlantAnomalies:
+    def fit(self, data: IntervalData, baseline: Any = None, quality: Any = None, potential: Any = None,
+            fanout: Fanout | None = None) -> PlantAnomalies:
         """Fit a detector per machine and find its anomalies over ``data``.
 
         Parameters
@@ -164,42 +121,73 @@ class PlantAnomalies:
             Meter faults: left out of the fit, and anomalies overlapping them are not reported.
         potential : analytics.potential.ReductionPotential, optional
             Fitted: windows its causes claimed are left out of the fit, anomalies overlapping its findings dropped.
+        fanout : analytics.parallel.Fanout, optional
+            Where the machines' detectors are fitted and scored (one item per machine, batched by site); default: in
+            this process. The results are the same either way: each machine is fitted and scored on its own rows.
         """
         if not data.machines or data.n_times == 0:
             raise AnalyticsError("no interval data to assess for anomalies")
         fault, claimed, known = known_findings(data, quality, potential)
         self.warnings = []
-        expected = self._expected(data, baseline, fault)
-        coverage = data.matrix("coverage").astype(float)
-        self.detectors, self._profiles, self._refs = {}, {}, {}
-        need = int(self.settings.min_days * 86400 / data.resolution_s)
+        expected = self._expected(data, baseline, fault, fanout)
+        ids = data.machine_ids
+        known_by: dict[str, list[Event]] = {}
+        for k in known:
+            known_by.setdefault(k.machine, []).append(k)
+
+        def items() -> Iterator[tuple]:
+            # Each machine travels with its own rows only (a worker never receives the whole plant).
+            for i, path in enumerate(ids):
+                yield (data.select([path]), None if expected is None else expected[i:i + 1], fault[i:i + 1],
+                       claimed[i:i + 1], known_by.get(path, []))
+
+        results = (fanout or Fanout(ParallelSettings(jobs=1))).map(
+            _machine_item, items(), ids, [info.site for info in data.machines.values()], "anomaly detector",
+            shared=self.settings)
+        self.detectors, self._profiles, self.events = {}, {}, []
+        self.duplicates = self.suppressed = 0
         skipped = []
-        for i, path in enumerate(data.machines):
-            feats = _features(data, i, None if expected is None else expected[i])
-            usable = (coverage[i] >= MIN_COVERAGE) & ~fault[i] & (claimed[i] <= 1e-9) & feats.notna().all(axis=1).to_numpy()
-            if usable.sum() < need or feats.shape[1] == 0:
+        for path, (fitted, events, duplicates, suppressed) in zip(ids, results):
+            if fitted is None:
                 skipped.append(path)
                 continue
-            det = Detector(self.detector_settings(path))
-            # Scored: the baseline residual where there is a baseline (the machine's drivers are in it already; raw
-            # power, states and production are bimodal on/off signals whose level the baseline explains), else the
-            # multivariate features. The other signals explain an event (_explaining_signals).
-            scored = ["residual_kw"] if "residual_kw" in feats.columns else list(feats.columns)
-            self._profiles[path] = _hour_profiles(feats[usable], data.machines[path].timezone)
-            try:
-                det.fit(feats.loc[usable, scored])
-            except InsufficientDataError:
-                skipped.append(path)
-                continue
-            self.detectors[path] = det
-            self._refs[path] = _references(data, i)
+            self.detectors[path], self._profiles[path] = fitted
+            self.events.extend(events)
+            self.duplicates += duplicates
+            self.suppressed += suppressed
+        self.events.sort(key=lambda e: (e.start, e.machine))
         if skipped:
             self.warnings.append(Notice("analytics.anomaly.insufficient_data",
                                         f"{len(skipped)} machine(s) have under {self.settings.min_days:g} days of "
                                         f"usable data and were not assessed for anomalies: {', '.join(skipped[:5])}",
                                         {"machines": skipped[:100]}))
-        self.events = self.detect(data, expected, fault, known)
         return self
+
+    def _fit_machine(self, data: IntervalData, i: int, expected: np.ndarray | None, fault: np.ndarray,
+                     claimed: np.ndarray) -> bool:
+        """Fit machine ``i``'s detector (kept in ``detectors``, with its signals' hour profiles); False with too
+        little usable data."""
+        path = data.machine_ids[i]
+        need = int(self.settings.min_days * 86400 / data.resolution_s)
+        coverage = data.matrix("coverage")[i].astype(float)
+        feats = _features(data, i, None if expected is None else expected[i])
+        usable = (coverage >= MIN_COVERAGE) & ~fault[i] & (claimed[i] <= 1e-9) & feats.notna().all(axis=1).to_numpy()
+        if usable.sum() < need or feats.shape[1] == 0:
+            return False
+        det = Detector(self.detector_settings(path))
+        # Scored: the baseline residual where there is a baseline (the machine's drivers are in it already; raw
+        # power, states and production are bimodal on/off signals whose level the baseline explains), else the
+        # multivariate features. The other signals explain an event (_explaining_signals).
+        scored = ["residual_kw"] if "residual_kw" in feats.columns else list(feats.columns)
+        profile = _hour_profiles(feats[usable], data.machines[path].timezone)
+        try:
+            det.fit(feats.loc[usable, scored])
+        except InsufficientDataError:
+            return False
+        for pattern in self.settings.normal_patterns.get(path, []):
+            det.mark_normal(pattern)
+        self.detectors[path], self._profiles[path] = det, profile
+        return True
 
     def machine_signals(self, data: IntervalData, i: int, expected: np.ndarray | None,
                         fault: np.ndarray) -> pd.DataFrame:
@@ -213,25 +201,8 @@ class PlantAnomalies:
                 feats[col] = np.nan
         return feats.where(pd.Series(~fault[i], index=feats.index), np.nan)
 
-    def signal_arrays(self, data: IntervalData, expected: np.ndarray | None,
-                      fault: np.ndarray) -> dict[str, np.ndarray]:
-        """Per machine path with a detector: its scored signals as a (windows x signals) array in the detector's
-        column order, meter-fault windows blanked -- :meth:`machine_signals` for all machines at once, without a
-        pandas frame per machine (what a streaming step scores)."""
-        mats = _signal_matrices(data, expected)
-        nan = np.full(data.n_times, np.nan)
-        out = {}
-        for i, path in enumerate(data.machines):
-            det = self.detectors.get(path)
-            if det is None:
-                continue
-            x = np.column_stack([mats[c][i] if c in mats else nan for c in det.columns])
-            x[fault[i]] = np.nan
-            out[path] = x
-        return out
-
     def detect(self, data: IntervalData, expected: np.ndarray | None, fault: np.ndarray, known: list[Event],
-               scores: dict[str, np.ndarray] | None = None, first: dict[str, int] | None = None) -> list[Event]:
+               scores: dict[str, np.ndarray] | None = None) -> list[Event]:
         """Anomaly findings of ``data`` with the fitted detectors (no refit).
 
         Parameters
@@ -245,9 +216,6 @@ class PlantAnomalies:
             Known findings; overlapping anomalies of the same machine are not reported.
         scores : dict, optional
             Path -> smoothed scores per window, when already computed (streaming).
-        first : dict, optional
-            Path -> first window to look at: only these machines, each from its window on (a streaming scorer
-            re-detects only the machines whose events are not settled yet, from where they are not).
         """
         from analytics.potential import site_economics
 
@@ -256,21 +224,16 @@ class PlantAnomalies:
         self.duplicates = self.suppressed = 0
         for i, path in enumerate(data.machines):
             det = self.detectors.get(path)
-            if det is None or (first is not None and path not in first):
+            if det is None:
                 continue
-            f = 0 if first is None else int(first[path])
-            if scores is not None and not bool(np.any(scores[path][f:] >= 1.0)):
+            if scores is not None and not bool(np.any(scores[path] >= 1.0)):
                 continue  # no row reached the threshold: no event can open (the streaming fast path)
-            pred = det.predict(self.machine_signals(data, i, expected, fault).iloc[f:],
-                               score=None if scores is None else scores[path][f:])
+            pred = det.predict(self.machine_signals(data, i, expected, fault),
+                               score=None if scores is None else scores[path])
             self.suppressed += len(pred.suppressed)
             for ev in pred.events:
-                ev.first, ev.stop = ev.first + f, ev.stop + f
                 found = self._event(data, i, ev, expected, econ)
                 if found is None:
-                    continue
-                if self.is_normal(path, found.details["signature"]):
-                    self.suppressed += 1
                     continue
                 if any(k.machine == path and k.start < found.end and found.start < k.end for k in known):
                     self.duplicates += 1
@@ -279,14 +242,15 @@ class PlantAnomalies:
         events.sort(key=lambda e: (e.start, e.machine))
         return events
 
-    def _expected(self, data: IntervalData, baseline: Any, fault: np.ndarray) -> np.ndarray | None:
+    def _expected(self, data: IntervalData, baseline: Any, fault: np.ndarray,
+                  fanout: Fanout | None = None) -> np.ndarray | None:
         """Expected energy per machine and window [kWh] from the baseline (fitted here when None; None when none can
         be fitted). The baseline is kept (``self.baseline``) for scoring new windows."""
         from analytics.baseline import Baseline
 
         try:
             if baseline is None:
-                baseline = Baseline().fit(data, exclude=fault)
+                baseline = Baseline().fit(data, exclude=fault, fanout=fanout)
             self.baseline = baseline
             return self.expected(data)
         except InsufficientDataError as exc:
@@ -336,24 +300,22 @@ class PlantAnomalies:
             cost = float(np.nansum(energy_cost(e.tariff, e.timezone, t[a:b], np.clip(excess_w, 0, None))))
         if e is not None and e.co2_kg_per_kwh is not None:
             co2 = kwh * float(e.co2_kg_per_kwh)
-        deviations = _signal_deviations(data, i, a, b, self._profiles.get(info.path))
-        names = list(dict.fromkeys(ev.top_signals() + _explaining_signals(deviations)))
+        names = list(dict.fromkeys(ev.top_signals() + _explaining_signals(data, i, a, b, self._profiles.get(info.path))))
         signals = [SIGNAL_NAMES.get(s, s) for s in names]
-        ref_good, daily = self._refs.get(info.path) or _references(data, i)
-        prod = _production_note(data, i, a, b, ref_good)
+        prod = _production_note(data, i, a, b)
         tz = zoneinfo.ZoneInfo((e.timezone if e is not None else None) or info.timezone or "UTC")
         local = start.astimezone(tz)
-        signature = _plant_signature(ev.signature, deviations, local.hour + local.minute / 60)
         pct = f"{100 * kwh / base:.0f}% " if base > 1e-6 else ""
         money = "" if cost is None or currency is None else (f", {cost:,.0f} {currency}" if cost >= 10
                                                              else f", {cost:,.2f} {currency}")
         text = (f"{info.machine} drew {pct}({kwh / hours:,.0f} kW) above its baseline for {_duration(hours)} on "
                 f"{local.strftime('%A %d %b')} from {local.strftime('%H:%M')}{prod}: {kwh:,.0f} kWh{money}; "
                 f"main signals: {', '.join(signals)}")
+        daily = float(np.nansum(data.matrix("energy_kwh")[i].astype(float))) / max(data.n_times * data.hours / 24, 1e-9)
         details = {"cost": None if cost is None else round(cost, 4), "co2_kg": None if co2 is None else round(co2, 4),
                    "currency": currency, "severity": round(float(np.clip(kwh / max(daily, 1e-9), 0, 1)), 4),
                    "explanation": text, "signals": names, "contributions": ev.to_dict()["contributions"],
-                   "signature": signature, "peak_score": round(ev.peak_score, 3),
+                   "signature": ev.to_dict()["signature"], "peak_score": round(ev.peak_score, 3),
                    "baseline_kwh": round(base, 3), "excess_fraction": round(kwh / base, 4) if base > 1e-6 else None}
         return Event(info.path, "anomaly", start, end, kwh, details)
 
@@ -361,6 +323,19 @@ class PlantAnomalies:
         """Per machine: the detector's threshold and calibration; the counts of events, duplicates and suppressed."""
         return {"machines": {p: d.to_dict() for p, d in self.detectors.items()}, "events": len(self.events),
                 "duplicates_of_known_findings": self.duplicates, "suppressed_as_normal": self.suppressed}
+
+
+def _machine_item(item: tuple, settings: PlantAnomalySettings) -> tuple:
+    """Fit and score one machine: ``item`` is ``(data, expected, fault, claimed, known)`` of that machine alone;
+    returns ``(fitted, events, duplicates, suppressed)``, ``fitted`` being ``(detector, hour profiles)`` or None
+    (too little usable data). A unit of :meth:`analytics.parallel.Fanout.map` (runs in a worker)."""
+    data, expected, fault, claimed, known = item
+    model = PlantAnomalies(settings)
+    if not model._fit_machine(data, 0, expected, fault, claimed):
+        return None, [], 0, 0
+    path = data.machine_ids[0]
+    events = model.detect(data, expected, fault, known)
+    return (model.detectors[path], model._profiles[path]), events, model.duplicates, model.suppressed
 
 
 def known_findings(data: IntervalData, quality: Any = None, potential: Any = None
@@ -399,46 +374,22 @@ def _hour_profiles(feats: pd.DataFrame, tz: str) -> dict[str, tuple[np.ndarray, 
     return out
 
 
-def _signal_deviations(data: IntervalData, i: int, a: int, b: int, profiles: dict | None) -> dict[str, float]:
-    """Per signal (not the residual): its mean over windows ``[a, b)`` in robust spreads from its usual value at those
-    local hours (the fitted hour profiles)."""
+def _explaining_signals(data: IntervalData, i: int, a: int, b: int, profiles: dict | None,
+                        min_z: float = 3.0) -> list[str]:
+    """Signals whose mean over windows ``[a, b)`` stands over ``min_z`` spreads from their usual value at those hours,
+    largest first."""
     if not profiles:
-        return {}
+        return []
     feats = _features(data, i, None, slice(a, b))
     hour = _local_hour(pd.DatetimeIndex(feats.index), list(data.machines.values())[i].timezone)
-    out = {}
+    found = []
     for col, (med, scale) in profiles.items():
         if col not in feats.columns:
             continue
         z = (feats[col].to_numpy(float) - med[hour]) / scale[hour]
-        if np.isfinite(z).any():
-            out[col] = float(np.nanmean(z))
-    return out
-
-
-def _explaining_signals(deviations: dict[str, float], min_z: float = 3.0) -> list[str]:
-    """Signals standing over ``min_z`` spreads from their usual value (:func:`_signal_deviations`), largest first."""
-    found = [(abs(z), col) for col, z in deviations.items() if abs(z) >= min_z]
+        if np.isfinite(z).any() and abs(float(np.nanmean(z))) >= min_z:
+            found.append((abs(float(np.nanmean(z))), col))
     return [c for _, c in sorted(found, reverse=True)]
-
-
-def _plant_signature(scored: dict[str, float], deviations: dict[str, float], local_hour: float) -> dict[str, float]:
-    """What "the same pattern" means for a finding marked as normal, as a unit vector (compared by cosine
-    similarity, :func:`analytics.anomaly.detector.signature_similarity`): the detector's own signature (the scored
-    signals' directions, weight 1), every other signal's deviation from its usual value at those hours (z / 3 clipped
-    to +-1: a signal standing 3 spreads out or more weighs as much as the scored ones, however far out) and the local
-    time of day the event started (a point on the 24-h circle, weight 1: with two signals moved, excesses 2 h apart
-    match at the default similarity of 0.9, 4 h apart do not). A residual-only detector signs every excess alike, so
-    without the other signals and the time of day one mark would mute all of a machine's excesses: with them a night
-    left running (power up, running time up, 02:00) and a day-time excess at normal production (13:00) differ."""
-    vec = {k: float(v) for k, v in scored.items()}
-    for col, z in deviations.items():
-        if np.isfinite(z):
-            vec[col] = vec.get(col, 0.0) + float(np.clip(z / 3.0, -1.0, 1.0))
-    angle = 2 * np.pi * (local_hour % 24) / 24
-    vec["hour_cos"], vec["hour_sin"] = float(np.cos(angle)), float(np.sin(angle))
-    norm = float(np.linalg.norm(list(vec.values()))) or 1.0
-    return {k: round(v / norm, 4) for k, v in vec.items()}
 
 
 def _duration(hours: float) -> str:
@@ -447,27 +398,14 @@ def _duration(hours: float) -> str:
     return f"{hours:.1f} h".replace(".0 h", " h") if hours < 48 else f"{hours / 24:.1f} days"
 
 
-def _references(data: IntervalData, i: int) -> tuple[float, float]:
-    """Machine ``i``'s usual good count per running window [units] (NaN without production counts) and its mean daily
-    energy [kWh] over ``data``."""
+def _production_note(data: IntervalData, i: int, a: int, b: int) -> str:
+    """' with normal production' / ' with production N% above/below usual' / '' (no production counts)."""
     good = data.matrix("good")[i].astype(float)
-    running = data.matrix("s_running")[i].astype(float)
-    on = running > 0.5 * data.resolution_s
-    ref = np.nan
-    if np.isfinite(good).any() and np.nansum(good) > 0 and on.any():
-        with np.errstate(all="ignore"):
-            ref = float(np.nanmedian(good[on])) if np.isfinite(good[on]).any() else np.nan
-    daily = float(np.nansum(data.matrix("energy_kwh")[i].astype(float))) / max(data.n_times * data.hours / 24, 1e-9)
-    return ref, daily
-
-
-def _production_note(data: IntervalData, i: int, a: int, b: int, ref: float) -> str:
-    """' with normal production' / ' with production N% above/below usual' / '' (no production counts); ``ref``: the
-    usual good count per running window (:func:`_references`)."""
-    good = data.matrix("good")[i, a:b].astype(float)
-    if not np.isfinite(good).any():
+    if not np.isfinite(good).any() or np.nansum(good) <= 0:
         return ""
-    now = np.nanmean(good)
+    running = data.matrix("s_running")[i].astype(float)
+    ref = np.nanmedian(good[running > 0.5 * data.resolution_s]) if (running > 0.5 * data.resolution_s).any() else np.nan
+    now = np.nanmean(good[a:b])
     if not np.isfinite(ref) or ref <= 0 or not np.isfinite(now):
         return ""
     ratio = now / ref
@@ -477,11 +415,13 @@ def _production_note(data: IntervalData, i: int, a: int, b: int, ref: float) -> 
 
 
 def find_anomalies(data: IntervalData, quality: Any = None, potential: Any = None, baseline: Any = None,
-                   settings: PlantAnomalySettings | None = None) -> tuple[list[Event], list[Notice]]:
+                   settings: PlantAnomalySettings | None = None,
+                   fanout: Fanout | None = None) -> tuple[list[Event], list[Notice]]:
     """Anomaly findings for ``wattline analyze``: the events and the warnings; a failure is a warning, not a crash
-    (the rest of the analysis stands without anomalies)."""
+    (the rest of the analysis stands without anomalies). ``fanout``: see :meth:`PlantAnomalies.fit`."""
     try:
-        found = PlantAnomalies(settings).fit(data, baseline=baseline, quality=quality, potential=potential)
+        found = PlantAnomalies(settings).fit(data, baseline=baseline, quality=quality, potential=potential,
+                                             fanout=fanout)
     except AnalyticsError as exc:
         return [], [Notice("analytics.anomaly.not_assessed", f"anomalies were not assessed: {exc}", {})]
     return found.events, found.warnings

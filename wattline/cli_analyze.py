@@ -150,6 +150,15 @@ def _baselines(data, exclude, notes: list, fanout=None):
     return model, model.statistics()
 
 
+def _anomaly_settings(store_url: str):
+    """Anomaly settings with the users' budgets and patterns marked as normal (analytics.anomaly.preferences)."""
+    from analytics.anomaly.preferences import read_preferences
+    from wattline.cli_follow import _preferences_file
+
+    path = _preferences_file(store_url)
+    return None if path is None else read_preferences(path).plant_settings()
+
+
 def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop: str | None,
                 json_path: Path | None, run: str | None = None, progress: bool = True,
                 parallel: ParallelSettings | None = None) -> dict[str, Any]:
@@ -210,7 +219,8 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
             baseline, baselines = _baselines(data, quality.mask, notes, fan)
             from analytics.anomaly.plant import find_anomalies
 
-            anomalies, found_notes = find_anomalies(data, quality, potential, baseline=baseline, fanout=fan)
+            anomalies, found_notes = find_anomalies(data, quality, potential, baseline=baseline, fanout=fan,
+                                                    settings=_anomaly_settings(store_url))
             notes.extend(found_notes)
             bar.update(1)
         except AnalyticsError as exc:
@@ -279,6 +289,8 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
         follow: bool = typer.Option(False, "--follow", help="Keep scoring the newest intervals for anomalies (models fitted on the last 28 days, refitted nightly); Ctrl-C stops."),
         every: str = typer.Option("5m", "--every", help="With --follow: how often to score new intervals (e.g. 5m, 90s)."),
+        window: str = typer.Option("15m", "--window", help="With --follow: window the new data are scored in (15m as the batch analysis; 1m reports a large excess within minutes)."),
+        history: float = typer.Option(28.0, "--history", help="With --follow: days of history the models are fitted on.", min=1),
         cluster: str | None = typer.Option(None, "--cluster", help="Dask scheduler address (tcp://host:8786): the per-machine fits and scoring run on its workers (config key analytics.cluster). Default: this box."),
         jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes on this box when no --cluster is given (config key analytics.jobs). Default: one per CPU core for large data (1,000,000 machine-windows and more), else in this process; 1: in this process."),
         config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (keys: store, analytics); options override it.", dir_okay=False),
@@ -293,7 +305,8 @@ def register(app: typer.Typer) -> None:
         if follow:
             from wattline.cli_follow import parse_every, run_follow
 
-            run_follow(settings.store, plant, parse_every(every), run=run)
+            run_follow(settings.store, plant, parse_every(every), history_days=history, run=run,
+                       window_s=parse_every(window))
             return
         run_analyze(settings.store, plant, start, stop, json_file, run=run, progress=not quiet,
                     parallel=settings.analytics)

@@ -12,7 +12,10 @@ are complete and not explained already (meter faults and windows a known waste c
 waste does not become "normal"), its threshold set by the machine's false-alarm budget (alerts per week, per machine
 overridable). An anomaly that overlaps a known finding of the same machine (a waste cause or a meter fault) is that
 finding and is not reported twice; only events with energy above the baseline are reported (a machine drawing less
-than expected is not waste). Patterns a user marked as normal (signatures per machine) are suppressed.
+than expected is not waste). Patterns a user marked as normal (signatures per machine: the scored signals'
+directions, the other signals' deviations from their usual hourly values and the time of day, see
+:func:`_plant_signature`) are suppressed; budgets and patterns change on a fitted model with :meth:`set_preferences`
+(``analytics.anomaly.preferences`` keeps them in a file beside the store).
 """
 
 from __future__ import annotations
@@ -84,6 +87,24 @@ def _features(data: IntervalData, i: int, expected: np.ndarray | None, rows: sli
     return frame[keep]
 
 
+def _signal_matrices(data: IntervalData, expected: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Every signal of :func:`_features` as a (machines x windows) matrix."""
+    h = data.hours
+    res = float(data.resolution_s)
+
+    def mat(col: str) -> np.ndarray:
+        return data.matrix(col).astype(float)
+
+    energy = mat("energy_kwh")
+    power = mat("power_mean_kw")
+    out = {"power_kw": np.where(np.isfinite(power), power, energy / h), "running_share": mat("s_running") / res,
+           "idle_share": mat("s_idle") / res, "production_rate": mat("good") / h,
+           "air_flow": mat("air_flow_m3_min"), "outdoor_temp": mat("outdoor_temp_c")}
+    if expected is not None:
+        out["residual_kw"] = (energy - expected) / h
+    return out
+
+
 class PlantAnomalies:
     """Anomalies per machine (see the module docstring).
 
@@ -96,6 +117,10 @@ class PlantAnomalies:
         self.settings = settings or PlantAnomalySettings()
         self.detectors: dict[str, Detector] = {}
         self._profiles: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        #: Per machine: usual good count per running window [units] and mean daily energy [kWh] of the fitted range,
+        #: what an event's production note and severity compare with (so an event depends on its own windows and the
+        #: model only: a streamed event is final once its machine is back to normal).
+        self._refs: dict[str, tuple[float, float]] = {}
         self.baseline: Any = None
         self.events: list[Event] = []
         self.duplicates = 0
@@ -107,6 +132,27 @@ class PlantAnomalies:
         s = self.settings.detector
         budget = self.settings.alerts_per_week.get(path)
         return s if budget is None else s.model_copy(update={"alerts_per_week": float(budget)})
+
+    def is_normal(self, path: str, signature: dict[str, float]) -> bool:
+        """True when ``signature`` (a finding's) matches a pattern of machine ``path`` marked as normal."""
+        from analytics.anomaly.detector import signature_similarity
+
+        limit = self.settings.detector.suppress_similarity
+        return any(signature_similarity(p, signature) >= limit for p in self.settings.normal_patterns.get(path, []))
+
+    def set_preferences(self, alerts_per_week: dict[str, float], normal_patterns: dict[str, list[dict]]) -> None:
+        """Apply the users' false-alarm budgets per machine [alerts/week] and patterns marked as normal (signatures
+        per machine) to the fitted detectors without refitting: a changed budget recalibrates the machine's threshold
+        on its stored calibration scores (:meth:`Detector.with_settings`), patterns replace the machine's list.
+        Budgets and patterns of machines not given return to the defaults (none)."""
+        self.settings = self.settings.model_copy(update={
+            "alerts_per_week": {str(k): float(v) for k, v in alerts_per_week.items()},
+            "normal_patterns": {str(k): [dict(p) for p in v] for k, v in normal_patterns.items()}})
+        for path, det in list(self.detectors.items()):
+            want = self.detector_settings(path).alerts_per_week
+            if want != det.settings.alerts_per_week:
+                det = det.with_settings(alerts_per_week=want)
+            self.detectors[path] = det
 
     def fit(self, data: IntervalData, baseline: Any = None, quality: Any = None, potential: Any = None,
             fanout: Fanout | None = None) -> PlantAnomalies:
@@ -145,13 +191,14 @@ class PlantAnomalies:
             _machine_item, items(), ids, [info.site for info in data.machines.values()], "anomaly detector",
             shared=self.settings)
         self.detectors, self._profiles, self.events = {}, {}, []
+        self._refs = {}
         self.duplicates = self.suppressed = 0
         skipped = []
         for path, (fitted, events, duplicates, suppressed) in zip(ids, results):
             if fitted is None:
                 skipped.append(path)
                 continue
-            self.detectors[path], self._profiles[path] = fitted
+            self.detectors[path], self._profiles[path], self._refs[path] = fitted
             self.events.extend(events)
             self.duplicates += duplicates
             self.suppressed += suppressed
@@ -184,9 +231,8 @@ class PlantAnomalies:
             det.fit(feats.loc[usable, scored])
         except InsufficientDataError:
             return False
-        for pattern in self.settings.normal_patterns.get(path, []):
-            det.mark_normal(pattern)
         self.detectors[path], self._profiles[path] = det, profile
+        self._refs[path] = _references(data, i)
         return True
 
     def machine_signals(self, data: IntervalData, i: int, expected: np.ndarray | None,
@@ -201,8 +247,25 @@ class PlantAnomalies:
                 feats[col] = np.nan
         return feats.where(pd.Series(~fault[i], index=feats.index), np.nan)
 
+    def signal_arrays(self, data: IntervalData, expected: np.ndarray | None,
+                      fault: np.ndarray) -> dict[str, np.ndarray]:
+        """Per machine path with a detector: its scored signals as a (windows x signals) array in the detector's
+        column order, meter-fault windows blanked -- :meth:`machine_signals` for all machines at once, without a
+        pandas frame per machine (what a streaming step scores)."""
+        mats = _signal_matrices(data, expected)
+        nan = np.full(data.n_times, np.nan)
+        out = {}
+        for i, path in enumerate(data.machines):
+            det = self.detectors.get(path)
+            if det is None:
+                continue
+            x = np.column_stack([mats[c][i] if c in mats else nan for c in det.columns])
+            x[fault[i]] = np.nan
+            out[path] = x
+        return out
+
     def detect(self, data: IntervalData, expected: np.ndarray | None, fault: np.ndarray, known: list[Event],
-               scores: dict[str, np.ndarray] | None = None) -> list[Event]:
+               scores: dict[str, np.ndarray] | None = None, first: dict[str, int] | None = None) -> list[Event]:
         """Anomaly findings of ``data`` with the fitted detectors (no refit).
 
         Parameters
@@ -216,6 +279,9 @@ class PlantAnomalies:
             Known findings; overlapping anomalies of the same machine are not reported.
         scores : dict, optional
             Path -> smoothed scores per window, when already computed (streaming).
+        first : dict, optional
+            Path -> first window to look at: only these machines, each from its window on (a streaming scorer
+            re-detects only the machines whose events are not settled yet, from where they are not).
         """
         from analytics.potential import site_economics
 
@@ -224,16 +290,21 @@ class PlantAnomalies:
         self.duplicates = self.suppressed = 0
         for i, path in enumerate(data.machines):
             det = self.detectors.get(path)
-            if det is None:
+            if det is None or (first is not None and path not in first):
                 continue
-            if scores is not None and not bool(np.any(scores[path] >= 1.0)):
+            f = 0 if first is None else int(first[path])
+            if scores is not None and not bool(np.any(scores[path][f:] >= 1.0)):
                 continue  # no row reached the threshold: no event can open (the streaming fast path)
-            pred = det.predict(self.machine_signals(data, i, expected, fault),
-                               score=None if scores is None else scores[path])
+            pred = det.predict(self.machine_signals(data, i, expected, fault).iloc[f:],
+                               score=None if scores is None else scores[path][f:])
             self.suppressed += len(pred.suppressed)
             for ev in pred.events:
+                ev.first, ev.stop = ev.first + f, ev.stop + f
                 found = self._event(data, i, ev, expected, econ)
                 if found is None:
+                    continue
+                if self.is_normal(path, found.details["signature"]):
+                    self.suppressed += 1
                     continue
                 if any(k.machine == path and k.start < found.end and found.start < k.end for k in known):
                     self.duplicates += 1
@@ -300,22 +371,24 @@ class PlantAnomalies:
             cost = float(np.nansum(energy_cost(e.tariff, e.timezone, t[a:b], np.clip(excess_w, 0, None))))
         if e is not None and e.co2_kg_per_kwh is not None:
             co2 = kwh * float(e.co2_kg_per_kwh)
-        names = list(dict.fromkeys(ev.top_signals() + _explaining_signals(data, i, a, b, self._profiles.get(info.path))))
+        deviations = _signal_deviations(data, i, a, b, self._profiles.get(info.path))
+        names = list(dict.fromkeys(ev.top_signals() + _explaining_signals(deviations)))
         signals = [SIGNAL_NAMES.get(s, s) for s in names]
-        prod = _production_note(data, i, a, b)
+        ref_good, daily = self._refs.get(info.path) or _references(data, i)
+        prod = _production_note(data, i, a, b, ref_good)
         tz = zoneinfo.ZoneInfo((e.timezone if e is not None else None) or info.timezone or "UTC")
         local = start.astimezone(tz)
+        signature = _plant_signature(ev.signature, deviations, local.hour + local.minute / 60)
         pct = f"{100 * kwh / base:.0f}% " if base > 1e-6 else ""
         money = "" if cost is None or currency is None else (f", {cost:,.0f} {currency}" if cost >= 10
                                                              else f", {cost:,.2f} {currency}")
         text = (f"{info.machine} drew {pct}({kwh / hours:,.0f} kW) above its baseline for {_duration(hours)} on "
                 f"{local.strftime('%A %d %b')} from {local.strftime('%H:%M')}{prod}: {kwh:,.0f} kWh{money}; "
                 f"main signals: {', '.join(signals)}")
-        daily = float(np.nansum(data.matrix("energy_kwh")[i].astype(float))) / max(data.n_times * data.hours / 24, 1e-9)
         details = {"cost": None if cost is None else round(cost, 4), "co2_kg": None if co2 is None else round(co2, 4),
                    "currency": currency, "severity": round(float(np.clip(kwh / max(daily, 1e-9), 0, 1)), 4),
                    "explanation": text, "signals": names, "contributions": ev.to_dict()["contributions"],
-                   "signature": ev.to_dict()["signature"], "peak_score": round(ev.peak_score, 3),
+                   "signature": signature, "peak_score": round(ev.peak_score, 3),
                    "baseline_kwh": round(base, 3), "excess_fraction": round(kwh / base, 4) if base > 1e-6 else None}
         return Event(info.path, "anomaly", start, end, kwh, details)
 
@@ -327,7 +400,7 @@ class PlantAnomalies:
 
 def _machine_item(item: tuple, settings: PlantAnomalySettings) -> tuple:
     """Fit and score one machine: ``item`` is ``(data, expected, fault, claimed, known)`` of that machine alone;
-    returns ``(fitted, events, duplicates, suppressed)``, ``fitted`` being ``(detector, hour profiles)`` or None
+    returns ``(fitted, events, duplicates, suppressed)``, ``fitted`` being ``(detector, hour profiles, references)`` or None
     (too little usable data). A unit of :meth:`analytics.parallel.Fanout.map` (runs in a worker)."""
     data, expected, fault, claimed, known = item
     model = PlantAnomalies(settings)
@@ -335,7 +408,7 @@ def _machine_item(item: tuple, settings: PlantAnomalySettings) -> tuple:
         return None, [], 0, 0
     path = data.machine_ids[0]
     events = model.detect(data, expected, fault, known)
-    return (model.detectors[path], model._profiles[path]), events, model.duplicates, model.suppressed
+    return (model.detectors[path], model._profiles[path], model._refs[path]), events, model.duplicates, model.suppressed
 
 
 def known_findings(data: IntervalData, quality: Any = None, potential: Any = None
@@ -374,22 +447,46 @@ def _hour_profiles(feats: pd.DataFrame, tz: str) -> dict[str, tuple[np.ndarray, 
     return out
 
 
-def _explaining_signals(data: IntervalData, i: int, a: int, b: int, profiles: dict | None,
-                        min_z: float = 3.0) -> list[str]:
-    """Signals whose mean over windows ``[a, b)`` stands over ``min_z`` spreads from their usual value at those hours,
-    largest first."""
+def _signal_deviations(data: IntervalData, i: int, a: int, b: int, profiles: dict | None) -> dict[str, float]:
+    """Per signal (not the residual): its mean over windows ``[a, b)`` in robust spreads from its usual value at those
+    local hours (the fitted hour profiles)."""
     if not profiles:
-        return []
+        return {}
     feats = _features(data, i, None, slice(a, b))
     hour = _local_hour(pd.DatetimeIndex(feats.index), list(data.machines.values())[i].timezone)
-    found = []
+    out = {}
     for col, (med, scale) in profiles.items():
         if col not in feats.columns:
             continue
         z = (feats[col].to_numpy(float) - med[hour]) / scale[hour]
-        if np.isfinite(z).any() and abs(float(np.nanmean(z))) >= min_z:
-            found.append((abs(float(np.nanmean(z))), col))
+        if np.isfinite(z).any():
+            out[col] = float(np.nanmean(z))
+    return out
+
+
+def _explaining_signals(deviations: dict[str, float], min_z: float = 3.0) -> list[str]:
+    """Signals standing over ``min_z`` spreads from their usual value (:func:`_signal_deviations`), largest first."""
+    found = [(abs(z), col) for col, z in deviations.items() if abs(z) >= min_z]
     return [c for _, c in sorted(found, reverse=True)]
+
+
+def _plant_signature(scored: dict[str, float], deviations: dict[str, float], local_hour: float) -> dict[str, float]:
+    """What "the same pattern" means for a finding marked as normal, as a unit vector (compared by cosine
+    similarity, :func:`analytics.anomaly.detector.signature_similarity`): the detector's own signature (the scored
+    signals' directions, weight 1), every other signal's deviation from its usual value at those hours (z / 3 clipped
+    to +-1: a signal standing 3 spreads out or more weighs as much as the scored ones, however far out) and the local
+    time of day the event started (a point on the 24-h circle, weight 1: with two signals moved, excesses 2 h apart
+    match at the default similarity of 0.9, 4 h apart do not). A residual-only detector signs every excess alike, so
+    without the other signals and the time of day one mark would mute all of a machine's excesses: with them a night
+    left running (power up, running time up, 02:00) and a day-time excess at normal production (13:00) differ."""
+    vec = {k: float(v) for k, v in scored.items()}
+    for col, z in deviations.items():
+        if np.isfinite(z):
+            vec[col] = vec.get(col, 0.0) + float(np.clip(z / 3.0, -1.0, 1.0))
+    angle = 2 * np.pi * (local_hour % 24) / 24
+    vec["hour_cos"], vec["hour_sin"] = float(np.cos(angle)), float(np.sin(angle))
+    norm = float(np.linalg.norm(list(vec.values()))) or 1.0
+    return {k: round(v / norm, 4) for k, v in vec.items()}
 
 
 def _duration(hours: float) -> str:
@@ -398,14 +495,27 @@ def _duration(hours: float) -> str:
     return f"{hours:.1f} h".replace(".0 h", " h") if hours < 48 else f"{hours / 24:.1f} days"
 
 
-def _production_note(data: IntervalData, i: int, a: int, b: int) -> str:
-    """' with normal production' / ' with production N% above/below usual' / '' (no production counts)."""
+def _references(data: IntervalData, i: int) -> tuple[float, float]:
+    """Machine ``i``'s usual good count per running window [units] (NaN without production counts) and its mean daily
+    energy [kWh] over ``data``."""
     good = data.matrix("good")[i].astype(float)
-    if not np.isfinite(good).any() or np.nansum(good) <= 0:
-        return ""
     running = data.matrix("s_running")[i].astype(float)
-    ref = np.nanmedian(good[running > 0.5 * data.resolution_s]) if (running > 0.5 * data.resolution_s).any() else np.nan
-    now = np.nanmean(good[a:b])
+    on = running > 0.5 * data.resolution_s
+    ref = np.nan
+    if np.isfinite(good).any() and np.nansum(good) > 0 and on.any():
+        with np.errstate(all="ignore"):
+            ref = float(np.nanmedian(good[on])) if np.isfinite(good[on]).any() else np.nan
+    daily = float(np.nansum(data.matrix("energy_kwh")[i].astype(float))) / max(data.n_times * data.hours / 24, 1e-9)
+    return ref, daily
+
+
+def _production_note(data: IntervalData, i: int, a: int, b: int, ref: float) -> str:
+    """' with normal production' / ' with production N% above/below usual' / '' (no production counts); ``ref``: the
+    usual good count per running window (:func:`_references`)."""
+    good = data.matrix("good")[i, a:b].astype(float)
+    if not np.isfinite(good).any():
+        return ""
+    now = np.nanmean(good)
     if not np.isfinite(ref) or ref <= 0 or not np.isfinite(now):
         return ""
     ratio = now / ref

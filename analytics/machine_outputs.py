@@ -7,7 +7,8 @@ and without reading raw points: one row per machine and hour, read only for the 
 The baseline's prediction is the model :class:`analytics.baseline.Baseline` fitted on the analysed range (meter-fault
 windows left out of the fit), predicted for every window of the range: what the machine would have used, given its
 production, states, shifts and weather, had it run like it usually does. Hours are UTC hours (whole hours in every
-zone with a whole-hour offset); an hour whose windows are not all known is NaN, never a partial sum.
+zone with a whole-hour offset); an hour whose windows are not all known is NaN, never a partial sum. Expected energy
+is never below zero.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def machine_hours(data: IntervalData, baseline=None, resolution_s: int = 3600) -
     actual = _fold(data.matrix("energy_kwh"), starts, complete)
     if baseline is not None and baseline.models:
         _keys, predicted = baseline.predict_matrix(data, "machine")
-        expected = _fold(predicted, starts, complete)
+        # A linear model can dip below zero where a machine is off (weekend hours after a busy week): no machine
+        # gives energy back, so the expected energy is floored at zero (NaN stays unknown).
+        expected = np.maximum(_fold(predicted, starts, complete), 0.0)
     else:
         expected = np.full_like(actual, np.nan)
     good_w = data.matrix("good").astype(float)

@@ -44,6 +44,7 @@ def test_hours_sum_the_windows_and_unknown_stays_unknown():
     assert a.loc[hour, "expected_kwh"] == pytest.approx(pred_a.loc[hour: hour + pd.Timedelta(minutes=45)].sum())
     # The baseline follows production: expected energy of a busy hour well above that of a night hour.
     assert a.loc[hour, "expected_kwh"] > 2 * a.loc[pd.Timestamp("2025-01-09 02:00", tz="UTC"), "expected_kwh"]
+    assert (out["expected_kwh"].dropna() >= 0).all()
     # A machine that counts nothing has unknown good units, not zero.
     assert out[out["machine"] == "b"]["good"].isna().all()
     # Nothing else is lost: the total is the windows' total less the incomplete first hour and a's gap hour.

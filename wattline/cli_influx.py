@@ -48,7 +48,7 @@ def replicate(
     store: str = typer.Option(
         ..., "--store", "-s", help="The edge InfluxDB (influx://HOST:PORT?org=...&bucket=...&token_file=...), whose bucket is replicated."
     ),
-    to: Optional[str] = typer.Option(
+    to: str | None = typer.Option(
         None, "--to", help="The central InfluxDB as influx://HOST:PORT?org=...&bucket=...&token_file=... (URL as the edge server "
         "reaches it; the token is stored in the edge server as its remote and needs write access to the central buckets).",
     ),
@@ -93,7 +93,8 @@ def replications(
     if not rows:
         typer.echo("no replication streams")
     for r in rows:
-        state = f"last answer {r['latest_status']}" if r["latest_status"] else "nothing sent yet"
+        state = "nothing sent yet" if r["latest_status"] is None else (
+            f"last answer HTTP {r['latest_status']}" if r["latest_status"] else "last attempt got no answer")
         error = f", error: {r['latest_error']}" if r["latest_error"] else ""
         typer.echo(f"{r['name']}: {r['remaining_bytes']} B to send, {r['queue_bytes']} B queued of "
                    f"{r['max_queue_bytes']} B, {state}{error}")

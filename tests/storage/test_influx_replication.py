@@ -10,6 +10,7 @@ figures in docs/operations.md), never asserted.
 
 from __future__ import annotations
 
+import re
 import statistics
 import subprocess
 import sys
@@ -136,8 +137,15 @@ def test_edge_replicates_to_central_across_a_60s_outage(influx_env, central, tmp
             _sh("stop.sh", str(run_dir))  # the central goes away; its data stays
             t_down = time.monotonic()
             raw_stream = f"wattline-central:{bucket}"
-            wait_for(lambda: next(s for s in get_replication_status(edge) if s["name"] == raw_stream)
-                     ["remaining_bytes"] > 0, 60, "the edge queue to hold unsent data while the central is down")
+
+            def reported_down() -> str | None:
+                """`wattline influx replications` shows the raw stream's unsent bytes and the failed attempt."""
+                out = _wattline("influx", "replications", "--store", _url(edge))
+                line = next((x for x in out.splitlines() if x.startswith(raw_stream + ":")), "")
+                return line if re.search(r": [1-9]\d* B to send", line) and "error:" in line else None
+
+            shown = wait_for(reported_down, 60, "the edge to report unsent data and the failed attempt", interval=1)
+            print(f"\nduring the outage: {shown}")
             time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t_down)))  # the outage under test
             status = next(s for s in get_replication_status(edge) if s["name"] == raw_stream)
             with lock:

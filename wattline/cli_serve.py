@@ -116,7 +116,8 @@ def build_services(cfg: ServeConfig) -> list[Service]:
     """The services a config asks for, in start order (collectors first: they hold data nobody else has)."""
     store = ["--store", cfg.store]
     services = [Service(f"collector-{c.name}" if not c.name.startswith("collector") else c.name,
-                        ["collect", "--config", str(c.config), *store], kind="collector")
+                        ["collect", "--config", str(c.config), *store, *(["--shard", c.shard] if c.shard else [])],
+                        kind="collector")
                 for c in cfg.collectors]
     a = cfg.analytics
     if a.enabled:

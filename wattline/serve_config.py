@@ -38,6 +38,8 @@ class CollectorService(FrozenModel):
 
     name: str = Field(pattern=_NAME)
     config: Path = Field(description="The collector's YAML file (see collectors/opcua/sample.yaml).")
+    shard: str | None = Field(None, pattern=r"^\d+/\d+$", description="INDEX/COUNT: collect only this share of the "
+                              "file's servers ('wattline collect --shard'); several entries may then share one file.")
 
 
 class AnalyticsSettings(ParallelSettings):
@@ -122,6 +124,20 @@ class ServeConfig(FrozenModel):
                 raise ValueError(f"service name {name!r} is used twice (analytics, analytics-follow, orders and "
                                  "dashboard are taken by the built-in services); give each service its own name")
             seen.add(name)
+        return self
+
+    @model_validator(mode="after")
+    def _shards(self):
+        by_file: dict[Path, list[CollectorService]] = {}
+        for c in self.collectors:
+            by_file.setdefault(c.config, []).append(c)
+        for file, entries in by_file.items():
+            shards = [c.shard for c in entries]
+            if len(entries) > 1 and (None in shards or len(set(shards)) < len(shards)
+                                     or len({s.split("/")[1] for s in shards if s}) > 1):
+                raise ValueError(f"collectors {', '.join(c.name for c in entries)} all run {file}: give each its own "
+                                 f"shard of one count (shard: 0/{len(entries)}, 1/{len(entries)}, ...), or each its "
+                                 "own file; otherwise every value would be collected twice")
         return self
 
 

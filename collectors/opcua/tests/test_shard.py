@@ -98,3 +98,22 @@ def test_check_refuses_overlapping_configs_before_connecting(tmp_path):
     assert result.exit_code != 0
     text = result.output + str(result.exception or "")
     assert "both collect 2 node(s) into the same store" in text, text
+
+
+def test_serve_runs_shards_of_one_file_and_refuses_unsharded_sharing(tmp_path):
+    from wattline.cli_serve import build_services
+    from wattline.serve_config import check_wattline_args, read_serve_config
+
+    plant = plant_file(tmp_path)
+    serve = tmp_path / "serve.yaml"
+    serve.write_text(f"store: w.db\ndashboard: {{enabled: false}}\nanalytics: {{enabled: false}}\ncollectors:\n"
+                     f"  - {{name: p0, config: {plant}, shard: 0/2}}\n  - {{name: p1, config: {plant}, shard: 1/2}}\n")
+    services = {s.name: s for s in build_services(read_serve_config(serve, check_files=False))}
+    assert services["collector-p1"].args[-2:] == ["--shard", "1/2"]
+    assert all(check_wattline_args(s.args) is None for s in services.values())
+    for shards in (("0/2", None), ("0/2", "0/2"), ("0/2", "1/3")):
+        entries = "".join(f"  - {{name: p{i}, config: {plant}{', shard: ' + s if s else ''}}}\n"
+                          for i, s in enumerate(shards))
+        serve.write_text(f"store: w.db\ndashboard: {{enabled: false}}\ncollectors:\n{entries}")
+        with pytest.raises(ConfigError, match=r"collectors p0, p1 all run .*plant\.yaml: give each its own shard"):
+            read_serve_config(serve, check_files=False)

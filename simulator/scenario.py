@@ -134,7 +134,7 @@ class PlannedWaste(FrozenModel):
     extra_kw: float = Field(gt=0, description="Extra load while it lasts [kW].")
 
     @model_validator(mode="after")
-    def _aware(self) -> "PlannedWaste":
+    def _aware(self) -> PlannedWaste:
         if self.start.tzinfo is None:
             raise ValueError(f"start {self.start.isoformat()} has no UTC offset; write e.g. 2026-03-02T08:00:00+00:00")
         return self

@@ -50,7 +50,7 @@ def parse_every(text: str) -> int:
 
 
 def _utc(ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ns / NS, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(ns / NS, dt.UTC)
 
 
 class Follower:
@@ -159,10 +159,12 @@ class Follower:
         if until <= self._next:
             return 0
         data, quality = self.read(self._next, until)
+        from analytics.errors import AnalyticsError
+
         try:
             if self._load_preferences():
                 self.stream.set_preferences(dict(self._prefs.alerts_per_week), self._prefs.patterns_by_machine())
-        except Exception as exc:  # a bad file must not stop the follower: the last good preferences stay
+        except (AnalyticsError, OSError) as exc:  # a bad file must not stop the follower: the last good ones stay
             log.error("anomaly preferences %s not applied: %s", self.preferences, exc)
         kept_from = self.stream.tail_start
         self.known = [k for k in self.known if kept_from is None or k.end > kept_from] + list(quality.events)

@@ -147,7 +147,7 @@ def write_preferences(path: str | Path, prefs: AnomalyPreferences) -> Path:
 
 def finding_id(event: Event) -> str:
     """A short stable id of a finding: the same finding found again (batch or follow) has the same id."""
-    start = event.start.astimezone(dt.timezone.utc).isoformat()
+    start = event.start.astimezone(dt.UTC).isoformat()
     return hashlib.sha1(f"{event.kind}|{event.machine}|{start}".encode()).hexdigest()[:10]
 
 
@@ -182,7 +182,7 @@ def mark_normal(path: str | Path, event: Event, note: str = "") -> NormalPattern
     pattern = NormalPattern(id=finding_id(event), machine=event.machine, signature={str(k): float(v) for k, v in
                                                                                    signature.items()},
                             start=event.start.isoformat(), explanation=str(event.details.get("explanation") or ""),
-                            marked_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), note=note)
+                            marked_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), note=note)
     prefs = read_preferences(path)
     kept = [p for p in prefs.normal_patterns if p.id != pattern.id]
     write_preferences(path, prefs.model_copy(update={"normal_patterns": [*kept, pattern]}))

@@ -11,7 +11,7 @@ from simulator.errors import PlantFileError
 from simulator.scenario import ScenarioSpec, no_waste
 from simulator.tests.conftest import MONDAY
 
-START = dt.datetime.fromtimestamp(MONDAY * 86400, dt.timezone.utc) + dt.timedelta(hours=3, minutes=10)
+START = dt.datetime.fromtimestamp(MONDAY * 86400, dt.UTC) + dt.timedelta(hours=3, minutes=10)
 
 
 def _scenario(**planned) -> ScenarioSpec:

@@ -98,7 +98,7 @@ def _first_finding(db: Path):
 def test_first_finding_within_ten_plant_minutes_of_the_waste(tmp_path):
     db = tmp_path / "plant.db"
     # History: 9 days of the same plant and scenario (no waste in it), at the collector's 1-min spacing.
-    placeholder = _scenario(tmp_path / "scenario.yaml", dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    placeholder = _scenario(tmp_path / "scenario.yaml", dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
     _wattline("simulate", "backfill", "--days", "9", "--machines", "3", "--store", str(db), "--scenario",
               str(placeholder), "--resolution", "60", "--quiet", cwd=tmp_path)
     follow = _Process("analyze", "--follow", "--store", str(db), "--every", "1s", "--window", "1m", "--history", "9",
@@ -110,7 +110,7 @@ def test_first_finding_within_ten_plant_minutes_of_the_waste(tmp_path):
         print(f"follower ready after {time.monotonic() - t0:.0f} s")
         port = free_port()
         # The server's plant clock starts at the wall clock when it starts and runs 60 x faster.
-        waste_start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=LEAD_S)
+        waste_start = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=LEAD_S)
         scenario = _scenario(tmp_path / "scenario.yaml", waste_start)
         serve = _Process("simulate", "serve", "--speed", str(SPEED), "--port", str(port), "--machines", "3",
                          "--scenario", str(scenario), cwd=tmp_path)

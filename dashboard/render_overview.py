@@ -182,16 +182,26 @@ def machine_figure(hours: pd.DataFrame, findings: list, tz: str, baseline: pd.Da
                         mode="lines", name="Baseline (expected)", connectgaps=False,
                         line=dict(color="#1f2933", width=1.2, dash="dot"),
                         hovertemplate="%{x}: %{y:,.1f} kWh expected<extra></extra>")
+    labelled = len(findings) <= MAX_LABELLED  # beyond a few, labels overlap: the legend names the shading instead
     for ev in findings:
         waste = not ev.kind.startswith("meter_")
+        label = dict(annotation_text=KIND_LABELS.get(ev.kind, ev.kind), annotation_position="top left",
+                     annotation_font_size=10) if labelled else {}
         fig.add_vrect(x0=ev.start.astimezone(_zone(tz)).replace(tzinfo=None),
                       x1=ev.end.astimezone(_zone(tz)).replace(tzinfo=None),
-                      fillcolor="#E69F00" if waste else "#7b8794", opacity=0.18, line_width=0,
-                      annotation_text=KIND_LABELS.get(ev.kind, ev.kind), annotation_position="top left",
-                      annotation_font_size=10)
+                      fillcolor=SHADES[waste], opacity=0.18, line_width=0, **label)
+    for waste in sorted({not ev.kind.startswith("meter_") for ev in findings}, reverse=True):
+        fig.add_scatter(x=[None], y=[None], mode="markers", name="Waste finding" if waste else "Meter fault",
+                        marker=dict(symbol="square", size=12, color=SHADES[waste], opacity=0.4), hoverinfo="skip")
     return _layout(fig, 360, yaxis=dict(title="Energy per hour [kWh]", rangemode="tozero"),
                    xaxis=dict(title="Plant time"), showlegend=len(fig.data) > 1,
                    legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+
+
+#: Shading of findings on the machine chart: waste (True) orange, meter faults (False) grey.
+SHADES = {True: "#E69F00", False: "#7b8794"}
+#: Most findings labelled on the chart.
+MAX_LABELLED = 8
 
 
 def unit_figure(daily: pd.DataFrame, period_value: float | None = None) -> go.Figure:

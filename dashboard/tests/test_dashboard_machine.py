@@ -38,12 +38,16 @@ def test_figures_and_summary_from_the_stored_hours():
     finding = Event("north/L1/m1", "idle_running", t0.to_pydatetime(), (t0 + pd.Timedelta(hours=3)).to_pydatetime(),
                     6.0, {})
     fig = machine_figure(energy, [finding], "Europe/Berlin", base.hours)
-    assert [t.name for t in fig.data] == ["Actual", "Baseline (expected)"]
+    assert [t.name for t in fig.data] == ["Actual", "Baseline (expected)", "Waste finding"]
     assert list(fig.data[1].y) == [10.0] * 48
+    assert fig.layout.annotations[0].text == "Idle running"  # one finding: labelled on the chart
     assert str(fig.data[1].x[0]).startswith("2026-03-02T01:00:00")  # plant time (Berlin, UTC+1)
     assert len(fig.layout.shapes) == 1 and fig.layout.showlegend  # the finding, shaded
-    # Without outputs the chart is the actual energy alone.
-    assert [t.name for t in machine_figure(energy, [finding], "UTC", MachineBaseline().hours).data] == ["Actual"]
+    # Without outputs the chart is the actual energy alone; many findings are shaded without labels.
+    many = [finding] * 9 + [Event("north/L1/m1", "meter_gap", finding.start, finding.end, 0.0, {})]
+    plain = machine_figure(energy, many, "UTC", MachineBaseline().hours)
+    assert [t.name for t in plain.data] == ["Actual", "Waste finding", "Meter fault"]
+    assert len(plain.layout.shapes) == 10 and not plain.layout.annotations
     daily = daily_kwh_per_unit(base, "UTC")
     assert daily["kwh_per_unit"].tolist() == pytest.approx([0.3, 0.3])
     unit = unit_figure(daily, base.kwh_per_unit)
@@ -87,7 +91,7 @@ def test_machine_callback_draws_the_stored_baseline_for_its_site_only(tmp_path, 
     assert answer.status_code == 200, answer.data[:300]
     response = json.loads(answer.data)["response"]
     traces = response[ids.MACHINE_GRAPH]["figure"]["data"]
-    assert [t["name"] for t in traces] == ["Actual", "Baseline (expected)"]
+    assert [t["name"] for t in traces][:2] == ["Actual", "Baseline (expected)"]
     assert values(traces[1]["y"]) == pytest.approx(list(18.0 + np.arange(10)))  # north's, not south's (x100)
     assert "against a baseline of" in json.dumps(response[ids.MACHINE_TITLE]["children"])
     assert response[ids.MACHINE_UNIT]["figure"]["data"][0]["type"] == "bar"

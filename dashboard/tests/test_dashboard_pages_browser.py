@@ -208,3 +208,11 @@ def test_findings_show_their_orders_and_a_plant_manager_acknowledges_one(browser
     changed = next(o for o in orders_of(store) if o["id"] == target["id"])
     assert changed["status"] == "acknowledged"
     shot(browser, "findings-orders")
+    # The machine page lists the order among the machine's open work orders, with its new status.
+    browser.get(server.url + target["link"].lstrip("/"))
+    card = wait_for(lambda: f"#{target['id']}" in text_of(browser, ids.MACHINE_ORDERS) and text_of(browser, ids.MACHINE_ORDERS),
+                    "the machine's open work orders")
+    assert "Acknowledged" in card and target["owner"] in card
+    browser.set_window_size(1400, 2600)  # the whole page, down to the orders card, in one picture
+    shot(browser, "machine-orders")
+    browser.set_window_size(1400, 1000)

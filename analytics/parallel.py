@@ -80,7 +80,7 @@ def _run_batch(fn: Callable[[Any, Any], Any], batch: list[tuple[str, Any]], shar
     for label, item in batch:
         try:
             out.append(fn(item, shared))
-        except Exception as exc:  # reported in the caller with the item named; the batch's other items still run
+        except Exception as exc:  # noqa: BLE001 - reported in the caller with the item named; the batch's other items run
             out.append(_Failed(label, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=6),
                                socket.gethostname() + f" pid {os.getpid()}"))
     return out
@@ -183,7 +183,7 @@ class Fanout:
             try:  # loky keeps its worker processes between maps (imports paid once per analysing process)
                 parts = Parallel(n_jobs=self.workers, backend="loky", return_as="list")(
                     delayed(_run_batch)(fn, batch, shared) for batch in batches())
-            except Exception as exc:  # a dead worker process (TerminatedWorkerError), unpicklable result
+            except Exception as exc:  # noqa: BLE001 - a dead worker process (TerminatedWorkerError), an unpicklable result
                 raise WorkerError(f"{what}: a worker process failed while fitting {n} item(s) ({labels[0]} ...): "
                                   f"{type(exc).__name__}: {exc}") from None
         else:

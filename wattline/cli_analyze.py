@@ -163,14 +163,14 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
                 json_path: Path | None, run: str | None = None, progress: bool = True,
                 parallel: ParallelSettings | None = None) -> dict[str, Any]:
     """Run the analysis and return the report (see :mod:`analytics.report`); ``parallel`` says where the per-machine
-    fits and scoring run (:mod:`analytics.parallel`; default: worker processes on this box)."""
+    fits and scoring run (:mod:`analytics.parallel`; default: this box, see ``ParallelSettings.jobs``)."""
     from tqdm import tqdm
 
     from analytics.data import IntervalData
     from analytics.errors import AnalyticsError
+    from analytics.parallel import Fanout
     from analytics.potential import ReductionPotential
     from analytics.quality import find_meter_faults
-    from analytics.parallel import Fanout
     from analytics.report import build_report, event_row, summary_lines
     from core.storage import open_store
 

@@ -190,10 +190,11 @@ def loop_cells(name: str, k: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def loop_table_rows(result: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Per site, then the total when there is more than one site (``result`` from :func:`core.orders.kpi.kpis`)."""
-    rows = [loop_cells(site, k) for site, k in result["by_site"].items()]
-    if len(result["by_site"]) > 1:
+def loop_table_rows(result: Mapping[str, Any], group: str = "by_site") -> list[dict[str, str]]:
+    """Per site (or per team with ``group="by_team"``, the dispatch queue as "(queue)"), then the total when there is
+    more than one (``result`` from :func:`core.orders.kpi.kpis`)."""
+    rows = [loop_cells(name, k) for name, k in result[group].items()]
+    if len(result[group]) > 1:
         rows.append(loop_cells("Total", result["total"]))
     return rows
 

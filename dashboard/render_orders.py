@@ -26,11 +26,11 @@ def status_badge(status: str | None) -> html.Span:
     return html.Span(STATUS_LABELS.get(status or "", "No order"), className=f"badge badge-{status or 'none'}")
 
 
-def loop_table(result: Mapping[str, Any]) -> html.Table:
-    """Closure KPIs per site and in total (:func:`dashboard.orders_view.loop_table_rows`)."""
-    rows = loop_table_rows(result)
-    n_sites = len(result["by_site"])
-    head = html.Thead(html.Tr([html.Th(t) for _k, t in LOOP_COLUMNS]))
+def loop_table(result: Mapping[str, Any], group: str = "by_site") -> html.Table:
+    """Closure KPIs per site (or team) and in total (:func:`dashboard.orders_view.loop_table_rows`)."""
+    rows = loop_table_rows(result, group)
+    n_sites = len(result[group])
+    head = html.Thead(html.Tr([html.Th("Team" if group == "by_team" and k == "site" else t) for k, t in LOOP_COLUMNS]))
     body = html.Tbody([html.Tr([html.Td(r[k], className=None if k == "site" else "num") for k, _t in LOOP_COLUMNS],
                                className="total" if n_sites > 1 and i == len(rows) - 1 else None)
                        for i, r in enumerate(rows)])
@@ -88,6 +88,7 @@ def loop_panel(result: Mapping[str, Any] | None, message: str = "") -> html.Div:
         return no_orders(message or "no orders for these sites yet.")
     return html.Div([
         html.Div(loop_table(result), className="table-scroll"),
+        html.Details([html.Summary("By owner team"), html.Div(loop_table(result, "by_team"), className="table-scroll")]),
         html.Div([html.Div(dcc.Graph(figure=loop_figure(result), config={"displaylogo": False}), className="half"),
                   html.Div(dcc.Graph(figure=age_figure(result), config={"displaylogo": False}), className="half")],
                  className="two-col"),

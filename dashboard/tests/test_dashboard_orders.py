@@ -135,6 +135,9 @@ def test_reassignment_counts_and_shows_in_the_kpis(service):
     assert rows["south"]["passed"] == "1 (2 passes)"
     assert rows["Total"]["auto"] == "50 % (1 queued)" or rows["Total"]["auto"] == "50 %"
     assert rows["north"]["age"].startswith("<1d 0 · 1-7d 0 · 7-30d 0 · >30d 1")
+    teams = {r["site"]: r for r in loop_table_rows(result, "by_team")}
+    assert set(teams) == {"maintenance-north", "maintenance-south", "Total"}  # the queued order was assigned
+    assert teams["maintenance-south"]["passed"] == "1 (2 passes)"
     summary = dict(closure_summary(result["total"]))
     assert summary["Auto-dispatched"] == "50 % (reference 86 %)"
     assert summary["Open orders"] == "2 (2 overdue)"

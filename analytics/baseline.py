@@ -231,20 +231,31 @@ class _Inputs:
         self._infos = list(data.machines.values())
         self._codes: dict[tuple, np.ndarray] = {}
         self._temps: dict[int, np.ndarray] = {}
+        self._site_temps: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # site -> (raw row, filled row)
+        # Window starts, computed once (IntervalData.times_ns builds them from the frame on every call, which a
+        # streaming step predicting one window for every machine would pay per machine).
+        self.times_ns = data.times_ns
 
     def tow(self, i: int) -> np.ndarray:
         info = self._infos[i]
         key = (info.timezone, id(info.calendar))
         if key not in self._codes:
-            self._codes[key] = _local_codes(self.data.times_ns, info.timezone, info.calendar)
+            self._codes[key] = _local_codes(self.times_ns, info.timezone, info.calendar)
         return self._codes[key]
 
     def temp(self, i: int) -> np.ndarray:
         """Outdoor temperature of machine ``i``'s site [°C], short gaps filled along time (one missing reading must
         not void a row), longer ones with the mean."""
         if i not in self._temps:
-            t = pd.Series(self.temp_raw[i].astype(float)).interpolate(limit=8, limit_direction="both").to_numpy()
+            raw = self.temp_raw[i].astype(float)
+            # Machines of a site share its weather: filled once per site (a row that differs is filled on its own).
+            site = self._site_temps.get(self._infos[i].site)
+            if site is not None and np.array_equal(site[0], raw, equal_nan=True):
+                self._temps[i] = site[1]
+                return site[1]
+            t = pd.Series(raw).interpolate(limit=8, limit_direction="both").to_numpy()
             self._temps[i] = np.nan_to_num(t, nan=float(np.nanmean(t)) if np.isfinite(t).any() else 0.0)
+            self._site_temps.setdefault(self._infos[i].site, (raw, self._temps[i]))
         return self._temps[i]
 
     def rows(self, members: list[int], factor: int) -> _Rows:
@@ -284,7 +295,7 @@ class _Inputs:
         codes = {"tow": self.tow(first)[:n:factor]}
         for name, x in self.categories.items():
             codes[f"cat:{name}"] = np.nan_to_num(x[first, :n:factor], nan=-1).astype(np.int32)
-        times = self.data.times_ns[:n:factor]
+        times = self.times_ns[:n:factor]
         return _Rows(times, energy, valid, q, codes, self._infos[first].timezone)
 
     def groups_available(self, members: list[int], allowed: tuple[str, ...], settings: BaselineSettings) -> dict[str, list[list[str]]]:

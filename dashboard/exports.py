@@ -36,7 +36,8 @@ def table_body(frame, fmt: str) -> tuple[bytes, str]:
 
 #: The pages' CSV download links (ids) and their Parquet twins (:func:`dashboard.components.downloads`).
 PARQUET_TWINS = {ids.COL_EXPORT: ids.COL_EXPORT_PARQUET, ids.COL_QUALITY_EXPORT: ids.COL_QUALITY_EXPORT_PARQUET,
-                 ids.MAT_EXPORT: ids.MAT_EXPORT_PARQUET, ids.ENT_EXPORT: ids.ENT_EXPORT_PARQUET}
+                 ids.MAT_EXPORT: ids.MAT_EXPORT_PARQUET, ids.ENT_EXPORT: ids.ENT_EXPORT_PARQUET,
+                 ids.FINDINGS_EXPORT: ids.FINDINGS_EXPORT_PARQUET}
 #: In the browser: the Parquet link's href is the CSV link's with .parquet (no server round trip, no data).
 _TWIN_JS = """function(href) {
     return href ? href.replace(/\\.csv(\\?|$)/, '.parquet$1') : window.dash_clientside.no_update;

@@ -53,6 +53,7 @@ FINDINGS_GRID = "findings-grid"
 FINDINGS_STATUS = "findings-status"
 FINDINGS_KIND = "findings-kind"
 FINDINGS_EXPORT = "findings-export"
+FINDINGS_EXPORT_PARQUET = "findings-export-parquet"
 # work orders on the findings page: closure KPIs, the selected finding's order and the status change form
 FINDINGS_LOOP = "findings-loop"
 FINDINGS_ORDER = "findings-order"

@@ -1,8 +1,8 @@
 """Findings (/findings): every waste, anomaly and data-quality finding of the latest analysis, sortable and filterable.
 
 Audience: plant managers and engineers deciding what to fix first. Rows come from the analytics' stored findings
-(:func:`dashboard.overview.finding_rows`); each links to its machine's page; the CSV export is the same rows
-(``/export/findings.csv``, checked for role and site like every callback).
+(:func:`dashboard.overview.finding_rows`); each links to its machine's page; the CSV and Parquet exports are the same
+rows (``/export/findings.csv|.parquet``, checked for role and site like every callback).
 
 Each finding shows its work order (id, status, owner, due) and the closure KPIs sit above the grid. Selecting a
 finding shows its order and the changes the user's role and site allow (acknowledge, start, resolve, reject with a
@@ -24,7 +24,7 @@ from core.errors import WattlineError
 from core.orders import OrdersUsageError
 from core.orders.kpi import kpis
 from dashboard import ids
-from dashboard.components import page_header
+from dashboard.components import downloads, page_header
 from dashboard.orders_view import actor_for, allowed_actions, apply_action, finding_order_rows, order_cells
 from dashboard.overview import fmt_energy, fmt_money, site_info
 from dashboard.render_orders import action_options, closure_strip, no_orders, order_panel
@@ -66,7 +66,7 @@ def layout(**_kwargs) -> html.Div:
     """Grid skeleton; rows arrive through the callback for the site and period chosen in the header."""
     category = dcc.RadioItems(id=ids.FINDINGS_KIND, options=[{"label": label, "value": v} for v, label in CATEGORIES],
                               value="all", inline=True, className="segmented")
-    export = html.A("Download CSV", id=ids.FINDINGS_EXPORT, href="/export/findings.csv", className="button")
+    export = downloads(ids.FINDINGS_EXPORT, ids.FINDINGS_EXPORT_PARQUET, "/export/findings.csv")
     return html.Div(
         [
             page_header("Findings", "What the analytics found: avoidable energy, its cost and CO₂, and meter faults. "

@@ -41,6 +41,7 @@ def href(driver, element_id: str) -> str:
     ("collectors", ids.COL_EXPORT, ids.COL_EXPORT_PARQUET),
     ("materials", ids.MAT_EXPORT, ids.MAT_EXPORT_PARQUET),
     ("enterprise", ids.ENT_EXPORT, ids.ENT_EXPORT_PARQUET),
+    ("findings", ids.FINDINGS_EXPORT, ids.FINDINGS_EXPORT_PARQUET),
 ])
 def test_parquet_links_follow_the_csv_links(browser, server, page, csv_id, parquet_id):  # noqa: F811
     browser_login(browser, server.url, "carla" if page == "enterprise" else "erik")  # the CDO; an engineer of north

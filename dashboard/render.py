@@ -141,8 +141,17 @@ def series_table(rows: list[dict]) -> html.Table:
     return html.Table([head, body], className="series-table")
 
 
+#: Most rows the series table renders: a plant of 200 machines stores thousands of series (materials, analytics
+#: outputs), and an HTML table of them re-rendered every refresh freezes the browser. Stale rows come first, then
+#: the rest in order; the filter and the CSV export reach every series.
+MAX_SERIES_ROWS = 300
+
+
 def render_series(rows: list[dict], settings: DashboardSettings, filter_text: str | None = None) -> tuple:
-    """Callback outputs for the series page: (table, summary, empty-state children, empty-state style)."""
+    """Callback outputs for the series page: (table, summary, empty-state children, empty-state style).
+
+    At most :data:`MAX_SERIES_ROWS` rows are rendered, the stale ones first; the summary says when rows are left out.
+    """
     if not rows:
         empty = empty_state(
             "No series stored yet",
@@ -156,4 +165,8 @@ def render_series(rows: list[dict], settings: DashboardSettings, filter_text: st
     shown = filter_rows(rows, filter_text)
     if len(shown) != len(rows):
         summary += f"; {len(shown)} match the filter"
+    if len(shown) > MAX_SERIES_ROWS:
+        shown = ([r for r in shown if r["status"] == "stale"] + [r for r in shown if r["status"] != "stale"])
+        shown = shown[:MAX_SERIES_ROWS]
+        summary += f"; showing {MAX_SERIES_ROWS} (stale first): filter to narrow, or download the CSV for all"
     return series_table(shown), summary, [], HIDDEN

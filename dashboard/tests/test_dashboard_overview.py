@@ -217,7 +217,8 @@ def test_export_is_checked_for_site(app):
 def test_machine_page_of_another_site_shows_nothing(app):
     anna = logged_in(app, "anna")
     payload = callback_payload([(ids.MACHINE_GRAPH, "figure"), (ids.MACHINE_FINDINGS, "children"),
-                                (ids.MACHINE_TITLE, "children"), (ids.MACHINE_STATES, "figure")],
+                                (ids.MACHINE_TITLE, "children"), (ids.MACHINE_STATES, "figure"),
+                                (ids.MACHINE_UNIT, "figure")],
                                [(ids.MACHINE_PATH, "data", "south/s1/p1"), (ids.PERIOD, "value", "7d")])
     assert anna.post("/_dash-update-component", json=payload).status_code == 204
     payload["inputs"][0]["value"] = "north/l1/m1"

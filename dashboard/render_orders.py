@@ -58,7 +58,7 @@ def loop_figure(result: Mapping[str, Any]):
         fig.add_trace(go.Bar(x=xs, y=ys, name=name, text=[f"{y:.0f} %" for y in ys], textposition="inside",
                              hovertemplate=f"{name}: " + "%{x} %{y:.1f} %<extra></extra>"))
     fig.add_trace(go.Scatter(x=[g[0] for g in groups], y=[g[3] for g in groups], mode="markers+text",
-                             name="Reference", text=[f"ref {g[3]:.0f} %" for g in groups], textposition="middle right",
+                             name="Reference", text=[f"ref {g[3]:.0f} %" for g in groups], textposition="middle right", cliponaxis=False,
                              marker={"symbol": "line-ew-open", "size": 60, "line": {"width": 3, "color": "#d62728"}},
                              hovertemplate="reference %{y:.0f} %<extra></extra>"))
     fig.update_layout(barmode="group", margin=dict(l=10, r=10, t=10, b=40), height=300, plot_bgcolor="white",

@@ -37,13 +37,15 @@ import pandas as pd
 from core.errors import StoreError, StoreUnavailable, WattlineError
 from core.model import MACHINE_STATES, from_ns, to_ns
 from core.storage.base import AGGREGATIONS, ENERGY_AGGREGATIONS, Column, match_tags
+from dashboard.access import PAGE_ROLES
 from dashboard.api_v1_spec import FORMATS, MEDIA_TYPES, PARAMETERS, openapi_spec
+from dashboard.users import ALL_SITES_ROLES, ROLES
 
 NS = 1_000_000_000
 DAY_NS = 86400 * NS
-#: Roles that read raw and aggregated series (as the Series page of the dashboard).
-DATA_ROLES = ("engineer", "cdo", "admin")
-ALL_ROLES = ("plant_manager", "engineer", "cdo", "admin")
+#: Roles that read raw and aggregated series: those of the dashboard's Series page.
+DATA_ROLES = PAGE_ROLES["dashboard.pages.series"]
+ALL_ROLES = ROLES
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class TokenUser:
 
     @property
     def all_sites(self) -> bool:
-        return not self.sites and self.role in ("cdo", "admin")
+        return not self.sites and self.role in ALL_SITES_ROLES
 
     def may_see(self, site: str | None) -> bool:
         return self.all_sites or (site is not None and site in self.sites)

@@ -99,8 +99,9 @@ async def test_two_sharded_collectors_write_each_value_once(influx_env, tmp_path
             return sorted((r.values["server"], r.values["collector"]) for r in rows)
 
         def five_values_per_machine() -> bool:
-            for proc in procs:
-                assert proc.poll() is None, (tmp_path / f"collector-{procs.index(proc)}.log").read_text()[-3000:]
+            for i, proc in enumerate(procs):
+                if proc.poll() is not None:  # pytest.fail, not assert: a dead collector ends the wait at once
+                    pytest.fail(f"collector {i} exited: {(tmp_path / f'collector-{i}.log').read_text()[-3000:]}")
             rows = flux_rows(settings, f'from(bucket: "{settings.bucket}") |> range(start: -1d) '
                              '|> filter(fn: (r) => r._field == "active_power_kw") |> group(columns: ["machine"]) '
                              '|> count()')

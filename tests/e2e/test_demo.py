@@ -114,6 +114,14 @@ def test_demo_serves_a_live_dashboard_and_stores_every_machine(tmp_path, browser
     assert opened and {o["status"] for o in opened} == {"open"}
     assert all(o["owner"] for o in opened if o["auto_dispatched"])
 
+    # Every machine page has its baseline: actual and expected energy per hour from the demo's analysis (run "demo").
+    from core.storage import open_store
+    from core.storage.results import results_for
+
+    with open_store(str(store)) as stored, results_for(stored) as results:
+        hours = results.read_outputs("baseline", run="demo")
+    assert hours["machine"].nunique() == 8 and hours["expected_kwh"].notna().mean() > 0.9
+
 
 def test_ctrl_c_stops_cleanly_and_keeps_what_was_received(tmp_path):
     store = tmp_path / "x.db"

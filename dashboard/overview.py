@@ -140,7 +140,18 @@ def energy_by_hour(store, site: SiteInfo, start_ns: int, stop_ns: int) -> pd.Dat
             ok = np.isfinite(kwh)
             rows.append(pd.DataFrame({"time": edges[:-1][ok], "line": line, "machine": machine, "kwh": kwh[ok]}))
             seen.add((line, machine))
-    power = store.aggregate(*POWER, start_ns, stop_ns, every=3600, agg="mean", tags={"site": site.id}, tz=site.tz)
+    # Power only for machines without register readings: reading a year of every machine's power to drop it again
+    # doubled the cost of a long range.
+    without = {(i.key.tag_dict.get("line", ""), i.key.tag_dict.get("machine", "")) for i in store.series(POWER[0])
+               if i.key.field == POWER[1] and i.key.tag_dict.get("site") == site.id and i.count and i.last_ns >= start_ns and i.first_ns < stop_ns}
+    without -= seen
+    power = pd.DataFrame()
+    if len(without) == 1:
+        line, machine = next(iter(without))
+        power = store.aggregate(*POWER, start_ns, stop_ns, every=3600, agg="mean", tz=site.tz,
+                                tags={"site": site.id, "line": line, "machine": machine})
+    elif without:
+        power = store.aggregate(*POWER, start_ns, stop_ns, every=3600, agg="mean", tags={"site": site.id}, tz=site.tz)
     if not power.empty:
         for (line, machine), part in power.groupby(["line", "machine"], sort=True):
             if (line, machine) in seen:
@@ -271,9 +282,11 @@ def finding_rows(findings: list, plant, default_tz: dt.tzinfo) -> list[dict]:
 def findings_frame(rows: list[dict]) -> pd.DataFrame:
     """The grid's rows as the table the export buttons download (CSV, Parquet)."""
     columns = ["site", "line", "machine_name", "category", "kind", "start", "hours", "kwh", "cost", "currency",
-               "co2_kg", "explanation"]
-    return pd.DataFrame(rows, columns=columns).rename(columns={"machine_name": "machine", "hours": "duration_h",
-                                                               "kwh": "avoidable_kwh"})
+               "co2_kg", "explanation", "order_id", "order_status", "order_owner", "order_due"]
+    frame = pd.DataFrame(rows, columns=columns).rename(columns={"machine_name": "machine", "hours": "duration_h",
+                                                                "kwh": "avoidable_kwh"})
+    frame["order_id"] = frame["order_id"].astype("Int64")  # ids, not floats; empty without an order
+    return frame
 
 
 def findings_csv(rows: list[dict]) -> str:

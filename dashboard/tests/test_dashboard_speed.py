@@ -32,3 +32,47 @@ def test_series_table_under_the_limit_keeps_every_row_in_order():
     body = table.children[1].children
     assert [tr.children[4].children for tr in body] == [f"{i:,}" for i in range(MAX_SERIES_ROWS)]
     assert "showing" not in summary
+
+
+def _store_with_meters(tmp_path, no_register: tuple[str, ...]):
+    """north/l1: m1..m4 at 10, 20, 30, 40 kW for 3 days up to now (5-min samples); the machines in ``no_register``
+    have power only, the others an energy register too."""
+    import time
+
+    import numpy as np
+
+    from core.storage import open_store
+    from dashboard.tests.helpers import NS, machine_tags, write_field
+
+    store = open_store(str(tmp_path / "plant.db"))
+    now_s = time.time_ns() // NS
+    times = np.arange(now_s - 3 * 86400, now_s, 300)
+    for i, machine in enumerate(("m1", "m2", "m3", "m4")):
+        kw = 10.0 * (i + 1)
+        tags = machine_tags("l1", machine)
+        write_field(store, "electrical", "active_power_kw", tags, times, np.full(len(times), kw))
+        if machine not in no_register:
+            write_field(store, "electrical", "energy_kwh", tags, times, 500.0 + kw * (times - times[0]) / 3600.0)
+    store.flush()
+    return store
+
+
+def test_energy_by_hour_counts_power_of_machines_without_register(tmp_path):
+    """Power is read only for the machines without register readings (one machine, or several), and counted."""
+    import time
+
+    import pytest
+
+    from dashboard.overview import SiteInfo, energy_by_hour
+    from dashboard.tests.helpers import NS
+
+    stop = (time.time_ns() // (3600 * NS) - 1) * 3600 * NS
+    start = stop - 48 * 3600 * NS
+    for no_register in ((), ("m3",), ("m2", "m4")):
+        store = _store_with_meters(tmp_path / "-".join(no_register or ("all",)), no_register)
+        hours = energy_by_hour(store, SiteInfo("north", "North", "UTC"), start, stop)
+        per_machine = hours.groupby("machine")["kwh"].sum()
+        assert per_machine.to_dict() == pytest.approx({m: 10.0 * (i + 1) * 48 for i, m in
+                                                       enumerate(("m1", "m2", "m3", "m4"))}, rel=1e-9), no_register
+        assert len(hours) == 4 * 48
+        store.close()

@@ -229,8 +229,10 @@ def unique_payloads(calls: list[dict]) -> list[dict]:
 
 
 # -- measuring -------------------------------------------------------------------------------------------------------------
-def time_callbacks(session, base: str, payloads: list[dict], repeats: int, cache_file: Path | None) -> list[float]:
-    """Round trips [ms] of every payload ``repeats`` times (emptying the results cache first when given)."""
+def time_callbacks(session, base: str, payloads: list[dict], repeats: int, cache_file: Path | None,
+                   by_output: dict | None = None) -> list[float]:
+    """Round trips [ms] of every payload ``repeats`` times (emptying the results cache first when given); each
+    time is also appended to ``by_output[output]``."""
     out = []
     for _ in range(repeats):
         for body in payloads:
@@ -238,20 +240,20 @@ def time_callbacks(session, base: str, payloads: list[dict], repeats: int, cache
                 clear_cache(cache_file)
             t = time.perf_counter()
             r = session.post(base + "/_dash-update-component", json=body, headers={"Origin": base}, timeout=300)
-            out.append((time.perf_counter() - t) * 1000)
+            ms = (time.perf_counter() - t) * 1000
+            out.append(ms)
+            if by_output is not None:
+                by_output.setdefault(body["output"], []).append(ms)
             if r.status_code not in (200, 204):
                 raise RuntimeError(f"{body['output'][:80]}: HTTP {r.status_code} {r.text[:300]}")
     return out
 
 
-def per_callback(session, base: str, payloads: list[dict], cache_file: Path) -> list[dict]:
-    """Cold and warm round trip of each callback alone [ms] (which one is slow)."""
-    rows = []
-    for body in payloads:
-        cold = time_callbacks(session, base, [body], 1, cache_file)[0]
-        warm = time_callbacks(session, base, [body], 3, None)
-        rows.append({"output": body["output"][:70], "cold_ms": round(cold, 1), "warm_ms": round(min(warm), 1)})
-    return rows
+def slowest(cold: dict, warm: dict, n: int = 3) -> list[dict]:
+    """The ``n`` callbacks with the slowest cold median [ms]."""
+    rows = [{"output": out[:70], "cold_ms": pct(ms, 50), "warm_ms": pct(warm.get(out, []), 50)}
+            for out, ms in cold.items()]
+    return sorted(rows, key=lambda r: -r["cold_ms"])[:n]
 
 
 def profile_callbacks(store: str, plant: str, folder: Path, name: str, payloads: list[dict], out: Path) -> Path:
@@ -331,15 +333,15 @@ def main(argv: list[str] | None = None) -> None:
                         calls = calls or got
                     payloads = [with_period(p, args.period) for p in unique_payloads(calls)]
                     seen = sorted({v for p in unique_payloads(calls) for v in _periods(p)})
-                    warm = time_callbacks(session, base, payloads, args.repeats, None)
-                    cold = time_callbacks(session, base, payloads, args.cold, cache_file)
+                    warm_by, cold_by = {}, {}
+                    warm = time_callbacks(session, base, payloads, args.repeats, None, warm_by)
+                    cold = time_callbacks(session, base, payloads, args.cold, cache_file, cold_by)
                     row = {"page": name, "path": paths[name], "period": args.period, "browser_periods": seen,
                            "callbacks": len(payloads),
                            "ready_first_ms": round(ready[0], 1), "ready_p50_ms": pct(ready, 50),
                            "ready_p95_ms": pct(ready, 95), "warm_p50_ms": pct(warm, 50), "warm_p95_ms": pct(warm, 95),
                            "cold_p50_ms": pct(cold, 50), "cold_p95_ms": pct(cold, 95),
-                           "slowest": sorted(per_callback(session, base, payloads, cache_file),
-                                             key=lambda r: -r["cold_ms"])[:3],
+                           "slowest": slowest(cold_by, warm_by),
                            "load": load(), "machines": args.machines, "days": args.days,
                            "store": store.split("?")[0], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
                     if args.profile:

@@ -90,6 +90,9 @@ def measure(store: str, plant: str, read_only: bool, span_days: int | None = Non
     t = time.perf_counter()
     data = IntervalData.from_store(st, read_plant(plant), start, stop, resolution_s=900)
     out["read_s"] = round(time.perf_counter() - t, 2)
+    # CPU seconds of this process: on a machine shared with other work the wall time is stretched, CPU time is not.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["read_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
     out["windows"] = len(data.frame)
     out["machines_read"] = len(data.machines)
     st.close()
@@ -103,6 +106,8 @@ def measure(store: str, plant: str, read_only: bool, span_days: int | None = Non
             run_analyze(store, Path(plant), iso[0] if span_days else None, iso[1] if span_days else None,
                         Path(tmp) / "r.json", progress=False)
         out["analyze_s"] = round(time.perf_counter() - t, 2)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out["analyze_cpu_s"] = round(usage.ru_utime + usage.ru_stime - out["read_cpu_s"], 2)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
 

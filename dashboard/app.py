@@ -127,15 +127,21 @@ def create_app(
         enable_mcp=False,  # Dash's MCP endpoint would expose the callbacks to tools outside the login gate
         suppress_callback_exceptions=True,  # page components exist only while their page is shown
     )
-    install_auth(app, users, secure_cookies=secure_cookies)
+    from dashboard.auth import LoginLimiter
+    from dashboard.cache import EXTENSION as CACHE_EXTENSION
+    from dashboard.cache import ResultCache
+
+    cache = ResultCache(cache_dir)  # checks the shared folder (0700, this user's) before anything is kept there
+    # Failed logins counted in the shared folder: every gunicorn worker enforces one limit, not one each.
+    install_auth(app, users, secure_cookies=secure_cookies,
+                 limiter=None if cache.path is None else LoginLimiter(path=cache.path.parent / "logins.sqlite"))
     install_callback_guard(app)  # before any callback is registered: every one is wrapped
     app.server.config[CONFIG_KEY] = settings
-    from dashboard.cache import EXTENSION as CACHE_EXTENSION, ResultCache
-
-    app.server.extensions[CACHE_EXTENSION] = ResultCache(cache_dir)
+    app.server.extensions[CACHE_EXTENSION] = cache
     app.server.extensions[EXTENSION] = StoreProvider(settings.store_url, shared=store)
     from dashboard.api_mount import mount_api
-    from dashboard.orders import EXTENSION as ORDERS_EXTENSION, OrdersProvider
+    from dashboard.orders import EXTENSION as ORDERS_EXTENSION
+    from dashboard.orders import OrdersProvider
 
     app.server.extensions[ORDERS_EXTENSION] = OrdersProvider(settings.orders_db, settings.orders_rules,
                                                              settings.orders_db_explicit)

@@ -65,9 +65,12 @@ class Client:
         return self.opener.open(req, timeout=60)
 
     def login(self, base: str, name: str) -> None:
+        self.login_as(base, name, TEST_USERS[name][2])
+
+    def login_as(self, base: str, name: str, password: str) -> None:
         page = self.get(base + "/login").read().decode()
         token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-        form = urllib.parse.urlencode({"username": name, "password": TEST_USERS[name][2], "csrf": token,
+        form = urllib.parse.urlencode({"username": name, "password": password, "csrf": token,
                                        "next": "/"}).encode()
         self.opener.open(urllib.request.Request(base + "/login", data=form, headers={"Origin": base}), timeout=30)
 
@@ -87,12 +90,16 @@ def users_path(tmp_path_factory):
 @pytest.fixture
 def two_workers(tmp_path, users_path, db_url):  # noqa: F811
     """The store, the orders database with synced orders, and two dashboard workers on two ports."""
+    import shutil
+
     from core.storage.sqlite import SQLiteStore
     from dashboard.orders import open_service
 
     store = tmp_path / "plant.db"
     with SQLiteStore(store) as st:
         fill_plant(st, time.time_ns() // NS, 60)
+    # A users file of this test's own: its session key and shared cache (login failures) start empty.
+    users_path = shutil.copy2(users_path, tmp_path / "users.json")
     service = open_service(db_url, str(SAMPLE_FILE))
     service.sync(findings(), run="run-1")
     procs, bases = [], []
@@ -153,3 +160,31 @@ def test_login_and_status_changes_hold_across_workers(two_workers):
     other = Client()
     other.login(b, "erik")
     assert status(erik.get(a + "/_dash-layout")) == 200 and status(other.get(a + "/_dash-layout")) == 200
+
+
+def test_failed_logins_count_across_workers(two_workers):
+    """The login limit holds for the dashboard, not per worker: failures on A block the next try on B."""
+    (a, b), _ = two_workers
+    limit = 5  # dashboard.auth.LoginLimiter's default
+    for _ in range(limit):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            Client().login_as(a, "sam", "not-sams-password")
+        assert info.value.code == 401
+    with pytest.raises(urllib.error.HTTPError) as info:
+        Client().login(b, "sam")  # even the right password, on the other worker
+    assert info.value.code == 429 and int(info.value.headers["Retry-After"]) > 0
+
+
+def test_limiters_sharing_a_file_share_the_count(tmp_path):
+    from dashboard.auth import LoginLimiter
+
+    one, two = (LoginLimiter(max_failures=3, window_s=60, path=tmp_path / "logins.sqlite") for _ in range(2))
+    keys = ("ip:10.0.0.1", "user:sam")
+    for t in (100.0, 101.0):
+        one.failed(keys, now=t)
+    assert two.retry_after(keys, now=102.0) == 0
+    two.failed(keys, now=102.0)
+    assert one.retry_after(keys, now=103.0) == pytest.approx(57.0)  # the first failure leaves the window at 160
+    assert two.retry_after(keys, now=161.0) == 0
+    one.succeeded("user:sam")
+    assert two.retry_after(("user:sam",), now=103.0) == 0

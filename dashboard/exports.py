@@ -76,11 +76,16 @@ def install_exports(app) -> None:
                                     lambda fmt=fmt: view(fmt))
 
     def findings():
-        from dashboard.overview import finding_rows, findings_frame
+        import datetime as dt
+
+        from dashboard.orders_view import finding_order_rows, site_orders
+        from dashboard.overview import findings_frame
         from dashboard.pages.findings import grid_rows
 
         ctx = view_context(store_of(app), request.args.get("site"), request.args.get("period"), time.time_ns())
-        rows = grid_rows(finding_rows(ctx.findings, ctx.plant, current_settings().tz), request.args.get("category"))
+        orders, _note = site_orders(ctx.user, [s.id for s in ctx.sites])  # each finding with its work order, as shown
+        rows = grid_rows(finding_order_rows(ctx.findings, orders or [], ctx.plant, current_settings().tz,
+                                            dt.datetime.now(dt.UTC)), request.args.get("category"))
         return findings_frame(rows), f"wattline-findings-{ctx.period.key}"
 
     def collectors(what: str):

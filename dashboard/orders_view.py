@@ -52,6 +52,24 @@ def visible_orders(orders: Iterable[Mapping[str, Any]], user, site: str | None =
     return [dict(o) for o in orders if user.may_see(o["site"])]
 
 
+def site_orders(user, sites: Iterable[str]) -> tuple[list[dict] | None, str]:
+    """Orders of ``sites`` the user may see, from the current app's database (None without one or when it cannot be
+    read), and what to say when there are none. Never raises for the database: the findings show without orders."""
+    from core.errors import WattlineError
+    from dashboard.orders import current_orders
+
+    wanted = set(sites)
+    try:
+        service = current_orders()
+        if service is None:
+            return None, ("no work-order database yet: 'wattline orders sync' opens orders from the findings "
+                          "(or start the dashboard with --orders-db).")
+        orders = [o for o in service.list(actor=actor_for(user)) if o["site"] in wanted and user.may_see(o["site"])]
+    except WattlineError as exc:
+        return None, f"cannot read the work orders: {exc}"
+    return orders, "no orders for these sites yet."
+
+
 def newest_by_pattern(orders: Iterable[Mapping[str, Any]]) -> dict[str, dict]:
     """Pattern (``site/line/machine:kind``) -> its newest order: the one a finding of that pattern belongs to (a
     recurring pattern reopens its order, so there is one per pattern unless it was closed and opened anew)."""

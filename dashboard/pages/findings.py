@@ -25,7 +25,14 @@ from core.orders import OrdersUsageError
 from core.orders.kpi import kpis
 from dashboard import ids
 from dashboard.components import downloads, page_header
-from dashboard.orders_view import actor_for, allowed_actions, apply_action, finding_order_rows, order_cells
+from dashboard.orders_view import (
+    actor_for,
+    allowed_actions,
+    apply_action,
+    finding_order_rows,
+    order_cells,
+    site_orders,
+)
 from dashboard.overview import fmt_energy, fmt_money, site_info
 from dashboard.render_orders import action_options, closure_strip, no_orders, order_panel
 
@@ -146,7 +153,7 @@ def register_callbacks(app: dash.Dash) -> None:
     def refresh(site, period, category, _changed):
         try:
             ctx = view_context(store_of(app), site, period, time.time_ns())
-            orders, note = site_orders(ctx.user, [s.id for s in ctx.sites])
+            orders, note = site_orders(ctx.user, [s.id for s in ctx.sites])  # never raises: the findings still show
         except WattlineError as exc:
             return (dash.no_update, html.Span(f"Cannot read the store: {exc}", className="error"), dash.no_update,
                     dash.no_update)
@@ -161,18 +168,6 @@ def register_callbacks(app: dash.Dash) -> None:
                                                     "category": category or "all"})
         loop = closure_strip(kpis(orders, now)["total"]) if orders else no_orders(note)
         return rows, status + f" · {ctx.period.label}", href, loop
-
-    def site_orders(user, sites: list[str]) -> tuple[list[dict] | None, str]:
-        """Orders of the chosen sites (None without an orders database), and what to say when there are none."""
-        try:
-            service = current_orders()
-            if service is None:
-                return None, ("no work-order database yet: 'wattline orders sync' opens orders from the findings "
-                              "(or start the dashboard with --orders-db).")
-            orders = [o for o in service.list(actor=actor_for(user)) if o["site"] in sites]
-        except WattlineError as exc:  # the findings still show; the orders say why they are missing
-            return None, f"cannot read the work orders: {exc}"
-        return orders, "no orders for these sites yet."
 
     @app.callback(
         Output(ids.FINDINGS_ORDER_INFO, "children"),

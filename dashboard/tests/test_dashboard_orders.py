@@ -333,3 +333,34 @@ def test_serve_passes_the_orders_section_to_the_dashboard(tmp_path):
                                         "dashboard": {"users": str(tmp_path / "users.json")}})
     args = next(s for s in build_services(plain) if s.name == "dashboard").args
     assert "--orders-db" not in args and "--api-tokens" not in args  # default: beside the store, as 'wattline orders'
+
+
+def test_findings_export_carries_each_findings_order(tmp_path, users_path, db_url):  # noqa: F811
+    import io
+
+    import pandas as pd
+
+    from core.storage import open_store
+    from core.storage.results import results_for
+
+    start = dt.datetime.now(UTC).replace(microsecond=0) - 48 * H
+    events = [Event("north/L1/l1-m1", "idle_running", start, start + 5 * H, 90.0, {"cost": 18.0}),
+              Event("north/L2/l2-m1", "off_shift_load", start, start + 2 * H, 10.0, {})]  # below the threshold
+    store = str(tmp_path / "plant.db")
+    with open_store(store) as st, results_for(st) as results:
+        results.write_findings("run-1", events)
+    svc = open_service(db_url, str(SAMPLE_FILE))
+    svc.sync(events, run="run-1")
+    order = svc.list()[0]
+    svc.engine.dispose()
+    app = create_app(store, users=users_path, orders_db=db_url, orders_rules=SAMPLE_FILE)
+    csv = logged_in(app, "anna").get("/export/findings.csv?site=all&period=7d")
+    assert csv.status_code == 200
+    frame = pd.read_csv(io.BytesIO(csv.data)).set_index("machine")
+    assert frame.loc["l1-m1", "order_id"] == order["id"] and frame.loc["l1-m1", "order_status"] == "Open"
+    assert frame.loc["l1-m1", "order_owner"] == "maintenance-north"
+    assert frame.loc["l2-m1", "order_status"] == "No order" and pd.isna(frame.loc["l2-m1", "order_id"])
+    assert logged_in(app, "sam").get("/export/findings.csv?site=north&period=7d").status_code == 403
+    from dashboard.app import close_store
+
+    close_store(app)

@@ -67,9 +67,10 @@ class ResultCache:
             self._local.db = db
         return db
 
-    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> Any:
-        """The cached value of ``key``, or ``compute()`` stored for ``ttl_s``."""
+    def get_or_compute(self, key: str, compute: Callable[[], Any], ttl_s: float | None = None) -> Any:
+        """The cached value of ``key``, or ``compute()`` stored for ``ttl_s`` (default: the cache's)."""
         now = time.time()
+        ttl = self.ttl_s if ttl_s is None else float(ttl_s)
         if self.path is None:
             with self._lock:
                 hit = self._memory.get(key)
@@ -80,7 +81,7 @@ class ResultCache:
             with self._lock:
                 if len(self._memory) > 512:
                     self._memory = {k: v for k, v in self._memory.items() if v[0] > now}
-                self._memory[key] = (now + self.ttl_s, value)
+                self._memory[key] = (now + ttl, value)
             self.misses += 1
             return value
         try:
@@ -95,11 +96,18 @@ class ResultCache:
         try:
             db = self._connect()
             db.execute("INSERT OR REPLACE INTO cache (key, expires, value) VALUES (?, ?, ?)",
-                       (key, now + self.ttl_s, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
+                       (key, now + ttl, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
             db.execute("DELETE FROM cache WHERE expires < ?", (now - self.ttl_s,))
         except sqlite3.Error:
             pass
         return value
+
+
+def request_cache() -> ResultCache | None:
+    """The cache of the app serving the current request; None outside a request (unit tests, the CLI)."""
+    from flask import current_app, has_app_context
+
+    return current_app.extensions.get(EXTENSION) if has_app_context() else None
 
 
 def cache_of(app) -> ResultCache:

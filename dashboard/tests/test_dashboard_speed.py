@@ -76,3 +76,52 @@ def test_energy_by_hour_counts_power_of_machines_without_register(tmp_path):
                                                        enumerate(("m1", "m2", "m3", "m4"))}, rel=1e-9), no_register
         assert len(hours) == 4 * 48
         store.close()
+
+
+def test_energy_by_hour_in_a_request_caches_closed_days_with_the_same_numbers(tmp_path):
+    """Inside a request, closed days come from the shared cache (computed once), today is read fresh, and the result
+    equals the uncached one; a store not limited to the site never uses the cache."""
+    import time
+
+    import pandas as pd
+    from flask import Flask
+
+    from dashboard.access import SiteScopedStore
+    from dashboard.cache import EXTENSION, ResultCache
+    from dashboard.overview import SiteInfo, energy_by_hour
+    from dashboard.tests.helpers import NS
+
+    store = _store_with_meters(tmp_path, ("m3",))
+    site = SiteInfo("north", "North", "UTC")
+    stop = (time.time_ns() // (3600 * NS) + 1) * 3600 * NS  # today included
+    start = stop - 60 * 3600 * NS
+    plain = energy_by_hour(store, site, start, stop)
+    server = Flask("t")
+    cache = server.extensions[EXTENSION] = ResultCache(tmp_path / "cache")
+    scoped = SiteScopedStore(store, ["north"])
+    with server.app_context():
+        first = energy_by_hour(scoped, site, start, stop)
+        second = energy_by_hour(scoped, site, start, stop)
+        assert (cache.misses, cache.hits) == (1, 1)
+        energy_by_hour(store, site, start, stop)  # not site-scoped: no cache
+        energy_by_hour(SiteScopedStore(store, ["south"]), site, start, stop)  # site not visible: no cache
+        assert (cache.misses, cache.hits) == (1, 1)
+    key = ["time", "line", "machine"]
+    for got in (first, second):
+        assert got["line"].dtype == object and got["machine"].dtype == object
+        pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True),
+                                      plain.sort_values(key).reset_index(drop=True), check_dtype=False)
+    assert got["time"].max() >= pd.Timestamp(stop - 2 * 3600 * NS, tz="UTC")  # today's hours are there
+    store.close()
+
+
+def test_result_cache_entry_lives_for_its_own_ttl(tmp_path):
+    from dashboard.cache import ResultCache
+
+    cache = ResultCache(tmp_path / "c", ttl_s=60)
+    calls = []
+    assert cache.get_or_compute("k", lambda: calls.append(1) or 1, ttl_s=0.0) == 1
+    assert cache.get_or_compute("k", lambda: calls.append(2) or 2, ttl_s=0.0) == 2  # expired at once: recomputed
+    assert cache.get_or_compute("j", lambda: calls.append(3) or 3) == 3
+    assert cache.get_or_compute("j", lambda: calls.append(4) or 4) == 3  # the cache's 60 s
+    assert calls == [1, 2, 3]

@@ -144,7 +144,8 @@ class ResultStore(abc.ABC):
             Output name: lower-case letters, digits, ``_`` (e.g. ``"baseline"``).
         frame : DataFrame
             Long form: ``time`` (aware datetimes or [ns]), tag columns (text, e.g. ``machine``) and one numeric column
-            per field (e.g. ``expected_kwh`` [kWh]). NaN values are stored as missing.
+            per field (e.g. ``expected_kwh`` [kWh]). NaN values are stored as missing; a series whose values are all
+            NaN is not written (reading gives NaN there all the same).
         replace : bool
             Remove what ``run`` stored under ``name`` before.
 
@@ -480,6 +481,8 @@ def write_output_series(store: Store, run: str, name: str, frame: pd.DataFrame) 
             tag_dict[tag] = str(value)
         for field_name in fields:
             column = frame[field_name].to_numpy(dtype=float)[index]
+            if not np.isfinite(column).any():
+                continue  # nothing known (e.g. good units of a machine that counts none): no series at all
             # A run's outputs are history written at once: the bulk layout (SQLite's columnar chunks) writes a year
             # of hourly outputs per machine several times faster than the row path, with the same semantics.
             n += store.write_arrays(SeriesKey.of(measurement, tag_dict, field_name), times[index], column, bulk=True)

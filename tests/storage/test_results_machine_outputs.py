@@ -33,7 +33,7 @@ def test_baseline_output_round_trip_replace_and_site_filter(store):
     first = hours_frame()
     with results_for(store) as results:
         n = results.write_outputs("analyze-1", BASELINE, first, replace=True)
-        assert n == len(first) * 3  # NaN values are stored as missing
+        assert n == len(first) * 3 - 48  # NaN values are stored as missing; cnc-02's good units (all NaN) not at all
         got = results.read_outputs(BASELINE, run="analyze-1", fields=["actual_kwh", "expected_kwh", "good"])
     expect = first.sort_values(["line", "machine", "site", "time"]).reset_index(drop=True)
     got = got.sort_values(["line", "machine", "site", "time"]).reset_index(drop=True)
@@ -49,7 +49,7 @@ def test_baseline_output_round_trip_replace_and_site_filter(store):
     assert read_baseline(store, "east", "l1", "cnc-01", T0, T0 + pd.Timedelta(days=2)).run is None
     with results_for(store) as results:  # a list of sites (the materials page asks for the user's sites this way)
         listed = results.read_outputs(BASELINE, run="analyze-1", tags={"site": ["north", "east"]}, fields=["good"])
-    assert set(listed["site"]) == {"north"} and len(listed) == 2 * 48
+    assert set(listed["site"]) == {"north"} and len(listed) == 48  # cnc-01 (cnc-02 counts no good units)
     # Writing the run again replaces it; a newer run is what the page reads.
     with results_for(store) as results:
         results.write_outputs("analyze-1", BASELINE, hours_frame(offset=100.0, hours=24))
@@ -84,3 +84,16 @@ def test_store_baseline_from_interval_data_and_daily_energy_per_unit(store):
     assert len(weekday) == 10  # production on weekdays only (Berlin days: 14 UTC days touch 15 local ones)
     assert (daily["kwh_per_unit"] == daily["kwh"] / daily["good"]).all()
     assert daily["kwh"].sum() < base.actual_kwh  # weekend days without good units are left out
+
+
+def test_a_field_unknown_for_a_series_reads_as_nan(store):
+    t = pd.date_range(T0, periods=3, freq="h", tz="UTC")
+    frame = pd.concat([pd.DataFrame({"time": t, "machine": "a", "first": np.nan, "second": [1.0, 2.0, 3.0]}),
+                       pd.DataFrame({"time": t, "machine": "b", "first": [4.0, 5.0, 6.0], "second": np.nan})])
+    with results_for(store) as results:
+        assert results.write_outputs("nan-run", "probe", frame) == 6  # the all-NaN series are not written
+        got = results.read_outputs("probe", run="nan-run").set_index(["machine", "time"])
+        only_a = results.read_outputs("probe", run="nan-run", machines=["a"])
+    assert got.loc["a", "first"].isna().all() and got.loc["a", "second"].tolist() == [1.0, 2.0, 3.0]
+    assert got.loc["b", "second"].isna().all() and got.loc["b", "first"].tolist() == [4.0, 5.0, 6.0]
+    assert list(only_a.columns) == ["time", "run", "machine", "first", "second"] and len(only_a) == 3

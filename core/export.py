@@ -11,8 +11,9 @@ three formats are long form, one row per stored value:
   ``wattline_missing``; timestamps in ns. InfluxDB (``influx write``, Telegraf, the HTTP API) accepts it as is, and
   a Wattline InfluxDB store reads it back with status and missing values intact.
 
-:func:`parse_line_protocol` is the other half (``wattline import lp``): every line is checked before anything is
-written, bad lines are reported with their numbers.
+:func:`check_line_protocol` and :func:`import_line_protocol` are the other half (``wattline import lp``): a first
+streaming pass checks every line, bad lines are reported with their numbers and nothing is written; a second streaming
+pass writes the file in chunks of lines, so a multi-GB file (plain or gzip) takes bounded memory.
 """
 
 from __future__ import annotations
@@ -348,8 +349,75 @@ def _parse_plain(line: str, precision: int):
     return measurement, tags, values, status, time_ns
 
 
+#: Lines parsed and written at a time by the write pass of :func:`import_line_protocol` (bounds its memory: about
+#: 150 bytes per value held).
+CHUNK_LINES = 250_000
+
+
+def _open_lines(path: Path) -> tuple[IO[bytes], IO[bytes]]:
+    """(raw file, line source): gzip input (by its magic bytes, whatever the name) is read through ``gzip``."""
+    import gzip
+
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller; a missing file is told apart here
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; give a line-protocol file made by 'wattline export --format lp' "
+                          "or any InfluxDB tool (plain or gzip)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; give a line-protocol file") from None
+    if raw.read(2) == b"\x1f\x8b":
+        raw.seek(0)
+        return raw, gzip.GzipFile(fileobj=raw, mode="rb")
+    raw.seek(0)
+    return raw, raw
+
+
+def _read_lines(path: Path, precision: int, progress: bool, desc: str) -> Iterator[tuple[int, tuple | str]]:
+    """Stream a line-protocol file: (line number, parsed line or the problem as text) per data line, ``#`` comments
+    and blank lines skipped. Memory is one line; progress is shown in bytes of the file (compressed bytes for gzip)."""
+    from tqdm import tqdm
+
+    raw, source = _open_lines(path)
+    with raw, source, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=desc,
+                           disable=not progress or None, leave=False) as bar:
+        for number, data in enumerate(source, start=1):
+            if progress and number % 65536 == 0:
+                bar.update(raw.tell() - bar.n)
+            try:
+                line = data.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                yield number, f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+                continue
+            if not line or line.startswith("#"):
+                continue
+            try:
+                yield number, _parse_line(line, precision)
+            except ValueError as exc:
+                yield number, str(exc)
+        bar.update(raw.tell() - bar.n)
+
+
+def _precision(precision: str) -> int:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r} is not valid; valid options: {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def _add(parsed: ParsedLines, item: tuple) -> None:
+    measurement, tags, values, status, time_ns = item
+    for name, value in values.items():
+        key = SeriesKey.of(measurement, tags, name)
+        t, v, s = parsed.series.setdefault(key, ([], [], []))
+        t.append(time_ns)
+        v.append(math.nan if value is None else value)
+        s.append(status)
+        parsed.values += 1
+
+
 def parse_line_protocol(path: Path, *, precision: str = "ns", max_errors: int = 50) -> ParsedLines:
-    """Read and check a line-protocol file (``#`` comments and blank lines skipped).
+    """Read and check a line-protocol file (``#`` comments and blank lines skipped), all values in memory.
+
+    For files of any size use :func:`check_line_protocol` and :func:`import_line_protocol`, which stream.
 
     Raises
     ------
@@ -357,44 +425,109 @@ def parse_line_protocol(path: Path, *, precision: str = "ns", max_errors: int = 
         For an unknown precision or a missing file. Bad lines are collected in ``errors`` (``file:line: problem``),
         not raised, so that all of them are listed at once.
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"--precision {precision!r} is not valid; valid options: {', '.join(PRECISIONS)}")
-    factor = PRECISIONS[precision]
+    factor = _precision(precision)
     parsed = ParsedLines()
-    try:
-        fh = open(path, encoding="utf-8")  # noqa: SIM115 - a missing file is told apart before the with block
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found; give a line-protocol file made by 'wattline export --format lp' "
-                          "or any InfluxDB tool") from None
-    with fh:
-        for number, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            parsed.lines += 1
-            try:
-                measurement, tags, values, status, time_ns = _parse_line(line, factor)
-            except ValueError as exc:
-                parsed.error_count += 1
-                if len(parsed.errors) < max_errors:
-                    parsed.errors.append(f"{path}:{number}: {exc}")
-                continue
-            for name, value in values.items():
-                key = SeriesKey.of(measurement, tags, name)
-                t, v, s = parsed.series.setdefault(key, ([], [], []))
-                t.append(time_ns)
-                v.append(math.nan if value is None else value)
-                s.append(status)
-                parsed.values += 1
+    for number, item in _read_lines(Path(path), factor, False, "read"):
+        parsed.lines += 1
+        if isinstance(item, str):
+            parsed.error_count += 1
+            if len(parsed.errors) < max_errors:
+                parsed.errors.append(f"{path}:{number}: {item}")
+            continue
+        _add(parsed, item)
     return parsed
 
 
-def write_parsed_lines(parsed: ParsedLines, store) -> int:
-    """Write checked lines into a store (bulk layout); return the number of values written."""
+@dataclass
+class LineProtocolCheck:
+    """The first, checking pass over a line-protocol file: counts and bad lines, no values kept."""
+
+    lines: int = 0
+    values: int = 0
+    series: int = 0
+    errors: list[str] = field(default_factory=list)
+    error_count: int = 0
+
+
+def check_line_protocol(path: Path, *, precision: str = "ns", max_errors: int = 50,
+                        progress: bool = False) -> LineProtocolCheck:
+    """Check every line of a line-protocol file (plain or gzip) streaming: memory holds one line and the set of
+    series names, whatever the file's size.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown precision or a missing file. Bad lines are collected in ``errors`` (``file:line: problem``,
+        at most ``max_errors``), not raised, so that all of them are listed at once.
+    """
+    factor = _precision(precision)
+    check = LineProtocolCheck()
+    keys: set[tuple] = set()
+    for number, item in _read_lines(Path(path), factor, progress, "check"):
+        check.lines += 1
+        if isinstance(item, str):
+            check.error_count += 1
+            if len(check.errors) < max_errors:
+                check.errors.append(f"{path}:{number}: {item}")
+            continue
+        measurement, tags, values, _, _ = item
+        head = (measurement, tuple(sorted(tags.items())))
+        for name in values:
+            keys.add((head, name))
+        check.values += len(values)
+    check.series = len(keys)
+    return check
+
+
+def import_line_protocol(path: Path, store, *, precision: str = "ns", chunk_lines: int = CHUNK_LINES,
+                         progress: bool = False) -> int:
+    """Write a checked line-protocol file into a store, streaming: ``chunk_lines`` lines are parsed, grouped by
+    series and written at a time, so memory is bounded by the chunk, not the file. Run :func:`check_line_protocol`
+    first (the CLI does): a bad line met here raises, after earlier chunks were written.
+
+    Values keep the file's order across chunks: a later line for the same series and timestamp replaces an earlier
+    one (as in InfluxDB), within a chunk and across chunks alike (the store's writes replace).
+
+    Returns
+    -------
+    int
+        Values written (a timestamp repeated within one chunk counts once).
+
+    Raises
+    ------
+    ExportError
+        A bad line in the write pass (the file changed since it was checked).
+    """
+    if chunk_lines < 1:
+        raise ConfigError(f"chunk_lines {chunk_lines} is not valid; give a positive number of lines")
+    factor = _precision(precision)
+    written, chunk, held = 0, ParsedLines(), 0
+    for number, item in _read_lines(Path(path), factor, progress, "write"):
+        if isinstance(item, str):
+            raise ExportError(f"{path}:{number}: {item} (the file changed after it was checked; "
+                              f"{written} values were written before this line)")
+        _add(chunk, item)
+        held += 1
+        if held >= chunk_lines:
+            written += _write_chunk(chunk, store)
+            chunk, held = ParsedLines(), 0
+    written += _write_chunk(chunk, store)
+    store.flush()
+    return written
+
+
+def _write_chunk(parsed: ParsedLines, store) -> int:
     written = 0
     for key, times, values, status in parsed.arrays():
         store.write_arrays(key, times, values, status, bulk=True)
         written += len(times)
+    return written
+
+
+def write_parsed_lines(parsed: ParsedLines, store) -> int:
+    """Write lines parsed in memory (:func:`parse_line_protocol`) into a store (bulk layout); return the number of
+    values written."""
+    written = _write_chunk(parsed, store)
     store.flush()
     return written
 

@@ -68,38 +68,43 @@ def export(
 
 
 def import_lp(
-    file: Path = typer.Argument(..., help="Line-protocol file (from 'wattline export --format lp', 'influx query' or Telegraf).", dir_okay=False),
+    file: Path = typer.Argument(..., help="Line-protocol file, plain or gzip (from 'wattline export --format lp', 'influx query' or Telegraf).", dir_okay=False),
     precision: str = typer.Option("ns", "--precision", help="Unit of the timestamps: ns, us, ms or s."),
     store: str | None = StoreOpt,
     max_errors: int = typer.Option(50, "--max-errors", min=1, help="List at most this many bad lines."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the whole file and print the summary; write nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    chunk_lines: int = typer.Option(250_000, "--chunk-lines", min=1, help="Lines written at a time (memory is about 150 bytes per value of a chunk)."),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Import InfluxDB line protocol: every line is checked first; with any bad line nothing is written and the bad
-    lines are listed. Numeric fields become series; wattline_status and wattline_missing are read back as written."""
-    from core.export import parse_line_protocol, write_parsed_lines
+    lines are listed. Numeric fields become series; wattline_status and wattline_missing are read back as written.
+    Both passes stream the file, so its size is not bounded by memory."""
+    from core.export import check_line_protocol, import_line_protocol
     from core.importer import DataFileError
     from core.storage import open_store
     from wattline.settings import read_app_settings
 
     settings = read_app_settings(config, {"store": store})
-    parsed = parse_line_protocol(file, precision=precision, max_errors=max_errors)
-    if parsed.error_count:
-        more = f"\n... and {parsed.error_count - len(parsed.errors)} more" if parsed.error_count > len(parsed.errors) else ""
-        raise DataFileError(f"{file}: {parsed.error_count} of {parsed.lines} lines are bad; nothing was written:\n"
-                            + "\n".join(parsed.errors) + more)
-    if not parsed.values:
+    progress = sys.stderr.isatty()
+    # Pass 1 checks the whole file before the store is opened: a bad file writes nothing and creates no empty store.
+    check = check_line_protocol(file, precision=precision, max_errors=max_errors, progress=progress)
+    if check.error_count:
+        more = f"\n... and {check.error_count - len(check.errors)} more" if check.error_count > len(check.errors) else ""
+        raise DataFileError(f"{file}: {check.error_count} of {check.lines} lines are bad; nothing was written:\n"
+                            + "\n".join(check.errors) + more)
+    if not check.values:
         raise DataFileError(f"{file}: no values (empty file or only comments)")
     written = 0
     if not dry_run:
         with open_store(settings.store) as opened:
-            written = write_parsed_lines(parsed, opened)
-    summary = {"file": str(file), "lines": parsed.lines, "series": len(parsed.series), "values": parsed.values,
+            written = import_line_protocol(file, opened, precision=precision, chunk_lines=chunk_lines,
+                                           progress=progress)
+    summary = {"file": str(file), "lines": check.lines, "series": check.series, "values": check.values,
                "written": written, "dry_run": dry_run}
     typer.echo(json.dumps(summary) if as_json else
-               f"{'checked' if dry_run else 'imported'} {parsed.values} values of {len(parsed.series)} series from "
-               f"{parsed.lines} lines" + ("" if dry_run else f" into {settings.store.split('?', 1)[0]}"))
+               f"{'checked' if dry_run else 'imported'} {check.values} values of {check.series} series from "
+               f"{check.lines} lines" + ("" if dry_run else f" into {settings.store.split('?', 1)[0]}"))
 
 
 def register(app: typer.Typer) -> None:

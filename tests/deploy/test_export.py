@@ -3,6 +3,8 @@ and the line protocol written into the real InfluxDB test server and read back."
 
 from __future__ import annotations
 
+import gzip
+import json
 import subprocess
 import sys
 import urllib.request
@@ -13,7 +15,9 @@ import pandas as pd
 import pytest
 
 from core.export import (
+    check_line_protocol,
     export_series,
+    import_line_protocol,
     parse_line_protocol,
     parse_time_ns,
 )
@@ -77,10 +81,69 @@ def test_lp_round_trip_through_import(source, tmp_path):
     expected = _contents(source)
     n = sum(len(v[0]) for v in expected.values())
     assert f"exported {n} values" in out.stderr and sum(1 for _ in lp.open()) == n
-    out = subprocess.run([*RUN, "import", "lp", str(lp), "--store", str(tmp_path / "back.db")], capture_output=True,
-                         text=True, timeout=120)
+    # Chunks of 4000 lines: every series is split over several chunks and written by several bulk writes.
+    out = subprocess.run([*RUN, "import", "lp", str(lp), "--store", str(tmp_path / "back.db"), "--chunk-lines", "4000",
+                          "--json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["values"] == summary["written"] == summary["lines"] == n and summary["series"] == len(expected)
     _assert_same(_contents(tmp_path / "back.db"), expected)
+    # The same file gzipped (found by its magic bytes, not its name) imports the same values.
+    packed = tmp_path / "e.lp.data"
+    packed.write_bytes(gzip.compress(lp.read_bytes()))
+    out = subprocess.run([*RUN, "import", "lp", str(packed), "--store", str(tmp_path / "gz.db"), "--chunk-lines",
+                          "3000"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"imported {n} values of {len(expected)} series from {n} lines" in out.stdout
+    _assert_same(_contents(tmp_path / "gz.db"), expected)
+
+
+def _generated_lp(path, n_lines: int, bad_at: int | None = None) -> None:
+    """Interleaved series, repeated timestamps (also across chunks), comments, integer and boolean fields."""
+    rng = np.random.default_rng(7)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("# generated\n")
+        number = 1
+        for i in range(n_lines):
+            number += 1
+            if number == bad_at:
+                fh.write(f"m,site=s{i % 7} v=oops {T0 + i * NS}\n")
+                continue
+            t = T0 + (i if i % 97 or i < 1470 else i - 1470) * NS  # repeats its series 1470 lines back
+            fields = f"v={rng.uniform(0, 100):.6f},c={i}i" + (",on=true" if i % 3 == 0 else "")
+            status = ",wattline_status=2147483648i" if i % 50 == 0 else ""
+            fh.write(f"m,site=s{i % 7},line=l{i % 2} {fields}{status} {t}\n")
+
+
+def test_streamed_import_in_chunks_equals_the_whole_file_in_memory(tmp_path):
+    lp = tmp_path / "g.lp"
+    _generated_lp(lp, 12_000)
+    whole = parse_line_protocol(lp)
+    check = check_line_protocol(lp)
+    assert (check.lines, check.values, check.series, check.error_count) == (whole.lines, whole.values,
+                                                                           len(whole.series), 0)
+    with open_store(str(tmp_path / "whole.db")) as store:
+        from core.export import write_parsed_lines
+
+        write_parsed_lines(whole, store)
+    with open_store(str(tmp_path / "chunked.db")) as store:
+        written = import_line_protocol(lp, store, chunk_lines=1000)  # 12 chunks
+    assert written > sum(len(t) for _, t, _, _ in whole.arrays())  # repeats across chunks were written twice ...
+    a, b = _contents(tmp_path / "whole.db", "m"), _contents(tmp_path / "chunked.db", "m")
+    _assert_same(a, b)  # ... and the later line replaced the earlier one, as within a chunk
+    assert sum(len(v[0]) for v in b.values()) == sum(len(t) for _, t, _, _ in whole.arrays())
+
+
+def test_a_bad_line_deep_in_a_large_file_writes_nothing(tmp_path):
+    lp = tmp_path / "deep.lp"
+    _generated_lp(lp, 30_000, bad_at=29_000)
+    db = tmp_path / "deep.db"
+    out = subprocess.run([*RUN, "import", "lp", str(lp), "--store", str(db), "--chunk-lines", "1000"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "1 of 30000 lines are bad; nothing was written" in out.stderr
+    assert f"{lp}:29000: field 'v' value 'oops' is not a number" in out.stderr
+    assert not db.exists()
 
 
 def test_csv_and_parquet_hold_every_value(source, tmp_path):

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 import pandas as pd
@@ -367,7 +367,7 @@ def _open_lines(path: Path) -> tuple[IO[bytes], IO[bytes]]:
         raise ConfigError(f"{path}: is a directory; give a line-protocol file") from None
     if raw.read(2) == b"\x1f\x8b":
         raw.seek(0)
-        return raw, gzip.GzipFile(fileobj=raw, mode="rb")
+        return raw, cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
     raw.seek(0)
     return raw, raw
 

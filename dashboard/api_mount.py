@@ -65,7 +65,8 @@ def mount_api(server, settings: Any) -> list[str]:
     if provider is not None and provider.url is not None:
         from core.orders.api import findings_from_store, orders_api
 
-        bp = orders_api(LazyService(provider), tokens, findings=findings_from_store(settings.store_url))
+        service: Any = LazyService(provider)  # opens the database on the first API call, per worker
+        bp = orders_api(service, tokens, findings=findings_from_store(settings.store_url))
         _json_errors(bp)
         server.register_blueprint(bp)
         mounted.append(bp.name)

@@ -163,9 +163,10 @@ def apply_action(service, user, order_id: Any, action: str | None, *, reason: st
     try:
         before = service.get(oid, actor=actor)  # another site's order: OrderNotFound, nothing said about it
         if action == "assign":
-            if not (team or "").strip():
+            chosen = (team or "").strip()
+            if not chosen:
                 return False, "Choose the team to assign the order to."
-            order = service.assign(oid, team.strip(), actor, text, expected_version=expected)
+            order = service.assign(oid, chosen, actor, text, expected_version=expected)
         else:
             order = service.transition(oid, action, actor, text, reason=(reason or "").strip() or None,
                                        expected_version=expected)

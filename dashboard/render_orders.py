@@ -121,7 +121,7 @@ def action_options(actions: Sequence[str]) -> list[dict]:
     return [{"label": ACTION_LABELS[a], "value": a} for a in actions]
 
 
-def machine_orders_table(rows: Sequence[Mapping[str, Any]], message: str = "") -> html.Div:
+def machine_orders_table(rows: Sequence[Mapping[str, Any]], message: str = "") -> html.Table | html.P:
     """The machine page's card: its open work orders (id, finding, status, owner, due, kWh)."""
     if not rows:
         return html.P(message or "No open work orders for this machine.", className="muted")
@@ -136,7 +136,7 @@ def machine_orders_table(rows: Sequence[Mapping[str, Any]], message: str = "") -
     return html.Table([head, body], className="series-table")
 
 
-def machine_orders_card(path: str | None) -> html.Div:
+def machine_orders_card(path: str | None) -> html.Table | html.P:
     """The machine page's open work orders for the logged-in user (AccessDenied for a site they may not see)."""
     import datetime as dt
 

@@ -183,13 +183,17 @@ def machine_figure(hours: pd.DataFrame, findings: list, tz: str, baseline: pd.Da
                         line=dict(color="#1f2933", width=1.2, dash="dot"),
                         hovertemplate="%{x}: %{y:,.1f} kWh expected<extra></extra>")
     labelled = len(findings) <= MAX_LABELLED  # beyond a few, labels overlap: the legend names the shading instead
-    for ev in findings:
+    zone = _zone(tz)
+    shapes, labels = [], []
+    for ev in findings:  # all shapes set at once: add_vrect per finding re-validates the layout (seconds for 50)
         waste = not ev.kind.startswith("meter_")
-        label = dict(annotation_text=KIND_LABELS.get(ev.kind, ev.kind), annotation_position="top left",
-                     annotation_font_size=10) if labelled else {}
-        fig.add_vrect(x0=ev.start.astimezone(_zone(tz)).replace(tzinfo=None),
-                      x1=ev.end.astimezone(_zone(tz)).replace(tzinfo=None),
-                      fillcolor=SHADES[waste], opacity=0.18, line_width=0, **label)
+        x0, x1 = ev.start.astimezone(zone).replace(tzinfo=None), ev.end.astimezone(zone).replace(tzinfo=None)
+        shapes.append(dict(type="rect", xref="x", yref="y domain", x0=x0, x1=x1, y0=0, y1=1, fillcolor=SHADES[waste],
+                           opacity=0.18, line_width=0, layer="below"))
+        if labelled:
+            labels.append(dict(x=x0, xref="x", y=1, yref="y domain", text=KIND_LABELS.get(ev.kind, ev.kind),
+                               showarrow=False, xanchor="left", yanchor="top", font=dict(size=10)))
+    fig.update_layout(shapes=shapes, annotations=labels)
     for waste in sorted({not ev.kind.startswith("meter_") for ev in findings}, reverse=True):
         fig.add_scatter(x=[None], y=[None], mode="markers", name="Waste finding" if waste else "Meter fault",
                         marker=dict(symbol="square", size=12, color=SHADES[waste], opacity=0.4), hoverinfo="skip")

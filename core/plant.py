@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -217,11 +218,13 @@ class Plant:
     def __init__(self, spec: PlantSpec, source: str = "<plant>") -> None:
         self.spec = spec
         self.source = source
-        self.machines: list[MachineRef] = []
+        machines: list[MachineRef] = []
         for site in spec.sites:
             for line in site.lines:
                 for machine in line.machines:
-                    self.machines.append(self._make_ref(len(self.machines), site, line, machine))
+                    machines.append(self._make_ref(len(machines), site, line, machine))
+        # a Sequence, so that a subclass's plant can declare its own kind of MachineRef (the simulator's, with physics)
+        self.machines: Sequence[MachineRef] = machines
         self._by_key = {key: ref for ref in self.machines for key in (ref.spec.id, ref.path)}
 
     def _make_ref(self, index: int, site: SiteSpec, line: LineSpec, machine: MachineSpec) -> MachineRef:

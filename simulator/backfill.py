@@ -57,19 +57,19 @@ class _Buffer:
 
     def flush(self, parts: dict | None = None) -> None:
         parts = self.take() if parts is None else parts
-        for key, parts in parts.items():
-            times = np.concatenate([p[0] for p in parts])
-            values = np.concatenate([np.asarray(p[1], dtype=float) for p in parts])
+        for key, pieces in parts.items():
+            times = np.concatenate([p[0] for p in pieces])
+            values = np.concatenate([np.asarray(p[1], dtype=float) for p in pieces])
             status = None
-            if any(p[2] is not None for p in parts):
-                status = np.concatenate([p[2] if p[2] is not None else np.zeros(len(p[0]), dtype=np.int64) for p in parts])
+            if any(p[2] is not None for p in pieces):
+                status = np.concatenate([p[2] if p[2] is not None else np.zeros(len(p[0]), dtype=np.int64) for p in pieces])
             self.values += self.store.write_arrays(key, times, values, status, bulk=True)
 
 
 def add_block(buf: _Buffer, plant: Plant, block: Block) -> None:
     """Queue one rendered block as store series (catalogue measurements in ``core.model.MEASUREMENTS``)."""
     t = block.times_ns
-    for si, site in enumerate(plant.sites):
+    for site in plant.sites:
         buf.add(SeriesKey.of("weather", {"site": site.id}, "outdoor_temp_c"), t, np.round(block.temperature[site.id], 2))
     for ref, sig in zip(plant.machines, block.machines):
         tags = ref.tags
@@ -80,6 +80,8 @@ def add_block(buf: _Buffer, plant: Plant, block: Block) -> None:
         buf.add(SeriesKey.of("electrical", tags, "power_factor"), t, np.round(sig.pf, 3), status)
         buf.add(SeriesKey.of("machine_state", tags, "state"), t, sig.state)
         if sig.good is not None:
+            # production machines measure scrap and materials with their good parts
+            assert sig.scrap is not None and sig.material is not None and sig.material_kg is not None, ref
             buf.add(SeriesKey.of("production", tags, "good_count"), t, sig.good)
             buf.add(SeriesKey.of("production", tags, "scrap_count"), t, sig.scrap)
             for mat in np.unique(sig.material[sig.material >= 0]):
@@ -116,7 +118,7 @@ def backfill(store: Store, plant: Plant, days: int, scenario: ScenarioSpec | Non
 
         raise SimulatorError(f"--days must be at least 1, got {days}")
     if start is None:
-        start = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)
+        start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days)
     first = day_number(start)
     t0 = time.perf_counter()
     sim = Simulation(plant, scenario, seed, resolution_s, first, intensity=intensity, run_days=days)

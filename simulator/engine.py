@@ -102,7 +102,7 @@ class Simulation:
         self.scenario = scenario if scenario is not None else read_scenario()
         self.seed = int(seed)
         self.step_s = float(step_s)
-        self.start_day = int(start_day if start_day is not None else dt.datetime.now(dt.timezone.utc).date().toordinal() - 719163)
+        self.start_day = int(start_day if start_day is not None else dt.datetime.now(dt.UTC).date().toordinal() - 719163)
         if intensity is None:
             intensity = self.scenario.intensity
         if intensity is None:
@@ -138,7 +138,7 @@ class Simulation:
     # -- rendering ------------------------------------------------------------------------------------------------------
     def render(self, day: int, t0_s: float = 0.0, t1_s: float = DAY_S) -> Block:
         """Render all machines over ``[t0_s, t1_s)`` seconds of UTC day ``day`` (consecutive calls, in order)."""
-        n = int(round((t1_s - t0_s) / self.step_s))
+        n = round((t1_s - t0_s) / self.step_s)
         edges = t0_s + np.arange(n + 1) * self.step_s
         block_no = int(t0_s // self.step_s)
         out: list[MachineSignals | None] = [None] * len(self.plant.machines)
@@ -154,7 +154,8 @@ class Simulation:
             order = sorted(refs, key=lambda r: (r.archetype not in PRODUCTION_ARCHETYPES, r.archetype == "compressor" or r.archetype == "chiller"))
             line_runs: dict[str, list] = {}
             air = np.zeros(n)
-            caps = sum(r.spec.capacity_m3_min for r in refs if r.archetype == "compressor")
+            # (every compressor has a capacity: the simulator Plant completes it)
+            caps = sum(r.spec.capacity_m3_min for r in refs if r.archetype == "compressor" and r.spec.capacity_m3_min is not None)
             for ref in order:
                 if ref.archetype not in PRODUCTION_ARCHETYPES and line_runs and not win.line_run:
                     win.line_run = {k: np.mean(v, axis=0) for k, v in line_runs.items()}
@@ -176,6 +177,7 @@ class Simulation:
                     cf = None
                 r = self._render_machine(ref, cal, win, sim_events, day, block_no, st, caps)
                 if arch in PRODUCTION_ARCHETYPES:
+                    assert r.air is not None, ref  # render_production always gives the machine's air demand
                     line_runs.setdefault(ref.line.id, []).append(r.run_frac)
                     air += r.air
                 if cf is not None:
@@ -194,7 +196,9 @@ class Simulation:
         self.truth.start_s = start if self.truth.start_s is None else min(self.truth.start_s, start)
         self.truth.end_s = end if self.truth.end_s is None else max(self.truth.end_s, end)
         times = (np.int64(day) * DAY_S * NS + (edges[1:] * NS).astype(np.int64)).astype(np.int64)
-        return Block(day, self.step_s, times, out, temps, true_kwh)
+        signals = [sig for sig in out if sig is not None]
+        assert len(signals) == len(out)  # every machine belongs to one site, and every site was rendered above
+        return Block(day, self.step_s, times, signals, temps, true_kwh)
 
     def _render_machine(self, ref, cal, win, sim_events, day: int, block_no: int, st: dict, caps: float) -> phys.Rendered:
         """One machine's physics over the window (random stream keyed by machine, day and block)."""
@@ -277,6 +281,8 @@ class Simulation:
         flow = r.flow if r.flow is not None else (r.air if r.air is not None and ref.sim.air_m3_min > 0 else None)
         sig = MachineSignals(power, register, pf, r.state, status, flow=flow, pressure=r.pressure, true_power=r.power)
         if r.parts is not None:
+            # production renders give scrap and materials with their parts
+            assert r.scrap is not None and r.material is not None and r.material_kg is not None, ref
             sig.good = st["good"] + np.cumsum(r.parts)
             sig.scrap = st["scrap"] + np.cumsum(r.scrap)
             st["good"], st["scrap"] = int(sig.good[-1]), int(sig.scrap[-1])
@@ -296,8 +302,8 @@ class Simulation:
     def events(self) -> list[Event]:
         """Every injected event that overlapped the rendered time, with its excess energy so far."""
         lo, hi = self.truth.start_s, self.truth.end_s
-        result = []
-        if lo is None:
+        result: list[Event] = []
+        if lo is None or hi is None:  # nothing rendered yet (both are set together)
             return result
         for ev in self.book.events:
             if not ev.rendered or ev.end_s < lo or ev.start_s >= hi:
@@ -309,7 +315,7 @@ class Simulation:
             if start != ev.start_s or end != ev.end_s:
                 details["clipped_to_run"] = True
             result.append(Event(self.plant.machines[ev.machine].path, ev.kind,
-                                dt.datetime.fromtimestamp(start, dt.timezone.utc), dt.datetime.fromtimestamp(end, dt.timezone.utc),
+                                dt.datetime.fromtimestamp(start, dt.UTC), dt.datetime.fromtimestamp(end, dt.UTC),
                                 ev.excess_kwh if ev.kind in WASTE_KINDS else 0.0, details))
         result.sort(key=lambda e: (e.start, e.machine, e.kind))
         return result
@@ -330,8 +336,8 @@ class Simulation:
             "seed": self.seed,
             "intensity": round(self.intensity, 6),
             "resolution_s": self.step_s,
-            "start": dt.datetime.fromtimestamp(self.truth.start_s or 0, dt.timezone.utc).isoformat(),
-            "end": dt.datetime.fromtimestamp(self.truth.end_s or 0, dt.timezone.utc).isoformat(),
+            "start": dt.datetime.fromtimestamp(self.truth.start_s or 0, dt.UTC).isoformat(),
+            "end": dt.datetime.fromtimestamp(self.truth.end_s or 0, dt.UTC).isoformat(),
             "plant_energy_kwh": round(plant, 6),
             "avoidable_kwh": round(avoidable, 6),
             "avoidable_fraction": round(avoidable / plant, 6) if plant > 0 else 0.0,

@@ -9,6 +9,7 @@ about 6-10 % of the daytime load, a dip at the lunch break, weekends at about a 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,6 +130,7 @@ class OrderPlan:
 def plan_orders(ref: MachineRef, cal, seed: int, day: int, material_kinds: int) -> OrderPlan:
     """Plan production orders of one machine-day: setup, run qty x cycle, setup, ... filling the work time."""
     spec = ref.spec
+    assert spec.cycle_s is not None, ref  # simulator Plant completes cycle_s for every production kind
     rng = rng_for(seed, 1, ref.index, day)
     work_total = float((cal.work[:, 1] - cal.work[:, 0]).sum()) if len(cal.work) else 0.0
     bounds, kinds, orders, cycles, materials, qtys = [0.0], [], [], [], [], []
@@ -165,13 +167,11 @@ def plan_orders(ref: MachineRef, cal, seed: int, day: int, material_kinds: int) 
             bounds.append(tau)
             kinds.append(3)
             orders.append(-1)
-    warm = []
+    warm = np.zeros((0, 2))
     if ref.archetype == "injection_moulding":
         # Heater bands are switched on 30 min before a shift that follows off time.
         attended = cal.attended
-        for a, _b in attended:
-            warm.append((a - 1800, a))
-        warm = subtract(normalise(warm), attended)
+        warm = subtract(normalise([(a - 1800, a) for a, _b in attended]), attended)
     bounds_arr, kinds_arr = np.asarray(bounds), np.asarray(kinds, dtype=np.int8)
     waits = [(tau_to_clock(cal.work, bounds_arr[i]), tau_to_clock(cal.work, bounds_arr[i + 1]))
              for i in np.flatnonzero(kinds_arr == 3)]
@@ -198,7 +198,8 @@ def _tau_cum(plan: OrderPlan, kind: int, tau_edges: np.ndarray) -> np.ndarray:
 def render_production(ref: MachineRef, plan: OrderPlan, win: SiteWindow, events: list[SimEvent], rng) -> Rendered:
     """CNC machining centre or injection moulding machine."""
     lv = LEVELS[ref.archetype]
-    rated = ref.spec.rated_kw
+    rated, cycle_s = ref.spec.rated_kw, ref.spec.cycle_s
+    assert cycle_s is not None, ref  # simulator Plant completes cycle_s for every production kind
     edges, mid, n, step = win.edges, win.mid, len(win.edges) - 1, win.step
     from simulator.timeline import covered
 
@@ -214,9 +215,9 @@ def render_production(ref: MachineRef, plan: OrderPlan, win: SiteWindow, events:
     off_f = np.clip(1 - work_f - brk_f - warm_f, 0, 1)
     p = {k: v * rated for k, v in lv.items()}
     run_power = np.full(n, p["run"])
-    if step * 3 < ref.spec.cycle_s:
+    if step * 3 < cycle_s:
         # Within-cycle load shape (spindle cut or injection stroke), zero mean over a cycle.
-        phase = np.mod(np.interp(mid, edges, tau_edges), ref.spec.cycle_s) / ref.spec.cycle_s
+        phase = np.mod(np.interp(mid, edges, tau_edges), cycle_s) / cycle_s
         if ref.archetype == "cnc":
             shape = np.where(phase < 0.6, lv["amp"], -1.5 * lv["amp"])
         else:
@@ -339,6 +340,7 @@ def render_compressor(ref: MachineRef, cal, win: SiteWindow, events, rng, share:
     between 6.5 and 7.5 bar. Runs while the site is occupied (plus one hour either side)."""
     spec, edges, n, step = ref.spec, win.edges, len(win.edges) - 1, win.step
     rated, cap = spec.rated_kw, spec.capacity_m3_min
+    assert cap is not None, ref  # simulator Plant completes capacity_m3_min for compressors
     on_iv = normalise([(a - 3600, b + 3600) for a, b in win.occupied])
     on_f = fraction(on_iv, edges)
     demand = (win.air_demand if win.air_demand is not None else np.zeros(n)) * share + 0.06 * cap  # normal leakage
@@ -388,6 +390,7 @@ def render_furnace(ref: MachineRef, cal, win: SiteWindow, events, rng, state: di
     at setpoint at the first shift start; switched off after the last shift (unless ``always_on``)."""
     spec, edges, n = ref.spec, win.edges, len(win.edges) - 1
     rated = spec.rated_kw
+    assert spec.setpoint_c is not None, ref  # simulator Plant completes setpoint_c for furnaces
     tau = ref.sim.time_constant_h * 3600
     amb = 20.0
     r_th = (spec.setpoint_c - amb) / (0.35 * rated)  # holding power is 35 % of rated at setpoint
@@ -446,7 +449,7 @@ def _furnace_day(hot, t0, setpoint, delta, delta_windows, tau, r_th, rated, amb)
     cuts = sorted(cuts)
     bounds, power = [cuts[0]], []
     temp = t0
-    for a, b in zip(cuts[:-1], cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         m = (a + b) / 2
         is_hot = any(h0 <= m < h1 for h0, h1 in hot)
         sp = setpoint + (delta if delta_windows is not None and any(w0 <= m < w1 for w0, w1 in delta_windows) else 0.0)

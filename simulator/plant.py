@@ -18,6 +18,7 @@ Ratings a plant knows but may leave out get simulator defaults here (``cycle_s``
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,6 +172,8 @@ class Plant(CorePlant):
         When a ``simulation:`` mapping is invalid or a machine's kind has no physics.
     """
 
+    machines: Sequence[MachineRef]  # built by _make_ref below: every machine carries its physics
+
     def __init__(self, spec: PlantSpec, source: str = "<plant>") -> None:
         physics = _physics(_simulation_keys(spec), source)
         self.material_kinds = physics.simulation.material_kinds
@@ -180,6 +183,11 @@ class Plant(CorePlant):
 
     def _make_ref(self, index: int, site: SiteSpec, line: LineSpec, machine: MachineSpec) -> MachineRef:
         return MachineRef(index, site, line, machine, self._machine_physics[index])
+
+    def machine(self, machine_id: str) -> MachineRef:
+        ref = super().machine(machine_id)
+        assert isinstance(ref, MachineRef)  # every machine is built by _make_ref
+        return ref
 
     def climate(self, site_id: str) -> ClimateSpec:
         """The outdoor temperature model of a site."""

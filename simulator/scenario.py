@@ -156,7 +156,7 @@ class ScenarioSpec(FrozenModel):
     planned: tuple[PlannedWaste, ...] = ()
 
     @model_validator(mode="after")
-    def _ranges(self) -> "ScenarioSpec":
+    def _ranges(self) -> ScenarioSpec:
         for cause in ("idle_running", "off_shift_load", "excess_specific_energy", "air_leak", "peak_demand", "meter_faults"):
             model = getattr(self, cause)
             for name in type(model).model_fields:
@@ -293,7 +293,7 @@ class EventBook:
                 if a in ev.params:
                     ev.params[b] = ev.params[a] + (ev.params[b] - ev.params[a]) * x
             ev.end_s = fix_s
-            ev.details["fixed_at"] = dt.datetime.fromtimestamp(fix_s, dt.timezone.utc).isoformat()
+            ev.details["fixed_at"] = dt.datetime.fromtimestamp(fix_s, dt.UTC).isoformat()
         self._by_machine.setdefault(machine, []).append(ev)
 
     def _plan_block(self, block: int) -> None:
@@ -307,6 +307,7 @@ class EventBook:
         for ref in self.plant.machines:
             arch, m = ref.archetype, ref.index
             cal, tz = ref.calendar, ref.site.timezone
+            assert cal is not None, ref  # the simulator Plant gives every site a calendar (DEFAULT_CALENDAR)
             rng = rng_for(seed, 200, block, m)  # one stream per machine and block: common random numbers across k
             u = rng.random((len(days), 8))
             x = rng.random((len(days), 8))
@@ -338,10 +339,10 @@ class EventBook:
                         self._add(m, "idle_running", "idle", day * DAY_S + brk[j, 0], day * DAY_S + brk[j, 1],
                                   details={"reason": "left idling over a break", "state": "idle"})
             if sc.off_shift_load.enabled and arch in sc.off_shift_load.archetypes:
-                p = sc.off_shift_load
+                off = sc.off_shift_load
                 for i, day in enumerate(days):
                     occ = _site_attended(self.plant, ref.site, day)
-                    if u[i, 3] < min(1.0, p.probability * k) and len(occ) and occ[-1, 1] < DAY_S - 60:
+                    if u[i, 3] < min(1.0, off.probability * k) and len(occ) and occ[-1, 1] < DAY_S - 60:
                         nxt = _site_next_start(self.plant, ref.site, day + 1)
                         if nxt is not None:
                             self._add(m, "off_shift_load", "on", day * DAY_S + occ[-1, 1], nxt,
@@ -351,6 +352,7 @@ class EventBook:
                 t0 = block_start + x[0, 4] * BLOCK_DAYS * DAY_S
                 t1 = t0 + _u(rng, ese.setpoint_days) * DAY_S
                 if arch == "furnace":
+                    assert ref.spec.setpoint_c is not None, ref  # the simulator Plant completes every furnace's setpoint
                     delta = _u(rng, ese.furnace_delta_c) * k
                     self._add(m, "excess_specific_energy", "setpoint", t0, t1, {"delta_c": delta},
                               {"cause": "wrong_setpoint", "setpoint_c": ref.spec.setpoint_c + delta, "correct_setpoint_c": ref.spec.setpoint_c})
@@ -391,9 +393,9 @@ class EventBook:
     def _plan_peaks(self, block: int, days: range) -> None:
         p, k = self.scenario.peak_demand, self.intensity
         for site in self.plant.sites:
-            for li, line in enumerate(site.lines):
+            for _li, line in enumerate(site.lines):
                 members = [ref for ref in self.plant.machines if ref.site is site and ref.line is line
-                           and ref.archetype in PRODUCTION_ARCHETYPES + ("conveyor",)]
+                           and ref.archetype in (*PRODUCTION_ARCHETYPES, "conveyor")]
                 if not any(r.archetype in PRODUCTION_ARCHETYPES for r in members):
                     continue
                 cal = line.calendar or site.calendar
@@ -405,7 +407,7 @@ class EventBook:
                         continue
                     t0 = day * DAY_S + att[0, 0]
                     t1 = t0 + (p.minutes[0] + x[i] * (p.minutes[1] - p.minutes[0])) * 60
-                    group = f"{site.id}/{line.id}@{dt.datetime.fromtimestamp(t0, dt.timezone.utc).isoformat()}"
+                    group = f"{site.id}/{line.id}@{dt.datetime.fromtimestamp(t0, dt.UTC).isoformat()}"
                     peak = sum(r.spec.rated_kw * p.surge * k for r in members)
                     for ref in members:
                         self._add(ref.index, "peak_demand", "surge", t0, t1, {"kw": ref.spec.rated_kw * p.surge * k},

@@ -22,8 +22,10 @@ into the future while server timestamps stay wall-clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import errno
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from asyncua import Server, ua
+from asyncua.server.user_managers import UserManager
 
 from simulator.engine import NS, Block, Simulation
 from simulator.errors import PortInUseError, SimulatorError
@@ -91,7 +94,7 @@ class SecuritySettings:
     users: tuple[tuple[str, str], ...] = ()
 
 
-class _Users:
+class _Users(UserManager):
     def __init__(self, users: dict[str, str]) -> None:
         self.users = users
 
@@ -179,7 +182,7 @@ class PlantServer:
         """The ``opc.tcp://host:port`` URL clients connect to."""
         return f"opc.tcp://{self.host}:{self.port}"
 
-    async def __aenter__(self) -> "PlantServer":
+    async def __aenter__(self) -> PlantServer:
         await self.start()
         return self
 
@@ -234,10 +237,8 @@ class PlantServer:
         """Stop updating, write the manifest (when asked) and close the server."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # stopping anyway
                 await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping anyway
-                pass
             self._task = None
         if self._server is not None:
             await self._server.stop()
@@ -257,6 +258,7 @@ class PlantServer:
         from simulator.security import ensure_server_certificate
 
         sec = self.security
+        assert sec is not None  # start() secures the server only when security settings were given
         policies = []
         names = {"None": ua.SecurityPolicyType.NoSecurity, "Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
                  "SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt}
@@ -275,7 +277,7 @@ class PlantServer:
     # -- address space --------------------------------------------------------------------------------------------------
     async def _build(self, server: Server) -> None:
         idx = self.idx
-        enum = await server.nodes.enum_data_type.add_data_type(ua.NodeId("MachineStateEnum", idx), ua.QualifiedName("MachineStateEnum", idx))
+        enum = await server.nodes.enum_data_type.add_data_type(_nid("MachineStateEnum", idx), ua.QualifiedName("MachineStateEnum", idx))
         edef = ua.EnumDefinition()
         for value, name in enumerate(STATE_NAMES):
             edef.Fields.append(ua.EnumField(Value=value, DisplayName=ua.LocalizedText(name), Name=name,
@@ -284,39 +286,36 @@ class PlantServer:
         await enum.add_property(0, "EnumStrings", ua.Variant([ua.LocalizedText(n) for n in STATE_NAMES], ua.VariantType.LocalizedText))
         self._enum = enum.nodeid
         items: list[ua.AddNodesItem] = []
-        plant_id = ua.NodeId("Plant", idx)
-        items.append(_object(plant_id, ua.NodeId(ua.ObjectIds.ObjectsFolder), "Plant", self.plant.name, idx, folder=True))
-        now = dt.datetime.now(dt.timezone.utc)
+        plant_id = _nid("Plant", idx)
+        items.append(_object(plant_id, _nid(ua.ObjectIds.ObjectsFolder), "Plant", self.plant.name, idx, folder=True))
+        now = dt.datetime.now(dt.UTC)
         self._vars = [None] * len(self.plant)
         for site in self.plant.sites:
-            site_id = ua.NodeId(site.id, idx)
+            site_id = _nid(site.id, idx)
             items.append(_object(site_id, plant_id, site.id, site.name or site.id, idx, folder=True))
-            tid = ua.NodeId(f"{site.id}/OutdoorTemperature", idx)
+            tid = _nid(f"{site.id}/OutdoorTemperature", idx)
             items += _analog(tid, site_id, "OutdoorTemperature", idx, "°C", (-40.0, 50.0), 10.0, ua.VariantType.Double, now,
                              "Outdoor air temperature at the site")
             self._site_vars[site.id] = tid
             for line in site.lines:
-                line_id = ua.NodeId(f"{site.id}/{line.id}", idx)
+                line_id = _nid(f"{site.id}/{line.id}", idx)
                 items.append(_object(line_id, site_id, line.id, line.name or line.id, idx, folder=True))
         for ref in self.plant.machines:
             path = ref.path
-            line_id = ua.NodeId(f"{ref.site.id}/{ref.line.id}", idx)
-            mid = ua.NodeId(path, idx)
+            line_id = _nid(f"{ref.site.id}/{ref.line.id}", idx)
+            mid = _nid(path, idx)
             items.append(_object(mid, line_id, ref.spec.id, ref.spec.display_name, idx, folder=False))
-            items.append(_property(ua.NodeId(f"{path}/Archetype", idx), mid, "Archetype", idx, ua.Variant(ref.archetype, ua.VariantType.String)))
-            items.append(_property(ua.NodeId(f"{path}/RatedPower", idx), mid, "RatedPower", idx, ua.Variant(ref.spec.rated_kw, ua.VariantType.Double)))
-            nodes = {}
+            items.append(_property(_nid(f"{path}/Archetype", idx), mid, "Archetype", idx, ua.Variant(ref.archetype, ua.VariantType.String)))
+            items.append(_property(_nid(f"{path}/RatedPower", idx), mid, "RatedPower", idx, ua.Variant(ref.spec.rated_kw, ua.VariantType.Double)))
+            nodes: dict[str, ua.NodeId] = {}
             rated = ref.spec.rated_kw
-
-            def add(name, unit, rng, desc, vtype=ua.VariantType.Double, initial=0.0):
-                nid = ua.NodeId(f"{path}/{name}", idx)
-                items.extend(_analog(nid, mid, name, idx, unit, rng, initial, vtype, now, desc))
-                nodes[name] = nid
+            add = functools.partial(_add_analog, items, nodes, path, mid, idx, now)
 
             add("ActivePower", "kW", (0.0, round(rated * 2.5, 3)), "Active power, mean over the last step")
+            assert ref.spec.register_max_kwh is not None  # the simulator Plant completes every machine's register size
             add("ActiveEnergy", "kWh", (0.0, ref.spec.register_max_kwh), "Active energy import register (rolls over)")
             add("PowerFactor", "1", (0.0, 1.0), "Displacement power factor")
-            sid = ua.NodeId(f"{path}/MachineState", idx)
+            sid = _nid(f"{path}/MachineState", idx)
             items.append(_variable(sid, mid, "MachineState", idx, ua.Variant(0, ua.VariantType.Int32), self._enum, now,
                                    "Machine state: 0 Off, 1 Idle, 2 Running, 3 Fault"))
             nodes["MachineState"] = sid
@@ -324,12 +323,13 @@ class PlantServer:
                 add("GoodCount", "units", (0.0, 1e9), "Good parts produced (counter)")
                 add("ScrapCount", "units", (0.0, 1e9), "Scrapped parts (counter)")
                 add("MaterialConsumed", "kg", (0.0, 1e9), "Material consumed of the current material (counter per material)")
-                nid = ua.NodeId(f"{path}/MaterialId", idx)
+                nid = _nid(f"{path}/MaterialId", idx)
                 items.append(_variable(nid, mid, "MaterialId", idx, ua.Variant("", ua.VariantType.String),
-                                       ua.NodeId(ua.ObjectIds.String), now, "Material id of the current order"))
+                                       _nid(ua.ObjectIds.String), now, "Material id of the current order"))
                 nodes["MaterialId"] = nid
             if ref.archetype == "compressor" or (ref.archetype in PRODUCTION_ARCHETYPES and ref.sim.air_m3_min > 0):
                 cap = ref.spec.capacity_m3_min if ref.archetype == "compressor" else ref.sim.air_m3_min * 1.5
+                assert cap is not None  # the simulator Plant completes every compressor's capacity
                 add("AirFlow", "m3/min", (0.0, cap), "Compressed air delivered (compressor) or used (machine)")
             if ref.archetype == "compressor":
                 add("ReceiverPressure", "bar", (0.0, 10.0), "Air receiver pressure (gauge)")
@@ -372,14 +372,15 @@ class PlantServer:
         block, i = self._next_values()
         ts_ns = int(block.times_ns[i])
         self.sim_time_ns = ts_ns
-        source = dt.datetime.fromtimestamp(ts_ns / NS, dt.timezone.utc)
-        server_ts = dt.datetime.now(dt.timezone.utc)
+        source = dt.datetime.fromtimestamp(ts_ns / NS, dt.UTC)
+        server_ts = dt.datetime.now(dt.UTC)
+        assert self._server is not None  # ticks run between start() and stop()
         aspace_write = self._server.iserver.aspace.write_attribute_value
         if self._listeners:
             aspace_write = self._tapped(aspace_write)
         value_attr = ua.AttributeIds.Value
-        good = ua.StatusCode(ua.StatusCodes.Good)
-        bad = ua.StatusCode(ua.StatusCodes.BadNoCommunication)
+        good = _status(ua.StatusCodes.Good)
+        bad = _status(ua.StatusCodes.BadNoCommunication)
 
         def dv(value, vtype, status=good):
             return ua.DataValue(ua.Variant(value, vtype), StatusCode=status, SourceTimestamp=source, ServerTimestamp=server_ts)
@@ -439,6 +440,27 @@ def _free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
+def _nid(identifier: int | str, namespace: int = 0) -> ua.NodeId:
+    """A NodeId of a plain numeric or string identifier in ``namespace``."""
+    # asyncua annotates NodeId's fields with its Int32/String/Int16 marker subclasses, yet takes (and itself passes)
+    # plain int and str: a gap in its annotations, not a wrong call.
+    return ua.NodeId(identifier, namespace)  # type: ignore[arg-type]
+
+
+def _status(code: int) -> ua.StatusCode:
+    """A StatusCode of one of ``ua.StatusCodes`` (plain ints; asyncua annotates the field with its UInt32 class)."""
+    return ua.StatusCode(code)  # type: ignore[arg-type]
+
+
+def _add_analog(items: list[ua.AddNodesItem], nodes: dict[str, ua.NodeId], path: str, parent: ua.NodeId, idx: int,
+                now: dt.datetime, name: str, unit: str, rng: tuple[float, float], desc: str,
+                vtype: ua.VariantType = ua.VariantType.Double, initial: float = 0.0) -> None:
+    """Add one AnalogItem variable ``path/name`` of a machine, recording its NodeId in ``nodes``."""
+    nid = _nid(f"{path}/{name}", idx)
+    items.extend(_analog(nid, parent, name, idx, unit, rng, initial, vtype, now, desc))
+    nodes[name] = nid
+
+
 # -- node builders (one add_nodes call builds the whole plant, which keeps start-up fast for 500 machines) ------------
 def _object(nid, parent, bname, display, idx, folder: bool) -> ua.AddNodesItem:
     item = ua.AddNodesItem()
@@ -446,8 +468,8 @@ def _object(nid, parent, bname, display, idx, folder: bool) -> ua.AddNodesItem:
     item.BrowseName = ua.QualifiedName(bname, idx)
     item.NodeClass = ua.NodeClass.Object
     item.ParentNodeId = parent
-    item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.Organizes if folder else ua.ObjectIds.HasComponent)
-    item.TypeDefinition = ua.NodeId(ua.ObjectIds.FolderType if folder else ua.ObjectIds.BaseObjectType)
+    item.ReferenceTypeId = _nid(ua.ObjectIds.Organizes if folder else ua.ObjectIds.HasComponent)
+    item.TypeDefinition = _nid(ua.ObjectIds.FolderType if folder else ua.ObjectIds.BaseObjectType)
     attrs = ua.ObjectAttributes()
     attrs.DisplayName = ua.LocalizedText(display)
     attrs.Description = ua.LocalizedText(display)
@@ -463,8 +485,8 @@ def _variable(nid, parent, bname, idx, value: ua.Variant, datatype, now, desc, t
     item.BrowseName = ua.QualifiedName(bname, idx)
     item.NodeClass = ua.NodeClass.Variable
     item.ParentNodeId = parent
-    item.ReferenceTypeId = ua.NodeId(ref)
-    item.TypeDefinition = ua.NodeId(typedef)
+    item.ReferenceTypeId = _nid(ref)
+    item.TypeDefinition = _nid(typedef)
     attrs = ua.VariableAttributes()
     attrs.DisplayName = ua.LocalizedText(bname)
     attrs.Description = ua.LocalizedText(desc)
@@ -479,22 +501,22 @@ def _variable(nid, parent, bname, idx, value: ua.Variant, datatype, now, desc, t
 
 
 def _property(nid, parent, bname, idx, value: ua.Variant) -> ua.AddNodesItem:
-    dtype = ua.NodeId({ua.VariantType.String: ua.ObjectIds.String, ua.VariantType.Double: ua.ObjectIds.Double}.get(
+    dtype = _nid({ua.VariantType.String: ua.ObjectIds.String, ua.VariantType.Double: ua.ObjectIds.Double}.get(
         value.VariantType, ua.ObjectIds.BaseDataType))
     if isinstance(value.Value, ua.Range):
-        dtype = ua.NodeId(ua.ObjectIds.Range)
+        dtype = _nid(ua.ObjectIds.Range)
     elif isinstance(value.Value, ua.EUInformation):
-        dtype = ua.NodeId(ua.ObjectIds.EUInformation)
+        dtype = _nid(ua.ObjectIds.EUInformation)
     return _variable(nid, parent, bname, idx if isinstance(idx, int) else 0, value, dtype, None, bname,
                      typedef=ua.ObjectIds.PropertyType, ref=ua.ObjectIds.HasProperty)
 
 
 def _analog(nid, parent, bname, idx, unit, rng, initial, vtype, now, desc) -> list[ua.AddNodesItem]:
-    dtype = ua.NodeId(ua.ObjectIds.Double if vtype == ua.VariantType.Double else ua.ObjectIds.UInt64)
+    dtype = _nid(ua.ObjectIds.Double if vtype == ua.VariantType.Double else ua.ObjectIds.UInt64)
     items = [_variable(nid, parent, bname, idx, ua.Variant(initial, vtype), dtype, now, desc, typedef=ua.ObjectIds.AnalogItemType)]
     base = nid.Identifier
     eu_range = ua.Range(Low=float(rng[0]), High=float(rng[1]))
-    items.append(_property(ua.NodeId(f"{base}/EURange", idx), nid, "EURange", 0, ua.Variant(eu_range, ua.VariantType.ExtensionObject)))
-    items.append(_property(ua.NodeId(f"{base}/EngineeringUnits", idx), nid, "EngineeringUnits", 0,
+    items.append(_property(_nid(f"{base}/EURange", idx), nid, "EURange", 0, ua.Variant(eu_range, ua.VariantType.ExtensionObject)))
+    items.append(_property(_nid(f"{base}/EngineeringUnits", idx), nid, "EngineeringUnits", 0,
                            ua.Variant(UNITS[unit].eu_information(), ua.VariantType.ExtensionObject)))
     return items

@@ -68,6 +68,13 @@ def _anomaly(seed: int, site_index: int, day: int, sd: float) -> float:
     return float(rng_for(seed, 101, site_index, day).normal(0.0, sd))
 
 
+def _utc_offset_h(timezone: str, day: int) -> float:
+    """UTC offset [h] of ``timezone`` at the local midnight starting ``day``."""
+    offset = zoneinfo.ZoneInfo(timezone).utcoffset(dt.datetime.combine(day_date(day), dt.time()))
+    assert offset is not None  # a ZoneInfo always has an offset (tzinfo.utcoffset returns None only for naive zones)
+    return offset.total_seconds() / 3600
+
+
 def outdoor_temperature(climate: ClimateSpec, timezone: str, seed: int, site_index: int, day: int,
                         seconds: np.ndarray) -> np.ndarray:
     """Outdoor temperature [°C] at ``seconds`` after the UTC midnight of ``day``.
@@ -76,7 +83,7 @@ def outdoor_temperature(climate: ClimateSpec, timezone: str, seed: int, site_ind
     weather anomaly per day (deterministic per seed, site and day).
     """
     seconds = np.asarray(seconds, dtype=float)
-    offset_h = zoneinfo.ZoneInfo(timezone).utcoffset(dt.datetime.combine(day_date(day), dt.time())).total_seconds() / 3600
+    offset_h = _utc_offset_h(timezone, day)
     doy = day_date(day).timetuple().tm_yday + seconds / DAY_S
     seasonal = climate.mean_c - climate.seasonal_amplitude_c * np.cos(2 * np.pi * (doy - climate.coldest_day_of_year) / 365.25)
     local_h = seconds / 3600 + offset_h
@@ -90,7 +97,7 @@ def outdoor_temperature(climate: ClimateSpec, timezone: str, seed: int, site_ind
 
 def daylight(timezone: str, day: int, seconds: np.ndarray) -> np.ndarray:
     """Rough daylight factor 0-1 (for lighting dimming): a sine between sunrise and sunset that follow the season."""
-    offset_h = zoneinfo.ZoneInfo(timezone).utcoffset(dt.datetime.combine(day_date(day), dt.time())).total_seconds() / 3600
+    offset_h = _utc_offset_h(timezone, day)
     doy = day_date(day).timetuple().tm_yday
     half_day_h = 6.0 + 2.5 * -np.cos(2 * np.pi * (doy + 10) / 365.25)
     local_h = np.asarray(seconds, dtype=float) / 3600 + offset_h - (1.0 if offset_h >= 2 else 0.0)

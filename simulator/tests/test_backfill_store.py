@@ -13,8 +13,8 @@ from core.model import SeriesKey
 from core.storage import open_store
 from simulator.backfill import backfill
 from simulator.scenario import read_scenario
-from simulator.timeline import day_date
 from simulator.tests.conftest import MONDAY
+from simulator.timeline import day_date
 from wattline.cli_simulate import simulate_app
 
 
@@ -30,7 +30,7 @@ def filled(tmp_path_factory, small_plant):
 
 def test_stored_power_sums_to_the_manifest_total(filled, small_plant):
     store, result = filled
-    start, stop = dt.datetime.combine(day_date(MONDAY), dt.time(), dt.timezone.utc), None
+    start, stop = dt.datetime.combine(day_date(MONDAY), dt.time(), dt.UTC), None
     stop = start + dt.timedelta(days=3, minutes=1)
     hourly = store.query("electrical", "active_power_kw", start, stop, window_s=60, agg="sum")
     stored_kwh = hourly["value"].sum() / 60
@@ -42,7 +42,7 @@ def test_stored_power_sums_to_the_manifest_total(filled, small_plant):
 def test_stored_registers_sum_to_the_manifest_total(filled, small_plant):
     """Energy from the meter registers, handling rollover and resets the way an analyst would."""
     store, result = filled
-    start = dt.datetime.combine(day_date(MONDAY), dt.time(), dt.timezone.utc)
+    start = dt.datetime.combine(day_date(MONDAY), dt.time(), dt.UTC)
     frame = store.query("electrical", "energy_kwh", start, start + dt.timedelta(days=3, minutes=1))
     total = 0.0
     for machine, rows in frame.groupby("machine"):

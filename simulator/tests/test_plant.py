@@ -67,7 +67,7 @@ def test_unknown_kind_names_file_line_key_and_options(tmp_path):
 
 def test_unknown_key_lists_valid_keys(tmp_path):
     path = write(tmp_path, GOOD.replace("rated_kw: 20", "rated_kw: 20, ratedkw: 3"))
-    with pytest.raises(PlantFileError, match="unknown key 'ratedkw'.*rated_kw"):
+    with pytest.raises(PlantFileError, match=r"unknown key 'ratedkw'.*rated_kw"):
         read_plant(path)
 
 
@@ -92,7 +92,7 @@ def test_default_scenario_and_bad_scenarios(tmp_path):
     sc = read_scenario()
     assert sc.avoidable_fraction == pytest.approx(0.08)
     path = write(tmp_path, "air_leak:\n  weeks: [8, 2]\n", "scenario.yaml")
-    with pytest.raises(PlantFileError, match="scenario.yaml.*air_leak.weeks"):
+    with pytest.raises(PlantFileError, match=r"scenario\.yaml.*air_leak\.weeks"):
         read_scenario(path)
     path = write(tmp_path, "off_shift_load:\n  archetypes: [lighting, oven]\n", "scenario.yaml")
     with pytest.raises(PlantFileError, match="'oven' is not valid; valid options: lighting, hvac, conveyor, chiller"):

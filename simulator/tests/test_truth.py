@@ -21,7 +21,7 @@ def run(small_plant):
 
 
 def test_manifest_accounts_exactly(run):
-    sim, blocks, m = run
+    _sim, blocks, m = run
     true_total = sum(float(sig.true_power.sum()) for b in blocks for sig in b.machines) * 300 / 3600
     assert m["plant_energy_kwh"] == pytest.approx(true_total, rel=1e-9)
     assert sum(m["machine_energy_kwh"].values()) == pytest.approx(true_total, rel=1e-9)
@@ -99,7 +99,7 @@ def test_deterministic_per_seed(small_plant):
 
     m1, p1 = go(1)
     m2, p2 = go(1)
-    m3, p3 = go(2)
+    _m3, p3 = go(2)
     assert m1 == m2
     np.testing.assert_array_equal(p1, p2)
     assert not np.array_equal(np.nan_to_num(p1), np.nan_to_num(p3))

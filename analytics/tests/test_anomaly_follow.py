@@ -75,6 +75,8 @@ def test_follow_scores_new_windows_and_matches_a_batch_run(tmp_path):
             if first_seen is None and any(e.machine == MACHINES[1] and e.kind == "anomaly" for e in stored):
                 first_seen = pd.Timestamp(int(t[b - 1]), tz="UTC")
         assert follower.stream.model is model  # scored without refitting
+        # Settled windows are dropped: what is kept is the tail after the last settled row, not the 96 windows streamed.
+        assert follower.stream.retained_windows < 3 * 12, follower.stream.retained_windows
         # Found by the part that ends 3 h into the excess (12:00 data), and said in one line.
         assert first_seen is not None and first_seen <= EXTRA[1], first_seen
         assert any(line.startswith("m2 drew") for line in lines), lines

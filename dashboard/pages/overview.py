@@ -90,21 +90,34 @@ def register_callbacks(app: dash.Dash) -> None:
         now_ns = time.time_ns()
         try:
             ctx = view_context(store_of(app), site, period, now_ns)
+            cache = cache_of(app)
             # Many users of a site ask for the same overview: computed once per cache lifetime, shared by the workers.
-            ov = cache_of(app).get_or_compute(
-                ctx.cache_key("overview", now_ns),
-                lambda: overview(ctx.store, ctx.findings, ctx.sites, ctx.start_ns, ctx.stop_ns, now_ns))
+            # The rendered outputs are cached too: building the Plotly figures costs more than reading them back.
+            return cache.get_or_compute(ctx.cache_key(f"overview-outputs|{site}", now_ns),
+                                        lambda: _outputs(ctx, site, cache.get_or_compute(
+                                            ctx.cache_key("overview", now_ns),
+                                            lambda: overview(ctx.store, ctx.findings, ctx.sites, ctx.start_ns,
+                                                             ctx.stop_ns, now_ns))))
         except WattlineError as exc:
             return (html.Span(f"Cannot read the store: {exc}", className="error"),) + (dash.no_update,) * 7
-        names = {s.id: s.name for s in ctx.sites}
-        lines = {(site.id, line.id): line.name or line.id for site in getattr(ctx.plant, "sites", ()) for line in site.lines}
-        where = ", ".join(names.values()) or "no site"
-        status = f"{where} · {ctx.period.label} · findings of the latest analysis run"
-        if ov.energy_kwh <= 0 and not ov.findings:
-            return (status, kpi_tiles(ov), [no_data()], pareto_figure(ov.by_cause),
-                    top_machine_table(ov.top_machines, ov.currency), heatmap_figure(ov.heatmap),
-                    sankey_figure(ov.flows, names, lines), finding_list(ov.latest))
-        return (status, kpi_tiles(ov), potential_tiles(ov, ctx.period.label), pareto_figure(ov.by_cause),
-                [top_machine_table(ov.top_machines, ov.currency), _top_export(site, ctx.period.key)],
-                heatmap_figure(ov.heatmap),
-                sankey_figure(ov.flows, names, lines), finding_list(ov.latest))
+
+
+def _figure(fig) -> dict:
+    """A figure as the plain dict Dash sends (cheap to cache and read back; a ``go.Figure`` re-validates)."""
+    return fig.to_plotly_json()
+
+
+def _outputs(ctx, site, ov) -> tuple:
+    """The callback's outputs for an overview ``ov`` of view ``ctx``."""
+    names = {s.id: s.name for s in ctx.sites}
+    lines = {(site.id, line.id): line.name or line.id for site in getattr(ctx.plant, "sites", ()) for line in site.lines}
+    where = ", ".join(names.values()) or "no site"
+    status = f"{where} · {ctx.period.label} · findings of the latest analysis run"
+    if ov.energy_kwh <= 0 and not ov.findings:
+        return (status, kpi_tiles(ov), [no_data()], _figure(pareto_figure(ov.by_cause)),
+                top_machine_table(ov.top_machines, ov.currency), _figure(heatmap_figure(ov.heatmap)),
+                _figure(sankey_figure(ov.flows, names, lines)), finding_list(ov.latest))
+    return (status, kpi_tiles(ov), potential_tiles(ov, ctx.period.label), _figure(pareto_figure(ov.by_cause)),
+            [top_machine_table(ov.top_machines, ov.currency), _top_export(site, ctx.period.key)],
+            _figure(heatmap_figure(ov.heatmap)),
+            _figure(sankey_figure(ov.flows, names, lines)), finding_list(ov.latest))

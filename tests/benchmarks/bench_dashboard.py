@@ -17,7 +17,9 @@ marker file there); the analysis runs once per store. Reported per page:
   once no callback is pending and no loading spinner is shown (p50 / p95 over ``--loads`` loads);
 - ``warm_ms``: callback round trips on localhost (= server time + a loopback hop) as most requests get them: results
   that many users share come from the dashboard's cache (p50 / p95 over every callback x ``--repeats``);
-- ``cold_ms``: the same with the results cache emptied before each request (the first user after new data).
+- ``cold_ms``: the same with the results cache emptied before each request (the first user after new data);
+- ``expired_ms``: with only the per-view results dropped (their 2-min lifetime over), the hourly energy of closed
+  days still cached (1 h): what a user gets on a page nobody opened for a few minutes.
 
 Load average (1 min) is printed with every figure: the machine is shared, compare ratios within one run.
 Results: one JSON line per page on stdout (and ``--out``), a markdown table with ``--markdown``.
@@ -174,10 +176,12 @@ def dashboard(store: str, plant: str, folder: Path, workers: int, threads: int):
         log.close()
 
 
-def clear_cache(path: Path) -> None:
+def clear_cache(path: Path, views_only: bool = False) -> None:
+    """Empty the dashboard's results cache; ``views_only``: only the per-view results (as when their 2-min lifetime
+    ends), keeping the hourly energy of closed days (1 h)."""
     if path.exists():
         with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
-            db.execute("DELETE FROM cache")
+            db.execute("DELETE FROM cache WHERE key NOT LIKE 'energy_by_hour|%'" if views_only else "DELETE FROM cache")
             db.commit()
 
 
@@ -230,14 +234,14 @@ def unique_payloads(calls: list[dict]) -> list[dict]:
 
 # -- measuring -------------------------------------------------------------------------------------------------------------
 def time_callbacks(session, base: str, payloads: list[dict], repeats: int, cache_file: Path | None,
-                   by_output: dict | None = None) -> list[float]:
+                   by_output: dict | None = None, views_only: bool = False) -> list[float]:
     """Round trips [ms] of every payload ``repeats`` times (emptying the results cache first when given); each
     time is also appended to ``by_output[output]``."""
     out = []
     for _ in range(repeats):
         for body in payloads:
             if cache_file is not None:
-                clear_cache(cache_file)
+                clear_cache(cache_file, views_only)
             t = time.perf_counter()
             r = session.post(base + "/_dash-update-component", json=body, headers={"Origin": base}, timeout=300)
             ms = (time.perf_counter() - t) * 1000
@@ -336,11 +340,14 @@ def main(argv: list[str] | None = None) -> None:
                     warm_by, cold_by = {}, {}
                     warm = time_callbacks(session, base, payloads, args.repeats, None, warm_by)
                     cold = time_callbacks(session, base, payloads, args.cold, cache_file, cold_by)
+                    time_callbacks(session, base, payloads, 1, None)  # closed days cached again
+                    expired = time_callbacks(session, base, payloads, args.cold, cache_file, None, views_only=True)
                     row = {"page": name, "path": paths[name], "period": args.period, "browser_periods": seen,
                            "callbacks": len(payloads),
                            "ready_first_ms": round(ready[0], 1), "ready_p50_ms": pct(ready, 50),
                            "ready_p95_ms": pct(ready, 95), "warm_p50_ms": pct(warm, 50), "warm_p95_ms": pct(warm, 95),
                            "cold_p50_ms": pct(cold, 50), "cold_p95_ms": pct(cold, 95),
+                           "expired_p50_ms": pct(expired, 50), "expired_p95_ms": pct(expired, 95),
                            "slowest": slowest(cold_by, warm_by),
                            "load": load(), "machines": args.machines, "days": args.days,
                            "store": store.split("?")[0], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -355,11 +362,13 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 driver.quit()
     if args.markdown:
-        print("| page | callbacks | ready first / p50 / p95 [ms] | warm p50 / p95 [ms] | cold p50 / p95 [ms] | load |")
-        print("|---|---|---|---|---|---|")
+        print("| page | callbacks | ready first / p50 / p95 [ms] | warm p50 / p95 [ms] | expired p50 / p95 [ms] | "
+              "cold p50 / p95 [ms] | load |")
+        print("|---|---|---|---|---|---|---|")
         for r in results:
             print(f"| {r['page']} | {r['callbacks']} | {r['ready_first_ms']:,.0f} / {r['ready_p50_ms']:,.0f} / "
                   f"{r['ready_p95_ms']:,.0f} | {r['warm_p50_ms']:,.0f} / {r['warm_p95_ms']:,.0f} | "
+                  f"{r['expired_p50_ms']:,.0f} / {r['expired_p95_ms']:,.0f} | "
                   f"{r['cold_p50_ms']:,.0f} / {r['cold_p95_ms']:,.0f} | {r['load']} |")
 
 

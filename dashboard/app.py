@@ -146,6 +146,9 @@ def create_app(
     app.server.extensions[ORDERS_EXTENSION] = OrdersProvider(settings.orders_db, settings.orders_rules,
                                                              settings.orders_db_explicit)
     mount_api(app.server, settings)
+    from dashboard.figures import use_template
+
+    use_template()  # figures take the template without validating it again on every refresh
     app.layout = shell_layout
     _register_shell_callbacks(app)
     for module in _page_modules():

@@ -19,9 +19,32 @@ FONT = "Inter, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 MARKERS_BELOW = 40
 
 
+TEMPLATE = "plotly_white"
+
+
+def use_template() -> None:
+    """Make :data:`TEMPLATE` this process's default Plotly template (the dashboard app does, once).
+
+    Plotly validates a template passed to ``update_layout`` again for every figure (100-200 ms each on a loaded
+    machine, several figures per refresh) but trusts its registered default; :func:`with_template` then skips it.
+    """
+    import plotly.io as pio
+
+    pio.templates.default = TEMPLATE
+
+
+def with_template(fig: go.Figure) -> go.Figure:
+    """``fig`` in :data:`TEMPLATE`: already when it is the default (:func:`use_template`), else set here."""
+    import plotly.io as pio
+
+    if pio.templates.default != TEMPLATE:
+        fig.update_layout(template=TEMPLATE)
+    return fig
+
+
 def _base_layout(fig: go.Figure, *, height: int, uirevision: str) -> go.Figure:
+    with_template(fig)
     fig.update_layout(
-        template="plotly_white",
         height=height,
         margin=dict(l=64, r=16, t=36, b=48),  # the top margin holds the mode bar
         font=dict(family=FONT, size=13, color="#1f2933"),

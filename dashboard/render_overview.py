@@ -8,7 +8,7 @@ from dash import dcc, html
 
 from dashboard import ids
 from dashboard.components import empty_state, kpi_tile
-from dashboard.figures import FONT, PALETTE
+from dashboard.figures import FONT, PALETTE, with_template
 from dashboard.overview import (
     KIND_LABELS,
     Overview,
@@ -23,7 +23,8 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def _layout(fig: go.Figure, height: int, **extra) -> go.Figure:
-    fig.update_layout(template="plotly_white", height=height, margin=dict(l=56, r=16, t=16, b=40),
+    with_template(fig)
+    fig.update_layout(height=height, margin=dict(l=56, r=16, t=16, b=40),
                       font=dict(family=FONT, size=13, color="#1f2933"), **extra)
     return fig
 

@@ -125,3 +125,20 @@ def test_result_cache_entry_lives_for_its_own_ttl(tmp_path):
     assert cache.get_or_compute("j", lambda: calls.append(3) or 3) == 3
     assert cache.get_or_compute("j", lambda: calls.append(4) or 4) == 3  # the cache's 60 s
     assert calls == [1, 2, 3]
+
+
+def test_figures_get_the_template_with_or_without_the_default(monkeypatch):
+    """Pages' figures are in plotly_white whether or not the app made it the process default."""
+    import plotly.io as pio
+
+    from dashboard.figures import TEMPLATE, message_figure, use_template
+    from dashboard.render_overview import message
+
+    white = pio.templates[TEMPLATE].layout.plot_bgcolor
+    monkeypatch.setattr(pio.templates, "default", "plotly")
+    assert message("x").layout.template.layout.plot_bgcolor == white
+    assert message_figure("x").layout.template.layout.plot_bgcolor == white
+    use_template()
+    assert pio.templates.default == TEMPLATE
+    assert message("x").layout.template.layout.plot_bgcolor == white
+    assert message_figure("x").layout.template.layout.plot_bgcolor == white

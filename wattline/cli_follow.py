@@ -34,8 +34,8 @@ from wattline.cli_analyze import (
 log = logging.getLogger(__name__)
 
 
-def parse_every(text: str) -> int:
-    """``"5m"``, ``"90s"``, ``"1h"`` or plain seconds -> seconds."""
+def parse_every(text: str, option: str = "--every") -> int:
+    """``"5m"``, ``"90s"``, ``"1h"`` or plain seconds -> seconds (``option`` names the flag in the error)."""
     from core.errors import ConfigError
 
     t = str(text).strip().lower()
@@ -45,7 +45,7 @@ def parse_every(text: str) -> int:
     except ValueError:
         value = -1
     if value <= 0:
-        raise ConfigError(f"--every {text!r} is not a duration; use e.g. 5m, 90s or 1h")
+        raise ConfigError(f"{option} {text!r} is not a duration; use e.g. 5m, 90s or 1h")
     return int(value)
 
 

@@ -52,6 +52,8 @@ def test_parse_every():
     assert parse_every("5m") == 300 and parse_every("90s") == 90 and parse_every("1h") == 3600
     with pytest.raises(Exception, match="--every"):
         parse_every("soon")
+    with pytest.raises(Exception, match="--window 'x'"):
+        parse_every("x", "--window")
 
 
 def test_follow_scores_new_windows_and_matches_a_batch_run(tmp_path):

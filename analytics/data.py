@@ -214,16 +214,18 @@ class IntervalData:
         n = self.n_times
         return self.frame.iloc[i * n:(i + 1) * n]
 
-    def select(self, paths: list[str]) -> IntervalData:
+    def select(self, paths: list[str], materials: bool = True) -> IntervalData:
         """The interval data of some machines only, in the order given (same grid, range and plant; the container's
-        own warnings stay with the whole). What a worker of :mod:`analytics.parallel` receives instead of the plant."""
+        own warnings stay with the whole). What a worker of :mod:`analytics.parallel` receives instead of the plant;
+        ``materials=False`` leaves the material consumption out (most of the bytes; for analyses that do not use
+        it)."""
         index = {p: i for i, p in enumerate(self.machines)}
         missing = [p for p in paths if p not in index]
         if missing:
             raise AnalyticsError(f"no machine(s) {missing[:5]} in the interval data; valid: {self.machine_ids[:8]} ...")
         n = self.n_times
         rows = np.concatenate([np.arange(index[p] * n, (index[p] + 1) * n) for p in paths]) if paths else []
-        mats = self.materials
+        mats = self.materials if materials else self.materials.iloc[:0]
         if len(mats):
             mats = mats[mats["machine"].astype(str).isin(set(paths))].reset_index(drop=True)
         return IntervalData(self.frame.iloc[rows].reset_index(drop=True), mats, {p: self.machines[p] for p in paths},

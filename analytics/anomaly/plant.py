@@ -184,8 +184,8 @@ class PlantAnomalies:
         def items() -> Iterator[tuple]:
             # Each machine travels with its own rows only (a worker never receives the whole plant).
             for i, path in enumerate(ids):
-                yield (data.select([path]), None if expected is None else expected[i:i + 1], fault[i:i + 1],
-                       claimed[i:i + 1], known_by.get(path, []))
+                yield (data.select([path], materials=False), None if expected is None else expected[i:i + 1],
+                       fault[i:i + 1], claimed[i:i + 1], known_by.get(path, []))
 
         results = (fanout or Fanout(ParallelSettings(jobs=1))).map(
             _machine_item, items(), ids, [info.site for info in data.machines.values()], "anomaly detector",

@@ -185,9 +185,12 @@ def _energy_by_hour(store, site: SiteInfo, start_ns: int, stop_ns: int) -> pd.Da
             seen.add((line, machine))
     # Power only for machines without register readings: reading a year of every machine's power to drop it again
     # doubled the cost of a long range.
-    without = {(i.key.tag_dict.get("line", ""), i.key.tag_dict.get("machine", "")) for i in store.series(POWER[0])
-               if i.key.field == POWER[1] and i.key.tag_dict.get("site") == site.id and i.count and i.last_ns >= start_ns and i.first_ns < stop_ns}
-    without -= seen
+    # The latest values list the power series cheaply (listing series with counts costs seconds on a big store).
+    latest = store.last_values(*POWER, tags={"site": site.id})
+    without = set()
+    if not latest.empty and {"line", "machine"} <= set(latest.columns):
+        recent = latest[latest["time"].dt.as_unit("ns").astype("int64") >= start_ns]
+        without = set(zip(recent["line"].astype(str), recent["machine"].astype(str))) - seen
     power = pd.DataFrame()
     if len(without) == 1:
         line, machine = next(iter(without))

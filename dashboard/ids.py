@@ -66,6 +66,16 @@ FINDINGS_COMMENT = "findings-comment"
 FINDINGS_APPLY = "findings-apply"
 FINDINGS_ACTION_MSG = "findings-action-msg"
 FINDINGS_CHANGED = "findings-changed"
+# anomaly preferences on the findings page: mark the selected anomaly as normal / undo, a machine's false-alarm budget
+ANOMALY_INFO = "anomaly-info"
+ANOMALY_NOTE = "anomaly-note"
+ANOMALY_MARK = "anomaly-mark"
+ANOMALY_UNDO = "anomaly-undo"
+ANOMALY_MACHINE = "anomaly-machine"
+ANOMALY_BUDGET = "anomaly-budget"
+ANOMALY_BUDGET_SET = "anomaly-budget-set"
+ANOMALY_MSG = "anomaly-msg"
+ANOMALY_CHANGED = "anomaly-changed"
 
 # -- machine (/machine/<site>/<line>/<machine>) -----------------------------------------------------------------------------
 MACHINE_TITLE = "machine-title"

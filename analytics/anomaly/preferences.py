@@ -9,7 +9,8 @@ The file (``<store>.anomaly-preferences.json`` beside a SQLite store; for other 
      "alerts_per_week": {"north/l1/cnc-02": 0.5},
      "normal_patterns": [{"id": "a1b2c3d4e5", "machine": "north/l1/cnc-02", "signature": {"residual_kw": 1.0, ...},
                           "start": "2025-01-22T08:00:00+00:00", "explanation": "...", "marked_at": "...",
-                          "note": "night cleaning"}]}
+                          "note": "night cleaning", "marked_by": "anna"}],
+     "budget_set": {"north/l1/cnc-02": {"by": "anna", "at": "2025-01-23T10:00:00+00:00"}}}
 
 A budget replaces the detector's default (1 alert per week) for that machine: its threshold is recalibrated on the
 detector's stored calibration scores, without refitting. A marked pattern is the finding's ``signature`` (signed
@@ -50,6 +51,7 @@ class NormalPattern(FrozenModel):
     explanation: str = Field("", description="The finding's sentence, for the person reading the list.")
     marked_at: str = Field("", description="When it was marked (ISO 8601, UTC).")
     note: str = Field("", description="Why it is normal (free text).")
+    marked_by: str = Field("", description="Who marked it (the dashboard user; empty from the command line).")
 
 
 class AnomalyPreferences(FrozenModel):
@@ -59,6 +61,8 @@ class AnomalyPreferences(FrozenModel):
     alerts_per_week: dict[str, float] = Field(default_factory=dict, description="Machine path -> false-alarm budget "
                                               "[alerts/week].")
     normal_patterns: list[NormalPattern] = Field(default_factory=list, description="Findings marked as normal.")
+    budget_set: dict[str, dict[str, str]] = Field(default_factory=dict, description="Machine path -> who set its "
+                                                  "budget and when ({'by': name, 'at': ISO 8601 UTC}).")
 
     def patterns_by_machine(self) -> dict[str, list[dict[str, float]]]:
         """Machine path -> signatures marked as normal (what the detectors take)."""
@@ -124,7 +128,7 @@ def read_preferences(path: str | Path) -> AnomalyPreferences:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise AnalyticsError(f"{path}: {where}: {err['msg']} (got {err.get('input')!r}); valid keys: version, "
-                             "alerts_per_week, normal_patterns") from exc
+                             "alerts_per_week, normal_patterns, budget_set") from exc
     if prefs.version > VERSION:
         raise AnalyticsError(f"{path}: version {prefs.version} is newer than this Wattline reads ({VERSION}); upgrade")
     return prefs
@@ -151,24 +155,28 @@ def finding_id(event: Event) -> str:
     return hashlib.sha1(f"{event.kind}|{event.machine}|{start}".encode()).hexdigest()[:10]
 
 
-def set_budget(path: str | Path, machine: str, alerts_per_week: float | None) -> AnomalyPreferences:
-    """Set (or with None remove) ``machine``'s false-alarm budget [alerts/week]; returns the new preferences."""
+def set_budget(path: str | Path, machine: str, alerts_per_week: float | None, by: str = "") -> AnomalyPreferences:
+    """Set (or with None remove) ``machine``'s false-alarm budget [alerts/week], recording who (``by``) and when;
+    returns the new preferences."""
     if alerts_per_week is not None and not (0 < float(alerts_per_week) <= 7 * 96):
         raise AnalyticsError(f"alerts per week {alerts_per_week!r} for {machine}: give a number above 0 (for example "
                              "0.5 for one alert every two weeks)")
     prefs = read_preferences(path)
-    budgets = dict(prefs.alerts_per_week)
+    budgets, stamps = dict(prefs.alerts_per_week), dict(prefs.budget_set)
     if alerts_per_week is None:
         budgets.pop(machine, None)
+        stamps.pop(machine, None)
     else:
         budgets[machine] = float(alerts_per_week)
-    prefs = prefs.model_copy(update={"alerts_per_week": budgets})
+        stamps[machine] = {"by": by, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    prefs = prefs.model_copy(update={"alerts_per_week": budgets, "budget_set": stamps})
     write_preferences(path, prefs)
     return prefs
 
 
-def mark_normal(path: str | Path, event: Event, note: str = "") -> NormalPattern:
-    """Mark an anomaly finding as normal: later findings of its machine with a similar signature are not reported.
+def mark_normal(path: str | Path, event: Event, note: str = "", by: str = "") -> NormalPattern:
+    """Mark an anomaly finding as normal: later findings of its machine with a similar signature are not reported;
+    ``by`` names who marked it (kept with the pattern, like the time).
 
     Raises
     ------
@@ -182,7 +190,8 @@ def mark_normal(path: str | Path, event: Event, note: str = "") -> NormalPattern
     pattern = NormalPattern(id=finding_id(event), machine=event.machine, signature={str(k): float(v) for k, v in
                                                                                    signature.items()},
                             start=event.start.isoformat(), explanation=str(event.details.get("explanation") or ""),
-                            marked_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), note=note)
+                            marked_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), note=note,
+                            marked_by=by)
     prefs = read_preferences(path)
     kept = [p for p in prefs.normal_patterns if p.id != pattern.id]
     write_preferences(path, prefs.model_copy(update={"normal_patterns": [*kept, pattern]}))

@@ -8,6 +8,9 @@ Each finding shows its work order (id, status, owner, due) and the closure KPIs 
 finding shows its order and the changes the user's role and site allow (acknowledge, start, resolve, reject with a
 reason, assign to a team); the change is made at the server by :func:`dashboard.orders_view.apply_action`, which
 checks role and site again whatever the browser sent, and audits it under the logged-in user's name.
+
+A selected anomaly finding can be marked as normal (with a comment) or the mark undone, and a machine's false-alarm
+budget set; :mod:`dashboard.anomaly_prefs` checks role and site and writes the file ``wattline analyze`` reads.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dash import Input, Output, State, dcc, html
 from core.errors import WattlineError
 from core.orders import OrdersUsageError
 from core.orders.kpi import kpis
+from dashboard import anomaly_prefs as prefs_view
 from dashboard import ids
 from dashboard.components import downloads, page_header
 from dashboard.orders_view import (
@@ -81,6 +85,7 @@ def layout(**_kwargs) -> html.Div:
             html.Div(id=ids.FINDINGS_STATUS, className="status-line"),
             html.Div(id=ids.FINDINGS_LOOP),
             order_form(),
+            anomaly_form(),
             dag.AgGrid(id=ids.FINDINGS_GRID, columnDefs=COLUMNS, rowData=[], getRowId="params.data.row_id",
                        defaultColDef={"sortable": True, "resizable": True, "floatingFilter": True},
                        dashGridOptions={"pagination": True, "paginationPageSize": 50, "animateRows": False,
@@ -120,6 +125,33 @@ def order_form() -> html.Div:
     )
 
 
+def anomaly_form() -> html.Div:
+    """Mark the selected anomaly finding as normal (or undo it) and set a machine's false-alarm budget."""
+    return html.Div(
+        [
+            dcc.Store(id=ids.ANOMALY_CHANGED, data=0),
+            html.Div(id=ids.ANOMALY_INFO, className="order-info"),
+            html.Div(
+                [
+                    dcc.Input(id=ids.ANOMALY_NOTE, type="text", placeholder="why this is normal (comment)",
+                              maxLength=500, className="text-input"),
+                    html.Button("Mark as normal", id=ids.ANOMALY_MARK, n_clicks=0, disabled=True, className="button"),
+                    html.Button("Undo", id=ids.ANOMALY_UNDO, n_clicks=0, disabled=True, className="button"),
+                    dcc.Dropdown(id=ids.ANOMALY_MACHINE, options=[], value=None, placeholder="machine",
+                                 clearable=False, className="selector"),
+                    dcc.Input(id=ids.ANOMALY_BUDGET, type="number", min=0, step="any", className="text-input",
+                              placeholder="false alarms per week (empty: default 1)"),
+                    html.Button("Set budget", id=ids.ANOMALY_BUDGET_SET, n_clicks=0, disabled=True,
+                                className="button"),
+                ],
+                className="order-form",
+            ),
+            html.Div(id=ids.ANOMALY_MSG, className="status-line"),
+        ],
+        className="card order-card",
+    )
+
+
 def grid_rows(rows: list[dict], category: str | None) -> list[dict]:
     """Rows of one category with the machine as a markdown link and a stable row id (selection survives updates)."""
     out = []
@@ -149,8 +181,9 @@ def register_callbacks(app: dash.Dash) -> None:
         Input(ids.PERIOD, "value"),
         Input(ids.FINDINGS_KIND, "value"),
         Input(ids.FINDINGS_CHANGED, "data"),
+        Input(ids.ANOMALY_CHANGED, "data"),
     )
-    def refresh(site, period, category, _changed):
+    def refresh(site, period, category, _changed, _marked):
         try:
             ctx = view_context(store_of(app), site, period, time.time_ns())
             orders, note = site_orders(ctx.user, [s.id for s in ctx.sites])  # never raises: the findings still show
@@ -160,6 +193,8 @@ def register_callbacks(app: dash.Dash) -> None:
         now = dt.datetime.now(dt.UTC)
         rows = grid_rows(finding_order_rows(ctx.findings, orders or [], ctx.plant, current_settings().tz, now),
                          category)
+        prefs, _error = prefs_view.read_prefs(prefs_view.preferences_file(current_settings().store_url)[0])
+        rows = prefs_view.mark_rows(rows, ctx.findings, prefs, ctx.plant, current_settings().tz)
         kwh = sum(r["excess_kwh"] for r in rows if r["category"] == "Waste")  # unrounded: equals the analysis total
         currencies = {r["currency"] for r in rows if r["cost"] is not None}
         money = fmt_money(sum(r["cost"] or 0 for r in rows), currencies.pop()) if len(currencies) == 1 else None
@@ -223,5 +258,62 @@ def register_callbacks(app: dash.Dash) -> None:
         order = order if isinstance(order, dict) else {}
         ok, message = apply_action(current_orders(), user, order.get("id"), action, reason=reason, team=team,
                                    comment=comment, version=order.get("version"))
+        return (html.Span(message, className="ok" if ok else "error"),
+                (int(changed or 0) + 1) if ok else dash.no_update)
+
+    @app.callback(
+        Output(ids.ANOMALY_INFO, "children"),
+        Output(ids.ANOMALY_MARK, "disabled"),
+        Output(ids.ANOMALY_UNDO, "disabled"),
+        Output(ids.ANOMALY_BUDGET_SET, "disabled"),
+        Output(ids.ANOMALY_MACHINE, "options"),
+        Output(ids.ANOMALY_MACHINE, "value"),
+        Output(ids.ANOMALY_BUDGET, "value"),
+        Output(ids.ANOMALY_NOTE, "value"),
+        Input(ids.FINDINGS_GRID, "selectedRows"),
+        Input(ids.ANOMALY_CHANGED, "data"),
+    )
+    def anomaly_select(selected, _changed):
+        from dashboard.access import scoped_store
+
+        user = require_user()
+        path, note = prefs_view.preferences_file(current_settings().store_url)
+        prefs, error = prefs_view.read_prefs(path)
+        machines = prefs_view.energy_machines(scoped_store(store_of(app), user))
+        st = prefs_view.selection_state(user, (selected or [None])[0], prefs, machines, note or error)
+        return (st["text"], not st["can_mark"], not st["can_undo"], not st["can_budget"],
+                [{"label": m, "value": m} for m in machines], st["machine"], st["budget"], "")
+
+    @app.callback(
+        Output(ids.ANOMALY_MSG, "children"),
+        Output(ids.ANOMALY_CHANGED, "data"),
+        Input(ids.ANOMALY_MARK, "n_clicks"),
+        Input(ids.ANOMALY_UNDO, "n_clicks"),
+        Input(ids.ANOMALY_BUDGET_SET, "n_clicks"),
+        State(ids.FINDINGS_GRID, "selectedRows"),
+        State(ids.ANOMALY_NOTE, "value"),
+        State(ids.ANOMALY_MACHINE, "value"),
+        State(ids.ANOMALY_BUDGET, "value"),
+        State(ids.SITE, "value"),
+        State(ids.PERIOD, "value"),
+        State(ids.ANOMALY_CHANGED, "data"),
+        prevent_initial_call=True,
+    )
+    @allow(*prefs_view.PREF_ROLES)  # cdo only reads
+    def anomaly_apply(_mark, _undo, _budget, selected, note, machine, budget, site, period, changed):
+        from dashboard.access import scoped_store
+
+        user = require_user()
+        path = prefs_view.preferences_file(current_settings().store_url)[0]
+        row = (selected or [None])[0] or {}
+        fid = row.get("finding_id") if isinstance(row, dict) else None
+        if dash.ctx.triggered_id == ids.ANOMALY_MARK:
+            ctx = view_context(store_of(app), site, period, time.time_ns())  # the findings this user may see
+            ok, message = prefs_view.mark_finding(user, path, ctx.findings, fid, note)
+        elif dash.ctx.triggered_id == ids.ANOMALY_UNDO:
+            ok, message = prefs_view.unmark_finding(user, path, fid)
+        else:
+            machines = prefs_view.energy_machines(scoped_store(store_of(app), user))
+            ok, message = prefs_view.set_machine_budget(user, path, machines, machine, budget)
         return (html.Span(message, className="ok" if ok else "error"),
                 (int(changed or 0) + 1) if ok else dash.no_update)

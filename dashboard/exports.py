@@ -147,8 +147,13 @@ def install_exports(app) -> None:
             return {"error": "not allowed for your account"}, 403
         except ValueError as exc:
             return {"error": f"{exc}; use /report/monthly.pdf?month=YYYY-MM"}, 400
+        from core.orders.kpi import kpis as loop_kpis
+        from dashboard.orders_view import site_orders
+
+        # The work-order loop of the report's sites only (already checked for this user), as the enterprise page's.
+        orders, note = site_orders(user, [k.site.id for k in kpis])
         made = f"Made by Wattline on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC for {user.name}."
-        pdf = monthly_pdf(month, kpis, total, rows, made)
+        pdf = monthly_pdf(month, kpis, total, rows, made, loop=loop_kpis(orders) if orders else None, loop_note=note)
         return Response(pdf, mimetype="application/pdf",
                         headers={"Content-Disposition": f"attachment; filename=wattline-report-{month}.pdf"})
 

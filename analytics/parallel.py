@@ -130,6 +130,14 @@ class Fanout:
                                      f"within {CONNECT_TIMEOUT_S:g} s ({exc}); start it with 'dask "
                                      "scheduler' and workers with 'dask worker ADDRESS', or leave analytics.cluster "
                                      "out to run on this box") from None
+            try:  # a scheduler without workers would hold the tasks forever
+                self._client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+            except TimeoutError:
+                self._client.close()
+                self._client = None
+                raise AnalyticsError(f"analytics.cluster: the Dask scheduler {self.settings.cluster} has no worker "
+                                     f"(none joined within {CONNECT_TIMEOUT_S:g} s); start workers with 'dask worker "
+                                     f"{self.settings.cluster}' on the analytics hosts") from None
             self.workers = max(1, len(self._client.scheduler_info(n_workers=-1).get("workers", {})))
         return self
 

@@ -127,3 +127,16 @@ def test_unreachable_scheduler_is_a_clear_error(two_sites):
     assert "cannot reach the Dask scheduler tcp://127.0.0.1:9" in result.stderr + result.stdout
     bad = run("analyze", "--store", str(db), "--quiet", "--cluster", "127.0.0.1")
     assert bad.returncode == 2 and "not a Dask scheduler address" in bad.stderr + bad.stdout
+
+
+def test_a_scheduler_without_workers_is_a_clear_error(monkeypatch):
+    from distributed import LocalCluster
+
+    import analytics.parallel as parallel
+
+    monkeypatch.setattr(parallel, "CONNECT_TIMEOUT_S", 3.0)
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as lc, \
+            pytest.raises(parallel.AnalyticsError, match="has no worker") as err, \
+            parallel.Fanout(parallel.ParallelSettings(cluster=lc.scheduler_address)):
+        pass
+    assert f"dask worker {lc.scheduler_address}" in str(err.value)

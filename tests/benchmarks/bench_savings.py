@@ -47,6 +47,67 @@ def true_savings(manifest: dict, members: list[str], period: list[str], left_out
     return total
 
 
+def waste_per_day(manifest: dict, members: list[str], tz: str, kinds: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Excess energy of the manifest's waste events on ``members`` per local day (an event's excess spread evenly over
+    its duration), of ``kinds`` only when given [kWh]. Diagnostic: the random waste that no driver predicts."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    out: dict[str, float] = {}
+    for ev in manifest.get("events", []):
+        if ev["excess_kwh"] <= 0 or (kinds is not None and ev["kind"] not in kinds):
+            continue
+        if not any(ev["machine"] == p or p.endswith("/" + ev["machine"]) for p in members):
+            continue
+        a, b = dt.datetime.fromisoformat(ev["start"]), dt.datetime.fromisoformat(ev["end"])
+        span = (b - a).total_seconds()
+        if span <= 0:
+            continue
+        day = a.astimezone(zone).date()
+        while True:
+            d0 = dt.datetime.combine(day, dt.time(), tzinfo=zone)
+            d1 = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+            if d0 >= b:
+                break
+            overlap = (min(b, d1) - max(a, d0)).total_seconds()
+            if overlap > 0:
+                out[day.isoformat()] = out.get(day.isoformat(), 0.0) + ev["excess_kwh"] * overlap / span
+            day += dt.timedelta(days=1)
+    return out
+
+
+def decompose(manifest: dict, members: list[str], r: dict, daily, truth: float) -> dict:
+    """Split the error of the savings estimate into the part no model can know and the model's own part [kWh].
+
+    An oracle that predicts the clean (waste-free) energy exactly and the waste at the baseline period's mean daily rate
+    errs by ``m * rate - W_rep`` (``W_rep``: waste the reporting period would have had without the fix, i.e. the other
+    kinds' events plus the true avoided energy); ``floor`` is that error, ``model`` the rest (``error - floor``)."""
+    tz = r["timezone"]
+    fixed_kinds = {p: tuple(c for c, ms in FIXES if p.rsplit("/", 1)[-1] in ms) for p in members}
+    base = daily[(daily["period"] == "baseline") & daily["valid"]]["date"].map(dt.date.isoformat)
+    rep = daily[(daily["period"] == "reporting") & daily["valid"]]["date"].map(dt.date.isoformat)
+    out = {}
+    for name in ("all", "fixed_kind"):
+        w: dict[str, float] = {}
+        for p in members:  # a fixed machine's waste of its fixed kind only, or all of its waste
+            for d, v in waste_per_day(manifest, [p], tz, fixed_kinds[p] if name == "fixed_kind" else None).items():
+                w[d] = w.get(d, 0.0) + v
+        rate = float(np.mean([w.get(d, 0.0) for d in base]))
+        w_rep = float(sum(w.get(d, 0.0) for d in rep))
+        out[name] = {"base_rate_kwh_per_day": rate, "reporting_kwh": w_rep}
+    # The fixed machines' fixed-kind events stop at the fix: their would-be waste is the truth.
+    w_rep_cf = out["all"]["reporting_kwh"] + truth
+    m = len(rep)
+    floor = m * out["all"]["base_rate_kwh_per_day"] - w_rep_cf
+    err = r["savings_kwh"] - truth
+    # The floor in two parts: the fixed kind's own chance (its events that the fix prevented, against the baseline
+    # period's rate: unknowable from any metered data) and the other kinds' (still metered after the fix).
+    fixed_floor = m * out["fixed_kind"]["base_rate_kwh_per_day"] - (out["fixed_kind"]["reporting_kwh"] + truth)
+    return {"floor_kwh": floor, "model_kwh": err - floor, "fixed_floor_kwh": fixed_floor,
+            "other_floor_kwh": floor - fixed_floor, "waste_base_rate": out["all"]["base_rate_kwh_per_day"],
+            "waste_rep_cf_kwh": w_rep_cf, "fixed_kind_base_rate": out["fixed_kind"]["base_rate_kwh_per_day"]}
+
+
 def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, step_s: int) -> list[dict]:
     plant = default_plant(machines)
     start = dt.date(2025, 1, 6) + dt.timedelta(days=7 * (seed % 20))  # seasons differ between seeds
@@ -67,7 +128,8 @@ def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, s
     for scope in scopes:
         members = [p for p in fixed if p == scope or p.startswith(scope + "/")]
         try:
-            r = Savings(SavingsSettings(scope=scope, intervention=intervention, reporting_days=reporting_days)).fit(data).to_dict()
+            sav = Savings(SavingsSettings(scope=scope, intervention=intervention, reporting_days=reporting_days)).fit(data)
+            r = sav.to_dict()
         except AnalyticsError as exc:
             out.append({"seed": seed, "scope": scope, "error": str(exc)})
             continue
@@ -75,7 +137,11 @@ def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, s
         out.append({"seed": seed, "scope": scope, "model": r["model"]["type"], "estimate_kwh": r["savings_kwh"],
                     "true_kwh": truth, "baseline_kwh": r["baseline_kwh"], "actual_kwh": r["actual_kwh"],
                     "fraction": r["savings_fraction"], "true_fraction": truth / (r["actual_kwh"] + truth),
-                    "half": r["half_width_kwh"], "inflation": r["inflation"], "cv_rmse": r["cv_rmse"], "rho": r["rho"], "passes_g14": r["passes_g14"]})
+                    "half": r["half_width_kwh"], "inflation": r["inflation"], "cv_rmse": r["cv_rmse"], "rho": r["rho"], "passes_g14": r["passes_g14"],
+                    "parameters": r["parameters"], "error_parts": decompose(res.manifest, members, r, sav.daily, truth),
+                    "daily": {"period": sav.daily["period"].tolist(), "valid": sav.daily["valid"].astype(bool).tolist(),
+                              "observed_kwh": np.round(sav.daily["observed_kwh"].to_numpy(), 3).tolist(),
+                              "expected_kwh": np.round(sav.daily["expected_kwh"].to_numpy(), 3).tolist()}})
     return out
 
 
@@ -138,6 +204,22 @@ def summarize(rows: list[dict], runs: int, seconds: float) -> dict:
         "true_fraction_mean": float(np.mean([r["true_fraction"] for r in ok])),
         "by_scope_kind": {},
     }
+    parts = [r for r in ok if r.get("error_parts")]
+    if parts:
+        def pp(key: str) -> np.ndarray:
+            return np.array([100 * abs(r["error_parts"][key]) / (r["actual_kwh"] + r["true_kwh"]) for r in parts])
+
+        floor, model, fixed, other = pp("floor_kwh"), pp("model_kwh"), pp("fixed_floor_kwh"), pp("other_floor_kwh")
+        summary["error_parts_pp"] = {
+            "samples": len(parts),
+            "floor_median": float(np.median(floor)), "floor_p90": float(np.quantile(floor, 0.9)),
+            "floor_within_2pp": float(np.mean(floor <= 2)),
+            "fixed_floor_median": float(np.median(fixed)), "fixed_floor_within_2pp": float(np.mean(fixed <= 2)),
+            "other_floor_median": float(np.median(other)),
+            "model_median": float(np.median(model)), "model_p90": float(np.quantile(model, 0.9)),
+            "model_bias": float(np.mean([100 * r["error_parts"]["model_kwh"] / (r["actual_kwh"] + r["true_kwh"])
+                                         for r in parts])),
+        }
     for kind, sel in (("machine", [r for r in ok if r["scope"].count("/") == 2]),
                       ("line", [r for r in ok if r["scope"].count("/") == 1])):
         e = np.array([100 * abs(r["fraction"] - r["true_fraction"]) for r in sel])

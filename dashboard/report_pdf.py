@@ -101,8 +101,9 @@ def loop_story(loop: dict | None, note: str, names: dict[str, str], styles) -> l
 
     story = [Paragraph("Work-order loop and verified savings", styles["Heading3"])]
     if loop is None or not loop["total"]["orders"]:
-        return [*story, Paragraph(f"<b>Work orders:</b> {escape(note or 'no orders for these sites yet.')} "
-                                  "Verified savings: none (there are no work orders to verify).", styles["Normal"])]
+        return [KeepTogether([*story, Paragraph(f"<b>Work orders:</b> {escape(note or 'no orders for these sites yet.')} "
+                                                "Verified savings: none (there are no work orders to verify).",
+                                                styles["Normal"])])]
     now = dt.datetime.fromisoformat(loop["now"]).astimezone(dt.UTC)
     story.append(Paragraph(f"All orders to date (as of {now:%Y-%m-%d %H:%M} UTC), not only this month's: "
                            "verified savings are counted from each order's resolution.", styles["Normal"]))

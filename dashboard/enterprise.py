@@ -103,6 +103,14 @@ def site_kpis(store, site: SiteInfo, findings: list, plant, start_ns: int, stop_
     return out
 
 
+def _digest(findings: list) -> str:
+    """Fingerprint of a list of findings (a new analysis run changes it)."""
+    import hashlib
+
+    return hashlib.sha256(repr([(e.machine, e.kind, e.start.isoformat(), e.end.isoformat(), e.excess_kwh)
+                                for e in findings]).encode()).hexdigest()[:16]
+
+
 def _overlap(event, start_ns: int, stop_ns: int) -> float:
     """Share of a finding's duration inside ``[start, stop)``: its excess counts pro rata, so a month's potential is
     that month's (a finding that began last month does not count whole)."""
@@ -164,6 +172,7 @@ def enterprise_view(raw_store, user, site: str | None, plant, default_tz, now_ns
         For a site the user may not see. ValueError for a bad ``month``.
     """
     from dashboard.access import SiteScopedStore, scoped_store, sites_for
+    from dashboard.cache import request_cache
     from dashboard.overview import finding_rows, known_sites, latest_run_findings, site_info, visible
     from dashboard.periods import day_range
 
@@ -175,7 +184,11 @@ def enterprise_view(raw_store, user, site: str | None, plant, default_tz, now_ns
 
         start, stop = month_range(month, info.tz) if month else day_range(days or 30, now_ns, zoneinfo.ZoneInfo(info.tz))
         found = visible(latest_run_findings(raw_store, start, stop), user, [info.id])
-        kpis.append(site_kpis(SiteScopedStore(raw_store, [info.id]), info, found, plant, start, stop, now_ns))
+        args = (SiteScopedStore(raw_store, [info.id]), info, found, plant, start, stop, now_ns)
+        # Everyone who may see the site shares its KPIs for the cache's lifetime (new findings change the key).
+        cache = request_cache()
+        kpis.append(site_kpis(*args) if cache is None else cache.get_or_compute(
+            f"site_kpis|{info.id}|{start}|{stop}|{_digest(found)}", lambda: site_kpis(*args)))
         shown += found
     rows = [r for r in finding_rows(shown, plant, default_tz) if r["category"] == "Waste"]
     return kpis, totals(kpis), rows

@@ -142,3 +142,39 @@ def test_figures_get_the_template_with_or_without_the_default(monkeypatch):
     assert pio.templates.default == TEMPLATE
     assert message("x").layout.template.layout.plot_bgcolor == white
     assert message_figure("x").layout.template.layout.plot_bgcolor == white
+
+
+def test_enterprise_view_shares_site_kpis_through_the_cache(tmp_path):
+    """Inside a request each site's KPIs are computed once and then read from the cache, with the same numbers."""
+    import datetime as dt
+    import time
+
+    import pytest
+    from flask import Flask
+
+    from dashboard.cache import EXTENSION, ResultCache
+    from dashboard.enterprise import enterprise_view
+    from dashboard.users import User
+
+    store = _store_with_meters(tmp_path, ("m3",))
+    user = User("anna", "plant_manager", ("north",), "x")
+    now = time.time_ns()
+    plain, plain_total, _ = enterprise_view(store, user, "north", None, dt.UTC, now, days=7)
+    server = Flask("t")
+    cache = server.extensions[EXTENSION] = ResultCache(tmp_path / "cache")
+    with server.app_context():
+        first, total, _ = enterprise_view(store, user, "north", None, dt.UTC, now, days=7)
+        second, again, _ = enterprise_view(store, user, "all", None, dt.UTC, now, days=7)
+    assert cache.hits >= 1 and any(k.startswith("site_kpis|north|") for k in _keys(cache))
+    for got in (first, second):
+        assert [k.row() for k in got] == [k.row() for k in plain]
+    assert plain_total["energy_kwh"] == pytest.approx(100.0 * 24 * 3, rel=0.05)  # 10+20+30+40 kW for ~3 days
+    assert total == again == plain_total
+    store.close()
+
+
+def _keys(cache) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(cache.path) as db:
+        return [k for (k,) in db.execute("SELECT key FROM cache")]

@@ -94,13 +94,25 @@ def mark_rows(rows: list[dict], findings: Iterable, prefs, plant, default_tz) ->
     return out
 
 
+def marked_options(user, prefs) -> list[dict]:
+    """Dropdown options of the patterns marked as normal that ``user`` may take back (machines of their sites): the
+    marked finding itself is no longer reported after the next analysis, so the grid alone cannot offer its undo."""
+    out = []
+    for p in prefs.normal_patterns:
+        if may_change(user, p.machine):
+            what = p.note or p.explanation or "no comment"
+            out.append({"label": f"{p.machine} · {p.start[:16].replace('T', ' ')} UTC · {what}"[:160], "value": p.id})
+    return out
+
+
 def selection_state(user, row: Mapping[str, Any] | None, prefs, machines: list[str], file_note: str = "") -> dict:
     """What the anomaly card shows for the selected grid row: a sentence, which buttons are on, the budget.
 
     Returns
     -------
     dict
-        ``text``, ``can_mark``, ``can_undo``, ``can_budget`` (bools), ``machine`` (the row's machine when it has
+        ``text``, ``can_mark``, ``can_undo``, ``can_budget`` (bools), ``undo`` (the row's pattern id when it is marked
+        and the user may take it back), ``machine`` (the row's machine when it has
         energy data, else None), ``budget`` [alerts/week] (None: the default).
     """
     machine = (row or {}).get("machine")
@@ -125,6 +137,7 @@ def selection_state(user, row: Mapping[str, Any] | None, prefs, machines: list[s
         text += " Your role reads only." if user.role not in PREF_ROLES else ""
     return {"text": text, "can_mark": allowed and bool(fid) and pattern is None,
             "can_undo": allowed and pattern is not None, "can_budget": allowed, "machine": machine,
+            "undo": pattern.id if allowed and pattern is not None else None,
             "budget": prefs.alerts_per_week.get(machine) if machine else None}
 
 
@@ -145,8 +158,8 @@ def mark_finding(user, path: Path | None, findings: Iterable, fid: Any, note: An
         return False, "Not changed: this store has no anomaly preferences file."
     event = next((e for e in findings if e.kind == "anomaly" and isinstance(fid, str) and finding_id(e) == fid), None)
     refused = _refused(user, event.machine if event is not None else None)
-    if refused:
-        return False, refused
+    if refused or event is None:
+        return False, refused or "Not changed: no such finding."
     try:
         pattern = mark_normal(path, event, str(note or "").strip()[:500], by=user.name)
     except (AnalyticsError, OSError) as exc:
@@ -164,8 +177,8 @@ def unmark_finding(user, path: Path | None, fid: Any) -> tuple[bool, str]:
     try:
         pattern = next((p for p in read_preferences(path).normal_patterns if p.id == fid), None)
         refused = _refused(user, pattern.machine if pattern is not None else None)
-        if refused:
-            return False, refused
+        if refused or pattern is None:
+            return False, refused or "Not changed: no such finding."
         unmark(path, pattern.id)
     except (AnalyticsError, OSError) as exc:
         return False, f"Not changed: {exc}"

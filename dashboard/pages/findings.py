@@ -136,6 +136,8 @@ def anomaly_form() -> html.Div:
                     dcc.Input(id=ids.ANOMALY_NOTE, type="text", placeholder="why this is normal (comment)",
                               maxLength=500, className="text-input"),
                     html.Button("Mark as normal", id=ids.ANOMALY_MARK, n_clicks=0, disabled=True, className="button"),
+                    dcc.Dropdown(id=ids.ANOMALY_MARKED, options=[], value=None, placeholder="marked as normal (to undo)",
+                                 clearable=True, className="selector"),
                     html.Button("Undo", id=ids.ANOMALY_UNDO, n_clicks=0, disabled=True, className="button"),
                     dcc.Dropdown(id=ids.ANOMALY_MACHINE, options=[], value=None, placeholder="machine",
                                  clearable=False, className="selector"),
@@ -270,6 +272,8 @@ def register_callbacks(app: dash.Dash) -> None:
         Output(ids.ANOMALY_MACHINE, "value"),
         Output(ids.ANOMALY_BUDGET, "value"),
         Output(ids.ANOMALY_NOTE, "value"),
+        Output(ids.ANOMALY_MARKED, "options"),
+        Output(ids.ANOMALY_MARKED, "value"),
         Input(ids.FINDINGS_GRID, "selectedRows"),
         Input(ids.ANOMALY_CHANGED, "data"),
     )
@@ -281,8 +285,9 @@ def register_callbacks(app: dash.Dash) -> None:
         prefs, error = prefs_view.read_prefs(path)
         machines = prefs_view.energy_machines(scoped_store(store_of(app), user))
         st = prefs_view.selection_state(user, (selected or [None])[0], prefs, machines, note or error)
-        return (st["text"], not st["can_mark"], not st["can_undo"], not st["can_budget"],
-                [{"label": m, "value": m} for m in machines], st["machine"], st["budget"], "")
+        marked = [] if note or error else prefs_view.marked_options(user, prefs)
+        return (st["text"], not st["can_mark"], not marked, not st["can_budget"],
+                [{"label": m, "value": m} for m in machines], st["machine"], st["budget"], "", marked, st["undo"])
 
     @app.callback(
         Output(ids.ANOMALY_MSG, "children"),
@@ -292,6 +297,7 @@ def register_callbacks(app: dash.Dash) -> None:
         Input(ids.ANOMALY_BUDGET_SET, "n_clicks"),
         State(ids.FINDINGS_GRID, "selectedRows"),
         State(ids.ANOMALY_NOTE, "value"),
+        State(ids.ANOMALY_MARKED, "value"),
         State(ids.ANOMALY_MACHINE, "value"),
         State(ids.ANOMALY_BUDGET, "value"),
         State(ids.SITE, "value"),
@@ -300,7 +306,7 @@ def register_callbacks(app: dash.Dash) -> None:
         prevent_initial_call=True,
     )
     @allow(*prefs_view.PREF_ROLES)  # cdo only reads
-    def anomaly_apply(_mark, _undo, _budget, selected, note, machine, budget, site, period, changed):
+    def anomaly_apply(_mark, _undo, _budget, selected, note, marked, machine, budget, site, period, changed):
         from dashboard.access import scoped_store
 
         user = require_user()
@@ -311,7 +317,7 @@ def register_callbacks(app: dash.Dash) -> None:
             ctx = view_context(store_of(app), site, period, time.time_ns())  # the findings this user may see
             ok, message = prefs_view.mark_finding(user, path, ctx.findings, fid, note)
         elif dash.ctx.triggered_id == ids.ANOMALY_UNDO:
-            ok, message = prefs_view.unmark_finding(user, path, fid)
+            ok, message = prefs_view.unmark_finding(user, path, marked)  # any pattern of the user's sites
         else:
             machines = prefs_view.energy_machines(scoped_store(store_of(app), user))
             ok, message = prefs_view.set_machine_budget(user, path, machines, machine, budget)

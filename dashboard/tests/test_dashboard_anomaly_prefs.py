@@ -110,7 +110,9 @@ def test_grid_rows_show_marked_findings_and_the_selection_state(plant):
     assert not waste["marked_normal"] and "marked" not in waste["kind"]
     st = view.selection_state(USERS["anna"], north, prefs, [NORTH, SOUTH])
     assert (st["can_mark"], st["can_undo"], st["can_budget"]) == (False, True, True)
-    assert "by anna" in st["text"] and "night cleaning" in st["text"]
+    assert "by anna" in st["text"] and "night cleaning" in st["text"] and st["undo"] == finding_id(events[0])
+    assert [o["value"] for o in view.marked_options(USERS["erik"], prefs)] == [finding_id(events[0])]
+    assert view.marked_options(USERS["sam"], prefs) == [] and view.marked_options(USERS["carla"], prefs) == []
     assert view.selection_state(USERS["carla"], north, prefs, [NORTH])["can_undo"] is False
     st = view.selection_state(USERS["anna"], south, prefs, [NORTH])  # south is not anna's: nothing to change
     assert not (st["can_mark"] or st["can_undo"] or st["can_budget"])
@@ -120,11 +122,13 @@ def test_grid_rows_show_marked_findings_and_the_selection_state(plant):
 OUTPUTS = [(ids.ANOMALY_MSG, "children"), (ids.ANOMALY_CHANGED, "data")]
 
 
-def anomaly_request(button: str, row: dict | None, *, note="", machine=None, budget=None, site="all") -> dict:
+def anomaly_request(button: str, row: dict | None, *, note="", machine=None, budget=None, site="all",
+                    marked=None) -> dict:
     """The request the anomaly card's buttons send, made by hand."""
     inputs = [(b, "n_clicks", 1 if b == button else 0) for b in (ids.ANOMALY_MARK, ids.ANOMALY_UNDO,
                                                                   ids.ANOMALY_BUDGET_SET)]
     states = [(ids.FINDINGS_GRID, "selectedRows", [row] if row else []), (ids.ANOMALY_NOTE, "value", note),
+              (ids.ANOMALY_MARKED, "value", marked),
               (ids.ANOMALY_MACHINE, "value", machine), (ids.ANOMALY_BUDGET, "value", budget),
               (ids.SITE, "value", site), (ids.PERIOD, "value", "30d"), (ids.ANOMALY_CHANGED, "data", 0)]
     return {
@@ -160,7 +164,7 @@ def test_mark_and_undo_through_the_findings_callbacks(app, plant):
     response = anna.post("/_dash-update-component",
                          json=anomaly_request(ids.ANOMALY_BUDGET_SET, row, machine=NORTH, budget=0.25))
     assert response.status_code == 200 and read_preferences(path).alerts_per_week == {NORTH: 0.25}
-    response = anna.post("/_dash-update-component", json=anomaly_request(ids.ANOMALY_UNDO, row))
+    response = anna.post("/_dash-update-component", json=anomaly_request(ids.ANOMALY_UNDO, None, marked=pattern.id))
     assert "reported again" in _message(response) and read_preferences(path).normal_patterns == []
 
 
@@ -180,9 +184,53 @@ def test_hand_made_requests_change_nothing(app, plant, user, button, status):
     assert b"by admin" in before
     row = {"machine": NORTH, "finding_id": finding_id(events[0])}
     response = logged_in(app, user).post("/_dash-update-component", json=anomaly_request(
-        button, row, note="forged", machine=NORTH, budget=0.01, site="north" if user == "carla" else "all"))
+        button, row, note="forged", machine=NORTH, budget=0.01, site="north" if user == "carla" else "all",
+        marked=finding_id(events[0])))
     assert response.status_code == status
     if status == 200:
         assert "Not changed" in _message(response) and ids.ANOMALY_CHANGED not in response.get_json()["response"]
         assert "l1-m1" not in response.get_data(as_text=True)
     assert path.read_bytes() == before
+
+
+def _post(client, outputs, inputs, states=(), changed=None) -> dict:
+    response = client.post("/_dash-update-component", json={
+        "output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+        "outputs": [{"id": i, "property": p} for i, p in outputs],
+        "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+        "changedPropIds": [changed or f"{inputs[0][0]}.{inputs[0][1]}"],
+        "state": [{"id": i, "property": p, "value": v} for i, p, v in states]})
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    return response.get_json()["response"]
+
+
+def test_the_grid_labels_marked_findings_and_the_card_follows_the_selection(app, plant):
+    db, events = plant
+    view.mark_finding(USERS["anna"], preferences_path(str(db)), events, finding_id(events[0]), "warm-up")
+    anna = logged_in(app, "anna")
+    grid = _post(anna, [(ids.FINDINGS_GRID, "rowData"), (ids.FINDINGS_STATUS, "children"),
+                        (ids.FINDINGS_EXPORT, "href"), (ids.FINDINGS_LOOP, "children")],
+                 [(ids.SITE, "value", "all"), (ids.PERIOD, "value", "30d"), (ids.FINDINGS_KIND, "value", "all"),
+                  (ids.FINDINGS_CHANGED, "data", 0), (ids.ANOMALY_CHANGED, "data", 1)])
+    rows = grid[ids.FINDINGS_GRID]["rowData"]
+    assert {r["machine"] for r in rows} == {NORTH}  # anna sees north only
+    marked = [r for r in rows if r["marked_normal"]]
+    assert [r["finding_id"] for r in marked] == [finding_id(events[0])] and "marked normal" in marked[0]["kind"]
+    card_outputs = [(ids.ANOMALY_INFO, "children"), (ids.ANOMALY_MARK, "disabled"), (ids.ANOMALY_UNDO, "disabled"),
+                    (ids.ANOMALY_BUDGET_SET, "disabled"), (ids.ANOMALY_MACHINE, "options"),
+                    (ids.ANOMALY_MACHINE, "value"), (ids.ANOMALY_BUDGET, "value"), (ids.ANOMALY_NOTE, "value"),
+                    (ids.ANOMALY_MARKED, "options"), (ids.ANOMALY_MARKED, "value")]
+    card = _post(anna, card_outputs, [(ids.FINDINGS_GRID, "selectedRows", [marked[0]]), (ids.ANOMALY_CHANGED, "data", 1)])
+    assert card[ids.ANOMALY_UNDO]["disabled"] is False and card[ids.ANOMALY_MARK]["disabled"] is True
+    assert "by anna" in card[ids.ANOMALY_INFO]["children"]
+    assert card[ids.ANOMALY_MARKED]["value"] == finding_id(events[0])
+    assert [o["value"] for o in card[ids.ANOMALY_MARKED]["options"]] == [finding_id(events[0])]
+    assert "warm-up" in card[ids.ANOMALY_MARKED]["options"][0]["label"]
+    sam = _post(logged_in(app, "sam"), card_outputs, [(ids.FINDINGS_GRID, "selectedRows", []),
+                                                        (ids.ANOMALY_CHANGED, "data", 0)])
+    assert sam[ids.ANOMALY_MARKED]["options"] == [] and sam[ids.ANOMALY_UNDO]["disabled"] is True  # north's mark
+    assert [o["value"] for o in card[ids.ANOMALY_MACHINE]["options"]] == [NORTH]  # south's machine not offered
+    carla = _post(logged_in(app, "carla"), card_outputs,
+                  [(ids.FINDINGS_GRID, "selectedRows", [marked[0]]), (ids.ANOMALY_CHANGED, "data", 0)])
+    assert carla[ids.ANOMALY_UNDO]["disabled"] is True and carla[ids.ANOMALY_BUDGET_SET]["disabled"] is True
+    assert "reads only" in carla[ids.ANOMALY_INFO]["children"]

@@ -127,7 +127,8 @@ def selection_state(user, row: Mapping[str, Any] | None, prefs, machines: list[s
     elif pattern is not None:
         who = f" by {pattern.marked_by}" if pattern.marked_by else ""
         note = f": “{pattern.note}”" if pattern.note else ""
-        text = f"Marked as normal{who} at {pattern.marked_at}{note}."
+        when = pattern.marked_at[:16].replace("T", " ") + " UTC" if pattern.marked_at else "an unknown time"
+        text = f"Marked as normal{who} at {when}{note}."
     elif fid:
         text = "An anomaly finding: if this is a normal process, mark it as normal (similar findings of this machine " \
                "are then no longer reported)."

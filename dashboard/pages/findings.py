@@ -142,7 +142,7 @@ def anomaly_form() -> html.Div:
                     dcc.Dropdown(id=ids.ANOMALY_MACHINE, options=[], value=None, placeholder="machine",
                                  clearable=False, className="selector"),
                     dcc.Input(id=ids.ANOMALY_BUDGET, type="number", min=0, step="any", className="text-input",
-                              placeholder="false alarms per week (empty: default 1)"),
+                              placeholder="alerts/week (default 1)"),
                     html.Button("Set budget", id=ids.ANOMALY_BUDGET_SET, n_clicks=0, disabled=True,
                                 className="button"),
                 ],

@@ -33,17 +33,22 @@ def anomaly(machine: str, start: dt.datetime, kind: str = "anomaly") -> Event:
 
 @pytest.fixture
 def plant(tmp_path):
-    """A store with power of one north and one south machine and stored findings (two anomalies, one waste)."""
+    return make_plant(tmp_path)
+
+
+def make_plant(folder):
+    """A store with power of one north and one south machine and stored findings (two anomalies, one waste) in the
+    last days; returns (store path, findings)."""
     now = int(time.time())
     start = dt.datetime.fromtimestamp(now - 2 * 86400, dt.UTC).replace(minute=0, second=0, microsecond=0)
     events = [anomaly(NORTH, start), anomaly(SOUTH, start), anomaly(NORTH, start, kind="idle_running")]
-    store = SQLiteStore(tmp_path / "plant.db")
+    store = SQLiteStore(folder / "plant.db")
     for site, line, name in (("north", "L1", "l1-m1"), ("south", "S1", "s1-press")):
         write_power(store, machine_tags(line, name, site), range(now - 3 * 86400, now, 600), [10.0] * 432)
     with results_for(store) as results:
         results.write_findings("run-1", events)
     store.close()
-    return tmp_path / "plant.db", events
+    return folder / "plant.db", events
 
 
 def test_mark_undo_and_budget_are_written_with_who_and_when(plant):

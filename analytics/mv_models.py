@@ -11,6 +11,14 @@ window temperatures (not the daily mean, so a day that is cold at night and warm
 ``CDD`` likewise above ``T_c``. The balance points are searched on a 1 K grid (heating 8-22 °C, cooling 14-28 °C,
 ``T_c >= T_h``), each with or without its term; a term is kept only with a positive slope, and the combination with
 the lowest BIC wins (so a meter without weather dependence gets the day-type means).
+
+The BIC counts *effective* days: ``n' = n (1 - rho) / (1 + rho)`` with ``rho`` the lag-1 autocorrelation of the
+day-type-only fit's residuals (as Guideline 14's savings uncertainty does). Days of an industrial meter are far from
+independent (waste episodes and order runs last days to weeks); counted as ``n`` independent days, a slow run of such
+episodes that happens to coincide with a warm or cold spell passes for a weather slope, and that slope then
+extrapolates into the next season (on simulator runs: a moulding machine with no weather dependence at all got a
+cooling slope in spring and a 33-point savings error in summer). A building's weather dependence is strong enough to
+pass either way.
 """
 
 from __future__ import annotations
@@ -123,6 +131,19 @@ def fit_change_point(x: DailyInputs, energy: np.ndarray) -> ChangePointModel:
         options += [(h, c) for h in HEATING_GRID_C for c in COOLING_GRID_C if c >= h]
     hdd = {h: x.degree_days(h, True) for h in HEATING_GRID_C} if x.has_temperature else {}
     cdd = {c: x.degree_days(c, False) for c in COOLING_GRID_C} if x.has_temperature else {}
+    # Two passes: the residuals of the model that plain BIC picks give ``rho`` (the day-type-only fit's would count a
+    # real weather signal, itself persistent, as dependence), then the choice again with the effective days.
+    first = _search(x, y, H, used, options, hdd, cdd, float(n))
+    if first is None:
+        raise ValueError(f"too few days ({n}) for a change-point model")
+    n_eff = effective_days(y - first.predict(x))
+    return _search(x, y, H, used, options, hdd, cdd, n_eff) or first
+
+
+def _search(x: DailyInputs, y: np.ndarray, H: np.ndarray, used: np.ndarray, options: list, hdd: dict, cdd: dict,
+            n_eff: float) -> ChangePointModel | None:
+    """The lowest-BIC model among ``options`` with ``n_eff`` effective days (None: no option could be fitted)."""
+    n = len(y)
     best: tuple[float, ChangePointModel] | None = None
     for h, c in options:
         cols = [H]
@@ -140,7 +161,7 @@ def fit_change_point(x: DailyInputs, energy: np.ndarray) -> ChangePointModel:
             continue  # a heating or cooling term must raise energy
         sse = float(np.sum((y - X @ beta) ** 2))
         params = k + (h is not None) + (c is not None)  # balance points count as parameters
-        bic = n * np.log(max(sse, 1e-12) / n) + params * np.log(n)
+        bic = n_eff * np.log(max(sse, 1e-12) / n) + params * np.log(n_eff)
         if best is None or bic < best[0]:
             base = np.zeros(len(DAYTYPES))
             base[used] = beta[: H.shape[1]]
@@ -152,6 +173,15 @@ def fit_change_point(x: DailyInputs, energy: np.ndarray) -> ChangePointModel:
             if c is not None:
                 model.cooling_kwh_per_kday = float(beta[i])
             best = (bic, model)
-    if best is None:
-        raise ValueError(f"too few days ({n}) for a change-point model")
-    return best[1]
+    return None if best is None else best[1]
+
+
+def effective_days(residuals: np.ndarray) -> float:
+    """Effective number of independent days ``n (1 - rho) / (1 + rho)`` of a residual series (``rho``: lag-1
+    autocorrelation, negative values taken as 0, at most 0.95), at least 2."""
+    e = np.asarray(residuals, dtype=float)
+    n = len(e)
+    if n < 4 or not e[1:].std() > 0 or not e[:-1].std() > 0:
+        return float(n)
+    rho = float(np.clip(np.corrcoef(e[1:], e[:-1])[0, 1], 0.0, 0.95))
+    return max(n * (1 - rho) / (1 + rho), 2.0)

@@ -119,7 +119,7 @@ def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, s
         store = open_store(str(Path(tmp) / "run.db"))
         res = backfill(store, plant, baseline_days + reporting_days + 1, scenario, seed=seed, start=start,
                        resolution_s=step_s, progress=False)
-        t0 = dt.datetime.combine(start, dt.time(), tzinfo=dt.timezone.utc)
+        t0 = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
         t1 = t0 + dt.timedelta(days=baseline_days + reporting_days + 1)
         data = IntervalData.from_store(store, plant, t0, t1, resolution_s=900)
         store.close()

@@ -251,18 +251,16 @@ def _read_materials(store: Store, infos: list[MachineInfo], start_ns: int, stop_
 
     paths = {m.path for m in infos}
     tags = {"machine": sorted({m.machine for m in infos})}
-    # Rows are kept as integer codes (machine, material), times and kg until the end: a year of a large plant has
-    # tens of millions of them, and string columns per chunk plus their concatenation held the strings twice.
-    codes: dict[str, dict[str, int]] = {"machine": {}, "material": {}}
-    columns: dict[str, list[np.ndarray]] = {"machine": [], "material": [], "time": [], "kg": []}
+    parts = []
     for keys, index, times, kg in read_increases(store, "material", "consumed_kg", start_ns, stop_ns,
                                                  every=resolution_s, tags=tags):
         keep = kg > 0
         if not keep.any():
             continue
         # Per series: its path and material; series outside the plant's machines (or without those tags) drop out.
-        tag_of = [tuple(dict(k).get(t) for t in (*_BY, "material")) for k in keys]
-        path_of = ["/".join(str(x) for x in tg[:3]) for tg in tag_of]
+        described = [dict(k) for k in keys]
+        tag_of = [tuple(d.get(t) for t in (*_BY, "material")) for d in described]
+        path_of = np.array(["/".join(str(x) for x in tg[:3]) for tg in tag_of], dtype=object)
         usable = np.array([all(x is not None for x in tg) and p in paths for tg, p in zip(tag_of, path_of)],
                           dtype=bool)
         keep &= usable[index]
@@ -274,20 +272,9 @@ def _read_materials(store: Store, infos: list[MachineInfo], start_ns: int, stop_
         rank = np.array([rank_of.get(tg, -1) for tg in tag_of], dtype=np.int64)[index]
         order = np.lexsort((times, rank))
         index, times, kg, rank = index[order], times[order], kg[order], rank[order]
-        machine = np.array([codes["machine"].setdefault(p, len(codes["machine"])) for p in path_of])[index]
-        material = np.array([codes["material"].setdefault(str(tg[3]), len(codes["material"])) for tg in tag_of])[index]
+        part = pd.DataFrame({"machine": path_of[index], "time": pd.to_datetime(times, unit="ns", utc=True),
+                             "material": np.array([str(tg[3]) for tg in tag_of], dtype=object)[index], "kg": kg})
         if ((rank[1:] == rank[:-1]) & (times[1:] == times[:-1])).any():  # series differing in another tag: one row
-            summed = (pd.DataFrame({"machine": machine, "time": times, "material": material, "kg": kg})
-                      .groupby(["machine", "time", "material"], sort=False)["kg"].sum().reset_index())
-            machine, times, material, kg = (summed[c].to_numpy() for c in ("machine", "time", "material", "kg"))
-        columns["machine"].append(machine)
-        columns["material"].append(material)
-        columns["time"].append(times)
-        columns["kg"].append(kg)
-    if not columns["kg"]:
-        return None
-    names = {c: np.array(list(codes[c]), dtype=object) for c in codes}
-    return pd.DataFrame({"machine": names["machine"][np.concatenate(columns.pop("machine"))],
-                         "time": pd.to_datetime(np.concatenate(columns.pop("time")), unit="ns", utc=True),
-                         "material": names["material"][np.concatenate(columns.pop("material"))],
-                         "kg": np.concatenate(columns.pop("kg"))})
+            part = part.groupby(["machine", "time", "material"], sort=False)["kg"].sum().reset_index()
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else None

@@ -128,7 +128,6 @@ class BatchWriter:
         self.latency_observer = latency_observer
         self._thread: threading.Thread | None = None
         self._spill_thread: threading.Thread | None = None
-        self._started = False
 
     # -- producer side (event loop) ----------------------------------------------------------------------------------
     def add_rows(self, rows: list[Row]) -> None:
@@ -165,8 +164,7 @@ class BatchWriter:
     # -- lifecycle ---------------------------------------------------------------------------------------------------
     def start(self) -> BatchWriter:
         """Start the writer and spill threads."""
-        if not self._started:
-            self._started = True
+        if self._thread is None:  # started once
             self._thread = self.supervisor.thread("writer", self._run, wake=self._stop_event)
             self._spill_thread = self.supervisor.thread("spill", self._spill_loop, wake=self._stop_event)
         return self
@@ -185,7 +183,7 @@ class BatchWriter:
             self._rotate()
             self._wake.notify_all()
         self._stop_event.set()
-        if self._started:
+        if self._thread is not None and self._spill_thread is not None:  # started
             self._thread.join(max(0.0, deadline - time.monotonic()) + self.abort_grace_s)
             if self._thread.is_alive():
                 abort = getattr(self.store, "abort", None)
@@ -338,7 +336,9 @@ class BatchWriter:
             self._done_inflight(0)
 
     def _replay_one(self) -> None:
-        item = self.spool.peek() if self.spool is not None else None
+        if self.spool is None:
+            return
+        item = self.spool.peek()
         if item is None:
             return
         path, rows = item

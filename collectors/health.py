@@ -61,6 +61,7 @@ def health_points(status: dict, time_ns: int, sites: dict[str, list[str]] | None
             fields["last_value_age_s"] = float(age)
         name = str(server.get("name") or "server")
         tags = {"collector": str(status.get("collector") or "collector"), "server": name}
-        for site in (sites or {}).get(name) or [None]:
+        site_names: list[str | None] = [*((sites or {}).get(name) or [])] or [None]  # None: a server without sites
+        for site in site_names:
             points.append(Point(MEASUREMENT, {**tags, "site": site} if site else tags, fields, int(time_ns)))
     return points

@@ -21,24 +21,27 @@ import os
 import re
 import socket
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from asyncua import Client, ua
 from asyncua.crypto import security_policies
 from asyncua.crypto.cert_gen import dump_private_key_as_pem, generate_private_key, generate_self_signed_app_certificate
 from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from collectors import CollectorError
-from collectors.opcua.compat_asyncua import first_cert_from_chain, on_received_messages, user_token_policies
+from collectors.opcua.compat_asyncua import first_cert_from_chain, node_id, on_received_messages, user_token_policies
 from collectors.opcua.config import SecurityConfig, ServerConfig
 from core.config import read_secret_file
 from core.notices import Notice
 
-_POLICIES = {
+_POLICIES: dict[str, type[security_policies.SecurityPolicyBasic256Sha256]
+                      | type[security_policies.SecurityPolicyAes128Sha256RsaOaep]
+                      | type[security_policies.SecurityPolicyAes256Sha256RsaPss]] = {  # concrete classes (not the ABC)
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
     "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
     "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
@@ -149,7 +152,7 @@ def describe_certificate(path: Path) -> dict:
         "application_uri": uris[0] if uris else None,
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),
-        "expires_in_days": (cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)).days,
+        "expires_in_days": (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).days,
         "sha256": fingerprint(cert),
     }
 
@@ -206,6 +209,11 @@ def _set_aside(trust: Path, name: str, der: bytes) -> Path:
     return rejected / name
 
 
+def _public_der(key: PublicKeyTypes | CertificatePublicKeyTypes) -> bytes:
+    """A public key as DER SubjectPublicKeyInfo: equal bytes, same key (for every key type)."""
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
 def _check_pair(cert_path: Path, key_path: Path, cert_key: str, key_key: str, what: str) -> str | None:
     """Raise naming the config keys when a certificate or key cannot be read or do not belong together.
 
@@ -229,7 +237,7 @@ def _check_pair(cert_path: Path, key_path: Path, cert_key: str, key_key: str, wh
             f"{key_key} {key_path} not found; set {key_key} to the key of {cert_key} {cert_path}") from None
     except (ValueError, TypeError):  # the message could quote key material: say only what to do
         raise SecurityRefused(f"{key_key} {key_path} is not an unencrypted private key (PEM or DER)") from None
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+    if _public_der(key.public_key()) != _public_der(cert.public_key()):
         raise SecurityRefused(f"{key_key} {key_path} is not the key of {cert_key} {cert_path}; give the matching pair")
     if key_path.stat().st_mode & 0o077:
         return f"{key_key} {key_path} is readable by group or others; run: chmod 600 {key_path}"
@@ -281,6 +289,7 @@ async def apply_security(client: Client, server: ServerConfig, notify: Callable[
         check_server_trust(server, server_der, notify)
         await client.set_security(policy, str(cert_path), str(key_path), server_certificate=server_der, mode=mode)
     if login.mode == "username":
+        assert login.username is not None  # LoginConfig requires a username in this mode
         client.set_user(login.username)
         # Read here rather than through LoginConfig.get_password so that a missing file names the key.
         password = read_secret_file(login.password_file, "password (login.password_file)") if login.password_file \
@@ -288,6 +297,7 @@ async def apply_security(client: Client, server: ServerConfig, notify: Callable[
         if password is not None:
             client.set_password(password)
     elif login.mode == "certificate":
+        assert login.certificate and login.private_key  # LoginConfig requires both in this mode
         cert_path, key_path = Path(login.certificate), Path(login.private_key)
         warnings.append(_check_pair(cert_path, key_path, "login.certificate", "login.private_key", "user"))
         await client.load_client_certificate(str(cert_path))
@@ -315,6 +325,7 @@ def explain_connect_error(
         offered = f"; the endpoint offers login.mode {', '.join(names)}"
     if code in _LOGIN_CODES:
         if login.mode == "certificate":
+            assert login.certificate is not None  # LoginConfig requires it in this mode
             try:
                 fp = f" (SHA-256 {fingerprint(load_cert(Path(login.certificate)))[:23]}...)"
             except (OSError, ValueError):
@@ -364,11 +375,11 @@ def _record_status_errors(client: Client) -> list[ua.UaStatusCodeError]:
                 seen.append(ua.UaStatusCodeError(msg.Error.value))
             elif isinstance(msg, ua.Message):
                 data = msg.body()
-                if nodeid_from_binary(data) == ua.FourByteNodeId(ua.ObjectIds.ServiceFault_Encoding_DefaultBinary):
+                if nodeid_from_binary(data) == node_id(ua.ObjectIds.ServiceFault_Encoding_DefaultBinary):
                     result = struct_from_binary(ua.ResponseHeader, data).ServiceResult
                     if result.is_bad():
                         seen.append(ua.UaStatusCodeError(result.value))
-        except Exception:  # only a diagnosis aid: a message we cannot read is asyncua's to report
+        except Exception:  # noqa: BLE001 - only a diagnosis aid: a message we cannot read is asyncua's to report
             pass
 
     if not on_received_messages(client, record):

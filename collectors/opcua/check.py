@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from asyncua import ua
 
 from collectors.opcua.certs import SecurityRefused, connect_client
+from collectors.opcua.compat_asyncua import status_of
 from collectors.opcua.config import CollectorConfig
 from collectors.opcua.session import ServerSession
 from core.notices import Notice
@@ -60,17 +62,18 @@ async def _check_one(config: CollectorConfig, index: int) -> ServerCheck:
         await session._read_limits(client)
         result.limits = dict(session.limits)
         await session.resolve(client)
-        live = [n for n in session.nodes if n.nodeid is not None]
+        live = [(n, n.nodeid) for n in session.nodes if n.nodeid is not None]
         step = session.chunk("MaxNodesPerRead")
         for start in range(0, len(live), step):
-            chunk = live[start : start + step]
-            dvs = await client.uaclient.read_attributes([n.nodeid for n in chunk], ua.AttributeIds.Value)
-            for node, dv in zip(chunk, dvs):
-                if dv.StatusCode.is_bad() and dv.StatusCode.value in _UNREADABLE:
-                    session.bad_nodes[node.address] = dv.StatusCode.name
+            part = live[start : start + step]
+            dvs = await client.uaclient.read_attributes([nid for _, nid in part], ua.AttributeIds.Value)
+            for (node, _nid), dv in zip(part, dvs):
+                status = status_of(dv)
+                if status.is_bad() and status.value in _UNREADABLE:
+                    session.bad_nodes[node.address] = status.name
                     continue
-                if dv.StatusCode.is_bad():
-                    result.warnings[node.address] = dv.StatusCode.name
+                if status.is_bad():
+                    result.warnings[node.address] = status.name
                 if not node.is_tag_source:
                     result.readable += 1
         result.bad = dict(session.bad_nodes)
@@ -81,10 +84,8 @@ async def _check_one(config: CollectorConfig, index: int) -> ServerCheck:
                         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     finally:
         if client is not None:
-            try:
+            with contextlib.suppress(Exception):  # the check is over; a failing goodbye changes nothing
                 await asyncio.wait_for(client.disconnect(), 2.0)
-            except Exception:  # noqa: BLE001, S110 - the check is over; a failing goodbye changes nothing
-                pass
     return result
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import functools
 import json
 import logging
 import os
@@ -169,12 +171,13 @@ class Collector:
         self._stop, self._loop = stop, asyncio.get_running_loop()
         buf = self.config.buffer
         process_store = None
-        if buf.write_process and isinstance(self.store, SQLiteStore):
+        store = self.store
+        if buf.write_process and isinstance(store, SQLiteStore):
             # SQLite releases and re-takes the GIL around every row; beside the busy receive loop each re-take waits
             # for the thread switch interval, so the embedded store is written from its own process.
             try:
                 process_store = await asyncio.to_thread(
-                    lambda: ProcessStore(f"sqlite:///{self.store.path.resolve()}", call_timeout_s=buf.write_timeout_s,
+                    lambda: ProcessStore(f"sqlite:///{store.path.resolve()}", call_timeout_s=buf.write_timeout_s,
                                          term_grace_s=buf.shutdown_timeout_s + 10.0))
                 self.writer.store = process_store
             except StoreError as exc:  # collect anyway, writing from this process
@@ -192,7 +195,7 @@ class Collector:
                 self.notify(Notice("collector.metrics.unavailable",
                                    f"cannot serve metrics on {self.config.metrics.listen}: {exc}; collecting anyway",
                                    {"listen": self.config.metrics.listen}, level="error"))
-        tasks = [self.supervisor.task(f"opcua-{s.config.name}", lambda s=s: s.run(stop)) for s in self.sessions]
+        tasks = [self.supervisor.task(f"opcua-{s.config.name}", functools.partial(s.run, stop)) for s in self.sessions]
         helpers = [self.supervisor.task("tick", lambda: self._tick_loop(stop))]
         if self.config.status_file:
             helpers.append(self.supervisor.task("status-file", lambda: self._status_loop(stop)))
@@ -225,9 +228,9 @@ class Collector:
             log.info("collector stopped: %d values received, %d written, %d in the spool",
                      self.received, self.written, self.spool.count_values())
         if self.supervisor.fatal is not None:
-            name, exc = self.supervisor.fatal
+            name, failure = self.supervisor.fatal
             raise CollectorError(f"collector {self.config.name}: background job {name} failed for good "
-                                 f"({type(exc).__name__}: {exc}); everything received was stored or spooled")
+                                 f"({type(failure).__name__}: {failure}); everything received was stored or spooled")
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         """Once a second, on the collector's clock: sample receive rates; report store outages and recoveries."""
@@ -236,10 +239,8 @@ class Collector:
             for s in self.sessions:
                 s.sample_rate(now)
             self._check_store()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
 
     def _check_store(self) -> None:
         down = self.writer.store_down or bool(self.store_health().get("down"))
@@ -261,10 +262,8 @@ class Collector:
 
         sites = server_sites(self.config)
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.health_every_s)
-            except asyncio.TimeoutError:
-                pass
             if stop.is_set():
                 return
             points = health_points(self.status(), time.time_ns(), sites)
@@ -280,10 +279,8 @@ class Collector:
                 await asyncio.to_thread(self.write_status_file)
             except OSError as exc:
                 log.warning("cannot write status file %s: %s", self.config.status_file, exc)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
-            except asyncio.TimeoutError:
-                pass
 
     # -- observability -------------------------------------------------------------------------------------------------
     def status(self) -> dict:
@@ -334,6 +331,7 @@ class Collector:
 
     def write_status_file(self) -> None:
         """Write :meth:`status` as JSON to ``status_file`` atomically (tmp + rename)."""
+        assert self.config.status_file, "write_status_file needs status_file set"  # callers check it first
         path = Path(self.config.status_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")

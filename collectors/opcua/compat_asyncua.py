@@ -14,13 +14,16 @@ one module, by ``collectors/opcua/tests/test_compat_asyncua.py``, which fails na
 - :func:`on_received_messages`: see every message the client's socket receives (wraps ``UaClient._make_protocol`` and
   the protocol's ``_process_received_message``), to read a refusal that asyncua turns into a bare AssertionError.
 - :func:`user_token_policies`: the endpoint's user token policies after CreateSession (``Client._policy_ids``).
+
+And two public-API helpers for its annotations' gaps: :func:`node_id` (plain int/str identifiers) and :func:`status_of`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
@@ -57,11 +60,30 @@ class PublishLoopSession(UaSession):
         return await self._send_request(request, timeout=0)
 
 
-def use_session_class(client: Client, cls: type[PublishLoopSession]) -> PublishLoopSession:
+_Session = TypeVar("_Session", bound=PublishLoopSession)
+
+
+def use_session_class(client: Client, cls: type[_Session]) -> _Session:
     """Make this client's (only) session an instance of ``cls``; call before ``connect``."""
     session = client.uaclient.session
     session.__class__ = cls
-    return session  # type: ignore[return-value]
+    assert isinstance(session, cls)  # what the assignment above made it
+    return session
+
+
+def node_id(identifier: int | str, namespace: int = 0) -> ua.NodeId:
+    """A NodeId of a plain numeric or string identifier (e.g. ``node_id(ua.ObjectIds.ObjectsFolder)``)."""
+    # asyncua annotates NodeId's fields with its Int32/String/Int16 marker subclasses, yet takes (and itself passes)
+    # plain int and str: a gap in its annotations, not a wrong call.
+    return ua.NodeId(identifier, namespace)  # type: ignore[arg-type]
+
+
+def status_of(dv: ua.DataValue) -> ua.StatusCode:
+    """The status of a DataValue; Good when it has none (OPC UA: an omitted status is Good).
+
+    asyncua's decoder always sets one (its default is Good), but annotates the field as optional.
+    """
+    return dv.StatusCode if dv.StatusCode is not None else ua.StatusCode()
 
 
 def buffer_state(buf: Buffer) -> tuple[Any, int, int]:
@@ -89,10 +111,8 @@ class WatchdogClient(Client):
     async def _wait_for_health_signal(self) -> None:
         # asyncua 2.1's loop body, with recently_alive() in front of its probe.
         async with self.uaclient.subscribe_state() as sub:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await sub.next_change(self._watchdog_intervall)
-            except asyncio.TimeoutError:
-                pass
         if self.uaclient.state is UaClientState.CONNECTED:
             if self.recently_alive(self._watchdog_intervall):
                 return
@@ -126,10 +146,10 @@ def on_received_messages(client: Client, record: Callable[[Any], None]) -> bool:
             proto._process_received_message = process_received_message
         return proto
 
-    uaclient._make_protocol = make_protocol
+    uaclient._make_protocol = make_protocol  # type: ignore[method-assign]  # the wrapping this function exists for
     return True
 
 
-def user_token_policies(client: Client) -> list:
+def user_token_policies(client: Client | None) -> list:
     """The endpoint's user token policies, known after CreateSession (empty before)."""
     return list(getattr(client, "_policy_ids", None) or [])

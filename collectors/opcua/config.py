@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import Field, field_validator, model_validator
 
@@ -43,7 +43,7 @@ class Deadband(FrozenModel):
     value: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
-    def _percent_of_range(self) -> "Deadband":
+    def _percent_of_range(self) -> Deadband:
         # Servers refuse a percent deadband outside 0..100 (BadDeadbandFilterInvalid): say so at start-up instead.
         if self.type == "percent" and self.value > 100:
             raise ValueError(f"deadband value {self.value:g} is a percentage of the EURange: use 0..100 with type percent")
@@ -85,7 +85,7 @@ class NodeConfig(FrozenModel):
         return value
 
     @model_validator(mode="after")
-    def _one_address(self) -> "NodeConfig":
+    def _one_address(self) -> NodeConfig:
         if (self.node_id is None) == (self.browse_path is None):
             raise ValueError("give exactly one of node_id or browse_path")
         return self
@@ -125,7 +125,7 @@ class SecurityConfig(FrozenModel):
     application_uri: str = "urn:wattline:collector"
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SecurityConfig":
+    def _consistent(self) -> SecurityConfig:
         if (self.policy == "None") != (self.mode == "None"):
             raise ValueError(
                 f"policy {self.policy!r} with mode {self.mode!r}: use policy None with mode None, or a policy such as "
@@ -145,7 +145,7 @@ class LoginConfig(FrozenModel):
     private_key: str | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> "LoginConfig":
+    def _complete(self) -> LoginConfig:
         if self.mode == "username":
             if not self.username:
                 raise ValueError("login mode username needs username")
@@ -252,7 +252,7 @@ class ShardConfig(FrozenModel):
         return value
 
     @model_validator(mode="after")
-    def _in_range(self) -> "ShardConfig":
+    def _in_range(self) -> ShardConfig:
         if self.index >= self.count:
             raise ValueError(f"shard index {self.index} with count {self.count}: the index runs from 0 to "
                              f"{self.count - 1}")
@@ -277,7 +277,7 @@ class CollectorConfig(FrozenModel):
         return {} if value is None else value  # a section with every key commented out means defaults
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "CollectorConfig":
+    def _unique_names(self) -> CollectorConfig:
         names = [s.name for s in self.servers]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -310,7 +310,14 @@ def read_collector_config(path: str | os.PathLike, overrides: dict[str, Any] | N
     return select_shard(resolve_paths(config, Path(path).resolve().parent), str(path))
 
 
+@overload
+def _rel(base: Path, value: str) -> str: ...
+@overload
+def _rel(base: Path, value: None) -> None: ...
+@overload
+def _rel(base: Path, value: str | None) -> str | None: ...
 def _rel(base: Path, value: str | None) -> str | None:
+    """``value`` made absolute against ``base`` (``~`` expanded); None stays None."""
     if value is None:
         return None
     p = Path(value).expanduser()

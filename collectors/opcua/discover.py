@@ -9,6 +9,7 @@ One group per object that holds collectable variables (a machine), tags from the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from typing import Any
@@ -17,6 +18,7 @@ import yaml
 from asyncua import Client, ua
 
 from collectors import CollectorError
+from collectors.opcua.compat_asyncua import node_id
 from collectors.opcua.mapping import (
     GENERIC_MEASUREMENT,
     TAG_LEVELS,
@@ -156,15 +158,13 @@ async def get_starter_config(
     client = Client(endpoint, timeout=timeout_s)
     try:
         await asyncio.wait_for(client.connect(), timeout_s)
-    except (OSError, asyncio.TimeoutError, ua.UaError) as exc:
+    except (TimeoutError, OSError, ua.UaError) as exc:
         raise CollectorError(f"cannot connect to {endpoint}: {exc or type(exc).__name__}; is the server running?") from None
     try:
         return await _discover(client, endpoint, table, server_name, max_nodes_per_call, notes if notes is not None else [])
     finally:
-        try:
+        with contextlib.suppress(Exception):  # the discovery is over; a server already gone changes nothing
             await client.disconnect()
-        except Exception:  # pragma: no cover - server already gone
-            pass
 
 
 async def _discover(
@@ -172,20 +172,20 @@ async def _discover(
 ) -> dict[str, Any]:
     namespaces = await client.get_namespace_array()
     try:
-        server_limit = await client.get_node(ua.NodeId(11710, 0)).read_value()  # MaxNodesPerBrowse
+        server_limit = await client.get_node(node_id(11710)).read_value()  # MaxNodesPerBrowse
         if server_limit:
             limit = min(limit, int(server_limit))
     except ua.UaError:
         pass
     # Breadth-first walk from Objects, skipping namespace 0 (the Server object and the like).
-    objects = ua.NodeId(ua.ObjectIds.ObjectsFolder, 0)
+    objects = node_id(ua.ObjectIds.ObjectsFolder)
     level: list[tuple[ua.NodeId, tuple[str, ...]]] = [(objects, ())]
     machines: list[tuple[tuple[str, ...], list[ua.ReferenceDescription]]] = []
     depth = 0
     while level and depth < _MAX_DEPTH:
         children = await _browse_children(client, [n for n, _ in level], limit)
         next_level = []
-        for (nodeid, path), refs in zip(level, children):
+        for (_nodeid, path), refs in zip(level, children):
             variables = []
             for ref in refs:
                 if ref.NodeId.NamespaceIndex == 0:
@@ -194,7 +194,7 @@ async def _discover(
                 if ref.NodeClass == ua.NodeClass.Variable:
                     variables.append(ref)
                 elif ref.NodeClass == ua.NodeClass.Object:
-                    next_level.append((ref.NodeId, path + (name,)))
+                    next_level.append((ref.NodeId, (*path, name)))
             if variables and path:
                 machines.append((path, variables))
         level = next_level
@@ -232,7 +232,7 @@ async def _discover(
             name = var.BrowseName.Name
             key = var.NodeId.to_string()
             kind = kinds.get(key, "other")
-            where = "/".join(path + (name,))
+            where = "/".join((*path, name))
             if kind not in ("number", "enum"):
                 if kind == "string" and any(
                     name in (spec.get("tags_from_siblings") or {}).values() for spec in table.values()

@@ -26,6 +26,8 @@ import itertools
 import logging
 import struct
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from asyncua import ua
@@ -144,7 +146,7 @@ def _decode_data_change(data, pos: int, end: int) -> FastDataChange | None:
         return uniform
     (n,) = _I32(data, pos)
     pos += 4
-    items = []
+    items: list[tuple[int, Any, int, int | None, int | None]] = []  # (handle, value, status, source_ns, server_ns)
     append = items.append
     scalars = _SCALAR_UNPACK
     epoch = _EPOCH_TICKS
@@ -248,7 +250,7 @@ class FastPublishSession(PublishLoopSession):
     last_response_monotonic = 0.0
     #: Called with the status name when the server answers a Publish with BadNoSubscription: it dropped our
     #: subscriptions, and the collector re-creates them (session.py).
-    on_no_subscription = None
+    on_no_subscription: Callable[[str], None] | None = None
 
     async def _no_subscription(self, name: str) -> None:
         # Keep asking after a pause rather than stopping the worker, so that the re-created subscription is served
@@ -283,7 +285,7 @@ class FastPublishSession(PublishLoopSession):
                 raise
             except ConnectionError:
                 return  # the session is gone: the collector reconnects with a new client (session.py)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the publish loop never dies on one failed response: logged, retried
                 if self.closing:
                     return
                 log.warning("publish failed (%s: %s); retrying in 1 s", type(exc).__name__, exc)
@@ -319,10 +321,11 @@ class FastPublishSession(PublishLoopSession):
                                                            SequenceNumber=params.NotificationMessage.SequenceNumber))
 
 
-def install_fast_publish(client, outstanding: int = 4) -> None:
-    """Give this client (only) the fast publish loop; call before ``connect``."""
+def install_fast_publish(client, outstanding: int = 4) -> FastPublishSession:
+    """Give this client (only) the fast publish loop; call before ``connect``; return its session."""
     session = use_session_class(client, FastPublishSession)
     session.outstanding = outstanding
+    return session
 
 
 class CollectorClient(WatchdogClient):

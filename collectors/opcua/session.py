@@ -18,15 +18,18 @@ the rows go to the :class:`~collectors.buffer.BatchWriter` without waiting on th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlparse
 
 from asyncua import Client, ua
 
+from collectors.opcua.compat_asyncua import node_id, status_of
 from collectors.opcua.config import Deadband, GroupConfig, NodeConfig, ServerConfig
 from collectors.opcua.fastpublish import (
     CollectorClient,
@@ -166,7 +169,7 @@ def parse_node_id(text: str, namespaces: list[str]) -> ua.NodeId:
 
 def parse_browse_path(path: str, default_ns: int) -> list[ua.QualifiedName]:
     """``/Plant/2:north/l1`` -> qualified names (relative to Objects); unprefixed names use ``default_ns``."""
-    names = []
+    names: list[ua.QualifiedName] = []
     for part in [p for p in path.strip("/").split("/") if p]:
         if part == "Objects" and not names:
             continue
@@ -334,7 +337,7 @@ class ServerSession:
         url = urlparse(self.config.endpoint)
         try:
             _r, w = await asyncio.wait_for(asyncio.open_connection(url.hostname, url.port or 4840), 1.0)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             return False
         w.close()
         return True
@@ -367,8 +370,8 @@ class ServerSession:
         client.application_uri = cfg.security.application_uri
         await apply_security(client, cfg, self.notify)
         # Our publish loop for this client only: several PublishRequests in flight, bulk decoding (fastpublish.py).
-        install_fast_publish(client, self.publish_requests)
-        client.uaclient.session.on_no_subscription = self._on_no_subscription
+        session = install_fast_publish(client, self.publish_requests)
+        session.on_no_subscription = self._on_no_subscription
         return client
 
     def _on_no_subscription(self, status: str) -> None:
@@ -402,14 +405,14 @@ class ServerSession:
         freeze_long_lived()
 
     async def _read_limits(self, client: Client) -> None:
-        ids = [ua.NodeId(i, 0) for i in _LIMIT_IDS.values()]
+        ids = [node_id(i) for i in _LIMIT_IDS.values()]
         try:
             values = await client.uaclient.read_attributes(ids, ua.AttributeIds.Value)
         except ua.UaError:
             values = []
         self.limits = {}
         for name, dv in zip(_LIMIT_IDS, values):
-            v = dv.Value.Value if dv.Value is not None and dv.StatusCode.is_good() else None
+            v = dv.Value.Value if dv.Value is not None and status_of(dv).is_good() else None
             if isinstance(v, int) and v > 0:
                 self.limits[name] = v
 
@@ -437,6 +440,7 @@ class ServerSession:
                 if node.config.node_id:
                     node.nodeid = parse_node_id(node.config.node_id, namespaces)
                 else:
+                    assert node.config.browse_path, node.address  # NodeConfig requires node_id or browse_path
                     ns_uri = node.group.namespace
                     default_ns = namespaces.index(ns_uri) if ns_uri in namespaces else min(1, len(namespaces) - 1)
                     paths.append((node, parse_browse_path(node.config.browse_path, default_ns)))
@@ -450,13 +454,14 @@ class ServerSession:
                 rp = ua.RelativePath()
                 for qn in names:
                     el = ua.RelativePathElement()
-                    el.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
-                    el.IsInverse = False  # the default is True (parent direction)
-                    el.IncludeSubtypes = True
+                    el.ReferenceTypeId = node_id(ua.ObjectIds.HierarchicalReferences)
+                    # (asyncua annotates its Boolean fields with a marker class no bool can be an instance of)
+                    el.IsInverse = False  # type: ignore[assignment]  # the default is True (parent direction)
+                    el.IncludeSubtypes = True  # type: ignore[assignment]
                     el.TargetName = qn
                     rp.Elements.append(el)
                 bp = ua.BrowsePath()
-                bp.StartingNode = ua.NodeId(ua.ObjectIds.ObjectsFolder)
+                bp.StartingNode = node_id(ua.ObjectIds.ObjectsFolder)
                 bp.RelativePath = rp
                 bps.append(bp)
             results = await client.uaclient.translate_browsepaths_to_nodeids(bps)
@@ -467,18 +472,20 @@ class ServerSession:
                 else:
                     self._mark_bad(node, f"browse path not found ({res.StatusCode.name})")
         # Data types: unknown ids show up here as BadNodeIdUnknown; strings are only allowed as tag sources.
-        live = [n for n in self.nodes if n.nodeid is not None]
+        live = [(n, n.nodeid) for n in self.nodes if n.nodeid is not None]
         step = self.chunk("MaxNodesPerRead")
         cache: dict = {}
         for start in range(0, len(live), step):
-            chunk = live[start : start + step]
-            dvs = await client.uaclient.read_attributes([n.nodeid for n in chunk], ua.AttributeIds.DataType)
-            for node, dv in zip(chunk, dvs):
-                if not dv.StatusCode.is_good():
-                    self._mark_bad(node, dv.StatusCode.name)
+            part = live[start : start + step]
+            dvs = await client.uaclient.read_attributes([nid for _, nid in part], ua.AttributeIds.DataType)
+            for (node, _nid), dv in zip(part, dvs):
+                status = status_of(dv)
+                if not status.is_good():
+                    self._mark_bad(node, status.name)
                     continue
                 if node.is_tag_source:
                     continue
+                assert dv.Value is not None  # a Good read of the DataType attribute carries the type's NodeId
                 kind = node.kind = await self._type_kind(client, dv.Value.Value, cache)
                 if kind not in ("number", "enum"):
                     self._mark_bad(node, f"data type is {kind}, not a number", "collector.node.wrong_type")
@@ -500,11 +507,11 @@ class ServerSession:
         return await _type_kind(client, dtype, cache)
 
     async def _read_tag_sources(self, client: Client) -> None:
-        sources = [n for n in self.nodes if n.is_tag_source and n.nodeid is not None]
+        sources = [(n, n.nodeid) for n in self.nodes if n.is_tag_source and n.nodeid is not None]
         if not sources:
             return
-        dvs = await client.uaclient.read_attributes([n.nodeid for n in sources], ua.AttributeIds.Value)
-        for node, dv in zip(sources, dvs):
+        dvs = await client.uaclient.read_attributes([nid for _, nid in sources], ua.AttributeIds.Value)
+        for (node, _nid), dv in zip(sources, dvs):
             self._apply_tag(node, dv)
 
     def _apply_tag(self, node: PlannedNode, dv) -> None:
@@ -644,7 +651,7 @@ class ServerSession:
             self.notify(n)
 
     async def _collect_until_lost(self, stop: asyncio.Event) -> None:
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._lost.wait())]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._lost.wait())]
         poller = asyncio.ensure_future(self._poll_loop()) if self.config.mode == "polling" else None
         if poller:
             waiters.append(poller)
@@ -653,8 +660,9 @@ class ServerSession:
         try:
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if task is not waiters[0] and task is not waiters[1] and task.exception() is not None:
-                    raise task.exception()
+                failure = task.exception() if task is not waiters[0] and task is not waiters[1] else None
+                if failure is not None:
+                    raise failure
             if self._lost.is_set() and not stop.is_set():
                 raise ConnectionError(self.last_error or "session lost")
         finally:
@@ -669,10 +677,8 @@ class ServerSession:
     async def _watch_subscriptions(self) -> None:
         """Re-create subscriptions the server dropped; raise ConnectionError when the session is silent."""
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._resubscribe.wait(), min(0.5, self.silence_s() / 4))
-            except asyncio.TimeoutError:
-                pass
             client = self.client
             if client is None or not self._subscription_ids:
                 continue
@@ -692,7 +698,7 @@ class ServerSession:
                                                  self.config.timeouts.request_s)
             except ua.UaStatusCodeError as exc:  # e.g. BadNoSubscription for the whole request
                 results = [ua.StatusCode(exc.code)] * len(self._subscription_ids)
-            except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
+            except (TimeoutError, ConnectionError, OSError) as exc:
                 raise ConnectionError(f"no PublishResponse for {silent:.1f} s and the server does not answer "
                                       f"({type(exc).__name__})") from exc
             gone = [sid for sid, code in zip(self._subscription_ids, results) if not code.is_good()]
@@ -738,7 +744,9 @@ class ServerSession:
                     rv.NodeId = n.nodeid
                     rv.AttributeId = ua.AttributeIds.Value
                     params.NodesToRead.append(rv)
-                dvs = await self.client.uaclient.read(params)
+                client = self.client
+                assert client is not None  # polling runs only inside a connected session (_collect_until_lost)
+                dvs = await client.uaclient.read(params)
                 t_now = now_ns()
                 for n, dv in zip(chunk, dvs):
                     if n.is_tag_source:

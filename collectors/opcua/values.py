@@ -16,7 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field  # (NodeState has a field named 'field')
 
 from core.notices import Notice
 from core.storage.intervals import SEMANTICS_CHANGED, classify_drop
@@ -26,7 +27,7 @@ BAD_OUT_OF_RANGE = 0x803C0000
 # SEMANTICS_CHANGED (0x4000), the StatusCode info bit set on the first value after a counter rollover or reset, and
 # the rollover/reset rule live in core.storage.intervals, which the stores' increase() shares.
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_NAIVE = dt.datetime(1970, 1, 1)
 _US = dt.timedelta(microseconds=1)
 
@@ -35,10 +36,7 @@ def datetime_to_ns(value: dt.datetime | None) -> int | None:
     """Aware or naive-UTC datetime (asyncua's) to ns since the epoch; None for missing or the OPC UA null time."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        delta = value - _EPOCH_NAIVE
-    else:
-        delta = value - _EPOCH
+    delta = value - _EPOCH_NAIVE if value.tzinfo is None else value - _EPOCH
     if delta.days < 0:  # 1601 (null DateTime) or garbage: treat as missing
         return None
     return (delta // _US) * 1000
@@ -64,7 +62,7 @@ class NodeState:
     timestamp_source: str
     counter: bool = False
     counter_max: float | None = None
-    dynamic_tags: dict = field(default_factory=dict)
+    dynamic_tags: dict = dataclass_field(default_factory=dict)
     last_value: float | None = None
     values: int = 0
     last_ns: int | None = None

@@ -125,7 +125,7 @@ def test_spool_bound_drops_oldest_and_raises_alarm(tmp_path):
     assert spool.full and spool.dropped_values > 0
     assert spool.bytes <= 20_000
     assert spool.count_values() + spool.dropped_values == 1000
-    path, first = spool.peek()
+    _path, first = spool.peek()
     assert first[0][3] > 0  # the oldest batches were the ones dropped
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -30,10 +31,8 @@ def test_wedged_writer_process_is_killed_at_close_and_its_rows_spooled(tmp_path)
         w.close(timeout_s=1.0)
         took = time.monotonic() - t0
     finally:
-        try:
-            os.kill(child, signal.SIGKILL)  # normally dead already (aborted)
-        except ProcessLookupError:
-            pass
+        with contextlib.suppress(ProcessLookupError):  # normally dead already (aborted)
+            os.kill(child, signal.SIGKILL)
         store.close(timeout_s=5)
     print(f"close() with a wedged writer process took {took:.2f} s (timeout 1 s + grace 2 x 1 s)")
     assert took < 1.0 + 2 * 1.0 + 10.0  # generous: the bound is the timeout plus two grace periods plus spooling
@@ -60,10 +59,8 @@ def test_call_without_answer_times_out_and_the_next_call_starts_a_new_child(tmp_
     finally:
         w.close()
         store.close(timeout_s=5)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(first, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     assert stored_count(SQLiteStore(tmp_path / "a.db")) == 1000
 
 

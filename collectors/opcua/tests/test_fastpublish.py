@@ -89,7 +89,7 @@ def test_picoseconds_fall_back_to_asyncua():
 
 def test_truncated_response_is_an_error_not_garbage():
     data = response(items(10))
-    with pytest.raises(Exception):
+    with pytest.raises(ua.UaError):  # asyncua's NotEnoughData
         decode_publish_response(Buffer(data[:-30]))
 
 

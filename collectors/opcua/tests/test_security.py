@@ -411,7 +411,7 @@ def test_half_a_client_pair_is_not_overwritten(tmp_path):
     cert, key, _ = ensure_client_certificate(sec)
     kept = cert.read_bytes()
     key.unlink()
-    with pytest.raises(SecurityRefused, match="security.private_key .* is missing while security.certificate"):
+    with pytest.raises(SecurityRefused, match=r"security\.private_key .* is missing while security\.certificate"):
         ensure_client_certificate(sec)
     assert cert.read_bytes() == kept
 

@@ -160,6 +160,7 @@ class Simulation:
                 if ref.archetype not in PRODUCTION_ARCHETYPES and line_runs and not win.line_run:
                     win.line_run = {k: np.mean(v, axis=0) for k, v in line_runs.items()}
                     win.air_demand = air
+                assert ref.calendar is not None, ref  # the simulator Plant gives every site a calendar
                 cal = day_calendar(ref.calendar, site.timezone, day)
                 planned = self.book.for_machine_day(ref.index, day)
                 sim_events = [ev.for_day(day) for ev in planned if ev.effect != "meter"]

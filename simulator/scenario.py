@@ -399,6 +399,7 @@ class EventBook:
                 if not any(r.archetype in PRODUCTION_ARCHETYPES for r in members):
                     continue
                 cal = line.calendar or site.calendar
+                assert cal is not None, site.id  # the simulator Plant gives every site a calendar (DEFAULT_CALENDAR)
                 rng = rng_for(self.seed, 300, block, members[0].index)
                 u, x = rng.random(len(days)), rng.random(len(days))
                 for i, day in enumerate(days):

@@ -8,7 +8,10 @@ truth is the manifest's avoided energy per local day (the engine renders the fix
 
 Reported: how often the true savings fall inside the 68 % and 90 % intervals (Guideline 14 on daily residuals, on
 hourly residuals, and the daily one with an inflation measured on the first half of the seeds and tested on the
-second half), and the error of the savings fraction [percentage points].
+second half), and the error of the savings fraction [percentage points], split with the manifest's waste events
+into the chance no model can know (the reporting period's waste against the baseline period's rate: the fixed kind's
+prevented events and the other kinds') and the model's own part (``error_parts_pp``; docs/benchmarks.md, "What drives
+the savings error").
 
     python tests/benchmarks/bench_savings.py --runs 24 --out /tmp/bench_savings.json
 """

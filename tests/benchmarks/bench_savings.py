@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from analytics.baseline import BaselineSettings
 from analytics.data import IntervalData
 from analytics.errors import AnalyticsError
-from analytics.savings import Savings, SavingsSettings
+from analytics.savings import SAVINGS_DRIVERS, Savings, SavingsSettings
 from core.storage import open_store
 from simulator.backfill import backfill
 from simulator.plant import default_plant
@@ -111,7 +112,8 @@ def decompose(manifest: dict, members: list[str], r: dict, daily, truth: float) 
             "waste_rep_cf_kwh": w_rep_cf, "fixed_kind_base_rate": out["fixed_kind"]["base_rate_kwh_per_day"]}
 
 
-def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, step_s: int) -> list[dict]:
+def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, step_s: int,
+            model: str = "auto", drivers: tuple[str, ...] = SAVINGS_DRIVERS) -> list[dict]:
     plant = default_plant(machines)
     start = dt.date(2025, 1, 6) + dt.timedelta(days=7 * (seed % 20))  # seasons differ between seeds
     intervention = start + dt.timedelta(days=baseline_days)
@@ -131,7 +133,9 @@ def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, s
     for scope in scopes:
         members = [p for p in fixed if p == scope or p.startswith(scope + "/")]
         try:
-            sav = Savings(SavingsSettings(scope=scope, intervention=intervention, reporting_days=reporting_days)).fit(data)
+            settings = SavingsSettings(scope=scope, intervention=intervention, reporting_days=reporting_days, model=model,
+                                       baseline=BaselineSettings(drivers=drivers))
+            sav = Savings(settings).fit(data)
             r = sav.to_dict()
         except AnalyticsError as exc:
             out.append({"seed": seed, "scope": scope, "error": str(exc)})
@@ -163,6 +167,9 @@ def main() -> None:
     ap.add_argument("--baseline-days", type=int, default=182)
     ap.add_argument("--reporting-days", type=int, default=90)
     ap.add_argument("--step", type=int, default=900, help="simulator grid step [s]")
+    ap.add_argument("--model", default="auto", choices=("auto", "baseline", "change_point"))
+    ap.add_argument("--drivers", default=",".join(SAVINGS_DRIVERS),
+                    help="driver groups of the house baseline (comma-separated; e.g. without temperature)")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--summarize", type=Path, nargs="*", default=None, help="only summarise the rows of earlier --out files")
@@ -176,7 +183,8 @@ def main() -> None:
     else:
         rows = []
         for seed in tqdm(range(args.first_seed, args.first_seed + args.runs), desc="runs", unit="run"):
-            rows += one_run(seed, args.machines, args.baseline_days, args.reporting_days, args.step)
+            rows += one_run(seed, args.machines, args.baseline_days, args.reporting_days, args.step, args.model,
+                            tuple(d for d in args.drivers.split(",") if d))
             if args.out:
                 args.out.write_text(json.dumps(rows, indent=1))
     print(json.dumps(summarize(rows, args.runs, time.perf_counter() - t0), indent=1))

@@ -32,8 +32,8 @@ from core.config import FrozenModel
 DAY_S = 86400
 DAY_NS = DAY_S * 1_000_000_000
 EPOCH = dt.date(1970, 1, 1)
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 #: :func:`shift_status` codes.
 OFF_SHIFT = 0
@@ -172,6 +172,14 @@ class DayCalendar:
 
 
 @functools.lru_cache(maxsize=4096)
+def _wall_clock_s(midnight: dt.datetime, offset_s: float, day_start: float) -> float:
+    """The instant ``offset_s`` of wall-clock time after a local ``midnight``, in seconds after ``day_start`` (UTC).
+
+    Aware datetime + timedelta is wall-clock arithmetic: shifts keep their local times across DST.
+    """
+    return (midnight + dt.timedelta(seconds=offset_s)).timestamp() - day_start
+
+
 def day_calendar(cal: CalendarSpec, timezone: str, day: int) -> DayCalendar:
     """Work and break intervals of a calendar on UTC day ``day`` (days since the epoch).
 
@@ -188,19 +196,14 @@ def day_calendar(cal: CalendarSpec, timezone: str, day: int) -> DayCalendar:
         UTC day [days since 1970-01-01].
     """
     tz = zoneinfo.ZoneInfo(timezone)
-    day_start = dt.datetime.combine(day_date(day), dt.time(), dt.timezone.utc).timestamp()
+    day_start = dt.datetime.combine(day_date(day), dt.time(), dt.UTC).timestamp()
     work, breaks, starts, ends = [], [], [], []
     for local in (day_date(day - 1), day_date(day), day_date(day + 1)):
         if WEEKDAYS[local.weekday()] not in cal.workdays or local in cal.holidays:
             continue
-        midnight = dt.datetime.combine(local, dt.time(), tz)
+        at = functools.partial(_wall_clock_s, dt.datetime.combine(local, dt.time(), tz), day_start=day_start)
         for shift in range(cal.shifts):
             begin = cal.start_s + shift * cal.shift_hours * 3600
-
-            def at(offset_s: float) -> float:
-                # Aware datetime + timedelta is wall-clock arithmetic: shifts keep their local times across DST.
-                return (midnight + dt.timedelta(seconds=offset_s)).timestamp() - day_start
-
             s0, s1 = at(begin), at(begin + cal.shift_hours * 3600)
             starts.append(s0)
             ends.append(s1)

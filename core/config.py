@@ -42,13 +42,13 @@ def _compose_lines(node: yaml.Node, path: tuple = (), lines: dict | None = None)
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            key_path = path + (key_node.value,)
+            key_path = (*path, key_node.value)
             lines[key_path] = key_node.start_mark.line + 1
             _compose_lines(value_node, key_path, lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            lines[path + (index,)] = item.start_mark.line + 1
-            _compose_lines(item, path + (index,), lines)
+            lines[(*path, index)] = item.start_mark.line + 1
+            _compose_lines(item, (*path, index), lines)
     return lines
 
 
@@ -145,10 +145,10 @@ def _collect_fields(model: type[BaseModel], data: Any, path: tuple = ()) -> None
         for sub in _models_in(info.annotation):
             value = data[key]
             if isinstance(value, dict):
-                _collect_fields(sub, value, path + (key,))
+                _collect_fields(sub, value, (*path, key))
             elif isinstance(value, list):
                 for i, item in enumerate(value):
-                    _collect_fields(sub, item, path + (key, i))
+                    _collect_fields(sub, item, (*path, key, i))
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -25,13 +25,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
 
 from core.errors import ConfigError, WattlineError
 from core.model import SeriesKey
+
+if TYPE_CHECKING:  # imported where used (pyarrow is only needed for Parquet)
+    import pyarrow.parquet as pq
 
 NS = 1_000_000_000
 #: Time span read per series and query [ns].
@@ -143,7 +146,7 @@ class _Writer:
 
     def __init__(self, out, fmt: str, tag_keys: list[str]) -> None:
         self.out, self.fmt, self.tag_keys = out, fmt, tag_keys
-        self._parquet = None
+        self._parquet: pq.ParquetWriter | None = None
         if fmt == "csv":
             self._csv = csv.writer(out, lineterminator="\n")
             self._csv.writerow(["time", "measurement", *tag_keys, "field", "value", "status"])
@@ -543,8 +546,8 @@ def parse_time_ns(value: str | None, what: str) -> int | None:
         raise ConfigError(f"--{what} {value!r} is not a date or time; use YYYY-MM-DD or ISO 8601 such as "
                           "2026-03-02T06:00:00+01:00") from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
+        t = t.replace(tzinfo=dt.UTC)
     return (t - _EPOCH) // dt.timedelta(microseconds=1) * 1000  # exact integer arithmetic, no float rounding
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

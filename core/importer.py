@@ -182,7 +182,7 @@ def unit_factor(unit: str | None, target: str | None) -> float:
     """
     if unit == target:
         return 1.0
-    for dimension, factors in UNIT_FACTORS.items():
+    for factors in UNIT_FACTORS.values():
         if unit in factors and target in factors:
             return factors[unit] / factors[target]
     for dimension, factors in UNIT_FACTORS.items():

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 #: OPC UA StatusCode value for Good; stored with every value (0 means Good).
 STATUS_GOOD = 0
@@ -105,7 +106,7 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
         ),
         MeasurementSpec(
             "material",
-            MACHINE_TAGS + ("material",),
+            (*MACHINE_TAGS, "material"),
             (FieldSpec("consumed_kg", "kg", "Material consumed (monotonic counter per material).", "counter"),),
             "Material consumption per machine and material id.",
         ),
@@ -157,20 +158,20 @@ def to_ns(value: int | float | dt.datetime | str) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return int(round(value * 1e9))
+        return round(value * 1e9)
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise ValueError(f"timestamp {value.isoformat()} has no time zone; give it an offset such as +00:00")
-        delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
     raise TypeError(f"cannot convert {type(value).__name__} to a timestamp")
 
 
 def from_ns(ns: int) -> dt.datetime:
     """Convert integer nanoseconds since the epoch to an aware UTC datetime (microsecond precision)."""
-    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=ns // 1000)
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ns // 1000)
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class SeriesKey:
     field: str
 
     @classmethod
-    def of(cls, measurement: str, tags: Mapping[str, str], field: str) -> "SeriesKey":
+    def of(cls, measurement: str, tags: Mapping[str, str], field: str) -> SeriesKey:
         """Build a key from a tag mapping."""
         return cls(measurement, tuple(sorted((str(k), str(v)) for k, v in tags.items())), field)
 
@@ -279,7 +280,7 @@ class Event:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Event":
+    def from_dict(cls, data: Mapping[str, Any]) -> Event:
         """Parse an event from its JSON form."""
         return cls(
             machine=str(data["machine"]),

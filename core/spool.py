@@ -12,6 +12,8 @@ notice and a metric, not only a log line.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import json
 import logging
 import os
@@ -54,10 +56,8 @@ class SegmentSpool:
                  what: str = "items") -> None:
         self.folder = Path(folder).expanduser()
         self.folder.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(OSError):  # a folder owned by someone else: writing will tell
             os.chmod(self.folder, 0o700)
-        except OSError:  # pragma: no cover - a folder owned by someone else; writing will tell
-            pass
         for tmp in self.folder.glob("*.tmp"):
             tmp.unlink(missing_ok=True)  # half-written segment of a crash: never renamed, never counted
         self.max_bytes = int(max_bytes)
@@ -66,7 +66,8 @@ class SegmentSpool:
         self._pattern = re.compile(r"^seg-(\d{12})" + re.escape(suffix) + "$")
         self._lock = threading.Lock()
         segs = sorted(p for p in self.folder.iterdir() if self._pattern.match(p.name))
-        self._seq = (int(self._pattern.match(segs[-1].name).group(1)) + 1) if segs else 0
+        last = self._pattern.match(segs[-1].name) if segs else None  # (segs are the names that match)
+        self._seq = int(last.group(1)) + 1 if last else 0
         # Insertion order is sequence order: the first key is the oldest segment.
         self._sizes: dict[Path, int] = {p: p.stat().st_size for p in segs}
         self._bytes = sum(self._sizes.values())
@@ -106,7 +107,7 @@ class SegmentSpool:
         return n
 
     # -- writing -------------------------------------------------------------------------------------------------------
-    def append_bytes(self, data: bytes, n_items: int | None = None) -> None:
+    def append_bytes(self, data: builtins.bytes, n_items: int | None = None) -> None:
         """Write one segment; drop the oldest segments when the bound would be exceeded.
 
         Raises
@@ -163,14 +164,14 @@ class SegmentSpool:
         self._counts.pop(path, None)
 
     # -- reading -------------------------------------------------------------------------------------------------------
-    def oldest(self) -> tuple[Path, bytes] | None:
+    def oldest(self) -> tuple[Path, builtins.bytes] | None:
         """The oldest segment and its content, or None when empty."""
         batch = self.oldest_batch(1)
         return batch[0] if batch else None
 
-    def oldest_batch(self, max_items: int, max_bytes: int = 8 << 20) -> list[tuple[Path, bytes]]:
+    def oldest_batch(self, max_items: int, max_bytes: int = 8 << 20) -> list[tuple[Path, builtins.bytes]]:
         """The oldest segments, in order, together up to ``max_items`` items and ``max_bytes`` (at least one)."""
-        out: list[tuple[Path, bytes]] = []
+        out: list[tuple[Path, builtins.bytes]] = []
         items = size = 0
         with self._lock:
             for path in list(self._sizes):
@@ -203,10 +204,8 @@ class SegmentSpool:
         """Move an unreadable segment to ``<name>.bad`` for a person to inspect; it is never replayed."""
         log.error("spool segment %s is unreadable (%s); moved to %s.bad", path, why, path.name)
         with self._lock:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.replace(path, path.with_name(path.name + ".bad"))
-            except FileNotFoundError:
-                pass
             self._forget(path)
 
 

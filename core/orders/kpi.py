@@ -40,6 +40,13 @@ def _t(value: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def _at(value: Any) -> dt.datetime:
+    """A time the order has: ``opened`` and ``due`` always, ``closed`` where it was checked to be set."""
+    t = _t(value)
+    assert t is not None, "order dict without a time it always has"
+    return t
+
+
 def _hours(a: Any, b: Any) -> float | None:
     ta, tb = _t(a), _t(b)
     return None if ta is None or tb is None else (tb - ta).total_seconds() / 3600.0
@@ -67,11 +74,11 @@ def order_kpis(orders: Iterable[Mapping[str, Any]], now: dt.datetime) -> dict[st
     ack = [h for o in orders if (h := _hours(o["opened"], o.get("acknowledged"))) is not None]
     closed = [o for o in orders if o.get("closed") is not None]
     close = [h for o in closed if (h := _hours(o["opened"], o["closed"])) is not None]
-    on_time = [o for o in closed if _t(o["closed"]) <= _t(o["due"])]
+    on_time = [o for o in closed if _at(o["closed"]) <= _at(o["due"])]
     ages = {name: 0 for name, _ in AGE_BUCKETS}
     for o in orders:
         if o["status"] in WORKING:
-            age = (now - _t(o["opened"])).total_seconds() / 86400.0
+            age = (now - _at(o["opened"])).total_seconds() / 86400.0
             ages[next(name for name, limit in AGE_BUCKETS if age < limit)] += 1
     ack_mean, ack_p90 = _stats(ack)
     close_mean, close_p90 = _stats(close)
@@ -91,7 +98,7 @@ def order_kpis(orders: Iterable[Mapping[str, Any]], now: dt.datetime) -> dict[st
         "close_hours_mean": close_mean, "close_hours_p90": close_p90,
         "closed": len(closed),
         "on_time_pct": round(100.0 * len(on_time) / len(closed), 2) if closed else None,
-        "overdue": sum(1 for o in orders if o["status"] in WORKING and _t(o["due"]) < now),
+        "overdue": sum(1 for o in orders if o["status"] in WORKING and _at(o["due"]) < now),
         "reassignments": sum(int(o.get("reassignments") or 0) for o in orders),
         "passed_on_more_than_once": sum(1 for o in orders if int(o.get("reassignments") or 0) > 1),
         "open_by_age": ages,
@@ -113,7 +120,7 @@ def kpis(orders: Iterable[Mapping[str, Any]], now: dt.datetime | None = None) ->
     dict
         ``{"total": {...}, "by_site": {site: {...}}, "by_team": {team: {...}}, "reference": REFERENCE, "now": ISO}``.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     orders = list(orders)
     sites: dict[str, list] = defaultdict(list)
     teams: dict[str, list] = defaultdict(list)

@@ -41,7 +41,7 @@ from core.orders.schema import AuditEntry, Delivery, Order
 from core.orders.service import OrderService, order_dict
 
 log = logging.getLogger(__name__)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 WORKING = ("open", "acknowledged", "in_progress")
 
 
@@ -98,15 +98,16 @@ class Notifier:
                 sa.or_(AuditEntry.action == "returned",
                        sa.and_(AuditEntry.action == "assign", AuditEntry.data.like('%"from_team": "%'))))
             for a in s.scalars(q):
-                o = orders.get(a.order_id)
-                if o is not None and o.status in WORKING:
-                    out.append(("escalated", f"{o.id}:escalated:{a.id}", order_dict(o)))
+                order = orders.get(a.order_id)
+                if order is not None and order.status in WORKING:
+                    out.append(("escalated", f"{order.id}:escalated:{a.id}", order_dict(order)))
         return out
 
     def _delivered(self, key: str, target: str) -> bool:
         with Session(self.service.engine) as s:
-            return s.scalar(sa.select(sa.func.count()).select_from(Delivery).where(
-                Delivery.event_key == key, Delivery.target == target, Delivery.ok.is_(True))) > 0
+            delivered = s.scalar(sa.select(sa.func.count()).select_from(Delivery).where(
+                Delivery.event_key == key, Delivery.target == target, Delivery.ok.is_(True)))
+            return (delivered or 0) > 0  # (count() always gives a row; the type says it might not)
 
     def _log(self, order_id: int, event: str, channel: str, target: str, key: str, attempts: int, ok: bool,
              status: str, size: int) -> None:

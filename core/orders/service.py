@@ -16,6 +16,7 @@ once per (pattern, start). The audit log is only ever inserted into.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import math
@@ -48,7 +49,7 @@ from core.orders.schema import (
     OrderFinding,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DAY = dt.timedelta(days=1)
 
 #: action -> (statuses it may start from, status it leads to).
@@ -87,7 +88,7 @@ class Actor:
         """True when the role may take ``action`` on an order of ``site``."""
         if self.role != "system" and self.role not in ACTION_ROLES.get(action, ()):
             return False
-        return self.role in ALL_SITES_ROLES and not self.sites or site in self.sites
+        return (self.role in ALL_SITES_ROLES and not self.sites) or site in self.sites
 
     def check(self, action: str, site: str) -> None:
         """Raise OrdersUsageError naming the user, role and site when :meth:`may` is False."""
@@ -135,9 +136,11 @@ def machine_link(machine: str, start: dt.datetime, end: dt.datetime) -> str:
 
 
 def _num(details: dict, key: str) -> float | None:
-    value = details.get(key)
+    raw = details.get(key)
+    if raw is None:
+        return None
     try:
-        value = float(value)
+        value = float(raw)
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
@@ -195,14 +198,14 @@ class OrderService:
 
     # -- reading -----------------------------------------------------------------------------------------------------
     def list(self, status: str | Sequence[str] | None = None, site: str | None = None, team: str | None = None,
-             actor: Actor | None = None) -> list[dict[str, Any]]:
+             actor: Actor | None = None) -> builtins.list[dict[str, Any]]:
         """Orders as dicts, newest first; ``actor`` limits them to the sites the actor may see."""
         q = sa.select(Order).order_by(Order.id.desc())
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)
-            for s in wanted:
-                if s not in STATUSES:
-                    raise OrdersUsageError(f"unknown status {s!r}; valid: {', '.join(STATUSES)}")
+            for st in wanted:
+                if st not in STATUSES:
+                    raise OrdersUsageError(f"unknown status {st!r}; valid: {', '.join(STATUSES)}")
             q = q.where(Order.status.in_(wanted))
         if site is not None:
             q = q.where(Order.site == site)
@@ -232,7 +235,7 @@ class OrderService:
                                                 .order_by(OrderFinding.start_at))]
             return d
 
-    def teams(self) -> list[str]:
+    def teams(self) -> builtins.list[str]:
         return [t.id for t in self.config.teams]
 
     # -- changes -----------------------------------------------------------------------------------------------------
@@ -324,6 +327,7 @@ class OrderService:
                     o.acknowledged_at = now
                 return {"resolved_at": when.isoformat()}
             elif action == "reject":
+                assert reason is not None  # checked above: reject needs a reason
                 o.reject_reason = reason.strip()
                 o.closed_at = now
                 o.open_pattern = None
@@ -386,7 +390,7 @@ class OrderService:
                         raise OrderConflict(f"pattern {pattern}: its order kept changing during the sync") from None
         return result
 
-    def _sync_pattern(self, pattern: str, events: list[Event], observed: tuple[dt.datetime, dt.datetime],
+    def _sync_pattern(self, pattern: str, events: builtins.list[Event], observed: tuple[dt.datetime, dt.datetime],
                       run: str | None, actor: Actor, result: SyncResult) -> None:
         now = self.now()
         cfg = self.config
@@ -411,7 +415,10 @@ class OrderService:
                 if not self._significant(fresh):
                     result.below_threshold += 1
                     return  # a recurrence must be as large as a new order to reopen one
-                order, action = (last, "reopen") if last is not None else (None, "open")
+                if last is not None:
+                    order, action = last, "reopen"
+                else:
+                    action = "open"
             first = fresh[0]
             machine, kind = first.machine, first.kind
             parts = machine.split("/")
@@ -419,7 +426,7 @@ class OrderService:
             latest = max(fresh, key=lambda e: e.end)
             sev = max((_num(e.details, "severity") or 0.0) for e in fresh) if any(
                 _num(e.details, "severity") is not None for e in fresh) else None
-            if action == "open":
+            if order is None:  # action "open": the pattern's first order
                 routed = cfg.route(machine, kind, sev)
                 rule_index, rule = routed if routed else (None, None)
                 order = Order(pattern=pattern, open_pattern=pattern, site=site, line=line, machine=machine, kind=kind,
@@ -492,7 +499,7 @@ class OrderService:
             s.flush()
             self._audit(s, order, now, actor, action, None if action == "open" else before, comment, data)
 
-    def _significant(self, events: list[Event]) -> bool:
+    def _significant(self, events: builtins.list[Event]) -> bool:
         """True when a pattern's findings reach a threshold (kWh, money or severity) to open an order."""
         t = self.config.thresholds
         kwh = sum(max(float(e.excess_kwh), 0.0) for e in events)
@@ -505,7 +512,7 @@ class OrderService:
     # -- verification ------------------------------------------------------------------------------------------------
     def verify(self, observed_until: dt.datetime, actor: Actor = SYSTEM, order_id: int | None = None,
                measure: Callable[[dict[str, Any], dt.datetime], dict[str, Any] | None] | None = None
-               ) -> list[dict[str, Any]]:
+               ) -> builtins.list[dict[str, Any]]:
         """Verify resolved orders whose absence period has been observed.
 
         Parameters
@@ -537,6 +544,7 @@ class OrderService:
                 actor.check("verify", o.site)
                 if o.status != "resolved":
                     raise IllegalTransition(f"order {o.id} is {o.status}: only resolved orders can be verified")
+                assert o.resolved_at is not None  # resolve() sets it with the status
                 if o.resolved_at + dt.timedelta(days=days) > observed_until:
                     raise OrdersUsageError(
                         f"order {o.id}: the data reach {observed_until.isoformat()}, but verification needs "
@@ -550,7 +558,10 @@ class OrderService:
             # order is still the version measured.
             with Session(self.engine) as s:
                 o = s.get(Order, oid)
-                if o is None or o.status != "resolved" or o.resolved_at + dt.timedelta(days=days) > observed_until:
+                if o is None or o.status != "resolved":
+                    continue
+                assert o.resolved_at is not None  # resolve() sets it with the status
+                if o.resolved_at + dt.timedelta(days=days) > observed_until:
                     continue
                 rows = list(s.scalars(sa.select(OrderFinding).where(OrderFinding.order_id == o.id)))
                 absence = after_fix(rows, o, observed_until, days, self.config.verification.return_fraction)
@@ -611,6 +622,7 @@ def after_fix(rows: list[OrderFinding], o: Order, until: dt.datetime, absence_da
         ``returned``.
     """
     fix = o.resolved_at
+    assert fix is not None, o.id  # only resolved orders are verified; resolve() sets resolved_at
     before_days = max((fix - o.observed_start) / DAY, 1.0)
     days = max((until - fix) / DAY, 0.0)
     use_kwh = sum(f.excess_kwh for f in rows) > 0

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -341,7 +341,7 @@ class InfluxQueries(InfluxState):
             out = self._finish_frame(frame, tags_cols, value, status, None, False)
         else:
             # Rollups for every complete bucket, raw points for the rest (a range ending now: the newest minutes).
-            out = windowed(self, measurement, field, start_ns, stop_ns, tags, int(window_s), agg)
+            out = windowed(cast("InfluxStore", self), measurement, field, start_ns, stop_ns, tags, int(window_s), agg)
             if out.empty:
                 return _empty_frame(status=False, pivot=pivot)
         return pivot_frame(out, pivot) if pivot else out
@@ -391,7 +391,7 @@ class InfluxQueries(InfluxState):
 
     def series(self, measurement: str | None = None) -> list[SeriesInfo]:
         # The settled history's counts are kept between calls (see core.storage.influx_query.SeriesCounts).
-        return self._series_counts.series(self, measurement)
+        return self._series_counts.series(cast("InfluxStore", self), measurement)  # (a mixin of InfluxStore only)
 
     def invalidate_series_cache(self) -> None:
         """Recount every series in full at the next :meth:`series` call (after deleting points)."""

@@ -84,8 +84,10 @@ class InfluxRollups(InfluxState):
             for h in [*hours[1:], None]:
                 if h is None or h != prev + 1:
                     self.refresh_rollups(start * HOUR_NS, (prev + 1) * HOUR_NS, progress=progress)
+                    if h is None:
+                        break
                     start = h
-                prev = h if h is not None else prev
+                prev = h
         except BaseException:
             with self._lock:
                 self._dirty.update(hours)  # try again later

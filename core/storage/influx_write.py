@@ -202,7 +202,7 @@ class InfluxWriting(InfluxState):
     def _submit(self, lines: list[str], lo: int | None, hi: int | None) -> None:
         if self._closed:
             raise StoreError(f"store {self.description} is closed")
-        if lo is not None and lo < time.time_ns() - LATE_AFTER_S * NS:
+        if lo is not None and hi is not None and lo < time.time_ns() - LATE_AFTER_S * NS:  # (given together)
             self._mark_dirty(lo, hi)
         # Lines gather into records of RECORD_LINES; the linger thread hands over a partial record after
         # flush_interval/4, so a slow collector's points still leave within about one flush interval.

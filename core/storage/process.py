@@ -19,6 +19,7 @@ same signal, can still flush through it), then closes the store and exits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -29,7 +30,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -47,6 +49,18 @@ _FORWARDED = frozenset({"write", "write_arrays", "flush", "query", "last_values"
 #: arguments of :func:`_serve` as the first message (nothing secret on its command line).
 _CHILD_CODE = ("import sys; from multiprocessing.connection import Connection; c = Connection(int(sys.argv[1])); "
                "path, args = c.recv(); sys.path[:] = path; from core.storage.process import _serve; _serve(c, *args)")
+
+
+class _ChildProcess(Protocol):
+    """What the store uses of its writer process: a :class:`_Child` or a ``multiprocessing.Process``."""
+
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def exitcode(self) -> int | None: ...
+    def is_alive(self) -> bool: ...
+    def join(self, timeout: float | None = None) -> None: ...
+    def kill(self) -> None: ...
 
 
 class _Child:
@@ -72,10 +86,8 @@ class _Child:
         return self._popen.poll()
 
     def join(self, timeout: float | None = None) -> None:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
 
     def kill(self) -> None:
         if self._popen.poll() is None:
@@ -113,8 +125,8 @@ class ProcessStore(Store):
         self.aborts = 0
         self.description = url
         self._lock = threading.Lock()
-        self._proc = None
-        self._conn = None
+        self._proc: _ChildProcess | None = None
+        self._conn: Connection | None = None
         self._closed = False
         self._reset_keys()
         self._start()
@@ -128,6 +140,7 @@ class ProcessStore(Store):
 
     def _start(self) -> None:
         parent, child = multiprocessing.Pipe()
+        proc: _ChildProcess
         if os.name == "posix":
             try:
                 proc = _Child(child.fileno())
@@ -139,9 +152,10 @@ class ProcessStore(Store):
                 proc.kill()
                 raise StoreUnavailable(f"store process for {self.url} ended at start ({exc})") from exc
         else:  # no file descriptors to hand over: multiprocessing's spawn
-            proc = multiprocessing.get_context("spawn").Process(
+            spawned = multiprocessing.get_context("spawn").Process(
                 target=_serve, args=(child, self.url, self.term_grace_s), name="wattline-store", daemon=True)
-            proc.start()
+            spawned.start()
+            proc = spawned
             child.close()
         if not parent.poll(self.start_timeout_s):
             proc.kill()
@@ -177,15 +191,17 @@ class ProcessStore(Store):
             raise StoreError(f"store {self.url} is closed")
         if self._conn is None:
             self._start()
+        conn = self._conn
+        assert conn is not None  # _start() connected or raised
         try:
-            self._conn.send(message)
-            if not self._conn.poll(self.call_timeout_s):
+            conn.send(message)
+            if not conn.poll(self.call_timeout_s):
                 pid = self.pid
                 self._kill_child()
                 self._drop_child()
                 raise StoreUnavailable(f"store process {pid} for {self.url} did not answer within "
                                        f"{self.call_timeout_s:.0f} s and was killed; a new one starts with the next call")
-            ok, result = self._conn.recv()
+            ok, result = conn.recv()
         except (EOFError, OSError) as exc:
             code = self._proc.exitcode if self._proc is not None else None
             self._drop_child()

@@ -69,6 +69,8 @@ def _read_text(stored: str) -> str:
 class InfluxResultStore(ResultStore):
     """Results in the bucket of an :class:`~core.storage.influx.InfluxStore` (see the module docstring)."""
 
+    series_store: InfluxStore  # (the base class's Store: here always the InfluxStore whose bucket holds the results)
+
     def __init__(self, store: InfluxStore) -> None:
         self.series_store = store
         self.description = f"results in {store.description}"
@@ -130,7 +132,7 @@ class InfluxResultStore(ResultStore):
             f"  |> filter(fn: (r) => r._measurement == {flux_str(RUNS)}{where})\n"
             '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n' + _DROP
         )
-        records = {}
+        records: dict[str, tuple[int, str, dict]] = {}
         if frame.empty:
             return records
         times = _times_ns(frame["_time"]).tolist()

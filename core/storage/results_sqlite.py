@@ -211,7 +211,8 @@ class SQLiteResultStore(ResultStore):
                        machines: Sequence[str] | None = None, run: str | None = None) -> list[Event]:
         lo, hi = range_ns(start, stop)
         kinds = check_kinds(kinds)
-        where, params = ["start_ns < ?", "end_ns > ?"], [hi, lo]
+        where: list[str] = ["start_ns < ?", "end_ns > ?"]
+        params: list[int | str] = [hi, lo]
         if run is not None:
             where.append("run = ?")
             params.append(check_run(run))

@@ -188,7 +188,9 @@ def explode(conn: sqlite3.Connection, sid: int, chunks: list[tuple]) -> tuple[in
         return None
     for chunk in chunks:
         times, vals, status = decode(chunk)
-        items = np.where(np.isnan(vals), None, vals).tolist()  # NaN -> NULL
+        values = vals.astype(object)
+        values[np.isnan(vals)] = None  # NaN -> NULL
+        items = values.tolist()
         conn.executemany(
             "INSERT OR REPLACE INTO points (series_id, ts, value, status) VALUES (?, ?, ?, ?)",
             zip(itertools.repeat(sid), times.tolist(), items, status.tolist()),

@@ -10,22 +10,23 @@ is the same as ``query._split(store.query(...))`` (tests/storage/test_read_frame
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 
 if TYPE_CHECKING:
     from core.storage.base import Store, TagFilter
+    from core.storage.sqlite import SQLiteStore
 
 
-def supports(store: Store) -> bool:
+def supports(store: Store) -> TypeGuard[SQLiteStore]:
     """Whether ``store`` is an embedded SQLite store (whose raw reads :func:`read_split` answers)."""
     from core.storage.sqlite import SQLiteStore
 
     return isinstance(store, SQLiteStore)
 
 
-def _matching(store: Store, measurement: str, field: str, tags: TagFilter | None) -> list[int]:
+def _matching(store: SQLiteStore, measurement: str, field: str, tags: TagFilter | None) -> list[int]:
     """Series ids matching the filter, as ``core.storage.base.match_tags`` matches them, with each list of accepted
     values made a set once (matching rebuilt it per series: 20,000 material series x a list of 20,000 ids)."""
     sids = store._matching_series(measurement, field, None)
@@ -53,7 +54,7 @@ def _key(series_key) -> tuple:
     return tuple(sorted((k, v) for k, v in series_key.tags if v is not None and v != ""))
 
 
-def read_split(store: Store, measurement: str, field: str, lo: int, hi: int,
+def read_split(store: SQLiteStore, measurement: str, field: str, lo: int, hi: int,
                tags: TagFilter | None) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Raw values in ``[lo, hi)`` [ns] of every matching series: ``{key: (times [ns], values, status)}`` in time
     order, values NaN where stored as missing (the form of ``core.storage.query._split``)."""

@@ -67,10 +67,11 @@ class SQLiteQueries(SQLiteConnections):
         with _snapshot(conn):
             chunked = bool(sids) and ck.any_in_range(conn, ids, start_ns, stop_ns)
             res = None if window_s is None else choose_rollup(int(window_s), start_ns, stop_ns)
-            if chunked and res in ck.CHUNK_ROLLUPS_S:
+            if chunked and window_s is not None and res in ck.CHUNK_ROLLUPS_S:  # (res is None without a window)
                 # Partial aggregates from the rows' rollup table and the chunks' own rollups (disjoint buckets).
-                rows = ck.combine(*self._merged_partials(conn, ids, res, start_ns, stop_ns), int(window_s) * NS, agg)
-                frame = self._frame(rows, ["series_id", "ts", "value"], agg == "count")
+                p_sid, partials = self._merged_partials(conn, ids, res, start_ns, stop_ns)
+                windowed = ck.combine(p_sid, partials, int(window_s) * NS, agg)
+                frame = self._frame(windowed, ["series_id", "ts", "value"], agg == "count")
                 return pivot_frame(frame, pivot) if pivot else frame
             if chunked:
                 # Chunks have no 1-min rollup: merge their raw values with the rows and aggregate in numpy.
@@ -79,8 +80,8 @@ class SQLiteQueries(SQLiteConnections):
                     frame = self._frame({"series_id": sid, "ts": ts, "value": value, "status": status},
                                         ["series_id", "ts", "value", "status"])
                 else:
-                    rows = ck.window_rows(sid, ts, value, int(window_s) * NS, agg)
-                    frame = self._frame(rows, ["series_id", "ts", "value"], agg == "count")
+                    windowed = ck.window_rows(sid, ts, value, int(window_s) * NS, agg)
+                    frame = self._frame(windowed, ["series_id", "ts", "value"], agg == "count")
                 return pivot_frame(frame, pivot) if pivot else frame
             if window_s is None:
                 sql = """SELECT series_id, ts, value, status FROM points
@@ -111,7 +112,8 @@ class SQLiteQueries(SQLiteConnections):
         return pivot_frame(frame, pivot) if pivot else frame
 
     @staticmethod
-    def _merged_partials(conn: sqlite3.Connection, ids: str, res: int, start_ns: int, stop_ns: int):
+    def _merged_partials(conn: sqlite3.Connection, ids: str, res: int, start_ns: int, stop_ns: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
         """Rollup buckets at ``res`` of rows and chunks in ``[start_ns, stop_ns)``, sorted by (series, bucket)."""
         rows = conn.execute(
             f"SELECT series_id, bucket, n, nrows, total, vmin, vmax, vlast FROM {_rollup_source_sql(res)}",
@@ -121,6 +123,7 @@ class SQLiteQueries(SQLiteConnections):
         part = np.zeros(len(rows), dtype=ck.PARTIAL)
         if rows:
             cols = list(zip(*rows))
+            assert ck.PARTIAL.names is not None  # a structured dtype
             for i, name in enumerate(ck.PARTIAL.names, start=1):
                 # NULLs (buckets without a present value) become NaN; n = 0 makes them ignored.
                 part[name] = np.array(cols[i], dtype=float if part.dtype[name].kind == "f" else np.int64)
@@ -139,8 +142,8 @@ class SQLiteQueries(SQLiteConnections):
         ).fetchall()
         c_sid, c_ts, c_val, c_status = ck.read_range(conn, ids, start_ns, stop_ns)
         if rows:
-            r_sid, r_ts, r_val, r_status = zip(*rows)
-            r_val = np.array([np.nan if v is None else v for v in r_val], dtype=float)
+            r_sid, r_ts, r_raw, r_status = zip(*rows)
+            r_val = np.array([np.nan if v is None else v for v in r_raw], dtype=float)
             sid = np.concatenate([np.array(r_sid, dtype=np.int64), c_sid])
             ts = np.concatenate([np.array(r_ts, dtype=np.int64), c_ts])
             value = np.concatenate([r_val, c_val])

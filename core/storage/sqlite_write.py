@@ -346,6 +346,7 @@ class SQLiteWriting(SQLiteConnections):
                 chunk = conn.execute("SELECT id, start_ts, end_ts, times, vals, status FROM chunks WHERE id = ?",
                                      (cid,)).fetchone()
                 span = ck.explode(conn, s_, [chunk])
+                assert span is not None  # the extent of the one chunk given
                 lo[i], hi[i] = min(int(lo[i]), span[0]), max(int(hi[i]), span[1])
                 moved[i] = True
         return moved
@@ -362,7 +363,10 @@ class SQLiteWriting(SQLiteConnections):
         Returns whether every expected 1-min row was there (else the caller recomputes from the rows) and the series
         whose coarse rows were written.
         """
-        updates, coarse_updates, upserts, closing = [], [], [], []
+        updates: list[tuple] = []
+        coarse_updates: list[tuple] = []
+        upserts: list[tuple] = []
+        closing: list[tuple] = []
         s_starts = np.flatnonzero(np.append(True, sid[1:] != sid[:-1]))  # first and last value of each series
         s_ends = np.append(s_starts[1:], len(sid)) - 1
         for res in ROLLUP_RESOLUTIONS_S:

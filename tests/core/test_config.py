@@ -1,6 +1,7 @@
 import os
 from typing import Literal
 
+import pydantic
 import pytest
 
 from core.config import FrozenModel, read_config, read_secret_file
@@ -64,7 +65,7 @@ def test_missing_env_variable_is_named(tmp_path, monkeypatch):
 def test_models_are_frozen(tmp_path):
     settings = read_config(Settings, write(tmp_path, "servers: []\n"), overrides={"name": "y"})
     assert settings.name == "y"
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):  # frozen instance
         settings.name = "z"
 
 

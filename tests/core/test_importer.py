@@ -186,7 +186,7 @@ def test_midnight_rows_stamped_with_the_previous_date(tmp_path):
     assert parsed.times_ns.tolist() == [to_ns("2024-06-01T23:45:00+00:00"), to_ns("2024-06-02T00:00:00+00:00"),
                                         to_ns("2024-06-02T00:15:00+00:00")]
     with pytest.raises(DataFileError, match="same instant"):  # without the option, 1/6 0:00 is a day early
-        check_csv(write_csv(tmp_path / "mid2.csv", rows + ["1/6/2024 23:45,1,1,run"]), m)
+        check_csv(write_csv(tmp_path / "mid2.csv", [*rows, "1/6/2024 23:45,1,1,run"]), m)
 
 
 def test_stamps_with_their_own_offset_ignore_the_zone(tmp_path):
@@ -224,7 +224,9 @@ def test_mapping_errors_name_file_line_key_and_options(tmp_path):
     assert f"{path}:3: time.stamps: 'middle' is not valid; valid options: 'end' or 'start'" in text
     assert f"{path}:5: columns[0]" in text and "set kind: interval" in text
     path.write_text("time: {column: ts, zone: Mars/Base}\ncolumns: [{column: p, to: electrical.active_power_kw, unit: kWh}]\n")
-    text = str(pytest.raises(ConfigError, read_mapping, path).value)
+    with pytest.raises(ConfigError) as caught:
+        read_mapping(path)
+    text = str(caught.value)
     assert "'Mars/Base' is not a known time zone" in text and "cannot convert 'kWh' to 'kW'; power units: kW, W, MW" in text
 
 

@@ -147,7 +147,7 @@ def test_damaged_backup_is_refused_and_nothing_replaced(tmp_path):
             tout.addfile(member, io.BytesIO(bytes(data)))
     target = tmp_path / "target.db"
     target.write_bytes(b"keep me")
-    with pytest.raises(BackupError, match="store.db is damaged"):
+    with pytest.raises(BackupError, match=r"store\.db is damaged"):
         restore_backup(damaged, str(target), force=True)
     assert target.read_bytes() == b"keep me"
 

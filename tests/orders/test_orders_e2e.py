@@ -74,7 +74,7 @@ def test_findings_to_verified_savings(analysed, db_url, monkeypatch, capsys, tmp
     not_fixed = next(o for o in orders if o["kind"] == "excess_specific_energy" and o["window_start"] < "2026-01-25"
                      and o["window_end"] > "2026-02-05")  # a waste that goes on after the fix date
     fix_at = f"{FIX_DATE}T00:00:00+01:00"  # local midnight in Europe/Berlin, as the scenario's fix
-    for o in fixed + [not_fixed]:
+    for o in [*fixed, not_fixed]:
         if o["owner"] is None:
             cli("assign", str(o["id"]), "maintenance-north", *base, *user)
         cli("ack", str(o["id"]), *base, *user)

@@ -246,7 +246,7 @@ def test_schema_version_forward_and_newer_refused(db_url):
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0999'")
     engine.dispose()
-    with pytest.raises(OrdersError, match="newer than this Wattline knows.*downgrades are refused"):
+    with pytest.raises(OrdersError, match=r"newer than this Wattline knows.*downgrades are refused"):
         open_orders_db(db_url)
 
 

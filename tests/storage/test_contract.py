@@ -142,7 +142,7 @@ def test_pivot_gives_one_column_per_machine(loaded):
 
 
 def test_series_listing(loaded):
-    store, points = loaded
+    store, _points = loaded
     infos = store.series("electrical")
     assert len(infos) == 9
     by_key = {(i.key.tag_dict["machine"], i.key.field): i for i in infos}
@@ -619,7 +619,7 @@ def test_write_batch_rejects_mismatched_columns():
     key = SeriesKey.of("electrical", {"machine": "m"}, "active_power_kw")
     with pytest.raises(StoreError, match="differ in length"):
         SeriesBatch((key,), np.zeros(3, dtype=np.int64), np.zeros(2, dtype=np.int64), np.zeros(3), np.zeros(3))
-    with pytest.raises(StoreError, match="outside 0..0"):
+    with pytest.raises(StoreError, match=r"outside 0\.\.0"):
         SeriesBatch((key,), np.array([0, 1]), np.zeros(2, dtype=np.int64), np.zeros(2), np.zeros(2, dtype=np.int64))
 
 

@@ -114,7 +114,7 @@ def test_rejected_batch_is_quarantined_with_the_offending_line(influx_settings_f
         good = [f"electrical,machine=ok active_power_kw={i}.5,wattline_status=0i {t + i}" for i in range(5)]
         bad = "electrical,machine=bad active_power_kw=notanumber 1"
         with caplog.at_level("ERROR", logger="core.storage.influx_spool"):
-            store.write_line_protocol(good[:2] + [bad] + good[2:])
+            store.write_line_protocol([*good[:2], bad, *good[2:]])
             store.flush()
         assert store.quarantine.count == 1
         text = Path(store.quarantine.path).read_text()

@@ -188,7 +188,7 @@ def enterprise_view(raw_store, user, site: str | None, plant, default_tz, now_ns
         # Everyone who may see the site shares its KPIs for the cache's lifetime (new findings change the key).
         cache = request_cache()
         kpis.append(site_kpis(*args) if cache is None else cache.get_or_compute(
-            f"site_kpis|{info.id}|{start}|{stop}|{_digest(found)}", lambda: site_kpis(*args)))
+            f"site_kpis|{info.id}|{start}|{stop}|{_digest(found)}", lambda args=args: site_kpis(*args)))
         shown += found
     rows = [r for r in finding_rows(shown, plant, default_tz) if r["category"] == "Waste"]
     return kpis, totals(kpis), rows

@@ -178,3 +178,30 @@ def _keys(cache) -> list[str]:
 
     with sqlite3.connect(cache.path) as db:
         return [k for (k,) in db.execute("SELECT key FROM cache")]
+
+
+def test_series_rows_share_the_series_list_in_a_request_with_fresh_ages(tmp_path):
+    import datetime as dt
+    import time
+
+    from flask import Flask
+
+    from dashboard.access import SiteScopedStore
+    from dashboard.cache import EXTENSION, ResultCache
+    from dashboard.data import series_rows
+    from dashboard.tests.helpers import NS
+
+    store = _store_with_meters(tmp_path, ())
+    server = Flask("t")
+    cache = server.extensions[EXTENSION] = ResultCache(tmp_path / "cache")
+    now = time.time_ns()
+    plain = series_rows(SiteScopedStore(store, ["north"]), now, dt.UTC, 300)
+    with server.app_context():
+        first = series_rows(SiteScopedStore(store, ["north"]), now, dt.UTC, 300)
+        later = series_rows(SiteScopedStore(store, ["north"]), now + 600 * NS, dt.UTC, 300)
+        other = series_rows(SiteScopedStore(store, ["south"]), now, dt.UTC, 300)
+        everything = series_rows(store, now, dt.UTC, 300)  # an all-sites role's unlimited store: its own key
+    assert (cache.misses, cache.hits) == (3, 1)  # north once, then from the cache; south and "*" on their own keys
+    assert first == plain == everything and len(first) == 8 and other == []
+    assert all(abs(b["age_s"] - a["age_s"] - 600) < 0.2 and b["status"] == "stale" for a, b in zip(first, later))
+    store.close()

@@ -589,8 +589,9 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
         else:
             if np.bincount(r, minlength=n_rows).max(initial=0) > 1:
                 return wide_frame_reference(parts, by)
-            arr = np.full(n_rows, np.nan) if values.dtype.kind == "f" or n_rows > len(r) else None
-            if arr is None:
+            if values.dtype.kind == "f" or n_rows > len(r):
+                arr = np.full(n_rows, np.nan)
+            else:
                 arr = np.empty(n_rows, dtype=values.dtype)
             arr[r] = values
             filled[col.name] = arr

@@ -9,12 +9,8 @@ supervisor for about a minute.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,15 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import free_port
+from tests.e2e.serve_chaos_support import STOP_LINE, discover, distinct, integrity, rows, service, stop_all, writer_pid
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 #: Simulator processes, each serving the shipped 60-machine plant under its own site ids, each collected by its own
@@ -41,6 +33,8 @@ SIMULATORS = 4
 #: Generous floor of the stored rate averaged over the run [values/s]: the test measures ~3,200 at load 5-10 and
 #: prints it; the floor only proves the plant was live and fast, not a speed goal (no timed assertions in the suite).
 MIN_RATE = 1000
+#: The sites of simulator 0, the one whose collector and writer are killed.
+SITES_0 = ("north-0", "south-0")
 
 
 def _plant_copy(path: Path, copy: int) -> int:
@@ -58,63 +52,13 @@ def _plant_copy(path: Path, copy: int) -> int:
     return len(read_plant(path))
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return out
-
-
-def _writer_pid(collector: int) -> int | None:
-    """The collector's store writer: the child serving ``core.storage.process`` (a plain child interpreter, or a
-    multiprocessing spawn child on other platforms), not a resource tracker."""
-    for child in _children(collector):
-        try:
-            cmd = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if ("core.storage.process" in cmd or "multiprocessing.spawn" in cmd) and "resource_tracker" not in cmd:
-            return child
-    return None
-
-
-def _rows(db: Path, copy: int | None = None) -> int:
-    """Values stored; with ``copy``, only those of simulator ``copy``'s sites (the one collector's own progress)."""
-    where, args = "", ()
-    if copy is not None:
-        where = "WHERE series_id IN (SELECT id FROM series WHERE tags LIKE ? OR tags LIKE ?)"
-        args = (f'%["site","north-{copy}"]%', f'%["site","south-{copy}"]%')
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        points = conn.execute(f"SELECT count(*) FROM points {where}", args).fetchone()[0]
-        chunks = conn.execute(f"SELECT coalesce(sum(n), 0) FROM chunks {where}", args).fetchone()[0]
-        return points + chunks
-    finally:
-        conn.close()
-
-
-def _distinct(db: Path) -> tuple[int, int]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        total = conn.execute("SELECT count(*) FROM points").fetchone()[0]
-        distinct = conn.execute("SELECT count(*) FROM (SELECT DISTINCT series_id, ts FROM points)").fetchone()[0]
-        return total, distinct
-    finally:
-        conn.close()
-
-
 def test_kill_collector_and_writer_under_serve_loses_nothing(tmp_path):
-    import yaml
-
     db = tmp_path / "plant.db"
     # A fixed waste intensity skips the start-up calibration (tens of seconds on the loaded CI machine); the waste it
     # injects does not matter here.
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text("name: chaos\nintensity: 1.0\n")
-    ports, sims, machines = [_free_port() for _ in range(SIMULATORS)], [], 0
+    ports, sims, machines = [free_port() for _ in range(SIMULATORS)], [], 0
     started = time.monotonic()
     for k, port in enumerate(ports):
         plant = tmp_path / f"plant-{k}.yaml"
@@ -128,17 +72,9 @@ def test_kill_collector_and_writer_under_serve_loses_nothing(tmp_path):
         for k, port in enumerate(ports):
             endpoint = f"opc.tcp://127.0.0.1:{port}"
             col = tmp_path / f"collector-{k}.yaml"
-            discover = [sys.executable, "-m", "wattline", "discover", endpoint, "--out", str(col), "--force"]
-            wait_for(lambda cmd=discover: subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0, 120,
-                     "the simulator to answer discovery", interval=1.0)
-            spec = yaml.safe_load(col.read_text())
-            for server in spec["servers"]:
-                for group in server["groups"]:
-                    # Sample at the simulator's update period (0.25 s at speed 60), not the default 1 s.
-                    group.update(sampling_interval_ms=250, publishing_interval_ms=500)
-            spec.update(status_file=f"collector-status-{k}.json", spool={"path": f"spool-{k}"},
-                        metrics={"listen": "127.0.0.1:0"})
-            col.write_text(yaml.safe_dump(spec, sort_keys=False))
+            wait_for(lambda col=col, k=k, endpoint=endpoint: discover(endpoint, col, {
+                "status_file": f"collector-status-{k}.json", "spool": {"path": f"spool-{k}"},
+                "metrics": {"listen": "127.0.0.1:0"}}), 120, "the simulator to answer discovery", interval=1.0)
             entries += f"  - name: {'plant' if k == 0 else f'plant{k}'}\n    config: {col}\n"
         config = tmp_path / "serve.yaml"
         config.write_text(f"store: {db}\ngrace_s: 30\nrestart: {{min_s: 0.2, max_s: 2}}\n"
@@ -149,31 +85,31 @@ def test_kill_collector_and_writer_under_serve_loses_nothing(tmp_path):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
         def collector() -> dict:
-            return next(s for s in json.loads(status.read_text())["services"] if s["name"] == "collector-plant")
+            return service(status, "collector-plant")
 
         first = wait_for(lambda: collector()["pid"], 120, "the collector to start")
-        wait_for(lambda: db.exists() and _rows(db) > 2000, 120, "values stored")
-        t0, n0 = time.monotonic(), _rows(db)
-        wait_for(lambda: _rows(db) > n0 + 20_000, 120, "a rate measurement")
-        rate = (_rows(db) - n0) / (time.monotonic() - t0)
+        wait_for(lambda: db.exists() and rows(db) > 2000, 120, "values stored")
+        t0, n0 = time.monotonic(), rows(db)
+        wait_for(lambda: rows(db) > n0 + 20_000, 120, "a rate measurement")
+        rate = (rows(db) - n0) / (time.monotonic() - t0)
         print(f"{machines} machines: stored {rate:.0f} values/s before the kills")
 
         # 1. kill -9 the collector: the supervisor restarts it.
-        before = _rows(db, 0)
+        before = rows(db, SITES_0)
         os.kill(first, signal.SIGKILL)
         second = wait_for(lambda: collector()["pid"] not in (None, first) and collector()["pid"], 120,
                           "the collector to come back")
         assert collector()["restarts"] == 1
-        assert _rows(db, 0) >= before  # nothing committed was lost with the collector
+        assert rows(db, SITES_0) >= before  # nothing committed was lost with the collector
         # Its own series, not the other collectors': they alone show that the restarted collector stores again.
-        wait_for(lambda: _rows(db, 0) > before + MIN_RATE, 120, "values stored by the restarted collector")
+        wait_for(lambda: rows(db, SITES_0) > before + MIN_RATE, 120, "values stored by the restarted collector")
 
         # 2. kill -9 its store writer process: the collector starts a new one and writes the batch again.
-        writer = wait_for(lambda: _writer_pid(second), 60, "the writer process of the collector")
-        before = _rows(db, 0)
+        writer = wait_for(lambda: writer_pid(second), 60, "the writer process of the collector")
+        before = rows(db, SITES_0)
         os.kill(writer, signal.SIGKILL)
-        wait_for(lambda: _writer_pid(second) not in (None, writer), 120, "a new writer process")
-        wait_for(lambda: _rows(db, 0) > before + MIN_RATE, 120, "values stored after the writer was killed")
+        wait_for(lambda: writer_pid(second) not in (None, writer), 120, "a new writer process")
+        wait_for(lambda: rows(db, SITES_0) > before + MIN_RATE, 120, "values stored after the writer was killed")
         assert collector()["pid"] == second and collector()["restarts"] == 1  # the collector itself survived
 
         # 3. SIGTERM the supervisor: the collector flushes what it holds.
@@ -182,22 +118,13 @@ def test_kill_collector_and_writer_under_serve_loses_nothing(tmp_path):
         _, err = serve.communicate(timeout=60)
         assert serve.returncode == 0, err
     finally:
-        if serve is not None and serve.poll() is None:
-            serve.kill()
-            serve.communicate()
-        for sim in sims:
-            sim.send_signal(signal.SIGINT)
-        for sim in sims:
-            try:
-                sim.wait(30)
-            except subprocess.TimeoutExpired:
-                sim.kill()
+        stop_all(serve, sims)
     # Each collector's own account, printed at its stop (the killed first run of "plant" prints none): everything it
     # received is stored (the batch in flight when the writer was killed went through the spool and was replayed),
     # and every spool is empty.
     from core.spool import RowSpool
 
-    stops = re.findall(r"stopped: (\d+) values received, (\d+) stored, (\d+) spooled", err)
+    stops = STOP_LINE.findall(err)
     assert len(stops) == SIMULATORS, err[-2000:]
     for stop in stops:
         received, written, spooled = map(int, stop)
@@ -208,11 +135,9 @@ def test_kill_collector_and_writer_under_serve_loses_nothing(tmp_path):
     print(f"wall time from the simulators' start: {time.monotonic() - started:.0f} s")
     # The rate over the whole run, both kills and both restarts included: every value stored since the first
     # measurement, over the wall time until SIGTERM.
-    run_rate = (_rows(db) - n0) / (t_end - t0)
+    run_rate = (rows(db) - n0) / (t_end - t0)
     print(f"{machines} machines: {run_rate:.0f} values/s stored averaged over {t_end - t0:.0f} s with the kills")
     assert run_rate >= MIN_RATE, f"{run_rate:.0f} values/s stored, under the generous floor of {MIN_RATE}"
-    total, distinct = _distinct(db)
-    assert total == distinct  # no (series, timestamp) twice
-    conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    conn.close()
+    total, unique = distinct(db)
+    assert total == unique  # no (series, timestamp) twice
+    assert integrity(db) == "ok"

@@ -266,8 +266,8 @@ class ReductionPotential:
             else:
                 start_ns, end_ns = int(t[a]), int(t[b - 1]) + res_ns
             co2 = kwh * e.co2_kg_per_kwh if e.co2_kg_per_kwh is not None else None
-            start = dt.datetime.fromtimestamp(start_ns / NS, dt.timezone.utc)
-            end = dt.datetime.fromtimestamp(end_ns / NS, dt.timezone.utc)
+            start = dt.datetime.fromtimestamp(start_ns / NS, dt.UTC)
+            end = dt.datetime.fromtimestamp(end_ns / NS, dt.UTC)
             tz = e.timezone or "UTC"
             text = explain(kind, info.path, start.astimezone(zoneinfo.ZoneInfo(tz)), end.astimezone(zoneinfo.ZoneInfo(tz)),
                            kwh, cost, e.currency, co2, details)

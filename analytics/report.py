@@ -84,7 +84,7 @@ def build_report(data: IntervalData, potential: Any, quality: Any = None, baseli
             unique.append(n)
     report = {
         "schema": SCHEMA,
-        "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "start": data.start.isoformat(),
         "stop": data.stop.isoformat(),
         "resolution_s": data.resolution_s,

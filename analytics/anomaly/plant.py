@@ -358,8 +358,8 @@ class PlantAnomalies:
             return None
         t = data.times_ns
         res_ns = data.resolution_s * NS
-        start = dt.datetime.fromtimestamp(int(t[a]) / NS, dt.timezone.utc)
-        end = dt.datetime.fromtimestamp((int(t[b - 1]) + res_ns) / NS, dt.timezone.utc)
+        start = dt.datetime.fromtimestamp(int(t[a]) / NS, dt.UTC)
+        end = dt.datetime.fromtimestamp((int(t[b - 1]) + res_ns) / NS, dt.UTC)
         hours = (b - a) * data.hours
         base = float(exp[ok].sum())
         e = econ.get(info.site)

@@ -95,7 +95,7 @@ class Context:
         self.E = np.where(np.isfinite(self.E), self.E, self.P * self.h)
         # Safety net: a register increase that the power readings cannot explain (more than the window's peak power
         # all the time: a reset taken for a rollover, a catch-up jump) is a meter fault whatever else found it.
-        impossible = np.isfinite(self.Pmax) & (self.E > 1.5 * self.Pmax * self.h + 0.5)
+        impossible = np.isfinite(self.Pmax) & (1.5 * self.Pmax * self.h + 0.5 < self.E)
         self.fault = self.fault | impossible
         self.valid = (self.cov >= MIN_COVERAGE) & np.isfinite(self.E) & ~self.fault
         # Energy for accounting (plant totals, fractions): where a meter fault corrupts the register (a reset taken for

@@ -35,7 +35,7 @@ def run(tmp_path_factory):
     path = tmp_path_factory.mktemp("truth") / "plant.db"
     with SQLiteStore(path) as store:
         result = backfill(store, plant, DAYS, scenario, seed=21, start=START, progress=False, intensity=1.0)
-        t0 = dt.datetime.combine(START, dt.time(), dt.timezone.utc)
+        t0 = dt.datetime.combine(START, dt.time(), dt.UTC)
         data = IntervalData.from_store(store, plant, t0, t0 + dt.timedelta(days=DAYS))
     truth = [e for e in result.manifest["events"] if e["kind"].startswith("meter_")]
     return data, truth, result.manifest

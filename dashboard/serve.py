@@ -47,10 +47,10 @@ class _PooledWSGIServer(BaseWSGIServer):
         super().__init__(host, port, app, handler=_RequestHandler, fd=sock.fileno())
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wattline-dashboard")
 
-    def process_request(self, request, client_address) -> None:  # noqa: ANN001 - socketserver signature
+    def process_request(self, request, client_address) -> None:
         self._pool.submit(self._handle, request, client_address)
 
-    def _handle(self, request, client_address) -> None:  # noqa: ANN001
+    def _handle(self, request, client_address) -> None:
         try:
             self.finish_request(request, client_address)
         except Exception:  # a broken client connection must not kill the pool thread
@@ -147,7 +147,7 @@ class DashboardServer:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/"
 
-    def start(self) -> "DashboardServer":
+    def start(self) -> DashboardServer:
         """Serve in a daemon thread; returns immediately."""
         if self._thread is None:
             self._thread = threading.Thread(
@@ -173,7 +173,7 @@ class DashboardServer:
 
                 close_store(self.app)
 
-    def __enter__(self) -> "DashboardServer":
+    def __enter__(self) -> DashboardServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,7 @@ collector in another thread or process keeps writing while the dashboard reads. 
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from core.storage import Store, open_store
 

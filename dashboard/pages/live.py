@@ -22,7 +22,7 @@ from dashboard.settings import current_settings
 dash.register_page(__name__, path="/", name="Live plant", title="Wattline · Live plant", order=0)
 
 
-def layout(range: str | None = None, **_kwargs) -> html.Div:  # noqa: A002 - the URL query parameter is ?range=
+def layout(range: str | None = None, **_kwargs) -> html.Div:
     """Page skeleton; data arrive through the interval callback (nothing is read here)."""
     settings = current_settings()
     try:

@@ -14,8 +14,17 @@ from dashboard import ids
 from dashboard.access import SiteScopedStore, is_guarded
 from dashboard.app import create_app, store_of
 from dashboard.store import EXTENSION
-from dashboard.tests.helpers import NS, TEST_USERS, client_of, fill_plant, form_token, logged_in, login, machine_tags, \
-    write_power
+from dashboard.tests.helpers import (
+    NS,
+    TEST_USERS,
+    client_of,
+    fill_plant,
+    form_token,
+    logged_in,
+    login,
+    machine_tags,
+    write_power,
+)
 from dashboard.users import UsersError, UsersFile
 
 LIVE_OUTPUTS = [(ids.LIVE_KPIS, "children"), (ids.LIVE_EMPTY, "children"), (ids.LIVE_EMPTY, "style"),

@@ -18,7 +18,7 @@ from dashboard.app import create_app, store_of
 from dashboard.errors import DashboardError, PortInUseError
 from dashboard.serve import DashboardServer, run_dashboard
 from dashboard.store import EXTENSION, StoreProvider
-from dashboard.tests.helpers import NS, client_of, fill_plant, logged_in
+from dashboard.tests.helpers import NS, fill_plant, logged_in
 
 LIVE_OUTPUTS = [
     (ids.LIVE_KPIS, "children"),

@@ -16,7 +16,6 @@ from core.storage.sqlite import SQLiteStore
 from dashboard import ids
 from dashboard.app import create_app
 from dashboard.serve import DashboardServer
-from tests.support import start_chromium
 from dashboard.tests.helpers import (
     NS,
     browser_login,
@@ -25,6 +24,7 @@ from dashboard.tests.helpers import (
     write_field,
     write_power,
 )
+from tests.support import start_chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

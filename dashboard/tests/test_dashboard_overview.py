@@ -31,7 +31,7 @@ from dashboard.tests.helpers import NS, logged_in, machine_tags, write_field
 from dashboard.tests.test_dashboard_access import callback_payload
 from tests.storage.conftest import influx_env  # noqa: F401 - the shared InfluxDB server's fixture (skips without it)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 POWER_KW = {("north", "l1", "m1"): 10.0, ("north", "l1", "m2"): 20.0, ("south", "s1", "p1"): 5.0}
 PLANT = {
     "name": "Test plant",

@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -79,14 +78,14 @@ def _root(
 
 @app.command()
 def demo(
-    duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Stop by itself after this many seconds; runs until Ctrl-C when omitted."),
-    machines: Optional[int] = typer.Option(None, "--machines", "-m", help="Number of simulated machines (default 8)."),
-    store: Optional[str] = StoreOption,
-    port: Optional[int] = typer.Option(None, "--port", "-p", help="Dashboard port on 127.0.0.1 (default 8050)."),
-    opcua_port: Optional[int] = typer.Option(None, "--opcua-port", help="Port of the simulated plant's OPC UA server (default 4840; 0 picks a free port)."),
-    speed: Optional[float] = typer.Option(None, "--speed", help="Simulated seconds per real second (default 1)."),
-    history_days: Optional[int] = typer.Option(None, "--history-days", help="Days of history (waste injected) backfilled and analysed first, so every page has content at once (default 21; 0: none).", min=0),
-    config: Optional[Path] = ConfigOption,
+    duration: float | None = typer.Option(None, "--duration", "-d", help="Stop by itself after this many seconds; runs until Ctrl-C when omitted."),
+    machines: int | None = typer.Option(None, "--machines", "-m", help="Number of simulated machines (default 8)."),
+    store: str | None = StoreOption,
+    port: int | None = typer.Option(None, "--port", "-p", help="Dashboard port on 127.0.0.1 (default 8050)."),
+    opcua_port: int | None = typer.Option(None, "--opcua-port", help="Port of the simulated plant's OPC UA server (default 4840; 0 picks a free port)."),
+    speed: float | None = typer.Option(None, "--speed", help="Simulated seconds per real second (default 1)."),
+    history_days: int | None = typer.Option(None, "--history-days", help="Days of history (waste injected) backfilled and analysed first, so every page has content at once (default 21; 0: none).", min=0),
+    config: Path | None = ConfigOption,
 ) -> None:
     """Run a live demo plant: a simulated factory served over OPC UA, a collector streaming it into the store, and the
     dashboard at http://127.0.0.1:8050. Ctrl-C stops everything and keeps every value received."""
@@ -107,10 +106,10 @@ def demo(
 
 @app.command()
 def series(
-    store: Optional[str] = StoreOption,
-    measurement: Optional[str] = typer.Option(None, "--measurement", help="Only series of this measurement."),
+    store: str | None = StoreOption,
+    measurement: str | None = typer.Option(None, "--measurement", help="Only series of this measurement."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON array instead of a table."),
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
 ) -> None:
     """List the stored series (measurement, tags, field) with point count and first/last timestamp."""
     from core.storage import open_store

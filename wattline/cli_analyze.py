@@ -34,12 +34,12 @@ def _parse_time(value: str | None, what: str) -> dt.datetime | None:
     text = value.strip()
     try:
         if len(text) == 10:
-            return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+            return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
         t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(f"--{what} {value!r} is not a date or time; use YYYY-MM-DD or ISO 8601 such as "
                           "2026-03-02T06:00:00+01:00") from None
-    return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
 
 
 def _energy_machines(store) -> tuple[dict[str, dict], int | None, int | None]:
@@ -191,13 +191,13 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
         s_ns = int(t_start.timestamp() * NS) if t_start is not None else lo
         e_ns = int(t_stop.timestamp() * NS) if t_stop is not None else hi
         if e_ns <= lo or s_ns >= hi or e_ns <= s_ns:
-            raise AnalyzeError(f"no energy data between {dt.datetime.fromtimestamp(s_ns / NS, dt.timezone.utc).isoformat()} "
-                               f"and {dt.datetime.fromtimestamp(e_ns / NS, dt.timezone.utc).isoformat()}; the store has "
-                               f"data from {dt.datetime.fromtimestamp(first / NS, dt.timezone.utc).isoformat()} to "
-                               f"{dt.datetime.fromtimestamp(last / NS, dt.timezone.utc).isoformat()}")
+            raise AnalyzeError(f"no energy data between {dt.datetime.fromtimestamp(s_ns / NS, dt.UTC).isoformat()} "
+                               f"and {dt.datetime.fromtimestamp(e_ns / NS, dt.UTC).isoformat()}; the store has "
+                               f"data from {dt.datetime.fromtimestamp(first / NS, dt.UTC).isoformat()} to "
+                               f"{dt.datetime.fromtimestamp(last / NS, dt.UTC).isoformat()}")
         s_ns, e_ns = max(s_ns, lo), min(e_ns, hi)
-        t0 = dt.datetime.fromtimestamp(s_ns / NS, dt.timezone.utc)
-        t1 = dt.datetime.fromtimestamp(e_ns / NS, dt.timezone.utc)
+        t0 = dt.datetime.fromtimestamp(s_ns / NS, dt.UTC)
+        t1 = dt.datetime.fromtimestamp(e_ns / NS, dt.UTC)
         bar = tqdm(total=len(steps), desc="analyze", unit="step", disable=not progress, leave=False)
         bar.set_postfix_str("reading interval data")
         try:

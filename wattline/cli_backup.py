@@ -129,7 +129,7 @@ def make_backup(store_url: str, dest: Path, *, orders: Path | None = None) -> tu
     orders = orders if orders is not None else orders_path(store)
     if orders is not None and not orders.exists():
         orders = None
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     if dest.suffix == ".tar":
         target = dest
     else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,7 +21,7 @@ ShardOpt = typer.Option(
 )
 
 
-def collect(config: Path = ConfigArg, store: Optional[str] = StoreOpt, shard: Optional[str] = ShardOpt) -> None:
+def collect(config: Path = ConfigArg, store: str | None = StoreOpt, shard: str | None = ShardOpt) -> None:
     """Run the collector until SIGTERM or Ctrl-C; everything received is stored or spooled before it exits."""
     import asyncio
     import signal
@@ -85,21 +84,21 @@ def check(
 class DiscoverSettings(FrozenModel):
     """``wattline discover --config FILE``: the same settings as the options (options win)."""
 
-    endpoint: Optional[str] = None
-    out: Optional[Path] = None
-    mapping: Optional[Path] = None
-    name: Optional[str] = None
+    endpoint: str | None = None
+    out: Path | None = None
+    mapping: Path | None = None
+    name: str | None = None
 
 
 def discover(
-    endpoint: Optional[str] = typer.Argument(None, help="Server endpoint, opc.tcp://host:port/path (or `endpoint:` in --config)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the starter config here (default: print it).", dir_okay=False),
-    mapping: Optional[Path] = typer.Option(
+    endpoint: str | None = typer.Argument(None, help="Server endpoint, opc.tcp://host:port/path (or `endpoint:` in --config)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the starter config here (default: print it).", dir_okay=False),
+    mapping: Path | None = typer.Option(
         None, "--mapping", help="YAML table BrowseName -> {measurement, field, unit, counter} replacing the built-in one."
     ),
-    name: Optional[str] = typer.Option(None, "--name", help="Server name in the config (default from the host)."),
+    name: str | None = typer.Option(None, "--name", help="Server name in the config (default from the host)."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
-    config: Optional[Path] = typer.Option(
+    config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML file with these settings (keys: endpoint, out, mapping, name); options override it.", dir_okay=False
     ),
 ) -> None:
@@ -141,7 +140,7 @@ def discover(
 
 
 def certs(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Collector YAML; default certs/ in the current folder.", dir_okay=False),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Collector YAML; default certs/ in the current folder.", dir_okay=False),
     renew: bool = typer.Option(False, "--renew", help="Generate a new client key and certificate (the server must trust it again)."),
 ) -> None:
     """Show the client certificate(s) the collector uses (creating them when missing), or renew them."""

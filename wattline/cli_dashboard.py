@@ -9,8 +9,9 @@ plant file, or a port in use, is one clear error instead of N crashing workers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 
@@ -18,9 +19,9 @@ DEFAULT_WORKERS = 2
 DEFAULT_THREADS = 4
 
 
-def _app_factory(store: str, plant: Optional[Path], users: Path, secure_cookies: bool,
-                 cache_dir: Optional[Path] = None, orders_db: Optional[str] = None,
-                 orders_rules: Optional[Path] = None, api_tokens: Optional[Path] = None) -> Callable[[], Any]:
+def _app_factory(store: str, plant: Path | None, users: Path, secure_cookies: bool,
+                 cache_dir: Path | None = None, orders_db: str | None = None,
+                 orders_rules: Path | None = None, api_tokens: Path | None = None) -> Callable[[], Any]:
     def build():
         from dashboard.app import create_app
 
@@ -74,19 +75,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def dashboard(
-        store: Optional[str] = typer.Option(None, "--store", "-s", help="Store URL: a file path (embedded SQLite, default wattline.db), sqlite:///path or influx://host:port?..."),
-        plant: Optional[Path] = typer.Option(None, "--plant", help="Plant file (sites, currencies, tariffs, CO2 factors, time zones).", dir_okay=False),
+        store: str | None = typer.Option(None, "--store", "-s", help="Store URL: a file path (embedded SQLite, default wattline.db), sqlite:///path or influx://host:port?..."),
+        plant: Path | None = typer.Option(None, "--plant", help="Plant file (sites, currencies, tariffs, CO2 factors, time zones).", dir_okay=False),
         users: Path = typer.Option(Path("wattline-users.json"), "--users", "-u", help="Users file made with 'wattline users add' (mode 600).", dir_okay=False),
-        port: Optional[int] = typer.Option(None, "--port", "-p", help="TCP port (default 8050)."),
-        host: Optional[str] = typer.Option(None, "--host", help="Interface to listen on (default 127.0.0.1; 0.0.0.0 serves the network: put HTTPS in front)."),
+        port: int | None = typer.Option(None, "--port", "-p", help="TCP port (default 8050)."),
+        host: str | None = typer.Option(None, "--host", help="Interface to listen on (default 127.0.0.1; 0.0.0.0 serves the network: put HTTPS in front)."),
         workers: int = typer.Option(DEFAULT_WORKERS, "--workers", "-w", min=1, max=64, help="Worker processes."),
         threads: int = typer.Option(DEFAULT_THREADS, "--threads", min=1, max=64, help="Request threads per worker."),
         secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark the session cookie Secure (when served over HTTPS)."),
         debug: bool = typer.Option(False, "--debug", help="Dash's development server with reloading and error pages (never in production)."),
-        orders_db: Optional[str] = typer.Option(None, "--orders-db", help="Work-order database URL, as 'wattline orders --db': sqlite:///path.db or postgresql+psycopg://user@host:port/db?passfile=FILE (default: env WATTLINE_ORDERS_DB, else <store>.orders.db beside an embedded store once 'wattline orders sync' made it)."),
-        orders_rules: Optional[Path] = typer.Option(None, "--orders-rules", help="Orders settings YAML, as 'wattline orders --rules': its teams are what orders can be reassigned to (env WATTLINE_ORDERS_RULES).", dir_okay=False),
-        api_tokens: Optional[Path] = typer.Option(None, "--api-tokens", help="Tokens file (JSON, mode 600) of the JSON API: serves /api/v1/orders, /findings, /kpi for a CMMS (see docs/orders.md).", dir_okay=False),
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (keys store, dashboard.host, dashboard.port); options override it.", dir_okay=False),
+        orders_db: str | None = typer.Option(None, "--orders-db", help="Work-order database URL, as 'wattline orders --db': sqlite:///path.db or postgresql+psycopg://user@host:port/db?passfile=FILE (default: env WATTLINE_ORDERS_DB, else <store>.orders.db beside an embedded store once 'wattline orders sync' made it)."),
+        orders_rules: Path | None = typer.Option(None, "--orders-rules", help="Orders settings YAML, as 'wattline orders --rules': its teams are what orders can be reassigned to (env WATTLINE_ORDERS_RULES).", dir_okay=False),
+        api_tokens: Path | None = typer.Option(None, "--api-tokens", help="Tokens file (JSON, mode 600) of the JSON API: serves /api/v1/orders, /findings, /kpi for a CMMS (see docs/orders.md).", dir_okay=False),
+        config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (keys store, dashboard.host, dashboard.port); options override it.", dir_okay=False),
     ) -> None:
         """Serve the dashboard (login required) with gunicorn; Ctrl-C or SIGTERM stops it."""
         from core.errors import ConfigError

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,7 +11,7 @@ influx_app = typer.Typer(help="Prepare and inspect an InfluxDB server for Wattli
 
 @influx_app.command("setup")
 def setup(
-    store: Optional[str] = typer.Option(
+    store: str | None = typer.Option(
         None,
         "--store",
         "-s",
@@ -20,7 +19,7 @@ def setup(
         "(the token comes from token_file or $WATTLINE_INFLUX_TOKEN, never from the URL).",
     ),
     backfill: bool = typer.Option(True, "--backfill/--no-backfill", help="Compute rollups for points already in the bucket."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file with a `store:` key.", dir_okay=False),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file with a `store:` key.", dir_okay=False),
 ) -> None:
     """Create the buckets, retention rules and rollup tasks (1 min, 15 min, 1 h) Wattline needs. Safe to run again."""
     from core.errors import ConfigError

@@ -70,7 +70,7 @@ def _time(value: str | None, what: str) -> dt.datetime | None:
         t = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(f"{what} {value!r} is not a date or time; use YYYY-MM-DD or ISO 8601") from None
-    return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
 
 
 def _print_order(order: dict[str, Any], as_json: bool) -> None:
@@ -86,7 +86,7 @@ LIST_KEYS = ("id", "status", "owner", "site", "machine", "kind", "opened", "due"
 
 
 @orders_app.command("list")
-def list_cmd(status: list[str] | None = typer.Option(None, "--status", help="Only these statuses (repeat)."),  # noqa: B008 - typer reads options from defaults
+def list_cmd(status: list[str] | None = typer.Option(None, "--status", help="Only these statuses (repeat)."),
              site: str | None = typer.Option(None, "--site"), team: str | None = typer.Option(None, "--team", help="Only this team ('-' for the dispatch queue)."),
              store: str | None = StoreOpt, db: str | None = DbOpt, rules: Path | None = RulesOpt,
              as_json: bool = JsonOpt) -> None:
@@ -164,7 +164,7 @@ def _data_end(store_url: str) -> dt.datetime:
         _, _, last = _energy_machines(st)
     if last is None:
         raise ConfigError(f"store {store_url} holds no energy data to verify against; give --until")
-    return dt.datetime.fromtimestamp(last / 1e9, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(last / 1e9, dt.UTC)
 
 
 @orders_app.command("sync")
@@ -212,7 +212,7 @@ def baseline_measure(store_url: str, notes: list[str]):
             return None
         fix = dt.datetime.fromisoformat(order["resolved"])
         day = fix.date() + dt.timedelta(days=0 if fix.time() == dt.time() else 1)
-        days = int((until - dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)).total_seconds() // 86400)
+        days = int((until - dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)).total_seconds() // 86400)
         if days < 1:
             return None
         try:

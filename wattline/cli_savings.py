@@ -60,7 +60,7 @@ def run_savings(store_url: str, scope: str, intervention: str, reporting_days: i
         plant = _choose_plant(plant_file, stored, notes)
         w = WINDOW_S * NS
         lo, hi = (first - 1) // w * w, -(-last // w) * w
-        day_ns = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc).timestamp()) * NS
+        day_ns = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * NS
         if not lo + 86400 * NS < day_ns < hi:
             raise ConfigError(f"--intervention {day} is outside the stored data ({_iso(lo)} to {_iso(hi)}); give a "
                               "date with data before and after it")
@@ -116,7 +116,7 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
 
 
 def _utc(t_ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(t_ns / NS, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(t_ns / NS, dt.UTC)
 
 
 def _iso(t_ns: int) -> str:

@@ -49,7 +49,7 @@ STALE_AFTER_S = 10.0
 def _now_iso(t: float | None = None) -> str | None:
     if t is None:
         return None
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
 
 
 def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -90,7 +90,7 @@ class Service:
         """The child's command line: this Python, ``-m wattline``, the arguments (and ``--from`` for a lookback)."""
         extra = []
         if self.lookback_s is not None:
-            start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=self.lookback_s)
+            start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.lookback_s)
             extra = ["--from", start.isoformat(timespec="seconds")]
         return [sys.executable, "-m", "wattline", *self.args, *extra]
 
@@ -183,7 +183,7 @@ class ServeSupervisor:
         try:
             svc.proc = subprocess.Popen(svc.command, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
                                         # preexec_fn is safe here: the supervisor has one thread
-                                        preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None)  # noqa: PLW1509
+                                        preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None)
         except OSError as exc:  # fork failed (out of memory, process limit): try again later
             log.error("cannot start %s: %s", svc.name, exc)
             svc.next_start = now + svc.backoff.next_delay()

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 from pydantic import Field
@@ -42,38 +41,38 @@ class SecuritySpec(FrozenModel):
 class ServeConfig(FrozenModel):
     """``wattline simulate serve --config FILE``: the same settings as the options (options win)."""
 
-    plant: Optional[Path] = None
-    scenario: Optional[Path] = None
-    machines: Optional[int] = Field(None, ge=1)
+    plant: Path | None = None
+    scenario: Path | None = None
+    machines: int | None = Field(None, ge=1)
     speed: float = Field(1.0, gt=0, le=100000)
     host: str = "127.0.0.1"
     port: int = Field(4840, ge=0, le=65535)
     seed: int = 0
-    truth: Optional[Path] = None
-    security: Optional[SecuritySpec] = None
+    truth: Path | None = None
+    security: SecuritySpec | None = None
 
 
 class BackfillConfig(FrozenModel):
     """``wattline simulate backfill --config FILE``: the same settings as the options (options win)."""
 
-    days: Optional[int] = Field(None, ge=1)
-    plant: Optional[Path] = None
-    scenario: Optional[Path] = None
+    days: int | None = Field(None, ge=1)
+    plant: Path | None = None
+    scenario: Path | None = None
     seed: int = 0
-    machines: Optional[int] = Field(None, ge=1)
+    machines: int | None = Field(None, ge=1)
     store: str = "wattline.db"
-    truth: Optional[Path] = None
+    truth: Path | None = None
     resolution: float = Field(60.0, ge=1)
-    start: Optional[str] = None
+    start: str | None = None
 
 
-def _plant(path: Optional[Path], machines: Optional[int]):
+def _plant(path: Path | None, machines: int | None):
     from simulator.plant import default_plant, read_plant
 
     return read_plant(path) if path else default_plant(machines)
 
 
-def _scenario(path: Optional[Path]):
+def _scenario(path: Path | None):
     from simulator.scenario import read_scenario
 
     return read_scenario(path)
@@ -81,19 +80,19 @@ def _scenario(path: Optional[Path]):
 
 @simulate_app.command("serve")
 def serve(
-    plant: Optional[Path] = PlantOpt,
-    scenario: Optional[Path] = ScenarioOpt,
-    speed: Optional[float] = typer.Option(None, "--speed", help="Simulated seconds per real second: 1 is real time, 60 is one simulated hour per real minute. Default 1.", min=0.001),
-    port: Optional[int] = typer.Option(None, "--port", help="TCP port to listen on (0 picks a free one). Default 4840.", min=0, max=65535),
-    host: Optional[str] = typer.Option(None, "--host", help="Interface to listen on; 0.0.0.0 for all. Default 127.0.0.1."),
-    seed: Optional[int] = SeedOpt,
-    machines: Optional[int] = MachinesOpt,
-    truth: Optional[Path] = typer.Option(None, "--truth", help="Write the ground-truth manifest (JSON) here every simulated hour and on exit."),
-    security: Optional[str] = typer.Option(None, "--security", help="Secured endpoint: 'Sign', 'SignAndEncrypt' or both comma-separated ('None' adds an open endpoint). Basic256Sha256. Default: open endpoint only."),
-    cert_dir: Optional[Path] = typer.Option(None, "--cert-dir", help="Folder for the server key and self-signed certificate, generated at start. Default ./simulator-certs."),
-    user: Optional[str] = typer.Option(None, "--user", help="Require this username (password from --password-file or env WATTLINE_SIMULATOR_PASSWORD)."),
-    password_file: Optional[Path] = typer.Option(None, "--password-file", help="File with the password for --user (chmod 600)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with these settings (keys: plant, scenario, machines, speed, host, port, seed, truth, security); options override it."),
+    plant: Path | None = PlantOpt,
+    scenario: Path | None = ScenarioOpt,
+    speed: float | None = typer.Option(None, "--speed", help="Simulated seconds per real second: 1 is real time, 60 is one simulated hour per real minute. Default 1.", min=0.001),
+    port: int | None = typer.Option(None, "--port", help="TCP port to listen on (0 picks a free one). Default 4840.", min=0, max=65535),
+    host: str | None = typer.Option(None, "--host", help="Interface to listen on; 0.0.0.0 for all. Default 127.0.0.1."),
+    seed: int | None = SeedOpt,
+    machines: int | None = MachinesOpt,
+    truth: Path | None = typer.Option(None, "--truth", help="Write the ground-truth manifest (JSON) here every simulated hour and on exit."),
+    security: str | None = typer.Option(None, "--security", help="Secured endpoint: 'Sign', 'SignAndEncrypt' or both comma-separated ('None' adds an open endpoint). Basic256Sha256. Default: open endpoint only."),
+    cert_dir: Path | None = typer.Option(None, "--cert-dir", help="Folder for the server key and self-signed certificate, generated at start. Default ./simulator-certs."),
+    user: str | None = typer.Option(None, "--user", help="Require this username (password from --password-file or env WATTLINE_SIMULATOR_PASSWORD)."),
+    password_file: Path | None = typer.Option(None, "--password-file", help="File with the password for --user (chmod 600)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file with these settings (keys: plant, scenario, machines, speed, host, port, seed, truth, security); options override it."),
 ) -> None:
     """Serve the simulated plant over OPC UA until Ctrl-C."""
     from simulator.server import PlantServer, SecuritySettings
@@ -138,17 +137,17 @@ def serve(
 
 @simulate_app.command("backfill")
 def backfill_cmd(
-    days: Optional[int] = typer.Option(None, "--days", help="Number of days of history to write (required, here or in --config).", min=1),
-    plant: Optional[Path] = PlantOpt,
-    scenario: Optional[Path] = ScenarioOpt,
-    seed: Optional[int] = SeedOpt,
-    machines: Optional[int] = MachinesOpt,
-    store: Optional[str] = typer.Option(None, "--store", help="Store URL: a file path or sqlite:///path.db (embedded), or influx://host:port?... (InfluxDB). Default wattline.db."),
-    truth: Optional[Path] = typer.Option(None, "--truth", help="Ground-truth manifest (JSON) to write. Default: <store file>.truth.json for an embedded store, ./truth.json otherwise."),
-    resolution: Optional[float] = typer.Option(None, "--resolution", help="Seconds between values; must divide a day (1, 5, 10, 15, 30, 60, 300, 900 ...). Default 60.", min=1),
-    start: Optional[str] = typer.Option(None, "--start", help="First day (YYYY-MM-DD, UTC). Default: DAYS days before today."),
+    days: int | None = typer.Option(None, "--days", help="Number of days of history to write (required, here or in --config).", min=1),
+    plant: Path | None = PlantOpt,
+    scenario: Path | None = ScenarioOpt,
+    seed: int | None = SeedOpt,
+    machines: int | None = MachinesOpt,
+    store: str | None = typer.Option(None, "--store", help="Store URL: a file path or sqlite:///path.db (embedded), or influx://host:port?... (InfluxDB). Default wattline.db."),
+    truth: Path | None = typer.Option(None, "--truth", help="Ground-truth manifest (JSON) to write. Default: <store file>.truth.json for an embedded store, ./truth.json otherwise."),
+    resolution: float | None = typer.Option(None, "--resolution", help="Seconds between values; must divide a day (1, 5, 10, 15, 30, 60, 300, 900 ...). Default 60.", min=1),
+    start: str | None = typer.Option(None, "--start", help="First day (YYYY-MM-DD, UTC). Default: DAYS days before today."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with these settings (keys: days, plant, scenario, seed, machines, store, truth, resolution, start); options override it."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file with these settings (keys: days, plant, scenario, seed, machines, store, truth, resolution, start); options override it."),
 ) -> None:
     """Write DAYS days of simulated history into a store at full speed, plus the ground-truth manifest."""
     from core.storage import open_store

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -22,7 +21,7 @@ UsersOption = typer.Option(Path(DEFAULT_USERS_FILE), "--users", "-u", help="User
                            dir_okay=False)
 
 
-def _password(password_file: Optional[Path], random: bool) -> tuple[str, bool]:
+def _password(password_file: Path | None, random: bool) -> tuple[str, bool]:
     """(password, made at random)."""
     from core.config import read_secret_file
     from dashboard.users import check_password, new_password
@@ -43,9 +42,9 @@ def _password(password_file: Optional[Path], random: bool) -> tuple[str, bool]:
 def add(
     name: str = typer.Argument(..., help="Login name."),
     role: str = typer.Option(..., "--role", "-r", help="plant_manager, engineer, cdo (all sites) or admin (all sites)."),
-    site: List[str] = typer.Option([], "--site", help="Site id the user may see (repeat for several); plant managers and engineers need one."),
+    site: list[str] = typer.Option([], "--site", help="Site id the user may see (repeat for several); plant managers and engineers need one."),
     users: Path = UsersOption,
-    password_file: Optional[Path] = typer.Option(None, "--password-file", help="Read the password from this file (mode 600).", dir_okay=False),
+    password_file: Path | None = typer.Option(None, "--password-file", help="Read the password from this file (mode 600).", dir_okay=False),
     random: bool = typer.Option(False, "--random", help="Make a random password and print it once."),
 ) -> None:
     """Add a user."""
@@ -74,7 +73,7 @@ def remove(name: str = typer.Argument(..., help="Login name."), users: Path = Us
 def passwd(
     name: str = typer.Argument(..., help="Login name."),
     users: Path = UsersOption,
-    password_file: Optional[Path] = typer.Option(None, "--password-file", help="Read the password from this file (mode 600).", dir_okay=False),
+    password_file: Path | None = typer.Option(None, "--password-file", help="Read the password from this file (mode 600).", dir_okay=False),
     random: bool = typer.Option(False, "--random", help="Make a random password and print it once."),
 ) -> None:
     """Set a new password; the user's open sessions end."""

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     train = list(range(TRAIN_SEED0, TRAIN_SEED0 + args.train))
     test = list(range(TEST_SEED0, TEST_SEED0 + args.test))
     t0 = time.time()
-    result: dict = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes"),
+    result: dict = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)", "train_runs": len(train),
                     "test_runs": len(test), "candidates": {}}
     for method in args.methods:

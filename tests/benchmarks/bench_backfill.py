@@ -43,12 +43,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from core.calendar import day_number  # noqa: E402
 from core.model import SeriesKey  # noqa: E402
 from core.storage.sqlite import SQLiteStore  # noqa: E402
 from simulator.backfill import _Buffer, add_block, backfill  # noqa: E402
 from simulator.engine import Simulation  # noqa: E402
 from simulator.plant import default_plant  # noqa: E402
-from core.calendar import day_number  # noqa: E402
 
 START = dt.date(2026, 3, 2)
 ROW_LAYOUT_REV = "5c9dba4"  # the last commit with the row layout (a row per value) for bulk writes

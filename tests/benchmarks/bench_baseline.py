@@ -114,7 +114,7 @@ def main() -> None:
             print(out.strip().splitlines()[-1])
         else:
             result = run(machines, months)
-            result.update({"cpus": os.cpu_count(), "date": dt.datetime.now(dt.timezone.utc).date().isoformat()})
+            result.update({"cpus": os.cpu_count(), "date": dt.datetime.now(dt.UTC).date().isoformat()})
             print(json.dumps(result))
 
 

@@ -509,7 +509,7 @@ def _cpu_s(procs: list[psutil.Process]) -> float:
 
 
 def run_side(side: str, endpoint: str, extra: int, period: int, seconds: float, tmp: Path,
-             influx: "_Influx | None") -> dict:
+             influx: _Influx | None) -> dict:
     """One side (Telegraf or `wattline collect`, into a file/SQLite or InfluxDB) against a running server.
 
     CPU [s] and memory (RSS, PSS) are summed over every process of the side (Wattline: the collector, its writer

@@ -143,7 +143,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wattline-steel-") as tmp:
         result = evaluate(Path(tmp))
     result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                         "date": dt.datetime.now(dt.timezone.utc).date().isoformat()}
+                         "date": dt.datetime.now(dt.UTC).date().isoformat()}
     print(json.dumps(result, indent=2, default=str))
     if args.markdown:
         print(markdown(result))

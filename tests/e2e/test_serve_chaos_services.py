@@ -11,6 +11,7 @@ the plant small, one simulator, so that the analytics have little to do and the 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -169,7 +170,15 @@ def test_kill_every_service_under_serve_each_comes_back_and_nothing_collected_is
         # The collector was never disturbed and still stores.
         before = rows(db)
         wait_for(lambda: rows(db) > before + 200, 120, "values stored after the kills")
-        assert state("collector-plant")["restarts"] == 0
+        # The operator's view agrees: every service back, each kill counted, the collector never restarted.
+        shown = subprocess.run([sys.executable, "-m", "wattline", "serve", "--config", str(config), "status", "--json"],
+                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        services = {s["name"]: s for s in json.loads(shown.stdout)["services"]}
+        assert services["collector-plant"]["restarts"] == 0 and services["collector-plant"]["state"] == "running"
+        assert services["dashboard"]["restarts"] == services["analytics-follow"]["restarts"] == 1
+        assert all(services[n]["state"] == "running" for n in ("dashboard", "analytics-follow"))
+        assert services["analytics"]["failed_runs"] >= 1 and services["orders"]["failed_runs"] >= 1
         serve.terminate()
         serve.wait(90)
         assert serve.returncode == 0, out.text()[-3000:]

@@ -130,7 +130,7 @@ def series(
         for i in infos
     ]
     header = ("MEASUREMENT", "TAGS", "FIELD", "POINTS", "FIRST", "LAST")
-    widths = [max(len(r[c]) for r in rows + [header]) for c in range(len(header))]
+    widths = [max(len(r[c]) for r in [*rows, header]) for c in range(len(header))]
     for row in [header, *rows]:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 

@@ -130,10 +130,7 @@ def make_backup(store_url: str, dest: Path, *, orders: Path | None = None) -> tu
     if orders is not None and not orders.exists():
         orders = None
     now = dt.datetime.now(dt.UTC)
-    if dest.suffix == ".tar":
-        target = dest
-    else:
-        target = dest / f"wattline-backup-{now:%Y%m%dT%H%M%SZ}.tar"
+    target = dest if dest.suffix == ".tar" else dest / f"wattline-backup-{now:%Y%m%dT%H%M%SZ}.tar"
     if target.exists():
         raise ConfigError(f"{target} exists; choose another destination (backups are never overwritten)")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -100,7 +100,7 @@ def list_cmd(status: list[str] | None = typer.Option(None, "--status", help="Onl
     rows = [(str(o["id"]), o["status"], o["owner"] or "(queue)", o["machine"], o["kind"], f"{o['excess_kwh']:,.1f}",
              f"{o['expected_savings_kwh']:,.0f}", o["due"][:16]) for o in orders]
     header = ("ID", "STATUS", "OWNER", "MACHINE", "KIND", "KWH", "KWH/YEAR", "DUE")
-    widths = [max(len(r[c]) for r in rows + [header]) for c in range(len(header))]
+    widths = [max(len(r[c]) for r in [*rows, header]) for c in range(len(header))]
     for row in [header, *rows] if rows else []:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 

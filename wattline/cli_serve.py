@@ -16,6 +16,7 @@ share one interpreter lock, and a crash or a leak in one must not take the other
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -235,10 +236,8 @@ class ServeSupervisor:
         """SIGTERM to every child, ``grace_s`` to exit, then SIGKILL to the process group of the rest."""
         running = [s for s in self.services if s.running()]
         for svc in running:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 svc.proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + self.cfg.grace_s
         while any(s.running() for s in running) and time.monotonic() < deadline:
             self.stop_event.wait(0.05)
@@ -307,10 +306,8 @@ class ServeSupervisor:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _safe_url(url: str) -> str:

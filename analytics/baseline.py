@@ -424,7 +424,7 @@ def _select(design: _Design, y: np.ndarray, n: int, candidates: dict[str, list[l
     splits = min(settings.cv_splits, max(2, n // 48))
     folds = list(TimeSeriesSplit(n_splits=splits).split(np.empty((n, 1))))
     bounds = [0] + [int(test[0]) for _, test in folds] + [n]
-    blocks = [design.gram(y, a, b) + (b - a,) for a, b in pairwise(bounds)]
+    blocks = [(*design.gram(y, a, b), b - a) for a, b in pairwise(bounds)]
     cumG = np.cumsum([g for g, *_ in blocks], axis=0)
     cumc = np.cumsum([c for _, c, *_ in blocks], axis=0)
 

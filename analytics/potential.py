@@ -244,7 +244,7 @@ class ReductionPotential:
         t = ctx.times_ns
         daily = ctx.E_acct.sum(axis=1) / max(ctx.n_t * ctx.h / 24, 1e-9)
         groups: dict[str, int] = {}
-        for kind, i, a, b, d in found:
+        for kind, _i, _a, _b, d in found:
             if kind == "peak_demand":
                 groups[d["group"]] = groups.get(d["group"], 0) + 1
         events = []

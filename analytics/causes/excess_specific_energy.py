@@ -158,7 +158,8 @@ def detect(ctx: Context) -> CauseResult:
             floor = max(0.03, 4 * noise) * ref
             flag = ok & (ratio - ref > floor)
             keep_day = ~flag
-            if DEBUG: print(ctx.paths[i], round(ref,3), round(floor,3), np.round(ratio,3), flag.astype(int))
+            if DEBUG:
+                print(ctx.paths[i], round(ref,3), round(floor,3), np.round(ratio,3), flag.astype(int))
         if not np.isfinite(ratio).any():
             short.append(info.path)
             continue

@@ -37,7 +37,8 @@ MIN_IDLE_MINUTES = 8.0  # [min] of idling instead of the lower level, for a find
 def _levels(ctx: Context, i: int, brk: np.ndarray, inshift: np.ndarray) -> dict | None:
     res, E, v = ctx.res, ctx.E[i], ctx.valid[i]
     p = E / ctx.h
-    pure = lambda s: v & (s >= PURE * res)
+    def pure(s):
+        return v & (s >= PURE * res)
     off = pure(ctx.s_off[i])
     run = pure(ctx.s_run[i])
     idle = pure(ctx.s_idle[i])

@@ -28,7 +28,7 @@ from analytics.causes._common import (
 )
 
 KIND = "off_shift_load"
-EXCLUDED_KINDS = PRODUCTION_KINDS + ("furnace", "compressor")
+EXCLUDED_KINDS = (*PRODUCTION_KINDS, "furnace", "compressor")
 BASE_QUANTILE = 10  # [%] of off-shift windows at similar temperature (nights left on may be most)
 
 

@@ -11,6 +11,7 @@ nobody else can plant a pickle there.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import sqlite3
@@ -25,6 +26,7 @@ from dashboard.errors import DashboardError
 
 #: Key of the cache in ``flask_app.extensions``.
 EXTENSION = "wattline_cache"
+_log = logging.getLogger(__name__)
 DEFAULT_TTL_S = 120.0
 
 
@@ -47,6 +49,7 @@ class ResultCache:
         self.path: Path | None = None
         self.hits = 0
         self.misses = 0
+        self._refreshing: set[str] = set()
         if folder is not None:
             folder = Path(folder).expanduser()
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -68,14 +71,23 @@ class ResultCache:
             self._local.db = db
         return db
 
-    def get_or_compute(self, key: str, compute: Callable[[], Any], ttl_s: float | None = None) -> Any:
-        """The cached value of ``key``, or ``compute()`` stored for ``ttl_s`` (default: the cache's)."""
+    def get_or_compute(self, key: str, compute: Callable[[], Any], ttl_s: float | None = None,
+                       stale_ok: bool = False) -> Any:
+        """The cached value of ``key``, or ``compute()`` stored for ``ttl_s`` (default: the cache's).
+
+        With ``stale_ok`` an expired entry that is still held is returned at once and recomputed in a background
+        thread (one per key), so a result that takes seconds to compute never holds up a request after the first.
+        """
         now = time.time()
         ttl = self.ttl_s if ttl_s is None else float(ttl_s)
         if self.path is None:
             with self._lock:
                 hit = self._memory.get(key)
             if hit is not None and hit[0] > now:
+                self.hits += 1
+                return hit[1]
+            if hit is not None and stale_ok:
+                self._refresh_later(key, compute, ttl)
                 self.hits += 1
                 return hit[1]
             value = compute()
@@ -89,19 +101,58 @@ class ResultCache:
             row = self._connect().execute("SELECT expires, value FROM cache WHERE key = ?", (key,)).fetchone()
         except sqlite3.Error:
             row = None  # a broken cache never breaks a page: compute instead
-        if row is not None and row[0] > now:
+        if row is not None and (row[0] > now or stale_ok):
+            if row[0] <= now:
+                self._refresh_later(key, compute, ttl)
             self.hits += 1
             return pickle.loads(row[1])
         value = compute()
         self.misses += 1
+        self._put(key, value, now + ttl)
+        return value
+
+    def _put(self, key: str, value: Any, expires: float) -> None:
+        if self.path is None:
+            with self._lock:
+                self._memory[key] = (expires, value)
+            return
         try:
             db = self._connect()
             db.execute("INSERT OR REPLACE INTO cache (key, expires, value) VALUES (?, ?, ?)",
-                       (key, now + ttl, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
-            db.execute("DELETE FROM cache WHERE expires < ?", (now - self.ttl_s,))
+                       (key, expires, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
+            db.execute("DELETE FROM cache WHERE expires < ?", (time.time() - self.ttl_s,))
         except sqlite3.Error:
             pass
-        return value
+
+    def _refresh_later(self, key: str, compute: Callable[[], Any], ttl: float) -> None:
+        """Recompute ``key`` in a daemon thread unless one already does; a failure is logged and retried later."""
+        with self._lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+
+        def run() -> None:
+            try:
+                value = compute()
+                self.misses += 1
+                self._put(key, value, time.time() + ttl)
+            except Exception:  # the stale value stays served; the next request after expiry tries again
+                _log.warning("dashboard cache: recomputing %s failed", key, exc_info=True)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(key)
+
+        threading.Thread(target=run, name=f"cache-refresh-{key[:40]}", daemon=True).start()
+
+    def wait_refreshed(self, timeout_s: float = 10.0) -> bool:
+        """Block until no background recomputation runs (tests and benchmarks); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._refreshing:
+                    return True
+            time.sleep(0.01)
+        return False
 
 
 def request_cache() -> ResultCache | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -421,6 +422,26 @@ def live_view(store: Store, range_key: str | None, now_ns: int, tz: dt.tzinfo, s
     )
 
 
+def live_view_cached(store: Store, range_key: str | None, now_ns: int, tz: dt.tzinfo, stale_after_s: float,
+                     ttl_s: float) -> LiveView:
+    """:func:`live_view`, shared for ``ttl_s`` [s] (the page's refresh interval) per site scope and range.
+
+    Inside a dashboard request the view is served from the results cache; once expired the previous view is served
+    while a background thread computes the new one, so a refresh never waits for the store (the numbers shown are at
+    most one refresh interval older). Outside a request (unit tests, the CLI) it is computed directly.
+    """
+    from dashboard.cache import request_cache
+
+    time_range = get_time_range(range_key)  # a bad key fails here, in the request, not in a background thread
+    cache = request_cache()
+    if cache is None:
+        return live_view(store, time_range.key, now_ns, tz, stale_after_s)
+    sites = getattr(store, "sites", None)
+    key = f"live-view|{'*' if sites is None else ','.join(sites)}|{time_range.key}|{tz}|{stale_after_s}"
+    return cache.get_or_compute(key, lambda: live_view(store, time_range.key, time.time_ns(), tz, stale_after_s),
+                                ttl_s=ttl_s, stale_ok=True)
+
+
 # -- the series table ------------------------------------------------------------------------------------------------------
 SERIES_COLUMNS = ("measurement", "tags", "field", "unit", "count", "first", "last", "age", "age_s", "status")
 
@@ -435,33 +456,72 @@ def series_rows(store: Store, now_ns: int, tz: dt.tzinfo, stale_after_s: float) 
         time; ``age_s`` seconds since the last value [s]; ``status`` ``"stale"`` when ``age_s`` exceeds
         ``stale_after_s``, else ``"ok"``. Sorted by measurement, tags and field.
     """
-    rows = []
-    for info in _series_list(store):
-        age_s = (int(now_ns) - info.last_ns) / NS
-        rows.append(
-            {
-                "measurement": info.key.measurement,
-                "tags": " · ".join(f"{k}={v}" for k, v in info.key.tags),
-                "field": info.key.field,
-                "unit": unit_of(info.key.measurement, info.key.field) or "",
-                "count": int(info.count),
-                "first": _local_text(info.first_ns, tz),
-                "last": _local_text(info.last_ns, tz),
-                "age": format_age(age_s),
-                "age_s": round(age_s, 1),
-                "status": "stale" if age_s > stale_after_s else "ok",
-            }
-        )
-    return sorted(rows, key=lambda r: (r["measurement"], r["tags"], r["field"]))
+    return series_rows_from_frame(_series_frame_cached(store, tz), now_ns, stale_after_s)
+
+
+def series_frame(infos: list, tz: dt.tzinfo) -> pd.DataFrame:
+    """The series list as a frame, everything but the ages: what :func:`series_rows` caches.
+
+    Parameters
+    ----------
+    infos : list of SeriesInfo
+        ``store.series()``.
+    tz : tzinfo
+        The plant's time zone, for ``first`` and ``last``.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``measurement``, ``tags``, ``field``, ``unit``, ``count``, ``first``, ``last`` (local time text) and
+        ``last_ns`` [ns]; sorted by measurement, tags and field, index 0..n-1.
+    """
+    frame = pd.DataFrame(
+        {
+            "measurement": [i.key.measurement for i in infos],
+            "tags": [" · ".join(f"{k}={v}" for k, v in i.key.tags) for i in infos],
+            "field": [i.key.field for i in infos],
+            "count": np.array([int(i.count) for i in infos], dtype=np.int64),
+            "first_ns": np.array([int(i.first_ns) for i in infos], dtype=np.int64),
+            "last_ns": np.array([int(i.last_ns) for i in infos], dtype=np.int64),
+        }
+    )
+    units = {k: unit_of(*k) or "" for k in set(zip(frame["measurement"], frame["field"]))}  # few distinct pairs
+    frame["unit"] = [units[k] for k in zip(frame["measurement"], frame["field"])]
+    for column in ("first", "last"):
+        frame[column] = _local_texts(frame[f"{column}_ns"].to_numpy(), tz)
+    frame = frame.sort_values(["measurement", "tags", "field"], kind="stable").reset_index(drop=True)
+    return frame[["measurement", "tags", "field", "unit", "count", "first", "last", "last_ns"]]
+
+
+def series_rows_from_frame(frame: pd.DataFrame, now_ns: int, stale_after_s: float) -> list[dict]:
+    """Rows of :func:`series_rows` from a :func:`series_frame` at ``now_ns``: ages and status computed vectorised."""
+    age_s = (int(now_ns) - frame["last_ns"].to_numpy()) / NS
+    rows = frame.drop(columns="last_ns").assign(
+        count=frame["count"].astype(int),
+        age=format_ages(age_s),
+        age_s=np.round(age_s, 1),
+        status=np.where(age_s > stale_after_s, "stale", "ok"),
+    )
+    return rows[list(SERIES_COLUMNS)].to_dict("records")
+
+
+def format_ages(seconds: np.ndarray) -> list[str]:
+    """:func:`format_age` of many ages [s] at once (the unit chosen and the value scaled in numpy)."""
+    s = np.maximum(np.asarray(seconds, dtype=float), 0.0)
+    scaled = np.select([s < 90, s < 90 * 60, s < 36 * 3600], [s, s / 60, s / 3600], s / 86400)
+    kind = np.select([s < 90, s < 90 * 60, s < 36 * 3600], [0, 1, 2], 3)
+    templates = ("{:.0f} s", "{:.0f} min", "{:.1f} h", "{:.1f} d")
+    return [templates[k].format(v) if math.isfinite(v) else "—" for k, v in zip(kind.tolist(), scaled.tolist())]
 
 
 #: Lifetime of the cached series list [s]: listing every series with its count takes seconds on a year of 200
-#: machines, longer than the page's refresh; ages are still computed from "now" at every refresh.
+#: machines, longer than the page's refresh; ages are still computed from "now" at every refresh. After it expires
+#: the old list is served while a background thread lists the series again (:meth:`ResultCache.get_or_compute`).
 SERIES_LIST_TTL_S = 30.0
 
 
-def _series_list(store: Store) -> list:
-    """``store.series()``, shared for :data:`SERIES_LIST_TTL_S` inside a dashboard request; read directly otherwise.
+def _series_frame_cached(store: Store, tz: dt.tzinfo) -> pd.DataFrame:
+    """:func:`series_frame` of ``store.series()``, shared for :data:`SERIES_LIST_TTL_S` inside a dashboard request.
 
     The key names the sites of a store limited to them (:class:`dashboard.access.SiteScopedStore`); an unlimited
     store is what only the roles that see every site get (:func:`dashboard.access.scoped_store`): key ``*``.
@@ -470,11 +530,13 @@ def _series_list(store: Store) -> list:
 
     cache = request_cache()
     if cache is None:
-        return store.series()
+        return series_frame(store.series(), tz)
     sites = getattr(store, "sites", None)
     key = "*" if sites is None else ",".join(sites)
-    return cache.get_or_compute(f"series-list|{key}", store.series, ttl_s=SERIES_LIST_TTL_S)
+    return cache.get_or_compute(f"series-frame|{key}|{tz}", lambda: series_frame(store.series(), tz),
+                                ttl_s=SERIES_LIST_TTL_S, stale_ok=True)
 
 
-def _local_text(ns: int, tz: dt.tzinfo) -> str:
-    return pd.Timestamp(int(ns), unit="ns", tz="UTC").tz_convert(tz).strftime("%Y-%m-%d %H:%M:%S")
+def _local_texts(ns: np.ndarray, tz: dt.tzinfo) -> list[str]:
+    """Local wall-clock texts ``YYYY-mm-dd HH:MM:SS`` of many times [ns], in one pandas call."""
+    return list(pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True)).tz_convert(tz).strftime("%Y-%m-%d %H:%M:%S"))

@@ -14,7 +14,7 @@ from dash import Input, Output, dcc, html
 from core.errors import StoreError
 from dashboard import ids
 from dashboard.components import card, graph, kpi_tile, page_header
-from dashboard.data import TIME_RANGES, get_time_range, live_view
+from dashboard.data import TIME_RANGES, get_time_range, live_view_cached
 from dashboard.errors import DashboardError
 from dashboard.render import HIDDEN, render_live
 from dashboard.settings import current_settings
@@ -83,7 +83,8 @@ def register_callbacks(app: dash.Dash) -> None:
         settings = current_settings()
         now_ns = time.time_ns()
         try:
-            view = live_view(user_store(app, site), range_key, now_ns, settings.tz, settings.stale_after_s)
+            view = live_view_cached(user_store(app, site), range_key, now_ns, settings.tz, settings.stale_after_s,
+                                    ttl_s=settings.refresh_s)
         except StoreError as exc:
             # Keep what is on screen; say why it is not moving.
             return (dash.no_update,) * 6 + (html.Span(f"Cannot read the store: {exc}", className="error"),)

@@ -136,7 +136,7 @@ class ResultCache:
                 value = compute()
                 self.misses += 1
                 self._put(key, value, time.time() + ttl)
-            except Exception:  # the stale value stays served; the next request after expiry tries again
+            except Exception:  # noqa: BLE001 - the stale value stays served; the next request after expiry retries
                 _log.warning("dashboard cache: recomputing %s failed", key, exc_info=True)
             finally:
                 with self._lock:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import time_ns
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -438,7 +438,7 @@ def live_view_cached(store: Store, range_key: str | None, now_ns: int, tz: dt.tz
         return live_view(store, time_range.key, now_ns, tz, stale_after_s)
     sites = getattr(store, "sites", None)
     key = f"live-view|{'*' if sites is None else ','.join(sites)}|{time_range.key}|{tz}|{stale_after_s}"
-    return cache.get_or_compute(key, lambda: live_view(store, time_range.key, time.time_ns(), tz, stale_after_s),
+    return cache.get_or_compute(key, lambda: live_view(store, time_range.key, time_ns(), tz, stale_after_s),
                                 ttl_s=ttl_s, stale_ok=True)
 
 

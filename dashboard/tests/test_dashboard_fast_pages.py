@@ -50,17 +50,21 @@ def test_series_frame_rows_equal_the_row_per_series_rule(tmp_path):
 
 def test_stale_ok_serves_the_expired_value_and_recomputes_it_in_the_background(tmp_path):
     for cache in (ResultCache(), ResultCache(tmp_path / "cache")):
-        calls = []
-
-        def compute():
-            calls.append(1)
-            return len(calls)
-
+        calls: list[int] = []
+        compute = _counter(calls)
         assert cache.get_or_compute("k", compute, ttl_s=0.05, stale_ok=True) == 1
         time.sleep(0.06)  # let the entry expire (a lifetime, not synchronisation)
         assert cache.get_or_compute("k", compute, ttl_s=0.05, stale_ok=True) == 1  # served at once, old value
         assert cache.wait_refreshed(10.0)
         assert len(calls) == 2 and cache.get_or_compute("k", compute, ttl_s=60, stale_ok=True) == 2
+
+
+def _counter(calls: list[int]):
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    return compute
 
 
 def test_stale_ok_keeps_serving_when_the_recomputation_fails(tmp_path):

@@ -389,7 +389,8 @@ class Detector:
         labels = np.zeros(len(x), bool)
         events, suppressed = [], []
         shift = (s.smooth_rows - 1) // 2
-        contrib = signed = None
+        contrib: np.ndarray | None = None  # computed once, for the first event only
+        signed: np.ndarray | None = None
         level = self.release_level()
         found: list[tuple[int, int]] = []
         for a, b in alarm_runs(score >= 1.0, s.min_rows, s.gap_rows):
@@ -405,7 +406,7 @@ class Detector:
         for a, b in found:
             a = max(a - shift, 0)
             b = max(b - shift, a + 1)
-            if contrib is None:
+            if contrib is None or signed is None:
                 contrib, signed = model.contributions(x), model.signed(x)
             ev = self._event(frame, a, b, score, contrib, signed)
             if self.is_normal(ev.signature):
@@ -419,6 +420,7 @@ class Detector:
     def release_level(self) -> float:
         """Smoothed score (threshold units) down to which a confirmed alarm extends (the hysteresis level)."""
         self._require()
+        assert self.threshold is not None, "_require() raised for an unfitted detector"
         med = self.calibration["median_score"] / self.threshold
         return med + self.settings.release * (1.0 - med)
 

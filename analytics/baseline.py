@@ -27,13 +27,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from itertools import pairwise
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from analytics.data import NS, IntervalData
+from analytics.data import NS, IntervalData, machine_index
 from analytics.errors import AnalyticsError, InsufficientDataError
 from analytics.parallel import Fanout, ParallelSettings
 from core.config import FrozenModel
@@ -45,7 +45,8 @@ VERSION = 1
 G14_HOURLY = (0.30, 0.10)
 G14_MONTHLY = (0.15, 0.05)
 #: Driver groups a baseline may select from (``temperature`` covers the heating and cooling degree-hours).
-DRIVER_GROUPS = ("time_of_week", "shift", "production", "material", "run_hours", "temperature")
+DriverGroup = Literal["time_of_week", "shift", "production", "material", "run_hours", "temperature"]
+DRIVER_GROUPS: tuple[DriverGroup, ...] = get_args(DriverGroup)
 DAYTYPES = ("workday", "saturday", "sunday_holiday")
 Level = Literal["machine", "line", "site"]
 
@@ -87,7 +88,7 @@ class BaselineSettings(FrozenModel):
     """
 
     scopes: tuple[Level, ...] = ("machine", "line", "site")
-    drivers: tuple[Literal["time_of_week", "shift", "production", "material", "run_hours", "temperature"], ...] = DRIVER_GROUPS
+    drivers: tuple[DriverGroup, ...] = DRIVER_GROUPS
     categories: tuple[str, ...] = ()
     fit_resolution_s: int = Field(3600, gt=0)
     holdout_fraction: float = Field(0.25, gt=0, lt=0.9)
@@ -209,16 +210,15 @@ class _Inputs:
         mats = data.materials
         if len(mats):
             kg = np.zeros(self.energy.shape, dtype=np.float32)
-            index = {p: i for i, p in enumerate(data.machine_ids)}
-            mi = mats["machine"].astype(str).map(index).to_numpy()
+            mi = machine_index(mats["machine"], data.machine_ids)
             ti = ((pd.DatetimeIndex(mats["time"]).as_unit("ns").asi8 - data.times_ns[0]) // (data.resolution_s * NS))
             ok = (mi >= 0) & (ti >= 0) & (ti < data.n_times)
             np.add.at(kg, (mi[ok].astype(int), ti[ok].astype(int)), mats["kg"].to_numpy(dtype=np.float32)[ok])
             self.kg = kg
             self.mats["kg"] = kg
-        self.available["kg"] = (kg > 0).any(axis=1) if self.kg is not None else np.zeros(len(valid), dtype=bool)
+        self.available["kg"] = np.asarray((kg > 0).any(axis=1)) if self.kg is not None else np.zeros(len(valid), dtype=bool)
         self.shift = data.matrix("shift")
-        self.available["shift"] = (self.shift >= 0).any(axis=1)
+        self.available["shift"] = np.asarray((self.shift >= 0).any(axis=1))
         self.temp_raw = data.matrix("outdoor_temp_c")
         self.available["temperature"] = np.isfinite(self.temp_raw).mean(axis=1) > 0.5
         self.bases = bases if bases is not None else (settings.heating_bases_c, settings.cooling_bases_c)
@@ -268,7 +268,7 @@ class _Inputs:
 
         def total(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
             v = x[members[0], :n] if len(members) == 1 else x[members, :n]
-            s = np.nan_to_num(v.astype(np.float64)) if v.ndim == 1 else np.nansum(v, axis=0, dtype=np.float64)
+            s = np.nan_to_num(v.astype(np.float64)) if v.ndim == 1 else np.asarray(np.nansum(v, axis=0, dtype=np.float64))
             return fold(s * scale if scale != 1.0 else s)
 
         valid_m = self.valid[members, :n]
@@ -331,7 +331,8 @@ class _Design:
         sel = slice(None) if index is None else index
         self.columns = list(columns)
         self.w = rows.q["hours"][sel]
-        dense, groups = [], {}
+        dense: list[int] = []
+        groups: dict[str, list[tuple[int, int]]] = {}  # one-hot group -> (column, level) of its members
         for j, name in enumerate(columns):
             if name.startswith("tow:"):
                 groups.setdefault("tow", []).append((j, int(name[4:])))

@@ -11,13 +11,13 @@ of a day is ``(SEC - best) * good`` where positive: the energy the machine would
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from analytics.data import IntervalData
+from analytics.data import IntervalData, machine_index
 from analytics.errors import AnalyticsError
 from core.config import FrozenModel
 
@@ -57,6 +57,14 @@ def _day_index(data: IntervalData, timezone: str) -> tuple[np.ndarray, pd.Index]
     return codes, pd.Index(uniques)
 
 
+class RateBins(TypedDict):
+    """Best practice of one scope per output-rate bin (``SpecificEnergy.bins`` values)."""
+
+    rate_edges: list[float]  # inner bin edges [units per running hour]
+    best_kwh_per_unit: list[float]  # one per bin [kWh/unit]
+    overall_best_kwh_per_unit: float  # over every day of the scope [kWh/unit]
+
+
 class SpecificEnergy:
     """Specific energy (kWh per good unit, kWh per kg) per production machine and line, with best practice.
 
@@ -75,7 +83,7 @@ class SpecificEnergy:
         self.settings = settings or EnpiSettings()
         self.daily = pd.DataFrame()
         self.summary = pd.DataFrame()
-        self.bins: dict[str, dict[str, list[float]]] = {}
+        self.bins: dict[str, RateBins] = {}
 
     def fit(self, data: IntervalData, exclude: np.ndarray | None = None) -> SpecificEnergy:
         """Compute daily EnPIs and best practice from interval data.
@@ -101,8 +109,7 @@ class SpecificEnergy:
             producing &= ~np.asarray(exclude, dtype=bool)
         kg = np.zeros_like(e)
         if len(data.materials):
-            index = {p: i for i, p in enumerate(data.machine_ids)}
-            mi = data.materials["machine"].astype(str).map(index).to_numpy()
+            mi = machine_index(data.materials["machine"], data.machine_ids)
             ti = (pd.DatetimeIndex(data.materials["time"]).as_unit("ns").asi8 - data.times_ns[0]) // (data.resolution_s * 10**9)
             ok = (mi >= 0) & (ti >= 0) & (ti < data.n_times)
             np.add.at(kg, (mi[ok].astype(int), ti[ok].astype(int)), data.materials["kg"].to_numpy(dtype=float)[ok])

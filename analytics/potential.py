@@ -314,6 +314,7 @@ class ReductionPotential:
     def by_scope(self, scope: str) -> list[dict]:
         """Potential per ``scope`` ("machine", "line", "site", "plant"): energy, avoidable kWh, cost, CO2 per cause."""
         ctx = self._check()
+        assert self.data is not None, "_check() raised for an unfitted model"
         out = []
         groups = self.data.groups(scope)
         for key, rows in groups.items():

@@ -94,9 +94,10 @@ class QualityReport:
     @property
     def mask(self) -> np.ndarray:
         """Windows affected by any meter fault (machines x windows): exclude them from waste."""
-        out = None
+        out: np.ndarray | None = None
         for m in self.masks.values():
             out = m.copy() if out is None else out | m
+        assert out is not None, "find_meter_faults fills a mask for every fault kind"
         return out
 
     def frame_mask(self) -> np.ndarray:

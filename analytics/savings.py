@@ -39,7 +39,7 @@ import pandas as pd
 from pydantic import Field
 from scipy import stats as sps
 
-from analytics.baseline import G14_HOURLY, Baseline, BaselineSettings
+from analytics.baseline import G14_HOURLY, Baseline, BaselineSettings, Level
 from analytics.data import FRAME_COLUMNS, NS, REGISTER_COLUMNS, IntervalData
 from analytics.errors import AnalyticsError, InsufficientDataError
 from analytics.mv_models import DailyInputs, fit_change_point
@@ -164,7 +164,7 @@ def fsu_half_width(residuals: np.ndarray, parameters: int, m: int, confidence: f
 
 @dataclass
 class _Scope:
-    level: str
+    level: Level
     key: str
     members: list[int]
     timezone: str
@@ -172,7 +172,8 @@ class _Scope:
 
 def _resolve_scope(data: IntervalData, scope: str) -> _Scope:
     parts = [p for p in str(scope).strip("/").split("/") if p]
-    level = {1: "site", 2: "line", 3: "machine"}.get(len(parts))
+    levels: dict[int, Level] = {1: "site", 2: "line", 3: "machine"}
+    level = levels.get(len(parts))
     groups = data.groups(level) if level else {}
     key = "/".join(parts)
     if level is None or key not in groups:
@@ -265,7 +266,7 @@ class Savings:
         days = pd.Index(pd.unique(local.date))
         # Windows with a meter fault (stuck register, reset, spike, gap) count as missing: their days leave both the
         # baseline fit and the savings sum (the same days on both sides, so the savings fraction stays unbiased).
-        faults = find_meter_faults(sub).mask.any(axis=0) if s.exclude_meter_faults else np.zeros(len(t), dtype=bool)
+        faults = np.asarray(find_meter_faults(sub).mask.any(axis=0)) if s.exclude_meter_faults else np.zeros(len(t), dtype=bool)
         observed = np.where(faults, np.nan, _scope_sum(sub.matrix("energy_kwh").astype(float)))
         self._faults = faults
 
@@ -304,7 +305,7 @@ class Savings:
                 choice[name] = float(np.sqrt(np.mean(e ** 2)) / max(np.mean(obs_day[test_days]), 1e-12))
             if not choice:
                 raise InsufficientDataError(f"{sc.key}: no model could be fitted on the baseline period")
-            name = min(choice, key=choice.get)
+            name = min(choice, key=choice.__getitem__)
         else:
             name = candidates[0]
         pred_day, params, info = self._fit_predict(name, sub, sc, base_w & _window_mask(base_days, day_of), base_days,
@@ -372,9 +373,11 @@ class Savings:
     def _fit_predict(self, name: str, sub: IntervalData, sc: _Scope, train_w: np.ndarray, train_days: np.ndarray,
                      day_of: np.ndarray, n_days: int) -> tuple[np.ndarray, int, dict[str, Any]]:
         """Fit model ``name`` on the training windows / days; expected energy per local day [kWh], parameters, info."""
+        faults = self._faults
+        assert faults is not None, "fit() sets the fault windows before it fits any model"
         if name == "baseline":
             bs = self.settings.baseline.model_copy(update={"scopes": (sc.level,)})
-            exclude = np.broadcast_to(~train_w | self._faults, (len(sub.machines), sub.n_times)).copy()
+            exclude = np.broadcast_to(~train_w | faults, (len(sub.machines), sub.n_times)).copy()
             bl = Baseline(bs).fit(sub, exclude=exclude)
             model = bl.models.get(f"{sc.level}:{sc.key}")
             if model is None:
@@ -386,7 +389,7 @@ class Savings:
             # Parameters as the daily residuals see them: time-of-week slots collapse into day types.
             dense = [c for c in model.columns if not c.startswith("tow:")]
             params = len(dense) + (3 if any(c.startswith("tow:") for c in model.columns) else 0)
-            obs = np.where(self._faults, np.nan, _scope_sum(sub.matrix("energy_kwh").astype(float)))
+            obs = np.where(faults, np.nan, _scope_sum(sub.matrix("energy_kwh").astype(float)))
             hourly = _hourly(np.where(train_w, obs - exp_w, np.nan), sub)
             info = {"model": {"type": "baseline", "drivers": model.groups, "columns": len(model.columns),
                               "fit_statistics": model.stats.get("fit"), "holdout": model.stats.get("holdout")},

@@ -227,7 +227,8 @@ class IntervalData:
         rows = np.concatenate([np.arange(index[p] * n, (index[p] + 1) * n) for p in paths]) if paths else []
         mats = self.materials if materials else self.materials.iloc[:0]
         if len(mats):
-            mats = mats[mats["machine"].astype(str).isin(set(paths))].reset_index(drop=True)
+            mats = mats[machine_index(mats["machine"], paths) >= 0].reset_index(drop=True)
+            mats["machine"] = mats["machine"].cat.set_categories(paths)
         return IntervalData(self.frame.iloc[rows].reset_index(drop=True), mats, {p: self.machines[p] for p in paths},
                             self.start, self.stop, self.resolution_s, self.plant, [])
 
@@ -530,18 +531,47 @@ def _shift_codes(infos: list[MachineInfo], grid_ns: np.ndarray, resolution_s: in
 
 def _materials_frame(materials: pd.DataFrame | None, infos: Mapping[str, MachineInfo], start_ns: int,
                      stop_ns: int) -> pd.DataFrame:
-    empty = pd.DataFrame({"machine": pd.Series([], dtype=str), "time": pd.DatetimeIndex([], tz="UTC"),
-                          "material": pd.Series([], dtype=str), "kg": pd.Series([], dtype=float)})
+    """The material rows in the range, of known machines, with kg > 0: ``machine`` a categorical over the machines'
+    paths (in ``infos`` order), ``material`` a categorical with sorted ids (tens of millions of rows a year: codes,
+    not strings)."""
+    paths = list(infos)
+    empty = pd.DataFrame({"machine": pd.Categorical([], categories=paths), "time": pd.DatetimeIndex([], tz="UTC"),
+                          "material": pd.Categorical([], categories=[]), "kg": pd.Series([], dtype=float)})
     if materials is None or materials.empty:
         return empty
     missing = [c for c in ("machine", "time", "material", "kg") if c not in materials.columns]
     if missing:
         raise AnalyticsError(f"materials frame lacks column(s) {missing}; it needs machine, time, material, kg")
-    m = materials[["machine", "time", "material", "kg"]].copy()
-    m["time"] = pd.DatetimeIndex(m["time"]).tz_convert("UTC")
-    t = m["time"].dt.as_unit("ns").astype("int64") if hasattr(m["time"].dt, "as_unit") else m["time"].astype("int64")
-    keep = m["machine"].astype(str).isin(list(infos)) & (t >= start_ns) & (t < stop_ns) & (m["kg"] > 0)
-    return m[keep.to_numpy()].reset_index(drop=True)
+    mi = machine_index(materials["machine"], paths)
+    times = pd.DatetimeIndex(materials["time"]).tz_convert("UTC")
+    t = times.as_unit("ns").asi8
+    kg = materials["kg"].to_numpy()
+    keep = (mi >= 0) & (t >= start_ns) & (t < stop_ns) & (kg > 0)
+    material = materials["material"]
+    if isinstance(material.dtype, pd.CategoricalDtype):
+        cats = material.cat.categories
+        if not cats.is_monotonic_increasing:
+            material = material.cat.reorder_categories(sorted(cats))
+        material = material.array[keep] if not keep.all() else material.array
+    else:
+        material = pd.Categorical(material.astype(str).to_numpy()[keep])
+    return pd.DataFrame({"machine": pd.Categorical.from_codes(mi[keep].astype(np.int32), categories=paths),
+                         "time": times[keep], "material": material, "kg": kg[keep]})
+
+
+def machine_index(machine: pd.Series, paths: list[str]) -> np.ndarray:
+    """Index of each row's machine in ``paths`` (-1 where not there), from a categorical column's codes (one lookup
+    per category, no string per row) or from strings."""
+    index = {p: i for i, p in enumerate(paths)}
+    if isinstance(machine.dtype, pd.CategoricalDtype):
+        cats = machine.cat.categories
+        if list(cats) == paths:
+            return machine.cat.codes.to_numpy().astype(np.int64)
+        lookup = np.array([index.get(str(c), -1) for c in cats] + [-1], dtype=np.int64)
+        return lookup[machine.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing -1
+    codes, uniques = pd.factorize(machine)
+    lookup = np.array([index.get(str(u), -1) for u in uniques] + [-1], dtype=np.int64)
+    return lookup[codes]
 
 
 def check_sufficiency(data: IntervalData) -> list[Notice]:

@@ -97,6 +97,8 @@ def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resol
         raise AnalyticsError(f"empty range: --to ({stop}) must be after --from ({start})")
     infos, fields, notes = _store_machines(store, plant, start_ns, stop_ns, timezone)
     by_path = {m.path: m for m in infos}
+    all_paths = [m.path for m in infos]  # the machine column's categories (codes, not a string per row)
+    index_of = {p: i for i, p in enumerate(all_paths)}
     groups: dict[float | None, list[MachineInfo]] = {}
     for m in infos:
         groups.setdefault(m.register_max_kwh, []).append(m)
@@ -127,10 +129,13 @@ def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resol
                 bar.update(1)
             if chunk.empty:
                 continue
-            path = chunk["site"].astype(str) + "/" + chunk["line"].astype(str) + "/" + chunk["machine"].astype(str)
-            chunk = chunk.assign(machine=path)[path.isin(paths).to_numpy()]
+            code = _path_codes(chunk, index_of, paths)
+            keep = code >= 0
+            chunk = chunk.drop(columns=["site", "line"])[keep]
+            chunk["machine"] = pd.Categorical.from_codes(code[keep], categories=all_paths)
             parts.append(chunk)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["machine", "time"])
+    del parts
     # Energy: the register where the machine has one, else integrated power.
     # Per-machine facts broadcast to rows through the machine's code (one lookup per machine, not per row).
     codes, uniques = pd.factorize(frame["machine"]) if len(frame) else (np.zeros(0, np.int64), [])
@@ -171,10 +176,24 @@ def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resol
         if not chunk.empty:
             weather.append(chunk[["site", "time", "outdoor_temp_c"]])
     if weather and len(frame):
+        # Looked up per site by time (not a merge, which copied the whole frame and a string column per row).
         w = pd.concat(weather, ignore_index=True)
-        codes, paths = pd.factorize(frame["machine"])  # one split per machine, not per row
-        site = np.array([p.split("/", 1)[0] for p in paths], dtype=object)[codes]
-        frame = frame.assign(_site=site).merge(w.rename(columns={"site": "_site"}), on=["_site", "time"], how="left")
+        w_site = w["site"].astype(str).to_numpy()
+        w_t = pd.DatetimeIndex(w["time"]).as_unit("ns").asi8
+        w_v = w["outdoor_temp_c"].to_numpy()
+        row_site = np.array([p.split("/", 1)[0] for p in all_paths], dtype=object)[frame["machine"].cat.codes.to_numpy()]
+        row_t = pd.DatetimeIndex(frame["time"]).as_unit("ns").asi8
+        temp = np.full(len(frame), np.nan, dtype=w_v.dtype if w_v.dtype.kind == "f" else float)
+        for site in np.unique(w_site):
+            mine = np.flatnonzero(w_site == site)
+            mine = mine[np.argsort(w_t[mine], kind="stable")]
+            ts = w_t[mine]
+            rows = np.flatnonzero(row_site == site)
+            pos = np.minimum(np.searchsorted(ts, row_t[rows]), len(ts) - 1)
+            hit = ts[pos] == row_t[rows]
+            temp[rows[hit]] = w_v[mine[pos[hit]]]
+        frame["outdoor_temp_c"] = temp
+        del row_site, row_t, temp
     if bar is not None:
         bar.close()
     materials = _read_materials(store, infos, start_ns, stop_ns, resolution_s)
@@ -196,6 +215,23 @@ def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resol
     _bad_share(data, fields)
     data.warnings.extend(check_sufficiency(data))
     return data
+
+
+def _path_codes(chunk: pd.DataFrame, index_of: dict[str, int], paths: set[str]) -> np.ndarray:
+    """Index of each row's ``site/line/machine`` in ``index_of`` (-1 for machines outside ``paths``), by the tags'
+    codes: one path string per distinct machine, not per row."""
+    codes, uniques = zip(*(pd.factorize(chunk[t]) for t in _BY))
+    sizes = [len(u) + 1 for u in uniques]
+    combined = ((codes[0] + 1) * sizes[1] + (codes[1] + 1)) * sizes[2] + (codes[2] + 1)
+    found, inverse = np.unique(combined, return_inverse=True)
+    lookup = np.empty(len(found), dtype=np.int64)
+    for k, c in enumerate(found.tolist()):
+        c, m = divmod(c, sizes[2])
+        s, li = divmod(c, sizes[1])
+        tags = [u[x - 1] if x > 0 else None for u, x in zip(uniques, (s, li, m))]
+        path = "/".join("" if x is None else str(x) for x in tags)
+        lookup[k] = index_of[path] if path in paths and None not in tags else -1
+    return lookup[inverse.ravel()]
 
 
 def _bad_share(data: IntervalData, fields: dict) -> None:
@@ -249,8 +285,11 @@ def _read_materials(store: Store, infos: list[MachineInfo], start_ns: int, stop_
     """
     from core.storage.query import read_increases
 
-    paths = {m.path for m in infos}
+    machine_of = {m.path: i for i, m in enumerate(infos)}
     tags = {"machine": sorted({m.machine for m in infos})}
+    # Machine and material as integer codes per row (categoricals at the end): ~53 M rows a year of 200 machines as
+    # string columns were gigabytes; the codes are 2 and 4 bytes a row, and the category lists are small.
+    material_of: dict[str, int] = {}
     parts = []
     for keys, index, times, kg in read_increases(store, "material", "consumed_kg", start_ns, stop_ns,
                                                  every=resolution_s, tags=tags):
@@ -260,8 +299,8 @@ def _read_materials(store: Store, infos: list[MachineInfo], start_ns: int, stop_
         # Per series: its path and material; series outside the plant's machines (or without those tags) drop out.
         described = [dict(k) for k in keys]
         tag_of = [tuple(d.get(t) for t in (*_BY, "material")) for d in described]
-        path_of = np.array(["/".join(str(x) for x in tg[:3]) for tg in tag_of], dtype=object)
-        usable = np.array([all(x is not None for x in tg) and p in paths for tg, p in zip(tag_of, path_of)],
+        path_of = ["/".join(str(x) for x in tg[:3]) for tg in tag_of]
+        usable = np.array([all(x is not None for x in tg) and p in machine_of for tg, p in zip(tag_of, path_of)],
                           dtype=bool)
         keep &= usable[index]
         if not keep.any():
@@ -272,9 +311,23 @@ def _read_materials(store: Store, infos: list[MachineInfo], start_ns: int, stop_
         rank = np.array([rank_of.get(tg, -1) for tg in tag_of], dtype=np.int64)[index]
         order = np.lexsort((times, rank))
         index, times, kg, rank = index[order], times[order], kg[order], rank[order]
-        part = pd.DataFrame({"machine": path_of[index], "time": pd.to_datetime(times, unit="ns", utc=True),
-                             "material": np.array([str(tg[3]) for tg in tag_of], dtype=object)[index], "kg": kg})
+        m_code = np.array([machine_of.get(p, -1) for p in path_of], dtype=np.int16 if len(infos) < 2**15 else np.int32)
+        k_code = np.array([material_of.setdefault(str(tg[3]), len(material_of)) if u else -1
+                           for tg, u in zip(tag_of, usable)], dtype=np.int32)
+        part = pd.DataFrame({"machine": m_code[index], "time": times, "material": k_code[index], "kg": kg})
         if ((rank[1:] == rank[:-1]) & (times[1:] == times[:-1])).any():  # series differing in another tag: one row
             part = part.groupby(["machine", "time", "material"], sort=False)["kg"].sum().reset_index()
         parts.append(part)
-    return pd.concat(parts, ignore_index=True) if parts else None
+    if not parts:
+        return None
+    out = pd.concat(parts, ignore_index=True)
+    del parts
+    # Materials' categories sorted (a groupby or sort on the codes then orders as on the ids).
+    names = sorted(material_of)
+    remap = np.empty(len(material_of), dtype=np.int32)
+    remap[[material_of[n] for n in names]] = np.arange(len(names), dtype=np.int32)
+    return pd.DataFrame({
+        "machine": pd.Categorical.from_codes(out["machine"].to_numpy(), categories=[m.path for m in infos]),
+        "time": pd.to_datetime(out["time"].to_numpy(), unit="ns", utc=True),
+        "material": pd.Categorical.from_codes(remap[out["material"].to_numpy()], categories=names),
+        "kg": out["kg"].to_numpy()})

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analytics.data import IntervalData
+from analytics.data import NS, IntervalData, machine_index
 from analytics.errors import AnalyticsError
 
 COLUMNS = ["material", "kg", "units", "kwh", "kwh_per_kg", "kwh_per_unit", "machines"]
@@ -70,21 +70,48 @@ class MaterialAllocation:
                              "unknown_energy_intervals": 0, "closure_error_kwh": 0.0, "machines": 0}
             return self
         mats = mats[["machine", "time", "material", "kg"]]
-        mats = mats[mats["kg"] > 0]
-        machines = sorted(mats["machine"].astype(str).unique())
-        frame = data.frame[data.frame["machine"].astype(str).isin(machines)][["machine", "time", "energy_kwh", "good"]]
-        key = ["machine", "time"]
-        frame = frame.assign(machine=frame["machine"].astype(str))
-        m = mats.assign(machine=mats["machine"].astype(str)).merge(frame, on=key, how="left")
-        if m["energy_kwh"].isna().all() and not frame["energy_kwh"].isna().all():
+        mats = mats[(mats["kg"] > 0).to_numpy()]
+        # Each material row's window on the container's grid, by integer codes (no string copy of the rows); the
+        # frame may hold some machines only (a site's), so its rows are found through the same (machine, window) key.
+        paths, res_ns = data.machine_ids, data.resolution_s * NS
+        start_ns = int(pd.Timestamp(data.start).value)
+        n_t = max(1, -(-(int(pd.Timestamp(data.stop).value) - start_ns) // res_ns))
+
+        def keys(machine: pd.Series, time: pd.Series) -> np.ndarray:
+            mi = machine_index(machine, paths)
+            tns = pd.DatetimeIndex(time).as_unit("ns").asi8
+            ti = (tns - start_ns) // res_ns
+            on = (mi >= 0) & (ti >= 0) & (ti < n_t) & ((tns - start_ns) % res_ns == 0)
+            return np.where(on, mi * n_t + ti, -1)
+
+        fkey = keys(data.frame["machine"], data.frame["time"])
+        pos = np.full(len(paths) * n_t + 1, -1, dtype=np.int64)  # last slot: key -1
+        pos[fkey[fkey >= 0]] = np.arange(len(fkey))[fkey >= 0]
+        flat = keys(mats["machine"], mats["time"])
+        row = pos[flat]
+        on = row >= 0
+        mi = machine_index(mats["machine"], paths)
+        used = np.unique(mi[mi >= 0])
+        energy_all = data.frame["energy_kwh"].to_numpy(float)
+        good_all = data.frame["good"].to_numpy()
+        kg = mats["kg"].to_numpy()
+        e_row = np.where(on, energy_all[np.maximum(row, 0)], np.nan)
+        good_row = np.where(on, good_all[np.maximum(row, 0)], np.nan).astype(good_all.dtype)
+        # The machines' own windows, in frame order (rows of the machines that consumed any material).
+        rows_of = np.flatnonzero(np.isin(np.where(fkey >= 0, fkey // n_t, -1), used))
+        energy = energy_all[rows_of]
+        if np.isnan(e_row).all() and not np.isnan(energy).all():
             raise AnalyticsError("material rows do not line up with the interval grid (time or machine ids differ)")
-        total_kg = m.groupby(key, sort=False)["kg"].transform("sum")
-        share = m["kg"] / total_kg
-        m["kwh"] = m["energy_kwh"] * share  # NaN where the interval's energy is unknown
-        m["units"] = m["good"].fillna(0.0) * share
-        known = m["kwh"].notna()
-        self._rows = m.loc[known, ["time", "material", "kg", "units", "kwh"]]
-        per = (m[known].groupby("material", sort=False)
+        total_kg = pd.Series(kg).groupby(flat, sort=False).transform("sum").to_numpy()
+        share = kg / total_kg
+        kwh = e_row * share  # NaN where the interval's energy is unknown
+        units = np.nan_to_num(good_row, nan=0.0) * share
+        known = ~np.isnan(kwh)
+        m = pd.DataFrame({"time": mats["time"].array[known],
+                          "material": mats["material"].array[known], "kg": kg[known], "units": units[known],
+                          "kwh": kwh[known]})
+        self._rows = m
+        per = (m.assign(machine=mi[known]).groupby("material", sort=False, observed=True)
                .agg(kg=("kg", "sum"), units=("units", "sum"), kwh=("kwh", "sum"), machines=("machine", "nunique")))
         per["kwh_per_kg"] = per["kwh"] / per["kg"]
         per["kwh_per_unit"] = per["kwh"] / per["units"].where(per["units"] > 0)
@@ -92,11 +119,13 @@ class MaterialAllocation:
         per.index.name = "material"
         self._table = per.reset_index()[COLUMNS].sort_values("kwh", ascending=False, ignore_index=True)
 
-        energy = frame["energy_kwh"].to_numpy(float)
-        with_material = pd.MultiIndex.from_frame(frame[key]).isin(pd.MultiIndex.from_frame(m[key]))
+        flag = np.zeros(len(energy_all), dtype=bool)
+        flag[row[on]] = True
+        with_material = flag[rows_of]
         metered = float(np.nansum(energy))
         allocated = float(per["kwh"].sum())
         not_attributable = float(np.nansum(energy[~with_material]))
+        machines = used
         self._closure = {
             "metered_kwh": metered,
             "allocated_kwh": allocated,
@@ -138,9 +167,10 @@ class MaterialAllocation:
             return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "material": pd.Series([], dtype=str),
                                  "kg": [], "units": [], "kwh": []})
         day = pd.DatetimeIndex(rows["time"]).tz_convert(timezone).normalize().tz_convert("UTC")
-        out = (rows.assign(time=day, material=rows["material"].astype(str))
-               .groupby(["time", "material"], sort=True)[["kg", "units", "kwh"]].sum().reset_index())
-        return out
+        # Material ids are a categorical with sorted categories: grouped by code, ordered as by id.
+        out = (rows.assign(time=day).groupby(["time", "material"], sort=True, observed=True)[["kg", "units", "kwh"]]
+               .sum().reset_index())
+        return out.assign(material=out["material"].astype(str))
 
     def top(self, limit: int = 20) -> list[dict[str, Any]]:
         """The most energy-intensive materials [kWh/kg] among those with at least ``min_kg``."""

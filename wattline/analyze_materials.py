@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 
 OUTPUT = "materials"
@@ -26,12 +27,16 @@ def material_intensity(data) -> pd.DataFrame:
     mats = data.materials
     if mats is None or mats.empty:
         return pd.DataFrame(columns=COLUMNS)
-    machine = data.frame["machine"].astype(str)
+    from analytics.data import machine_index
+
+    # Sites by the machines' integer codes (a string per row of a year's material rows would be gigabytes).
+    paths = data.machine_ids
+    site_of = np.array([info.site for info in data.machines.values()] + [None], dtype=object)
+    row_site = site_of[machine_index(data.frame["machine"], paths)]
+    mat_site = site_of[machine_index(mats["machine"], paths)]
     zones = {info.site: info.timezone for info in data.machines.values()}
     for site in sorted(zones):
-        keep = machine.str.startswith(site + "/")
-        part = dataclasses.replace(data, frame=data.frame[keep],
-                                   materials=mats[mats["machine"].astype(str).str.startswith(site + "/")])
+        part = dataclasses.replace(data, frame=data.frame[row_site == site], materials=mats[mat_site == site])
         days = MaterialAllocation().fit(part).by_day(zones[site])
         if len(days):
             days.insert(1, "site", site)

@@ -496,13 +496,11 @@ def series_frame(infos: list, tz: dt.tzinfo) -> pd.DataFrame:
 def series_rows_from_frame(frame: pd.DataFrame, now_ns: int, stale_after_s: float) -> list[dict]:
     """Rows of :func:`series_rows` from a :func:`series_frame` at ``now_ns``: ages and status computed vectorised."""
     age_s = (int(now_ns) - frame["last_ns"].to_numpy()) / NS
-    rows = frame.drop(columns="last_ns").assign(
-        count=frame["count"].astype(int),
-        age=format_ages(age_s),
-        age_s=np.round(age_s, 1),
-        status=np.where(age_s > stale_after_s, "stale", "ok"),
-    )
-    return rows[list(SERIES_COLUMNS)].to_dict("records")
+    columns = {name: frame[name].tolist() for name in ("measurement", "tags", "field", "unit", "count", "first", "last")}
+    columns.update(age=format_ages(age_s), age_s=np.round(age_s, 1).tolist(),
+                   status=np.where(age_s > stale_after_s, "stale", "ok").tolist())
+    # zip of plain lists: DataFrame.to_dict("records") boxes every cell and takes ~50x as long on 20 000 series
+    return [dict(zip(SERIES_COLUMNS, values)) for values in zip(*(columns[name] for name in SERIES_COLUMNS))]
 
 
 def format_ages(seconds: np.ndarray) -> list[str]:

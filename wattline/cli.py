@@ -149,7 +149,8 @@ def main() -> None:
         app(standalone_mode=False)
     except typer.TyperException as exc:  # usage errors: unknown option, bad value, missing argument
         if type(exc).__name__ == "NoArgsIsHelpError":
-            exc.show()  # a bare command prints its help
+            # show() is defined from typer's (private, vendored) ClickException down; the public TyperException lacks it
+            exc.show()  # type: ignore[attr-defined]  # a bare command prints its help
             sys.exit(0)
         usage = getattr(exc, "ctx", None)
         hint = f" (see '{usage.command_path} --help')" if usage is not None else ""

@@ -181,7 +181,7 @@ def run_analyze(store_url: str, plant_file: Path | None, start: str | None, stop
     steps = ["read", "meter faults", "causes", "baselines", "report"]
     with open_store(store_url) as store, Fanout(parallel) as fan:
         stored, first, last = _energy_machines(store)
-        if not stored:
+        if not stored or first is None or last is None:  # no machine, or only series without values
             raise AnalyzeError(f"store {store_url} holds no energy data (measurement 'electrical' with site, line and "
                                "machine tags); fill it with a collector, 'wattline import' or 'wattline simulate backfill'")
         plant = _choose_plant(plant_file, stored, notes)

@@ -22,6 +22,7 @@ import sqlite3
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -135,13 +136,14 @@ def make_backup(store_url: str, dest: Path, *, orders: Path | None = None) -> tu
         raise ConfigError(f"{target} exists; choose another destination (backups are never overwritten)")
     target.parent.mkdir(parents=True, exist_ok=True)
     parts = [("store", store, "store.db")] + ([("orders", orders, "orders.db")] if orders is not None else [])
+    files: list[dict[str, Any]] = []
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "wattline_version": __version__,
-                "created_at": now.isoformat(timespec="seconds"), "files": []}
+                "created_at": now.isoformat(timespec="seconds"), "files": files}
     with tempfile.TemporaryDirectory(prefix="wattline-backup-", dir=target.parent) as tmp:
         for kind, source, name in parts:
             copy = Path(tmp) / name
             snapshot(source, copy)
-            manifest["files"].append({"name": name, "kind": kind, "source": str(source.resolve()),
+            files.append({"name": name, "kind": kind, "source": str(source.resolve()),
                                       "bytes": copy.stat().st_size, "sha256": _sha256(copy), **_meta(copy)})
         partial = target.with_name(target.name + ".partial")
         with tarfile.open(partial, "w") as tar:
@@ -171,7 +173,10 @@ def read_backup(src: Path, workdir: Path) -> dict:
             names = tar.getnames()
             if MANIFEST not in names:
                 raise BackupError(f"{src} has no {MANIFEST}: not a Wattline backup")
-            manifest = json.loads(tar.extractfile(MANIFEST).read())
+            member = tar.extractfile(MANIFEST)
+            if member is None:  # a directory or a link by that name
+                raise BackupError(f"{src}: {MANIFEST} is not a regular file: not a Wattline backup")
+            manifest = json.loads(member.read())
             if manifest.get("format") != FORMAT:
                 raise BackupError(f"{src}: {MANIFEST} is not a Wattline backup manifest")
             if int(manifest.get("format_version", 0)) > FORMAT_VERSION:

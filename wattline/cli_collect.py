@@ -128,14 +128,14 @@ def discover(
                                                   for v in table.values()):
             raise ConfigError(f"{mapping}: expected BrowseName: {{measurement: ..., field: ...}} entries")
     notes: list[str] = []
-    config = asyncio.run(get_starter_config(endpoint, mapping=table, server_name=name, notes=notes))
-    text = render_starter_yaml(config, notes)
+    starter = asyncio.run(get_starter_config(endpoint, mapping=table, server_name=name, notes=notes))
+    text = render_starter_yaml(starter, notes)
     if out is None:
         typer.echo(text)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
-        groups = config["servers"][0]["groups"]
+        groups = starter["servers"][0]["groups"]
         typer.echo(f"wrote {out}: {len(groups)} groups, {sum(len(g['nodes']) for g in groups)} nodes", err=True)
 
 

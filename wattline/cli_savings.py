@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import typer
 
@@ -21,6 +21,10 @@ class SavingsError(WattlineError):
     """The savings cannot be computed on this store (runtime: exit 1)."""
 
 
+@overload
+def _date(value: str, what: str) -> dt.date: ...
+@overload
+def _date(value: str | None, what: str) -> dt.date | None: ...
 def _date(value: str | None, what: str) -> dt.date | None:
     if value is None:
         return None
@@ -48,7 +52,7 @@ def run_savings(store_url: str, scope: str, intervention: str, reporting_days: i
     notes: list = []
     with open_store(store_url) as store:
         stored, first, last = _energy_machines(store)
-        if not stored:
+        if not stored or first is None or last is None:  # no machine, or only series without values
             raise SavingsError(f"store {store_url} holds no energy data (measurement 'electrical' with site, line and "
                                "machine tags); fill it with a collector, 'wattline import csv' or 'wattline simulate backfill'")
         valid = sorted({p.split("/")[0] for p in stored} | {"/".join(p.split("/")[:2]) for p in stored} | set(stored))

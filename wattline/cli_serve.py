@@ -103,7 +103,7 @@ class Service:
         return {
             "name": self.name, "kind": self.kind, "args": self.args, "every_s": self.every_s,
             "state": "running" if self.running() else idle,
-            "pid": self.proc.pid if self.running() else None,
+            "pid": self.proc.pid if self.proc is not None and self.running() else None,
             "started_at": _now_iso(self.started_at) if self.running() else None,
             "uptime_s": round(now - self.started_at, 1) if self.running() and self.started_at else None,
             "restarts": self.restarts, "exits": self.exits, "runs": self.runs, "failed_runs": self.failed_runs,
@@ -152,10 +152,10 @@ def build_services(cfg: ServeConfig) -> list[Service]:
         if d.api_tokens is not None:
             args += ["--api-tokens", str(d.api_tokens)]
         services.append(Service("dashboard", args, kind="dashboard"))
-    for s in cfg.services:
-        services.append(Service(s.name, list(s.args), every_s=s.every_s, kind="command"))
-    for s in services:
-        s.backoff = Backoff(cfg.restart.min_s, cfg.restart.max_s)
+    for cmd in cfg.services:
+        services.append(Service(cmd.name, list(cmd.args), every_s=cmd.every_s, kind="command"))
+    for svc in services:
+        svc.backoff = Backoff(cfg.restart.min_s, cfg.restart.max_s)
     return services
 
 
@@ -199,6 +199,7 @@ class ServeSupervisor:
         ran = now - (svc.started_at or now)
         svc.last_exit_code, svc.last_exit_at = code, time.time()
         svc.exits += 1
+        assert svc.proc is not None, "poll() reaps only a started child"
         _kill_group(svc.proc.pid)  # what the child left behind (a writer process, gunicorn workers)
         svc.proc = None
         if svc.every_s:
@@ -234,21 +235,21 @@ class ServeSupervisor:
 
     def stop_children(self) -> None:
         """SIGTERM to every child, ``grace_s`` to exit, then SIGKILL to the process group of the rest."""
-        running = [s for s in self.services if s.running()]
-        for svc in running:
+        running = [(s, s.proc) for s in self.services if s.proc is not None and s.running()]
+        for _, proc in running:
             with contextlib.suppress(ProcessLookupError):
-                svc.proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.cfg.grace_s
-        while any(s.running() for s in running) and time.monotonic() < deadline:
+        while any(s.running() for s, _ in running) and time.monotonic() < deadline:
             self.stop_event.wait(0.05)
-        for svc in running:
+        for svc, proc in running:
             if svc.running():
                 log.error("%s did not stop within %g s after SIGTERM; killing it", svc.name, self.cfg.grace_s)
-                _kill_group(svc.proc.pid)
-                svc.proc.wait()
+                _kill_group(proc.pid)
+                proc.wait()
             else:
-                _kill_group(svc.proc.pid)
-            svc.last_exit_code, svc.last_exit_at = svc.proc.returncode, time.time()
+                _kill_group(proc.pid)
+            svc.last_exit_code, svc.last_exit_at = proc.returncode, time.time()
             svc.proc = None
 
     # -- status ------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Command-line options override the file; the file overrides these defaults. See `
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -46,7 +47,9 @@ class AppSettings(FrozenModel):
 
 def read_app_settings(path: Path | None, overrides: dict | None = None) -> AppSettings:
     """Read settings from an optional YAML file, then apply command-line overrides (None means 'not given')."""
-    data, lines, source = {}, {}, "<command line>"
+    data: Any = {}  # the YAML's top level: checked to be a mapping below
+    lines: dict[tuple, int] = {}
+    source = "<command line>"
     if path is not None:
         data, lines = read_yaml(path)
         source = str(path)

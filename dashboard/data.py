@@ -11,7 +11,6 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from time import time_ns
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -422,24 +421,22 @@ def live_view(store: Store, range_key: str | None, now_ns: int, tz: dt.tzinfo, s
     )
 
 
-def live_view_cached(store: Store, range_key: str | None, now_ns: int, tz: dt.tzinfo, stale_after_s: float,
-                     ttl_s: float) -> LiveView:
-    """:func:`live_view`, shared for ``ttl_s`` [s] (the page's refresh interval) per site scope and range.
+def shared_result(store: Store, name: str, compute, ttl_s: float):
+    """``compute()``, shared for ``ttl_s`` [s] per site scope of ``store`` under ``name`` (a page's refresh results).
 
-    Inside a dashboard request the view is served from the results cache; once expired the previous view is served
-    while a background thread computes the new one, so a refresh never waits for the store (the numbers shown are at
-    most one refresh interval older). Outside a request (unit tests, the CLI) it is computed directly.
+    Inside a dashboard request the result comes from the results cache; once expired the previous result is served
+    while a background thread computes the new one, so a refresh never waits for the store (what is shown is at most
+    one ``ttl_s`` older). Outside a request (unit tests, the CLI) it is computed directly. The key names the sites of
+    a store limited to them (:class:`dashboard.access.SiteScopedStore`), ``*`` for an unlimited one.
     """
     from dashboard.cache import request_cache
 
-    time_range = get_time_range(range_key)  # a bad key fails here, in the request, not in a background thread
     cache = request_cache()
     if cache is None:
-        return live_view(store, time_range.key, now_ns, tz, stale_after_s)
+        return compute()
     sites = getattr(store, "sites", None)
-    key = f"live-view|{'*' if sites is None else ','.join(sites)}|{time_range.key}|{tz}|{stale_after_s}"
-    return cache.get_or_compute(key, lambda: live_view(store, time_range.key, time_ns(), tz, stale_after_s),
-                                ttl_s=ttl_s, stale_ok=True)
+    key = f"{name}|{'*' if sites is None else ','.join(sites)}"
+    return cache.get_or_compute(key, compute, ttl_s=ttl_s, stale_ok=True)
 
 
 # -- the series table ------------------------------------------------------------------------------------------------------

@@ -1,12 +1,11 @@
 """Live plant (/): current power per line and machine, KPI tiles, refreshed every few seconds.
 
 Audience: the plant manager and the shift lead. The callback is a thin wrapper over
-:func:`dashboard.data.live_view` (numbers) and :func:`render_live` (components and figures).
+:func:`dashboard.live_refresh.live_outputs`: :func:`dashboard.data.live_view` (numbers) rendered by
+:func:`dashboard.render.render_live` (components and figures), shared per site for one refresh interval.
 """
 
 from __future__ import annotations
-
-import time
 
 import dash
 from dash import Input, Output, dcc, html
@@ -14,9 +13,10 @@ from dash import Input, Output, dcc, html
 from core.errors import StoreError
 from dashboard import ids
 from dashboard.components import card, graph, kpi_tile, page_header
-from dashboard.data import TIME_RANGES, get_time_range, live_view_cached
+from dashboard.data import TIME_RANGES, get_time_range
 from dashboard.errors import DashboardError
-from dashboard.render import HIDDEN, render_live
+from dashboard.live_refresh import live_outputs
+from dashboard.render import HIDDEN
 from dashboard.settings import current_settings
 
 dash.register_page(__name__, path="/", name="Live plant", title="Wattline · Live plant", order=0)
@@ -80,12 +80,9 @@ def register_callbacks(app: dash.Dash) -> None:
         Input(ids.SITE, "value"),
     )
     def refresh(_n, range_key, site):
-        settings = current_settings()
-        now_ns = time.time_ns()
         try:
-            view = live_view_cached(user_store(app, site), range_key, now_ns, settings.tz, settings.stale_after_s,
-                                    ttl_s=settings.refresh_s)
+            return live_outputs(user_store(app, site), range_key, current_settings())
         except StoreError as exc:
             # Keep what is on screen; say why it is not moving.
             return (dash.no_update,) * 6 + (html.Span(f"Cannot read the store: {exc}", className="error"),)
-        return render_live(view, settings, now_ns)
+

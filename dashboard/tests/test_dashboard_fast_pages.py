@@ -82,23 +82,33 @@ def test_stale_ok_keeps_serving_when_the_recomputation_fails(tmp_path):
     assert cache.get_or_compute("k", lambda: "newer", ttl_s=60) == "new"
 
 
-def test_live_view_cached_is_shared_per_scope_and_range_and_equals_live_view(tmp_path):
+def test_live_outputs_are_shared_per_scope_and_range_and_equal_the_rendered_view(tmp_path):
+    import plotly.graph_objects as go
+
     from dashboard.access import SiteScopedStore
-    from dashboard.data import live_view, live_view_cached
+    from dashboard.data import live_view
     from dashboard.errors import DashboardError
+    from dashboard.live_refresh import live_outputs
+    from dashboard.render import render_live
+    from dashboard.settings import DashboardSettings
 
     store = _store_with_meters(tmp_path, ())
+    settings = DashboardSettings(store_url=str(tmp_path / "plant.db"), stale_after_s=3600, refresh_s=60)
     server = Flask("t")
     cache = server.extensions[EXTENSION] = ResultCache(tmp_path / "cache")
     now = time.time_ns()
-    direct = live_view(store, "1h", now, dt.UTC, 3600)
+    direct = render_live(live_view(store, "1h", now, settings.tz, 3600), settings, now)
     with server.app_context():
-        first = live_view_cached(SiteScopedStore(store, ["north"]), "1h", now, dt.UTC, 3600, ttl_s=60)
-        again = live_view_cached(SiteScopedStore(store, ["north"]), "1h", now, dt.UTC, 3600, ttl_s=60)
-        south = live_view_cached(SiteScopedStore(store, ["south"]), "1h", now, dt.UTC, 3600, ttl_s=60)
+        first = live_outputs(SiteScopedStore(store, ["north"]), "1h", settings)
+        again = live_outputs(SiteScopedStore(store, ["north"]), "1h", settings)
+        south = live_outputs(SiteScopedStore(store, ["south"]), "1h", settings)
         with pytest.raises(DashboardError, match="unknown time range"):
-            live_view_cached(store, "2y", now, dt.UTC, 3600, ttl_s=60)
+            live_outputs(store, "2y", settings)
     assert (cache.misses, cache.hits) == (2, 1)
-    assert first.power == again.power == direct.power and first.power.machines == 4
-    assert first.machines.equals(direct.machines) and (south.power.machines, south.power.stale) == (0, 0)
+    assert len(first) == len(direct) == 7 and first[6] == again[6]  # the same read: the same status line
+    for got, want in ((first[4], direct[4]), (first[5], direct[5])):  # the figures, as dicts
+        assert isinstance(want, go.Figure) and isinstance(got, dict)
+        assert [t["name"] for t in got["data"]] == [t.name for t in want.data]
+        assert got["layout"]["height"] == want.layout.height  # the same figure, sent as the dict Dash would send
+    assert len(first[5]["data"]) >= 4 and south[1] != first[1]  # south has no power series: an empty state
     store.close()

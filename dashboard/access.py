@@ -96,17 +96,18 @@ def guard(func: Callable) -> Callable:
             except AccessDenied:
                 raise PreventUpdate from None
 
-    wrapper._wattline_guarded = True
+    wrapper.__dict__["_wattline_guarded"] = True  # what is_guarded looks for
     return wrapper
 
 
 def is_guarded(func: Callable) -> bool:
     """True when ``func`` or a function it wraps went through :func:`guard` (for the test over ``callback_map``)."""
     seen = 0
-    while func is not None and seen < 20:
-        if func.__dict__.get("_wattline_guarded") if hasattr(func, "__dict__") else False:
+    current: Callable | None = func
+    while current is not None and seen < 20:
+        if current.__dict__.get("_wattline_guarded") if hasattr(current, "__dict__") else False:
             return True
-        func = getattr(func, "__wrapped__", None)
+        current = getattr(current, "__wrapped__", None)
         seen += 1
     return False
 

@@ -122,7 +122,8 @@ def create_app(
         pages_folder=str(HERE / "pages"),
         assets_folder=str(HERE / "assets"),
         title=title,
-        update_title=None,  # no "Updating..." flicker in the tab every refresh
+        # no "Updating..." flicker in the tab every refresh; Dash documents None for that but annotates str
+        update_title=None,  # type: ignore[arg-type]
         serve_locally=True,  # plant networks are often offline: no CDN
         enable_mcp=False,  # Dash's MCP endpoint would expose the callbacks to tools outside the login gate
         suppress_callback_exceptions=True,  # page components exist only while their page is shown

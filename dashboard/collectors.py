@@ -120,7 +120,7 @@ def quality_rows(store, start_ns: int, stop_ns: int, now_ns: int, tz: dt.tzinfo,
     counts = store.aggregate("electrical", "energy_kwh", start_ns, stop_ns, every=3600, agg="count", tz=tzname)
     last = store.last_values("electrical", "energy_kwh")
     recent = store.query("electrical", "energy_kwh", max(start_ns, now_ns - HOUR_NS), stop_ns + 1)
-    rows = []
+    rows: list[dict] = []
     if counts.empty:
         return rows
     counts["path"] = counts["site"] + "/" + counts["line"] + "/" + counts["machine"]

@@ -9,6 +9,7 @@ the plant file's machines that are metered, completeness from :func:`dashboard.c
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,8 +127,10 @@ def totals(kpis: list[SiteKpis]) -> dict:
     energy = sum(k.energy_kwh for k in kpis)
     good = sum(k.good_units for k in kpis)
     potential = sum(k.potential_kwh for k in kpis)
-    cost = sum(k.cost for k in kpis) if len(currencies) == 1 and all(k.cost is not None for k in kpis) else None
-    co2 = sum(k.co2_kg for k in kpis) if all(k.co2_kg is not None for k in kpis) else None
+    costs = [k.cost for k in kpis if k.cost is not None]
+    co2s = [k.co2_kg for k in kpis if k.co2_kg is not None]
+    cost = sum(costs) if len(currencies) == 1 and len(costs) == len(kpis) else None
+    co2 = sum(co2s) if len(co2s) == len(kpis) else None
     machines, metered = sum(k.machines for k in kpis), sum(k.metered for k in kpis)
     comp = [k.completeness for k in kpis if k.completeness is not None]
     return {"site": "All sites", "energy_kwh": energy, "cost": cost,
@@ -188,7 +191,7 @@ def enterprise_view(raw_store, user, site: str | None, plant, default_tz, now_ns
         # Everyone who may see the site shares its KPIs for the cache's lifetime (new findings change the key).
         cache = request_cache()
         kpis.append(site_kpis(*args) if cache is None else cache.get_or_compute(
-            f"site_kpis|{info.id}|{start}|{stop}|{_digest(found)}", lambda args=args: site_kpis(*args)))
+            f"site_kpis|{info.id}|{start}|{stop}|{_digest(found)}", functools.partial(site_kpis, *args)))
         shown += found
     rows = [r for r in finding_rows(shown, plant, default_tz) if r["category"] == "Waste"]
     return kpis, totals(kpis), rows

@@ -15,11 +15,15 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from core.model import METER_FAULT_KINDS, WASTE_KINDS
+
+if TYPE_CHECKING:
+    from core.tariff import TariffSpec
 
 NS = 1_000_000_000
 HOUR_NS = 3600 * NS
@@ -83,7 +87,7 @@ class SiteInfo:
     name: str
     tz: str
     currency: str | None = None
-    tariff: object = None
+    tariff: TariffSpec | None = None
     co2_kg_per_kwh: float | None = None
 
 

@@ -51,6 +51,7 @@ def layout(**_kwargs) -> html.Div:
 
 def collectors_view(collectors: list[dict], quality: list[dict], period_label: str):
     """(collector table, quality table, summary) of the page."""
+    col_table: html.Table | html.Div
     if collectors:
         col_table = table(collectors, COLLECTOR_COLUMNS, row_class=lambda r: f"state-{r['state']}",
                           numeric=("values_per_s", "backlog", "bad_nodes", "reconnects"))

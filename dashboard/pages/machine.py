@@ -26,7 +26,7 @@ dash.register_page(__name__, path_template="/machine/<site>/<line>/<machine>", n
 def layout(site: str | None = None, line: str | None = None, machine: str | None = None, **_kwargs) -> html.Div:
     """Skeleton for one machine; a site the user may not see looks like an unknown machine."""
     user = current_user()
-    if user is None or not site or not user.may_see(site):
+    if user is None or not site or not line or not machine or not user.may_see(site):
         return html.Div(empty_state("Machine not found", "There is no machine at this address that you may see."),
                         className="page")
     path = f"{site}/{line}/{machine}"
@@ -60,7 +60,7 @@ def register_callbacks(app: dash.Dash) -> None:
         Input(ids.PERIOD, "value"),
     )
     def refresh(path, period):
-        site, line, machine = (str(path).split("/") + ["", "", ""])[:3]
+        site, line, machine = [*str(path).split("/"), "", "", ""][:3]
         now_ns = time.time_ns()
         try:
             ctx = view_context(store_of(app), site, period, now_ns)  # AccessDenied for another site

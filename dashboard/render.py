@@ -6,6 +6,8 @@ Kept out of the page modules because those can only be imported by Dash while it
 
 from __future__ import annotations
 
+from typing import Any
+
 import dash
 import pandas as pd
 from dash import html
@@ -79,7 +81,7 @@ def render_live(view: LiveView, settings: DashboardSettings, now_ns: int) -> tup
             text = f"No power values in the last {view.time_range.label}; the newest is {age} old."
         line_fig = machine_fig = message_figure(text)
     else:
-        common = dict(start_ns=view.start_ns, stop_ns=view.stop_ns, tz=tz, uirevision=revision)
+        common: dict[str, Any] = dict(start_ns=view.start_ns, stop_ns=view.stop_ns, tz=tz, uirevision=revision)
         line_fig = power_figure(view.lines, show_reporting=True, **common)
         machine_fig = power_figure(view.machines, group_legend_by_line=True, height=420, **common)
     return kpis, [], HIDDEN, SHOWN, line_fig, machine_fig, _status(view, now_ns, settings)

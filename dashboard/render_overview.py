@@ -71,7 +71,8 @@ def sankey_figure(flows: pd.DataFrame, site_names: dict[str, str], line_names: d
     line_names = line_names or {}
     if flows.empty:
         return message("No energy data in this period")
-    labels, index = [], {}
+    labels: list[str] = []
+    index: dict[tuple, int] = {}  # node key -> position in labels
 
     def node(key, label):
         if key not in index:
@@ -97,7 +98,7 @@ def sankey_figure(flows: pd.DataFrame, site_names: dict[str, str], line_names: d
     return _layout(fig, max(320, 16 * len(flows)))
 
 
-def finding_list(findings: list, limit: int = 8) -> html.Div:
+def finding_list(findings: list, limit: int = 8) -> html.P | html.Ul:
     """The latest findings as short lines linking to the machine page."""
     if not findings:
         return html.P("No findings yet: run 'wattline analyze' to find waste and meter faults.", className="muted")
@@ -116,7 +117,7 @@ def finding_list(findings: list, limit: int = 8) -> html.Div:
     return html.Ul(items, className="finding-list")
 
 
-def top_machine_table(top: pd.DataFrame, currency: str | None) -> html.Div:
+def top_machine_table(top: pd.DataFrame, currency: str | None) -> html.P | html.Table:
     """Machines with the most avoidable energy, linked to their page."""
     if top.empty:
         return html.P("No avoidable energy found in this period.", className="muted")

@@ -19,6 +19,7 @@ File format::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -100,7 +101,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_role_sites(role: str, sites) -> tuple[str, ...]:
+def check_role_sites(role: str | None, sites) -> tuple[str, ...]:
     """Validate a role and its sites; returns the sites as a sorted tuple."""
     if role not in ROLES:
         raise UsersError(f"unknown role {role!r}; valid roles: {', '.join(ROLES)}")
@@ -115,7 +116,7 @@ def check_role_sites(role: str, sites) -> tuple[str, ...]:
     return sites
 
 
-def check_password(password: str) -> str:
+def check_password(password: str | None) -> str:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise UsersError(f"the password must have at least {MIN_PASSWORD} characters")
     return password
@@ -195,10 +196,8 @@ class UsersFile:
         user = self.get(name) if isinstance(name, str) else None
         hasher = _hasher()
         if user is None:
-            try:
+            with contextlib.suppress(VerificationError, InvalidHashError):
                 hasher.verify(_DUMMY_HASH.get(), password or "")
-            except (VerificationError, InvalidHashError):
-                pass
             return None
         try:
             hasher.verify(user.password_hash, password or "")
@@ -289,10 +288,8 @@ def secret_key_for(users_path: str | os.PathLike) -> bytes:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(secrets.token_hex(32) + "\n")
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(tmp, path)
-            except FileExistsError:
-                pass
         finally:
             Path(tmp).unlink(missing_ok=True)
     key = read_secret_file(path, "dashboard session secret")

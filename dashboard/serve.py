@@ -53,7 +53,7 @@ class _PooledWSGIServer(BaseWSGIServer):
     def _handle(self, request, client_address) -> None:
         try:
             self.finish_request(request, client_address)
-        except Exception:  # a broken client connection must not kill the pool thread
+        except Exception:  # noqa: BLE001  # a broken client connection must not kill the pool thread
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)

@@ -36,7 +36,7 @@ def test_entries_expire(tmp_path):
         cache = ResultCache(folder, ttl_s=0)  # expired at once: every call computes
         calls = []
         for _ in range(3):
-            cache.get_or_compute("k", lambda: calls.append(1) or len(calls))
+            cache.get_or_compute("k", lambda calls=calls: calls.append(1) or len(calls))
         assert len(calls) == 3 and cache.misses == 3
         kept = ResultCache(folder, ttl_s=60)
         assert [kept.get_or_compute("j", lambda: object.__new__(object).__class__.__name__) for _ in range(2)] == ["object"] * 2

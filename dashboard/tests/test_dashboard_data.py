@@ -65,7 +65,7 @@ def test_power_by_machine_means_per_aligned_window(store):
     start, stop = aligned_range(time_range, NOW_NS)
     frame = power_by_machine(store, start, stop, 60)
     assert set(frame["label"]) == set(written)  # machine names are unique: the label is the machine tag
-    tags, times, power = written["l2-m1"]
+    _tags, times, power = written["l2-m1"]
     got = frame[frame["label"] == "l2-m1"].set_index("time")["value"]
     expected = pd.Series(power, index=pd.to_datetime(times // 60 * 60 * NS, unit="ns", utc=True)).groupby(level=0).mean()
     pd.testing.assert_series_equal(got, expected, check_names=False, check_freq=False, atol=1e-9, rtol=0)

@@ -47,8 +47,8 @@ def test_cdo_sees_enterprise_kpis_and_the_report_link(browser, server, analysed)
     for row in loop_table_rows(kpis(orders_of(analysed[0]))):
         assert row["auto"] in loop and row["orders"] in loop and row["site"] in loop
     assert browser.execute_script(
-        "const p = document.querySelectorAll('#%s .js-plotly-plot'); return p.length == 2 && "
-        "p[0].data.some(t => t.name == 'Reference')" % ids.ENT_ORDERS)
+        f"const p = document.querySelectorAll('#{ids.ENT_ORDERS} .js-plotly-plot'); return p.length == 2 && "
+        "p[0].data.some(t => t.name == 'Reference')")
     browser.set_window_size(1400, 2400)  # the whole page in one picture
     time.sleep(0.8)
     browser.save_screenshot(str(SCREENSHOTS / "enterprise-cdo.png"))

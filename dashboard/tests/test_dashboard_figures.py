@@ -75,7 +75,7 @@ def test_render_live_empty_store_shows_the_empty_state(store):
 
     settings = DashboardSettings("plant.db", tz=BERLIN)
     view = live_view(store, "15m", NOW_NS, BERLIN, 300)
-    kpis, empty, empty_style, graphs_style, *_figs, status = render_live(view, settings, NOW_NS)
+    kpis, empty, empty_style, graphs_style, *_figs, _status = render_live(view, settings, NOW_NS)
     assert "No data yet" in _text(empty) and "wattline demo" in _text(empty)
     assert empty_style == {} and graphs_style == {"display": "none"}
     assert _text(_find(kpis[0], ids.KPI_PLANT_POWER)) == "—"
@@ -87,7 +87,7 @@ def test_render_live_with_data_fills_kpis_and_figures(store):
     written = fill_plant(store, NOW_S, 600)
     settings = DashboardSettings("plant.db", tz=BERLIN)
     view = live_view(store, "15m", NOW_NS, BERLIN, 300)
-    kpis, empty, empty_style, graphs_style, line_fig, machine_fig, status = render_live(view, settings, NOW_NS)
+    kpis, empty, _empty_style, graphs_style, line_fig, machine_fig, status = render_live(view, settings, NOW_NS)
     assert empty == [] and graphs_style == {}
     latest = sum(power[-1] for _tags, _times, power in written.values())
     assert _text(_find(kpis[0], ids.KPI_PLANT_POWER)) == f"{latest:,.1f} kW"
@@ -103,7 +103,7 @@ def test_render_live_range_without_values_explains_why(store):
     fill_plant(store, NOW_S - 7200, 600)  # two hours ago: nothing in the last 15 min
     settings = DashboardSettings("plant.db", tz=BERLIN)
     view = live_view(store, "15m", NOW_NS, BERLIN, 300)
-    *_head, line_fig, machine_fig, _status = render_live(view, settings, NOW_NS)
+    *_head, line_fig, _machine_fig, _status = render_live(view, settings, NOW_NS)
     assert "No power values in the last 15 min" in line_fig.layout.annotations[0].text
 
 

@@ -116,7 +116,7 @@ def test_plant_manager_sees_the_analysis_numbers_on_the_overview(browser, server
     money = text_of(browser, ids.KPI_POTENTIAL_MONEY)
     assert money.startswith("€ ") and abs(float(money[2:].replace(",", "")) - report["potential"]["cost"]) <= 1
     wait_for(lambda: browser.execute_script(
-        "const el = document.querySelector('#%s .js-plotly-plot'); return el && el.data && el.data.length" % ids.OV_SANKEY),
+        f"const el = document.querySelector('#{ids.OV_SANKEY} .js-plotly-plot'); return el && el.data && el.data.length"),
         "the Sankey diagram")
     assert "north" in text_of(browser, ids.USER_BOX) and "Plant manager" in text_of(browser, ids.USER_BOX)
     # Only the pages a plant manager may open are in the navigation.
@@ -149,8 +149,8 @@ def test_findings_grid_links_to_the_machine_page(browser, server, analysed):
     mine = sum(e["excess_kwh"] for e in report["events"] if e["machine"] == top["machine"])
     assert fmt_energy(mine) + " avoidable" in title
     wait_for(lambda: browser.execute_script(
-        "const el = document.querySelector('#%s .js-plotly-plot'); return el && el.data && el.data[0].x.length > 100"
-        % ids.MACHINE_GRAPH), "the machine's hourly energy")
+        f"const el = document.querySelector('#{ids.MACHINE_GRAPH} .js-plotly-plot'); "
+        "return el && el.data && el.data[0].x.length > 100"), "the machine's hourly energy")
     shot(browser, "machine")
 
 

@@ -34,7 +34,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from core.model import WASTE_KINDS, Event
+from core.model import WASTE_KINDS, Event  # noqa: E402
 
 SCENARIOS = Path(__file__).with_name("scenarios")
 NS = 1_000_000_000
@@ -242,8 +242,8 @@ def run_store(machines: int, scenario: str, seed: int, days: int, start: dt.date
     truth = workdir / f"s{seed}-{scenario}.truth.json"
     report = workdir / f"s{seed}-{scenario}.report.json"
     exe = [sys.executable, "-m", "wattline"]
-    cmd = exe + ["simulate", "backfill", "--days", str(days), "--seed", str(seed), "--machines", str(machines),
-                 "--store", str(db), "--truth", str(truth), "--start", start.isoformat(), "--quiet"]
+    cmd = [*exe, "simulate", "backfill", "--days", str(days), "--seed", str(seed), "--machines", str(machines),
+           "--store", str(db), "--truth", str(truth), "--start", start.isoformat(), "--quiet"]
     if path is not None:
         cmd += ["--scenario", str(path)]
     elif scenario == "none":
@@ -255,7 +255,7 @@ def run_store(machines: int, scenario: str, seed: int, days: int, start: dt.date
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
     t1 = time.perf_counter()
-    subprocess.run(exe + ["analyze", "--store", str(db), "--json", str(report)], check=True, cwd=ROOT)
+    subprocess.run([*exe, "analyze", "--store", str(db), "--json", str(report)], check=True, cwd=ROOT)
     t2 = time.perf_counter()
     rep = json.loads(report.read_text())
     manifest = json.loads(truth.read_text())

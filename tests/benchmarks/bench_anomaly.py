@@ -29,8 +29,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from analytics.anomaly import METHODS, Detector, DetectorSettings
-from tests.benchmarks.anomaly_data import (
+from analytics.anomaly import METHODS, Detector, DetectorSettings  # noqa: E402
+from tests.benchmarks.anomaly_data import (  # noqa: E402
     FAULTS,
     NOISE_LEVELS,
     make_run,

@@ -29,10 +29,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from analytics.baseline import Baseline
-from analytics.data import IntervalData
-from analytics.enpi import SpecificEnergy
-from analytics.quality import find_meter_faults
+from analytics.baseline import Baseline  # noqa: E402
+from analytics.data import IntervalData  # noqa: E402
+from analytics.enpi import SpecificEnergy  # noqa: E402
+from analytics.quality import find_meter_faults  # noqa: E402
 
 
 def synthetic_frame(machines: int, months: int, seed: int = 0) -> pd.DataFrame:

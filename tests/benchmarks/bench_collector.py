@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
 import logging
@@ -184,13 +185,11 @@ async def run_collector(endpoint: str, extra: int, period: int, seconds: float, 
             child_rss = max(child_rss, child.memory_info().rss)
         # Proportional set size of this process and every process it started (writer, forkserver): shared pages
         # counted once, so this is what the collector as a whole costs in memory.
-        tree = [proc] + proc.children(recursive=True)
+        tree = [proc, *proc.children(recursive=True)]
         pss = 0
         for p_ in [t for t in tree if "python" in t.name()]:  # not the OPC UA server
-            try:
+            with contextlib.suppress(psutil.Error):  # the process ended between listing and reading
                 pss += p_.memory_full_info().pss
-            except psutil.Error:
-                pass
         total_pss = max(total_pss, pss)
     if prof:
         prof.disable()
@@ -494,7 +493,7 @@ def _count_sqlite(path: Path, t0_ns: int, t1_ns: int) -> tuple[int, int]:
 
 def _tree(pid: int) -> list[psutil.Process]:
     root = psutil.Process(pid)
-    return [root] + root.children(recursive=True)
+    return [root, *root.children(recursive=True)]
 
 
 def _cpu_s(procs: list[psutil.Process]) -> float:
@@ -542,7 +541,7 @@ def run_side(side: str, endpoint: str, extra: int, period: int, seconds: float, 
         conf = folder / "collector.yaml"
         conf.write_text(json.dumps(wattline_config(endpoint, extra, period, store, folder)), encoding="utf-8")
         cmd = [sys.executable, "-m", "wattline", "collect", "--config", str(conf)]
-    log_file = open(folder / "side.log", "wb")
+    log_file = open(folder / "side.log", "wb")  # noqa: SIM115 - closed in the finally below, after its writer stopped
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=folder)
     try:
         def delivered_so_far(t0: int, t1: int, ticks: bool = False) -> tuple[int, int]:
@@ -724,7 +723,7 @@ def main() -> None:
             for side in sides:
                 extra_p = args.nodes // MACHINES
 
-                def phase(ep, side=side, period=period):
+                def phase(ep, side=side, period=period, extra_p=extra_p):
                     return run_side(side, ep, extra_p, period, args.seconds, tmp, influx)
 
                 args_period, args.period = args.period, period

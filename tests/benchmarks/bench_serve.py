@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import multiprocessing as mp
@@ -53,7 +54,7 @@ def big_plant(machines: int) -> Plant:
             if ms:
                 lines.append({"id": f"l{li + 1}", "machines": ms})
         if lines:
-            sites.append(base.sites[s].model_copy(update={"lines": tuple(base.sites[s].lines[0].model_copy(update=l) for l in lines)}))
+            sites.append(base.sites[s].model_copy(update={"lines": tuple(base.sites[s].lines[0].model_copy(update=ln) for ln in lines)}))
     return Plant(PlantSpec(name=f"bench {machines}", sites=tuple(sites)), "bench")
 
 
@@ -76,10 +77,9 @@ def client_proc(endpoint: str, seconds: float, queue) -> None:
                 for line in await site.get_children():
                     for machine in await line.get_children():
                         if len(nodes) < 100:
-                            try:
+                            # the site's temperature variable has no children
+                            with contextlib.suppress(Exception):
                                 nodes.append(await machine.get_child([f"{idx}:ActivePower"]))
-                            except Exception:  # noqa: BLE001 - the site's temperature variable has no children
-                                pass
             sub = await client.create_subscription(500, Handler())
             await sub.subscribe_data_change(nodes)
             await asyncio.sleep(seconds)

@@ -35,15 +35,15 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from analytics.baseline import (
+from analytics.baseline import (  # noqa: E402
     Baseline,
     BaselineSettings,
     g14_statistics,
     monthly_totals,
 )
-from analytics.data import IntervalData, MachineInfo
-from core.importer import import_csv, read_mapping
-from core.storage.sqlite import SQLiteStore
+from analytics.data import IntervalData, MachineInfo  # noqa: E402
+from core.importer import import_csv, read_mapping  # noqa: E402
+from core.storage.sqlite import SQLiteStore  # noqa: E402
 
 STEEL = ROOT.parent / "shared" / "data" / "steel-industry" / "Steel_industry_data.csv"
 MAPPING = ROOT / "docs" / "examples" / "steel-industry.yaml"

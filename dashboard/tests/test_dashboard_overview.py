@@ -178,7 +178,8 @@ def overview_request(site):
 
 def grid_request(site, category="all"):
     return callback_payload(GRID_OUTPUTS, [(ids.SITE, "value", site), (ids.PERIOD, "value", "7d"),
-                                           (ids.FINDINGS_KIND, "value", category), (ids.FINDINGS_CHANGED, "data", 0)])
+                                           (ids.FINDINGS_KIND, "value", category), (ids.FINDINGS_CHANGED, "data", 0),
+                                           (ids.ANOMALY_CHANGED, "data", 0)])
 
 
 def test_findings_callback_shows_only_the_users_site(app):

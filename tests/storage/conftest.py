@@ -8,6 +8,7 @@ developer machine and FAIL in CI (``CI=true``): a skipped test must never stand 
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -20,6 +21,27 @@ from core.storage.sqlite import SQLiteStore
 from tests.support import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
+INFLUX_DEPLOY = REPO / "deploy" / "influxdb"
+
+
+def influx_sh(script: str, *args: str) -> str:
+    """Run one of deploy/influxdb's scripts (start.sh, stop.sh); a failure is an assertion with its stderr."""
+    res = subprocess.run(["bash", str(INFLUX_DEPLOY / script), *args], capture_output=True, text=True, timeout=300)
+    if res.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({res.returncode}):\n{res.stderr[-3000:]}")
+    return res.stdout
+
+
+@pytest.fixture
+def private_influxd(influx_env, tmp_path):
+    """A second influxd (the cached binary) in its own run dir, which the test may stop and restart (the shared
+    server stays untouched); yields (run dir, its env)."""
+    run_dir = tmp_path / "influx-run"
+    influx_sh("start.sh", str(run_dir))
+    try:
+        yield run_dir, read_env_file(run_dir / "influx.env")
+    finally:
+        influx_sh("stop.sh", str(run_dir), "--purge")
 
 
 def influx_env_file() -> Path:

@@ -8,7 +8,6 @@ port, and checks that every point arrived exactly once: count and checksum over 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 import uuid
@@ -18,30 +17,13 @@ import numpy as np
 import pytest
 
 from core.model import Point
-from core.storage.influx import InfluxSettings, InfluxStore, read_env_file, setup_influx
+from core.storage.influx import InfluxSettings, InfluxStore, setup_influx
+from tests.storage.conftest import influx_sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.influx]
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "influxdb"
 NS = 1_000_000_000
 
-
-def _sh(script: str, *args: str) -> str:
-    res = subprocess.run(["bash", str(DEPLOY / script), *args], capture_output=True, text=True, timeout=300)
-    if res.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(args)} failed ({res.returncode}):\n{res.stderr[-3000:]}")
-    return res.stdout
-
-
-@pytest.fixture
-def own_server(influx_env, tmp_path):
-    """A private influxd (same cached binary) that this test may stop and restart."""
-    run_dir = tmp_path / "influx-run"
-    _sh("start.sh", str(run_dir))
-    try:
-        yield run_dir, read_env_file(run_dir / "influx.env")
-    finally:
-        _sh("stop.sh", str(run_dir), "--purge")
 
 
 def _count_and_sum(store: InfluxStore, start: int, stop: int, machine: str = "stream") -> tuple[int, float]:
@@ -52,8 +34,8 @@ def _count_and_sum(store: InfluxStore, start: int, stop: int, machine: str = "st
     return int(cnt["value"].sum()), float(tot["value"].sum())
 
 
-def test_outage_of_30s_loses_and_duplicates_nothing(own_server, tmp_path):
-    run_dir, env = own_server
+def test_outage_of_30s_loses_and_duplicates_nothing(private_influxd, tmp_path):
+    run_dir, env = private_influxd
     settings = InfluxSettings(
         url=env["WATTLINE_INFLUX_URL"], org=env["WATTLINE_INFLUX_ORG"], bucket=env["WATTLINE_INFLUX_BUCKET"],
         token_file=env["WATTLINE_INFLUX_TOKEN_FILE"], spool_dir=tmp_path / "spool", flush_interval_ms=200,
@@ -87,9 +69,9 @@ def test_outage_of_30s_loses_and_duplicates_nothing(own_server, tmp_path):
     producer.start()
     try:
         time.sleep(5)
-        _sh("stop.sh", str(run_dir))  # keeps the data dir
+        influx_sh("stop.sh", str(run_dir))  # keeps the data dir
         time.sleep(30)
-        _sh("start.sh", str(run_dir))  # same data dir, same port
+        influx_sh("start.sh", str(run_dir))  # same data dir, same port
         time.sleep(10)
     finally:
         stop_flag.set()

@@ -22,10 +22,10 @@ import pytest
 
 from core.model import Point
 from core.storage.base import ROLLUP_RESOLUTIONS_S
-from core.storage.influx import InfluxSettings, InfluxStore, read_env_file, remove_influx, setup_influx
+from core.storage.influx import InfluxSettings, InfluxStore, remove_influx, setup_influx
 from core.storage.influx_flux import rollup_bucket
 from core.storage.influx_replication import get_replication_status, remove_replication
-from tests.storage.test_influx_fault import _sh
+from tests.storage.conftest import influx_sh
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.influx]
@@ -70,19 +70,8 @@ def _stream_count(store: InfluxStore) -> int:
     return _bucket_total(store, store.settings.bucket, "stream")[0]
 
 
-@pytest.fixture
-def central(influx_env, tmp_path):
-    """A second influxd (the cached binary) in its own run dir; the test stops and restarts it."""
-    run_dir = tmp_path / "central-run"
-    _sh("start.sh", str(run_dir))
-    try:
-        yield run_dir, read_env_file(run_dir / "influx.env")
-    finally:
-        _sh("stop.sh", str(run_dir), "--purge")
-
-
-def test_edge_replicates_to_central_across_a_60s_outage(influx_env, central, tmp_path):
-    run_dir, cenv = central
+def test_edge_replicates_to_central_across_a_60s_outage(influx_env, private_influxd, tmp_path):
+    run_dir, cenv = private_influxd  # the central server
     bucket = f"r_{uuid.uuid4().hex[:10]}"
     edge = InfluxSettings(url=influx_env["WATTLINE_INFLUX_URL"], org=influx_env["WATTLINE_INFLUX_ORG"], bucket=bucket,
                           token_file=influx_env["WATTLINE_INFLUX_TOKEN_FILE"], spool_dir=tmp_path / "spool",
@@ -134,7 +123,7 @@ def test_edge_replicates_to_central_across_a_60s_outage(influx_env, central, tmp
                 lags.append(time.monotonic() - t0)
 
             port = (run_dir / "port").read_text().strip()
-            _sh("stop.sh", str(run_dir))  # the central goes away; its data stays
+            influx_sh("stop.sh", str(run_dir))  # the central goes away; its data stays
             t_down = time.monotonic()
             raw_stream = f"wattline-central:{bucket}"
 
@@ -151,7 +140,7 @@ def test_edge_replicates_to_central_across_a_60s_outage(influx_env, central, tmp
             with lock:
                 sent_before_restart = len(sent)
             queued_bytes, queue_file_bytes = status["remaining_bytes"], status["queue_bytes"]
-            _sh("start.sh", str(run_dir))  # same data dir; start.sh returns once /health passes
+            influx_sh("start.sh", str(run_dir))  # same data dir; start.sh returns once /health passes
             t_up = time.monotonic()
             assert (run_dir / "port").read_text().strip() == port, "the central came back on another port"
             wait_for(lambda: _stream_count(reader) >= sent_before_restart, 900,

@@ -200,9 +200,12 @@ class SQLiteConnections:
 
     def _matching_series(self, measurement: str | None, field: str | None, tags: TagFilter | None) -> list[int]:
         conn = self._conn()
-        (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM series").fetchone()
-        if max_id not in self._keys and max_id:
-            self._load_series(conn)  # another process added series since we last looked
+        # Another process (the collector's writer process, say) may have added series since we last looked. Compare
+        # the count, not the newest id: when this process adds a series after the other one did, the newest id is
+        # its own and the other's series would stay unknown here (a collector's plant series missing from reads).
+        (count,) = conn.execute("SELECT count(*) FROM series").fetchone()
+        if count != len(self._keys):
+            self._load_series(conn)
         # Series ids by (measurement, field), built once per set of known series: scanning every key on each query
         # cost ~0.1 s per raw read with 20,000 material series.
         known = len(self._keys)

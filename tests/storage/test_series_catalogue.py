@@ -63,3 +63,23 @@ def test_series_counts_and_extents_match_the_raw_points(tmp_path):
         assert everything == _reference(store, None)
         assert len(everything) == 12
         assert store.series("gas") == []
+
+
+def test_a_series_another_process_added_before_ours_is_read(tmp_path):
+    """Two stores on one file (the collector's writer process and the collector, say): the other one adds a series,
+    then ours adds one (so the newest id is ours); reading the other's series must still find its points."""
+    from core.model import Point
+
+    path = tmp_path / "w.db"
+    ours, theirs = SQLiteStore(path), SQLiteStore(path)
+    try:
+        theirs.write([Point("electrical", {"machine": "m1"}, {"active_power_kw": 5.0}, START)])
+        theirs.flush()
+        ours.write([Point("wattline_collector", {"server": "plant"}, {"received": 1.0}, START)])
+        ours.flush()
+        frame = ours.query("electrical", "active_power_kw", 0, 2**62)
+        assert list(frame["value"]) == [5.0]
+        assert {i.key.measurement for i in ours.series()} == {"electrical", "wattline_collector"}
+    finally:
+        ours.close()
+        theirs.close()

@@ -224,8 +224,10 @@ def test_10000_monitored_nodes_on_one_asyncua_server_with_500_per_call(tmp_path,
 # -- deadband and trigger ----------------------------------------------------------------------------------------------
 def filter_group(name: str, nodes: list[dict], **settings) -> dict:
     """A group of filter-test nodes; ``tags: {case: name}`` keeps each group's series apart."""
+    # Queue of 100 samples (10 s of changes): the tests count every change, and on a loaded CI machine a publish can
+    # stall for over a second, which the default queue of 10 (1 s of changes here) would drop at the server.
     return {"name": name, "measurement": "opcua", "tags": {"case": name}, "sampling_interval_ms": 50,
-            "publishing_interval_ms": 100, "nodes": nodes, **settings}
+            "publishing_interval_ms": 100, "queue_size": 100, "nodes": nodes, **settings}
 
 
 def stored(store, field: str, case: str):

@@ -62,6 +62,8 @@ class ResultCache:
                 db.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, expires REAL, value BLOB)")
 
     def _connect(self) -> sqlite3.Connection:
+        """This thread's connection to the cache file (only called when the cache has one: ``self.path`` set)."""
+        assert self.path is not None, "an in-memory cache has no database"
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)

@@ -147,15 +147,15 @@ def _with_machine_tags(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _labels(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
     """Shortest unambiguous label per row: the last key alone when it is unique, else keys joined with '/'."""
-    keys = list(keys)
-    combos = frame[keys].drop_duplicates()  # label the few distinct series, not every row
+    columns = list(keys)
+    combos = frame[columns].drop_duplicates()  # label the few distinct series, not every row
     depth = 1
-    while depth < len(keys) and combos.duplicated(keys[-depth:]).any():
+    while depth < len(columns) and combos.duplicated(columns[-depth:]).any():
         depth += 1
     combos = combos.assign(
         label=["/".join(v for v in row[-depth:] if v) or "?" for row in combos.itertuples(index=False)]
     )
-    return frame[keys].merge(combos, on=keys, how="left")["label"].set_axis(frame.index)
+    return frame[columns].merge(combos, on=columns, how="left")["label"].set_axis(frame.index)
 
 
 # -- live power ------------------------------------------------------------------------------------------------------------

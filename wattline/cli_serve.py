@@ -131,8 +131,9 @@ def build_services(cfg: ServeConfig) -> list[Service]:
             args += ["--jobs", str(a.jobs)]
         services.append(Service("analytics", args, every_s=a.every_s, kind="analytics",
                                 lookback_s=a.lookback_days * 86400))
-        if a.follow:
-            follow = ["analyze", "--follow", *store] + (["--plant", str(a.plant)] if a.plant is not None else [])
+        if a.follow.enabled:
+            follow = ["analyze", "--follow", *store, "--every", a.follow.every, "--window", a.follow.window] + \
+                (["--plant", str(a.plant)] if a.plant is not None else [])
             services.append(Service("analytics-follow", follow, kind="analytics"))
     o = cfg.orders
     if o.enabled:

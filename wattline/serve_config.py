@@ -42,6 +42,37 @@ class CollectorService(FrozenModel):
                               "file's servers ('wattline collect --shard'); several entries may then share one file.")
 
 
+class FollowSettings(FrozenModel):
+    """The streaming ``wattline analyze --follow`` service (``analytics.follow``; ``true``/``false`` alone is short for
+    ``enabled``)."""
+
+    enabled: bool = Field(False, description="Run 'wattline analyze --follow' (streaming) as a service.")
+    every: str = Field("5m", description="How often the newest intervals are scored ('analyze --follow --every'): "
+                                         "a duration such as 90s, 5m or 1h.")
+    window: str = Field("15m", description="Window the new data are scored in ('analyze --follow --window'): a "
+                                           "duration that divides a day, such as 1m, 5m or 15m.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data):
+        return {"enabled": data} if isinstance(data, bool) else data
+
+    @field_validator("every", "window", mode="before")
+    @classmethod
+    def _duration(cls, value, info):
+        from wattline.cli_follow import parse_every  # the parser of 'analyze --follow --every/--window'
+
+        try:
+            seconds = parse_every(value, option="value")
+        except ConfigError as exc:  # pydantic puts the key (analytics.follow.every) and the line in front
+            raise ValueError(str(exc)) from None
+        if seconds < 1:
+            raise ValueError(f"value {value!r} is under a second; use e.g. 5m, 90s or 1h")
+        if info.field_name == "window" and 86400 % seconds:
+            raise ValueError(f"{value!r} ({seconds} s) does not divide a day; use e.g. 1m, 5m, 15m or 1h")
+        return str(value).strip()
+
+
 class AnalyticsSettings(ParallelSettings):
     """Scheduled ``wattline analyze`` runs (and the streaming ``analyze --follow`` where this installation has it);
     ``cluster`` and ``jobs`` (:class:`analytics.parallel.ParallelSettings`) say where their fits run."""
@@ -51,7 +82,8 @@ class AnalyticsSettings(ParallelSettings):
     lookback_days: float = Field(7.0, gt=0, description="Each run analyses this many days before its start [d].")
     plant: Path | None = Field(None, description="Plant file (calendars, tariffs, machine kinds).")
     run: str = Field("scheduled", pattern=_NAME, description="Run id the findings are stored under (replaced each run).")
-    follow: bool = Field(False, description="Also run 'wattline analyze --follow' (streaming) as a service.")
+    follow: FollowSettings = Field(FollowSettings(), description="Also run 'wattline analyze --follow' (streaming) "
+                                   "as a service, scoring every 'every' in windows of 'window'.")
 
 
 class OrdersService(FrozenModel):
@@ -112,7 +144,7 @@ class ServeConfig(FrozenModel):
         names = [c.name for c in self.collectors] + [s.name for s in self.services]
         if self.analytics.enabled:
             names.append("analytics")
-            if self.analytics.follow:
+            if self.analytics.follow.enabled:
                 names.append("analytics-follow")
         if self.orders.enabled:
             names.append("orders")
@@ -228,9 +260,9 @@ def read_serve_config(path: Path, *, check_files: bool = True) -> ServeConfig:
         problem = check_wattline_args(svc.args)
         if problem:
             raise ConfigError(f"{where('services', i, 'args')}: services[{i}].args: {problem}")
-    if cfg.analytics.enabled and cfg.analytics.follow and not wattline_option_exists(["analyze", "--follow"]):
+    if cfg.analytics.enabled and cfg.analytics.follow.enabled and not wattline_option_exists(["analyze", "--follow"]):
         raise ConfigError(f"{where('analytics', 'follow')}: analytics.follow: this installation's 'wattline analyze' "
-                          "has no --follow (streaming analytics); set follow: false or update Wattline")
+                          "has no --follow (streaming analytics); set follow.enabled: false or update Wattline")
     if cfg.orders.enabled and not wattline_option_exists(["orders", "sync", "--db", "--rules"]):
         raise ConfigError(f"{where('orders', 'enabled')}: orders.enabled: this installation has no 'wattline orders "
                           "sync' (work orders); set enabled: false or update Wattline")

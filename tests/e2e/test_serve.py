@@ -117,6 +117,12 @@ def test_killed_child_comes_back_and_sigterm_stops_everything(tmp_path):
     ("analytics: {enabled: false}\ndashboard: {users: none.json}\n", ["serve.yaml:2", "dashboard.users", "wattline users add"]),
     (("analytics: {enabled: false}\ndashboard: {enabled: false}\nservices:\n  - {name: a, args: [series]}\n"
       "  - {name: a, args: [series]}\n"), ["serve.yaml", "'a' is used twice"]),
+    ("dashboard: {enabled: false}\nanalytics:\n  follow:\n    enabled: true\n    every: 5x\n",
+     ["serve.yaml:5", "analytics.follow.every", "'5x' is not a duration", "5m, 90s or 1h"]),
+    ("dashboard: {enabled: false}\nanalytics:\n  follow: {enabled: true, window: 7m}\n",
+     ["serve.yaml:3", "analytics.follow.window", "does not divide a day", "15m"]),
+    ("dashboard: {enabled: false}\nanalytics:\n  follow: {enabled: true, evry: 1m}\n",
+     ["serve.yaml:3", "evry", "valid keys"]),
 ])
 def test_bad_config_names_file_line_and_key(tmp_path, text, expected):
     with pytest.raises(ConfigError) as err:
@@ -156,3 +162,16 @@ def test_services_from_config_and_relative_paths(tmp_path):
     assert "8123" in services["dashboard"].args
     for svc in services.values():
         assert check_wattline_args(svc.args) is None, svc.args
+
+
+@pytest.mark.parametrize("follow, every, window", [
+    ("true", "5m", "15m"),  # the shorthand: the defaults of 'analyze --follow'
+    ("{enabled: true, every: 90s, window: 1m}", "90s", "1m"),
+])
+def test_follower_interval_and_window_from_config(tmp_path, follow, every, window):
+    cfg = read_serve_config(_write(tmp_path, f"dashboard: {{enabled: false}}\nanalytics: {{follow: {follow}}}\n"))
+    from wattline.cli_serve import build_services
+
+    args = next(s for s in build_services(cfg) if s.name == "analytics-follow").args
+    assert args[args.index("--every") + 1] == every and args[args.index("--window") + 1] == window
+    assert check_wattline_args(args) is None, args

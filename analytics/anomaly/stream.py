@@ -22,6 +22,7 @@ applies a changed false-alarm budget (stored scores are rescaled to the new thre
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import numpy as np
@@ -58,7 +59,9 @@ class AnomalyStream:
         self._raw: dict[str, np.ndarray] = {p: np.zeros(0) for p in model.detectors}
         self._score: dict[str, np.ndarray] = {p: np.zeros(0) for p in model.detectors}  # from row _base on
         self._settled: dict[str, int] = dict.fromkeys(model.detectors, 0)
-        self._template: IntervalData | None = None
+        self._template: IntervalData | None = None  # the first windows streamed; with it _start and _last_stop set
+        self._start: dt.datetime | None = None
+        self._last_stop: dt.datetime | None = None
         self._tail_start: pd.Timestamp | None = None
         self.windows = 0
         self.detected_machines = 0  # machines re-detected by the last update
@@ -99,8 +102,10 @@ class AnomalyStream:
             old = {p: d.threshold for p, d in self.model.detectors.items()}
             self.model.set_preferences(alerts_per_week, normal_patterns)
             for path, det in self.model.detectors.items():
-                if old[path] != det.threshold:
-                    self._score[path] = self._score[path] * (old[path] / det.threshold)
+                before, after = old[path], det.threshold
+                if before != after:
+                    assert before is not None and after is not None  # a fitted model's detectors have thresholds
+                    self._score[path] = self._score[path] * (before / after)
             self._final = [e for e in self._final if not self._is_normal(e)]
             self.events = [e for e in self.events if not self._is_normal(e)]
 
@@ -208,15 +213,17 @@ class AnomalyStream:
     def _trim(self) -> None:
         """Drop the frames wholly before every machine's settled row."""
         keep_from = min(self._settled.values(), default=self._n)
+        template = self._template
+        assert template is not None  # called by update, after the first windows
         while self._frames:
-            rows = len(self._frames[0]) // max(len(self._template.machines), 1)
+            rows = len(self._frames[0]) // max(len(template.machines), 1)
             if self._base + rows > keep_from:
                 break
             self._frames.pop(0)
             self._expected.pop(0)
             self._fault.pop(0)
             self._base += rows
-            self._tail_start += pd.Timedelta(seconds=rows * self._template.resolution_s)
+            self._tail_start += pd.Timedelta(seconds=rows * template.resolution_s)
             for p in self._score:
                 self._score[p] = self._score[p][rows:]
 

@@ -134,7 +134,7 @@ class Context:
         """True where any line of ``site`` is in a shift (breaks included): people are on site."""
         if site not in self._site_shift:
             rows = [i for i, info in enumerate(self.infos) if info.site == site and self.has_calendar(i)]
-            self._site_shift[site] = (self.shift[rows] >= 1).any(axis=0) if rows else np.zeros(self.n_t, bool)
+            self._site_shift[site] = np.any(self.shift[rows] >= 1, axis=0) if rows else np.zeros(self.n_t, bool)
         return self._site_shift[site]
 
     def in_shift(self, i: int) -> np.ndarray | None:

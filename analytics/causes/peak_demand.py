@@ -32,7 +32,7 @@ def _pulse(times: np.ndarray, kw: np.ndarray, t0: int, t1: int, height: float, c
     inside = np.flatnonzero((times >= t0) & (times < t1) & ok)
     if len(inside) < 3:
         return None
-    for start in inside:
+    for start in inside.tolist():  # Python ints (index arithmetic with min/max stays int)
         before = kw[max(0, start - 10):start]
         before = before[np.isfinite(before)]
         lvl_before = float(np.median(before)) if len(before) else 0.0
@@ -86,7 +86,7 @@ def detect(ctx: Context) -> CauseResult:
         # A pulse of m minutes and height H raises the window's peak above its mean by about H (1 - m / 15).
         cand = np.flatnonzero(v & (pmax - pmean > 0.2 * high) & (pmax > CEILING_FACTOR * ceiling))
         excess = np.zeros(ctx.n_t)
-        for w in cand:
+        for w in cand.tolist():  # Python ints: the events' window indices
             t0 = int(ctx.times_ns[w])
             times, kw = ctx.fine_power(info.path, t0 - window_ns, t0 + 2 * window_ns)
             if len(kw) < 10:

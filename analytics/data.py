@@ -224,7 +224,8 @@ class IntervalData:
         if missing:
             raise AnalyticsError(f"no machine(s) {missing[:5]} in the interval data; valid: {self.machine_ids[:8]} ...")
         n = self.n_times
-        rows = np.concatenate([np.arange(index[p] * n, (index[p] + 1) * n) for p in paths]) if paths else []
+        rows: np.ndarray | list[int] = (np.concatenate([np.arange(index[p] * n, (index[p] + 1) * n) for p in paths])
+                                        if paths else [])
         mats = self.materials if materials else self.materials.iloc[:0]
         if len(mats):
             mats = mats[machine_index(mats["machine"], paths) >= 0].reset_index(drop=True)
@@ -370,9 +371,9 @@ class IntervalData:
             src = values.to_numpy(dtype=dtype, na_value=np.nan)
             if in_order:
                 return np.array(src, dtype=dtype, copy=True)
-            out = np.full(size, np.nan, dtype=dtype)
-            out[flat] = src[keep]
-            return out
+            grid: np.ndarray = np.full(size, np.nan, dtype=dtype)
+            grid[flat] = src[keep]
+            return grid
 
         h = resolution_s / 3600.0
         out = pd.DataFrame({
@@ -382,8 +383,13 @@ class IntervalData:
         })
         energy = column("energy_kwh")
         power = column("power_mean_kw")
-        out["energy_kwh"] = energy if energy is not None else power * h
-        out["power_mean_kw"] = power if power is not None else energy / h
+        if energy is None:
+            assert power is not None  # checked above: the frame has 'energy_kwh' or 'power_mean_kw'
+            energy = power * h
+        elif power is None:
+            power = energy / h
+        out["energy_kwh"] = energy
+        out["power_mean_kw"] = power
         energy = out["energy_kwh"].to_numpy()
         del power
         for name in FRAME_COLUMNS[4:13]:

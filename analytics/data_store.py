@@ -87,7 +87,7 @@ def _sample_period_s(series_info: Any) -> float | None:
     return (series_info.last_ns - series_info.first_ns) / NS / (series_info.count - 1)
 
 
-def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resolution_s: int,
+def read_store(cls: type[IntervalData], store: Store, plant: Any, start: Any, stop: Any, resolution_s: int,
                progress: bool, timezone: str = "UTC") -> IntervalData:
     """See :meth:`IntervalData.from_store` (``cls`` is the container class)."""
     from core.storage.base import Column
@@ -201,11 +201,11 @@ def read_store(cls: type, store: Store, plant: Any, start: Any, stop: Any, resol
         frame = frame.rename(columns={"integral": "integral_kwh"})
     else:
         frame["integral_kwh"] = np.nan
-    keep = [c for c in FRAME_COLUMNS + REGISTER_COLUMNS + ("integral_kwh",) if c in frame.columns and c != "shift"]
+    kept = [c for c in FRAME_COLUMNS + REGISTER_COLUMNS + ("integral_kwh",) if c in frame.columns and c != "shift"]
     if plant is not None and not any(m.calendar is not None for m in infos):
         notes.append(Notice("analytics.data.no_calendar", "the plant file gives no shift calendar; off-shift load "
                             "cannot be assessed", {}))
-    data = cls.from_frame(frame[keep], resolution_s=resolution_s, start=pd.Timestamp(start_ns, tz="UTC"),
+    data = cls.from_frame(frame[kept], resolution_s=resolution_s, start=pd.Timestamp(start_ns, tz="UTC"),
                           stop=pd.Timestamp(stop_ns, tz="UTC"), plant=plant, machines=None if plant is not None else infos,
                           materials=materials, warnings=notes, extra=["integral_kwh"], check=False)
     if plant is not None:  # keep what the store told (has_register) on the plant's descriptions

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -30,6 +30,9 @@ from wattline.cli_analyze import (
     _choose_plant,
     _energy_machines,
 )
+
+if TYPE_CHECKING:
+    from analytics.anomaly.stream import AnomalyStream
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +93,11 @@ class Follower:
         self.known: list = []  # meter faults found so far (an anomaly overlapping one is that fault)
         self.history_s = int(history_days * 86400)
         self.notes: list = []
-        self.stored, _, _ = _energy_machines(store)
-        if not self.stored:
+        self.stored, _, last = _energy_machines(store)
+        if not self.stored or last is None:  # series without values yet (a collector just started) are no data
             raise AnalyzeError("the store holds no energy data to follow; start a collector or import data first")
         self.plant = _choose_plant(plant_file, self.stored, self.notes)
-        self.stream = None
+        self.stream: AnomalyStream | None = None  # set by start()
         self.reported: set[tuple] = set()
         # The refit thread and the scoring loop share the store: one reader or writer at a time.
         self._store_lock = threading.Lock()
@@ -103,6 +106,8 @@ class Follower:
         """End of the newest complete window with data [ns]."""
         with self._store_lock:
             _, _, last = _energy_machines(self.store)
+        if last is None:  # every value is gone since the start (retention): no new window
+            return 0
         w = self.window_s * NS
         return (last // w) * w
 
@@ -148,13 +153,15 @@ class Follower:
 
         until = self.complete_until()
         self.echo(f"fitting anomaly models on {self.history_s / 86400:g} days up to {_utc(until).isoformat()}")
-        self.stream = AnomalyStream(self.fit(until))
+        self.stream = stream = AnomalyStream(self.fit(until))
         self._next = until
-        self.echo(f"following {len(self.stream.model.detectors)} machine(s) in {self.window_s / 60:g}-min windows "
+        self.echo(f"following {len(stream.model.detectors)} machine(s) in {self.window_s / 60:g}-min windows "
                   f"from {_utc(until).isoformat()}")
 
     def tick(self) -> int:
         """Score the windows completed since the last tick; returns how many windows were scored."""
+        stream = self.stream
+        assert stream is not None, "start() first"
         until = self.complete_until()
         if until <= self._next:
             return 0
@@ -163,12 +170,12 @@ class Follower:
 
         try:
             if self._load_preferences():
-                self.stream.set_preferences(dict(self._prefs.alerts_per_week), self._prefs.patterns_by_machine())
+                stream.set_preferences(dict(self._prefs.alerts_per_week), self._prefs.patterns_by_machine())
         except (AnalyticsError, OSError) as exc:  # a bad file must not stop the follower: the last good ones stay
             log.error("anomaly preferences %s not applied: %s", self.preferences, exc)
-        kept_from = self.stream.tail_start
+        kept_from = stream.tail_start
         self.known = [k for k in self.known if kept_from is None or k.end > kept_from] + list(quality.events)
-        events = self.stream.update(data, quality, known=self.known)
+        events = stream.update(data, quality, known=self.known)
         self._next = until
         from core.storage.results import results_for
 
@@ -183,6 +190,7 @@ class Follower:
 
     def refit(self) -> None:
         """Refit on the latest history and hand the models to the stream."""
+        assert self.stream is not None, "start() first"
         model = self.fit(self._next)
         self.stream.refit(model)
         log.info("anomaly models refitted up to %s", _utc(self._next).isoformat())

@@ -93,3 +93,18 @@ def test_follow_scores_new_windows_and_matches_a_batch_run(tmp_path):
                              np.zeros((len(MACHINES), data.n_times), bool), list(quality.events))
     key = [(e.machine, e.start, e.end, round(e.excess_kwh, 6)) for e in batch]
     assert [(e.machine, e.start, e.end, round(e.excess_kwh, 6)) for e in streamed] == key
+
+
+def test_follow_refuses_a_store_whose_series_hold_no_values_yet_with_a_clear_error():
+    """A collector registers its series before the first values arrive: following it then is "no data yet", not a
+    TypeError from the window arithmetic on a missing last time stamp."""
+    from core.storage.base import SeriesInfo
+    from wattline.cli_analyze import AnalyzeError
+
+    class JustStarted:
+        def series(self, measurement=None):
+            tags = {"site": "s1", "line": "l1", "machine": "m1"}
+            return [SeriesInfo(SeriesKey.of("electrical", tags, "energy_kwh"), count=0, first_ns=0, last_ns=0)]
+
+    with pytest.raises(AnalyzeError, match="no energy data to follow"):
+        Follower(JustStarted(), None, history_days=7.5, run="follow-test")

@@ -168,13 +168,26 @@ def _expand(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({"line": object, "machine": object}) if not frame.empty else frame
 
 
-def _energy_by_hour(store, site: SiteInfo, start_ns: int, stop_ns: int) -> pd.DataFrame:
+def machine_energy_by_hour(store, site: SiteInfo, line: str, machine: str, start_ns: int,
+                           stop_ns: int) -> pd.DataFrame:
+    """Energy per local hour of one machine [kWh] (the machine page): only that machine's hourly rollups are read.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`energy_by_hour`, for the one machine.
+    """
+    return _energy_by_hour(store, site, start_ns, stop_ns, {"line": line, "machine": machine})
+
+
+def _energy_by_hour(store, site: SiteInfo, start_ns: int, stop_ns: int,
+                    only: dict[str, str] | None = None) -> pd.DataFrame:
     from core.storage.intervals import counter_increase, window_edges
 
     empty = pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "line": [], "machine": [], "kwh": []})
+    tags = {"site": site.id, **(only or {})}
     # One hour before the range: the register value at its start.
-    last = store.aggregate(*ENERGY, start_ns - HOUR_NS, stop_ns, every=3600, agg="last", tags={"site": site.id},
-                           tz=site.tz)
+    last = store.aggregate(*ENERGY, start_ns - HOUR_NS, stop_ns, every=3600, agg="last", tags=tags, tz=site.tz)
     edges = window_edges(start_ns, stop_ns, 3600, site.tz)
     rows = []
     seen = set()
@@ -190,7 +203,7 @@ def _energy_by_hour(store, site: SiteInfo, start_ns: int, stop_ns: int) -> pd.Da
     # Power only for machines without register readings: reading a year of every machine's power to drop it again
     # doubled the cost of a long range.
     # The latest values list the power series cheaply (listing series with counts costs seconds on a big store).
-    latest = store.last_values(*POWER, tags={"site": site.id})
+    latest = store.last_values(*POWER, tags=tags)
     without = set()
     if not latest.empty and {"line", "machine"} <= set(latest.columns):
         recent = latest[latest["time"].dt.as_unit("ns").astype("int64") >= start_ns]
@@ -201,7 +214,7 @@ def _energy_by_hour(store, site: SiteInfo, start_ns: int, stop_ns: int) -> pd.Da
         power = store.aggregate(*POWER, start_ns, stop_ns, every=3600, agg="mean", tz=site.tz,
                                 tags={"site": site.id, "line": line, "machine": machine})
     elif without:
-        power = store.aggregate(*POWER, start_ns, stop_ns, every=3600, agg="mean", tags={"site": site.id}, tz=site.tz)
+        power = store.aggregate(*POWER, start_ns, stop_ns, every=3600, agg="mean", tags=tags, tz=site.tz)
     if not power.empty:
         for (line, machine), part in power.groupby(["line", "machine"], sort=True):
             if (line, machine) in seen:

@@ -78,6 +78,29 @@ def test_energy_by_hour_counts_power_of_machines_without_register(tmp_path):
         store.close()
 
 
+def test_machine_energy_by_hour_reads_one_machine_with_the_site_numbers(tmp_path):
+    """The machine page reads only its machine (register or power) and gets the same hours as the site-wide read."""
+    import time
+
+    import pandas as pd
+
+    from dashboard.overview import SiteInfo, energy_by_hour, machine_energy_by_hour
+    from dashboard.tests.helpers import NS
+
+    store = _store_with_meters(tmp_path, ("m3",))
+    site = SiteInfo("north", "North", "UTC")
+    stop = (time.time_ns() // (3600 * NS) - 1) * 3600 * NS
+    start = stop - 48 * 3600 * NS
+    every = energy_by_hour(store, site, start, stop)
+    for machine in ("m2", "m3"):  # with a register; power only
+        got = machine_energy_by_hour(store, site, "l1", machine, start, stop)
+        assert set(got["machine"]) == {machine} and len(got) == 48
+        want = every[every["machine"] == machine].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False)
+    assert machine_energy_by_hour(store, site, "l1", "nope", start, stop).empty
+    store.close()
+
+
 def test_energy_by_hour_in_a_request_caches_closed_days_with_the_same_numbers(tmp_path):
     """Inside a request, closed days come from the shared cache (computed once), today is read fresh, and the result
     equals the uncached one; a store not limited to the site never uses the cache."""

@@ -429,7 +429,7 @@ class IntervalData:
 
     @classmethod
     def from_store(cls, store: Store, plant: Any, start: Any, stop: Any, resolution_s: int = 900,
-                   progress: bool = False, timezone: str = "UTC") -> IntervalData:
+                   progress: bool = False, timezone: str = "UTC", carry: dict | None = None) -> IntervalData:
         """Read interval data from a store (see :func:`analytics.store_reader.read_interval_frame`).
 
         Parameters
@@ -447,6 +447,10 @@ class IntervalData:
             Show a tqdm bar over the time chunks read.
         timezone : str
             IANA time zone of the machines when there is no plant file (local time of day and week for baselines).
+        carry : dict, optional
+            Read state handed from one read to the next (filled in place): a read starting where the previous one
+            with the same ``carry`` stopped takes each series' last value from it instead of the store (a follower
+            reading the newest windows tick by tick; see ``Store.read_frame``). Start with ``{}``.
 
         Raises
         ------
@@ -455,7 +459,7 @@ class IntervalData:
         """
         from analytics.data_store import read_store
 
-        return read_store(cls, store, plant, start, stop, int(resolution_s), progress, timezone)
+        return read_store(cls, store, plant, start, stop, int(resolution_s), progress, timezone, carry)
 
     # -- reporting ----------------------------------------------------------------------------------------------------
     def sufficiency(self) -> pd.DataFrame:

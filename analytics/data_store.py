@@ -88,7 +88,7 @@ def _sample_period_s(series_info: Any) -> float | None:
 
 
 def read_store(cls: type[IntervalData], store: Store, plant: Any, start: Any, stop: Any, resolution_s: int,
-               progress: bool, timezone: str = "UTC") -> IntervalData:
+               progress: bool, timezone: str = "UTC", carry: dict | None = None) -> IntervalData:
     """See :meth:`IntervalData.from_store` (``cls`` is the container class)."""
     from core.storage.base import Column
 
@@ -124,7 +124,9 @@ def read_store(cls: type[IntervalData], store: Store, plant: Any, start: Any, st
         ]
         tags = {"machine": sorted({m.machine for m in members})}
         paths = {m.path for m in members}
-        for chunk in store.read_frame(columns, start_ns, stop_ns, every=resolution_s, tags=tags, by=_BY):
+        group_carry = None if carry is None else carry.setdefault(("machines", register_max), {})
+        for chunk in store.read_frame(columns, start_ns, stop_ns, every=resolution_s, tags=tags, by=_BY,
+                                      carry=group_carry):
             if bar is not None:
                 bar.update(1)
             if chunk.empty:
@@ -170,7 +172,8 @@ def read_store(cls: type[IntervalData], store: Store, plant: Any, start: Any, st
     # Site weather, broadcast to the site's machines.
     weather = []
     for chunk in store.read_frame([Column("outdoor_temp_c", "weather", "outdoor_temp_c", "twmean", max_hold_s=3 * 3600)],
-                                  start_ns, stop_ns, every=resolution_s, by=("site",)):
+                                  start_ns, stop_ns, every=resolution_s, by=("site",),
+                                  carry=None if carry is None else carry.setdefault("weather", {})):
         if bar is not None:
             bar.update(1)
         if not chunk.empty:

@@ -99,6 +99,10 @@ class Follower:
         self.plant = _choose_plant(plant_file, self.stored, self.notes)
         self.stream: AnomalyStream | None = None  # set by start()
         self.reported: set[tuple] = set()
+        # Each series' last value at the end of the previous tick's read: the next tick continues from it instead of
+        # looking every series' previous value up again (a value stored late, before the end of a read already
+        # made, is not seen by the carry; a refit or a batch run reads it).
+        self._carry: dict = {}
         # The refit thread and the scoring loop share the store: one reader or writer at a time.
         self._store_lock = threading.Lock()
 
@@ -111,21 +115,23 @@ class Follower:
         w = self.window_s * NS
         return (last // w) * w
 
-    def read(self, start_ns: int, stop_ns: int):
+    def read(self, start_ns: int, stop_ns: int, carry: dict | None = None):
+        """Interval data of ``[start_ns, stop_ns)`` and their meter faults; ``carry`` continues the previous read
+        (``IntervalData.from_store``)."""
         from analytics.data import IntervalData
         from analytics.quality import find_meter_faults
 
         with self._store_lock:
             data = IntervalData.from_store(self.store, self.plant, _utc(start_ns), _utc(stop_ns),
-                                           resolution_s=self.window_s)
+                                           resolution_s=self.window_s, carry=carry)
         return data, find_meter_faults(data)
 
-    def fit(self, stop_ns: int):
-        """Anomaly models fitted on the history before ``stop_ns``."""
+    def fit(self, stop_ns: int, carry: dict | None = None):
+        """Anomaly models fitted on the history before ``stop_ns`` (``carry``: as in :meth:`read`)."""
         from analytics.anomaly.plant import PlantAnomalies
 
         start = stop_ns - self.history_s * NS
-        data, quality = self.read(start, stop_ns)
+        data, quality = self.read(start, stop_ns, carry=carry)
         self._load_preferences()
         settings = None if self._prefs is None else self._prefs.plant_settings()
         return PlantAnomalies(settings).fit(data, quality=quality)
@@ -153,7 +159,7 @@ class Follower:
 
         until = self.complete_until()
         self.echo(f"fitting anomaly models on {self.history_s / 86400:g} days up to {_utc(until).isoformat()}")
-        self.stream = stream = AnomalyStream(self.fit(until))
+        self.stream = stream = AnomalyStream(self.fit(until, carry=self._carry))
         self._next = until
         self.echo(f"following {len(stream.model.detectors)} machine(s) in {self.window_s / 60:g}-min windows "
                   f"from {_utc(until).isoformat()}")
@@ -165,7 +171,7 @@ class Follower:
         until = self.complete_until()
         if until <= self._next:
             return 0
-        data, quality = self.read(self._next, until)
+        data, quality = self.read(self._next, until, carry=self._carry)
         from analytics.errors import AnalyticsError
 
         try:

@@ -401,6 +401,7 @@ class Store(abc.ABC):
         tags: TagFilter | None = None,
         by: Sequence[str] = ("site", "line", "machine"),
         chunk_s: int = 7 * 86400,
+        carry: dict | None = None,
     ) -> Iterator[pd.DataFrame]:
         """Several aggregated fields of many series, aligned, one frame per time chunk.
 
@@ -415,6 +416,10 @@ class Store(abc.ABC):
             increase, integral, state_seconds) and refused otherwise.
         chunk_s : int
             Length of a chunk [s] (whole windows, at least one): memory stays bounded for any range.
+        carry : dict, optional
+            Filled in place with the end of the range read and each series' last value there; handed to the read
+            that starts at that end (same columns, tags, windows), it continues this one without looking those
+            values up again (a follower reading the newest windows tick by tick). Ignored when it does not fit.
 
         Yields
         ------
@@ -424,7 +429,8 @@ class Store(abc.ABC):
         """
         from core.storage.query import read_frame
 
-        return read_frame(self, columns, start, stop, every=every, tz=tz, tags=tags, by=by, chunk_s=chunk_s)
+        return read_frame(self, columns, start, stop, every=every, tz=tz, tags=tags, by=by, chunk_s=chunk_s,
+                          carry=carry)
 
     def _aggregate_part(self, measurement: str, field: str, lo: int, hi: int, **kwargs):
         """One chunk of :meth:`aggregate` / :meth:`read_frame` (see :func:`core.storage.query.aggregate_part`); a

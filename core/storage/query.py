@@ -491,8 +491,15 @@ def _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags
 # -- read_frame --------------------------------------------------------------------------------------------------------
 def read_frame(store: Store, columns: Sequence[Column], start: TimeLike, stop: TimeLike, *, every: int | str,
                tz: str = "UTC", tags: TagFilter | None = None, by: Sequence[str] = ("site", "line", "machine"),
-               chunk_s: int = DEFAULT_CHUNK_S) -> Iterator[pd.DataFrame]:
-    """Aligned columns for many series, one frame per time chunk; see :meth:`core.storage.base.Store.read_frame`."""
+               chunk_s: int = DEFAULT_CHUNK_S, carry: dict | None = None) -> Iterator[pd.DataFrame]:
+    """Aligned columns for many series, one frame per time chunk; see :meth:`core.storage.base.Store.read_frame`.
+
+    ``carry`` (a dict, filled in place) continues a read where the previous one stopped: after each chunk it holds
+    the end of the range read so far and every series' last value there (the ``before`` of the next chunk); a read
+    whose start is that end, with the same columns, tags, windows and time zone, takes those values instead of
+    looking each series' previous value up in the store (the same answer as one read over both ranges, as between
+    the chunks of one read). Otherwise it is looked up as without ``carry``.
+    """
     columns = list(columns)
     names = [c.name for c in columns]
     if not columns:
@@ -507,15 +514,21 @@ def read_frame(store: Store, columns: Sequence[Column], start: TimeLike, stop: T
         raise StoreError(f"chunk_s must be a positive number of seconds, got {chunk_s!r}")
     start_ns, stop_ns = store._range_ns(start, stop)
     edges = iv.window_edges(start_ns, stop_ns, every, tz)
-    carry: dict[str, dict | None] = {col.name: None for col in columns}
+    state = carry if carry is not None else {}
+    signature = repr((columns, sorted((k, v if isinstance(v, str) else sorted(v)) for k, v in (tags or {}).items()),
+                      every, tz))
+    continued = state.get("until_ns") == start_ns and state.get("signature") == signature
+    lasts: dict[str, dict | None] = {col.name: (state["before"].get(col.name) if continued else None)
+                                     for col in columns}
     for i, j in chunk_bounds(edges, int(chunk_s) * NS):
         lo, hi = max(int(edges[i]), start_ns), min(int(edges[j]), stop_ns)
         parts = []
         for col in columns:
-            frame, carry[col.name] = store._aggregate_part(
+            frame, lasts[col.name] = store._aggregate_part(
                 col.measurement, col.field, lo, hi, every=every, agg=col.agg, tags=tags, tz=tz,
-                register_max=col.register_max, max_hold_s=col.max_hold_s, before=carry[col.name])
+                register_max=col.register_max, max_hold_s=col.max_hold_s, before=lasts[col.name])
             parts.append((col, frame))
+        state.update(until_ns=hi, signature=signature, before=dict(lasts))
         yield wide_frame(parts, list(by))
 
 

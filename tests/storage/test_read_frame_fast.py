@@ -6,6 +6,8 @@ of the embedded store's layouts (rows and bulk day chunks)."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -151,5 +153,43 @@ def test_wide_frame_falls_back_where_series_share_tags(tmp_path, monkeypatch):
                                                            by=("site",))), ignore_index=True)
         assert set(frames[True]["site"]) == {"north"} and len(frames[True]) == 48
         pd.testing.assert_frame_equal(frames[True], frames[False], check_exact=True)
+    finally:
+        store.close()
+
+
+def test_reads_continued_with_a_carry_give_one_read_s_answer(tmp_path, monkeypatch):
+    """A follower's reads, window by window with the carry of the previous read, give what one read of the whole range
+    gives (through the meter gap, the silence, the register reset and rollovers), and look no previous value up in
+    the store after the first read; a carry from a read that ended elsewhere is not used."""
+    store = SQLiteStore(tmp_path / "plant.db")
+    try:
+        _write_plant(store, False, seed=5)
+        lo, hi = START + 7 * MIN, START + DAYS * 86400 * NS
+        whole = pd.concat(list(store.read_frame(COLUMNS, lo, hi, every=900)), ignore_index=True)
+        # Cuts at window edges: long reads, then single windows across the silence (minutes 3000-3500).
+        w = 900 * NS
+        edges = list(range(START + 40 * w, START + 190 * w, 37 * w)) + list(range(START + 190 * w, START + 250 * w, w))
+        cuts = [lo, *edges, hi]
+        looked_up = []
+        neighbours = q._neighbours
+        monkeypatch.setattr(q, "_neighbours", lambda *a, **k: looked_up.append(k["after"]) or neighbours(*a, **k))
+        carry: dict = {}
+        parts = []
+        for k, (a, b) in enumerate(itertools.pairwise(cuts)):
+            looked_up.clear()
+            parts.extend(store.read_frame(COLUMNS, a, b, every=900, carry=carry))
+            assert carry["until_ns"] == b
+            if k > 0:
+                assert False not in looked_up  # no look-up of a previous value
+        def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame.sort_values(["site", "line", "machine", "time"], kind="stable").reset_index(drop=True)
+
+        pieces = pd.concat([p for p in parts if not p.empty], ignore_index=True)
+        pd.testing.assert_frame_equal(ordered(pieces), ordered(whole))
+        # A carry that does not end at the read's start is ignored (the answer is looked up, the same).
+        looked_up.clear()
+        again = pd.concat(list(store.read_frame(COLUMNS, cuts[5], hi, every=900, carry=carry)), ignore_index=True)
+        assert False in looked_up
+        pd.testing.assert_frame_equal(ordered(again), ordered(whole[whole["time"] >= pd.Timestamp(cuts[5], tz="UTC")]))
     finally:
         store.close()

@@ -10,6 +10,7 @@ from asyncua import Client, ua
 from simulator.errors import PortInUseError
 from simulator.plant import PRODUCTION_ARCHETYPES, default_plant
 from simulator.server import NAMESPACE_URI, PlantServer, SecuritySettings
+from tests.support import wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -71,10 +72,10 @@ def test_address_space_model():
             # Values move every simulated second.
             energy = client.get_node(ua.NodeId("north/utilities/compressor-01/ActiveEnergy", idx))
             first = await energy.read_data_value()
-            await asyncio.sleep(2.2)
+            updates = server.updates
+            await wait_for_async(lambda: server.updates >= max(3, updates + 2), 30, "two more server updates")
             later = await energy.read_data_value()
             assert later.SourceTimestamp > first.SourceTimestamp
-            assert server.updates >= 3
 
     asyncio.run(main())
 

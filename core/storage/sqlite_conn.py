@@ -105,6 +105,19 @@ class SQLiteConnections:
             self._all_conns = [*getattr(self, "_all_conns", []), conn]
         return conn
 
+    def set_cache_mb(self, cache_mb: float) -> None:
+        """Bound the page cache of every connection of this store to ``cache_mb`` [MiB] (open ones included).
+
+        For a process that only writes (the collectors' writer process): its writes touch one leaf page per series
+        and table, which SQLite reads back from the operating system's file cache at little cost (measured with 10,000
+        series and 50,000-value writes: 2.76 us per value with 16 MiB, 2.79 us with 256 MiB), while a large cache
+        fills with pages that are never read again and is counted in the process's memory.
+        """
+        self._cache_kib = max(1, int(cache_mb * 1024))
+        for conn in getattr(self, "_all_conns", []):
+            with contextlib.suppress(sqlite3.Error):  # a connection closed by another thread
+                conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
+
     def checkpoint_in_background(self, interval_s: float = 0.5, max_wal_mb: int = 64) -> None:
         """Copy the write-ahead log into the database from a thread of its own instead of inside the writes.
 

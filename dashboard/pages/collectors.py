@@ -17,16 +17,28 @@ from dashboard import ids
 from dashboard.access import PAGE_ROLES, allow, current_user, may_open
 from dashboard.collectors import (
     COLLECTOR_COLUMNS,
-    QUALITY_COLUMNS,
     collector_rows,
     collector_summary,
     health_store,
-    quality_rows,
+    shared_quality_rows,
     table,
 )
-from dashboard.components import card, code, downloads, empty_state, forbidden, page_header
+from dashboard.components import card, code, data_grid, downloads, empty_state, forbidden, page_header
+from dashboard.render import HIDDEN, SHOWN
 
 dash.register_page(__name__, path="/collectors", name="Collectors", title="Wattline · Collectors", order=8)
+
+_PCT = "params.value == null ? '—' : d3.format('.1%')(params.value)"
+#: The quality grid: one row per machine (hundreds on a large plant), sorted by completeness, lowest first.
+QUALITY_GRID_COLUMNS = [
+    {"field": "machine", "headerName": "Machine", "flex": 2, "minWidth": 200, "filter": "agTextColumnFilter"},
+    {"field": "completeness_share", "headerName": "Completeness", "flex": 1, "type": "numericColumn", "sort": "asc",
+     "filter": "agNumberColumnFilter", "valueFormatter": {"function": _PCT}},
+    {"field": "gaps", "headerName": "Gaps", "flex": 1, "type": "numericColumn", "filter": "agNumberColumnFilter"},
+    {"field": "longest_gap", "headerName": "Longest gap", "flex": 1},
+    {"field": "bad_share", "headerName": "Bad values (last hour)", "flex": 1},
+    {"field": "last_value", "headerName": "Last value", "flex": 1},
+]
 
 
 def layout(**_kwargs) -> html.Div:
@@ -41,7 +53,10 @@ def layout(**_kwargs) -> html.Div:
                         "Is every value arriving? Connection, rate and backlog per collector; gaps per machine."),
             html.Div(id=ids.COL_SUMMARY, className="status-line"),
             card("Collectors", html.Div(id=ids.COL_TABLE, className="table-scroll"), extra=export),
-            card("Data quality per machine", html.Div(id=ids.COL_QUALITY, className="table-scroll"),
+            card("Data quality per machine",
+                 html.Div([html.Div(id=ids.COL_QUALITY_EMPTY, style=HIDDEN),
+                           data_grid(ids.COL_QUALITY_GRID, QUALITY_GRID_COLUMNS, "machine",
+                                     "No energy data in this period", height="50vh")], id=ids.COL_QUALITY),
                  extra=quality_export),
             dcc.Interval(id=ids.COL_INTERVAL, interval=10_000, n_intervals=0),
         ],
@@ -50,7 +65,7 @@ def layout(**_kwargs) -> html.Div:
 
 
 def collectors_view(collectors: list[dict], quality: list[dict], period_label: str):
-    """(collector table, quality table, summary) of the page."""
+    """(collector table, quality grid rows, quality empty state, its style, summary) of the page."""
     col_table: html.Table | html.Div
     if collectors:
         col_table = table(collectors, COLLECTOR_COLUMNS, row_class=lambda r: f"state-{r['state']}",
@@ -59,8 +74,7 @@ def collectors_view(collectors: list[dict], quality: list[dict], period_label: s
         col_table = empty_state("No collector has reported yet",
                                 html.Span(["Collectors write their health every 10 s; start one with ",
                                            code("wattline collect --config collector.yaml"), "."]))
-    q_table = (table(quality, QUALITY_COLUMNS, row_class=lambda r: r["status"], numeric=("gaps",)) if quality
-               else empty_state("No energy data in this period", "Choose a longer period or another site."))
+    q_empty = [] if quality else empty_state("No energy data in this period", "Choose a longer period or another site.")
     summary = collector_summary(collectors)
     if quality:
         worst = min(quality, key=lambda r: r["completeness_share"])
@@ -68,7 +82,7 @@ def collectors_view(collectors: list[dict], quality: list[dict], period_label: s
         summary = (summary + " · " if summary else "") + (
             f"{len(quality)} machines, {period_label.lower()}: lowest completeness {worst['completeness']} "
             f"({worst['machine']})" + (f"; {stale} without a value for over an hour" if stale else ""))
-    return col_table, q_table, summary
+    return col_table, quality, q_empty, HIDDEN if quality else SHOWN, summary
 
 
 def register_callbacks(app: dash.Dash) -> None:
@@ -79,7 +93,9 @@ def register_callbacks(app: dash.Dash) -> None:
 
     @app.callback(
         Output(ids.COL_TABLE, "children"),
-        Output(ids.COL_QUALITY, "children"),
+        Output(ids.COL_QUALITY_GRID, "rowData"),
+        Output(ids.COL_QUALITY_EMPTY, "children"),
+        Output(ids.COL_QUALITY_EMPTY, "style"),
         Output(ids.COL_SUMMARY, "children"),
         Output(ids.COL_EXPORT, "href"),
         Output(ids.COL_QUALITY_EXPORT, "href"),
@@ -94,10 +110,10 @@ def register_callbacks(app: dash.Dash) -> None:
         tz = current_settings().tz
         try:
             collectors = collector_rows(health_store(store_of(app), ctx, site), now, tz)
-            quality = quality_rows(ctx.store, ctx.start_ns, ctx.stop_ns, now, tz)
+            quality = shared_quality_rows(ctx.store, ctx.start_ns, ctx.stop_ns, now, tz)
         except StoreError as exc:
-            return dash.no_update, dash.no_update, html.Span(f"Cannot read the store: {exc}", className="error"), \
-                dash.no_update, dash.no_update
+            return (dash.no_update,) * 4 + (html.Span(f"Cannot read the store: {exc}", className="error"),
+                                            dash.no_update, dash.no_update)
         query = urlencode({"site": site or "all", "period": ctx.period.key})
         return (*collectors_view(collectors, quality, ctx.period.label), f"/export/collectors.csv?{query}",
                 f"/export/quality.csv?{query}")

@@ -306,7 +306,7 @@ def register(app: typer.Typer) -> None:
             from wattline.cli_follow import parse_every, run_follow
 
             run_follow(settings.store, plant, parse_every(every), history_days=history, run=run,
-                       window_s=parse_every(window, "--window"))
+                       window_s=parse_every(window, "--window"), parallel=settings.analytics)
             return
         run_analyze(settings.store, plant, start, stop, json_file, run=run, progress=not quiet,
                     parallel=settings.analytics)

@@ -56,6 +56,18 @@ def _utc(ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ns / NS, dt.UTC)
 
 
+def fit_anomalies(data: Any, quality: Any, settings: Any = None, parallel: Any = None) -> Any:
+    """The follower's models (:class:`analytics.anomaly.plant.PlantAnomalies` with their baselines) fitted on
+    ``data``, the machines fanned out as ``wattline analyze`` does (:class:`analytics.parallel.Fanout`: with
+    ``parallel.jobs`` unset, over one worker process per core for a year of a large plant, in this process for small
+    data); the models are the same either way."""
+    from analytics.anomaly.plant import PlantAnomalies
+    from analytics.parallel import Fanout
+
+    with Fanout(parallel, work=len(data.frame)) as fan:
+        return PlantAnomalies(settings).fit(data, quality=quality, fanout=fan)
+
+
 class Follower:
     """The follow loop's state: store, plant, models, stream (see the module docstring).
 
@@ -77,15 +89,19 @@ class Follower:
         Window length the models are fitted and the new data scored at [s]: 900 as ``wattline analyze`` (findings
         agree with a batch run); 60 finds a large excess within minutes (a window is scored once complete, and an
         event needs a few windows of evidence: about 4 smoothing and 4 persistence windows).
+    parallel : analytics.parallel.ParallelSettings, optional
+        Where the fits run (``analytics`` of the settings, ``--jobs``/``--cluster``); default: this box.
     """
 
     def __init__(self, store: Any, plant_file: Any, history_days: float, run: str,
-                 echo: Callable[[str], None] = typer.echo, preferences: Any = None, window_s: int = WINDOW_S) -> None:
+                 echo: Callable[[str], None] = typer.echo, preferences: Any = None, window_s: int = WINDOW_S,
+                 parallel: Any = None) -> None:
         if int(window_s) <= 0 or 86400 % int(window_s):
             from core.errors import ConfigError
 
             raise ConfigError(f"--window {window_s} s does not divide a day; use e.g. 1m, 5m or 15m")
         self.window_s = int(window_s)
+        self.parallel = parallel
         self.store, self.run, self.echo = store, run, echo
         self.preferences = preferences
         self._prefs_stamp: tuple | None = None
@@ -128,13 +144,11 @@ class Follower:
 
     def fit(self, stop_ns: int, carry: dict | None = None):
         """Anomaly models fitted on the history before ``stop_ns`` (``carry``: as in :meth:`read`)."""
-        from analytics.anomaly.plant import PlantAnomalies
-
         start = stop_ns - self.history_s * NS
         data, quality = self.read(start, stop_ns, carry=carry)
         self._load_preferences()
         settings = None if self._prefs is None else self._prefs.plant_settings()
-        return PlantAnomalies(settings).fit(data, quality=quality)
+        return fit_anomalies(data, quality, settings, self.parallel)
 
     def _load_preferences(self) -> bool:
         """Re-read the preferences file when it changed since the last read; True when it did."""
@@ -216,7 +230,7 @@ def _preferences_file(store_url: str, explicit: Any = None) -> Any:
 
 def run_follow(store_url: str, plant_file: Any, every_s: int, history_days: float = 28.0, refit_s: float = 86400.0,
                run: str | None = None, stop: threading.Event | None = None, preferences: Any = None,
-               window_s: int = WINDOW_S) -> Follower:
+               window_s: int = WINDOW_S, parallel: Any = None) -> Follower:
     """Follow the store until ``stop`` is set (Ctrl-C ends it from the command line)."""
     from core.storage import open_store
     from core.supervise import Supervisor
@@ -224,7 +238,8 @@ def run_follow(store_url: str, plant_file: Any, every_s: int, history_days: floa
     stop = stop or threading.Event()
     with open_store(store_url) as store:
         follower = Follower(store, plant_file, history_days, run or "follow-anomalies",
-                            preferences=_preferences_file(store_url, preferences), window_s=window_s)
+                            preferences=_preferences_file(store_url, preferences), window_s=window_s,
+                            parallel=parallel)
         follower.start()
         supervisor = Supervisor(prefix="analyze")
 

@@ -108,3 +108,31 @@ def test_follow_refuses_a_store_whose_series_hold_no_values_yet_with_a_clear_err
 
     with pytest.raises(AnalyzeError, match="no energy data to follow"):
         Follower(JustStarted(), None, history_days=7.5, run="follow-test")
+
+
+@pytest.mark.slow
+def test_refit_fanned_out_over_worker_processes_gives_the_serial_models():
+    """The follower's refit (``fit_anomalies``) over two joblib worker processes, machines batched by site, gives
+    the same baselines, detectors and findings as the serial refit in this process."""
+    from analytics.parallel import Fanout, ParallelSettings
+    from analytics.tests.synthetic import production_frame
+    from wattline.cli_follow import fit_anomalies
+
+    machines = ("north/l1/m1", "north/l2/m2", "south/l1/m3", "south/l1/m4", "south/l2/m5")
+    frame = production_frame(days=28, machines=machines, seed=7)
+    t = frame["time"]
+    sel = (frame["machine"] == "south/l1/m3") & (t >= "2025-01-22 08:00+00:00") & (t < "2025-01-22 14:00+00:00")
+    frame.loc[sel, "energy_kwh"] += 1.5  # a finding to agree on
+    frame.loc[sel, "power_mean_kw"] += 6.0
+    data = IntervalData.from_frame(frame, resolution_s=900)
+    quality = find_meter_faults(data)
+    assert Fanout(ParallelSettings(jobs=2), work=len(data.frame)).mode == "joblib"
+    serial = fit_anomalies(data, quality, parallel=ParallelSettings(jobs=1))
+    fanned = fit_anomalies(data, quality, parallel=ParallelSettings(jobs=2))
+    assert set(serial.detectors) == set(machines)
+    assert fanned.to_dict() == serial.to_dict()
+    assert fanned.baseline.to_dict() == serial.baseline.to_dict()
+    np.testing.assert_array_equal(fanned.expected(data), serial.expected(data))
+    assert [(e.machine, e.start, e.end, e.excess_kwh) for e in fanned.events] == \
+        [(e.machine, e.start, e.end, e.excess_kwh) for e in serial.events]
+    assert any(e.machine == "south/l1/m3" for e in serial.events)

@@ -56,7 +56,7 @@ def fill(store, machines: int, days: int, sample_s: int, until_s: int, register:
         store.write_arrays(SeriesKey.of("electrical", tags, "energy_kwh"), t_s * NS, energy)
 
 
-def run(machines: int, days: int, steps: int, sample_s: int, first_step: int) -> dict:
+def run(machines: int, days: int, steps: int, sample_s: int, first_step: int, profile: Path | None = None) -> dict:
     from core.storage import open_store
     from wattline import cli_follow
 
@@ -72,7 +72,7 @@ def run(machines: int, days: int, steps: int, sample_s: int, first_step: int) ->
         t0 = time.perf_counter()
         follower.start()
         out["fit_s"] = round(time.perf_counter() - t0, 1)
-        parts: dict[str, list[float]] = {"tick_s": [], "read_s": [], "score_s": [], "write_s": []}
+        parts: dict[str, list[float]] = {"tick_s": [], "tick_cpu_s": [], "read_s": [], "score_s": [], "write_s": []}
         timing: dict[str, float] = {}
 
         def timed(fn, key: str):
@@ -86,23 +86,36 @@ def run(machines: int, days: int, steps: int, sample_s: int, first_step: int) ->
 
         follower.read = timed(follower.read, "read_s")
         follower.stream.update = timed(follower.stream.update, "score_s")
+        prof = None
+        if profile is not None:
+            import cProfile
+
+            prof = cProfile.Profile()
         for k in range(steps):
             a = cut + k * WINDOW_S
             fill(store, machines, days, sample_s, a + WINDOW_S, register, from_s=a)
-            t = time.perf_counter()
+            cpu, t = time.process_time(), time.perf_counter()
+            if prof is not None:
+                prof.enable()
             follower.tick()
+            if prof is not None:
+                prof.disable()
             total = time.perf_counter() - t
+            parts["tick_cpu_s"].append(time.process_time() - cpu)
             parts["tick_s"].append(total)
             parts["read_s"].append(timing["read_s"])
             parts["score_s"].append(timing["score_s"])
             parts["write_s"].append(total - timing["read_s"] - timing["score_s"])
         events = follower.stream.events
+        if prof is not None:
+            prof.dump_stats(str(profile))
     for k, v in parts.items():
         out[k] = {"median": round(float(np.median(v)), 3), "max": round(float(np.max(v)), 3),
                   "last": round(v[-1], 3)}
     out["events"] = len(events)
     out["retained_windows"] = getattr(follower.stream, "retained_windows", None)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out["load_avg"] = [round(x, 1) for x in os.getloadavg()]
     return out
 
 
@@ -115,8 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
                     "(28: the steps start at 07:00, an hour before machine m001's excess)")
     ap.add_argument("--sample-s", type=int, default=60, help="spacing of the stored power and energy values [s]")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--profile", type=Path, help="write a cProfile of the ticks to this file")
     args = ap.parse_args(argv)
-    out = run(args.machines, args.days, args.steps, args.sample_s, args.first_step)
+    out = run(args.machines, args.days, args.steps, args.sample_s, args.first_step, args.profile)
     print(json.dumps(out))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))

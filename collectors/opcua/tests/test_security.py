@@ -124,7 +124,7 @@ async def start_secure_server(folder: Path, policies, tokens=(ua.AnonymousIdenti
     async def tick():
         n = 0
         while True:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the server's value changes every 50 ms: pacing, not synchronisation
             n += 1
             await power.write_value(float(n))
             result.written.append(float(n))
@@ -159,8 +159,9 @@ class Run:
     values: list = field(default_factory=list)
 
 
-async def collect(cfg, store_path: Path, until, timeout: float = 20.0, settle: float = 0.0) -> Run:
-    """Run the collector until ``until(collector)`` holds (or ``timeout``), then stop it cleanly."""
+async def collect(cfg, store_path: Path, until, timeout: float = 60.0) -> Run:
+    """Run the collector until ``until(collector)`` holds (or ``timeout`` [s]: generous, a secure session's handshake
+    on a loaded 2-core machine took over 20 s), then stop it cleanly."""
     store = SQLiteStore(store_path)
     col = Collector(cfg, store)
     stop = asyncio.Event()
@@ -171,7 +172,6 @@ async def collect(cfg, store_path: Path, until, timeout: float = 20.0, settle: f
         client = col.sessions[0].client
         if client is not None and col.sessions[0].connected:
             run.policy_uri, run.mode = client.security_policy.URI, client.security_policy.Mode
-        await asyncio.sleep(settle)
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)  # the collector stops cleanly whatever happened to its sessions

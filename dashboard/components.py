@@ -84,11 +84,13 @@ def forbidden() -> html.Div:
 
 def data_grid(grid_id: str, columns: list[dict], row_id: str, no_rows: str, height: str = "60vh") -> dag.AgGrid:
     """A sortable, filterable grid whose callback sends only ``rowData``: the browser draws the visible rows
-    (virtualised), and rows keep their identity (``row_id``, a field) across refreshes, so a refresh updates only
+    (virtualised), and rows keep their identity (``row_id``, a JavaScript expression of ``params.data``, e.g.
+    ``"params.data.machine"``) across refreshes, so a refresh updates only
     what changed. Rows with ``status == "stale"`` carry the ``stale`` class. For tables of hundreds of rows and more,
     which as HTML tables cost thousands of components per refresh."""
-    return dag.AgGrid(id=grid_id, columnDefs=columns, rowData=[], getRowId=f"params.data.{row_id}",
+    return dag.AgGrid(id=grid_id, columnDefs=columns, rowData=[], getRowId=row_id,
                       defaultColDef={"sortable": True, "resizable": True, "filter": True},
                       rowClassRules={"stale": "params.data.status == 'stale'"},
-                      dashGridOptions={"animateRows": False, "overlayNoRowsTemplate": no_rows},
+                      dashGridOptions={"animateRows": False, "overlayNoRowsTemplate": no_rows,
+                                       "suppressColumnVirtualisation": True},
                       style={"height": height}, className="ag-theme-alpine")

@@ -500,6 +500,53 @@ def series_rows_from_frame(frame: pd.DataFrame, now_ns: int, stale_after_s: floa
     return [dict(zip(SERIES_COLUMNS, values)) for values in zip(*(columns[name] for name in SERIES_COLUMNS))]
 
 
+@dataclass(frozen=True)
+class SeriesSelection:
+    """What the series page shows of the series list at one moment.
+
+    Attributes
+    ----------
+    rows : list of dict
+        Rows of :func:`series_rows` that match the filter, at most the limit asked for: when more match, the stale
+        ones first, then the rest in order.
+    total, stale, matched : int
+        Series stored, stale among them, matching the filter.
+    """
+
+    rows: list[dict]
+    total: int
+    stale: int
+    matched: int
+
+
+def select_series(frame: pd.DataFrame, now_ns: int, stale_after_s: float, filter_text: str | None = None,
+                  limit: int | None = None) -> SeriesSelection:
+    """The rows of a :func:`series_frame` that match ``filter_text`` (every word, case-insensitive, in measurement,
+    tags, field or status), at most ``limit`` of them (stale first when more match); filtered and counted vectorised,
+    only the rows shown are built (a plant of 200 machines stores tens of thousands of series)."""
+    age_s = (int(now_ns) - frame["last_ns"].to_numpy()) / NS
+    stale = age_s > stale_after_s
+    keep = np.ones(len(frame), dtype=bool)
+    words = (filter_text or "").lower().split()
+    if words and len(frame):
+        hay = (frame["measurement"] + " " + frame["tags"] + " " + frame["field"] + " "
+               + np.where(stale, "stale", "ok")).str.lower()
+        for word in words:
+            keep &= hay.str.contains(word, regex=False).to_numpy()
+    idx = np.flatnonzero(keep)
+    matched = len(idx)
+    if limit is not None and matched > limit:
+        idx = np.concatenate([idx[stale[idx]], idx[~stale[idx]]])[:limit]
+    rows = series_rows_from_frame(frame.iloc[idx], now_ns, stale_after_s)
+    return SeriesSelection(rows, len(frame), int(stale.sum()), matched)
+
+
+def series_selection(store: Store, now_ns: int, tz: dt.tzinfo, stale_after_s: float, filter_text: str | None = None,
+                     limit: int | None = None) -> SeriesSelection:
+    """:func:`select_series` of the store's series list (shared for :data:`SERIES_LIST_TTL_S` in a request)."""
+    return select_series(_series_frame_cached(store, tz), now_ns, stale_after_s, filter_text, limit)
+
+
 def format_ages(seconds: np.ndarray) -> list[str]:
     """:func:`format_age` of many ages [s] at once (the unit chosen and the value scaled in numpy)."""
     s = np.maximum(np.asarray(seconds, dtype=float), 0.0)

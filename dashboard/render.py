@@ -14,7 +14,7 @@ from dash import html
 
 from dashboard import ids
 from dashboard.components import code, empty_state, kpi_tile, state_chips
-from dashboard.data import LiveView, format_age
+from dashboard.data import LiveView, SeriesSelection, format_age
 from dashboard.figures import message_figure, power_figure
 from dashboard.settings import DashboardSettings
 
@@ -100,75 +100,45 @@ def _status(view: LiveView, now_ns: int, settings: DashboardSettings) -> str:
     return " · ".join(parts)
 
 
-#: Series table columns (row key, header).
-SERIES_TABLE_COLUMNS = (
-    ("measurement", "Measurement"),
-    ("tags", "Tags"),
-    ("field", "Field"),
-    ("unit", "Unit"),
-    ("count", "Points"),
-    ("first", "First value"),
-    ("last", "Last value"),
-    ("age", "Age of last"),
-    ("status", "Status"),
-)
+#: The series grid's columns: one row per stored series, the count with thousands separators.
+SERIES_GRID_COLUMNS = [
+    {"field": "measurement", "headerName": "Measurement", "width": 150},
+    {"field": "tags", "headerName": "Tags", "flex": 2, "minWidth": 260},
+    {"field": "field", "headerName": "Field", "width": 160},
+    {"field": "unit", "headerName": "Unit", "width": 80},
+    {"field": "count", "headerName": "Points", "width": 110, "type": "numericColumn",
+     "valueFormatter": {"function": "d3.format(',')(params.value)"}},
+    {"field": "first", "headerName": "First value", "width": 170},
+    {"field": "last", "headerName": "Last value", "width": 170},
+    {"field": "age", "headerName": "Age of last", "width": 110},
+    {"field": "status", "headerName": "Status", "width": 95, "cellClass": "col-status"},
+]
+#: Identity of a series row in the grid (a refresh then updates only the rows that changed).
+SERIES_ROW_ID = "params.data.measurement + '|' + params.data.tags + '|' + params.data.field"
 
-
-def filter_rows(rows: list[dict], text: str | None) -> list[dict]:
-    """Rows whose measurement, tags, field or status contain every word of ``text`` (case-insensitive)."""
-    words = (text or "").lower().split()
-    if not words:
-        return rows
-    keep = []
-    for row in rows:
-        haystack = " ".join(str(row[k]) for k in ("measurement", "tags", "field", "status")).lower()
-        if all(word in haystack for word in words):
-            keep.append(row)
-    return keep
-
-
-def series_table(rows: list[dict]) -> html.Table:
-    """The series as an HTML table; stale rows carry the ``stale`` class."""
-    head = html.Thead(html.Tr([html.Th(name, className=f"col-{key}") for key, name in SERIES_TABLE_COLUMNS]))
-    body = html.Tbody(
-        [
-            html.Tr(
-                [html.Td(f"{row[key]:,}" if key == "count" else row[key], className=f"col-{key}")
-                 for key, _name in SERIES_TABLE_COLUMNS],
-                className=row["status"],
-            )
-            for row in rows
-        ]
-    )
-    return html.Table([head, body], className="series-table")
-
-
-#: Most rows the series table renders: a plant of 200 machines stores thousands of series (materials, analytics
-#: outputs), and an HTML table of them re-rendered every refresh freezes the browser. Stale rows come first, then
+#: Most rows the series grid receives per refresh: a plant of 200 machines stores tens of thousands of series
+#: (materials, analytics outputs), and sending all of them every refresh is megabytes. Stale rows come first, then
 #: the rest in order; the filter and the CSV export reach every series.
 MAX_SERIES_ROWS = 300
 
 
-def render_series(rows: list[dict], settings: DashboardSettings, filter_text: str | None = None) -> tuple:
-    """Callback outputs for the series page: (table, summary, empty-state children, empty-state style).
+def render_series(selection: SeriesSelection, settings: DashboardSettings) -> tuple:
+    """Callback outputs for the series page: (grid rows, summary, empty-state children, empty-state style).
 
-    At most :data:`MAX_SERIES_ROWS` rows are rendered, the stale ones first; the summary says when rows are left out.
+    ``selection`` (:func:`dashboard.data.select_series`) holds at most :data:`MAX_SERIES_ROWS` rows, the stale ones
+    first; the summary says when rows are left out.
     """
-    if not rows:
+    if not selection.total:
         empty = empty_state(
             "No series stored yet",
             html.Span(["Start a collector or ", code("wattline demo"), "; series appear here with their first value."]),
         )
         return [], "", empty, SHOWN
-    stale = sum(r["status"] == "stale" for r in rows)
-    summary = f"{len(rows)} series"
-    summary += (f", {stale} stale (no value for more than {format_age(settings.stale_after_s)})" if stale
-                else ", all updated recently")
-    shown = filter_rows(rows, filter_text)
-    if len(shown) != len(rows):
-        summary += f"; {len(shown)} match the filter"
-    if len(shown) > MAX_SERIES_ROWS:
-        shown = ([r for r in shown if r["status"] == "stale"] + [r for r in shown if r["status"] != "stale"])
-        shown = shown[:MAX_SERIES_ROWS]
-        summary += f"; showing {MAX_SERIES_ROWS} (stale first): filter to narrow, or download the CSV for all"
-    return series_table(shown), summary, [], HIDDEN
+    summary = f"{selection.total} series"
+    summary += (f", {selection.stale} stale (no value for more than {format_age(settings.stale_after_s)})"
+                if selection.stale else ", all updated recently")
+    if selection.matched != selection.total:
+        summary += f"; {selection.matched} match the filter"
+    if selection.matched > len(selection.rows):
+        summary += f"; showing {len(selection.rows)} (stale first): filter to narrow, or download the CSV for all"
+    return selection.rows, summary, [], HIDDEN

@@ -1,7 +1,8 @@
 """Data (/series): every stored series with its extent and the age of its newest value.
 
 Audience: engineers checking that a collector delivers. Stale series (no value for longer than the stale limit) are
-highlighted. The callback wraps :func:`dashboard.data.series_rows` and :func:`dashboard.render.render_series`.
+highlighted. The callback wraps :func:`dashboard.data.series_selection` and :func:`dashboard.render.render_series`;
+the rows go to an ag-grid (only ``rowData`` is sent; the browser draws the visible rows).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dash import Input, Output, dcc, html
 from core.errors import StoreError
 from dashboard import ids
 from dashboard.access import PAGE_ROLES, allow, current_user, may_open
-from dashboard.components import forbidden, page_header
-from dashboard.data import SERIES_LIST_TTL_S, series_rows
-from dashboard.render import HIDDEN, render_series
+from dashboard.components import data_grid, forbidden, page_header
+from dashboard.data import SERIES_LIST_TTL_S, series_selection
+from dashboard.render import HIDDEN, MAX_SERIES_ROWS, SERIES_GRID_COLUMNS, SERIES_ROW_ID, render_series
 from dashboard.settings import current_settings
 
 dash.register_page(__name__, path="/series", name="Data", title="Wattline · Stored series", order=10)
@@ -39,7 +40,8 @@ def layout(**_kwargs) -> html.Div:
                         html.A("Parquet", href="/export/series.parquet", className="button")),
             html.Div(id=ids.SERIES_SUMMARY, className="status-line"),
             html.Div(id=ids.SERIES_EMPTY, style=HIDDEN),
-            html.Div(html.Div(id=ids.SERIES_TABLE, className="table-scroll"), className="card"),
+            html.Div(data_grid(ids.SERIES_TABLE, SERIES_GRID_COLUMNS, SERIES_ROW_ID, "No series match", "70vh"),
+                     className="card"),
             dcc.Interval(id=ids.SERIES_INTERVAL, interval=interval_ms, n_intervals=0),
         ],
         className="page",
@@ -51,7 +53,7 @@ def register_callbacks(app: dash.Dash) -> None:
     from dashboard.app import user_store
 
     @app.callback(
-        Output(ids.SERIES_TABLE, "children"),
+        Output(ids.SERIES_TABLE, "rowData"),
         Output(ids.SERIES_SUMMARY, "children"),
         Output(ids.SERIES_EMPTY, "children"),
         Output(ids.SERIES_EMPTY, "style"),
@@ -63,7 +65,8 @@ def register_callbacks(app: dash.Dash) -> None:
     def refresh(_n, filter_text, site):
         settings = current_settings()
         try:
-            rows = series_rows(user_store(app, site), time.time_ns(), settings.tz, settings.stale_after_s)
+            selection = series_selection(user_store(app, site), time.time_ns(), settings.tz, settings.stale_after_s,
+                                         filter_text, MAX_SERIES_ROWS)
         except StoreError as exc:
             return dash.no_update, html.Span(f"Cannot read the store: {exc}", className="error"), [], HIDDEN
-        return render_series(rows, settings, filter_text)
+        return render_series(selection, settings)

@@ -30,7 +30,7 @@ from dashboard.users import UsersError, UsersFile
 LIVE_OUTPUTS = [(ids.LIVE_KPIS, "children"), (ids.LIVE_EMPTY, "children"), (ids.LIVE_EMPTY, "style"),
                 (ids.LIVE_GRAPHS, "style"), (ids.LIVE_LINE_GRAPH, "figure"), (ids.LIVE_MACHINE_GRAPH, "figure"),
                 (ids.LIVE_STATUS, "children")]
-SERIES_OUTPUTS = [(ids.SERIES_TABLE, "children"), (ids.SERIES_SUMMARY, "children"), (ids.SERIES_EMPTY, "children"),
+SERIES_OUTPUTS = [(ids.SERIES_TABLE, "rowData"), (ids.SERIES_SUMMARY, "children"), (ids.SERIES_EMPTY, "children"),
                   (ids.SERIES_EMPTY, "style")]
 
 

@@ -178,9 +178,10 @@ def test_series_page_lists_series_and_highlights_stale_ones(browser, plant):
     browser.get(server.url)
     element(browser, ids.NAV)
     wait_for(lambda: browser.find_elements("link text", "Data"), "the Data link")[0].click()
-    table = wait_for(lambda: browser.find_elements("css selector", f"#{ids.SERIES_TABLE} tbody tr"), "series rows")
+    rows = f"#{ids.SERIES_TABLE} .ag-center-cols-container .ag-row"
+    table = wait_for(lambda: browser.find_elements("css selector", rows), "series rows")
     assert len(table) == 2 * 3 + 1
-    stale = browser.find_elements("css selector", f"#{ids.SERIES_TABLE} tbody tr.stale")
+    stale = browser.find_elements("css selector", f"{rows}.stale")
     assert len(stale) == 1 and "machine=retired" in stale[0].text and "3.0 h" in stale[0].text
     summary = browser.find_element("id", ids.SERIES_SUMMARY).text
     assert summary.startswith("7 series, 1 stale")

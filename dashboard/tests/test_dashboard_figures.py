@@ -108,6 +108,7 @@ def test_render_live_range_without_values_explains_why(store):
 
 
 def test_render_series_summary_counts_stale_series():
+    from dashboard.data import SeriesSelection
     from dashboard.render import render_series
 
     settings = DashboardSettings("plant.db", stale_after_s=300)
@@ -117,16 +118,13 @@ def test_render_series_summary_counts_stale_series():
          "status": status}
         for m, age, status in (("a", "2 s", "ok"), ("b", "2.0 h", "stale"), ("c", "1.0 d", "stale"))
     ]
-    table, summary, empty, style = render_series(rows, settings)
+    grid, summary, empty, style = render_series(SeriesSelection(rows, 3, 2, 3), settings)
     assert summary == "3 series, 2 stale (no value for more than 5 min)"
-    body_rows = table.children[1].children
-    assert [tr.className for tr in body_rows] == ["ok", "stale", "stale"]
-    assert _text(body_rows[0].children[4]) == "1,234"
-    table, summary, empty, style = render_series(rows, settings, "machine=b")
-    assert len(table.children[1].children) == 1 and summary.endswith("; 1 match the filter")
-    assert len(render_series(rows, settings, "STALE")[0].children[1].children) == 2
-    table, summary, empty, style = render_series([], settings)
-    assert table == [] and "No series stored yet" in _text(empty) and style == {}
+    assert grid == rows and empty == [] and style == {"display": "none"}
+    grid, summary, empty, style = render_series(SeriesSelection(rows[1:2], 3, 2, 1), settings)
+    assert grid == rows[1:2] and summary.endswith("; 1 match the filter")
+    grid, summary, empty, style = render_series(SeriesSelection([], 0, 0, 0), settings)
+    assert grid == [] and "No series stored yet" in _text(empty) and style == {}
 
 
 def test_render_live_says_when_the_newest_values_are_bad(store):

@@ -5,33 +5,49 @@ from __future__ import annotations
 from dashboard.settings import DashboardSettings
 
 
-def _series_rows(n: int, stale_every: int) -> list[dict]:
-    return [{"measurement": "material", "tags": f"machine=m{i:05d}", "field": "kwh", "unit": "kWh", "count": i,
-             "first": "2026-11-26 09:00:00", "last": "2026-11-26 10:00:00", "age": "2 s", "age_s": 2.0,
-             "status": "stale" if i % stale_every == 0 else "ok"} for i in range(n)]
+def _series_frame(n: int, stale_every: int, now_ns: int):
+    """A :func:`dashboard.data.series_frame`-shaped list of ``n`` series; every ``stale_every``-th 2 h old."""
+    import numpy as np
+    import pandas as pd
+
+    from dashboard.data import NS
+
+    ages = np.where(np.arange(n) % stale_every == 0, 7200, 2) * NS
+    return pd.DataFrame({"measurement": "material", "tags": [f"machine=m{i:05d}" for i in range(n)], "field": "kwh",
+                         "unit": "kWh", "count": np.arange(n, dtype=np.int64), "first": "2026-11-26 09:00:00",
+                         "last": "2026-11-26 10:00:00", "last_ns": now_ns - ages})
 
 
-def test_series_table_renders_at_most_max_rows_stale_first():
+def test_series_selection_holds_at_most_max_rows_stale_first():
+    from dashboard.data import select_series
     from dashboard.render import MAX_SERIES_ROWS, render_series
 
-    rows = _series_rows(MAX_SERIES_ROWS * 3, 7)
-    table, summary, _empty, _style = render_series(rows, DashboardSettings("plant.db"))
-    body = table.children[1].children
-    stale = sum(r["status"] == "stale" for r in rows)
-    assert len(body) == MAX_SERIES_ROWS
-    assert [tr.className for tr in body[:stale]] == ["stale"] * stale
-    assert all(tr.className == "ok" for tr in body[stale:])
-    assert summary.startswith(f"{len(rows)} series, {stale} stale") and f"showing {MAX_SERIES_ROWS}" in summary
+    now = 1_800_000_000 * 10**9
+    frame = _series_frame(MAX_SERIES_ROWS * 3, 7, now)
+    selection = select_series(frame, now, 300, None, MAX_SERIES_ROWS)
+    rows, summary, _empty, _style = render_series(selection, DashboardSettings("plant.db"))
+    stale = (len(frame) + 6) // 7
+    assert len(rows) == MAX_SERIES_ROWS and (selection.total, selection.stale) == (len(frame), stale)
+    assert [r["status"] for r in rows[:stale]] == ["stale"] * stale
+    assert all(r["status"] == "ok" for r in rows[stale:])
+    assert [r["count"] for r in rows[:3]] == [0, 7, 14]  # stale ones in their order
+    assert summary.startswith(f"{len(frame)} series, {stale} stale") and f"showing {MAX_SERIES_ROWS}" in summary
 
 
-def test_series_table_under_the_limit_keeps_every_row_in_order():
+def test_series_selection_under_the_limit_keeps_every_row_in_order_and_filters_every_word():
+    from dashboard.data import select_series
     from dashboard.render import MAX_SERIES_ROWS, render_series
 
-    rows = _series_rows(MAX_SERIES_ROWS, 7)
-    table, summary, _empty, _style = render_series(rows, DashboardSettings("plant.db"))
-    body = table.children[1].children
-    assert [tr.children[4].children for tr in body] == [f"{i:,}" for i in range(MAX_SERIES_ROWS)]
-    assert "showing" not in summary
+    now = 1_800_000_000 * 10**9
+    frame = _series_frame(MAX_SERIES_ROWS, 7, now)
+    rows, summary, _empty, _style = render_series(select_series(frame, now, 300, None, MAX_SERIES_ROWS),
+                                                  DashboardSettings("plant.db"))
+    assert [r["count"] for r in rows] == list(range(MAX_SERIES_ROWS))
+    assert "showing" not in summary and "match" not in summary
+    picked = select_series(frame, now, 300, "M0001 STALE", MAX_SERIES_ROWS)  # words in tags and status, any case
+    assert [r["tags"] for r in picked.rows] == [f"machine=m{i:05d}" for i in range(10, 20) if i % 7 == 0]
+    assert picked.matched == len(picked.rows) == 1
+    assert select_series(frame, now, 300, "kwh material ok", None).matched == MAX_SERIES_ROWS - (MAX_SERIES_ROWS + 6) // 7
 
 
 def _store_with_meters(tmp_path, no_register: tuple[str, ...]):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -123,21 +123,31 @@ def test_demo_serves_a_live_dashboard_and_stores_every_machine(tmp_path, browser
     assert hours["machine"].nunique() == 8 and hours["expected_kwh"].notna().mean() > 0.9
 
 
+def _newest_plant_value(store) -> dt.datetime | None:
+    """Time of the newest stored plant value (None while there is none), read as a user would: ``wattline series``."""
+    listed = json.loads(wattline("series", "--store", str(store), "--json").stdout)
+    return max((dt.datetime.fromisoformat(s["last"]) for s in listed if not s["measurement"].startswith("wattline_")),
+               default=None)
+
+
 def test_ctrl_c_stops_cleanly_and_keeps_what_was_received(tmp_path):
     store = tmp_path / "x.db"
+    port = free_port()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "wattline", "demo", "--machines", "3", "--store", str(store), "--port", str(free_port()),
+        [sys.executable, "-m", "wattline", "demo", "--machines", "3", "--store", str(store), "--port", str(port),
          "--opcua-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    # Wait until the demo says it is up, let it collect a little, then press Ctrl-C.
+    # Wait until the demo says it is up, its dashboard answers and live values are stored, then press Ctrl-C.
     banner = ""
     while "History:" not in banner:  # the banner ends with what the backfilled history's analysis found
         line = demo.stdout.readline()
         assert line, banner
         banner += line
     assert "Dashboard:" in banner and "avoidable" in banner, banner
-    time.sleep(6)
+    up = dt.datetime.now(dt.UTC)  # the collector starts after the banner: newer values are live ones
+    wait_for(lambda: get(f"http://127.0.0.1:{port}/")[0] == 200, 60, "the dashboard page", interval=0.5)
+    wait_for(lambda: (_newest_plant_value(store) or up) > up, 60, f"a live value stored (after {up})", interval=1.0)
     demo.send_signal(signal.SIGINT)
     out, err = demo.communicate(timeout=60)
     assert demo.returncode == 0, err

@@ -207,7 +207,8 @@ def find_meter_faults(data: IntervalData, settings: QualitySettings | None = Non
         from core.storage.intervals import classify_drop
 
         drop, prev_last, low = drops
-        limit = plausible_max_kwh(data)
+        # (a quantile per machine: computed only when there is a drop to judge)
+        limit = plausible_max_kwh(data) if drop.any() else np.full((n_m, 1), np.inf)
         for i, k in zip(*np.nonzero(drop)):
             before, after, top = float(prev_last[i, k]), float(low[i, k]), infos[i].register_max_kwh
             rollover = classify_drop(before, after, top) == "rollover" and top - before + after <= limit[i, 0]

@@ -72,16 +72,18 @@ def run(machines: int, days: int, steps: int, sample_s: int, first_step: int, pr
         t0 = time.perf_counter()
         follower.start()
         out["fit_s"] = round(time.perf_counter() - t0, 1)
-        parts: dict[str, list[float]] = {"tick_s": [], "tick_cpu_s": [], "read_s": [], "score_s": [], "write_s": []}
+        parts: dict[str, list[float]] = {"tick_s": [], "tick_cpu_s": [], "read_s": [], "read_cpu_s": [], "score_s": [],
+                                         "score_cpu_s": [], "write_s": []}
         timing: dict[str, float] = {}
 
         def timed(fn, key: str):
             def wrapper(*a, **k):
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), time.process_time()
                 try:
                     return fn(*a, **k)
                 finally:
                     timing[key] = time.perf_counter() - t
+                    timing[key.replace("_s", "_cpu_s")] = time.process_time() - cpu
             return wrapper
 
         follower.read = timed(follower.read, "read_s")
@@ -103,8 +105,8 @@ def run(machines: int, days: int, steps: int, sample_s: int, first_step: int, pr
             total = time.perf_counter() - t
             parts["tick_cpu_s"].append(time.process_time() - cpu)
             parts["tick_s"].append(total)
-            parts["read_s"].append(timing["read_s"])
-            parts["score_s"].append(timing["score_s"])
+            for key in ("read_s", "read_cpu_s", "score_s", "score_cpu_s"):
+                parts[key].append(timing[key])
             parts["write_s"].append(total - timing["read_s"] - timing["score_s"])
         events = follower.stream.events
         if prof is not None:

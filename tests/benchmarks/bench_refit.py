@@ -60,13 +60,15 @@ def year_data(machines: int, months: int, seed: int = 0):
 
 
 class _PeakRss:
-    """Highest RSS of this process plus its children [MB], sampled in a thread."""
+    """Highest RSS of this process plus its children [MB], sampled in a thread, and the CPU time its children (the
+    worker processes) used while sampled [s]."""
 
     def __init__(self, every_s: float = 0.2) -> None:
         import psutil
 
         self._me = psutil.Process()
         self.peak_mb = 0.0
+        self._child_cpu: dict[int, tuple[float, float]] = {}  # pid -> (CPU time at the first sample, at the last)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
 
@@ -78,8 +80,17 @@ class _PeakRss:
             for child in self._me.children(recursive=True):
                 with contextlib.suppress(psutil.Error):  # a worker that just ended
                     total += child.memory_info().rss
+                    cpu = child.cpu_times()
+                    first = self._child_cpu.get(child.pid, (cpu.user + cpu.system, 0.0))[0]
+                    self._child_cpu[child.pid] = (first, cpu.user + cpu.system)
             self.peak_mb = max(self.peak_mb, total / 2**20)
             self._stop.wait(every_s)
+
+    @property
+    def children_cpu_s(self) -> float:
+        """CPU time of the children between the samples [s] (a worker started during the run counts from its first
+        sample, within 0.2 s of its start)."""
+        return sum(last - first for first, last in self._child_cpu.values())
 
     def __enter__(self) -> _PeakRss:
         self._thread.start()
@@ -109,6 +120,7 @@ def run(machines: int, months: int, jobs: int) -> dict:
         model = fit_anomalies(data, quality, parallel=ParallelSettings(jobs=jobs))
         out["refit_s"] = round(time.perf_counter() - t0, 1)
         out["refit_cpu_s_this_process"] = round(time.process_time() - cpu, 1)
+    out["refit_cpu_s_workers"] = round(peak.children_cpu_s, 1)
     out["detectors"] = len(model.detectors)
     out["events"] = len(model.events)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

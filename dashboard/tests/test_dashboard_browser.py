@@ -25,6 +25,7 @@ from dashboard.tests.helpers import (
     write_power,
 )
 from tests.support import start_chromium
+from tests.support import wait_for as support_wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -67,15 +68,8 @@ def plant(tmp_path, users_path, browser):
 
 
 def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
+    """``tests.support.wait_for`` with this module's argument order (what, then timeout)."""
+    return support_wait_for(predicate, timeout, what, interval=0.2)
 
 
 def element(driver, element_id: str):
@@ -83,13 +77,18 @@ def element(driver, element_id: str):
     return wait_for(lambda: (driver.find_elements("id", element_id) or [None])[0], f"element #{element_id}")
 
 
+def text(driver, element_id: str) -> str:
+    """The element's text; read again when Dash replaced the element between finding and reading it (a stale element
+    while the page refreshes)."""
+    return wait_for(lambda: [driver.find_element("id", element_id).text], f"the text of #{element_id}")[0]
+
+
 def traces(driver, graph_id):
     return driver.execute_script(TRACES_JS, graph_id)
 
 
 def shot(driver, name: str) -> None:
-    # Let Plotly finish its transition before the picture.
-    time.sleep(0.5)
+    time.sleep(0.5)  # let Plotly finish its transition: for the picture only, no assertion waits on it
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
@@ -107,12 +106,12 @@ def test_live_page_shows_machine_and_line_traces(browser, plant):
     assert all(n >= 80 for _name, _x, n in machine)  # 15 min of 10-s windows
     lines = wait_for(lambda: traces(browser, ids.LIVE_LINE_GRAPH), "line traces")
     assert [name for name, _x, _n in lines] == ["L1", "L2"]
-    power = browser.find_element("id", ids.KPI_PLANT_POWER).text
+    power = text(browser, ids.KPI_PLANT_POWER)
     assert power.endswith(" kW") and float(power[:-3].replace(",", "")) > 50
-    assert "kWh" in browser.find_element("id", ids.KPI_ENERGY_TODAY).text
-    states = browser.find_element("id", ids.KPI_MACHINE_STATES).text
+    assert "kWh" in text(browser, ids.KPI_ENERGY_TODAY)
+    states = text(browser, ids.KPI_MACHINE_STATES)
     assert "1 fault" in states and "running" in states
-    assert "Power [kW]" in browser.find_element("id", ids.LIVE_MACHINE_GRAPH).text
+    assert "Power [kW]" in text(browser, ids.LIVE_MACHINE_GRAPH)
     shot(browser, "live-15m")
 
 
@@ -149,7 +148,7 @@ def test_empty_store_shows_the_empty_state_then_the_first_values(browser, plant)
     write_power(writer, machine_tags("L1", "first"), [now_s() - 1], [42.0])
     wait_for(lambda: traces(browser, ids.LIVE_MACHINE_GRAPH), "the first trace")
     assert not empty.is_displayed()
-    assert browser.find_element("id", ids.KPI_PLANT_POWER).text == "42.0 kW"
+    assert text(browser, ids.KPI_PLANT_POWER) == "42.0 kW"
 
 
 def test_range_selector_switches_to_a_day_of_rollups(browser, plant):
@@ -183,6 +182,6 @@ def test_series_page_lists_series_and_highlights_stale_ones(browser, plant):
     assert len(table) == 2 * 3 + 1
     stale = browser.find_elements("css selector", f"{rows}.stale")
     assert len(stale) == 1 and "machine=retired" in stale[0].text and "3.0 h" in stale[0].text
-    summary = browser.find_element("id", ids.SERIES_SUMMARY).text
+    summary = text(browser, ids.SERIES_SUMMARY)
     assert summary.startswith("7 series, 1 stale")
     shot(browser, "series")

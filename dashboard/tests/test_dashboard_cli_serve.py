@@ -17,6 +17,7 @@ import urllib.request
 import pytest
 
 from dashboard.tests.helpers import NS, TEST_USERS, fill_plant
+from tests.support import wait_for as support_wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,17 +29,8 @@ def free_port() -> int:
 
 
 def wait_for(predicate, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (OSError, urllib.error.URLError) as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}; last seen: {last!r}")
+    """``tests.support.wait_for`` with this module's argument order (what, then timeout)."""
+    return support_wait_for(predicate, timeout, what, interval=0.2)
 
 
 def test_gunicorn_serves_with_workers_and_a_login_holds_across_them(tmp_path, users_path):

@@ -20,6 +20,7 @@ from dashboard.overview import fmt_energy
 from dashboard.serve import DashboardServer
 from dashboard.tests.helpers import browser_login
 from tests.support import start_chromium
+from tests.support import wait_for as support_wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -69,17 +70,9 @@ def server(analysed, users_path):
 
 
 def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as exc:  # noqa: BLE001 - an element replaced while Dash re-renders
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
+    """``tests.support.wait_for`` with this module's argument order (what, then timeout); an exception (an element
+    replaced while Dash re-renders) counts as "not yet"."""
+    return support_wait_for(predicate, timeout, what, interval=0.2)
 
 
 def text_of(driver, element_id: str) -> str:
@@ -88,7 +81,7 @@ def text_of(driver, element_id: str) -> str:
 
 
 def shot(driver, name: str) -> None:
-    time.sleep(0.8)  # let Plotly finish drawing before the picture
+    time.sleep(0.8)  # let Plotly finish drawing: for the picture only, no assertion waits on it
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 

@@ -55,7 +55,7 @@ def test_outage_spools_then_replays_exactly(tmp_path):
     store.down.set()
     for k in range(20):
         w.add_rows(rows(1000 + k * 500, 500))
-        time.sleep(0.01)
+        time.sleep(0.01)  # pacing: the rows arrive as a stream during the outage, not synchronisation
     assert wait_for(lambda: w.spooled >= 5000)
     assert spool.bytes > 0 and w.write_errors >= 1 and w.store_down
     store.down.clear()
@@ -107,7 +107,7 @@ def test_writer_process_killed_mid_stream_loses_nothing(tmp_path):
         os.kill(first, signal.SIGKILL)
         for k in range(10):
             w.add_rows(rows(3000 + k * 700, 700))
-            time.sleep(0.02)
+            time.sleep(0.02)  # pacing: the rows keep arriving while the writer process is restarted
         assert wait_for(lambda: w.written == 10_000, 20)
         assert store.pid not in (None, first) and w.write_errors >= 1
     finally:

@@ -46,7 +46,7 @@ def test_engineer_sees_collectors_and_data_quality(browser, server):  # noqa: F8
                        "the data quality table")
     assert "north/" in quality and "south/" not in quality  # erik is bound to north
     assert "lowest completeness" in text_of(browser, ids.COL_SUMMARY)
-    time.sleep(0.5)  # let the tables settle before the picture
+    time.sleep(0.5)  # let the tables settle: for the picture only, no assertion waits on it
     browser.save_screenshot(str(SCREENSHOTS / "collectors-engineer.png"))
 
 

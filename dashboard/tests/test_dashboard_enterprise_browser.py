@@ -50,7 +50,7 @@ def test_cdo_sees_enterprise_kpis_and_the_report_link(browser, server, analysed)
         f"const p = document.querySelectorAll('#{ids.ENT_ORDERS} .js-plotly-plot'); return p.length == 2 && "
         "p[0].data.some(t => t.name == 'Reference')")
     browser.set_window_size(1400, 2400)  # the whole page in one picture
-    time.sleep(0.8)
+    time.sleep(0.8)  # let Plotly redraw at the new size: for the picture only, no assertion waits on it
     browser.save_screenshot(str(SCREENSHOTS / "enterprise-cdo.png"))
     browser.set_window_size(1400, 1000)
     browser_login(browser, server.url, "anna")

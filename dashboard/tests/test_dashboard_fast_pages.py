@@ -70,7 +70,7 @@ def _counter(calls: list[int]):
 def test_stale_ok_keeps_serving_when_the_recomputation_fails(tmp_path):
     cache = ResultCache(tmp_path / "cache")
     cache.get_or_compute("k", lambda: "old", ttl_s=0.01)
-    time.sleep(0.02)
+    time.sleep(0.02)  # let the entry expire (a lifetime, not synchronisation)
 
     def broken():
         raise RuntimeError("store gone")

@@ -30,7 +30,7 @@ def test_materials_page_shows_the_analysis_intensities(browser, server, analysed
     assert "long tail" in status
     shown = wait_for(lambda: (browser.execute_script(FIRST_ROW_JS, ids.MAT_GRID) or [0, []])[1] or None, "grid rows")
     assert shown[0] == top["material"]
-    time.sleep(0.8)
+    time.sleep(0.8)  # let Plotly finish drawing: for the picture only, no assertion waits on it
     browser.save_screenshot(str(SCREENSHOTS / "materials-plant-manager.png"))
     wanted = report["materials"][-1]["material"]
     browser.find_element("id", ids.MAT_SEARCH).send_keys(wanted)

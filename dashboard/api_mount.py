@@ -24,6 +24,46 @@ def token_prefix(server, prefix: str) -> None:
         server.config[TOKEN_API_KEY] = (*prefixes, prefix)
 
 
+def rate_limit(server, tokens, per_minute: int | None) -> None:
+    """At most ``per_minute`` requests per token within any 60 s on every route under ``/api/v1`` (the read API and
+    the orders API alike); more are answered 429 with ``Retry-After``.
+
+    Counted with the dashboard's one rate-limit mechanism (:class:`dashboard.ratelimit.WindowLimiter`), in a file of
+    the results cache's folder when the dashboard has one (``wattline dashboard``: shared by every gunicorn worker,
+    as the login limit is), else in this process. A request without a known token is not counted: its blueprint
+    answers 401.
+    """
+    if per_minute is None:
+        return
+    from flask import jsonify, request
+
+    from dashboard.cache import EXTENSION as CACHE
+    from dashboard.ratelimit import WindowLimiter
+
+    cache = server.extensions.get(CACHE)
+    folder = getattr(cache, "path", None)
+    limiter = WindowLimiter(per_minute, 60.0, None if folder is None else folder.parent / "api-requests.sqlite",
+                            table="api_requests", what="API requests")
+
+    @server.before_request
+    def _per_token():
+        if not request.path.startswith(API_PREFIX + "/"):
+            return None
+        actor = tokens.actor(request.headers.get("Authorization"))
+        if actor is None:
+            return None
+        wait = limiter.admit(f"token:{actor.name}")
+        if wait <= 0:
+            return None
+        seconds = int(wait) + 1
+        response = jsonify({"error": f"token {actor.name} sent more than {per_minute} requests within 60 s; try "
+                                     f"again in {seconds} s (the limit is dashboard.api_limits.requests_per_minute)"})
+        response.status_code = 429
+        response.headers["Retry-After"] = str(seconds)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
 def mount_api(server, settings: Any) -> list[str]:
     """Register the JSON APIs the settings ask for on ``server`` (the dashboard's Flask app).
 
@@ -32,7 +72,9 @@ def mount_api(server, settings: Any) -> list[str]:
     server : flask.Flask
         ``app.server`` of :func:`dashboard.app.create_app` (after :func:`dashboard.auth.install_auth`).
     settings : dashboard.settings.DashboardSettings
-        ``api_tokens`` (a tokens file) switches the APIs on; ``orders_db`` adds the work-order routes.
+        ``api_tokens`` (a tokens file) switches the APIs on; ``orders_db`` adds the work-order routes;
+        ``api_limits`` (:class:`dashboard.api_limits.ApiLimits`) sets query sizes and requests per token
+        (:func:`rate_limit`).
 
     Returns
     -------
@@ -51,12 +93,16 @@ def mount_api(server, settings: Any) -> list[str]:
     tokens = read_api_tokens(settings.api_tokens)
     token_prefix(server, API_PREFIX)
     mounted: list[str] = []
+    from dashboard.api_limits import ApiLimits
     from dashboard.api_v1 import api_v1
     from dashboard.store import EXTENSION as STORE
 
+    limits = getattr(settings, "api_limits", None) or ApiLimits()
+    rate_limit(server, tokens, limits.requests_per_minute)
     # The read API first: its /findings (results store, per site, the orders API's row shape) wins, and answers
     # without a work-order database too.
-    read_api = api_v1(lambda: server.extensions[STORE].get(), tokens, plant=settings.plant, tz=settings.tz)
+    read_api = api_v1(lambda: server.extensions[STORE].get(), tokens, plant=settings.plant, tz=settings.tz,
+                      limits=limits)
     server.register_blueprint(read_api)
     mounted.append(read_api.name)
     from dashboard.orders import EXTENSION, LazyService

@@ -15,7 +15,8 @@ Authentication: ``Authorization: Bearer <token>``, tokens from the one tokens fi
 (:func:`core.orders.api.read_api_tokens`). A token has a role and sites: every read goes through the store as the
 token may see it (:class:`dashboard.access.SiteScopedStore`), asking for another site is a 403, and findings of other
 sites are left out, all here in the server. Queries are limited in series x days and in rows
-(:class:`ApiLimits`) so that one request cannot occupy a worker for minutes; the 400 names the parameter to narrow.
+(:class:`dashboard.api_limits.ApiLimits`) so that one request cannot occupy a worker for minutes; the 400 names the
+parameter to narrow. Requests per token are limited where the API is mounted (:func:`dashboard.api_mount.mount_api`).
 Errors are JSON ``{"error": "...", "parameter": "..."}``.
 
 Mounting: ``server.register_blueprint(api_v1(store, read_api_tokens(path), plant=plant, tz=tz))``
@@ -38,6 +39,7 @@ from core.errors import StoreError, StoreUnavailable, WattlineError
 from core.model import MACHINE_STATES, from_ns, to_ns
 from core.storage.base import AGGREGATIONS, ENERGY_AGGREGATIONS, Column, match_tags
 from dashboard.access import PAGE_ROLES
+from dashboard.api_limits import ApiLimits
 from dashboard.api_v1_spec import FORMATS, MEDIA_TYPES, PARAMETERS, openapi_spec
 from dashboard.users import ALL_SITES_ROLES, ROLES
 
@@ -46,26 +48,6 @@ DAY_NS = 86400 * NS
 #: Roles that read raw and aggregated series: those of the dashboard's Series page.
 DATA_ROLES = PAGE_ROLES["dashboard.pages.series"]
 ALL_ROLES = ROLES
-
-
-@dataclass(frozen=True)
-class ApiLimits:
-    """How much one query may read; larger ones are refused with a 400 naming the parameter to narrow.
-
-    Parameters
-    ----------
-    max_raw_series_days : float
-        Series x days of range for the aggregations computed from raw points (increase, twmean, integral,
-        state_seconds): 10,000 is 27 machines for a year or 330 for a month.
-    max_series_days : float
-        Series x days for the windowed aggregations answered from the rollups (mean, sum, min, max, last, count).
-    max_rows : int
-        Rows of the answer (windows x series), which sets its size.
-    """
-
-    max_raw_series_days: float = 10_000.0
-    max_series_days: float = 200_000.0
-    max_rows: int = 1_000_000
 
 
 class ApiError(Exception):
@@ -240,7 +222,7 @@ def api_v1(store, tokens, *, plant=None, tz: str | dt.tzinfo = "UTC", limits: Ap
     tz : str or tzinfo
         Zone of windows and times without offset when no site's zone applies.
     limits : ApiLimits
-        Query size limits.
+        Query size limits (its ``requests_per_minute`` is applied by :func:`dashboard.api_mount.mount_api`).
     clock : callable
         Now [ns] (default the system clock; tests fix it).
     """

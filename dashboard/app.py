@@ -44,6 +44,7 @@ def create_app(
     orders_db: str | None = None,
     orders_rules: str | Path | None = None,
     api_tokens: str | Path | None = None,
+    api_limits: Any = None,
 ) -> dash.Dash:
     """Build the dashboard for one store.
 
@@ -78,6 +79,8 @@ def create_app(
         Orders settings YAML: its teams are what an order can be reassigned to (default ``$WATTLINE_ORDERS_RULES``).
     api_tokens : path, optional
         Tokens file of the JSON API: mounts ``/api/v1`` (:func:`dashboard.api_mount.mount_api`).
+    api_limits : dashboard.api_limits.ApiLimits, optional
+        Limits of ``/api/v1``: query sizes and requests per token per minute (default :class:`ApiLimits`' defaults).
 
     Returns
     -------
@@ -110,7 +113,7 @@ def create_app(
     settings = DashboardSettings(str(store_url), float(refresh_s), float(stale_after_s), resolve_timezone(tz), plant,
                                  orders_db=orders_url, orders_db_explicit=orders_explicit,
                                  orders_rules=resolve_orders_rules(orders_rules),
-                                 api_tokens=None if api_tokens is None else str(api_tokens))
+                                 api_tokens=None if api_tokens is None else str(api_tokens), api_limits=api_limits)
     if settings.orders_rules:
         from core.orders.config import read_orders_config
 

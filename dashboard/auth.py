@@ -13,7 +13,8 @@
   this server, else 403. Browsers set ``Origin`` on every POST, including Dash's ``fetch`` calls, so this needs no
   change in Dash's renderer (a header token would need a client-side hook in every callback request). The login and
   logout forms also carry a per-session token (login CSRF cannot rely on a session cookie that does not exist yet).
-- Failed logins are rate-limited per client address and per user name (:class:`LoginLimiter`): after
+- Failed logins are rate-limited per client address and per user name (:class:`LoginLimiter`, the dashboard's one
+  rate-limit mechanism :mod:`dashboard.ratelimit`): after
   ``max_failures`` within ``window_s`` the login answers 429 with ``Retry-After``. With a shared file (the dashboard's
   cache folder, as ``wattline dashboard`` runs it) the count is kept there, so every gunicorn worker enforces the same
   limit; without one it lives in the process.
@@ -21,19 +22,15 @@
 
 from __future__ import annotations
 
-import collections
 import hmac
 import logging
 import os
 import secrets
-import sqlite3
-import threading
-import time
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from flask import current_app, g, redirect, request, session
 
+from dashboard.ratelimit import WindowLimiter
 from dashboard.users import User, UsersFile, secret_key_for
 
 log = logging.getLogger(__name__)
@@ -51,8 +48,9 @@ TOKEN_API_KEY = "WATTLINE_TOKEN_API_PREFIXES"
 SESSION_HOURS = 12
 
 
-class LoginLimiter:
-    """Failed login attempts per key (client address, user name) in a sliding window.
+class LoginLimiter(WindowLimiter):
+    """Failed login attempts per key (client address, user name) in a sliding window
+    (:class:`dashboard.ratelimit.WindowLimiter`, shared by the workers through ``path``).
 
     Parameters
     ----------
@@ -66,89 +64,19 @@ class LoginLimiter:
     """
 
     def __init__(self, max_failures: int = 5, window_s: float = 300.0, path: str | os.PathLike | None = None) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self._failures: dict[str, collections.deque] = collections.defaultdict(collections.deque)
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self.path = Path(path) if path is not None else None
-        if self.path is not None:
-            self._shared(lambda db: db.execute("CREATE TABLE IF NOT EXISTS login_failures (key TEXT, t REAL)"))
-            self._shared(lambda db: db.execute("CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key)"))
+        super().__init__(max_failures, window_s, path, table="login_failures", what="failed logins")
 
-    def _shared(self, op):
-        """``op(connection)`` on the shared file (its result), or None without one or when it fails."""
-        if self.path is None:
-            return None
-        try:
-            db = getattr(self._local, "db", None)
-            if db is None:
-                db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-                db.execute("PRAGMA journal_mode=WAL")
-                os.chmod(self.path, 0o600)
-                self._local.db = db
-            return op(db)
-        except (sqlite3.Error, OSError) as exc:
-            log.warning("login limiter file %s not usable (%s); counting failures in this worker only", self.path, exc)
-            return None
-
-    def _prune(self, key: str, now: float) -> collections.deque:
-        q = self._failures[key]
-        while q and q[0] <= now - self.window_s:
-            q.popleft()
-        return q
-
-    def retry_after(self, keys, now: float | None = None) -> float:
-        """Seconds until a login may be tried again for any of ``keys`` (0 when it may be tried now)."""
-        if self.path is not None:
-            t = time.time() if now is None else now
-
-            def query(db):
-                wait = 0.0
-                for key in keys:
-                    n, first = db.execute("SELECT COUNT(*), MIN(t) FROM login_failures WHERE key = ? AND t > ?",
-                                          (key, t - self.window_s)).fetchone()
-                    if n >= self.max_failures:
-                        wait = max(wait, first + self.window_s - t)
-                return wait
-
-            shared = self._shared(query)
-            if shared is not None:
-                return shared
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            wait = 0.0
-            for key in keys:
-                q = self._prune(key, now)
-                if len(q) >= self.max_failures:
-                    wait = max(wait, q[0] + self.window_s - now)
-            return wait
+    @property
+    def max_failures(self) -> int:
+        return self.max_events
 
     def failed(self, keys, now: float | None = None) -> None:
         """Record one failure for each key."""
-        if self.path is not None:
-            t = time.time() if now is None else now
-
-            def record(db):
-                db.executemany("INSERT INTO login_failures (key, t) VALUES (?, ?)", [(k, t) for k in keys])
-                db.execute("DELETE FROM login_failures WHERE t <= ?", (t - self.window_s,))
-                return True
-
-            if self._shared(record):
-                return
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            for key in keys:
-                self._prune(key, now).append(now)
-            if len(self._failures) > 10_000:  # keep memory bounded under a spray of names
-                for key in [k for k, q in self._failures.items() if not q]:
-                    del self._failures[key]
+        self.record(keys, now)
 
     def succeeded(self, name_key: str) -> None:
         """Forget the failures of a user name after a good login."""
-        self._shared(lambda db: db.execute("DELETE FROM login_failures WHERE key = ?", (name_key,)))
-        with self._lock:
-            self._failures.pop(name_key, None)
+        self.forget(name_key)
 
 
 def install_auth(app, users: UsersFile, *, secure_cookies: bool = False, limiter: LoginLimiter | None = None) -> None:

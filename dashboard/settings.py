@@ -38,6 +38,8 @@ class DashboardSettings:
         Orders settings YAML (teams for reassignment); None: no teams to reassign to.
     api_tokens : str, optional
         Tokens file of the JSON API (:mod:`core.orders.api`); None: no ``/api/v1`` orders routes.
+    api_limits : dashboard.api_limits.ApiLimits, optional
+        Query sizes and requests per token per minute of ``/api/v1``; None: the defaults.
     """
 
     store_url: str
@@ -49,6 +51,7 @@ class DashboardSettings:
     orders_db_explicit: bool = False
     orders_rules: str | None = None
     api_tokens: str | None = None
+    api_limits: Any = None
 
 
 def current_settings() -> DashboardSettings:

@@ -21,12 +21,14 @@ DEFAULT_THREADS = 4
 
 def _app_factory(store: str, plant: Path | None, users: Path, secure_cookies: bool,
                  cache_dir: Path | None = None, orders_db: str | None = None,
-                 orders_rules: Path | None = None, api_tokens: Path | None = None) -> Callable[[], Any]:
+                 orders_rules: Path | None = None, api_tokens: Path | None = None,
+                 api_limits: Any = None) -> Callable[[], Any]:
     def build():
         from dashboard.app import create_app
 
         return create_app(store, users=users, plant=plant, secure_cookies=secure_cookies, cache_dir=cache_dir,
-                          orders_db=orders_db, orders_rules=orders_rules, api_tokens=api_tokens)
+                          orders_db=orders_db, orders_rules=orders_rules, api_tokens=api_tokens,
+                          api_limits=api_limits)
 
     return build
 
@@ -87,22 +89,25 @@ def register(app: typer.Typer) -> None:
         orders_db: str | None = typer.Option(None, "--orders-db", help="Work-order database URL, as 'wattline orders --db': sqlite:///path.db or postgresql+psycopg://user@host:port/db?passfile=FILE (default: env WATTLINE_ORDERS_DB, else <store>.orders.db beside an embedded store once 'wattline orders sync' made it)."),
         orders_rules: Path | None = typer.Option(None, "--orders-rules", help="Orders settings YAML, as 'wattline orders --rules': its teams are what orders can be reassigned to (env WATTLINE_ORDERS_RULES).", dir_okay=False),
         api_tokens: Path | None = typer.Option(None, "--api-tokens", help="Tokens file (JSON, mode 600) of the JSON API: serves /api/v1/orders, /findings, /kpi for a CMMS (see docs/orders.md).", dir_okay=False),
-        config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (keys store, dashboard.host, dashboard.port); options override it.", dir_okay=False),
+        api_limit: list[str] = typer.Option([], "--api-limit", metavar="KEY=VALUE", help="A limit of /api/v1 (repeatable): requests_per_minute (per token, default 600; null: none), max_rows, max_series_days, max_raw_series_days (docs/api.md); overrides the settings file's dashboard.api_limits."),
+        config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (keys store, dashboard.host, dashboard.port, dashboard.api_limits); options override it.", dir_okay=False),
     ) -> None:
         """Serve the dashboard (login required) with gunicorn; Ctrl-C or SIGTERM stops it."""
         from core.errors import ConfigError
+        from dashboard.api_limits import parse_api_limit_options
         from dashboard.serve import bind_socket
         from wattline.cli import _require_existing_store
         from wattline.settings import read_app_settings
 
         settings = read_app_settings(config, {"store": store, "dashboard": {"port": port, "host": host}})
+        limits = parse_api_limit_options(api_limit, settings.dashboard.api_limits)
         _require_existing_store(settings.store)
         if not users.exists():
             raise ConfigError(f"users file {users} does not exist; create it with 'wattline users add NAME --role admin "
                               f"--users {users}' and pass --users")
         cache_dir = Path(str(users) + ".cache")  # beside the users file: private to the dashboard's account
         factory = _app_factory(settings.store, plant, users, secure_cookies, cache_dir, orders_db, orders_rules,
-                               api_tokens)
+                               api_tokens, limits)
         app = factory()  # checks the users, plant, rules and tokens files and makes the session key once
         _check_orders_db(app)
         host_, port_ = settings.dashboard.host, settings.dashboard.port

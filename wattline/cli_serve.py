@@ -152,6 +152,7 @@ def build_services(cfg: ServeConfig) -> list[Service]:
         args += (["--orders-db", o.db] if o.db else []) + (["--orders-rules", str(o.rules)] if o.rules is not None else [])
         if d.api_tokens is not None:
             args += ["--api-tokens", str(d.api_tokens)]
+        args += d.api_limits.options()
         services.append(Service("dashboard", args, kind="dashboard"))
     for cmd in cfg.services:
         services.append(Service(cmd.name, list(cmd.args), every_s=cmd.every_s, kind="command"))

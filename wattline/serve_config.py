@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from analytics.parallel import ParallelSettings
 from core.config import FrozenModel, parse_config, read_yaml
 from core.errors import ConfigError
+from dashboard.api_limits import ApiLimits
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -108,6 +109,8 @@ class DashboardService(FrozenModel):
     secure_cookies: bool = False
     api_tokens: Path | None = Field(None, description="Tokens file of the JSON API (/api/v1/orders ...); the orders "
                                                       "section's db and rules are passed to the dashboard too.")
+    api_limits: ApiLimits = Field(ApiLimits(), description="Limits of /api/v1: query sizes and requests per token per "
+                                  "minute ('wattline dashboard --api-limit KEY=VALUE').")
 
 
 class CommandService(FrozenModel):

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from analytics.parallel import ParallelSettings
 from core.config import FrozenModel, deep_merge, parse_config, read_yaml
+from dashboard.api_limits import ApiLimits
 
 DEFAULT_STORE = "wattline.db"
 
@@ -34,6 +35,8 @@ class DashboardSettings(FrozenModel):
     host: str = "127.0.0.1"
     port: int = Field(8050, ge=1, le=65535)
     refresh_s: float = Field(2.0, gt=0, description="Live page refresh interval [s].")
+    api_limits: ApiLimits = Field(ApiLimits(), description="Limits of /api/v1: query sizes, requests per token per "
+                                  "minute (dashboard.api_limits.ApiLimits).")
 
 
 class AppSettings(FrozenModel):

@@ -25,7 +25,7 @@ async def main() -> None:
         i += 1
         for m in layout["north"]["l1"]:
             await srv.write(f"north/l1/{m}/ActivePower", float(i))
-        await asyncio.sleep(args.period)
+        await asyncio.sleep(args.period)  # the server's update period: pacing, not synchronisation
 
 
 if __name__ == "__main__":

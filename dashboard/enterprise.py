@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.model import WASTE_KINDS
-from dashboard.overview import SiteInfo, cost_and_co2, energy_by_hour
+from dashboard.overview import SiteInfo, cost_and_co2, energy_by_hour, register_by_hour
 
 NS = 1_000_000_000
 CSV_COLUMNS = ("site", "energy_kwh", "cost", "currency", "co2_kg", "good_units", "kwh_per_unit", "potential_kwh",
@@ -64,9 +64,10 @@ def site_kpis(store, site: SiteInfo, findings: list, plant, start_ns: int, stop_
     hours = energy_by_hour(store, site, start_ns, stop_ns)
     out.energy_kwh = float(hours["kwh"].sum()) if not hours.empty else 0.0
     out.cost, out.co2_kg = cost_and_co2(site, hours)
-    good = store.aggregate("production", "good_count", start_ns, stop_ns, every="1d", agg="increase",
-                           tags={"site": site.id}, tz=site.tz)
-    good_day = good.groupby("time")["value"].sum() if not good.empty else pd.Series(dtype=float)
+    # Good units per local day from the counters' hourly rollups (as the energy: never raw points for a long range).
+    good, _ = register_by_hour(store, "production", "good_count", site, start_ns, stop_ns, {"site": site.id})
+    good_day = (good.groupby(good["time"].dt.tz_convert(site.tz).dt.tz_localize(None).dt.normalize())["value"].sum()
+                if not good.empty else pd.Series(dtype=float))
     out.good_units = float(good_day.sum()) if len(good_day) else 0.0
     if not hours.empty:
         local = hours["time"].dt.tz_convert(site.tz)
@@ -75,8 +76,7 @@ def site_kpis(store, site: SiteInfo, findings: list, plant, start_ns: int, stop_
         week = (day - pd.to_timedelta(day.dt.day_of_week, unit="D"))
         weekly = hours.groupby(week)["kwh"].sum().rename_axis("week").to_frame()
         if len(good_day):
-            gd = pd.Series(good_day.to_numpy(), index=pd.DatetimeIndex(good_day.index).tz_convert(site.tz)
-                           .tz_localize(None).normalize())
+            gd = pd.Series(good_day.to_numpy(), index=pd.DatetimeIndex(good_day.index))
             gw = gd.groupby(gd.index - pd.to_timedelta(gd.index.day_of_week, unit="D")).sum()
             weekly["good"] = gw.reindex(weekly.index).fillna(0.0)
         else:

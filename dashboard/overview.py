@@ -180,26 +180,49 @@ def machine_energy_by_hour(store, site: SiteInfo, line: str, machine: str, start
     return _energy_by_hour(store, site, start_ns, stop_ns, {"line": line, "machine": machine})
 
 
+def register_by_hour(store, measurement: str, field: str, site: SiteInfo, start_ns: int, stop_ns: int,
+                     tags: dict) -> tuple[pd.DataFrame, set]:
+    """Increase per machine and local hour of a counter register (energy [kWh], good units) from the store's hourly
+    ``last`` rollups, all machines at once (:func:`core.storage.intervals.counter_increase_many`, the store's counter
+    rule).
+
+    Returns
+    -------
+    tuple
+        DataFrame ``time`` (hour start, UTC), ``line``, ``machine``, ``value`` (hours outside a machine's readings
+        left out; ordered by line, machine and time), and the set of ``(line, machine)`` with any reading.
+    """
+    from core.storage.intervals import counter_increase_many, window_edges
+
+    # One hour before the range: the register value at its start.
+    last = store.aggregate(measurement, field, start_ns - HOUR_NS, stop_ns, every=3600, agg="last", tags=tags,
+                           tz=site.tz)
+    if last.empty:
+        return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "line": [], "machine": [],
+                             "value": []}), set()
+    lines, machines = (last[c].fillna("").astype(str).to_numpy() if c in last.columns else np.full(len(last), "")
+                       for c in ("line", "machine"))
+    codes, uniques = pd.MultiIndex.from_arrays([lines, machines]).factorize(sort=True)
+    t = pd.to_datetime(last["time"], utc=True).dt.as_unit("ns").astype("int64").to_numpy() + HOUR_NS
+    t = np.minimum(t, stop_ns)  # a window's last value ~ its end
+    order = np.lexsort((t, codes))
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(uniques)))])
+    edges = window_edges(start_ns, stop_ns, 3600, site.tz)
+    increase = counter_increase_many(t[order], last["value"].to_numpy(dtype=float)[order], offsets, edges)
+    series, window = np.nonzero(np.isfinite(increase))
+    key_line = np.asarray(uniques.get_level_values(0), dtype=object)
+    key_machine = np.asarray(uniques.get_level_values(1), dtype=object)
+    frame = pd.DataFrame({"time": pd.to_datetime(edges[:-1][window], utc=True), "line": key_line[series],
+                          "machine": key_machine[series], "value": increase[series, window]})
+    return frame, set(zip(key_line.tolist(), key_machine.tolist()))
+
+
 def _energy_by_hour(store, site: SiteInfo, start_ns: int, stop_ns: int,
                     only: dict[str, str] | None = None) -> pd.DataFrame:
-    from core.storage.intervals import counter_increase, window_edges
-
     empty = pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "line": [], "machine": [], "kwh": []})
     tags = {"site": site.id, **(only or {})}
-    # One hour before the range: the register value at its start.
-    last = store.aggregate(*ENERGY, start_ns - HOUR_NS, stop_ns, every=3600, agg="last", tags=tags, tz=site.tz)
-    edges = window_edges(start_ns, stop_ns, 3600, site.tz)
-    rows = []
-    seen = set()
-    if not last.empty:
-        for (line, machine), part in last.groupby(["line", "machine"], sort=True):
-            t = part["time"].dt.as_unit("ns").astype("int64").to_numpy() + HOUR_NS  # a window's last value ~ its end
-            t = np.minimum(t, stop_ns)
-            v = part["value"].to_numpy(dtype=float)
-            kwh = counter_increase(t, v, edges)
-            ok = np.isfinite(kwh)
-            rows.append(pd.DataFrame({"time": edges[:-1][ok], "line": line, "machine": machine, "kwh": kwh[ok]}))
-            seen.add((line, machine))
+    registers, seen = register_by_hour(store, *ENERGY, site, start_ns, stop_ns, tags)
+    rows = [registers.rename(columns={"value": "kwh"})] if len(registers) else []
     # Power only for machines without register readings: reading a year of every machine's power to drop it again
     # doubled the cost of a long range.
     # The latest values list the power series cheaply (listing series with counts costs seconds on a big store).
@@ -219,7 +242,7 @@ def _energy_by_hour(store, site: SiteInfo, start_ns: int, stop_ns: int,
         for (line, machine), part in power.groupby(["line", "machine"], sort=True):
             if (line, machine) in seen:
                 continue
-            t = part["time"].dt.as_unit("ns").astype("int64").to_numpy()
+            t = pd.to_datetime(part["time"], utc=True).dt.as_unit("ns").to_numpy()
             rows.append(pd.DataFrame({"time": t, "line": line, "machine": machine,
                                       "kwh": part["value"].to_numpy(dtype=float)}))  # mean kW over 1 h = kWh
     if not rows:

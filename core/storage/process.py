@@ -342,13 +342,14 @@ def _serve(conn, url: str, term_grace_s: float = 30.0) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     from core.storage import open_store
+    from core.storage.sqlite import SQLiteStore
 
     try:
         store = open_store(url)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send((False, _portable(exc if isinstance(exc, StoreError) else StoreError(f"cannot open {url}: {exc}"))))
         return
-    if hasattr(store, "checkpoint_in_background"):
+    if isinstance(store, SQLiteStore):
         store.checkpoint_in_background()  # this process only writes: keep WAL checkpoints out of the writes
         store.set_cache_mb(WRITER_CACHE_MB)  # and needs no large page cache (see SQLiteStore.set_cache_mb)
     conn.send((True, store.description))

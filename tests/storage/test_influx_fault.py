@@ -19,10 +19,14 @@ import pytest
 from core.model import Point
 from core.storage.influx import InfluxSettings, InfluxStore, setup_influx
 from tests.storage.conftest import influx_sh
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.influx]
 
 NS = 1_000_000_000
+#: How long influxd stays down [s]: the outage under test (far beyond the client's 3-s retry time, so the stream
+#: reaches the spool).
+OUTAGE_S = 30
 
 
 
@@ -65,14 +69,24 @@ def test_outage_of_30s_loses_and_duplicates_nothing(private_influxd, tmp_path):
             spool_seen[0] = max(spool_seen[0], len(store.spool))
             time.sleep(0.02)
 
+    def stored_until() -> int:
+        """Time stamp of the newest value of the stream on the server [ns] (0 before the first)."""
+        last = store.last_values("electrical", "active_power_kw", {"machine": "stream"})
+        return 0 if last.empty else int(last["time"].max().value)
+
     producer = threading.Thread(target=produce)
     producer.start()
     try:
-        time.sleep(5)
+        wait_for(stored_until, 60, "the stream's first values on the server before the outage")
         influx_sh("stop.sh", str(run_dir))  # keeps the data dir
-        time.sleep(30)
+        time.sleep(OUTAGE_S)  # the outage under test, not synchronisation
+        sent_before_restart = len(sent)
         influx_sh("start.sh", str(run_dir))  # same data dir, same port
-        time.sleep(10)
+        # The stream goes on while the spool is replayed: wait until values sent after the restart are on the server
+        # and the outage's spool is drained (writes and replay running at the same time is part of the test).
+        wait_for(lambda: (stored_until() >= base + sent_before_restart * 10_000_000 and not store.health()["down"]
+                          and store.health()["spool_segments"] == 0), 180,
+                 "values sent after the restart on the server and the spool replayed", interval=0.5)
     finally:
         stop_flag.set()
         producer.join()

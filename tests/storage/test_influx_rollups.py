@@ -12,6 +12,7 @@ from core.model import Point, SeriesKey
 from core.storage import open_store
 from core.storage.influx import InfluxSettings, InfluxStore, setup_influx
 from core.storage.influx_flux import rollup_bucket
+from tests.support import wait_for
 
 NS = 1_000_000_000
 HOUR = 3600 * NS
@@ -79,15 +80,13 @@ def test_rollup_task_rolls_up_live_points(influx_store):
     assert not store._dirty
     flux = (f'from(bucket: "{rollup_bucket(store.settings.bucket, 60)}") |> range(start: -1h) '
             '|> filter(fn: (r) => r._field == "active_power_kw__count") |> sum()')
-    deadline = time.monotonic() + 200
-    total = 0.0
-    while time.monotonic() < deadline:
+
+    def rolled_up() -> float:
         frame = store._table(flux)
-        total = float(frame["_value"].astype(float).sum()) if not frame.empty else 0.0
-        if total >= 36:
-            break
-        time.sleep(5)
-    assert total == 36.0
+        return float(frame["_value"].astype(float).sum()) if not frame.empty else 0.0
+
+    wait_for(lambda: rolled_up() >= 36, 200, "the InfluxDB task's rollup of the 36 points", interval=5)
+    assert rolled_up() == 36.0  # each point counted once
 
 
 def test_url_grammar(tmp_path, monkeypatch):

@@ -82,7 +82,7 @@ def client_proc(endpoint: str, seconds: float, queue) -> None:
                                 nodes.append(await machine.get_child([f"{idx}:ActivePower"]))
             sub = await client.create_subscription(500, Handler())
             await sub.subscribe_data_change(nodes)
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(seconds)  # the client's listening window (measured), not synchronisation
             queue.put({"subscribed": len(nodes), "notifications": count})
 
     asyncio.run(run())
@@ -107,11 +107,11 @@ async def run(machines: int, seconds: float, warmup: float) -> dict:
     queue = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(target=client_proc, args=(server.endpoint, warmup + seconds, queue))
     proc.start()
-    await asyncio.sleep(warmup)
+    await asyncio.sleep(warmup)  # warm-up period, then the measured window below
     updates0, cpu0, wall0 = server.updates, time.process_time(), time.perf_counter()
     written0 = server.values_written
     ticks0 = len(tick_times)
-    await asyncio.sleep(seconds)
+    await asyncio.sleep(seconds)  # the measured window
     updates, cpu, wall = server.updates - updates0, time.process_time() - cpu0, time.perf_counter() - wall0
     written = server.values_written - written0
     ticks = tick_times[ticks0:]

@@ -46,6 +46,9 @@ _NOT_TAGS = ("time", "value", "status", "state")
 
 #: Use the backends' frame-free raw reads (False: the reference path through ``Store.query``; tests compare both).
 FAST_RAW = True
+#: min, max and last over a range up to this long [s] (a follower's newest windows) are computed from the embedded
+#: store's raw points (the same windows as its rollups give) instead of its windowed query and frame.
+RAW_WINDOWS_MAX_S = 6 * 3600
 
 
 # -- helpers over query frames -----------------------------------------------------------------------------------------
@@ -450,6 +453,12 @@ def _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags
         pieces = [(start_ns, a, _coarsest(step_s, start_ns)), (a, b, step_s), (b, stop_ns, _coarsest(step_s, stop_ns))]
     else:
         pieces = [(start_ns, stop_ns, _coarsest(step_s, start_ns))]
+    if FAST_RAW and agg in ("min", "max", "last") and stop_ns - start_ns <= RAW_WINDOWS_MAX_S * NS:
+        from core.storage import sqlite_frame
+
+        if sqlite_frame.supports(store):
+            return _window_rows(sqlite_frame.read_windows_split(store, measurement, field, pieces, tags, agg),
+                                edges, agg)
     parts: dict[str, list[pd.DataFrame]] = {"sum": [], "count": []} if agg == "mean" else {agg: []}
     for name, found in parts.items():
         for lo, hi, w in pieces:
@@ -471,7 +480,13 @@ def _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags
             ok = n > 0
             rows.append((key, edges[:-1][ok], total[ok] / n[ok], None))
         return _long_frame(rows, False)
-    for key, (t, v, _) in _split(frames[agg]).items():
+    return _window_rows(_split(frames[agg]), edges, agg)
+
+
+def _window_rows(split: dict, edges: np.ndarray, agg: str) -> pd.DataFrame:
+    """Per-series windowed values at a step dividing the local windows ``edges`` combined into those windows."""
+    rows = []
+    for key, (t, v, _) in split.items():
         idx = np.searchsorted(edges, t, "right") - 1
         windows, first = np.unique(idx, return_index=True)
         if agg in ("sum", "count"):

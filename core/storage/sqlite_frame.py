@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 
+NS = 1_000_000_000
+
 if TYPE_CHECKING:
     from core.storage.base import Store, TagFilter
     from core.storage.sqlite import SQLiteStore
@@ -66,6 +68,43 @@ def read_split(store: SQLiteStore, measurement: str, field: str, lo: int, hi: in
     conn = store._conn()
     with _snapshot(conn):
         sid, ts, value, status = store._merged_raw(conn, json.dumps(sids), int(lo), int(hi))
+    return _by_series(store, sid, ts, value, status)
+
+
+def read_windows_split(store: SQLiteStore, measurement: str, field: str, pieces: list[tuple[int, int, int]],
+                       tags: TagFilter | None, agg: str) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``agg`` (min, max or last) of the raw values in epoch-aligned windows, per piece ``(lo [ns], hi [ns], window
+    [s])``, of every matching series: the form of ``query._split`` of ``SQLiteStore.query(..., window_s, agg)`` over
+    the pieces, computed from the raw points (``sqlite_chunks.window_rows``, as the store aggregates its chunks)
+    without the windowed SQL and its frame. For short ranges (a follower's newest window)."""
+    from core.storage import sqlite_chunks as ck
+    from core.storage.sqlite import _snapshot
+
+    if agg not in ("min", "max", "last"):
+        raise ValueError(f"read_windows_split answers min, max and last, not {agg!r}")
+    sids = _matching(store, measurement, field, tags)
+    if not sids:
+        return {}
+    conn = store._conn()
+    ids = json.dumps(sids)
+    found = []
+    with _snapshot(conn):
+        for lo, hi, w in pieces:
+            if hi > lo:
+                sid, ts, value, _ = store._merged_raw(conn, ids, int(lo), int(hi))
+                found.append(ck.window_rows(sid, ts, value, int(w) * NS, agg))
+    if not found:
+        return {}
+    sid = np.concatenate([f["series_id"] for f in found]).astype(np.int64, copy=False)
+    ts = np.concatenate([f["ts"] for f in found]).astype(np.int64, copy=False)
+    value = np.concatenate([f["value"] for f in found]).astype(float, copy=False)
+    order = np.lexsort((ts, sid))
+    return _by_series(store, sid[order], ts[order], value[order], np.zeros(len(sid), dtype=np.int64))
+
+
+def _by_series(store: SQLiteStore, sid: np.ndarray, ts: np.ndarray, value: np.ndarray,
+               status: np.ndarray) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Arrays sorted by (series id, time) cut into ``{key: (times, values, status)}`` (``query._split``'s form)."""
     if not len(sid):
         return {}
     cut = np.flatnonzero(np.diff(sid)) + 1

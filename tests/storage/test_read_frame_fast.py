@@ -193,3 +193,34 @@ def test_reads_continued_with_a_carry_give_one_read_s_answer(tmp_path, monkeypat
         pd.testing.assert_frame_equal(ordered(again), ordered(whole[whole["time"] >= pd.Timestamp(cuts[5], tz="UTC")]))
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["rows", "chunks"])
+def test_short_reads_compute_min_max_last_from_raw_points_as_the_windowed_query_does(tmp_path, monkeypatch, bulk):
+    """Up to RAW_WINDOWS_MAX_S, min, max and last come from the raw points (frame-free), not the store's windowed
+    query over its rollups: the same values, for aligned and unaligned short ranges, across the silence and a register
+    reset, in both layouts."""
+    store = SQLiteStore(tmp_path / "plant.db")
+    columns = [Column("power_max_kw", "electrical", "active_power_kw", "max"),
+               Column("register_min_kwh", "electrical", "energy_kwh", "min"),
+               Column("register_last_kwh", "electrical", "energy_kwh", "last")]
+    try:
+        _write_plant(store, bulk, seed=9)
+        windowed = []
+        query = store.query
+        monkeypatch.setattr(store, "query", lambda *a, **k: windowed.append(k.get("window_s")) or query(*a, **k))
+        w = 900 * NS
+        for lo, hi, every, tz in [(START + 66 * w, START + 67 * w, 900, "UTC"),
+                                  (START + 400 * MIN + 7 * NS, START + 590 * MIN, 900, "UTC"),
+                                  (START + 2990 * MIN, START + 3290 * MIN, 3600, "Europe/Berlin"),
+                                  (START + 2400 * MIN, START + 2700 * MIN + 30 * NS, 300, "UTC")]:
+            monkeypatch.setattr(q, "FAST_RAW", True)
+            windowed.clear()
+            fast = pd.concat(list(store.read_frame(columns, lo, hi, every=every, tz=tz)), ignore_index=True)
+            assert not [x for x in windowed if x is not None]  # no windowed query
+            monkeypatch.setattr(q, "FAST_RAW", False)
+            reference = pd.concat(list(store.read_frame(columns, lo, hi, every=every, tz=tz)), ignore_index=True)
+            assert len(fast) and fast[columns[0].name].notna().any()
+            pd.testing.assert_frame_equal(fast, reference)
+    finally:
+        store.close()

@@ -185,6 +185,8 @@ class Collector:
                                    f"cannot start the store's writer process ({exc}); writing from the collector "
                                    "process instead, which is slower above about 20,000 values/s",
                                    {"store": self.store.description}, level="warning"))
+        if process_store is None and isinstance(store, SQLiteStore):
+            store.tune_for_writing()  # written from this process: WAL checkpoints in a thread, a small page cache
         self.writer.start()
         if self.config.metrics.listen:
             try:

@@ -45,11 +45,6 @@ log = logging.getLogger(__name__)
 _FORWARDED = frozenset({"write", "write_arrays", "flush", "query", "last_values", "series", "_aggregate_part"})
 
 
-#: Page cache of a SQLite store in the writer process [MiB] (the default of 256 MiB is for readers): with 10,000
-#: series it grew to ~80 MiB in a collector's writer process; measured with 50,000-value writes over 10,000 series:
-#: 2.88 us per value with 4 MiB, 2.76 us with 16 MiB, 2.79 us with 256 MiB.
-WRITER_CACHE_MB = 8
-
 #: The child's program: it gets its end of the pipe as a file descriptor, then the caller's import path and the
 #: arguments of :func:`_serve` as the first message (nothing secret on its command line).
 _CHILD_CODE = ("import sys; from multiprocessing.connection import Connection; c = Connection(int(sys.argv[1])); "
@@ -350,8 +345,7 @@ def _serve(conn, url: str, term_grace_s: float = 30.0) -> None:
         conn.send((False, _portable(exc if isinstance(exc, StoreError) else StoreError(f"cannot open {url}: {exc}"))))
         return
     if isinstance(store, SQLiteStore):
-        store.checkpoint_in_background()  # this process only writes: keep WAL checkpoints out of the writes
-        store.set_cache_mb(WRITER_CACHE_MB)  # and needs no large page cache (see SQLiteStore.set_cache_mb)
+        store.tune_for_writing()  # this process writes: WAL checkpoints out of the writes, a small page cache
     conn.send((True, store.description))
     keys: list[SeriesKey] = []
     keys_tuple: tuple = ()

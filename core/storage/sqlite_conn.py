@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("core.storage.sqlite")
 
+#: Page cache of a store written by a collector [MiB] (:meth:`SQLiteConnections.tune_for_writing`; the default of
+#: 256 MiB is for readers): with 10,000 series it grew to ~80 MiB in a collector's writer process; measured with
+#: 50,000-value writes over 10,000 series: 2.88 us per value with 4 MiB, 2.76 us with 16 MiB, 2.79 us with 256 MiB.
+WRITER_CACHE_MB = 8
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
@@ -117,6 +122,12 @@ class SQLiteConnections:
         for conn in getattr(self, "_all_conns", []):
             with contextlib.suppress(sqlite3.Error):  # a connection closed by another thread
                 conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
+
+    def tune_for_writing(self) -> None:
+        """Settings for a process whose store is written by a collector: WAL checkpoints in a thread of their own
+        (:meth:`checkpoint_in_background`) and a page cache of :data:`WRITER_CACHE_MB` (:meth:`set_cache_mb`)."""
+        self.checkpoint_in_background()
+        self.set_cache_mb(WRITER_CACHE_MB)
 
     def checkpoint_in_background(self, interval_s: float = 0.5, max_wal_mb: int = 64) -> None:
         """Copy the write-ahead log into the database from a thread of its own instead of inside the writes.

@@ -337,7 +337,10 @@ TELEGRAF_VERSION = "1.37.2"
 #: Telegraf's opcua_listener stops with BadTooManyOperations when one instance creates 10,000 monitored items in one
 #: call; split over this many plugin instances (one OPC UA session each) it runs.
 TELEGRAF_INSTANCES = 10
-SIDES = ("telegraf-file", "wattline-sqlite", "telegraf-influx", "wattline-influx")
+SIDES = ("telegraf-file", "wattline-sqlite", "telegraf-influx", "wattline-influx", "wattline-sqlite-thread")
+#: wattline-sqlite-thread: the embedded store written from a thread of the collector process (buffer.write_process:
+#: false) instead of the writer process; not run unless named in --sides.
+DEFAULT_SIDES = SIDES[:4]
 
 
 def build_telegraf() -> Path:
@@ -397,14 +400,15 @@ def telegraf_config(endpoint: str, extra: int, period: int, output: dict) -> str
     return "\n".join(lines) + "\n"
 
 
-def wattline_config(endpoint: str, extra: int, period: int, store: str, tmp: Path) -> dict:
+def wattline_config(endpoint: str, extra: int, period: int, store: str, tmp: Path, write_process: bool = True) -> dict:
     """The collector's config for the same nodes (default settings; metrics endpoint on a free port)."""
     groups = [{"name": f"m{m}", "measurement": "opcua", "tags": {"machine": f"m{m}"},
                "sampling_interval_ms": period, "publishing_interval_ms": period,
                "nodes": [{"node_id": f"nsu={NS_URI};s=north/l1/m{m}/Extra{k:04d}", "field": f"e{k:04d}"}
                          for k in range(extra)]} for m in range(MACHINES)]
     return {"store": store, "servers": [{"name": "bench", "endpoint": endpoint, "groups": groups}],
-            "spool": {"path": str(tmp / "spool")}, "metrics": {"listen": "127.0.0.1:0"}}
+            "spool": {"path": str(tmp / "spool")}, "metrics": {"listen": "127.0.0.1:0"},
+            "buffer": {"write_process": write_process}}
 
 
 def _influx_env_file() -> Path:
@@ -533,13 +537,14 @@ def run_side(side: str, endpoint: str, extra: int, period: int, seconds: float, 
     else:
         import json
 
-        if side == "wattline-sqlite":
+        if side.startswith("wattline-sqlite"):
             store = str(folder / "w.db")
         else:
             influx.bucket(bucket)
             store = f"influx://?env_file={influx.env_file}&bucket={bucket}&spool_dir={folder / 'influx-spool'}"
         conf = folder / "collector.yaml"
-        conf.write_text(json.dumps(wattline_config(endpoint, extra, period, store, folder)), encoding="utf-8")
+        conf.write_text(json.dumps(wattline_config(endpoint, extra, period, store, folder,
+                                                   write_process=side != "wattline-sqlite-thread")), encoding="utf-8")
         cmd = [sys.executable, "-m", "wattline", "collect", "--config", str(conf)]
     log_file = open(folder / "side.log", "wb")  # noqa: SIM115 - closed in the finally below, after its writer stopped
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=folder)
@@ -548,7 +553,7 @@ def run_side(side: str, endpoint: str, extra: int, period: int, seconds: float, 
             if side == "telegraf-file":
                 path = folder / "metrics.lp"
                 return _count_file_lines(path, t0, t1) if path.exists() else (0, 0)
-            if side == "wattline-sqlite":
+            if side.startswith("wattline-sqlite"):
                 path = folder / "w.db"
                 try:
                     return _count_sqlite(path, t0, t1) if path.exists() else (0, 0)
@@ -628,7 +633,8 @@ def print_comparison(results: list[dict]) -> None:
     """Ratios ours / Telegraf's per destination pair, same run."""
     by = {r["side"]: r for r in results}
     pairs = [("wattline-influx", "telegraf-influx"), ("wattline-sqlite", "telegraf-influx"),
-             ("wattline-sqlite", "telegraf-file")]
+             ("wattline-sqlite", "telegraf-file"), ("wattline-sqlite-thread", "telegraf-influx"),
+             ("wattline-sqlite-thread", "telegraf-file")]
     for ours, theirs in pairs:
         if ours in by and theirs in by:
             a, b = by[ours], by[theirs]
@@ -658,7 +664,7 @@ def main() -> None:
                     help="write the store from a thread of the collector process (buffer.write_process: false)")
     ap.add_argument("--only", default="collector,reference,offered,store",
                     help="comma-separated phases: collector, reference, offered, store, telegraf")
-    ap.add_argument("--sides", default=",".join(SIDES),
+    ap.add_argument("--sides", default=",".join(DEFAULT_SIDES),
                     help=f"telegraf phase: sides to run, in this order (of {', '.join(SIDES)})")
     ap.add_argument("--periods", default="200,1000",
                     help="telegraf phase: server periods [ms] to run the sides at (200 = 50,000 values/s asked)")

@@ -74,7 +74,8 @@ def collectors_view(collectors: list[dict], quality: list[dict], period_label: s
         col_table = empty_state("No collector has reported yet",
                                 html.Span(["Collectors write their health every 10 s; start one with ",
                                            code("wattline collect --config collector.yaml"), "."]))
-    q_empty = [] if quality else empty_state("No energy data in this period", "Choose a longer period or another site.")
+    q_empty: list | html.Div = [] if quality else empty_state("No energy data in this period",
+                                                              "Choose a longer period or another site.")
     summary = collector_summary(collectors)
     if quality:
         worst = min(quality, key=lambda r: r["completeness_share"])

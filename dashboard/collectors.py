@@ -104,6 +104,23 @@ def collector_rows(store, now_ns: int, tz: dt.tzinfo, silent_after_s: float = SI
     return rows
 
 
+def hourly_counts(store, start_ns: int, stop_ns: int, tz: dt.tzinfo) -> pd.DataFrame:
+    """Energy-register values per machine and local hour (the store's rollups): ``time``, ``site``, ``line``,
+    ``machine``, ``value``. Through a store limited to the user's sites inside a request, the closed days come from
+    the shared cache (:func:`dashboard.overview.closed_days_cached`) and only today's hours are counted."""
+    from dashboard.overview import closed_days_cached
+
+    tzname = getattr(tz, "key", None) or "UTC"
+
+    def read(lo: int, hi: int) -> pd.DataFrame:
+        return store.aggregate("electrical", "energy_kwh", lo, hi, every=3600, agg="count", tz=tzname)
+
+    sites = getattr(store, "sites", None)
+    if sites is None:
+        return read(start_ns, stop_ns)
+    return closed_days_cached(f"energy_counts|{','.join(sites)}|{tzname}", tzname, start_ns, stop_ns, read)
+
+
 def quality_rows(store, start_ns: int, stop_ns: int, now_ns: int, tz: dt.tzinfo,
                  stale_after_s: float = 3600.0) -> list[dict]:
     """Data quality per machine over ``[start, min(stop, now))``: completeness, gaps, share of Bad values.
@@ -116,8 +133,7 @@ def quality_rows(store, start_ns: int, stop_ns: int, now_ns: int, tz: dt.tzinfo,
     stop_ns = min(stop_ns, now_ns)
     if stop_ns <= start_ns:
         return []
-    tzname = getattr(tz, "key", None) or "UTC"
-    counts = store.aggregate("electrical", "energy_kwh", start_ns, stop_ns, every=3600, agg="count", tz=tzname)
+    counts = hourly_counts(store, start_ns, stop_ns, tz)
     last = store.last_values("electrical", "energy_kwh")
     recent = store.query("electrical", "energy_kwh", max(start_ns, now_ns - HOUR_NS), stop_ns + 1)
     rows: list[dict] = []

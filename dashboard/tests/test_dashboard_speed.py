@@ -154,6 +154,36 @@ def test_energy_by_hour_in_a_request_caches_closed_days_with_the_same_numbers(tm
     store.close()
 
 
+def test_quality_rows_in_a_request_count_closed_days_once_with_the_same_rows(tmp_path):
+    """The hourly value counts of closed days are shared (one entry per site scope), today's are counted fresh, and
+    the quality rows equal the uncached ones."""
+    import datetime as dt
+    import time
+
+    from flask import Flask
+
+    from dashboard.access import SiteScopedStore
+    from dashboard.cache import EXTENSION, ResultCache
+    from dashboard.collectors import quality_rows
+    from dashboard.tests.helpers import NS
+
+    store = _store_with_meters(tmp_path, ("m3",))
+    now = time.time_ns()
+    start = now - 3 * 86400 * NS
+    scoped = SiteScopedStore(store, ["north"])
+    plain = quality_rows(scoped, start, now + 3600 * NS, now, dt.UTC)
+    server = Flask("t")
+    cache = server.extensions[EXTENSION] = ResultCache(tmp_path / "cache")
+    with server.app_context():
+        first = quality_rows(scoped, start, now + 3600 * NS, now, dt.UTC)
+        second = quality_rows(scoped, start, now + 3600 * NS, now, dt.UTC)
+        quality_rows(store, start, now + 3600 * NS, now, dt.UTC)  # not site-scoped: no cache
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert [k for k in _keys(cache) if k.startswith("closed|energy_counts|north|")]
+    assert first == second == plain and len(plain) == 3 and plain[0]["completeness_share"] == 1.0
+    store.close()
+
+
 def test_result_cache_entry_lives_for_its_own_ttl(tmp_path):
     from dashboard.cache import ResultCache
 

@@ -18,8 +18,9 @@ marker file there); the analysis runs once per store. Reported per page:
 - ``warm_ms``: callback round trips on localhost (= server time + a loopback hop) as most requests get them: results
   that many users share come from the dashboard's cache (p50 / p95 over every callback x ``--repeats``);
 - ``cold_ms``: the same with the results cache emptied before each request (the first user after new data);
-- ``expired_ms``: with only the per-view results dropped (their 2-min lifetime over), the hourly energy of closed
-  days still cached (1 h): what a user gets on a page nobody opened for a few minutes.
+- ``expired_ms``: with only the per-view results dropped (their 2-min lifetime over), the closed days' hourly
+  results (energy, value counts: keys ``closed|...``, 1 h) still cached: what a user gets on a page nobody opened for
+  a few minutes.
 
 Load average (1 min) is printed with every figure: the machine is shared, compare ratios within one run.
 Results: one JSON line per page on stdout (and ``--out``), a markdown table with ``--markdown``.
@@ -182,10 +183,10 @@ def dashboard(store: str, plant: str, folder: Path, workers: int, threads: int):
 
 def clear_cache(path: Path, views_only: bool = False) -> None:
     """Empty the dashboard's results cache; ``views_only``: only the per-view results (as when their 2-min lifetime
-    ends), keeping the hourly energy of closed days (1 h)."""
+    ends), keeping the closed days' hourly results (1 h; ``dashboard.overview.CLOSED_PREFIX``)."""
     if path.exists():
         with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
-            db.execute("DELETE FROM cache WHERE key NOT LIKE 'energy_by_hour|%'" if views_only else "DELETE FROM cache")
+            db.execute("DELETE FROM cache WHERE key NOT LIKE 'closed|%'" if views_only else "DELETE FROM cache")
             db.commit()
 
 

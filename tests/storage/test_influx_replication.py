@@ -28,7 +28,7 @@ from core.storage.influx_replication import get_replication_status, remove_repli
 from tests.storage.conftest import influx_sh
 from tests.support import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.influx]
+pytestmark = [pytest.mark.integration, pytest.mark.influx, pytest.mark.slow]  # two servers, a 60-s outage
 
 NS = 1_000_000_000
 OUTAGE_S = 60.0

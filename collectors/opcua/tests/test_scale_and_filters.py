@@ -135,6 +135,7 @@ def stored_series(path) -> int:
         return conn.execute("SELECT count(*) FROM series").fetchone()[0]
 
 
+@pytest.mark.slow  # scale: the splitting itself is in the default suite (test_collector, test_node_opcua)
 def test_10000_monitored_nodes_on_one_node_opcua_server(tmp_path, item_calls):
     proc, endpoint = start_server(tmp_path, "--machines", str(MACHINES), "--extra", str(EXTRA), "--period", "1000")
     try:
@@ -169,6 +170,7 @@ def test_10000_monitored_nodes_on_one_node_opcua_server(tmp_path, item_calls):
     assert len(last) == MACHINES and last["value"].nunique() == MACHINES
 
 
+@pytest.mark.slow  # scale, as above
 def test_10000_monitored_nodes_on_one_asyncua_server_with_500_per_call(tmp_path, item_calls):
     """100 machines x 100 numeric variables on the asyncua test plant, which says MaxMonitoredItemsPerCall = 500."""
     machines = [f"m{i:03d}" for i in range(100)]

@@ -41,7 +41,6 @@ def run(tmp_path_factory):
     return data, truth, result.manifest
 
 
-@pytest.mark.slow
 def test_meter_faults_match_the_ground_truth(run):
     data, truth, _ = run
     report = find_meter_faults(data)
@@ -62,7 +61,6 @@ def test_meter_faults_match_the_ground_truth(run):
     assert all(ev.excess_kwh == 0 for ev in found)
 
 
-@pytest.mark.slow
 def test_metered_energy_matches_the_true_energy_despite_the_faults(run):
     """Resets taken for rollovers by the counter rule would add ~10^5 kWh each; the container repairs them, and stuck
     registers, gaps and spikes keep the register's total."""

@@ -22,7 +22,6 @@ def _bench():
     return module
 
 
-@pytest.mark.slow
 def test_baseline_beats_the_time_of_week_profile_on_the_steel_plant(tmp_path):
     bench = _bench()
     if not bench.STEEL.exists():

@@ -14,7 +14,7 @@ from dashboard.tests.test_dashboard_anomaly_prefs import NORTH, make_plant
 from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, WAIT_S, shot, text_of, wait_for
 from tests.support import start_chromium
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
 @pytest.fixture

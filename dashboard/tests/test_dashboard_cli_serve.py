@@ -19,7 +19,7 @@ import pytest
 from dashboard.tests.helpers import NS, TEST_USERS, fill_plant
 from tests.support import wait_for as support_wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration]
 
 
 def free_port() -> int:

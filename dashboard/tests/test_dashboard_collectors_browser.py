@@ -15,7 +15,7 @@ from dashboard.serve import DashboardServer
 from dashboard.tests.helpers import browser_login
 from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, browser, text_of, wait_for  # noqa: F401
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")

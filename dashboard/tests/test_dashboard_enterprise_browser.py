@@ -11,7 +11,7 @@ from dashboard import ids
 from dashboard.tests.helpers import browser_login
 from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, analysed, browser, server, text_of, wait_for  # noqa: F401
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
 def test_cdo_sees_enterprise_kpis_and_the_report_link(browser, server, analysed):  # noqa: F811

@@ -11,7 +11,7 @@ from dashboard import ids
 from dashboard.tests.helpers import browser_login
 from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, analysed, browser, server, text_of, wait_for  # noqa: F401
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 FIRST_ROW_JS = """
 const rows = document.querySelectorAll('#' + arguments[0] + ' .ag-center-cols-container .ag-row');

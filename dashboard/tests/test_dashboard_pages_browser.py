@@ -22,7 +22,7 @@ from dashboard.tests.helpers import browser_login
 from tests.support import start_chromium
 from tests.support import wait_for as support_wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"

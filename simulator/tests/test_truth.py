@@ -105,7 +105,6 @@ def test_deterministic_per_seed(small_plant):
     assert not np.array_equal(np.nan_to_num(p1), np.nan_to_num(p3))
 
 
-@pytest.mark.slow
 def test_default_scenario_avoidable_fraction_is_about_8_percent(plant):
     sim = Simulation(plant, read_scenario(), 0, 1800.0, MONDAY, run_days=14)
     for d in range(MONDAY, MONDAY + 14):
@@ -115,7 +114,6 @@ def test_default_scenario_avoidable_fraction_is_about_8_percent(plant):
     assert all(v > 0 for v in m["by_cause"].values())
 
 
-@pytest.mark.slow
 def test_fraction_is_a_scenario_parameter(plant):
     sc = read_scenario().model_copy(update={"avoidable_fraction": 0.04})
     sim = Simulation(plant, sc, 0, 1800.0, MONDAY, run_days=7)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Keys that differ between two runs by design (clock, run id).
 VOLATILE = {"generated", "run", "stored_run"}
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration]
 
 
 def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -25,7 +25,7 @@ from dashboard.tests.test_dashboard_orders import apply_request, by_machine, fin
 from tests.orders.conftest import db_url, pg_url  # noqa: F401 - the two backends' fixtures
 from tests.support import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration]
 
 SELECT_OUTPUTS = [(ids.FINDINGS_ORDER_INFO, "children"), (ids.FINDINGS_ORDER_ID, "data"),
                   (ids.FINDINGS_ACTION, "options"), (ids.FINDINGS_ACTION, "value"), (ids.FINDINGS_TEAM, "options"),

@@ -16,7 +16,7 @@ from dashboard import ids
 from tests.e2e.conftest import SCREENSHOTS, free_port
 from tests.support import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 MACHINE_TRACES_JS = """
 const el = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');

@@ -27,7 +27,7 @@ from core.storage.results import results_for
 from tests.e2e.conftest import free_port
 from tests.support import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration]
 
 MACHINE = "north/l1/cnc-01"
 SPEED = 60

@@ -66,7 +66,6 @@ def test_setup_is_idempotent(influx_store):
 
 @pytest.mark.integration
 @pytest.mark.influx
-@pytest.mark.slow
 def test_rollup_task_rolls_up_live_points(influx_store):
     """Points written 'now' are not refreshed by the store: the InfluxDB task must roll them up (<= ~2 min)."""
     store = influx_store

@@ -7,8 +7,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import pytest
-
 from tests.support import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]

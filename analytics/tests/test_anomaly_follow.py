@@ -110,7 +110,7 @@ def test_follow_refuses_a_store_whose_series_hold_no_values_yet_with_a_clear_err
         Follower(JustStarted(), None, history_days=7.5, run="follow-test")
 
 
-@pytest.mark.slow
+@pytest.mark.integration  # two worker processes; slow would leave the feature's only test out of the default suite
 def test_refit_fanned_out_over_worker_processes_gives_the_serial_models():
     """The follower's refit (``fit_anomalies``) over two joblib worker processes, machines batched by site, gives
     the same baselines, detectors and findings as the serial refit in this process."""

@@ -1,5 +1,5 @@
-"""Helpers of the chaos tests under ``wattline serve`` (tests/e2e/test_serve_chaos*.py): the processes of a service,
-the store's exact counts, the supervisor's status file and its output read while it runs."""
+"""Helpers of the chaos test under ``wattline serve`` (tests/e2e/test_serve_chaos.py): the processes of a service, the
+store's exact counts, the supervisor's status file and its output read while it runs, the simulated plants."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 #: What each collector prints when it stops (the killed run of a collector prints none).
@@ -169,3 +171,63 @@ def kill9(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def plant_copy(path: Path, copy: int) -> tuple[str, ...]:
+    """Write the shipped plant with its site ids suffixed ``-copy`` (distinct series per simulator); return the
+    copy's site ids."""
+    import yaml
+
+    from simulator.plant import DEFAULT_PLANT_FILE
+
+    spec = yaml.safe_load(Path(DEFAULT_PLANT_FILE).read_text())
+    spec["name"] = f"{spec['name']} {copy}"
+    for site in spec["sites"]:
+        site["id"] = f"{site['id']}-{copy}"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return tuple(site["id"] for site in spec["sites"])
+
+
+def shipped_sites() -> tuple[str, ...]:
+    """Site ids of the shipped plant (those of ``simulate serve/backfill --machines N``)."""
+    from simulator.plant import DEFAULT_PLANT_FILE, read_plant
+
+    return tuple(site.id for site in read_plant(DEFAULT_PLANT_FILE).sites)
+
+
+def login_page(port: int) -> int:
+    """HTTP status of the dashboard's login page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as response:
+        return response.status
+
+
+def port_open(port: int) -> bool:
+    """True when something accepts TCP connections on ``127.0.0.1:port``."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        return True
+    return False
+
+
+def follow_run(db: Path, forget: bool = False) -> bool:
+    """True once the streaming follower has scored windows: ``analyze --follow`` writes its run (kind ``follow``,
+    with the findings it has, perhaps none) at every tick. ``forget`` deletes that run's entry first (when the killed
+    follower is gone), so that only a later tick can write it again."""
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        if forget:
+            with conn:
+                conn.execute("DELETE FROM result_runs WHERE kind = 'follow'")
+        return conn.execute("SELECT count(*) FROM result_runs WHERE kind = 'follow'").fetchone()[0] > 0
+    except sqlite3.OperationalError:  # no results written yet: the tables do not exist
+        return False
+    finally:
+        conn.close()
+
+
+def runs_of(db: Path) -> set[str]:
+    """Ids of the analysis runs stored beside the store."""
+    from core.storage import open_store
+    from core.storage.results import results_for
+
+    with open_store(str(db)) as store, results_for(store) as results:
+        return {r.run for r in results.runs()}

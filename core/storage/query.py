@@ -535,14 +535,17 @@ def read_frame(store: Store, columns: Sequence[Column], start: TimeLike, stop: T
     continued = state.get("until_ns") == start_ns and state.get("signature") == signature
     lasts: dict[str, dict | None] = {col.name: (state["before"].get(col.name) if continued else None)
                                      for col in columns}
+    from core.storage.sqlite_frame import shared_raw_reads
+
     for i, j in chunk_bounds(edges, int(chunk_s) * NS):
         lo, hi = max(int(edges[i]), start_ns), min(int(edges[j]), stop_ns)
         parts = []
-        for col in columns:
-            frame, lasts[col.name] = store._aggregate_part(
-                col.measurement, col.field, lo, hi, every=every, agg=col.agg, tags=tags, tz=tz,
-                register_max=col.register_max, max_hold_s=col.max_hold_s, before=lasts[col.name])
-            parts.append((col, frame))
+        with shared_raw_reads(store):  # columns of one field read its raw points once
+            for col in columns:
+                frame, lasts[col.name] = store._aggregate_part(
+                    col.measurement, col.field, lo, hi, every=every, agg=col.agg, tags=tags, tz=tz,
+                    register_max=col.register_max, max_hold_s=col.max_hold_s, before=lasts[col.name])
+                parts.append((col, frame))
         state.update(until_ns=hi, signature=signature, before=dict(lasts))
         yield wide_frame(parts, list(by))
 

@@ -10,6 +10,8 @@ is the same as ``query._split(store.query(...))`` (tests/storage/test_read_frame
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
@@ -51,6 +53,35 @@ def _matching(store: SQLiteStore, measurement: str, field: str, tags: TagFilter 
     return out
 
 
+@contextmanager
+def shared_raw_reads(store: Store) -> Iterator[None]:
+    """Within the block, raw reads of the embedded store of the same series and range are answered once (one chunk of
+    a ``read_frame``: power read raw for its integral, time-weighted mean and maximum, the energy register for its
+    increase, lowest and last reading); a no-op for other stores."""
+    if not supports(store) or "_raw_memo" in store.__dict__:
+        yield
+        return
+    store.__dict__["_raw_memo"] = {}
+    try:
+        yield
+    finally:
+        store.__dict__.pop("_raw_memo", None)
+
+
+def _merged_raw(store: SQLiteStore, conn, ids: str, lo: int, hi: int):
+    """``store._merged_raw``, remembered inside :func:`shared_raw_reads`."""
+    memo = store.__dict__.get("_raw_memo")
+    if memo is None:
+        return store._merged_raw(conn, ids, lo, hi)
+    key = (ids, lo, hi)
+    if key not in memo:
+        arrays = store._merged_raw(conn, ids, lo, hi)
+        for a in arrays:
+            a.setflags(write=False)  # shared by the readers: none may change them
+        memo[key] = arrays
+    return memo[key]
+
+
 def _key(series_key) -> tuple:
     """The series' key in ``query._split``'s form: sorted (tag, value) pairs without absent values."""
     return tuple(sorted((k, v) for k, v in series_key.tags if v is not None and v != ""))
@@ -67,7 +98,7 @@ def read_split(store: SQLiteStore, measurement: str, field: str, lo: int, hi: in
         return {}
     conn = store._conn()
     with _snapshot(conn):
-        sid, ts, value, status = store._merged_raw(conn, json.dumps(sids), int(lo), int(hi))
+        sid, ts, value, status = _merged_raw(store, conn, json.dumps(sids), int(lo), int(hi))
     return _by_series(store, sid, ts, value, status)
 
 
@@ -91,7 +122,7 @@ def read_windows_split(store: SQLiteStore, measurement: str, field: str, pieces:
     with _snapshot(conn):
         for lo, hi, w in pieces:
             if hi > lo:
-                sid, ts, value, _ = store._merged_raw(conn, ids, int(lo), int(hi))
+                sid, ts, value, _ = _merged_raw(store, conn, ids, int(lo), int(hi))
                 found.append(ck.window_rows(sid, ts, value, int(w) * NS, agg))
     if not found:
         return {}

@@ -312,19 +312,30 @@ def cost_and_co2(site: SiteInfo, hours: pd.DataFrame) -> tuple[float | None, flo
 
 # -- findings ------------------------------------------------------------------------------------------------------------
 def latest_run_findings(store, start_ns: int | None = None, stop_ns: int | None = None) -> list:
-    """Findings of the newest analysis run that stored any, overlapping ``[start, stop)``; [] without results."""
+    """Findings of the newest analysis run that stored any, overlapping ``[start, stop)``; [] without results.
+
+    Inside a dashboard request they are shared through the results cache (key: the run, its creation time and its
+    number of findings, and the range)."""
     from core.errors import StoreError
     from core.storage.results import results_for
+    from dashboard.cache import request_cache
 
     try:
         results = results_for(store)
     except StoreError:
         return []
     with results:
-        run = next((r.run for r in results.runs() if r.findings), None)
+        run = next((r for r in results.runs() if r.findings), None)
         if run is None:
             return []
-        return results.query_findings(start_ns, stop_ns, run=run)
+        cache = request_cache()
+        if cache is None:
+            return results.query_findings(start_ns, stop_ns, run=run.run)
+        # Shared by every callback and user in the range (each filters to what the user may see): reading and
+        # building a month of a large plant's findings cost ~0.1 s per callback. A new run, or findings added to or
+        # removed from one, changes the key; a run re-stored with as many findings shows after the cache's lifetime.
+        key = f"findings|{run.run}|{run.created.isoformat()}|{run.findings}|{start_ns}|{stop_ns}"
+        return cache.get_or_compute(key, lambda: results.query_findings(start_ns, stop_ns, run=run.run))
 
 
 def visible(findings: list, user, sites: list[str]) -> list:

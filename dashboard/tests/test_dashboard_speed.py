@@ -184,6 +184,41 @@ def test_quality_rows_in_a_request_count_closed_days_once_with_the_same_rows(tmp
     store.close()
 
 
+def test_latest_findings_shared_in_a_request_until_a_run_changes(tmp_path):
+    """Inside a request the newest run's findings are read once per range; findings added to the run, or a newer run,
+    are read at once (the key changes)."""
+    import datetime as dt
+
+    from flask import Flask
+
+    from core.model import Event
+    from core.storage.results import results_for
+    from dashboard.cache import EXTENSION, ResultCache
+    from dashboard.overview import latest_run_findings
+
+    store = _store_with_meters(tmp_path, ())
+    t0 = dt.datetime(2026, 11, 2, 8, tzinfo=dt.UTC)
+
+    def finding(machine: str, kwh: float) -> Event:
+        return Event(f"north/l1/{machine}", "idle_running", t0, t0 + dt.timedelta(hours=2), kwh)
+
+    with results_for(store) as results:
+        results.write_findings("run-1", [finding("m1", 5.0)])
+    server = Flask("t")
+    cache = server.extensions[EXTENSION] = ResultCache(tmp_path / "cache")
+    with server.app_context():
+        first, again = latest_run_findings(store), latest_run_findings(store)
+        assert (cache.misses, cache.hits) == (1, 1) and first == again and len(first) == 1
+        with results_for(store) as results:
+            results.write_findings("run-1", [finding("m1", 5.0), finding("m2", 7.0)])
+        assert sorted(e.excess_kwh for e in latest_run_findings(store)) == [5.0, 7.0]
+        with results_for(store) as results:
+            results.write_findings("run-2", [finding("m4", 9.0), finding("m3", 1.0)])
+        assert sorted(e.excess_kwh for e in latest_run_findings(store)) == [1.0, 9.0]
+    assert cache.misses == 3
+    store.close()
+
+
 def test_result_cache_entry_lives_for_its_own_ttl(tmp_path):
     from dashboard.cache import ResultCache
 

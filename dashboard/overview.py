@@ -364,12 +364,15 @@ def machine_href(path: str) -> str | None:
 def finding_rows(findings: list, plant, default_tz: dt.tzinfo) -> list[dict]:
     """One grid row per finding: plain JSON values, local times of the machine's site, labels for people."""
     rows = []
+    sites: dict[str, tuple[SiteInfo, zoneinfo.ZoneInfo]] = {}  # a few sites, thousands of findings
     for ev in findings:
         d = ev.details or {}
         parts = ev.machine.split("/")
         site = parts[0] if len(parts) == 3 else ""
-        info = site_info(site, plant, default_tz)
-        tz = zoneinfo.ZoneInfo(info.tz)
+        if site not in sites:
+            known = site_info(site, plant, default_tz)
+            sites[site] = (known, zoneinfo.ZoneInfo(known.tz))
+        info, tz = sites[site]
         currency = d.get("currency") or info.currency
         cost = d.get("cost")
         rows.append({

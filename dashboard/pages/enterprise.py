@@ -135,7 +135,7 @@ def register_callbacks(app: dash.Dash) -> None:
         period = get_period(period_key)
         settings = current_settings()
         kpis, total, _rows = enterprise_view(store_of(app), user, site, settings.plant, settings.tz, time.time_ns(),
-                                             days=period.days)
+                                             days=period.days, with_rows=False)
         status = f"{len(kpis)} site(s) · {period.label} · potential from the latest analysis run"
         q = {"site": site or "all"}
         return (kpi_table(kpis, total), trend_figure(kpis), loop_panel(user, site), status,

@@ -13,7 +13,7 @@ from dashboard import ids
 from dashboard.app import create_app
 from dashboard.serve import DashboardServer
 from dashboard.tests.helpers import browser_login
-from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, browser, text_of, wait_for  # noqa: F401
+from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, text_of, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -36,7 +36,7 @@ def server(tmp_path_factory, users_path):
     server.stop()
 
 
-def test_engineer_sees_collectors_and_data_quality(browser, server):  # noqa: F811
+def test_engineer_sees_collectors_and_data_quality(browser, server):
     browser_login(browser, server.url, "erik")
     browser.get(server.url + "collectors")
     table = wait_for(lambda: text_of(browser, ids.COL_TABLE) if "hall3" in text_of(browser, ids.COL_TABLE) else None,
@@ -50,7 +50,7 @@ def test_engineer_sees_collectors_and_data_quality(browser, server):  # noqa: F8
     browser.save_screenshot(str(SCREENSHOTS / "collectors-engineer.png"))
 
 
-def test_plant_manager_may_not_open_collectors(browser, server):  # noqa: F811
+def test_plant_manager_may_not_open_collectors(browser, server):
     browser_login(browser, server.url, "anna")
     browser.get(server.url + "collectors")
     wait_for(lambda: "Not available for your role" in browser.page_source, "the refusal")

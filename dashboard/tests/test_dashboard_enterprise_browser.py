@@ -9,12 +9,12 @@ import pytest
 
 from dashboard import ids
 from dashboard.tests.helpers import browser_login
-from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, analysed, browser, server, text_of, wait_for  # noqa: F401
+from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, text_of, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
-def test_cdo_sees_enterprise_kpis_and_the_report_link(browser, server, analysed):  # noqa: F811
+def test_cdo_sees_enterprise_kpis_and_the_report_link(browser, server, analysed):
     from core.storage import open_store
     from dashboard.overview import fmt_energy
 

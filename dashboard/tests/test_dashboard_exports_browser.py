@@ -13,7 +13,6 @@ from dashboard import ids
 from dashboard.tests.helpers import browser_login
 from dashboard.tests.test_api_v1 import PLANT
 from dashboard.tests.test_dashboard_exports import make_store, same_table
-from dashboard.tests.test_dashboard_pages_browser import browser  # noqa: F401 - headless Chromium
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -43,7 +42,7 @@ def href(driver, element_id: str) -> str:
     ("enterprise", ids.ENT_EXPORT, ids.ENT_EXPORT_PARQUET),
     ("findings", ids.FINDINGS_EXPORT, ids.FINDINGS_EXPORT_PARQUET),
 ])
-def test_parquet_links_follow_the_csv_links(browser, server, page, csv_id, parquet_id):  # noqa: F811
+def test_parquet_links_follow_the_csv_links(browser, server, page, csv_id, parquet_id):
     browser_login(browser, server.url, "carla" if page == "enterprise" else "erik")  # the CDO; an engineer of north
     browser.get(server.url + page)
     csv = wait_for(lambda: href(browser, csv_id) if "period=" in href(browser, csv_id) else None,

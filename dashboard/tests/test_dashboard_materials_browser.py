@@ -9,7 +9,7 @@ import pytest
 
 from dashboard import ids
 from dashboard.tests.helpers import browser_login
-from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, analysed, browser, server, text_of, wait_for  # noqa: F401
+from dashboard.tests.test_dashboard_pages_browser import SCREENSHOTS, text_of, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -20,7 +20,7 @@ return [rows.length, Array.from(pinned).map(r => r.innerText.trim())];
 """
 
 
-def test_materials_page_shows_the_analysis_intensities(browser, server, analysed):  # noqa: F811
+def test_materials_page_shows_the_analysis_intensities(browser, server, analysed):
     report = analysed[1]
     top = report["materials"][0]  # the analysis's most energy-intensive material (this store has one site)
     browser_login(browser, server.url, "anna")

@@ -1,25 +1,22 @@
 """The overview, findings and machine pages in headless Chromium, on history the simulator backfilled and
 ``wattline analyze`` analysed (real commands in subprocesses): the headline numbers must be the analysis's.
 
+The analysed plant, the dashboard serving it and Chromium are made once per run (dashboard/tests/conftest.py) and
+shared with the enterprise and materials modules.
+
 Screenshots go to ``test-artifacts/screenshots/``.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from dashboard import ids
-from dashboard.app import create_app
 from dashboard.overview import fmt_energy
-from dashboard.serve import DashboardServer
 from dashboard.tests.helpers import browser_login
-from tests.support import start_chromium
 from tests.support import wait_for as support_wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -28,45 +25,6 @@ REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 ORDER_RULES = REPO / "core" / "orders" / "sample.yaml"
 WAIT_S = 40
-
-
-def wattline(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "wattline", *args], capture_output=True, text=True, timeout=600,
-                          cwd=cwd)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done
-
-
-@pytest.fixture(scope="module")
-def analysed(tmp_path_factory):
-    """(store path, report): two weeks of 12 machines of the demo plant's north site, analysed."""
-    folder = tmp_path_factory.mktemp("analysed")
-    wattline("simulate", "backfill", "--days", "14", "--machines", "12", "--resolution", "300", "--store", "plant.db",
-             "--quiet", cwd=folder)
-    wattline("analyze", "--store", "plant.db", "--json", "report.json", "--quiet", cwd=folder)
-    # Work orders from the findings, routed by the sample rules, in the default database beside the store.
-    wattline("orders", "sync", "--store", "plant.db", "--rules", str(ORDER_RULES), "--json", cwd=folder)
-    return folder / "plant.db", json.loads((folder / "report.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), WAIT_S)
-    driver.set_window_size(1400, 1000)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
-
-
-@pytest.fixture(scope="module")
-def server(analysed, users_path):
-    from simulator.plant import DEFAULT_PLANT_FILE
-
-    # The orders database is found as 'wattline orders' finds it (beside the store); the rules give the teams.
-    app = create_app(str(analysed[0]), users=users_path, plant=DEFAULT_PLANT_FILE, orders_rules=ORDER_RULES)
-    server = DashboardServer(app, "127.0.0.1", 0).start()
-    yield server
-    server.stop()
 
 
 def wait_for(predicate, what: str, timeout: float = WAIT_S):

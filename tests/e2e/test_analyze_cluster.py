@@ -122,9 +122,13 @@ def test_a_failing_item_is_named_with_its_worker(cluster):
 
 def test_unreachable_scheduler_is_a_clear_error(two_sites):
     db, plant = two_sites
-    result = run("analyze", "--store", str(db), "--plant", str(plant), "--quiet", "--cluster", "tcp://127.0.0.1:9")
+    # The CLI with the connect timeout shortened to 3 s (the product waits 30 s for a scheduler that may be starting).
+    code = ("import sys; import analytics.parallel as p; p.CONNECT_TIMEOUT_S = 3.0; sys.argv[0] = 'wattline'; "
+            "from wattline.cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", code, "analyze", "--store", str(db), "--plant", str(plant), "--quiet",
+                             "--cluster", "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode != 0
-    assert "cannot reach the Dask scheduler tcp://127.0.0.1:9" in result.stderr + result.stdout
+    assert "cannot reach the Dask scheduler tcp://127.0.0.1:9 within 3 s" in result.stderr + result.stdout
     bad = run("analyze", "--store", str(db), "--quiet", "--cluster", "127.0.0.1")
     assert bad.returncode == 2 and "not a Dask scheduler address" in bad.stderr + bad.stdout
 

@@ -60,7 +60,7 @@ from tests.e2e.serve_chaos_support import (
 )
 from tests.support import wait_for
 
-#: Slow and integration; the time limit leaves room for a loaded machine (about 2-3 min on a quiet one).
+#: Slow and integration; the time limit leaves room for a loaded machine (308-349 s measured at load average 16-20).
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(900)]
 
 #: High-rate simulator processes, each collected by its own collector: a few thousand values/s in all (one asyncua

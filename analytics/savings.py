@@ -42,7 +42,7 @@ from scipy import stats as sps
 from analytics.baseline import G14_HOURLY, Baseline, BaselineSettings, Level
 from analytics.data import FRAME_COLUMNS, NS, REGISTER_COLUMNS, IntervalData
 from analytics.errors import AnalyticsError, InsufficientDataError
-from analytics.mv_models import DailyInputs, fit_change_point
+from analytics.mv_models import ChangePointModel, DailyInputs, fit_change_point
 from analytics.quality import find_meter_faults
 from core.config import FrozenModel
 from core.notices import Notice
@@ -95,6 +95,11 @@ class SavingsSettings(FrozenModel):
         Leave out the days with a meter fault (:func:`analytics.quality.find_meter_faults`).
     baseline : BaselineSettings, optional
         Settings of the house baseline (its ``scopes`` are set to the scope's level).
+    weather_check : bool
+        Give the house baseline its degree-hour drivers only when the daily change-point model, fitted on the same
+        days with BIC over effective days, takes a heating or cooling term: a meter whose energy does not follow the
+        weather gets no weather slope from waste episodes or order runs that happen to coincide with a season (the
+        slope would extrapolate into the next season; docs/benchmarks.md, "What drives the savings error").
     """
 
     scope: str
@@ -107,6 +112,7 @@ class SavingsSettings(FrozenModel):
     inflation: float = Field(INFLATION, gt=0, le=10)
     exclude_meter_faults: bool = True
     baseline: BaselineSettings = BaselineSettings(drivers=SAVINGS_DRIVERS)
+    weather_check: bool = True
 
 
 def fsu_half_width(residuals: np.ndarray, parameters: int, m: int, confidence: float,
@@ -377,6 +383,11 @@ class Savings:
         assert faults is not None, "fit() sets the fault windows before it fits any model"
         if name == "baseline":
             bs = self.settings.baseline.model_copy(update={"scopes": (sc.level,)})
+            weather = None
+            if self.settings.weather_check and "temperature" in bs.drivers:
+                weather = self._weather_dependent(sub, sc, train_days, day_of, n_days)
+                if weather is False:
+                    bs = bs.model_copy(update={"drivers": tuple(d for d in bs.drivers if d != "temperature")})
             exclude = np.broadcast_to(~train_w | faults, (len(sub.machines), sub.n_times)).copy()
             bl = Baseline(bs).fit(sub, exclude=exclude)
             model = bl.models.get(f"{sc.level}:{sc.key}")
@@ -392,17 +403,28 @@ class Savings:
             obs = np.where(faults, np.nan, _scope_sum(sub.matrix("energy_kwh").astype(float)))
             hourly = _hourly(np.where(train_w, obs - exp_w, np.nan), sub)
             info = {"model": {"type": "baseline", "drivers": model.groups, "columns": len(model.columns),
-                              "fit_statistics": model.stats.get("fit"), "holdout": model.stats.get("holdout")},
+                              "fit_statistics": model.stats.get("fit"), "holdout": model.stats.get("holdout"),
+                              "weather_dependent": weather},
                     "expected_w": exp_w, "hourly_residuals": hourly, "warnings": bl.warnings}
             return pred, params, info
-        x = _daily_inputs(sub, sc, day_of, n_days)
-        obs_day = np.bincount(day_of, np.nan_to_num(_scope_sum(sub.matrix("energy_kwh").astype(float))), n_days)  # training days are complete
-        idx = np.flatnonzero(train_days)
-        cp = fit_change_point(DailyInputs(x.hours[idx], x.temp[idx], x.window_h), obs_day[idx])
+        x, cp = _fit_change_point(sub, sc, train_days, day_of, n_days)
         pred = cp.predict(x)
         # Per window: the day's prediction spread by hours (for money by time of use; a daily model has no profile).
         per_w = pred[day_of] / np.bincount(day_of, minlength=n_days)[day_of]
         return pred, cp.parameters, {"model": cp.to_dict(), "expected_w": per_w, "hourly_residuals": None}
+
+    @staticmethod
+    def _weather_dependent(sub: IntervalData, sc: _Scope, train_days: np.ndarray, day_of: np.ndarray,
+                           n_days: int) -> bool | None:
+        """Whether the daily change-point model on the training days takes a heating or cooling term (None: no
+        temperature or too few days to tell)."""
+        try:
+            x, cp = _fit_change_point(sub, sc, train_days, day_of, n_days)
+        except ValueError:
+            return None
+        if not x.has_temperature:
+            return None
+        return cp.heating_c is not None or cp.cooling_c is not None
 
     # -- value and checks ---------------------------------------------------------------------------------------------
     def _value(self, sub: IntervalData, sc: _Scope, expected_w, observed, rep_mask_w, savings_kwh):
@@ -487,6 +509,15 @@ def _hourly(residual_w: np.ndarray, sub: IntervalData) -> np.ndarray:
     factor = max(1, 3600 // sub.resolution_s)
     n = len(residual_w) // factor * factor
     return residual_w[:n].reshape(-1, factor).sum(axis=1)
+
+
+def _fit_change_point(sub: IntervalData, sc: _Scope, train_days: np.ndarray, day_of: np.ndarray,
+                      n_days: int) -> tuple[DailyInputs, ChangePointModel]:
+    """The scope's daily inputs of every day and the change-point model fitted on ``train_days`` (complete days)."""
+    x = _daily_inputs(sub, sc, day_of, n_days)
+    obs_day = np.bincount(day_of, np.nan_to_num(_scope_sum(sub.matrix("energy_kwh").astype(float))), n_days)
+    idx = np.flatnonzero(train_days)
+    return x, fit_change_point(DailyInputs(x.hours[idx], x.temp[idx], x.window_h), obs_day[idx])
 
 
 def _daily_inputs(sub: IntervalData, sc: _Scope, day_of: np.ndarray, n_days: int) -> DailyInputs:

@@ -225,3 +225,30 @@ def test_drivers_outside_the_baseline_range_raise_a_non_routine_warning():
     result = Savings(SavingsSettings(scope="plant", intervention=INTERVENTION, model="baseline")).fit(busy).to_dict()
     names = [w["name"] for w in result["warnings"]]
     assert "analytics.savings.driver_out_of_range" in names
+
+
+def test_house_baseline_gets_no_degree_hours_where_the_daily_model_finds_no_weather_dependence():
+    """A production machine whose energy does not follow the weather (a spring baseline, a summer reporting period):
+    with the weather check (the default) the daily change-point model, chosen by BIC over effective days, finds no
+    weather term and the house baseline keeps no degree-hours to extrapolate into summer (on the simulator they were
+    its largest savings errors, docs/benchmarks.md); a building meter keeps them (heating and cooling terms)."""
+    data, _, _ = industrial(days=200)  # no savings before 2025
+    intervention = dt.date(2024, 6, 15)
+    t = pd.date_range("2024-03-01", periods=200 * 96, freq="15min", tz="UTC")
+    doy = t.day_of_year.to_numpy()
+    temp = 10 - 10 * np.cos(2 * np.pi * (doy - 20) / 365.25) + 4 * np.sin(2 * np.pi * (t.hour.to_numpy() - 9) / 24)
+    frame = pd.DataFrame({"machine": "plant/l1/press-01", "time": t, "energy_kwh": data.matrix("energy_kwh")[0],
+                          "good": data.matrix("good")[0], "outdoor_temp_c": temp})
+    data = IntervalData.from_frame(frame, machines=[MachineInfo.from_path("plant/l1/press-01")])
+    settings = SavingsSettings(scope="plant/l1/press-01", intervention=intervention, model="baseline")
+    checked = Savings(settings).fit(data).to_dict()
+    assert checked["model"]["weather_dependent"] is False
+    assert not any(g in ("temperature", "heating", "cooling") for g in checked["model"]["drivers"])
+    frame_b, _ = building(saving=0.0)
+    ends = frame_b["time"]
+    bdata = IntervalData.from_frame(pd.DataFrame({"machine": "office/main/meter", "time": ends, "energy_kwh": frame_b["kwh"],
+                                                  "outdoor_temp_c": frame_b["temp"]}),
+                                    machines=[MachineInfo.from_path("office/main/meter")])
+    b = Savings(SavingsSettings(scope="office/main/meter", intervention=BUILDING_INTERVENTION, model="baseline")).fit(bdata).to_dict()
+    assert b["model"]["weather_dependent"] is True
+    assert any(g in ("temperature", "heating", "cooling") for g in b["model"]["drivers"])

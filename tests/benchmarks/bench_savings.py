@@ -107,13 +107,18 @@ def decompose(manifest: dict, members: list[str], r: dict, daily, truth: float) 
     # The floor in two parts: the fixed kind's own chance (its events that the fix prevented, against the baseline
     # period's rate: unknowable from any metered data) and the other kinds' (still metered after the fix).
     fixed_floor = m * out["fixed_kind"]["base_rate_kwh_per_day"] - (out["fixed_kind"]["reporting_kwh"] + truth)
-    return {"floor_kwh": floor, "model_kwh": err - floor, "fixed_floor_kwh": fixed_floor,
+    # The expected savings instead of the realised ones (the alternative definition of the truth): the fixed kind's
+    # rate over both periods as if never fixed (baseline events + reporting events before the fix + avoided energy).
+    n = len(base)
+    fixed_all = n * out["fixed_kind"]["base_rate_kwh_per_day"] + out["fixed_kind"]["reporting_kwh"] + truth
+    return {"expected_truth_kwh": m * fixed_all / max(n + m, 1),"floor_kwh": floor, "model_kwh": err - floor, "fixed_floor_kwh": fixed_floor,
             "other_floor_kwh": floor - fixed_floor, "waste_base_rate": out["all"]["base_rate_kwh_per_day"],
             "waste_rep_cf_kwh": w_rep_cf, "fixed_kind_base_rate": out["fixed_kind"]["base_rate_kwh_per_day"]}
 
 
 def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, step_s: int,
-            model: str = "auto", drivers: tuple[str, ...] = SAVINGS_DRIVERS) -> list[dict]:
+            model: str = "auto", drivers: tuple[str, ...] = SAVINGS_DRIVERS,
+            weather_checks: tuple[bool, ...] = (True,)) -> list[dict]:
     plant = default_plant(machines)
     start = dt.date(2025, 1, 6) + dt.timedelta(days=7 * (seed % 20))  # seasons differ between seeds
     intervention = start + dt.timedelta(days=baseline_days)
@@ -130,18 +135,19 @@ def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, s
         store.close()
     fixed = {ref.path for ref in plant.machines if ref.spec.id in {m for _, ms in FIXES for m in ms}}
     scopes = sorted(fixed) + sorted({p.rsplit("/", 1)[0] for p in fixed})
-    for scope in scopes:
+    for scope, weather_check in ((sc, wc) for sc in scopes for wc in weather_checks):
         members = [p for p in fixed if p == scope or p.startswith(scope + "/")]
         try:
             settings = SavingsSettings(scope=scope, intervention=intervention, reporting_days=reporting_days, model=model,
-                                       baseline=BaselineSettings(drivers=drivers))
+                                       baseline=BaselineSettings(drivers=drivers), weather_check=weather_check)
             sav = Savings(settings).fit(data)
             r = sav.to_dict()
         except AnalyticsError as exc:
-            out.append({"seed": seed, "scope": scope, "error": str(exc)})
+            out.append({"seed": seed, "scope": scope, "weather_check": weather_check, "error": str(exc)})
             continue
         truth = true_savings(res.manifest, members, r["reporting_period"], r["reporting_days_left_out"])
-        out.append({"seed": seed, "scope": scope, "model": r["model"]["type"], "estimate_kwh": r["savings_kwh"],
+        out.append({"seed": seed, "scope": scope, "weather_check": weather_check, "model": r["model"]["type"],
+                    "weather_dependent": r["model"].get("weather_dependent"), "estimate_kwh": r["savings_kwh"],
                     "true_kwh": truth, "baseline_kwh": r["baseline_kwh"], "actual_kwh": r["actual_kwh"],
                     "fraction": r["savings_fraction"], "true_fraction": truth / (r["actual_kwh"] + truth),
                     "half": r["half_width_kwh"], "inflation": r["inflation"], "cv_rmse": r["cv_rmse"], "rho": r["rho"], "passes_g14": r["passes_g14"],
@@ -170,6 +176,9 @@ def main() -> None:
     ap.add_argument("--model", default="auto", choices=("auto", "baseline", "change_point"))
     ap.add_argument("--drivers", default=",".join(SAVINGS_DRIVERS),
                     help="driver groups of the house baseline (comma-separated; e.g. without temperature)")
+    ap.add_argument("--weather-check", default="on", choices=("on", "off", "both"),
+                    help="off: the house baseline keeps its degree-hours even where the change-point model finds no "
+                         "weather term (SavingsSettings.weather_check); both: each scope both ways on the same run")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--summarize", type=Path, nargs="*", default=None, help="only summarise the rows of earlier --out files")
@@ -184,10 +193,14 @@ def main() -> None:
         rows = []
         for seed in tqdm(range(args.first_seed, args.first_seed + args.runs), desc="runs", unit="run"):
             rows += one_run(seed, args.machines, args.baseline_days, args.reporting_days, args.step, args.model,
-                            tuple(d for d in args.drivers.split(",") if d))
+                            tuple(d for d in args.drivers.split(",") if d),
+                            {"on": (True,), "off": (False,), "both": (True, False)}[args.weather_check])
             if args.out:
                 args.out.write_text(json.dumps(rows, indent=1))
-    print(json.dumps(summarize(rows, args.runs, time.perf_counter() - t0), indent=1))
+    seconds = time.perf_counter() - t0
+    for wc in sorted({r.get("weather_check", True) for r in rows}, reverse=True):
+        print(f"weather_check={wc}:", json.dumps(summarize([r for r in rows if r.get("weather_check", True) == wc],
+                                                           args.runs, seconds), indent=1))
 
 
 def summarize(rows: list[dict], runs: int, seconds: float) -> dict:
@@ -231,6 +244,11 @@ def summarize(rows: list[dict], runs: int, seconds: float) -> dict:
             "model_bias": float(np.mean([100 * r["error_parts"]["model_kwh"] / (r["actual_kwh"] + r["true_kwh"])
                                          for r in parts])),
         }
+        vs_expected = np.array([100 * abs(r["estimate_kwh"] - r["error_parts"]["expected_truth_kwh"])
+                                / (r["actual_kwh"] + r["true_kwh"]) for r in parts if "expected_truth_kwh" in r["error_parts"]])
+        if len(vs_expected):
+            summary["error_parts_pp"]["error_vs_expected_savings_median"] = float(np.median(vs_expected))
+            summary["error_parts_pp"]["error_vs_expected_savings_within_2pp"] = float(np.mean(vs_expected <= 2))
     for kind, sel in (("machine", [r for r in ok if r["scope"].count("/") == 2]),
                       ("line", [r for r in ok if r["scope"].count("/") == 1])):
         e = np.array([100 * abs(r["fraction"] - r["true_fraction"]) for r in sel])

@@ -93,24 +93,26 @@ def openeemeter(frame: pd.DataFrame, reporting_days: int | None) -> dict:
             "model": sorted(set(pred["model_type"].dropna()))}
 
 
-def one_seed(seed: int, reporting_days: int | None, ours_only: bool = False) -> dict:
+def one_seed(seed: int, reporting_days: int | None, only: str | None = None) -> dict:
+    """Both estimates of building ``seed`` (``only``: ``ours``, in this process, or ``openeemeter``)."""
     frame, truth = building_meter(seed)
-    with tempfile.TemporaryDirectory() as tmp:
+    row: dict = {"seed": seed, "true_fraction": truth["savings_fraction"], "building": truth,
+                 "noise_floor_pp": noise_floor_pp(frame, reporting_days)}
+    if only != "openeemeter":
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            r = (ours_in_process if only == "ours" else ours)(frame, Path(tmp), reporting_days)
+            t_ours = time.perf_counter() - t0
+        lo, hi = r["savings_interval_90_kwh"]
+        row["ours"] = {"fraction": r["savings_fraction"], "savings_kwh": r["savings_kwh"], "baseline_kwh": r["baseline_kwh"],
+                       "half_90_kwh": (hi - lo) / 2, "model": r["model"]["type"], "cv_rmse": r["cv_rmse"],
+                       "rho": r["rho"], "inflation": r["inflation"], "seconds": t_ours}
+    if only != "ours":
         t0 = time.perf_counter()
-        r = (ours_in_process if ours_only else ours)(frame, Path(tmp), reporting_days)
-        t_ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    e = None if ours_only else openeemeter(frame, reporting_days)
-    t_eem = time.perf_counter() - t0
-    lo, hi = r["savings_interval_90_kwh"]
-    row = {"seed": seed, "true_fraction": truth["savings_fraction"], "building": truth,
-           "noise_floor_pp": noise_floor_pp(frame, reporting_days),
-           "ours": {"fraction": r["savings_fraction"], "savings_kwh": r["savings_kwh"], "baseline_kwh": r["baseline_kwh"],
-                    "half_90_kwh": (hi - lo) / 2, "model": r["model"]["type"], "cv_rmse": r["cv_rmse"],
-                    "rho": r["rho"], "inflation": r["inflation"], "seconds": t_ours}}
-    if e is not None:
-        row["openeemeter"] = dict(e, seconds=t_eem)
-    for k in ("ours", "openeemeter")[: 1 if e is None else 2]:
+        row["openeemeter"] = dict(openeemeter(frame, reporting_days), seconds=time.perf_counter() - t0)
+    for k in ("ours", "openeemeter"):
+        if k not in row:
+            continue
         x = row[k]
         x["error_pp"] = 100 * (x["fraction"] - row["true_fraction"])
         x["half_90_pct"] = 100 * x["half_90_kwh"] / x["baseline_kwh"]
@@ -139,8 +141,10 @@ def summarize(rows: list[dict]) -> dict:
     floor = np.array([abs(r["noise_floor_pp"]) for r in rows if "noise_floor_pp" in r])
     out: dict = {"seeds": len(rows), "noise_floor_pp_median": float(np.median(floor)) if len(floor) else None,
                  "noise_floor_within_1pp": float(np.mean(floor <= 1)) if len(floor) else None}
-    both = all("openeemeter" in r for r in rows)
-    for k in ("ours", "openeemeter")[: 2 if both else 1]:
+    both = all("openeemeter" in r and "ours" in r for r in rows)
+    for k in ("ours", "openeemeter"):
+        if not all(k in r for r in rows):
+            continue
         err = np.array([abs(r[k]["error_pp"]) for r in rows])
         half = np.array([r[k]["half_90_pct"] for r in rows])
         out[k] = {"error_pp_median": float(np.median(err)), "error_pp_mean": float(err.mean()),
@@ -150,9 +154,10 @@ def summarize(rows: list[dict]) -> dict:
                   "seconds_median": float(np.median([r[k]["seconds"] for r in rows]))}
     # Our interval without the industrial inflation (the formula as written) and the inflation that would make our
     # 90 % interval cover 90 % of these seeds.
-    ratio = np.array([abs(r["ours"]["error_pp"]) / (r["ours"]["half_90_pct"] / r["ours"]["inflation"]) for r in rows])
-    out["ours"]["coverage_90_formula_as_written"] = float(np.mean(ratio <= 1))
-    out["ours"]["inflation_for_90"] = float(np.quantile(ratio, 0.9))
+    if "ours" in out:
+        ratio = np.array([abs(r["ours"]["error_pp"]) / (r["ours"]["half_90_pct"] / r["ours"]["inflation"]) for r in rows])
+        out["ours"]["coverage_90_formula_as_written"] = float(np.mean(ratio <= 1))
+        out["ours"]["inflation_for_90"] = float(np.quantile(ratio, 0.9))
     if not both:
         return out
     out["ours_narrower_or_equal"] = float(np.mean([r["ours"]["half_90_kwh"] <= r["openeemeter"]["half_90_kwh"] for r in rows]))
@@ -164,17 +169,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--reporting-days", type=int, default=None, help="default: the whole reporting year")
-    ap.add_argument("--ours-only", action="store_true",
-                    help="only wattline's estimate, in this process (importer and Savings as the commands call them)")
+    ap.add_argument("--only", choices=("ours", "openeemeter"), default=None,
+                    help="one estimate only: ours in this process (importer and Savings as the commands call them), "
+                         "or OpenEEmeter's")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        rows.append(one_seed(seed, args.reporting_days, args.ours_only))
-        o, e = rows[-1]["ours"], rows[-1].get("openeemeter")
-        print(f"seed {seed}: truth {100 * rows[-1]['true_fraction']:.2f} %; ours {100 * o['fraction']:.2f} % "
-              f"(+-{o['half_90_pct']:.2f}, {o['model']})"
-              + (f", OpenEEmeter {100 * e['fraction']:.2f} % (+-{e['half_90_pct']:.2f})" if e else ""), flush=True)
+        rows.append(one_seed(seed, args.reporting_days, args.only))
+        o, e = rows[-1].get("ours"), rows[-1].get("openeemeter")
+        print(f"seed {seed}: truth {100 * rows[-1]['true_fraction']:.2f} %"
+              + (f"; ours {100 * o['fraction']:.2f} % (+-{o['half_90_pct']:.2f}, {o['model']})" if o else "")
+              + (f"; OpenEEmeter {100 * e['fraction']:.2f} % (+-{e['half_90_pct']:.2f})" if e else ""), flush=True)
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1, default=str))
     print(json.dumps(summarize(rows), indent=1))

@@ -7,12 +7,16 @@ import os
 import signal
 import time
 
+import pytest
+
 from collectors.buffer import BatchWriter
 from collectors.tests.test_buffer import rows, stored_count
 from core.spool import RowSpool
 from core.storage.process import ProcessStore
 from core.storage.sqlite import SQLiteStore
 from tests.support import wait_for
+
+pytestmark = pytest.mark.integration  # the store's writer child process
 
 
 def test_wedged_writer_process_is_killed_at_close_and_its_rows_spooled(tmp_path):

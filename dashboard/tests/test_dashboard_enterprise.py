@@ -16,6 +16,8 @@ from dashboard.enterprise import month_range, site_kpis, totals
 from dashboard.overview import latest_run_findings, site_info
 from simulator.plant import DEFAULT_PLANT_FILE
 
+pytestmark = pytest.mark.integration  # its plant is made by the wattline CLI in child processes
+
 NS = 1_000_000_000
 
 

@@ -291,6 +291,7 @@ def test_machine_page_orders_card_is_checked_for_site(app, service):
 
 
 # -- command line and wattline serve ----------------------------------------------------------------------------------------
+@pytest.mark.integration  # the wattline CLI in a child process
 def test_dashboard_options_fail_clearly(tmp_path, users_path):
     import subprocess
     import sys

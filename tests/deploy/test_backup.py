@@ -152,6 +152,7 @@ def test_damaged_backup_is_refused_and_nothing_replaced(tmp_path):
     assert target.read_bytes() == b"keep me"
 
 
+@pytest.mark.integration  # the wattline CLI in a child process
 def test_cli_backup_and_restore(tmp_path):
     src = tmp_path / "plant.db"
     _fill(src)

@@ -73,6 +73,7 @@ def _assert_same(a: dict, b: dict):
             np.testing.assert_array_equal(x, y, err_msg=str(key))
 
 
+@pytest.mark.integration  # the wattline CLI in a child process
 def test_lp_round_trip_through_import(source, tmp_path):
     lp = tmp_path / "e.lp"
     out = subprocess.run([*RUN, "export", "--store", str(source), "--format", "lp", "--measurement", "electrical",
@@ -134,6 +135,7 @@ def test_streamed_import_in_chunks_equals_the_whole_file_in_memory(tmp_path):
     assert sum(len(v[0]) for v in b.values()) == sum(len(t) for _, t, _, _ in whole.arrays())
 
 
+@pytest.mark.integration  # the wattline CLI in a child process
 def test_a_bad_line_deep_in_a_large_file_writes_nothing(tmp_path):
     lp = tmp_path / "deep.lp"
     _generated_lp(lp, 30_000, bad_at=29_000)
@@ -146,6 +148,7 @@ def test_a_bad_line_deep_in_a_large_file_writes_nothing(tmp_path):
     assert not db.exists()
 
 
+@pytest.mark.integration  # the wattline CLI in a child process
 def test_csv_and_parquet_hold_every_value(source, tmp_path):
     import pyarrow.parquet as pq
 
@@ -179,6 +182,7 @@ def test_csv_and_parquet_hold_every_value(source, tmp_path):
             np.testing.assert_array_equal(sel["status"].to_numpy(np.int64), s[keep])
 
 
+@pytest.mark.integration  # the wattline CLI in a child process
 def test_bad_lines_are_listed_and_nothing_written(tmp_path):
     lp = tmp_path / "bad.lp"
     lp.write_text("# comment\n"

@@ -14,6 +14,8 @@ from core.orders.config import SAMPLE_FILE, read_orders_config
 FIX_DATE = "2026-01-26"
 FIXED = ("cnc-01", "cnc-02", "imm-01", "imm-02")
 
+pytestmark = pytest.mark.integration  # end to end: backfill, analyze, orders over 42 days
+
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):
     """42 days of 8 machines with idle running fixed on four of them from FIX_DATE, analysed (findings stored)."""

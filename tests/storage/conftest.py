@@ -127,7 +127,7 @@ def influx_store(request, influx_env, tmp_path):
         drop_bucket(settings)
 
 
-@pytest.fixture(params=["sqlite", "sqlite-process",
+@pytest.fixture(params=["sqlite", pytest.param("sqlite-process", marks=pytest.mark.integration),  # a writer process
                         pytest.param("influx", marks=[pytest.mark.integration, pytest.mark.influx])])
 def store(request, tmp_path):
     """Each contract case runs once per backend, and once through a ProcessStore (the collectors' writer process)."""

@@ -427,6 +427,7 @@ def _reader_process(path: str, stop_ns: int, rounds: int, out) -> None:
     out.put(seen)
 
 
+@pytest.mark.integration  # a reader process beside the writer
 def test_sqlite_reader_process_sees_whole_writes(tmp_path):
     """WAL: a reader process never sees half of a bulk merge or of a chunk turning into rows."""
     import multiprocessing

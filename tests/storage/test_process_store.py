@@ -14,6 +14,8 @@ from core.storage.base import SeriesBatch
 from core.storage.process import ProcessStore
 from core.storage.sqlite import SQLiteStore
 
+pytestmark = pytest.mark.integration  # the store's writer child process
+
 NS = 1_000_000_000
 T0 = 1_767_225_600 * NS
 KEYS = tuple(SeriesKey.of("electrical", {"machine": f"m{i}"}, "active_power_kw") for i in range(3))

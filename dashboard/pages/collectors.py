@@ -55,7 +55,7 @@ def layout(**_kwargs) -> html.Div:
             card("Collectors", html.Div(id=ids.COL_TABLE, className="table-scroll"), extra=export),
             card("Data quality per machine",
                  html.Div([html.Div(id=ids.COL_QUALITY_EMPTY, style=HIDDEN),
-                           data_grid(ids.COL_QUALITY_GRID, QUALITY_GRID_COLUMNS, "machine",
+                           data_grid(ids.COL_QUALITY_GRID, QUALITY_GRID_COLUMNS, "params.data.machine",
                                      "No energy data in this period", height="50vh")], id=ids.COL_QUALITY),
                  extra=quality_export),
             dcc.Interval(id=ids.COL_INTERVAL, interval=10_000, n_intervals=0),

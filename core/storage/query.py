@@ -15,6 +15,7 @@ InfluxDB and a store behind a writer process give the same answers; the arithmet
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,6 +44,11 @@ LOOKBACK_S = 35 * 86400
 DEFAULT_CHUNK_S = 7 * 86400
 
 _NOT_TAGS = ("time", "value", "status", "state")
+
+#: Set by read_frame around its columns' reads: _long_frame gives tag columns as categoricals (codes into the distinct
+#: values, the values' own string dtype as categories), which only wide_frame sees; it returns the same frame as from
+#: string columns.
+_CODED_TAGS: ContextVar[bool] = ContextVar("wattline_coded_tags", default=False)
 
 #: Use the backends' frame-free raw reads (False: the reference path through ``Store.query``; tests compare both).
 FAST_RAW = True
@@ -191,9 +197,17 @@ def _long_frame(rows: Sequence[tuple[tuple, np.ndarray, np.ndarray, object]], wi
     order = np.lexsort((states, times, np.repeat(rank, sizes)))
     data: dict = {"time": pd.to_datetime(times[order], unit="ns", utc=True)}
     piece = np.repeat(np.arange(len(rows)), sizes)[order]
+    coded = _CODED_TAGS.get()
     for j, name in enumerate(tag_names):
         # per piece, then taken row by row (converting a row-long object array to strings cost most of the frame)
-        data[name] = pd.Series(np.array([v[j] for v in values], dtype=object)).take(piece).reset_index(drop=True)
+        per_piece = pd.Series(np.array([v[j] for v in values], dtype=object))
+        if coded and per_piece.dtype != object and not per_piece.isna().any():
+            # inside read_frame: codes into the pieces' distinct values (wide_frame joins on them and builds the
+            # strings once per output row), not a string per long row for every column
+            code, uniques = pd.factorize(per_piece)
+            data[name] = pd.Categorical.from_codes(code[piece], categories=uniques)
+        else:
+            data[name] = per_piece.take(piece).reset_index(drop=True)
     if with_state:
         data["state"] = states[order]
     data["value"] = np.concatenate([np.asarray(r[2]) for r in rows])[order]
@@ -540,12 +554,16 @@ def read_frame(store: Store, columns: Sequence[Column], start: TimeLike, stop: T
     for i, j in chunk_bounds(edges, int(chunk_s) * NS):
         lo, hi = max(int(edges[i]), start_ns), min(int(edges[j]), stop_ns)
         parts = []
-        with shared_raw_reads(store):  # columns of one field read its raw points once
-            for col in columns:
-                frame, lasts[col.name] = store._aggregate_part(
-                    col.measurement, col.field, lo, hi, every=every, agg=col.agg, tags=tags, tz=tz,
-                    register_max=col.register_max, max_hold_s=col.max_hold_s, before=lasts[col.name])
-                parts.append((col, frame))
+        token = _CODED_TAGS.set(FAST_WIDE)
+        try:
+            with shared_raw_reads(store):  # columns of one field read its raw points once
+                for col in columns:
+                    frame, lasts[col.name] = store._aggregate_part(
+                        col.measurement, col.field, lo, hi, every=every, agg=col.agg, tags=tags, tz=tz,
+                        register_max=col.register_max, max_hold_s=col.max_hold_s, before=lasts[col.name])
+                    parts.append((col, frame))
+        finally:
+            _CODED_TAGS.reset(token)
         state.update(until_ns=hi, signature=signature, before=dict(lasts))
         yield wide_frame(parts, list(by))
 
@@ -567,7 +585,7 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
     import pandas as pd
 
     if not FAST_WIDE:
-        return wide_frame_reference(parts, by)
+        return wide_frame_reference(_decoded(parts), by)
     full = []
     for col, frame in parts:
         if not frame.empty and col.agg == "state_seconds":
@@ -576,14 +594,28 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
             continue
         if str(frame["time"].dtype) != "datetime64[ns, UTC]" or any(tag not in frame or frame[tag].isna().any()
                                                                      for tag in by):
-            return wide_frame_reference(parts, by)
+            return wide_frame_reference(_decoded(parts), by)
         full.append((col, frame))
     if not full:
-        return wide_frame_reference(parts, by)
+        return wide_frame_reference(_decoded(parts), by)
     # Global row keys: each by tag as a code in sorted order, then time; rows sorted by them (as pandas sorts).
     sizes = [len(frame) for _, frame in full]
-    tags_all = {tag: pd.concat([frame[tag] for _, frame in full], ignore_index=True) for tag in by}
-    codes = [pd.factorize(tags_all[tag], sort=True)[0].astype(np.int64) for tag in by]
+    codes, tag_values = [], {}
+    for tag in by:
+        columns = [frame[tag] for _, frame in full]
+        if all(isinstance(c.dtype, pd.CategoricalDtype) for c in columns):
+            # codes of each frame's categories in the sorted union of them: the same codes and order as factorising
+            # the concatenated string columns, from a few distinct values per frame
+            cats = pd.concat([pd.Series(c.cat.categories) for c in columns], ignore_index=True)
+            global_of, uniques = pd.factorize(cats, sort=True)
+            offsets = np.cumsum([0] + [len(c.cat.categories) for c in columns])
+            codes.append(np.concatenate([global_of[o + c.cat.codes.to_numpy()] for c, o in zip(columns, offsets)])
+                         .astype(np.int64))
+            tag_values[tag] = (pd.Series(uniques), codes[-1])
+        else:
+            joined = pd.concat([_as_values(c) for c in columns], ignore_index=True)
+            codes.append(pd.factorize(joined, sort=True)[0].astype(np.int64))
+            tag_values[tag] = (joined, None)
     times = np.concatenate([_times(frame) for _, frame in full])
     order = np.lexsort((times, *reversed(codes)))
     new = np.zeros(len(order), dtype=bool)
@@ -597,7 +629,8 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
     first = order[new]  # one source row per output row, for its tags and time
     out: dict = {"time": pd.to_datetime(times[first], unit="ns", utc=True)}
     for tag in by:
-        out[tag] = tags_all[tag].take(first).reset_index(drop=True)
+        source, code = tag_values[tag]
+        out[tag] = (source.take(first) if code is None else source.take(code[first])).reset_index(drop=True)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     filled: dict = {}
     for (col, frame), lo, hi in zip(full, bounds[:-1], bounds[1:]):
@@ -611,7 +644,7 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
             for code, name in zip(MACHINE_STATES, column_names(col)):
                 sel = state == code
                 if np.bincount(r[sel], minlength=n_rows).max(initial=0) > 1:
-                    return wide_frame_reference(parts, by)
+                    return wide_frame_reference(_decoded(parts), by)
                 block[name] = np.full(n_rows, np.nan)
                 block[name][r[sel]] = values[sel].astype(float)
             for name, arr in block.items():
@@ -619,7 +652,7 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
                 filled[name] = arr
         else:
             if np.bincount(r, minlength=n_rows).max(initial=0) > 1:
-                return wide_frame_reference(parts, by)
+                return wide_frame_reference(_decoded(parts), by)
             if values.dtype.kind == "f" or n_rows > len(r):
                 arr = np.full(n_rows, np.nan)
             else:
@@ -635,6 +668,28 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
 
 #: Use :func:`wide_frame`'s numpy join (False: always the reference path; tests compare both).
 FAST_WIDE = True
+
+
+def _as_values(column: pd.Series) -> pd.Series:
+    """A tag column as its values (a coded one from :func:`_long_frame` back to its categories' dtype)."""
+    import pandas as pd
+
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return pd.Series(column.cat.categories).take(column.cat.codes.to_numpy()).reset_index(drop=True)
+    return column
+
+
+def _decoded(parts: list[tuple[Column, pd.DataFrame]]) -> list[tuple[Column, pd.DataFrame]]:
+    """``parts`` with coded tag columns turned back into the values :func:`_long_frame` gives outside read_frame."""
+    import pandas as pd
+
+    out = []
+    for col, frame in parts:
+        coded = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+        if coded:
+            frame = frame.assign(**{c: _as_values(frame[c]).values for c in coded})
+        out.append((col, frame))
+    return out
 
 
 def wide_frame_reference(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.DataFrame:

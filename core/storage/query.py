@@ -600,7 +600,8 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
         return wide_frame_reference(_decoded(parts), by)
     # Global row keys: each by tag as a code in sorted order, then time; rows sorted by them (as pandas sorts).
     sizes = [len(frame) for _, frame in full]
-    codes, tag_values = [], {}
+    codes: list[np.ndarray] = []
+    tag_values: dict[str, tuple[pd.Series, np.ndarray | None]] = {}
     for tag in by:
         columns = [frame[tag] for _, frame in full]
         if all(isinstance(c.dtype, pd.CategoricalDtype) for c in columns):
@@ -629,8 +630,8 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
     first = order[new]  # one source row per output row, for its tags and time
     out: dict = {"time": pd.to_datetime(times[first], unit="ns", utc=True)}
     for tag in by:
-        source, code = tag_values[tag]
-        out[tag] = (source.take(first) if code is None else source.take(code[first])).reset_index(drop=True)
+        source, coded = tag_values[tag]
+        out[tag] = (source.take(first) if coded is None else source.take(coded[first])).reset_index(drop=True)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     filled: dict = {}
     for (col, frame), lo, hi in zip(full, bounds[:-1], bounds[1:]):

@@ -563,20 +563,9 @@ SERIES_LIST_TTL_S = 30.0
 
 
 def _series_frame_cached(store: Store, tz: dt.tzinfo) -> pd.DataFrame:
-    """:func:`series_frame` of ``store.series()``, shared for :data:`SERIES_LIST_TTL_S` inside a dashboard request.
-
-    The key names the sites of a store limited to them (:class:`dashboard.access.SiteScopedStore`); an unlimited
-    store is what only the roles that see every site get (:func:`dashboard.access.scoped_store`): key ``*``.
-    """
-    from dashboard.cache import request_cache
-
-    cache = request_cache()
-    if cache is None:
-        return series_frame(store.series(), tz)
-    sites = getattr(store, "sites", None)
-    key = "*" if sites is None else ",".join(sites)
-    return cache.get_or_compute(f"series-frame|{key}|{tz}", lambda: series_frame(store.series(), tz),
-                                ttl_s=SERIES_LIST_TTL_S, stale_ok=True)
+    """:func:`series_frame` of ``store.series()``, shared for :data:`SERIES_LIST_TTL_S` per site scope inside a
+    dashboard request (:func:`shared_result`)."""
+    return shared_result(store, f"series-frame|{tz}", lambda: series_frame(store.series(), tz), SERIES_LIST_TTL_S)
 
 
 def _local_texts(ns: np.ndarray, tz: dt.tzinfo) -> list[str]:

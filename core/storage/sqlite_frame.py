@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
@@ -53,27 +54,32 @@ def _matching(store: SQLiteStore, measurement: str, field: str, tags: TagFilter 
     return out
 
 
+#: The raw reads remembered inside :func:`shared_raw_reads` (per thread and task, like the block that set it):
+#: ``{(store id, series ids, lo, hi): arrays}``.
+_RAW_MEMO: ContextVar[dict | None] = ContextVar("wattline_raw_memo", default=None)
+
+
 @contextmanager
 def shared_raw_reads(store: Store) -> Iterator[None]:
     """Within the block, raw reads of the embedded store of the same series and range are answered once (one chunk of
     a ``read_frame``: power read raw for its integral, time-weighted mean and maximum, the energy register for its
     increase, lowest and last reading); a no-op for other stores."""
-    if not supports(store) or "_raw_memo" in store.__dict__:
+    if not supports(store) or _RAW_MEMO.get() is not None:
         yield
         return
-    store.__dict__["_raw_memo"] = {}
+    token = _RAW_MEMO.set({})
     try:
         yield
     finally:
-        store.__dict__.pop("_raw_memo", None)
+        _RAW_MEMO.reset(token)
 
 
 def _merged_raw(store: SQLiteStore, conn, ids: str, lo: int, hi: int):
     """``store._merged_raw``, remembered inside :func:`shared_raw_reads`."""
-    memo = store.__dict__.get("_raw_memo")
+    memo = _RAW_MEMO.get()
     if memo is None:
         return store._merged_raw(conn, ids, lo, hi)
-    key = (ids, lo, hi)
+    key = (id(store), ids, lo, hi)
     if key not in memo:
         arrays = store._merged_raw(conn, ids, lo, hi)
         for a in arrays:

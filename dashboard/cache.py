@@ -50,6 +50,7 @@ class ResultCache:
         self.hits = 0
         self.misses = 0
         self._refreshing: set[str] = set()
+        self._refreshed = threading.Condition(self._lock)  # notified when the last background recomputation ends
         if folder is not None:
             folder = Path(folder).expanduser()
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -143,18 +144,15 @@ class ResultCache:
             finally:
                 with self._lock:
                     self._refreshing.discard(key)
+                    if not self._refreshing:
+                        self._refreshed.notify_all()
 
         threading.Thread(target=run, name=f"cache-refresh-{key[:40]}", daemon=True).start()
 
     def wait_refreshed(self, timeout_s: float = 10.0) -> bool:
         """Block until no background recomputation runs (tests and benchmarks); False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._refreshing:
-                    return True
-            time.sleep(0.01)
-        return False
+        with self._refreshed:
+            return self._refreshed.wait_for(lambda: not self._refreshing, timeout_s)
 
 
 def request_cache() -> ResultCache | None:

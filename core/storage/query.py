@@ -467,10 +467,11 @@ def _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags
         pieces = [(start_ns, a, _coarsest(step_s, start_ns)), (a, b, step_s), (b, stop_ns, _coarsest(step_s, stop_ns))]
     else:
         pieces = [(start_ns, stop_ns, _coarsest(step_s, start_ns))]
-    if FAST_RAW and agg in ("min", "max", "last") and stop_ns - start_ns <= RAW_WINDOWS_MAX_S * NS:
+    if FAST_RAW and agg in ("min", "max", "last"):
         from core.storage import sqlite_frame
 
-        if sqlite_frame.supports(store):
+        if sqlite_frame.supports(store) and (stop_ns - start_ns <= RAW_WINDOWS_MAX_S * NS or sqlite_frame.raw_read_shared(
+                store, measurement, field, tags, start_ns, stop_ns)):
             return _window_rows(sqlite_frame.read_windows_split(store, measurement, field, pieces, tags, agg),
                                 edges, agg)
     parts: dict[str, list[pd.DataFrame]] = {"sum": [], "count": []} if agg == "mean" else {agg: []}
@@ -557,7 +558,9 @@ def read_frame(store: Store, columns: Sequence[Column], start: TimeLike, stop: T
         token = _CODED_TAGS.set(FAST_WIDE)
         try:
             with shared_raw_reads(store):  # columns of one field read its raw points once
-                for col in columns:
+                # Columns read from raw points first: min, max and last of a field read raw are then computed from
+                # those points (sqlite_frame.raw_read_shared) instead of a windowed query over the rollups.
+                for col in sorted(columns, key=lambda c: c.agg in AGGREGATIONS):
                     frame, lasts[col.name] = store._aggregate_part(
                         col.measurement, col.field, lo, hi, every=every, agg=col.agg, tags=tags, tz=tz,
                         register_max=col.register_max, max_hold_s=col.max_hold_s, before=lasts[col.name])
@@ -565,6 +568,7 @@ def read_frame(store: Store, columns: Sequence[Column], start: TimeLike, stop: T
         finally:
             _CODED_TAGS.reset(token)
         state.update(until_ns=hi, signature=signature, before=dict(lasts))
+        parts.sort(key=lambda part: names.index(part[0].name))  # the columns' order
         yield wide_frame(parts, list(by))
 
 

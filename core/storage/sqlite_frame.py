@@ -75,17 +75,43 @@ def shared_raw_reads(store: Store) -> Iterator[None]:
 
 
 def _merged_raw(store: SQLiteStore, conn, ids: str, lo: int, hi: int):
-    """``store._merged_raw``, remembered inside :func:`shared_raw_reads`."""
+    """``store._merged_raw``, remembered inside :func:`shared_raw_reads` (a range inside one read already is cut
+    from it)."""
     memo = _RAW_MEMO.get()
     if memo is None:
         return store._merged_raw(conn, ids, lo, hi)
     key = (id(store), ids, lo, hi)
     if key not in memo:
-        arrays = store._merged_raw(conn, ids, lo, hi)
+        covering = _covering(memo, key)
+        if covering is not None:
+            sid, ts, value, status = memo[covering]
+            keep = (ts >= lo) & (ts < hi)  # rows stay sorted by (series, time)
+            arrays = (sid[keep], ts[keep], value[keep], status[keep])
+        else:
+            arrays = store._merged_raw(conn, ids, lo, hi)
         for a in arrays:
             a.setflags(write=False)  # shared by the readers: none may change them
         memo[key] = arrays
     return memo[key]
+
+
+def _covering(memo: dict, key: tuple) -> tuple | None:
+    """A remembered read of the same store and series whose range holds ``key``'s range, or None."""
+    store_id, ids, lo, hi = key
+    for other in memo:
+        if other[0] == store_id and other[2] <= lo and other[3] >= hi and other[1] == ids:
+            return other
+    return None
+
+
+def raw_read_shared(store: Store, measurement: str, field: str, tags: TagFilter | None, lo: int, hi: int) -> bool:
+    """Whether, inside :func:`shared_raw_reads`, the raw points of these series in ``[lo, hi)`` were read already
+    (then windows computed from them cost less than the windowed query over the rollups and its frame)."""
+    memo = _RAW_MEMO.get()
+    if not memo or not supports(store):
+        return False
+    sids = _matching(store, measurement, field, tags)
+    return bool(sids) and _covering(memo, (id(store), json.dumps(sids), int(lo), int(hi))) is not None
 
 
 def _key(series_key) -> tuple:
@@ -113,7 +139,8 @@ def read_windows_split(store: SQLiteStore, measurement: str, field: str, pieces:
     """``agg`` (min, max or last) of the raw values in epoch-aligned windows, per piece ``(lo [ns], hi [ns], window
     [s])``, of every matching series: the form of ``query._split`` of ``SQLiteStore.query(..., window_s, agg)`` over
     the pieces, computed from the raw points (``sqlite_chunks.window_rows``, as the store aggregates its chunks)
-    without the windowed SQL and its frame. For short ranges (a follower's newest window)."""
+    without the windowed SQL and its frame. For short ranges (a follower's newest window), and for ranges whose raw
+    points a read has in hand (:func:`raw_read_shared`)."""
     from core.storage import sqlite_chunks as ck
     from core.storage.sqlite import _snapshot
 
@@ -150,9 +177,15 @@ def _by_series(store: SQLiteStore, sid: np.ndarray, ts: np.ndarray, value: np.nd
     ts = ts.astype(np.int64, copy=False)
     value = value.astype(float, copy=False)
     status = status.astype(np.int64, copy=False)
+    # A series' key in query._split's form, made once per series id and store (a read of thousands of material
+    # series asks for the same keys in every chunk).
+    keys = store.__dict__.setdefault("_frame_keys", {})
     out: dict = {}
     for a, b in zip(starts.tolist(), ends.tolist()):
-        key = _key(store._keys[int(sid[a])])
+        s_id = int(sid[a])
+        key = keys.get(s_id)
+        if key is None:
+            key = keys[s_id] = _key(store._keys[s_id])
         if key in out:  # series differing only in an empty tag are one series to the query layer
             t0, v0, s0 = out[key]
             t1, v1, s1 = (np.concatenate([t0, ts[a:b]]), np.concatenate([v0, value[a:b]]),

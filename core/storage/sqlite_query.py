@@ -37,6 +37,17 @@ _ROLLUP_AGG = {
 }
 
 
+def _order(sid: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+    """The stable order by (series, time) (``np.lexsort``), or None when the arrays are in that order already (chunks
+    come from SQLite by series and start; checking costs a fraction of sorting)."""
+    if len(sid) < 2:
+        return None
+    d_sid = np.diff(sid)
+    if ((d_sid > 0) | ((d_sid == 0) & (ts[1:] >= ts[:-1]))).all():
+        return None
+    return np.lexsort((ts, sid))
+
+
 class SQLiteQueries(SQLiteConnections):
     """The read side of a :class:`~core.storage.sqlite.SQLiteStore` (a mixin)."""
 
@@ -129,8 +140,8 @@ class SQLiteQueries(SQLiteConnections):
                 part[name] = np.array(cols[i], dtype=float if part.dtype[name].kind == "f" else np.int64)
         sid = np.concatenate([np.array([r[0] for r in rows], dtype=np.int64), c_sid])
         part = np.concatenate([part, c_part])
-        order = np.lexsort((part["bucket"], sid))
-        return sid[order], part[order]
+        order = _order(sid, part["bucket"])
+        return (sid, part) if order is None else (sid[order], part[order])
 
     @staticmethod
     def _merged_raw(conn: sqlite3.Connection, ids: str, start_ns: int, stop_ns: int):
@@ -143,14 +154,16 @@ class SQLiteQueries(SQLiteConnections):
         c_sid, c_ts, c_val, c_status = ck.read_range(conn, ids, start_ns, stop_ns)
         if rows:
             r_sid, r_ts, r_raw, r_status = zip(*rows)
-            r_val = np.array([np.nan if v is None else v for v in r_raw], dtype=float)
+            r_val = np.array(r_raw, dtype=float)  # NULL (None) -> NaN
             sid = np.concatenate([np.array(r_sid, dtype=np.int64), c_sid])
             ts = np.concatenate([np.array(r_ts, dtype=np.int64), c_ts])
             value = np.concatenate([r_val, c_val])
             status = np.concatenate([np.array(r_status, dtype=np.int64), c_status])
         else:
             sid, ts, value, status = c_sid, c_ts, c_val, c_status
-        order = np.lexsort((ts, sid))
+        order = _order(sid, ts)
+        if order is None:
+            return sid, ts, value, status
         return sid[order], ts[order], value[order], status[order]
 
     def _frame(self, rows: list[tuple] | dict, columns: list[str], integer_values: bool = False) -> pd.DataFrame:

@@ -160,7 +160,26 @@ def create_app(
     from dashboard.exports import install_exports
 
     install_exports(app)
+    _set_up_before_serving(app)
     return app
+
+
+def _set_up_before_serving(app: dash.Dash) -> None:
+    """Run Dash's first-request setup now, in this one thread, before any server thread exists.
+
+    Dash finishes building an app in ``before_request`` hooks (merging the callbacks, adding the pages router), each of
+    which marks itself done *before* it works. When a fresh gunicorn worker's threads take their first requests at
+    once, one thread iterates the callback map while another adds the router to it (seen at load 20: ``RuntimeError:
+    dictionary changed size during iteration`` in ``validate_background_callbacks``), or serves a request before the
+    router exists. Running Dash's own hooks once here (found in Flask's public ``before_request_funcs`` by their
+    module) leaves nothing for the first requests to race on; the login gate's hook is not called, it has nothing to
+    set up. ``test_dash_first_request_setup_is_done_before_any_request`` fails if a Dash upgrade moves the setup.
+    """
+    hooks = [f for f in app.server.before_request_funcs.get(None, ())
+             if getattr(f, "__module__", "").split(".")[0] == "dash"]
+    with app.server.test_request_context("/"):
+        for hook in hooks:
+            hook()
 
 
 def _page_modules() -> list:

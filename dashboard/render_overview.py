@@ -95,7 +95,9 @@ def sankey_figure(flows: pd.DataFrame, site_names: dict[str, str], line_names: d
         link=dict(source=src, target=dst, value=val, color="rgba(11, 92, 171, 0.25)",
                   hovertemplate="%{source.label} → %{target.label}: %{value:,.0f} kWh<extra></extra>"),
         valueformat=",.0f", valuesuffix=" kWh"))
-    return _layout(fig, max(320, 16 * len(flows)))
+    _layout(fig, max(320, 16 * len(flows)))
+    # Room above the top node for Plotly's mode bar, which otherwise covers the first labels; no axes to leave room for.
+    return fig.update_layout(margin=dict(l=8, r=8, t=40, b=8))
 
 
 def finding_list(findings: list, limit: int = 8) -> html.P | html.Ul:

@@ -64,6 +64,20 @@ def test_create_app_reads_nothing_until_a_callback_asks(tmp_path, users_path):
     assert response[ids.LIVE_GRAPHS]["style"] == {"display": "none"}
 
 
+def test_dash_first_request_setup_is_done_before_any_request(tmp_path, users_path):
+    """Dash's first-request hooks (callback merge, pages router) ran while the app was built, in one thread.
+
+    Otherwise a fresh gunicorn worker's threads race on them with their first requests (seen under load as
+    "dictionary changed size during iteration" in Dash's background-callback validation).
+    """
+    app = create_app(str(tmp_path / "plant.db"), users=users_path)
+    outputs = " ".join(app.callback_map)
+    assert "_pages_content.children" in outputs  # the pages router exists before the first request
+    assert ids.NAV in outputs
+    client = app.server.test_client()
+    assert client.get("/_dash-layout").status_code == 401  # the login gate still answers after the warm-up
+
+
 def test_live_callback_returns_machine_traces(tmp_path, users_path):
     path = tmp_path / "plant.db"
     app = create_app(str(path), users=users_path)

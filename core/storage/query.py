@@ -194,9 +194,13 @@ def _long_frame(rows: Sequence[tuple[tuple, np.ndarray, np.ndarray, object]], wi
     rank = np.array([position[vs] for vs in values], dtype=np.int64)
     times = np.concatenate([np.asarray(r[1], dtype=np.int64) for r in rows])
     states = np.repeat(np.array([r[3] if with_state else 0 for r in rows], dtype=np.int64), sizes)
-    order = np.lexsort((states, times, np.repeat(rank, sizes)))
-    data: dict = {"time": pd.to_datetime(times[order], unit="ns", utc=True)}
-    piece = np.repeat(np.arange(len(rows)), sizes)[order]
+    piece = np.repeat(np.arange(len(rows)), sizes)
+    if not with_state and _in_order(rank, piece, times):
+        order = None  # pieces of distinct series come ranked, each in time order: the sort would change nothing
+    else:
+        order = np.lexsort((states, times, np.repeat(rank, sizes)))
+        times, states, piece = times[order], states[order], piece[order]
+    data: dict = {"time": pd.to_datetime(times, unit="ns", utc=True)}
     coded = _CODED_TAGS.get()
     for j, name in enumerate(tag_names):
         # per piece, then taken row by row (converting a row-long object array to strings cost most of the frame)
@@ -209,9 +213,20 @@ def _long_frame(rows: Sequence[tuple[tuple, np.ndarray, np.ndarray, object]], wi
         else:
             data[name] = per_piece.take(piece).reset_index(drop=True)
     if with_state:
-        data["state"] = states[order]
-    data["value"] = np.concatenate([np.asarray(r[2]) for r in rows])[order]
+        data["state"] = states
+    values = np.concatenate([np.asarray(r[2]) for r in rows])
+    data["value"] = values if order is None else values[order]
     return pd.DataFrame(data)
+
+
+def _in_order(rank: np.ndarray, piece: np.ndarray, times: np.ndarray) -> bool:
+    """Whether rows of pieces (``piece``: each row's piece) are sorted by (rank, time) already: every piece ranks
+    after the one before it, and times rise within each piece."""
+    if len(rank) > 1 and not (np.diff(rank) > 0).all():
+        return False
+    if len(times) < 2:
+        return True
+    return bool(((times[1:] >= times[:-1]) | (piece[1:] != piece[:-1])).all())
 
 
 # -- aggregate ---------------------------------------------------------------------------------------------------------
@@ -622,16 +637,8 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
             codes.append(pd.factorize(joined, sort=True)[0].astype(np.int64))
             tag_values[tag] = (joined, None)
     times = np.concatenate([_times(frame) for _, frame in full])
-    order = np.lexsort((times, *reversed(codes)))
-    new = np.zeros(len(order), dtype=bool)
-    new[:1] = True
-    for a in (*codes, times):
-        b = a[order]
-        new[1:] |= b[1:] != b[:-1]
-    row = np.empty(len(order), dtype=np.int64)
-    row[order] = np.cumsum(new) - 1
-    n_rows = int(new.sum())
-    first = order[new]  # one source row per output row, for its tags and time
+    row, first = _row_keys(codes, times)  # each source row's output row, and one source row per output row
+    n_rows = len(first)
     out: dict = {"time": pd.to_datetime(times[first], unit="ns", utc=True)}
     for tag in by:
         source, coded = tag_values[tag]
@@ -669,6 +676,48 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
         if name not in out:
             out[name] = filled.get(name, np.full(n_rows, np.nan))
     return pd.DataFrame(out)[out_columns]
+
+
+def _row_keys(codes: list[np.ndarray], times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Output rows of the join: rows sorted by the tag codes (in ``codes``' order, each a code in sorted order of its
+    values) and then time, one per distinct key. Returns each source row's output row and, per output row, one source
+    row holding its key.
+
+    The key is made dense (the distinct tag combinations x the distinct times, both coded in sorted order by hashing)
+    and ranked by a cumulative count over it, instead of sorting all source rows (a lexsort of four keys over every
+    value of a chunk cost most of the join); a key space too large for that takes the sort.
+    """
+    n = len(times)
+    combo = np.zeros(n, dtype=np.int64)
+    space = 1
+    for c in codes:
+        size = int(c.max()) + 1 if len(c) else 1
+        space *= size
+        combo = combo * size + c
+    if space < 2**62:
+        import pandas as pd
+
+        tag_code, tag_uniques = pd.factorize(combo, sort=True)
+        time_code, time_uniques = pd.factorize(times, sort=True)
+        dense = len(tag_uniques) * len(time_uniques)
+        if dense <= max(4 * n, 1 << 22):
+            key = tag_code.astype(np.int64) * len(time_uniques) + time_code
+            present = np.zeros(dense, dtype=bool)
+            present[key] = True
+            rank = np.cumsum(present) - 1
+            row = rank[key]
+            first = np.empty(int(rank[-1]) + 1 if dense else 0, dtype=np.int64)
+            first[row] = np.arange(n, dtype=np.int64)
+            return row, first
+    order = np.lexsort((times, *reversed(codes)))
+    new = np.zeros(len(order), dtype=bool)
+    new[:1] = True
+    for a in (*codes, times):
+        b = a[order]
+        new[1:] |= b[1:] != b[:-1]
+    row = np.empty(len(order), dtype=np.int64)
+    row[order] = np.cumsum(new) - 1
+    return row, order[new]
 
 
 #: Use :func:`wide_frame`'s numpy join (False: always the reference path; tests compare both).

@@ -36,8 +36,9 @@ def _date(value: str | None, what: str) -> dt.date | None:
 
 def run_savings(store_url: str, scope: str, intervention: str, reporting_days: int | None = None,
                 reporting_from: str | None = None, plant_file: Path | None = None, json_path: Path | None = None,
-                model: str = "auto") -> dict[str, Any]:
-    """Compute the savings and return the result (:meth:`analytics.savings.Savings.to_dict`)."""
+                model: str = "auto", causes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Compute the savings and return the result (:meth:`analytics.savings.Savings.to_dict`); ``causes``: the waste
+    causes the intervention addressed (the other causes' findings are taken out of both periods)."""
     from analytics.data import IntervalData
     from analytics.errors import AnalyticsError, InsufficientDataError
     from analytics.savings import Savings, SavingsSettings
@@ -49,6 +50,11 @@ def run_savings(store_url: str, scope: str, intervention: str, reporting_days: i
         raise ConfigError(f"--reporting-days must be at least 1, got {reporting_days}")
     if model not in ("auto", "baseline", "change_point"):
         raise ConfigError(f"--model {model!r} is not valid; valid: auto, baseline, change_point")
+    from core.model import WASTE_KINDS
+
+    bad = [c for c in causes if c not in WASTE_KINDS]
+    if bad:
+        raise ConfigError(f"--cause {bad[0]!r} is not a waste cause; valid: {', '.join(WASTE_KINDS)}")
     notes: list = []
     with open_store(store_url) as store:
         stored, first, last = _energy_machines(store)
@@ -79,7 +85,7 @@ def run_savings(store_url: str, scope: str, intervention: str, reporting_days: i
         try:
             data = IntervalData.from_store(store, plant, _utc(lo), _utc(hi), resolution_s=WINDOW_S, progress=False)
             settings = SavingsSettings(scope=key, intervention=day, reporting_from=start_rep,
-                                       reporting_days=reporting_days, model=model)
+                                       reporting_days=reporting_days, model=model, causes=tuple(causes))
             result = Savings(settings).fit(data).to_dict()
         except InsufficientDataError as exc:
             raise SavingsError(str(exc)) from None
@@ -139,6 +145,7 @@ def register(app: typer.Typer) -> None:
         reporting_from: str | None = typer.Option(None, "--reporting-from", help="First day of the reporting period (YYYY-MM-DD) when an installation window is left out."),
         plant: Path | None = typer.Option(None, "--plant", help="Plant file (calendars, tariffs, CO2 factors). Default: the simulator's demo plant when the store holds it, else none (no money)."),
         model: str = typer.Option("auto", "--model", help="auto, baseline (hourly drivers) or change_point (daily temperature model)."),
+        cause: list[str] | None = typer.Option(None, "--cause", help="Waste cause the intervention addressed (repeatable; e.g. idle_running): the other causes the analytics find are taken out of both periods (IPMVP non-routine adjustment)."),
         json_file: Path | None = typer.Option(None, "--json", help="Write the JSON result here."),
         config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (key: store); options override it.", dir_okay=False),
     ) -> None:
@@ -149,4 +156,5 @@ def register(app: typer.Typer) -> None:
 
         settings = read_app_settings(config, {"store": store})
         _require_existing_store(settings.store)
-        run_savings(settings.store, scope, intervention, reporting_days, reporting_from, plant, json_file, model)
+        run_savings(settings.store, scope, intervention, reporting_days, reporting_from, plant, json_file, model,
+                    tuple(cause or ()))

@@ -106,7 +106,8 @@ def one_seed(seed: int, reporting_days: int | None, only: str | None = None) -> 
         lo, hi = r["savings_interval_90_kwh"]
         row["ours"] = {"fraction": r["savings_fraction"], "savings_kwh": r["savings_kwh"], "baseline_kwh": r["baseline_kwh"],
                        "half_90_kwh": (hi - lo) / 2, "model": r["model"]["type"], "cv_rmse": r["cv_rmse"],
-                       "rho": r["rho"], "inflation": r["inflation"], "seconds": t_ours}
+                       "rho": r["rho"], "inflation": r["inflation"], "half_width_kwh": r.get("half_width_kwh"),
+                       "hurst": r.get("hurst"), "seconds": t_ours}
     if only != "ours":
         t0 = time.perf_counter()
         row["openeemeter"] = dict(openeemeter(frame, reporting_days), seconds=time.perf_counter() - t0)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from analytics.baseline import BaselineSettings
 from analytics.data import IntervalData
 from analytics.errors import AnalyticsError
-from analytics.savings import SAVINGS_DRIVERS, Savings, SavingsSettings
+from analytics.savings import SAVINGS_DRIVERS, Savings, SavingsSettings, fsu_half_width, long_range_half_width
 from core.storage import open_store
 from simulator.backfill import backfill
 from simulator.plant import default_plant
@@ -118,7 +118,7 @@ def decompose(manifest: dict, members: list[str], r: dict, daily, truth: float) 
 
 def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, step_s: int,
             model: str = "auto", drivers: tuple[str, ...] = SAVINGS_DRIVERS,
-            weather_checks: tuple[bool, ...] = (True,)) -> list[dict]:
+            weather_checks: tuple[bool, ...] = (True,), adjust: tuple[bool, ...] = (False,)) -> list[dict]:
     plant = default_plant(machines)
     start = dt.date(2025, 1, 6) + dt.timedelta(days=7 * (seed % 20))  # seasons differ between seeds
     intervention = start + dt.timedelta(days=baseline_days)
@@ -135,35 +135,67 @@ def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, s
         store.close()
     fixed = {ref.path for ref in plant.machines if ref.spec.id in {m for _, ms in FIXES for m in ms}}
     scopes = sorted(fixed) + sorted({p.rsplit("/", 1)[0] for p in fixed})
-    for scope, weather_check in ((sc, wc) for sc in scopes for wc in weather_checks):
+    for scope, weather_check, adjusted in ((sc, wc, a) for sc in scopes for wc in weather_checks for a in adjust):
         members = [p for p in fixed if p == scope or p.startswith(scope + "/")]
+        # The intervention's causes as a user names them (--cause): the fixes of the scope's machines.
+        causes = tuple(sorted({c for c, ms in FIXES for p in members if p.rsplit("/", 1)[-1] in ms})) if adjusted else ()
         try:
             settings = SavingsSettings(scope=scope, intervention=intervention, reporting_days=reporting_days, model=model,
-                                       baseline=BaselineSettings(drivers=drivers), weather_check=weather_check)
+                                       baseline=BaselineSettings(drivers=drivers), weather_check=weather_check,
+                                       causes=causes)
             sav = Savings(settings).fit(data)
             r = sav.to_dict()
         except AnalyticsError as exc:
-            out.append({"seed": seed, "scope": scope, "weather_check": weather_check, "error": str(exc)})
+            out.append({"seed": seed, "scope": scope, "weather_check": weather_check, "adjusted": adjusted,
+                        "error": str(exc)})
             continue
         truth = true_savings(res.manifest, members, r["reporting_period"], r["reporting_days_left_out"])
-        out.append({"seed": seed, "scope": scope, "weather_check": weather_check, "model": r["model"]["type"],
+        out.append({"seed": seed, "scope": scope, "weather_check": weather_check, "adjusted": adjusted,
+                    "non_routine_adjustment": r.get("non_routine_adjustment"), "model": r["model"]["type"],
                     "weather_dependent": r["model"].get("weather_dependent"), "estimate_kwh": r["savings_kwh"],
                     "true_kwh": truth, "baseline_kwh": r["baseline_kwh"], "actual_kwh": r["actual_kwh"],
                     "fraction": r["savings_fraction"], "true_fraction": truth / (r["actual_kwh"] + truth),
                     "half": r["half_width_kwh"], "inflation": r["inflation"], "cv_rmse": r["cv_rmse"], "rho": r["rho"], "passes_g14": r["passes_g14"],
-                    "parameters": r["parameters"], "error_parts": decompose(res.manifest, members, r, sav.daily, truth),
+                    "parameters": r["parameters"], "hurst": r.get("hurst"), "error_parts": decompose(res.manifest, members, r, sav.daily, truth),
                     "daily": {"period": sav.daily["period"].tolist(), "valid": sav.daily["valid"].astype(bool).tolist(),
                               "observed_kwh": np.round(sav.daily["observed_kwh"].to_numpy(), 3).tolist(),
                               "expected_kwh": np.round(sav.daily["expected_kwh"].to_numpy(), 3).tolist()}})
     return out
 
 
+def half_width(r: dict, method: str, level: str) -> float | None:
+    """A row's half-width [kWh] of ``method`` (a key of ``half_width_kwh``, or ``combined``: the larger of ``daily``
+    and ``long_range``, the default interval) at ``level`` ("0.68", "0.90"); None when the row has none."""
+    if method == "combined":
+        daily, long = r["half"].get("daily"), r["half"].get("long_range")
+        return max(daily[level], long[level] if long else 0.0) if daily else None
+    h = r["half"].get(method)
+    return h[level] if h else None
+
+
 def coverage(rows: list[dict], method: str, level: str, inflation: float = 1.0) -> float:
-    """Share of rows whose true savings lie within the Guideline 14 interval (``half``: the formula's half-widths,
-    before any inflation) widened by ``inflation``."""
-    hits = [abs(r["estimate_kwh"] - r["true_kwh"]) <= inflation * r["half"][method][level]
-            for r in rows if r["half"].get(method)]
+    """Share of rows whose true savings lie within the interval ``method`` (``half``: the half-widths before any
+    inflation) widened by ``inflation``."""
+    hits = [abs(r["estimate_kwh"] - r["true_kwh"]) <= inflation * h
+            for r in rows if (h := half_width(r, method, level)) is not None]
     return float(np.mean(hits)) if hits else float("nan")
+
+
+def rescore(r: dict) -> dict:
+    """The row's Guideline 14 and long-range half-widths recomputed with the current ``analytics.savings`` from its
+    stored daily observed and expected energy (the estimate itself does not depend on them): scores rows of earlier
+    runs with the current interval."""
+    if "daily" not in r:
+        return r
+    d = r["daily"]
+    period, valid = np.array(d["period"]), np.array(d["valid"], dtype=bool)
+    e = np.where((period == "baseline") & valid, np.array(d["observed_kwh"]) - np.array(d["expected_kwh"]), np.nan)
+    m = int(((period == "reporting") & valid).sum())
+    half = dict(r["half"])
+    half["daily"] = {f"{c:.2f}": fsu_half_width(e, r["parameters"], m, c)["half_width_kwh"] for c in (0.68, 0.90)}
+    long = {c: long_range_half_width(e, r["parameters"], m, c) for c in (0.68, 0.90)}
+    half["long_range"] = {f"{c:.2f}": u["half_width_kwh"] for c, u in long.items() if u} or None
+    return {**r, "half": half, "hurst": long[0.68]["hurst"] if long[0.68] else None}
 
 
 def main() -> None:
@@ -179,9 +211,14 @@ def main() -> None:
     ap.add_argument("--weather-check", default="on", choices=("on", "off", "both"),
                     help="off: the house baseline keeps its degree-hours even where the change-point model finds no "
                          "weather term (SavingsSettings.weather_check); both: each scope both ways on the same run")
+    ap.add_argument("--cause", default="off", choices=("on", "off", "both"),
+                    help="on: name the fix's causes (SavingsSettings.causes): the other waste causes the analytics find "
+                         "are taken out of both periods (non-routine adjustment); both: each scope both ways")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--summarize", type=Path, nargs="*", default=None, help="only summarise the rows of earlier --out files")
+    ap.add_argument("--rescore", action="store_true",
+                    help="with --summarize: recompute the intervals with the current code from the rows' daily energy")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.summarize:
@@ -189,18 +226,21 @@ def main() -> None:
         for path in args.summarize:
             loaded = json.loads(path.read_text())
             rows += loaded["rows"] if isinstance(loaded, dict) else loaded
+        if args.rescore:
+            rows = [rescore(r) for r in rows]
     else:
         rows = []
         for seed in tqdm(range(args.first_seed, args.first_seed + args.runs), desc="runs", unit="run"):
             rows += one_run(seed, args.machines, args.baseline_days, args.reporting_days, args.step, args.model,
                             tuple(d for d in args.drivers.split(",") if d),
-                            {"on": (True,), "off": (False,), "both": (True, False)}[args.weather_check])
+                            {"on": (True,), "off": (False,), "both": (True, False)}[args.weather_check],
+                            {"on": (True,), "off": (False,), "both": (False, True)}[args.cause])
             if args.out:
                 args.out.write_text(json.dumps(rows, indent=1))
     seconds = time.perf_counter() - t0
-    for wc in sorted({r.get("weather_check", True) for r in rows}, reverse=True):
-        print(f"weather_check={wc}:", json.dumps(summarize([r for r in rows if r.get("weather_check", True) == wc],
-                                                           args.runs, seconds), indent=1))
+    for wc, adj in sorted({(r.get("weather_check", True), r.get("adjusted", False)) for r in rows}, reverse=True):
+        sel = [r for r in rows if r.get("weather_check", True) == wc and r.get("adjusted", False) == adj]
+        print(f"weather_check={wc} adjusted={adj}:", json.dumps(summarize(sel, args.runs, seconds), indent=1))
 
 
 def summarize(rows: list[dict], runs: int, seconds: float) -> dict:
@@ -217,7 +257,17 @@ def summarize(rows: list[dict], runs: int, seconds: float) -> dict:
         "runs": len({r["seed"] for r in rows}), "samples": len(ok), "errors": len(rows) - len(ok), "seconds": round(seconds, 1),
         "coverage_daily": {"68": coverage(ok, "daily", "0.68"), "90": coverage(ok, "daily", "0.90")},
         "coverage_hourly": {"68": coverage(ok, "hourly", "0.68"), "90": coverage(ok, "hourly", "0.90")},
-        "coverage_daily_blocks": {"68": coverage(ok, "daily_blocks", "0.68"), "90": coverage(ok, "daily_blocks", "0.90")},
+        "coverage_long_range": {"68": coverage(ok, "long_range", "0.68"), "90": coverage(ok, "long_range", "0.90")},
+        # The default interval: the larger of Guideline 14 (daily) and the long-range term, no inflation.
+        "coverage_combined": {"68": coverage(ok, "combined", "0.68"), "90": coverage(ok, "combined", "0.90")},
+        "coverage_daily_x1.35": {"68": coverage(ok, "daily", "0.68", 1.35), "90": coverage(ok, "daily", "0.90", 1.35)},
+        "combined_over_daily_x1.35_median": float(np.median([half_width(r, "combined", "0.90")
+                                                             / (1.35 * half_width(r, "daily", "0.90")) for r in ok]))
+        if ok else None,
+        "not_significant_90": {m: float(np.mean([abs(r["estimate_kwh"]) <= k * half_width(r, m, "0.90") for r in ok]))
+                               for m, k in (("combined", 1.0), ("daily", 1.35))} if ok else None,
+        "hurst_median": float(np.median([r["hurst"] for r in ok if r.get("hurst") is not None]))
+        if any(r.get("hurst") is not None for r in ok) else None,
         "inflation_from_even_seeds": inflation,
         "coverage_daily_even_seeds": {"68": coverage(calib, "daily", "0.68"), "90": coverage(calib, "daily", "0.90")},
         "coverage_daily_odd_seeds": {"68": coverage(test, "daily", "0.68"), "90": coverage(test, "daily", "0.90")},
@@ -254,6 +304,8 @@ def summarize(rows: list[dict], runs: int, seconds: float) -> dict:
         e = np.array([100 * abs(r["fraction"] - r["true_fraction"]) for r in sel])
         summary["by_scope_kind"][kind] = {"samples": len(sel), "coverage_daily_90": coverage(sel, "daily", "0.90"),
                                           "coverage_daily_68": coverage(sel, "daily", "0.68"),
+                                          "coverage_combined_90": coverage(sel, "combined", "0.90"),
+                                          "coverage_combined_68": coverage(sel, "combined", "0.68"),
                                           "fraction_error_pp_median": float(np.median(e)) if len(e) else None,
                                           "within_2pp": float(np.mean(e <= 2)) if len(e) else None}
     return summary

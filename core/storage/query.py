@@ -300,11 +300,22 @@ def aggregate_part(store: Store, measurement: str, field: str, lo: int, hi: int,
         The long frame, and the last values at ``hi`` in the form of ``before`` (for the next chunk; empty for the
         windowed aggregations).
     """
+    rows, with_state, last = part_rows(store, measurement, field, lo, hi, every=every, agg=agg, tags=tags, tz=tz,
+                                       register_max=register_max, max_hold_s=max_hold_s, before=before)
+    return _long_frame(rows, with_state), last
+
+
+def part_rows(store: Store, measurement: str, field: str, lo: int, hi: int, *, every: int | str, agg: str,
+              tags: TagFilter | None = None, tz: str = "UTC", register_max: float | None = None,
+              max_hold_s: float | None = None, before: dict | None = None) -> tuple[list[tuple], bool, dict]:
+    """:func:`aggregate_part` before its long frame is built: the pieces ``(series key, window starts [ns], values,
+    state code or None)``, whether they are state seconds, and the last values at ``hi``."""
     _check(agg, field, max_hold_s)
     edges = iv.window_edges(lo, hi, every, tz)
     if agg in AGGREGATIONS:
-        return _from_windows(store, measurement, field, lo, hi, edges, agg, tags), {}
-    return _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max, max_hold_s, before)
+        return _from_windows(store, measurement, field, lo, hi, edges, agg, tags), False, {}
+    rows, last = _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max, max_hold_s, before)
+    return rows, agg == "state_seconds", last
 
 
 def _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max, max_hold_s, before):
@@ -321,7 +332,7 @@ def _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max,
             ok = np.isfinite(values)
             if ok.any():
                 rows.append((key, labels[ok], values[ok], None))
-        return _long_frame(rows, False), last
+        return rows, last
     data = _raw(store, measurement, field, lo, hi, tags)
     if before is None:
         before = _neighbours(store, measurement, field, lo, tags, int(hold) * NS, after=False, finite=False)
@@ -342,7 +353,7 @@ def _from_raw(store, measurement, field, lo, hi, edges, agg, tags, register_max,
             for code, seconds in iv.state_seconds(t, v, clipped, prev=p, max_hold_s=hold).items():
                 ok = seconds > 0
                 rows.append((key, labels[ok], seconds[ok], code))
-    return _long_frame(rows, agg == "state_seconds"), last
+    return rows, last
 
 
 def _counter_chunk(store, measurement, field, lo, hi, clipped, tags, register_max, before, sparse=False, data=None,
@@ -468,7 +479,7 @@ def _coarsest(step_s: int, at_ns: int) -> int:
     return step_s
 
 
-def _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags) -> pd.DataFrame:
+def _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags) -> list[tuple]:
     """mean/sum/min/max/last/count per local window, combined from the store's windowed query at a step dividing
     every edge (answered from its rollups), in up to three parts: an unaligned head, the aligned body, a tail."""
     import pandas as pd
@@ -498,7 +509,7 @@ def _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags
                     found.append(got)
     frames = {name: pd.concat(p, ignore_index=True) for name, p in parts.items() if p}
     if not frames:
-        return _long_frame([], False)
+        return []
     rows = []
     if agg == "mean":
         totals, counts = _split(frames["sum"]), _split(frames["count"])
@@ -509,11 +520,11 @@ def _from_windows(store, measurement, field, start_ns, stop_ns, edges, agg, tags
             total = np.bincount(idx, weights=v, minlength=len(edges) - 1)
             ok = n > 0
             rows.append((key, edges[:-1][ok], total[ok] / n[ok], None))
-        return _long_frame(rows, False)
+        return rows
     return _window_rows(_split(frames[agg]), edges, agg)
 
 
-def _window_rows(split: dict, edges: np.ndarray, agg: str) -> pd.DataFrame:
+def _window_rows(split: dict, edges: np.ndarray, agg: str) -> list[tuple]:
     """Per-series windowed values at a step dividing the local windows ``edges`` combined into those windows."""
     rows = []
     for key, (t, v, _) in split.items():
@@ -530,7 +541,7 @@ def _window_rows(split: dict, edges: np.ndarray, agg: str) -> pd.DataFrame:
         if agg == "count":
             values = values.astype(np.int64)
         rows.append((key, edges[windows], values, None))
-    return _long_frame(rows, False)
+    return rows
 
 
 # -- read_frame --------------------------------------------------------------------------------------------------------
@@ -565,26 +576,43 @@ def read_frame(store: Store, columns: Sequence[Column], start: TimeLike, stop: T
     continued = state.get("until_ns") == start_ns and state.get("signature") == signature
     lasts: dict[str, dict | None] = {col.name: (state["before"].get(col.name) if continued else None)
                                      for col in columns}
+    from core.storage.base import Store as _Base
+    from core.storage.frame_join import wide_from_rows
     from core.storage.sqlite_frame import shared_raw_reads
 
+    # A store answering chunks in this process (not a writer process's child): the columns' pieces are joined straight
+    # into the wide frame (core.storage.frame_join), without a long frame per column in between.
+    direct = FAST_WIDE and getattr(type(store), "_aggregate_part", None) is _Base._aggregate_part \
+        and "_aggregate_part" not in vars(store)
     for i, j in chunk_bounds(edges, int(chunk_s) * NS):
         lo, hi = max(int(edges[i]), start_ns), min(int(edges[j]), stop_ns)
-        parts = []
+        parts: list = []
         token = _CODED_TAGS.set(FAST_WIDE)
         try:
             with shared_raw_reads(store):  # columns of one field read its raw points once
                 # Columns read from raw points first: min, max and last of a field read raw are then computed from
                 # those points (sqlite_frame.raw_read_shared) instead of a windowed query over the rollups.
                 for col in sorted(columns, key=lambda c: c.agg in AGGREGATIONS):
-                    frame, lasts[col.name] = store._aggregate_part(
-                        col.measurement, col.field, lo, hi, every=every, agg=col.agg, tags=tags, tz=tz,
-                        register_max=col.register_max, max_hold_s=col.max_hold_s, before=lasts[col.name])
-                    parts.append((col, frame))
+                    kwargs = {"every": every, "agg": col.agg, "tags": tags, "tz": tz, "register_max": col.register_max,
+                              "max_hold_s": col.max_hold_s, "before": lasts[col.name]}
+                    if direct:
+                        rows, with_state, lasts[col.name] = part_rows(store, col.measurement, col.field, lo, hi,
+                                                                      **kwargs)
+                        parts.append((col, (rows, with_state)))
+                    else:
+                        frame, lasts[col.name] = store._aggregate_part(col.measurement, col.field, lo, hi, **kwargs)
+                        parts.append((col, frame))
+            parts.sort(key=lambda part: names.index(part[0].name))  # the columns' order
+            joined = None
+            if direct:
+                joined = wide_from_rows([(col, *got) for col, got in parts], list(by),
+                                        iv.window_edges(lo, hi, every, tz)[:-1])
+                if joined is None:  # what the numpy join does not answer: through the long frames
+                    parts = [(col, _long_frame(*got)) for col, got in parts]
         finally:
             _CODED_TAGS.reset(token)
         state.update(until_ns=hi, signature=signature, before=dict(lasts))
-        parts.sort(key=lambda part: names.index(part[0].name))  # the columns' order
-        yield wide_frame(parts, list(by))
+        yield joined if joined is not None else wide_frame(parts, list(by))
 
 
 def column_names(col: Column) -> list[str]:
@@ -637,7 +665,9 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
             codes.append(pd.factorize(joined, sort=True)[0].astype(np.int64))
             tag_values[tag] = (joined, None)
     times = np.concatenate([_times(frame) for _, frame in full])
-    row, first = _row_keys(codes, times)  # each source row's output row, and one source row per output row
+    from core.storage.frame_join import row_keys
+
+    row, first = row_keys(codes, times)  # each source row's output row, and one source row per output row
     n_rows = len(first)
     out: dict = {"time": pd.to_datetime(times[first], unit="ns", utc=True)}
     for tag in by:
@@ -676,48 +706,6 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
         if name not in out:
             out[name] = filled.get(name, np.full(n_rows, np.nan))
     return pd.DataFrame(out)[out_columns]
-
-
-def _row_keys(codes: list[np.ndarray], times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Output rows of the join: rows sorted by the tag codes (in ``codes``' order, each a code in sorted order of its
-    values) and then time, one per distinct key. Returns each source row's output row and, per output row, one source
-    row holding its key.
-
-    The key is made dense (the distinct tag combinations x the distinct times, both coded in sorted order by hashing)
-    and ranked by a cumulative count over it, instead of sorting all source rows (a lexsort of four keys over every
-    value of a chunk cost most of the join); a key space too large for that takes the sort.
-    """
-    n = len(times)
-    combo = np.zeros(n, dtype=np.int64)
-    space = 1
-    for c in codes:
-        size = int(c.max()) + 1 if len(c) else 1
-        space *= size
-        combo = combo * size + c
-    if space < 2**62:
-        import pandas as pd
-
-        tag_code, tag_uniques = pd.factorize(combo, sort=True)
-        time_code, time_uniques = pd.factorize(times, sort=True)
-        dense = len(tag_uniques) * len(time_uniques)
-        if dense <= max(4 * n, 1 << 22):
-            key = tag_code.astype(np.int64) * len(time_uniques) + time_code
-            present = np.zeros(dense, dtype=bool)
-            present[key] = True
-            rank = np.cumsum(present) - 1
-            row = rank[key]
-            first = np.empty(int(rank[-1]) + 1 if dense else 0, dtype=np.int64)
-            first[row] = np.arange(n, dtype=np.int64)
-            return row, first
-    order = np.lexsort((times, *reversed(codes)))
-    new = np.zeros(len(order), dtype=bool)
-    new[:1] = True
-    for a in (*codes, times):
-        b = a[order]
-        new[1:] |= b[1:] != b[:-1]
-    row = np.empty(len(order), dtype=np.int64)
-    row[order] = np.cumsum(new) - 1
-    return row, order[new]
 
 
 #: Use :func:`wide_frame`'s numpy join (False: always the reference path; tests compare both).

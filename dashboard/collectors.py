@@ -121,6 +121,35 @@ def hourly_counts(store, start_ns: int, stop_ns: int, tz: dt.tzinfo) -> pd.DataF
     return closed_days_cached(f"energy_counts|{','.join(sites)}|{tzname}", tzname, start_ns, stop_ns, read)
 
 
+def _hours_with_values(counts: pd.DataFrame):
+    """``(machine path, sorted distinct hour numbers [h since the epoch] with a value)`` per machine of an
+    :func:`hourly_counts` frame, machines in sorted order."""
+    if counts.empty:
+        return
+    counts = counts[counts["value"].fillna(0).to_numpy() > 0]
+    if counts.empty:
+        return
+    paths = (counts["site"].astype(str) + "/" + counts["line"].astype(str) + "/" + counts["machine"].astype(str))
+    hour_of = pd.to_datetime(counts["time"], utc=True).dt.as_unit("ns").astype("int64").to_numpy() // HOUR_NS
+    # One sort of (machine, hour) for all machines; each machine's distinct hours are then a slice.
+    codes, names = pd.factorize(paths, sort=True)
+    order = np.lexsort((hour_of, codes))
+    codes, hour_of = codes[order], hour_of[order]
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    for path, have in zip(names, np.split(hour_of, bounds)):
+        yield path, np.unique(have)
+
+
+def completeness_shares(store, start_ns: int, stop_ns: int, now_ns: int, tz: dt.tzinfo) -> dict[str, float]:
+    """Completeness per machine path over ``[start, min(stop, now))``, as :func:`quality_rows` gives it, without the
+    rest of the rows (their latest values and the raw values of the last hour): the enterprise KPIs need only this."""
+    stop_ns = min(stop_ns, now_ns)
+    if stop_ns <= start_ns:
+        return {}
+    return {path: len(have) / int(have[-1] - have[0] + 1)
+            for path, have in _hours_with_values(hourly_counts(store, start_ns, stop_ns, tz))}
+
+
 def quality_rows(store, start_ns: int, stop_ns: int, now_ns: int, tz: dt.tzinfo,
                  stale_after_s: float = 3600.0) -> list[dict]:
     """Data quality per machine over ``[start, min(stop, now))``: completeness, gaps, share of Bad values.
@@ -137,13 +166,6 @@ def quality_rows(store, start_ns: int, stop_ns: int, now_ns: int, tz: dt.tzinfo,
     last = store.last_values("electrical", "energy_kwh")
     recent = store.query("electrical", "energy_kwh", max(start_ns, now_ns - HOUR_NS), stop_ns + 1)
     rows: list[dict] = []
-    if counts.empty:
-        return rows
-    counts = counts[counts["value"].fillna(0).to_numpy() > 0]
-    if counts.empty:
-        return rows
-    paths = (counts["site"].astype(str) + "/" + counts["line"].astype(str) + "/" + counts["machine"].astype(str))
-    hour_of = pd.to_datetime(counts["time"], utc=True).dt.as_unit("ns").astype("int64").to_numpy() // HOUR_NS
     bad = {}
     if not recent.empty:
         severities = {int(code): status_severity(int(code)) == "bad" for code in pd.unique(recent["status"])}
@@ -155,13 +177,7 @@ def quality_rows(store, start_ns: int, stop_ns: int, now_ns: int, tz: dt.tzinfo,
         when = pd.to_datetime(last["time"], utc=True).dt.as_unit("ns").astype("int64").tolist()
         for site, line, machine, t in zip(last["site"], last["line"], last["machine"], when):
             last_ns[f"{site}/{line}/{machine}"] = t
-    # One sort of (machine, hour) for all machines; each machine's distinct hours are then a slice.
-    codes, names = pd.factorize(paths, sort=True)
-    order = np.lexsort((hour_of, codes))
-    codes, hour_of = codes[order], hour_of[order]
-    bounds = np.flatnonzero(np.diff(codes)) + 1
-    for path, have in zip(names, np.split(hour_of, bounds)):
-        have = np.unique(have)
+    for path, have in _hours_with_values(counts):
         # Between the first and the newest value: silence since then shows as the age of the last value instead.
         span = int(have[-1] - have[0] + 1)
         steps = np.diff(have) - 1

@@ -16,7 +16,14 @@ import numpy as np
 import pandas as pd
 
 from core.model import WASTE_KINDS
-from dashboard.overview import SiteInfo, cost_and_co2, energy_by_hour, register_by_hour
+from dashboard.overview import (
+    SiteInfo,
+    closed_days_cached,
+    cost_and_co2,
+    energy_summary,
+    local_days,
+    register_by_hour,
+)
 
 NS = 1_000_000_000
 CSV_COLUMNS = ("site", "energy_kwh", "cost", "currency", "co2_kg", "good_units", "kwh_per_unit", "potential_kwh",
@@ -58,20 +65,18 @@ class SiteKpis:
 
 def site_kpis(store, site: SiteInfo, findings: list, plant, start_ns: int, stop_ns: int, now_ns: int) -> SiteKpis:
     """KPIs of ``site`` over ``[start, stop)`` from ``store`` (already limited to what the user may see)."""
-    from dashboard.collectors import quality_rows
+    from dashboard.collectors import completeness_shares
 
     out = SiteKpis(site)
-    hours = energy_by_hour(store, site, start_ns, stop_ns)
+    # The site's hours (all machines added up) and its good units per local day: a month is hundreds of rows.
+    hours = energy_summary(store, site, start_ns, stop_ns).hours
     out.energy_kwh = float(hours["kwh"].sum()) if not hours.empty else 0.0
     out.cost, out.co2_kg = cost_and_co2(site, hours)
-    # Good units per local day from the counters' hourly rollups (as the energy: never raw points for a long range).
-    good, _ = register_by_hour(store, "production", "good_count", site, start_ns, stop_ns, {"site": site.id})
-    good_day = (good.groupby(good["time"].dt.tz_convert(site.tz).dt.tz_localize(None).dt.normalize())["value"].sum()
-                if not good.empty else pd.Series(dtype=float))
+    good = good_by_day(store, site, start_ns, stop_ns)
+    good_day = good.set_index("day")["good"] if not good.empty else pd.Series(dtype=float)
     out.good_units = float(good_day.sum()) if len(good_day) else 0.0
     if not hours.empty:
-        local = hours["time"].dt.tz_convert(site.tz)
-        day = local.dt.tz_localize(None).dt.normalize()
+        day = local_days(hours["time"], site.tz)
         out.daily = hours.groupby(day)["kwh"].sum().rename_axis("day").reset_index()
         week = (day - pd.to_timedelta(day.dt.day_of_week, unit="D"))
         weekly = hours.groupby(week)["kwh"].sum().rename_axis("week").to_frame()
@@ -98,10 +103,27 @@ def site_kpis(store, site: SiteInfo, findings: list, plant, start_ns: int, stop_
         out.metered = sum(ref.spec.id in metered for ref in planned)
     else:
         out.machines = out.metered = len(metered)
-    quality = quality_rows(store, start_ns, stop_ns, now_ns, dt.UTC)
-    shares = [r["completeness_share"] for r in quality if r["machine"].split("/")[0] == site.id]
+    shares = [v for k, v in completeness_shares(store, start_ns, stop_ns, now_ns, dt.UTC).items()
+              if k.split("/")[0] == site.id]
     out.completeness = float(np.mean(shares)) if shares else None
     return out
+
+
+def good_by_day(store, site: SiteInfo, start_ns: int, stop_ns: int) -> pd.DataFrame:
+    """Good units of the site per local day (``day``: naive local midnight, ``good``) from the counters' hourly
+    rollups (:func:`dashboard.overview.register_by_hour`: never raw points for a long range); the closed days shared
+    through the results cache like the energy (:func:`dashboard.overview.closed_days_cached`)."""
+
+    def read(lo: int, hi: int) -> pd.DataFrame:
+        good, _ = register_by_hour(store, "production", "good_count", site, lo, hi, {"site": site.id})
+        if good.empty:
+            return pd.DataFrame({"day": pd.Series([], dtype="datetime64[ns]"), "good": pd.Series([], dtype=float)})
+        return good.groupby(local_days(good["time"], site.tz))["value"].sum().rename_axis("day").rename(
+            "good").reset_index()
+
+    if site.id not in getattr(store, "sites", ()):
+        return read(start_ns, stop_ns)
+    return closed_days_cached(f"good_by_day|{site.id}|{site.tz}", site.tz, start_ns, stop_ns, read)
 
 
 def _digest(findings: list) -> str:

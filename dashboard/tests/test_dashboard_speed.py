@@ -314,3 +314,37 @@ def test_series_rows_share_the_series_list_in_a_request_with_fresh_ages(tmp_path
     assert first == plain == everything and len(first) == 8 and other == []
     assert all(abs(b["age_s"] - a["age_s"] - 600) < 0.2 and b["status"] == "stale" for a, b in zip(first, later))
     store.close()
+
+
+def test_energy_summary_gives_the_hourly_numbers_per_site_hour_and_machine_day_cached_or_not(tmp_path):
+    """The overview's and enterprise's coarse energy (site hours, machine days) adds up the per-machine hours exactly
+    as before, also when the closed days come from the cache and today's hours are read fresh."""
+    import time
+
+    import pandas as pd
+    import pytest
+    from flask import Flask
+
+    from dashboard.access import SiteScopedStore
+    from dashboard.cache import EXTENSION, ResultCache
+    from dashboard.overview import SiteInfo, energy_by_hour, energy_summary, local_days
+    from dashboard.tests.helpers import NS
+
+    store = _store_with_meters(tmp_path, ("m3",))
+    site = SiteInfo("north", "North", "Europe/Berlin")
+    stop = (time.time_ns() // (3600 * NS) + 1) * 3600 * NS  # today included
+    start = stop - 60 * 3600 * NS
+    hours = energy_by_hour(store, site, start, stop)
+    want_hours = hours.groupby("time", as_index=False)["kwh"].sum()
+    want_days = (hours.assign(day=local_days(hours["time"], site.tz))
+                 .groupby(["day", "line", "machine"], as_index=False)["kwh"].sum())
+    server = Flask("t")
+    server.extensions[EXTENSION] = ResultCache(tmp_path / "cache")
+    with server.app_context():
+        cached = [energy_summary(SiteScopedStore(store, ["north"]), site, start, stop) for _ in range(2)]
+    for got in [energy_summary(store, site, start, stop), *cached]:
+        pd.testing.assert_frame_equal(got.hours.reset_index(drop=True), want_hours, check_dtype=False)
+        pd.testing.assert_frame_equal(got.days.reset_index(drop=True), want_days, check_dtype=False)
+    assert want_days["kwh"].sum() == pytest.approx(hours["kwh"].sum(), rel=1e-12)
+    assert want_hours["kwh"].sum() == pytest.approx(hours["kwh"].sum(), rel=1e-12)
+    store.close()

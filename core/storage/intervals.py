@@ -380,15 +380,33 @@ def counter_increase_many(times_ns, values, offsets, edges, register_max: float 
     cell_series = np.repeat(step_series, spans)
     cell_window = np.repeat(w_lo - np.concatenate([[0], np.cumsum(spans)[:-1]]).astype(np.int64), spans)
     cell_window += np.arange(len(cell_window))
+    cell_step = np.repeat(steps[moving], spans)  # the reading each cell's step starts from
+    inner = (cell_window > np.repeat(w_lo, spans)) & (cell_window < np.repeat(w_hi, spans))
     # Steps of a series are in time order, so its windows come in order too: a window shared by consecutive steps
     # is a repeat of the one before it.
     repeat = np.zeros(len(cell_series), dtype=bool)
     repeat[1:] = (cell_series[1:] == cell_series[:-1]) & (cell_window[1:] == cell_window[:-1])
-    cell_series, cell_window = cell_series[~repeat], cell_window[~repeat]
-    # The total at both edges of each window, in one pass over the readings.
-    at = _total_at(t, total, seg, starts, counts, edges, np.concatenate([cell_series, cell_series]),
-                   np.concatenate([cell_window, cell_window + 1]))
-    increase = at[len(cell_series):] - at[:len(cell_series)]
+    if repeat.any():
+        cell_series, cell_window = cell_series[~repeat], cell_window[~repeat]
+        cell_step, inner = cell_step[~repeat], inner[~repeat]
+    increase = np.empty(len(cell_series))
+    # Windows inside one step (both edges strictly between its readings; most of those a step across a gap spreads
+    # over): the total at their edges lies on that step's line, no search needed.
+    k = cell_step[inner]
+    origin = t[starts[seg[k]]]
+    x0, x1 = (t[k] - origin).astype(float), (t[k + 1] - origin).astype(float)
+    xa, xb = (edges[cell_window[inner]] - origin).astype(float), (edges[cell_window[inner] + 1] - origin).astype(float)
+    plain = (x0 < xa) & (xb < x1)  # as floats too (else, as np.interp searches floats, the general search below)
+    if not plain.all():
+        inner[np.flatnonzero(inner)[~plain]] = False
+        k, x0, x1, xa, xb = k[plain], x0[plain], x1[plain], xa[plain], xb[plain]
+    y0, y1 = total[k], total[k + 1]
+    increase[inner] = _on_line(xb, x0, x1, y0, y1) - _on_line(xa, x0, x1, y0, y1)
+    # The others: the total at both edges of each window, in one pass over the readings.
+    rest_series, rest_window = cell_series[~inner], cell_window[~inner]
+    at = _total_at(t, total, seg, starts, counts, edges, np.concatenate([rest_series, rest_series]),
+                   np.concatenate([rest_window, rest_window + 1]))
+    increase[~inner] = at[len(rest_series):] - at[:len(rest_series)]
     if sparse:
         return cell_series, cell_window, increase
     out = np.full((n_series, n_windows), np.nan)
@@ -449,7 +467,12 @@ def _total_at(t, total, seg, starts, counts, edges, series, edge):
     out = np.where(pos == 0, total[starts[series]], total[last])
     mid = np.flatnonzero((pos > 0) & (pos < counts[series]))
     j = starts[series[mid]] + pos[mid] - 1
-    xm, x0, x1, y0, y1 = xe[mid], x[j], x[j + 1], total[j], total[j + 1]
+    out[mid] = _on_line(xe[mid], x[j], x[j + 1], total[j], total[j + 1])
+    return out
+
+
+def _on_line(xm, x0, x1, y0, y1):
+    """``np.interp``'s value at ``xm`` between the points ``(x0, y0)`` and ``(x1, y1)``, with its formula."""
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         slope = (y1 - y0) / (x1 - x0)
         res = slope * (xm - x0) + y0
@@ -458,8 +481,7 @@ def _total_at(t, total, seg, starts, counts, edges, series, edge):
             res[bad] = slope[bad] * (xm[bad] - x1[bad]) + y1[bad]
             flat = np.isnan(res) & (y0 == y1)
             res[flat] = y0[flat]
-    out[mid] = np.where(x0 == xm, y0, res)
-    return out
+    return np.where(x0 == xm, y0, res)
 
 
 # -- gauges and states -------------------------------------------------------------------------------------------------

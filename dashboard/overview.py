@@ -517,6 +517,15 @@ def _one_currency(currencies) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+def _sums(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    """``by``, kwh and cost summed, and the number of findings per value of ``by`` (sorted by it): what a named
+    aggregation gives, without its overhead (~50 ms per call)."""
+    groups = frame.groupby(by, sort=True)
+    out = groups[["kwh", "cost"]].sum()
+    out["findings"] = groups.size()
+    return out.reset_index()
+
+
 def _whole_days(start_ns: int, stop_ns: int, tz: zoneinfo.ZoneInfo) -> bool:
     """True when ``start`` and ``stop`` are local midnights (the pages' periods are)."""
     from dashboard.data import local_midnight_ns
@@ -592,15 +601,13 @@ def overview(store, findings: list, sites: list[SiteInfo], start_ns: int, stop_n
         ov.potential_kwh = float(frame["kwh"].sum())
         ov.potential_cost = float(frame["cost"].sum()) if ov.currency and frame["cost"].notna().any() else None
         ov.potential_co2 = float(frame["co2"].sum()) if frame["co2"].notna().any() else None
-        cause = frame.groupby("kind", as_index=False).agg(kwh=("kwh", "sum"), cost=("cost", "sum"),
-                                                          findings=("kwh", "size"))
+        cause = _sums(frame, "kind")
         cause = cause.sort_values("kwh", ascending=False).reset_index(drop=True)
         cause["label"] = cause["kind"].map(lambda k: KIND_LABELS.get(k, k))
         total = cause["kwh"].sum()
         cause["cum_pct"] = 100 * cause["kwh"].cumsum() / total if total > 0 else 0.0
         ov.by_cause = cause
-        top = frame.groupby("machine", as_index=False).agg(kwh=("kwh", "sum"), cost=("cost", "sum"),
-                                                           findings=("kwh", "size"))
+        top = _sums(frame, "machine")
         ov.top_machines = top.sort_values("kwh", ascending=False).head(10).reset_index(drop=True)
     ov.latest = sorted(findings, key=lambda e: e.end, reverse=True)[:8]
     return ov

@@ -165,10 +165,15 @@ class DayCalendar:
     shift_starts: tuple[float, ...]
     shift_ends: tuple[float, ...]
 
-    @property
+    @functools.cached_property
     def attended(self) -> np.ndarray:
-        """Shifts including breaks [s]."""
-        return normalise(np.concatenate([self.work, self.breaks]))
+        """Shifts including breaks [s] (read-only: the calendar is shared, see :func:`day_calendar`)."""
+        return _read_only(normalise(np.concatenate([self.work, self.breaks])))
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    arr.flags.writeable = False
+    return arr
 
 
 @functools.lru_cache(maxsize=4096)
@@ -184,7 +189,9 @@ def day_calendar(cal: CalendarSpec, timezone: str, day: int) -> DayCalendar:
     """Work and break intervals of a calendar on UTC day ``day`` (days since the epoch).
 
     Shifts are laid out in the site's local time (so a DST night shift is one hour shorter or longer) and converted to
-    UTC; the night shift of the previous local day reaches into the morning.
+    UTC; the night shift of the previous local day reaches into the morning. The answer is computed once per
+    calendar, zone and day and shared (its arrays are read-only): the simulator asks for the same day many times
+    (event planning, rendering, the intensity calibration's trial runs).
 
     Parameters
     ----------
@@ -195,6 +202,11 @@ def day_calendar(cal: CalendarSpec, timezone: str, day: int) -> DayCalendar:
     day : int
         UTC day [days since 1970-01-01].
     """
+    return _day_calendar(cal, timezone, int(day))
+
+
+@functools.lru_cache(maxsize=16384)
+def _day_calendar(cal: CalendarSpec, timezone: str, day: int) -> DayCalendar:
     tz = zoneinfo.ZoneInfo(timezone)
     day_start = dt.datetime.combine(day_date(day), dt.time(), dt.UTC).timestamp()
     work, breaks, starts, ends = [], [], [], []
@@ -211,8 +223,8 @@ def day_calendar(cal: CalendarSpec, timezone: str, day: int) -> DayCalendar:
             breaks.extend(shift_breaks)
             work.extend(subtract(np.array([[s0, s1]]), normalise(shift_breaks)).tolist())
     return DayCalendar(
-        clip(normalise(work), 0, DAY_S),
-        clip(normalise(breaks), 0, DAY_S),
+        _read_only(clip(normalise(work), 0, DAY_S)),
+        _read_only(clip(normalise(breaks), 0, DAY_S)),
         tuple(s for s in starts if -DAY_S < s < 2 * DAY_S),
         tuple(e for e in ends if -DAY_S < e < 2 * DAY_S),
     )

@@ -8,6 +8,13 @@ follows, unlike a machine switching on (a step that stays). A 15-min window whos
 above the level after it by at least a third of the machine's high power level, and the energy of the pulse above that
 level is the excess. A one-sample spike is a meter fault, not a surge, and the energy register must see the pulse too.
 Machines of one line surging in the same window form one group.
+
+A surge must also stand above the machine's normal 1-min peak, which keeps cutting strokes and heater cycling out. A
+machine whose normal work peaks high (a machining centre with long cycles: strokes of several minutes at full cut) can
+surge at start-up without exceeding that peak, although its inrush adds to the line's demand all the same. What tells
+its surge from a stroke is the cause itself: the machines of a line were started *together*. So once a line has a
+surge in a window, its other machines are checked for a pulse that overlaps it in time (started together, in the same
+demand interval), with every test above but the normal-peak one.
 """
 
 from __future__ import annotations
@@ -26,8 +33,12 @@ CEILING_FACTOR = 1.08
 NO_INRUSH_KINDS = ("furnace", "lighting")
 
 
-def _pulse(times: np.ndarray, kw: np.ndarray, t0: int, t1: int, height: float, ceiling: float):
-    """The surge pulse starting inside ``[t0, t1)``: (first, last+1 index, level after) or None."""
+def _pulse(times: np.ndarray, kw: np.ndarray, t0: int, t1: int, height: float, ceiling: float | None):
+    """The surge pulse starting inside ``[t0, t1)``: (first, last+1 index, level after) or None.
+
+    ``ceiling`` is the machine's normal 1-min peak [kW]; None skips that test (a pulse corroborated by a surge of
+    another machine of the line that it overlaps).
+    """
     ok = np.isfinite(kw)
     inside = np.flatnonzero((times >= t0) & (times < t1) & ok)
     if len(inside) < 3:
@@ -56,10 +67,35 @@ def _pulse(times: np.ndarray, kw: np.ndarray, t0: int, t1: int, height: float, c
             return None  # a one-sample spike is a meter fault, not a surge
         if float(np.mean(kw[start:end])) - level < height:
             return None  # a step up that stays is a machine switching on, not a surge
-        if float(np.mean(kw[start:end])) <= CEILING_FACTOR * ceiling:
+        if ceiling is not None and float(np.mean(kw[start:end])) <= CEILING_FACTOR * ceiling:
             return None  # within what the machine peaks at in normal work (cutting strokes, heater cycling)
         return start, end, level
     return None
+
+
+def _surge(ctx: Context, i: int, w: int, height: float, ceiling: float | None) -> tuple[float, dict] | None:
+    """Machine ``i``'s surge starting in window ``w``: (excess [kWh], event details) or None (see ``_pulse``)."""
+    window_ns = int(ctx.res * 1e9)
+    t0 = int(ctx.times_ns[w])
+    info = ctx.infos[i]
+    assert ctx.fine_power is not None  # detect() returns early without it
+    times, kw = ctx.fine_power(info.path, t0 - window_ns, t0 + 2 * window_ns)
+    if len(kw) < 10:
+        return None
+    kw = np.asarray(kw, dtype=float)
+    times = np.asarray(times)
+    found = _pulse(times, kw, t0, t0 + window_ns, height, ceiling)
+    if found is None:
+        return None
+    a, b, level = found
+    step_ns = float(np.median(np.diff(times)))
+    kwh = float(np.clip(kw[a:b] - level, 0, None).sum() * step_ns / 3.6e12)
+    # The register must see it as well (a stuck or spiking meter does not).
+    if ctx.E[i, w] - level * ctx.h < 0.5 * kwh:
+        return None
+    return kwh, {"surge_kw": round(float(np.max(kw[a:b]) - level), 2), "minutes": int(b - a),
+                 "start_ns": int(times[a]), "end_ns": int(times[b - 1] + step_ns),
+                 "group": f"{info.site}/{info.line}@{t0}"}
 
 
 def detect(ctx: Context) -> CauseResult:
@@ -68,7 +104,8 @@ def detect(ctx: Context) -> CauseResult:
     if ctx.fine_power is None:
         out.warnings.append(notice("peak_demand.no_fine_data", "peak demand not assessed: it needs 1-min power data"))
         return out
-    window_ns = int(ctx.res * 1e9)
+    limits: dict[int, tuple[float, float]] = {}  # machine -> (pulse height, normal 1-min peak) [kW]
+    found: dict[tuple[int, int], tuple[float, dict]] = {}  # (machine, window) -> (excess [kWh], details)
     for i, info in enumerate(ctx.infos):
         if info.kind in NO_INRUSH_KINDS:
             continue
@@ -83,27 +120,27 @@ def detect(ctx: Context) -> CauseResult:
         height = MIN_HEIGHT * high
         # The machine's normal peak: 1-min peaks of its 15-min windows (surges are rare, so they barely move it).
         ceiling = float(np.percentile(pmax[v], 99))
+        limits[i] = (height, ceiling)
         # A pulse of m minutes and height H raises the window's peak above its mean by about H (1 - m / 15).
         cand = np.flatnonzero(v & (pmax - pmean > 0.2 * high) & (pmax > CEILING_FACTOR * ceiling))
-        excess = np.zeros(ctx.n_t)
         for w in cand.tolist():  # Python ints: the events' window indices
-            t0 = int(ctx.times_ns[w])
-            times, kw = ctx.fine_power(info.path, t0 - window_ns, t0 + 2 * window_ns)
-            if len(kw) < 10:
+            got = _surge(ctx, i, w, height, ceiling)
+            if got is not None:
+                found[(i, w)] = got
+    # Started together: the line's other machines in a window where it surged, without the normal-peak test, when
+    # their pulse overlaps a surge found above.
+    spans: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
+    for (i, w), (_kwh, d) in found.items():
+        spans.setdefault((ctx.infos[i].site, ctx.infos[i].line, w), []).append((d["start_ns"], d["end_ns"]))
+    for (site, line, w), sure in spans.items():
+        for j, (height, _ceiling) in limits.items():
+            info = ctx.infos[j]
+            if info.site != site or info.line != line or (j, w) in found or not ctx.valid[j, w]:
                 continue
-            kw = np.asarray(kw, dtype=float)
-            found = _pulse(np.asarray(times), kw, t0, t0 + window_ns, height, ceiling)
-            if found is None:
-                continue
-            a, b, level = found
-            step_h = float(np.median(np.diff(times))) / 3.6e12
-            kwh = float(np.clip(kw[a:b] - level, 0, None).sum() * step_h)
-            # The register must see it as well (a stuck or spiking meter does not).
-            if ctx.E[i, w] - level * ctx.h < 0.5 * kwh:
-                continue
-            excess[w] += kwh
-            out.events.append((i, w, w + 1, {"surge_kw": round(float(np.max(kw[a:b]) - level), 2), "minutes": int(b - a),
-                                             "start_ns": int(times[a]), "end_ns": int(times[b - 1] + step_h * 3.6e12),
-                                             "group": f"{info.site}/{info.line}@{t0}"}))
-        out.excess[i] = excess
+            got = _surge(ctx, j, w, height, None)
+            if got is not None and any(got[1]["start_ns"] < b and a < got[1]["end_ns"] for a, b in sure):
+                found[(j, w)] = got
+    for (i, w), (kwh, d) in sorted(found.items()):
+        out.excess[i, w] += kwh
+        out.events.append((i, w, w + 1, d))
     return out

@@ -22,6 +22,7 @@ from dashboard.overview import (
     cost_and_co2,
     energy_summary,
     local_days,
+    read_once,
     register_by_hour,
 )
 
@@ -114,8 +115,11 @@ def good_by_day(store, site: SiteInfo, start_ns: int, stop_ns: int) -> pd.DataFr
     rollups (:func:`dashboard.overview.register_by_hour`: never raw points for a long range); the closed days shared
     through the results cache like the energy (:func:`dashboard.overview.closed_days_cached`)."""
 
+    counters = read_once(start_ns, stop_ns, lambda lo, hi: register_by_hour(
+        store, "production", "good_count", site, lo, hi, {"site": site.id})[0])
+
     def read(lo: int, hi: int) -> pd.DataFrame:
-        good, _ = register_by_hour(store, "production", "good_count", site, lo, hi, {"site": site.id})
+        good = counters(lo, hi)
         if good.empty:
             return pd.DataFrame({"day": pd.Series([], dtype="datetime64[ns]"), "good": pd.Series([], dtype=float)})
         return good.groupby(local_days(good["time"], site.tz))["value"].sum().rename_axis("day").rename(

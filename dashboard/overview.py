@@ -192,11 +192,12 @@ def energy_summary(store, site: SiteInfo, start_ns: int, stop_ns: int) -> Energy
     for :data:`CLOSED_DAYS_TTL_S` (small: hundreds of rows, not a row per machine and hour) and only today's hours are
     read.
     """
+    read = read_once(start_ns, stop_ns, lambda lo, hi: _energy_by_hour(store, site, lo, hi))
     memo: dict = {}
 
     def hourly(lo: int, hi: int) -> EnergySummary:
         if (lo, hi) not in memo:
-            memo[(lo, hi)] = summarise_hours(_energy_by_hour(store, site, lo, hi), site.tz)
+            memo[(lo, hi)] = summarise_hours(read(lo, hi), site.tz)
         return memo[(lo, hi)]
 
     if site.id not in getattr(store, "sites", ()):
@@ -205,6 +206,27 @@ def energy_summary(store, site: SiteInfo, start_ns: int, stop_ns: int) -> Energy
     hours = closed_days_cached(f"site_hours|{key}", site.tz, start_ns, stop_ns, lambda lo, hi: hourly(lo, hi).hours)
     days = closed_days_cached(f"machine_days|{key}", site.tz, start_ns, stop_ns, lambda lo, hi: hourly(lo, hi).days)
     return EnergySummary(hours, days)
+
+
+def read_once(start_ns: int, stop_ns: int, read):
+    """``read(lo, hi)`` (an hourly frame with a ``time`` column) for :func:`closed_days_cached`, answering its two
+    reads with one: asked for the closed days ``[start, cut)`` (cut before ``stop``), it reads ``[start, stop)`` once
+    and keeps the hours from ``cut`` on for the read of today that follows (the same hours as two reads: hourly
+    windows end at local midnight). Any other range is read as asked.
+    """
+    memo: dict = {}
+
+    def once(lo: int, hi: int) -> pd.DataFrame:
+        if (lo, hi) in memo:
+            return memo.pop((lo, hi))
+        if lo != start_ns or hi >= stop_ns:
+            return read(lo, hi)
+        whole = read(start_ns, stop_ns)
+        later = (whole["time"] >= pd.Timestamp(hi, tz="UTC")).to_numpy() if not whole.empty else np.zeros(0, bool)
+        memo[(hi, stop_ns)] = whole[later].reset_index(drop=True)
+        return whole[~later].reset_index(drop=True)
+
+    return once
 
 
 #: Prefix of the cache keys of closed days' hourly results (kept for :data:`CLOSED_DAYS_TTL_S`).

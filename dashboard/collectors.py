@@ -108,13 +108,11 @@ def hourly_counts(store, start_ns: int, stop_ns: int, tz: dt.tzinfo) -> pd.DataF
     """Energy-register values per machine and local hour (the store's rollups): ``time``, ``site``, ``line``,
     ``machine``, ``value``. Through a store limited to the user's sites inside a request, the closed days come from
     the shared cache (:func:`dashboard.overview.closed_days_cached`) and only today's hours are counted."""
-    from dashboard.overview import closed_days_cached
+    from dashboard.overview import closed_days_cached, read_once
 
     tzname = getattr(tz, "key", None) or "UTC"
-
-    def read(lo: int, hi: int) -> pd.DataFrame:
-        return store.aggregate("electrical", "energy_kwh", lo, hi, every=3600, agg="count", tz=tzname)
-
+    read = read_once(start_ns, stop_ns, lambda lo, hi: store.aggregate("electrical", "energy_kwh", lo, hi, every=3600,
+                                                                       agg="count", tz=tzname))
     sites = getattr(store, "sites", None)
     if sites is None:
         return read(start_ns, stop_ns)

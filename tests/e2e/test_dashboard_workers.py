@@ -5,6 +5,8 @@ version the other worker already superseded is refused instead of overwriting it
 
 from __future__ import annotations
 
+import functools
+import http.client
 import http.cookiejar
 import json
 import re
@@ -22,7 +24,7 @@ from core.orders.config import SAMPLE_FILE
 from dashboard import ids
 from dashboard.tests.helpers import NS, TEST_USERS, fill_plant, make_users
 from dashboard.tests.test_dashboard_orders import apply_request, by_machine, findings
-from tests.orders.conftest import db_url, pg_url  # noqa: F401 - the two backends' fixtures
+from tests.orders.conftest import fresh_pg_database
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -49,12 +51,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Client:
-    """One browser: a cookie jar used against any worker."""
+class _FromAddress(urllib.request.HTTPHandler):
+    """Plain HTTP whose connections leave from a given loopback address (another client address for the server)."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
+
+    def http_open(self, req):
+        return self.do_open(functools.partial(http.client.HTTPConnection, source_address=(self.address, 0)), req)
+
+
+class Client:
+    """One browser: a cookie jar used against any worker, connecting from loopback address ``address``."""
+
+    def __init__(self, address: str = "127.0.0.1") -> None:
         self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), _FromAddress(address))
 
     def get(self, url: str):
         return self.opener.open(url, timeout=30)
@@ -79,35 +92,39 @@ def status(response) -> int:
     return response.status
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def orders_db(request, tmp_path_factory):
+    """The URL of an empty work-order database shared by this module's tests, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('orders') / 'orders.db'}"
+    else:
+        with fresh_pg_database() as url:
+            yield url
+
+
 @pytest.fixture(scope="module")
-def users_path(tmp_path_factory):
-    """A users file (mode 0600) with the users of dashboard.tests.helpers.TEST_USERS."""
-    path = tmp_path_factory.mktemp("users") / "users.json"
-    make_users(path)
-    return path
-
-
-@pytest.fixture
-def two_workers(tmp_path, users_path, db_url):  # noqa: F811
-    """The store, the orders database with synced orders, and two dashboard workers on two ports."""
-    import shutil
-
+def two_workers(tmp_path_factory, orders_db):
+    """The store, the orders database with synced orders, and two dashboard workers on two ports, started once per
+    backend for the module's tests (each test logs in from its own client address and as its own users, so the login
+    limiter's counts of one test never refuse another's logins)."""
     from core.storage.sqlite import SQLiteStore
     from dashboard.orders import open_service
 
+    tmp_path = tmp_path_factory.mktemp("workers")
     store = tmp_path / "plant.db"
     with SQLiteStore(store) as st:
         fill_plant(st, time.time_ns() // NS, 60)
-    # A users file of this test's own: its session key and shared cache (login failures) start empty.
-    users_path = shutil.copy2(users_path, tmp_path / "users.json")
-    service = open_service(db_url, str(SAMPLE_FILE))
+    # A users file of this backend's own: its session key and shared cache (login failures) start empty.
+    users_path = tmp_path / "users.json"
+    make_users(users_path)
+    service = open_service(orders_db, str(SAMPLE_FILE))
     service.sync(findings(), run="run-1")
     procs, bases = [], []
     for _ in range(2):
         port = free_port()
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "wattline", "dashboard", "--store", str(store), "--users", str(users_path),
-             "--port", str(port), "--workers", "1", "--orders-db", db_url, "--orders-rules", str(SAMPLE_FILE)],
+             "--port", str(port), "--workers", "1", "--orders-db", orders_db, "--orders-rules", str(SAMPLE_FILE)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         bases.append(f"http://127.0.0.1:{port}")
 
@@ -166,13 +183,21 @@ def test_failed_logins_count_across_workers(two_workers):
     """The login limit holds for the dashboard, not per worker: failures on A block the next try on B."""
     (a, b), _ = two_workers
     limit = 5  # dashboard.auth.LoginLimiter's default
+    # A client address and a user of this test's own: the limit they reach refuses no other test's logins.
+    address = "127.0.0.2"
     for _ in range(limit):
         with pytest.raises(urllib.error.HTTPError) as info:
-            Client().login_as(a, "sam", "not-sams-password")
+            Client(address).login_as(a, "sam", "not-sams-password")
         assert info.value.code == 401
     with pytest.raises(urllib.error.HTTPError) as info:
-        Client().login(b, "sam")  # even the right password, on the other worker
+        Client(address).login(b, "sam")  # even the right password, on the other worker
     assert info.value.code == 429 and int(info.value.headers["Retry-After"]) > 0
+    # The count is the dashboard's, per client address and user name: the same user from another address is
+    # refused as well (its name is over the limit), another user from the first address too (the address is).
+    for client, name in ((Client(), "sam"), (Client(address), "anna")):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            client.login(a, name)
+        assert info.value.code == 429, name
 
 
 def test_limiters_sharing_a_file_share_the_count(tmp_path):

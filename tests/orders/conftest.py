@@ -7,6 +7,7 @@ Without a server the PostgreSQL cases are skipped on a developer machine and fai
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import tempfile
@@ -48,9 +49,9 @@ def pg_admin_url() -> str:
     return url
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+@contextlib.contextmanager
+def fresh_pg_database():
+    """Yield the URL of a fresh, empty PostgreSQL database, dropped on leaving (for fixtures of any scope)."""
     import sqlalchemy as sa
 
     admin = pg_admin_url()
@@ -59,10 +60,19 @@ def pg_url():
     with engine.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     base = sa.engine.make_url(admin)
-    yield base.set(database=name).render_as_string(hide_password=False)
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    engine.dispose()
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

@@ -314,25 +314,29 @@ def _read_materials(store: Store, infos: list[MachineInfo], start_ns: int, stop_
         ranked = sorted(set(tag_of[i] for i in np.unique(index)))
         rank_of = {tg: r for r, tg in enumerate(ranked)}
         rank = np.array([rank_of.get(tg, -1) for tg in tag_of], dtype=np.int64)[index]
-        order = np.lexsort((times, rank))
-        index, times, kg, rank = index[order], times[order], kg[order], rank[order]
+        step = np.diff(rank)
+        if not ((step > 0) | ((step == 0) & (times[1:] >= times[:-1]))).all():  # (rows mostly come in this order)
+            order = np.lexsort((times, rank))
+            index, times, kg, rank = index[order], times[order], kg[order], rank[order]
         m_code = np.array([machine_of.get(p, -1) for p in path_of], dtype=np.int16 if len(infos) < 2**15 else np.int32)
         k_code = np.array([material_of.setdefault(str(tg[3]), len(material_of)) if u else -1
                            for tg, u in zip(tag_of, usable)], dtype=np.int32)
-        part = pd.DataFrame({"machine": m_code[index], "time": times, "material": k_code[index], "kg": kg})
+        columns = (m_code[index], times, k_code[index], kg)
         if ((rank[1:] == rank[:-1]) & (times[1:] == times[:-1])).any():  # series differing in another tag: one row
+            part = pd.DataFrame(dict(zip(("machine", "time", "material", "kg"), columns)))
             part = part.groupby(["machine", "time", "material"], sort=False)["kg"].sum().reset_index()
-        parts.append(part)
+            columns = tuple(part[c].to_numpy() for c in ("machine", "time", "material", "kg"))
+        parts.append(columns)
     if not parts:
         return None
-    out = pd.concat(parts, ignore_index=True)
+    machine, times, material, kg = (np.concatenate(c) for c in zip(*parts))
     del parts
     # Materials' categories sorted (a groupby or sort on the codes then orders as on the ids).
     names = sorted(material_of)
     remap = np.empty(len(material_of), dtype=np.int32)
     remap[[material_of[n] for n in names]] = np.arange(len(names), dtype=np.int32)
     return pd.DataFrame({
-        "machine": pd.Categorical.from_codes(out["machine"].to_numpy(), categories=[m.path for m in infos]),
-        "time": pd.to_datetime(out["time"].to_numpy(), unit="ns", utc=True),
-        "material": pd.Categorical.from_codes(remap[out["material"].to_numpy()], categories=names),
-        "kg": out["kg"].to_numpy()})
+        "machine": pd.Categorical.from_codes(machine, categories=[m.path for m in infos]),
+        "time": pd.to_datetime(times, unit="ns", utc=True),
+        "material": pd.Categorical.from_codes(remap[material], categories=names),
+        "kg": kg})

@@ -529,6 +529,9 @@ def _window_rows(split: dict, edges: np.ndarray, agg: str) -> list[tuple]:
     rows = []
     for key, (t, v, _) in split.items():
         idx = np.searchsorted(edges, t, "right") - 1
+        if len(idx) and (idx[1:] > idx[:-1]).all():  # one bucket per window (the windows are the buckets)
+            rows.append((key, edges[idx], v.astype(np.int64) if agg == "count" else v, None))
+            continue
         windows, first = np.unique(idx, return_index=True)
         if agg in ("sum", "count"):
             values = np.add.reduceat(v, first)

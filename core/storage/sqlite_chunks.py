@@ -241,17 +241,33 @@ def _cat(parts: list, dtype) -> np.ndarray:
 
 
 def window_rows(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, w_ns: int, agg: str) -> dict:
-    """Aggregate raw values sorted by (series, time) into aligned windows; see :func:`combine`."""
-    p = np.empty(len(ts), dtype=PARTIAL)
+    """Aggregate raw values sorted by (series, time) into aligned windows; see :func:`combine`.
+
+    The same as :func:`combine` of one partial per value (a bucket per value: n = 1 where the value is present),
+    computed on the values themselves without building those partials.
+    """
+    if len(ts) == 0:
+        return combine(sid, np.zeros(0, dtype=PARTIAL), w_ns, agg)
+    windows = (ts // w_ns) * w_ns
+    starts = np.flatnonzero(np.append(True, (windows[1:] != windows[:-1]) | (sid[1:] != sid[:-1])))
     finite = np.isfinite(vals)
-    p["bucket"] = ts
-    p["n"] = finite
-    p["nrows"] = 1
-    p["total"] = np.where(finite, vals, 0.0)
-    p["vmin"] = np.where(finite, vals, np.inf)
-    p["vmax"] = np.where(finite, vals, -np.inf)
-    p["vlast"] = vals
-    return combine(sid, p, w_ns, agg)
+    n = np.add.reduceat(finite.astype(np.int64), starts)
+    keys_sid, keys_w = sid[starts], windows[starts]
+    if agg == "count":
+        return {"series_id": keys_sid, "ts": keys_w, "value": n}
+    if agg in ("sum", "mean"):
+        out = np.add.reduceat(np.where(finite, vals, 0.0), starts)
+        if agg == "mean":
+            out = out / np.maximum(n, 1)
+    elif agg == "min":
+        out = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
+    elif agg == "max":
+        out = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
+    else:  # last: the last present value of each window
+        last_idx = np.maximum.reduceat(np.where(finite, np.arange(len(vals)), -1), starts)
+        out = vals[np.maximum(last_idx, 0)]
+    has = n > 0
+    return {"series_id": keys_sid[has], "ts": keys_w[has], "value": out[has]}
 
 
 def combine(sid: np.ndarray, p: np.ndarray, w_ns: int, agg: str) -> dict:

@@ -64,6 +64,28 @@ def test_savings_of_a_fix_match_the_ground_truth(fixed_plant, tmp_path):
     assert "savings at north" in result.stdout
 
 
+def test_naming_the_cause_takes_the_other_causes_findings_out_of_both_periods(fixed_plant, tmp_path):
+    """``--cause idle_running`` (what the fix addressed): the other causes the analytics find are taken out of both
+    periods (non-routine adjustment, reported with its energy per period); the truth stays inside the 90 % interval."""
+    db, truth = fixed_plant
+    out = tmp_path / "savings.json"
+    result = run("savings", "--store", str(db), "--scope", "north", "--intervention", FIX.isoformat(),
+                 "--reporting-days", str(REPORTING_DAYS), "--cause", "idle_running", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    adj = report["non_routine_adjustment"]
+    assert adj["causes"] == ["idle_running"] and "idle_running" not in adj["other_causes_removed_kwh"]
+    assert adj["baseline_kwh"] >= 0 and adj["reporting_kwh"] >= 0
+    assert any(w["name"] == "analytics.savings.non_routine_adjustment" for w in report["warnings"])
+    period, left_out = report["reporting_period"], set(report["reporting_days_left_out"])
+    true_kwh = sum(c - a for machine in truth["fixes"]["machines"].values()
+                   for d, (a, c) in machine["daily"].items() if period[0] <= d < period[1] and d not in left_out)
+    lo, hi = report["savings_interval_90_kwh"]
+    assert lo <= true_kwh <= hi
+    bad = run("savings", "--store", str(db), "--scope", "north", "--intervention", FIX.isoformat(), "--cause", "idling")
+    assert_one_line_error(bad, 2, "idling", "idle_running")
+
+
 def test_unknown_scope_lists_the_valid_ones(fixed_plant):
     db, _ = fixed_plant
     result = run("savings", "--store", str(db), "--scope", "north/l9", "--intervention", FIX.isoformat())

@@ -79,7 +79,7 @@ def wide_from_rows(parts: list[tuple[Column, list[tuple], bool]], by: list[str],
     for r, combo in enumerate(ordered):
         rank_of[combos[combo]] = r
     present = np.zeros(len(ordered) * n_w, dtype=bool)
-    cells = []
+    cells: list[tuple[np.ndarray, np.ndarray, np.ndarray | None] | None] = []
     for _, items, with_state in columns:
         if not items:
             cells.append(None)

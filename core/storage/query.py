@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -214,8 +214,8 @@ def _long_frame(rows: Sequence[tuple[tuple, np.ndarray, np.ndarray, object]], wi
             data[name] = per_piece.take(piece).reset_index(drop=True)
     if with_state:
         data["state"] = states
-    values = np.concatenate([np.asarray(r[2]) for r in rows])
-    data["value"] = values if order is None else values[order]
+    value = np.concatenate([np.asarray(r[2]) for r in rows])
+    data["value"] = value if order is None else value[order]
     return pd.DataFrame(data)
 
 
@@ -596,7 +596,7 @@ def read_frame(store: Store, columns: Sequence[Column], start: TimeLike, stop: T
                 # Columns read from raw points first: min, max and last of a field read raw are then computed from
                 # those points (sqlite_frame.raw_read_shared) instead of a windowed query over the rollups.
                 for col in sorted(columns, key=lambda c: c.agg in AGGREGATIONS):
-                    kwargs = {"every": every, "agg": col.agg, "tags": tags, "tz": tz, "register_max": col.register_max,
+                    kwargs: dict[str, Any] = {"every": every, "agg": col.agg, "tags": tags, "tz": tz, "register_max": col.register_max,
                               "max_hold_s": col.max_hold_s, "before": lasts[col.name]}
                     if direct:
                         rows, with_state, lasts[col.name] = part_rows(store, col.measurement, col.field, lo, hi,

@@ -9,12 +9,14 @@
 
 A test that starts an OPC UA server, a ``wattline`` process (collector, CLI), InfluxDB, PostgreSQL or Chromium carries
 the ``integration`` marker: explicitly (``pytestmark`` of its module), or here from the server fixtures it uses
-(:data:`SERVER_FIXTURES`) or the folder it lives in (:data:`INTEGRATION_FOLDERS`). As a guard, an asyncua server
-started by a test without the marker fails that test (:func:`_unit_tests_start_no_opcua_server`).
+(:data:`SERVER_FIXTURES`) or the folder it lives in (:data:`INTEGRATION_FOLDERS`). As a guard, an asyncua server or a
+``wattline`` child process started by a test without the marker fails that test
+(:func:`_unit_tests_start_no_opcua_server`).
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -49,14 +51,33 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(name)
 
 
+def runs_wattline(args) -> bool:
+    """True when a child process's ``args`` run the ``wattline`` command (``wattline ...`` or ``python -m wattline``)."""
+    argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else str(args).split()
+    if argv and Path(argv[0]).name == "wattline":
+        return True
+    return any(a == "-m" and b == "wattline" for a, b in itertools.pairwise(argv))
+
+
 @pytest.fixture(autouse=True)
 def _unit_tests_start_no_opcua_server(request, monkeypatch):
-    """Fail a test without the ``integration`` marker that starts an asyncua server (it belongs to that tier)."""
+    """Fail a test without the ``integration`` marker that starts an asyncua server or a ``wattline`` child process
+    (it belongs to that tier)."""
     if request.node.get_closest_marker("integration") is not None:
         return
+    import subprocess
+
     import asyncua
 
     async def refuse(self, *args, **kwargs):
         pytest.fail(f"{request.node.nodeid} starts an OPC UA server: mark it integration (see conftest.py)")
 
+    class UnitPopen(subprocess.Popen):
+        def __new__(cls, args, *rest, **kwargs):
+            if runs_wattline(args):
+                pytest.fail(f"{request.node.nodeid} runs wattline in a child process: mark it integration "
+                            "(see conftest.py)")
+            return super().__new__(cls)
+
     monkeypatch.setattr(asyncua.Server, "start", refuse)
+    monkeypatch.setattr(subprocess, "Popen", UnitPopen)

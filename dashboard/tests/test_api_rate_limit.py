@@ -141,6 +141,7 @@ def test_bad_limit_in_the_serve_config_names_file_line_and_key(tmp_path):
         read_serve_config(config)
 
 
+@pytest.mark.integration  # the wattline CLI in a child process
 def test_dashboard_command_refuses_a_bad_limit(tmp_path):
     import subprocess
     import sys

@@ -8,6 +8,10 @@ import stat
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = [pytest.mark.integration]  # the wattline CLI in child processes
+
 
 def wattline(*args, input_text=None):
     return subprocess.run([sys.executable, "-m", "wattline", *args], capture_output=True, text=True, timeout=120,

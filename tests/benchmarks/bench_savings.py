@@ -7,13 +7,18 @@ the analytics) and computes the savings of every fixed machine and of both lines
 truth is the manifest's avoided energy per local day (the engine renders the fixed machines again without the fix).
 
 Reported: how often the true savings fall inside the 68 % and 90 % intervals (Guideline 14 on daily residuals, on
-hourly residuals, and the daily one with an inflation measured on the first half of the seeds and tested on the
-second half), and the error of the savings fraction [percentage points], split with the manifest's waste events
+hourly residuals, the daily one with an inflation measured on the first half of the seeds and tested on the second
+half, the long-range term and the default: the larger of Guideline 14 and the long-range term), and the error of the savings fraction [percentage points], split with the manifest's waste events
 into the chance no model can know (the reporting period's waste against the baseline period's rate: the fixed kind's
 prevented events and the other kinds') and the model's own part (``error_parts_pp``; docs/benchmarks.md, "What drives
 the savings error").
 
     python tests/benchmarks/bench_savings.py --runs 24 --out /tmp/bench_savings.json
+    python tests/benchmarks/bench_savings.py --runs 6 --first-seed 80 --baseline-days 120 --cause both --out h.json
+    python tests/benchmarks/bench_savings.py --summarize h.json --rescore   # intervals of the current code
+
+``--cause on|both`` names each scope's fixes as the intervention's causes (``SavingsSettings.causes``: the other
+causes' findings out of both periods); ``--rescore`` recomputes the intervals from the rows' stored daily energy.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The test tiers, decided in one place (every test folder is under this file).
 
 - **unit tier**, ``python -m pytest -m "not integration"``: no real server, browser or ``wattline`` child process;
-  its goal is under 2 minutes on the 2-core CI machine (issue 9; 156 CPU-s, ~2.5 min measured: docs/benchmarks.md).
+  its goal is under 2 minutes on the 2-core CI machine (issue 9; not met yet: the figures are in docs/benchmarks.md).
 - **default suite**, README.md's ``python -m pytest``: everything but the ``benchmark`` and ``slow`` markers (addopts in
   pyproject.toml); covers every feature at least once.
 - **slow tier**, ``python -m pytest -m slow``: the scale and soak tests whose point is volume or long outages; ``.ci/run``

@@ -123,19 +123,23 @@ def decompose(manifest: dict, members: list[str], r: dict, daily, truth: float) 
 
 def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, step_s: int,
             model: str = "auto", drivers: tuple[str, ...] = SAVINGS_DRIVERS,
-            weather_checks: tuple[bool, ...] = (True,), adjust: tuple[bool, ...] = (False,)) -> list[dict]:
+            weather_checks: tuple[bool, ...] = (True,), adjust: tuple[bool, ...] = (False,),
+            warmup_days: int = 0) -> list[dict]:
     plant = default_plant(machines)
     start = dt.date(2025, 1, 6) + dt.timedelta(days=7 * (seed % 20))  # seasons differ between seeds
     intervention = start + dt.timedelta(days=baseline_days)
+    # The simulator plans no waste episode before its first day: a burn-in of ``warmup_days`` before the baseline
+    # period lets episodes that last weeks be under way when it starts (docs/benchmarks.md).
+    start -= dt.timedelta(days=warmup_days)
     fixes = tuple(Fix(cause=c, machines=m, date=intervention) for c, m in FIXES)
     scenario = read_scenario().model_copy(update={"fixes": fixes})
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(str(Path(tmp) / "run.db"))
-        res = backfill(store, plant, baseline_days + reporting_days + 1, scenario, seed=seed, start=start,
-                       resolution_s=step_s, progress=False)
+        res = backfill(store, plant, warmup_days + baseline_days + reporting_days + 1, scenario, seed=seed,
+                       start=start, resolution_s=step_s, progress=False)
         t0 = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
-        t1 = t0 + dt.timedelta(days=baseline_days + reporting_days + 1)
+        t1 = t0 + dt.timedelta(days=warmup_days + baseline_days + reporting_days + 1)
         data = IntervalData.from_store(store, plant, t0, t1, resolution_s=900)
         store.close()
     fixed = {ref.path for ref in plant.machines if ref.spec.id in {m for _, ms in FIXES for m in ms}}
@@ -146,6 +150,7 @@ def one_run(seed: int, machines: int, baseline_days: int, reporting_days: int, s
         causes = tuple(sorted({c for c, ms in FIXES for p in members if p.rsplit("/", 1)[-1] in ms})) if adjusted else ()
         try:
             settings = SavingsSettings(scope=scope, intervention=intervention, reporting_days=reporting_days, model=model,
+                                       baseline_days=baseline_days if warmup_days else None,
                                        baseline=BaselineSettings(drivers=drivers), weather_check=weather_check,
                                        causes=causes)
             sav = Savings(settings).fit(data)
@@ -219,6 +224,9 @@ def main() -> None:
     ap.add_argument("--cause", default="off", choices=("on", "off", "both"),
                     help="on: name the fix's causes (SavingsSettings.causes): the other waste causes the analytics find "
                          "are taken out of both periods (non-routine adjustment); both: each scope both ways")
+    ap.add_argument("--warmup-days", type=int, default=0,
+                    help="simulate this many days before the baseline period (not used by the estimate): waste "
+                         "episodes lasting weeks are under way when the baseline starts, as in a plant")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--summarize", type=Path, nargs="*", default=None, help="only summarise the rows of earlier --out files")
@@ -239,7 +247,7 @@ def main() -> None:
             rows += one_run(seed, args.machines, args.baseline_days, args.reporting_days, args.step, args.model,
                             tuple(d for d in args.drivers.split(",") if d),
                             {"on": (True,), "off": (False,), "both": (True, False)}[args.weather_check],
-                            {"on": (True,), "off": (False,), "both": (False, True)}[args.cause])
+                            {"on": (True,), "off": (False,), "both": (False, True)}[args.cause], args.warmup_days)
             if args.out:
                 args.out.write_text(json.dumps(rows, indent=1))
     seconds = time.perf_counter() - t0

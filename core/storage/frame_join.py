@@ -108,27 +108,10 @@ def wide_from_rows(parts: list[tuple[Column, list[tuple], bool]], by: list[str],
         if got is None:
             continue
         cell, values, states = got
-        r = row_of[cell]
-        if with_state:
-            known = np.zeros(n_rows, dtype=bool)
-            known[r] = True
-            block = {}
-            for code, name in zip(MACHINE_STATES, _state_names(col)):
-                sel = states == code
-                if np.bincount(r[sel], minlength=n_rows).max(initial=0) > 1:
-                    return None
-                block[name] = np.full(n_rows, np.nan)
-                block[name][r[sel]] = values[sel].astype(float)
-            for name, arr in block.items():
-                arr[known & np.isnan(arr)] = 0.0  # a known state: 0 s in the others
-                out[name] = arr
-        else:
-            if np.bincount(r, minlength=n_rows).max(initial=0) > 1:
-                return None
-            arr = np.full(n_rows, np.nan) if values.dtype.kind == "f" or n_rows > len(r) else \
-                np.empty(n_rows, dtype=values.dtype)
-            arr[r] = values
-            out[col.name] = arr
+        placed = scatter_rows(_state_names(col), values, row_of[cell], n_rows, states if with_state else None)
+        if placed is None:
+            return None
+        out.update(placed)
     out_columns = ["time", *by, *(n for col, _, _ in parts for n in _state_names(col))]
     for name in out_columns:
         if name not in out:
@@ -176,3 +159,35 @@ def row_keys(codes: list[np.ndarray], times: np.ndarray) -> tuple[np.ndarray, np
     row = np.empty(len(order), dtype=np.int64)
     row[order] = np.cumsum(new) - 1
     return row, order[new]
+
+
+def scatter_rows(names: list[str], values: np.ndarray, rows: np.ndarray, n_rows: int,
+                 states: np.ndarray | None = None) -> dict[str, np.ndarray] | None:
+    """One column's values placed at their output rows: ``{name: array of n_rows}`` (NaN where it has no value).
+
+    With ``states`` (a ``state_seconds`` column): one array per machine state, ``names`` in ``MACHINE_STATES`` order,
+    and 0 s in the other states of every row the column has a value for. None when two values fall on one output row
+    (series sharing their by tags): the caller then takes the reference join, which says what to do with them.
+    """
+    if states is not None:
+        known = np.zeros(n_rows, dtype=bool)
+        known[rows] = True
+        block = {}
+        for code, name in zip(MACHINE_STATES, names):
+            sel = states == code
+            if np.bincount(rows[sel], minlength=n_rows).max(initial=0) > 1:
+                return None
+            arr = np.full(n_rows, np.nan)
+            arr[rows[sel]] = values[sel].astype(float)
+            block[name] = arr
+        for arr in block.values():
+            arr[known & np.isnan(arr)] = 0.0  # a known state: 0 s in the others
+        return block
+    if np.bincount(rows, minlength=n_rows).max(initial=0) > 1:
+        return None
+    if values.dtype.kind == "f" or n_rows > len(rows):
+        arr = np.full(n_rows, np.nan)
+    else:
+        arr = np.empty(n_rows, dtype=values.dtype)  # every row filled: the column keeps its dtype (integers)
+    arr[rows] = values
+    return {names[0]: arr}

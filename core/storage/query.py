@@ -668,7 +668,7 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
             codes.append(pd.factorize(joined, sort=True)[0].astype(np.int64))
             tag_values[tag] = (joined, None)
     times = np.concatenate([_times(frame) for _, frame in full])
-    from core.storage.frame_join import row_keys
+    from core.storage.frame_join import row_keys, scatter_rows
 
     row, first = row_keys(codes, times)  # each source row's output row, and one source row per output row
     n_rows = len(first)
@@ -679,31 +679,12 @@ def wide_frame(parts: list[tuple[Column, pd.DataFrame]], by: list[str]) -> pd.Da
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     filled: dict = {}
     for (col, frame), lo, hi in zip(full, bounds[:-1], bounds[1:]):
-        r = row[lo:hi]
         values = frame["value"].to_numpy()
-        if col.agg == "state_seconds":
-            state = frame["state"].to_numpy(dtype=np.int64)
-            known = np.zeros(n_rows, dtype=bool)
-            block = {}
-            known[r] = True
-            for code, name in zip(MACHINE_STATES, column_names(col)):
-                sel = state == code
-                if np.bincount(r[sel], minlength=n_rows).max(initial=0) > 1:
-                    return wide_frame_reference(_decoded(parts), by)
-                block[name] = np.full(n_rows, np.nan)
-                block[name][r[sel]] = values[sel].astype(float)
-            for name, arr in block.items():
-                arr[known & np.isnan(arr)] = 0.0  # a known state: 0 s in the others
-                filled[name] = arr
-        else:
-            if np.bincount(r, minlength=n_rows).max(initial=0) > 1:
-                return wide_frame_reference(_decoded(parts), by)
-            if values.dtype.kind == "f" or n_rows > len(r):
-                arr = np.full(n_rows, np.nan)
-            else:
-                arr = np.empty(n_rows, dtype=values.dtype)
-            arr[r] = values
-            filled[col.name] = arr
+        states = frame["state"].to_numpy(dtype=np.int64) if col.agg == "state_seconds" else None
+        placed = scatter_rows(column_names(col), values, row[lo:hi], n_rows, states)
+        if placed is None:
+            return wide_frame_reference(_decoded(parts), by)
+        filled.update(placed)
     out_columns = ["time", *by, *(n for col, _ in parts for n in column_names(col))]
     for name in out_columns:
         if name not in out:

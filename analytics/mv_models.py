@@ -12,6 +12,16 @@ window temperatures (not the daily mean, so a day that is cold at night and warm
 ``T_c >= T_h``), each with or without its term; a term is kept only with a positive slope, and the combination with
 the lowest BIC wins (so a meter without weather dependence gets the day-type means).
 
+A heating or cooling term needs support in the training days (CalTRACK's daily sufficiency rule, as in eemeter's
+defaults): at least :data:`MIN_DEGREE_DAY_DAYS` days with non-zero degree-days and :data:`MIN_DEGREE_DAYS_TOTAL`
+degree-days in all. Without it, a balance point that one day barely crosses (one 15-min window at 27.04 °C against a
+27 °C cooling balance point: 0.00125 K day) lets least squares fit that day's residual exactly with a slope of
+131,562 kWh per K day, which a reporting day of 1.25 K day turned into 165,069 kWh (a CNC machine of 260 kWh a day).
+Predictions do not extrapolate a slope either: window temperatures are held within the training days' range
+(:attr:`ChangePointModel.temp_range_c`; IPMVP: a model is valid within the range of its independent variables) and
+:meth:`ChangePointModel.beyond_range` names the days where that changed the prediction (a non-routine adjustment may
+be needed there).
+
 The BIC counts *effective* days: ``n' = n (1 - rho) / (1 + rho)`` with ``rho`` the lag-1 autocorrelation of the
 day-type-only fit's residuals (as Guideline 14's savings uncertainty does). Days of an industrial meter are far from
 independent (waste episodes and order runs last days to weeks); counted as ``n`` independent days, a slow run of such
@@ -32,6 +42,10 @@ import numpy as np
 DAYTYPES = ("workday", "saturday", "sunday_holiday")
 HEATING_GRID_C = tuple(float(t) for t in range(8, 23))
 COOLING_GRID_C = tuple(float(t) for t in range(14, 29))
+#: Support a heating or cooling term needs in the training days: days with non-zero degree-days and their total
+#: [K day] (CalTRACK daily method's data sufficiency for a balance point).
+MIN_DEGREE_DAY_DAYS = 10
+MIN_DEGREE_DAYS_TOTAL = 20.0
 
 
 @dataclass
@@ -76,6 +90,8 @@ class ChangePointModel:
         Slopes [kWh per K day].
     parameters : int
         Parameters estimated, balance points included.
+    temp_range_c : tuple of float or None
+        Range of the training days' window temperatures [°C]; predictions hold temperatures within it.
     """
 
     base_kw: list[float] = field(default_factory=list)
@@ -84,8 +100,22 @@ class ChangePointModel:
     heating_kwh_per_kday: float = 0.0
     cooling_kwh_per_kday: float = 0.0
     parameters: int = 0
+    temp_range_c: tuple[float, float] | None = None
 
-    def design(self, x: DailyInputs) -> np.ndarray:
+    def bounded(self, x: DailyInputs) -> DailyInputs:
+        """``x`` with its window temperatures held within :attr:`temp_range_c` (no extrapolation of a slope)."""
+        if self.temp_range_c is None:
+            return x
+        return DailyInputs(x.hours, np.clip(x.temp, *self.temp_range_c), x.window_h)
+
+    def beyond_range(self, x: DailyInputs) -> np.ndarray:
+        """Per day: whether holding the temperatures within the training range changed the prediction."""
+        cols = slice(x.hours.shape[1], None)
+        return np.any(np.abs(self.design(x, bound=False)[:, cols] - self.design(x)[:, cols]) > 1e-9, axis=1)
+
+    def design(self, x: DailyInputs, bound: bool = True) -> np.ndarray:
+        if bound:
+            x = self.bounded(x)
         cols = [x.hours]
         if self.heating_c is not None:
             cols.append(x.degree_days(self.heating_c, True)[:, None])
@@ -108,7 +138,8 @@ class ChangePointModel:
     def to_dict(self) -> dict[str, Any]:
         return {"type": "change_point", "base_kw": dict(zip(DAYTYPES, self.base_kw)), "heating_c": self.heating_c,
                 "cooling_c": self.cooling_c, "heating_kwh_per_kday": self.heating_kwh_per_kday,
-                "cooling_kwh_per_kday": self.cooling_kwh_per_kday, "parameters": self.parameters}
+                "cooling_kwh_per_kday": self.cooling_kwh_per_kday, "parameters": self.parameters,
+                "temp_range_c": list(self.temp_range_c) if self.temp_range_c is not None else None}
 
 
 def fit_change_point(x: DailyInputs, energy: np.ndarray) -> ChangePointModel:
@@ -131,13 +162,23 @@ def fit_change_point(x: DailyInputs, energy: np.ndarray) -> ChangePointModel:
         options += [(h, c) for h in HEATING_GRID_C for c in COOLING_GRID_C if c >= h]
     hdd = {h: x.degree_days(h, True) for h in HEATING_GRID_C} if x.has_temperature else {}
     cdd = {c: x.degree_days(c, False) for c in COOLING_GRID_C} if x.has_temperature else {}
+    supported = {("h", b) for b, d in hdd.items() if _supported(d)} | {("c", b) for b, d in cdd.items() if _supported(d)}
+    options = [(h, c) for h, c in options if (h is None or ("h", h) in supported) and (c is None or ("c", c) in supported)]
     # Two passes: the residuals of the model that plain BIC picks give ``rho`` (the day-type-only fit's would count a
     # real weather signal, itself persistent, as dependence), then the choice again with the effective days.
     first = _search(x, y, H, used, options, hdd, cdd, float(n))
     if first is None:
         raise ValueError(f"too few days ({n}) for a change-point model")
     n_eff = effective_days(y - first.predict(x))
-    return _search(x, y, H, used, options, hdd, cdd, n_eff) or first
+    model = _search(x, y, H, used, options, hdd, cdd, n_eff) or first
+    if x.has_temperature:
+        model.temp_range_c = (float(np.nanmin(x.temp)), float(np.nanmax(x.temp)))
+    return model
+
+
+def _supported(dd: np.ndarray) -> bool:
+    """Whether degree-days of the training days [K day] can carry a slope (see :data:`MIN_DEGREE_DAY_DAYS`)."""
+    return int(np.sum(dd > 0)) >= MIN_DEGREE_DAY_DAYS and float(np.sum(dd)) >= MIN_DEGREE_DAYS_TOTAL
 
 
 def _search(x: DailyInputs, y: np.ndarray, H: np.ndarray, used: np.ndarray, options: list, hdd: dict, cdd: dict,

@@ -27,7 +27,9 @@
    formulas, their sources and the measured coverage.
 
 Warnings (``core.notices.Notice``): the reporting period's drivers outside the baseline's range (a non-routine
-adjustment may be needed), a model that fails the Guideline 14 criteria, savings within their own uncertainty.
+adjustment may be needed), reporting days whose temperature the change-point model held at the baseline's range
+(``analytics.savings.temperature_beyond_baseline``), a model that fails the Guideline 14 criteria, savings within
+their own uncertainty.
 """
 
 from __future__ import annotations
@@ -413,6 +415,15 @@ class Savings:
         pred_day, params, info = self._fit_predict(name, sub, sc, base_w & _window_mask(base_days, day_of), base_days,
                                                    day_of, len(days))
         self.warnings = list(info.pop("warnings", []))
+        beyond = info.pop("beyond_range", np.zeros(len(days), dtype=bool)) & rep_days
+        if beyond.any():
+            rng = info["model"].get("temp_range_c")
+            self.warnings.append(Notice(
+                "analytics.savings.temperature_beyond_baseline",
+                f"{sc.key}: on {int(beyond.sum())} reporting day(s) the outdoor temperature left the baseline's range "
+                f"[{rng[0]:.1f}, {rng[1]:.1f}] °C; the change-point model holds it at the range's bound there instead "
+                "of extrapolating its slope: a non-routine adjustment may be needed for those days",
+                {"days": [days[i].isoformat() for i in np.flatnonzero(beyond)], "baseline_range_c": rng}))
 
         # Savings over complete reporting days.
         expected_w = info.pop("expected_w", None)
@@ -529,7 +540,8 @@ class Savings:
         pred = cp.predict(x)
         # Per window: the day's prediction spread by hours (for money by time of use; a daily model has no profile).
         per_w = pred[day_of] / np.bincount(day_of, minlength=n_days)[day_of]
-        return pred, cp.parameters, {"model": cp.to_dict(), "expected_w": per_w, "hourly_residuals": None}
+        return pred, cp.parameters, {"model": cp.to_dict(), "expected_w": per_w, "hourly_residuals": None,
+                                     "beyond_range": cp.beyond_range(x)}
 
     @staticmethod
     def _weather_dependent(sub: IntervalData, sc: _Scope, train_days: np.ndarray, day_of: np.ndarray,

@@ -125,6 +125,49 @@ def test_change_point_model_takes_no_weather_slope_from_persistent_waste_episode
     assert np.median(errors) < 0.03 and np.quantile(errors, 0.9) < 0.15
 
 
+def _spring_then_summer(n: int = 210, split: int = 120):
+    """Hourly temperatures of a spring whose warmest hour just crosses 27 °C once (day 100, one hour at 27.04 °C),
+    then a summer up to ~32 °C; a meter with no weather dependence (400 kWh a workday, 100 on weekends)."""
+    rng = np.random.default_rng(7)
+    days = np.arange(n)
+    temp_day = np.minimum(4 + 0.17 * days, 26.0)
+    temps = temp_day[:, None] + np.zeros(24)[None, :] + rng.normal(0, 0.5, (n, 24)).clip(-1, 0.9)
+    temps[:split] = np.minimum(temps[:split], 26.9)
+    temps[100, 15] = 27.04
+    temps[split:] += np.linspace(0, 5, n - split)[:, None]
+    hours = np.zeros((n, 3))
+    dow = days % 7
+    hours[days, np.where(dow < 5, 0, np.where(dow == 5, 1, 2))] = 24
+    y = np.where(dow < 5, 400.0, np.where(dow == 5, 100.0, 100.0)) + rng.normal(0, 10, n)
+    y[100] += 300  # a waste episode on the day that crosses the balance point
+    return hours, temps, y, split
+
+
+def test_change_point_model_takes_no_slope_from_one_day_that_barely_crosses_a_balance_point():
+    """Seed 9's cnc-01 (issue 11): one baseline window at 27.04 °C (0.00125 K day over 27 °C) carried a cooling slope
+    of 131,562 kWh per K day that predicted a summer day at 165,069 kWh; a term needs 10 days and 20 K day of support."""
+    hours, temps, y, split = _spring_then_summer()
+    model = fit_change_point(DailyInputs(hours[:split], temps[:split], 1.0), y[:split])
+    assert model.cooling_c is None
+    pred = model.predict(DailyInputs(hours[split:], temps[split:], 1.0))
+    assert pred.max() < 500
+
+
+def test_change_point_model_holds_temperatures_within_the_baseline_range():
+    """A supported cooling slope is not extrapolated beyond the training temperatures; the days where the bound
+    changed the prediction are named (savings: analytics.savings.temperature_beyond_baseline)."""
+    hours, temps, _, split = _spring_then_summer()
+    x = DailyInputs(hours, temps, 1.0)
+    y = hours.sum(axis=1) * 10 + 50 * x.degree_days(18.0, False)
+    model = fit_change_point(DailyInputs(hours[:split], temps[:split], 1.0), y[:split])
+    assert model.cooling_c == 18.0 and model.temp_range_c is not None
+    rep = DailyInputs(hours[split:], temps[split:], 1.0)
+    beyond = model.beyond_range(rep)
+    assert beyond.any() and not model.beyond_range(DailyInputs(hours[:split], temps[:split], 1.0)).any()
+    at_bound = DailyInputs(hours[split:], np.minimum(temps[split:], model.temp_range_c[1]), 1.0)
+    np.testing.assert_allclose(model.predict(rep), model.predict(at_bound))
+
+
 def test_effective_days_follow_the_lag_one_autocorrelation():
     rng = np.random.default_rng(4)
     white = rng.normal(0, 1, 2000)

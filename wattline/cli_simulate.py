@@ -93,6 +93,7 @@ def serve(
     user: str | None = typer.Option(None, "--user", help="Require this username (password from --password-file or env WATTLINE_SIMULATOR_PASSWORD)."),
     password_file: Path | None = typer.Option(None, "--password-file", help="File with the password for --user (chmod 600)."),
     config: Path | None = typer.Option(None, "--config", help="YAML file with these settings (keys: plant, scenario, machines, speed, host, port, seed, truth, security); options override it."),
+    continue_from: str | None = typer.Option(None, "--continue-from", help="Store URL or path: the energy registers go on from each machine's newest reading in it (after 'wattline simulate backfill' into the store the collector writes to), instead of a random start that a store reads as a meter reset at the seam."),
 ) -> None:
     """Serve the simulated plant over OPC UA until Ctrl-C."""
     from simulator.server import PlantServer, SecuritySettings
@@ -118,8 +119,20 @@ def serve(
         sec = SecuritySettings(modes, cert_dir or base.cert_dir, tuple(users))
     plant_obj = _plant(cfg.plant, cfg.machines)
     scenario_obj = _scenario(cfg.scenario)
+    registers = None
+    if continue_from is not None:
+        from core.storage import open_store
+        from wattline.cli import _require_existing_store
+        from wattline.demo import last_registers
+
+        _require_existing_store(continue_from)
+        with open_store(continue_from) as store:
+            registers = last_registers(store)
+        if not registers:
+            raise ConfigError(f"--continue-from {continue_from}: the store holds no energy register readings "
+                              "(electrical energy_kwh); backfill it first with 'wattline simulate backfill'")
     server = PlantServer(plant_obj, scenario_obj, speed=cfg.speed, host=cfg.host, port=cfg.port, seed=cfg.seed,
-                         security=sec, truth_path=cfg.truth)
+                         security=sec, truth_path=cfg.truth, registers=registers)
     logging.basicConfig(level=logging.WARNING)
 
     async def run() -> None:

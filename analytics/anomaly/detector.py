@@ -435,8 +435,10 @@ class Detector:
         sig = np.sign(m) * np.sqrt(np.abs(m))
         norm = float(np.linalg.norm(sig)) or 1.0
         window = score[a:b]
-        return DetectedEvent(frame.index[a], frame.index[b - 1], int(a), int(b), float(window.max()),
-                             float(window.mean()), {self.columns[j]: float(share[j]) for j in order},
+        window = window[np.isfinite(window)]  # rows without a score (missing signals) do not make the event's NaN
+        peak, mean = (float(window.max()), float(window.mean())) if len(window) else (0.0, 0.0)
+        return DetectedEvent(frame.index[a], frame.index[b - 1], int(a), int(b), peak, mean,
+                             {self.columns[j]: float(share[j]) for j in order},
                              {col: float(v / norm) for col, v in zip(self.columns, sig)})
 
     # -- mark as normal ---------------------------------------------------------------------------------------------

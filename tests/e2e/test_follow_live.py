@@ -113,7 +113,7 @@ def test_first_finding_within_ten_plant_minutes_of_the_waste(tmp_path):
         waste_start = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=LEAD_S)
         scenario = _scenario(tmp_path / "scenario.yaml", waste_start)
         serve = _Process("simulate", "serve", "--speed", str(SPEED), "--port", str(port), "--machines", "3",
-                         "--scenario", str(scenario), cwd=tmp_path)
+                         "--scenario", str(scenario), "--continue-from", str(db), cwd=tmp_path)
         endpoint = f"opc.tcp://127.0.0.1:{port}"
         wait_for(lambda: serve.saw("serving"), 120, "the simulator to serve", interval=0.5)
         config = tmp_path / "collector.yaml"

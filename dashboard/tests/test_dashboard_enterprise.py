@@ -97,7 +97,13 @@ def test_every_table_has_a_csv_gated_like_its_page(analysed, tmp_path):
     app = create_app(str(analysed), users=tmp_path / "users.json", plant=DEFAULT_PLANT_FILE)
     top = pd.read_csv(io.BytesIO(logged_in(app, "anna").get("/export/top-machines.csv?period=30d").data))
     findings = pd.read_csv(io.BytesIO(logged_in(app, "anna").get("/export/findings.csv?period=30d").data))
-    waste = findings[findings["category"] == "Waste"]
+    # The top machines rank the reduction potential: the waste causes' findings (an anomaly, also under "Waste" in the
+    # findings table, is not part of it; whether the analysis finds one depends on the simulated days).
+    from core.model import WASTE_KINDS
+    from dashboard.overview import KIND_LABELS
+
+    causes = {KIND_LABELS.get(k, k) for k in WASTE_KINDS}
+    waste = findings[(findings["category"] == "Waste") & findings["kind"].isin(causes)]
     assert len(top) > 0 and top["avoidable_kwh"].is_monotonic_decreasing
     first = waste[waste["machine"] == top["machine"].iloc[0].split("/")[-1]]["avoidable_kwh"].sum()
     assert abs(first - top["avoidable_kwh"].iloc[0]) < 0.1 * len(waste) + 1e-6  # the findings' kWh, rounded per row
